@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs what `make demo`, `make test` and `make bench` need and is missing.
+# Idempotent: a tool already present at the right version is left alone.
+# Runs as root on Debian 12; uses only crates.io, npm and Debian's packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WASM_BINDGEN_VERSION=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p' | head -n1)
+: "${WASM_BINDGEN_VERSION:?wasm-bindgen not found in Cargo.lock}"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+log() { echo "setup: $*"; }
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  log "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+for c in rustfmt clippy; do
+  rustup component list --installed | grep -q "^$c" || rustup component add "$c"
+done
+
+apt_pkgs=()
+command -v chromium >/dev/null || apt_pkgs+=(chromium)
+command -v chromedriver >/dev/null || apt_pkgs+=(chromium-driver)
+command -v firefox-esr >/dev/null || apt_pkgs+=(firefox-esr)
+command -v wasm-opt >/dev/null || apt_pkgs+=(binaryen)
+command -v sqlite3 >/dev/null || apt_pkgs+=(sqlite3)
+if [ ${#apt_pkgs[@]} -gt 0 ]; then
+  log "apt-get install ${apt_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${apt_pkgs[@]}" >/dev/null
+fi
+
+if ! wasm-bindgen --version 2>/dev/null | grep -q " $WASM_BINDGEN_VERSION\$"; then
+  log "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION"
+  cargo install --locked --force wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+fi
+if ! command -v wasm-pack >/dev/null; then
+  log "cargo install wasm-pack"
+  cargo install --locked wasm-pack
+fi
+if ! command -v geckodriver >/dev/null; then
+  log "cargo install geckodriver"
+  cargo install --locked geckodriver
+fi
+
+if [ -f tests/e2e/package.json ] && [ ! -d tests/e2e/node_modules ]; then
+  log "npm ci in tests/e2e"
+  (cd tests/e2e && npm ci --no-audit --no-fund)
+fi
+log "ok"
