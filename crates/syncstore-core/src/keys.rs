@@ -1,0 +1,111 @@
+//! IndexedDB key encoding for indexed fields.
+//!
+//! IndexedDB cannot index booleans, null, objects or missing fields: a record
+//! whose value is not a valid key silently drops out of the index, so an
+//! index scan would disagree with a full scan. Every indexed value is
+//! therefore stored as a tagged array key that IndexedDB can order:
+//! `[0]` missing or null, `[1, 0|1]` booleans, `[2, n]` numbers, `[3, s]`
+//! strings, `[4]` arrays and objects. Arrays compare element by element, so
+//! the tags give the same total order as [`crate::json::cmp_values`].
+
+use crate::json::cmp_str;
+use crate::schema::IndexSpec;
+use serde_json::{json, Value};
+use std::cmp::Ordering;
+
+/// A tag greater than every value tag: the end of a key prefix.
+pub const END: u8 = 9;
+
+pub fn encode(v: Option<&Value>) -> Value {
+    match v {
+        None | Some(Value::Null) => json!([0]),
+        Some(Value::Bool(b)) => json!([1, u8::from(*b)]),
+        Some(Value::Number(n)) => json!([2, n]),
+        Some(Value::String(s)) => json!([3, s]),
+        Some(Value::Array(_) | Value::Object(_)) => json!([4]),
+    }
+}
+
+/// The key a document has in `index`.
+pub fn index_key(index: &IndexSpec, doc: &Value) -> Value {
+    match index.fields.as_slice() {
+        [one] => encode(one.get(doc)),
+        many => Value::Array(many.iter().map(|p| encode(p.get(doc))).collect()),
+    }
+}
+
+/// IndexedDB's key order (numbers < strings < arrays), for the keys this
+/// module produces. Used to spot empty ranges before asking IndexedDB, which
+/// throws on a lower bound above the upper one.
+pub fn cmp_keys(a: &Value, b: &Value) -> Ordering {
+    fn class(v: &Value) -> u8 {
+        match v {
+            Value::Number(_) => 0,
+            Value::String(_) => 1,
+            _ => 2,
+        }
+    }
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x
+            .as_f64()
+            .partial_cmp(&y.as_f64())
+            .unwrap_or(Ordering::Equal),
+        (Value::String(x), Value::String(y)) => cmp_str(x, y),
+        (Value::Array(x), Value::Array(y)) => {
+            for (p, q) in x.iter().zip(y) {
+                let o = cmp_keys(p, q);
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            x.len().cmp(&y.len())
+        }
+        _ => class(a).cmp(&class(b)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::{cmp_values, Path};
+
+    #[test]
+    fn encoded_order_matches_value_order() {
+        let vals = [
+            None,
+            Some(json!(null)),
+            Some(json!(false)),
+            Some(json!(true)),
+            Some(json!(-1.5)),
+            Some(json!(0)),
+            Some(json!(7)),
+            Some(json!("")),
+            Some(json!("Z")),
+            Some(json!("a")),
+            Some(json!("\u{10000}")),
+            Some(json!("\u{ffff}")),
+            Some(json!({"k": 1})),
+            Some(json!([1, 2])),
+        ];
+        for a in &vals {
+            for b in &vals {
+                assert_eq!(
+                    cmp_keys(&encode(a.as_ref()), &encode(b.as_ref())),
+                    cmp_values(a.as_ref(), b.as_ref()),
+                    "{a:?} vs {b:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn compound_keys_cover_every_field() {
+        let ix = IndexSpec {
+            fields: vec![Path::parse("listId").unwrap(), Path::parse("at").unwrap()],
+        };
+        assert_eq!(
+            index_key(&ix, &json!({"listId": "l1"})),
+            json!([[3, "l1"], [0]])
+        );
+    }
+}

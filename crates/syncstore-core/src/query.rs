@@ -1,0 +1,567 @@
+//! Queries: parsing, evaluation, ordering, and the choice of an index.
+//!
+//! Semantics (the same whether an index serves the query or a scan does):
+//! - `{ field: value }` is equality; a missing field equals `null`; objects
+//!   and arrays compare deeply.
+//! - `$gt $gte $lt $lte` compare within one type class only (numbers with
+//!   numbers, strings with strings, booleans with booleans).
+//! - `$ne` is the negation of equality; `$in` is equality with any element.
+//! - Several fields, or several operators on one field, are ANDed.
+//! - Results are ordered by `orderBy` (then by id), or by id; `desc`
+//!   reverses the whole order.
+
+use crate::error::{CoreError, Result};
+use crate::json::{cmp_str, cmp_values, rank, type_name, values_equal, Path};
+use crate::keys::{cmp_keys, encode, END};
+use crate::schema::CollectionSpec;
+use serde_json::{json, Map, Value};
+use std::cmp::Ordering;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Eq(Value),
+    Ne(Value),
+    Gt(Value),
+    Gte(Value),
+    Lt(Value),
+    Lte(Value),
+    In(Vec<Value>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cond {
+    pub path: Path,
+    pub op: Op,
+}
+
+impl Cond {
+    pub fn matches(&self, doc: &Value) -> bool {
+        let v = self.path.get(doc);
+        let within = |bound: &Value, ok: fn(Ordering) -> bool| {
+            rank(v) == rank(Some(bound)) && ok(cmp_values(v, Some(bound)))
+        };
+        match &self.op {
+            Op::Eq(x) => values_equal(v, Some(x)),
+            Op::Ne(x) => !values_equal(v, Some(x)),
+            Op::In(xs) => xs.iter().any(|x| values_equal(v, Some(x))),
+            Op::Gt(x) => within(x, Ordering::is_gt),
+            Op::Gte(x) => within(x, Ordering::is_ge),
+            Op::Lt(x) => within(x, Ordering::is_lt),
+            Op::Lte(x) => within(x, Ordering::is_le),
+        }
+    }
+}
+
+/// A conjunction of conditions.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Filter {
+    pub conds: Vec<Cond>,
+}
+
+impl Filter {
+    /// Parses a `where` object. `at` names it in error messages.
+    pub fn parse(v: &Value, at: &str) -> Result<Filter> {
+        let obj = match v {
+            Value::Null => return Ok(Filter::default()),
+            Value::Object(o) => o,
+            other => {
+                return Err(CoreError::InvalidQuery(format!(
+                    "{at} must be an object, got {}",
+                    type_name(other)
+                )))
+            }
+        };
+        let mut conds = vec![];
+        for (field, cond) in obj {
+            let path = Path::parse(field).ok_or_else(|| {
+                CoreError::InvalidQuery(format!("{at}: {field:?} is not a field path"))
+            })?;
+            let at = format!("{at}.{field}");
+            match cond {
+                Value::Object(ops) if ops.keys().any(|k| k.starts_with('$')) => {
+                    parse_ops(&path, ops, &at, &mut conds)?
+                }
+                v => conds.push(Cond {
+                    path,
+                    op: Op::Eq(v.clone()),
+                }),
+            }
+        }
+        Ok(Filter { conds })
+    }
+
+    pub fn matches(&self, doc: &Value) -> bool {
+        self.conds.iter().all(|c| c.matches(doc))
+    }
+}
+
+fn parse_ops(path: &Path, ops: &Map<String, Value>, at: &str, out: &mut Vec<Cond>) -> Result<()> {
+    for (name, arg) in ops {
+        let scalar = |arg: &Value| -> Result<Value> {
+            match arg {
+                Value::Number(_) | Value::String(_) | Value::Bool(_) => Ok(arg.clone()),
+                other => Err(CoreError::InvalidQuery(format!(
+                    "{at}.{name} compares with a number, string or boolean, got {}",
+                    type_name(other)
+                ))),
+            }
+        };
+        let op = match name.as_str() {
+            "$eq" => Op::Eq(arg.clone()),
+            "$ne" => Op::Ne(arg.clone()),
+            "$gt" => Op::Gt(scalar(arg)?),
+            "$gte" => Op::Gte(scalar(arg)?),
+            "$lt" => Op::Lt(scalar(arg)?),
+            "$lte" => Op::Lte(scalar(arg)?),
+            "$in" => match arg {
+                Value::Array(xs) => Op::In(xs.clone()),
+                other => {
+                    return Err(CoreError::InvalidQuery(format!(
+                        "{at}.$in takes an array, got {}",
+                        type_name(other)
+                    )))
+                }
+            },
+            other if other.starts_with('$') => {
+                return Err(CoreError::UnknownOperator(format!(
+                    "{at}: unknown operator {other:?} (known: $eq $ne $gt $gte $lt $lte $in)"
+                )))
+            }
+            other => {
+                return Err(CoreError::InvalidQuery(format!(
+                    "{at}: {other:?} mixes a field with operators; use a nested path instead"
+                )))
+            }
+        };
+        out.push(Cond {
+            path: path.clone(),
+            op,
+        });
+    }
+    Ok(())
+}
+
+/// A parsed `query(coll, q)` argument.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Query {
+    pub filter: Filter,
+    pub order_by: Option<Path>,
+    pub desc: bool,
+    pub limit: Option<usize>,
+    pub offset: usize,
+}
+
+impl Query {
+    pub fn parse(v: &Value) -> Result<Query> {
+        let obj = match v {
+            Value::Null => return Ok(Query::default()),
+            Value::Object(o) => o,
+            other => {
+                return Err(CoreError::InvalidQuery(format!(
+                    "a query must be an object, got {}",
+                    type_name(other)
+                )))
+            }
+        };
+        let mut q = Query::default();
+        for (k, v) in obj {
+            match k.as_str() {
+                "where" => q.filter = Filter::parse(v, "where")?,
+                "orderBy" => {
+                    q.order_by = Some(v.as_str().and_then(Path::parse).ok_or_else(|| {
+                        CoreError::InvalidQuery("orderBy must be a field path".into())
+                    })?)
+                }
+                "desc" => {
+                    q.desc = v
+                        .as_bool()
+                        .ok_or_else(|| CoreError::InvalidQuery("desc must be a boolean".into()))?
+                }
+                "limit" => q.limit = Some(count_arg(v, "limit")?),
+                "offset" => q.offset = count_arg(v, "offset")?,
+                other => {
+                    return Err(CoreError::InvalidQuery(format!(
+                        "unknown query option {other:?} (known: where orderBy desc limit offset)"
+                    )))
+                }
+            }
+        }
+        Ok(q)
+    }
+
+    /// Orders matching documents: by `orderBy` then id, or by id.
+    pub fn compare(&self, a: &Value, b: &Value) -> Ordering {
+        let by_key = match &self.order_by {
+            Some(p) => cmp_values(p.get(a), p.get(b)),
+            None => Ordering::Equal,
+        };
+        let o = by_key.then_with(|| cmp_str(id_of(a), id_of(b)));
+        if self.desc {
+            o.reverse()
+        } else {
+            o
+        }
+    }
+
+    /// Filters, orders and slices `docs`, returning the positions of the
+    /// result rows in `docs`.
+    pub fn run(&self, docs: &[Value]) -> Vec<u32> {
+        let mut hits: Vec<u32> = (0..docs.len() as u32)
+            .filter(|&i| self.filter.matches(&docs[i as usize]))
+            .collect();
+        hits.sort_by(|&a, &b| self.compare(&docs[a as usize], &docs[b as usize]));
+        let end = match self.limit {
+            Some(l) => self.offset.saturating_add(l).min(hits.len()),
+            None => hits.len(),
+        };
+        let start = self.offset.min(end);
+        hits.truncate(end);
+        hits.drain(..start);
+        hits
+    }
+}
+
+fn count_arg(v: &Value, name: &str) -> Result<usize> {
+    v.as_u64()
+        .map(|n| n as usize)
+        .ok_or_else(|| CoreError::InvalidQuery(format!("{name} must be a non-negative integer")))
+}
+
+fn id_of(doc: &Value) -> &str {
+    doc.get("id").and_then(Value::as_str).unwrap_or("")
+}
+
+/// One end of an IndexedDB key range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bound {
+    pub key: Value,
+    pub open: bool,
+}
+
+/// How to fetch candidates for a query.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    /// The IndexedDB index to read, or `None` for the whole object store.
+    pub index: Option<String>,
+    pub lower: Option<Bound>,
+    pub upper: Option<Bound>,
+    /// The range can match nothing: skip the read.
+    pub empty: bool,
+    /// The key range enforces every condition: no filtering needed.
+    pub exact: bool,
+    /// Index order equals the query's order: limit and offset can be
+    /// applied while reading.
+    pub ordered: bool,
+}
+
+fn scalar_key(v: &Value) -> bool {
+    matches!(
+        v,
+        Value::Bool(_) | Value::Number(_) | Value::String(_) | Value::Null
+    )
+}
+
+/// Chooses the index that serves the most of `q`: the longest prefix of
+/// equality conditions, then a range on the next field, then the order.
+pub fn plan(spec: &CollectionSpec, q: &Query) -> Plan {
+    let conds = &q.filter.conds;
+    let mut best: Option<(u32, Plan)> = None;
+    for ix in &spec.indexes {
+        let k = ix.fields.len();
+        let mut used = vec![false; conds.len()];
+        let mut prefix: Vec<Value> = vec![];
+        for f in &ix.fields {
+            let eq = conds.iter().enumerate().find(|(i, c)| {
+                !used[*i] && c.path == *f && matches!(&c.op, Op::Eq(v) if scalar_key(v))
+            });
+            let Some((i, c)) = eq else { break };
+            used[i] = true;
+            let Op::Eq(v) = &c.op else { unreachable!() };
+            prefix.push(encode(Some(v)));
+        }
+        let e = prefix.len();
+        let mut lo: Option<(Value, bool)> = None;
+        let mut hi: Option<(Value, bool)> = None;
+        if e < k {
+            let f = &ix.fields[e];
+            for (i, c) in conds.iter().enumerate() {
+                if used[i] || c.path != *f {
+                    continue;
+                }
+                let (slot, v, open) = match &c.op {
+                    Op::Gt(v) => (&mut lo, v, true),
+                    Op::Gte(v) => (&mut lo, v, false),
+                    Op::Lt(v) => (&mut hi, v, true),
+                    Op::Lte(v) => (&mut hi, v, false),
+                    _ => continue,
+                };
+                if slot.is_none() {
+                    *slot = Some((v.clone(), open));
+                    used[i] = true;
+                }
+            }
+        }
+        let ranged = lo.is_some() || hi.is_some();
+        let ordered = match &q.order_by {
+            None => e == k,
+            Some(p) => (e == k && ix.fields.contains(p)) || (e + 1 == k && ix.fields[e] == *p),
+        };
+        let score =
+            (e as u32) * 4 + u32::from(ranged) * 2 + u32::from(ordered && q.order_by.is_some());
+        if score == 0 {
+            continue;
+        }
+        let (lower, upper, empty) = bounds(prefix, k, lo, hi);
+        let plan = Plan {
+            index: Some(ix.name()),
+            lower,
+            upper,
+            empty,
+            exact: used.iter().all(|u| *u),
+            ordered,
+        };
+        if best.as_ref().is_none_or(|(s, _)| score > *s) {
+            best = Some((score, plan));
+        }
+    }
+    best.map(|(_, p)| p).unwrap_or(Plan {
+        exact: conds.is_empty(),
+        ordered: q.order_by.is_none(),
+        ..Plan::default()
+    })
+}
+
+/// Builds the key range for an equality prefix plus an optional range on
+/// the next field of a `k`-field index.
+fn bounds(
+    prefix: Vec<Value>,
+    k: usize,
+    lo: Option<(Value, bool)>,
+    hi: Option<(Value, bool)>,
+) -> (Option<Bound>, Option<Bound>, bool) {
+    let wrap = |mut parts: Vec<Value>, tail_open_past: bool| -> Value {
+        // A key shorter than the index sorts before all its extensions;
+        // appending END moves it past them.
+        if tail_open_past && parts.len() < k {
+            parts.push(json!([END]));
+        }
+        if k == 1 {
+            parts.pop().expect("one part")
+        } else {
+            Value::Array(parts)
+        }
+    };
+    if lo.is_none() && hi.is_none() {
+        if prefix.is_empty() {
+            return (None, None, false);
+        }
+        let lower = Bound {
+            key: wrap(prefix.clone(), false),
+            open: false,
+        };
+        let upper = Bound {
+            key: wrap(prefix, true),
+            open: false,
+        };
+        return (Some(lower), Some(upper), false);
+    }
+    // Type bracketing: a range stays within the class of its operand.
+    let class = rank(lo.as_ref().or(hi.as_ref()).map(|(v, _)| v));
+    let other_class = hi.as_ref().map(|(v, _)| rank(Some(v)));
+    if other_class.is_some_and(|c| c != class) {
+        return (None, None, true);
+    }
+    let with = |last: Value| {
+        let mut p = prefix.clone();
+        p.push(last);
+        p
+    };
+    let lower = match lo {
+        Some((v, open)) => Bound {
+            key: wrap(with(encode(Some(&v))), open),
+            open,
+        },
+        None => Bound {
+            key: wrap(with(json!([class])), false),
+            open: false,
+        },
+    };
+    let upper = match hi {
+        Some((v, open)) => Bound {
+            key: wrap(with(encode(Some(&v))), !open),
+            open,
+        },
+        None => Bound {
+            key: wrap(with(json!([class + 1])), false),
+            open: true,
+        },
+    };
+    let empty = match cmp_keys(&lower.key, &upper.key) {
+        Ordering::Greater => true,
+        Ordering::Equal => lower.open || upper.open,
+        Ordering::Less => false,
+    };
+    (Some(lower), Some(upper), empty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::index_key;
+    use crate::schema::Schema;
+
+    fn docs() -> Vec<Value> {
+        let mut out = vec![];
+        for i in 0..60 {
+            let owner = ["ann", "bob", "cy"][i % 3];
+            let mut d = json!({
+                "id": format!("d{i:02}"),
+                "n": i % 7,
+                "s": format!("s{}", i % 5),
+                "done": i % 2 == 0,
+                "meta": {"owner": owner},
+                "list": format!("l{}", i % 3),
+                "at": 1000 - i,
+            });
+            match i % 11 {
+                0 => {
+                    d.as_object_mut().unwrap().remove("n");
+                }
+                1 => d["n"] = json!("seven"),
+                2 => d["n"] = json!(null),
+                3 => d["n"] = json!({"x": 1}),
+                4 => d["n"] = json!(true),
+                5 => d["n"] = json!(2.5),
+                _ => {}
+            }
+            out.push(d);
+        }
+        out
+    }
+
+    fn spec() -> CollectionSpec {
+        Schema::from_options(&json!({"collections": {"t": {
+            "indexes": ["n", "done", "meta.owner", ["list", "at"], ["done", "n"], "s"]}}}))
+        .unwrap()
+        .collections["t"]
+            .clone()
+    }
+
+    /// Evaluates a plan the way IndexedDB would: keep the documents whose
+    /// index key lies in the range, in index order.
+    fn run_plan(spec: &CollectionSpec, q: &Query, docs: &[Value]) -> Vec<String> {
+        let p = plan(spec, q);
+        if p.empty {
+            return vec![];
+        }
+        let mut cands: Vec<(Value, &Value)> = match &p.index {
+            None => docs.iter().map(|d| (json!(null), d)).collect(),
+            Some(name) => {
+                let ix = spec.index(name).unwrap();
+                docs.iter()
+                    .map(|d| (index_key(ix, d), d))
+                    .filter(|(k, _)| {
+                        p.lower.as_ref().is_none_or(|b| {
+                            let o = cmp_keys(k, &b.key);
+                            o.is_gt() || (o.is_eq() && !b.open)
+                        }) && p.upper.as_ref().is_none_or(|b| {
+                            let o = cmp_keys(k, &b.key);
+                            o.is_lt() || (o.is_eq() && !b.open)
+                        })
+                    })
+                    .collect()
+            }
+        };
+        cands.sort_by(|a, b| cmp_keys(&a.0, &b.0).then_with(|| cmp_str(id_of(a.1), id_of(b.1))));
+        if p.exact && p.ordered {
+            let mut ids: Vec<String> = cands.iter().map(|(_, d)| id_of(d).to_owned()).collect();
+            if q.desc {
+                ids.reverse();
+            }
+            let end = q.limit.map_or(ids.len(), |l| (q.offset + l).min(ids.len()));
+            return ids[q.offset.min(end)..end].to_vec();
+        }
+        let cands: Vec<Value> = cands.into_iter().map(|(_, d)| d.clone()).collect();
+        q.run(&cands)
+            .into_iter()
+            .map(|i| id_of(&cands[i as usize]).to_owned())
+            .collect()
+    }
+
+    fn scan(q: &Query, docs: &[Value]) -> Vec<String> {
+        q.run(docs)
+            .into_iter()
+            .map(|i| id_of(&docs[i as usize]).to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn index_and_scan_agree_on_every_shape() {
+        let queries = [
+            json!({}),
+            json!({"where": {"n": 3}}),
+            json!({"where": {"n": {"$gte": 3}}}),
+            json!({"where": {"n": {"$gt": 2, "$lte": 5}}}),
+            json!({"where": {"n": {"$lt": 2}}, "orderBy": "n", "desc": true}),
+            json!({"where": {"n": {"$gt": "a"}}}),
+            json!({"where": {"n": {"$gt": 5, "$lt": 1}}}),
+            json!({"where": {"n": {"$gt": 5, "$lt": "z"}}}),
+            json!({"where": {"n": null}}),
+            json!({"where": {"n": {"x": 1}}}),
+            json!({"where": {"done": false}}),
+            json!({"where": {"done": true, "n": {"$ne": 3}}}),
+            json!({"where": {"done": true, "n": {"$gte": 2}}}),
+            json!({"where": {"meta.owner": "bob"}}),
+            json!({"where": {"list": "l1"}, "orderBy": "at"}),
+            json!({"where": {"list": "l1", "at": {"$gt": 970}}, "orderBy": "at", "desc": true, "limit": 4}),
+            json!({"where": {"list": "l2", "at": {"$gte": 950, "$lt": 990}}}),
+            json!({"where": {"list": {"$in": ["l0", "l2"]}}, "orderBy": "at", "limit": 7, "offset": 3}),
+            json!({"orderBy": "s", "limit": 10}),
+            json!({"orderBy": "n", "desc": true, "offset": 50}),
+            json!({"orderBy": "at", "desc": true, "limit": 20}),
+            json!({"where": {"s": {"$gte": "s2"}}, "orderBy": "s", "limit": 9}),
+            json!({"where": {"n": true}}),
+            json!({"where": {"n": {"$gte": false}}}),
+        ];
+        let (spec, docs) = (spec(), docs());
+        for q in queries {
+            let parsed = Query::parse(&q).unwrap();
+            assert_eq!(run_plan(&spec, &parsed, &docs), scan(&parsed, &docs), "{q}");
+        }
+    }
+
+    #[test]
+    fn plans_use_indexes_exactly_where_they_can() {
+        let spec = spec();
+        let p = |q: Value| plan(&spec, &Query::parse(&q).unwrap());
+        let eq = p(json!({"where": {"done": true}}));
+        assert_eq!(eq.index.as_deref(), Some("done"));
+        assert!(eq.exact);
+        let compound = p(json!({"where": {"list": "l1", "at": {"$gt": 5}}, "orderBy": "at"}));
+        assert_eq!(compound.index.as_deref(), Some("list+at"));
+        assert!(compound.exact && compound.ordered);
+        let residual = p(json!({"where": {"done": true, "s": {"$ne": "x"}}}));
+        assert!(!residual.exact);
+        let newest = p(json!({"orderBy": "at", "limit": 20}));
+        assert_eq!(newest.index, None, "no single-field index on at");
+        let by_s = p(json!({"orderBy": "s", "limit": 20}));
+        assert_eq!(by_s.index.as_deref(), Some("s"));
+        assert!(by_s.exact && by_s.ordered);
+        assert!(p(json!({"where": {"n": {"$gt": 9, "$lt": 1}}})).empty);
+    }
+
+    #[test]
+    fn bad_queries_are_typed_errors() {
+        let code = |q: Value| Query::parse(&q).unwrap_err().code();
+        assert_eq!(
+            code(json!({"where": {"n": {"$regex": "x"}}})),
+            "UNKNOWN_OPERATOR"
+        );
+        assert_eq!(code(json!({"where": {"n": {"$gt": [1]}}})), "INVALID_QUERY");
+        assert_eq!(code(json!({"where": {"n": {"$in": 3}}})), "INVALID_QUERY");
+        assert_eq!(code(json!({"where": 5})), "INVALID_QUERY");
+        assert_eq!(code(json!({"limit": -1})), "INVALID_QUERY");
+        assert_eq!(code(json!({"sort": "x"})), "INVALID_QUERY");
+        assert_eq!(code(json!({"where": {"a..b": 1}})), "INVALID_QUERY");
+    }
+}

@@ -1,0 +1,533 @@
+//! Local mutations: validation, and the records and outbox entries they
+//! become. This is where a mutation is validated and queued; the binding
+//! writes the result in one IndexedDB transaction.
+
+use crate::error::{CoreError, Result};
+use crate::ids::is_temp;
+use crate::json::{check_id, merge_patch, type_name};
+use crate::keys::index_key;
+use crate::schema::{CollectionSpec, Schema, SyncMode};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    Insert,
+    Update,
+    Replace,
+    Delete,
+}
+
+impl OpKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::Insert => "insert",
+            OpKind::Update => "update",
+            OpKind::Replace => "replace",
+            OpKind::Delete => "delete",
+        }
+    }
+}
+
+/// A validated mutation. `body` is the document (insert, replace) or the
+/// merge patch (update).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mutation {
+    pub kind: OpKind,
+    pub coll: String,
+    pub id: String,
+    pub body: Option<Value>,
+}
+
+/// Names an argument in error messages: `doc` for a single call,
+/// `ops[3].doc` inside a batch.
+fn at(single: bool, i: usize, field: &str) -> String {
+    if single {
+        field.to_owned()
+    } else {
+        format!("ops[{i}].{field}")
+    }
+}
+
+/// Validates a batch of operations (`[{op, coll, id?, doc?, patch?}]`).
+/// Inserts without an id get one from `new_id`.
+pub fn parse_ops(
+    ops: &Value,
+    schema: &Schema,
+    single: bool,
+    mut new_id: impl FnMut() -> String,
+) -> Result<Vec<Mutation>> {
+    let list = ops.as_array().ok_or_else(|| {
+        CoreError::InvalidDocument(format!("ops must be an array, got {}", type_name(ops)))
+    })?;
+    let mut out = Vec::with_capacity(list.len());
+    for (i, op) in list.iter().enumerate() {
+        let here = |f: &str| at(single, i, f);
+        let obj = op.as_object().ok_or_else(|| {
+            CoreError::InvalidDocument(format!("ops[{i}] must be an object, got {}", type_name(op)))
+        })?;
+        for k in obj.keys() {
+            if !matches!(k.as_str(), "op" | "coll" | "id" | "doc" | "patch") {
+                return Err(CoreError::InvalidDocument(format!(
+                    "ops[{i}]: unknown field {k:?} (known: op coll id doc patch)"
+                )));
+            }
+        }
+        let kind = match obj.get("op").and_then(Value::as_str) {
+            Some("insert") => OpKind::Insert,
+            Some("update") => OpKind::Update,
+            Some("replace") => OpKind::Replace,
+            Some("delete") => OpKind::Delete,
+            _ => {
+                return Err(CoreError::InvalidDocument(format!(
+                    "ops[{i}].op must be \"insert\", \"update\", \"replace\" or \"delete\""
+                )))
+            }
+        };
+        let coll = match obj.get("coll") {
+            Some(Value::String(c)) => c.clone(),
+            _ => {
+                return Err(CoreError::UnknownCollection(format!(
+                    "{} must name a collection",
+                    here("coll")
+                )))
+            }
+        };
+        schema.collection(&coll)?;
+        let object = |field: &str| -> Result<Map<String, Value>> {
+            let bad = |got: &str| {
+                let msg = format!("{} must be an object, got {got}", here(field));
+                if field == "patch" {
+                    CoreError::InvalidPatch(msg)
+                } else {
+                    CoreError::InvalidDocument(msg)
+                }
+            };
+            match obj.get(field) {
+                Some(Value::Object(o)) => Ok(o.clone()),
+                Some(other) => Err(bad(type_name(other))),
+                None => Err(bad("nothing")),
+            }
+        };
+        let given_id = || -> Result<String> {
+            match obj.get("id") {
+                Some(v) => check_id(v, &here("id")),
+                None => Err(CoreError::InvalidId(format!("{} is required", here("id")))),
+            }
+        };
+        let m = match kind {
+            OpKind::Insert => {
+                let doc = object("doc")?;
+                let id = match doc.get("id") {
+                    Some(v) => {
+                        let id = check_id(v, &here("doc.id"))?;
+                        if is_temp(&id) {
+                            return Err(CoreError::InvalidId(format!(
+                                "{}: ids starting with \"tmp_\" are reserved for the store",
+                                here("doc.id")
+                            )));
+                        }
+                        id
+                    }
+                    None => new_id(),
+                };
+                Mutation {
+                    kind,
+                    coll,
+                    body: Some(with_id_first(&id, doc)),
+                    id,
+                }
+            }
+            OpKind::Replace => {
+                let id = given_id()?;
+                let doc = object("doc")?;
+                if let Some(v) = doc.get("id") {
+                    if v.as_str() != Some(id.as_str()) {
+                        return Err(CoreError::InvalidDocument(format!(
+                            "{}: the document's id differs from the id replaced",
+                            here("doc.id")
+                        )));
+                    }
+                }
+                Mutation {
+                    kind,
+                    coll,
+                    body: Some(with_id_first(&id, doc)),
+                    id,
+                }
+            }
+            OpKind::Update => {
+                let id = given_id()?;
+                let patch = object("patch")?;
+                if let Some(v) = patch.get("id") {
+                    if v.as_str() != Some(id.as_str()) {
+                        return Err(CoreError::InvalidPatch(format!(
+                            "{}: a patch cannot change or remove the id",
+                            here("patch.id")
+                        )));
+                    }
+                }
+                Mutation {
+                    kind,
+                    coll,
+                    id,
+                    body: Some(Value::Object(patch)),
+                }
+            }
+            OpKind::Delete => Mutation {
+                kind,
+                coll,
+                id: given_id()?,
+                body: None,
+            },
+        };
+        out.push(m);
+    }
+    Ok(out)
+}
+
+fn with_id_first(id: &str, mut doc: Map<String, Value>) -> Value {
+    doc.remove("id");
+    let mut out = Map::with_capacity(doc.len() + 1);
+    out.insert("id".into(), Value::String(id.to_owned()));
+    out.extend(doc);
+    Value::Object(out)
+}
+
+/// A document as stored: its current local state and the server version it
+/// was last synced at (`None` before it ever reached the server).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    pub doc: Value,
+    pub version: Option<u64>,
+}
+
+pub type Key = (String, String);
+
+/// The documents a batch must read before it can be applied: targets of
+/// updates, replaces and deletes that no earlier op in the batch wrote.
+/// Inserts are not read: the store's unique key rejects duplicates.
+pub fn reads_needed(muts: &[Mutation]) -> Vec<Key> {
+    let mut seen: std::collections::HashSet<Key> = Default::default();
+    let mut out = vec![];
+    for m in muts {
+        let key = (m.coll.clone(), m.id.clone());
+        if m.kind != OpKind::Insert && !seen.contains(&key) {
+            out.push(key.clone());
+        }
+        seen.insert(key);
+    }
+    out
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteKind {
+    /// Fails with a constraint error if the id exists: inserts.
+    Add,
+    Put,
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Write {
+    pub coll: String,
+    pub id: String,
+    pub kind: WriteKind,
+    /// The record to store (absent for deletes).
+    pub record: Option<Value>,
+    /// Index into the ops, for error messages.
+    pub op: usize,
+}
+
+/// What one batch does to the store: applied in order, in one transaction.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct WritePlan {
+    pub writes: Vec<Write>,
+    /// Outbox entries, oldest first; the store assigns their mutation ids.
+    pub outbox: Vec<Value>,
+    /// The id each op addressed.
+    pub ids: Vec<String>,
+    /// Collections the batch changed.
+    pub colls: Vec<String>,
+}
+
+/// The record stored for a document: its id, its JSON text, its server
+/// version and the encoded key of each declared index.
+pub fn record(
+    spec: &CollectionSpec,
+    id: &str,
+    doc: &Value,
+    json: String,
+    version: Option<u64>,
+) -> Value {
+    let mut r = Map::with_capacity(3 + spec.indexes.len());
+    r.insert("id".into(), json!(id));
+    r.insert("d".into(), Value::String(json));
+    r.insert("v".into(), json!(version));
+    for ix in &spec.indexes {
+        r.insert(ix.key_path(), index_key(ix, doc));
+    }
+    Value::Object(r)
+}
+
+/// Applies validated mutations to the documents read for them (`current`,
+/// keyed by collection and id; `None` = absent), yielding the writes and
+/// outbox entries. Fails without side effects on the first invalid op.
+pub fn apply(
+    muts: &[Mutation],
+    schema: &Schema,
+    single: bool,
+    current: &HashMap<Key, Option<Stored>>,
+) -> Result<WritePlan> {
+    let mut overlay: HashMap<Key, Option<Stored>> = HashMap::new();
+    let mut plan = WritePlan::default();
+    for (i, m) in muts.iter().enumerate() {
+        let spec = schema.collection(&m.coll)?;
+        let key = (m.coll.clone(), m.id.clone());
+        let existing = match overlay.get(&key) {
+            Some(s) => s.clone(),
+            None => current.get(&key).cloned().flatten(),
+        };
+        let missing = || CoreError::NotFound {
+            path: at(single, i, "id"),
+            coll: m.coll.clone(),
+            id: m.id.clone(),
+        };
+        let (next, kind) = match m.kind {
+            OpKind::Insert => {
+                if overlay.get(&key).is_some_and(Option::is_some) {
+                    return Err(CoreError::AlreadyExists {
+                        path: at(single, i, "doc.id"),
+                        coll: m.coll.clone(),
+                        id: m.id.clone(),
+                    });
+                }
+                let doc = m.body.clone().expect("insert has a doc");
+                (Some(Stored { doc, version: None }), WriteKind::Add)
+            }
+            OpKind::Replace => {
+                let old = existing.ok_or_else(missing)?;
+                let doc = m.body.clone().expect("replace has a doc");
+                (
+                    Some(Stored {
+                        doc,
+                        version: old.version,
+                    }),
+                    WriteKind::Put,
+                )
+            }
+            OpKind::Update => {
+                let mut old = existing.ok_or_else(missing)?;
+                merge_patch(&mut old.doc, m.body.as_ref().expect("update has a patch"));
+                (Some(old), WriteKind::Put)
+            }
+            OpKind::Delete => {
+                if existing.is_none() {
+                    // Deleting what is not there is a no-op, as in Dexie.
+                    plan.ids.push(m.id.clone());
+                    continue;
+                }
+                (None, WriteKind::Delete)
+            }
+        };
+        let record = match &next {
+            Some(s) => {
+                let text = serde_json::to_string(&s.doc).expect("JSON values serialize");
+                if text.len() > schema.max_doc_bytes {
+                    return Err(CoreError::DocTooLarge {
+                        path: at(
+                            single,
+                            i,
+                            if m.kind == OpKind::Update {
+                                "patch"
+                            } else {
+                                "doc"
+                            },
+                        ),
+                        size: text.len(),
+                        limit: schema.max_doc_bytes,
+                    });
+                }
+                Some(record(spec, &m.id, &s.doc, text, s.version))
+            }
+            None => None,
+        };
+        let base = current
+            .get(&key)
+            .and_then(|s| s.as_ref())
+            .and_then(|s| s.version);
+        if spec.sync != SyncMode::Local {
+            let mut e = Map::new();
+            e.insert("coll".into(), json!(m.coll));
+            e.insert("op".into(), json!(m.kind.as_str()));
+            e.insert("id".into(), json!(m.id));
+            match m.kind {
+                OpKind::Update => {
+                    e.insert("patch".into(), m.body.clone().expect("patch"));
+                }
+                OpKind::Insert | OpKind::Replace => {
+                    e.insert("doc".into(), m.body.clone().expect("doc"));
+                }
+                OpKind::Delete => {}
+            }
+            e.insert("base".into(), json!(base));
+            plan.outbox.push(Value::Object(e));
+        }
+        if !plan.colls.contains(&m.coll) {
+            plan.colls.push(m.coll.clone());
+        }
+        plan.writes.push(Write {
+            coll: m.coll.clone(),
+            id: m.id.clone(),
+            kind,
+            record,
+            op: i,
+        });
+        plan.ids.push(m.id.clone());
+        overlay.insert(key, next);
+    }
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> Schema {
+        Schema::from_options(&json!({"collections": {
+            "todos": {"indexes": ["done"]},
+            "drafts": {"sync": "local"}}, "maxDocBytes": 200}))
+        .unwrap()
+    }
+
+    fn ids() -> impl FnMut() -> String {
+        let mut n = 0;
+        move || {
+            n += 1;
+            format!("tmp_{n}")
+        }
+    }
+
+    fn run(ops: Value, current: &HashMap<Key, Option<Stored>>) -> Result<WritePlan> {
+        let s = schema();
+        let muts = parse_ops(&ops, &s, false, ids())?;
+        apply(&muts, &s, false, current)
+    }
+
+    #[test]
+    fn insert_generates_temp_ids_and_outbox_entries() {
+        let plan = run(
+            json!([{"op": "insert", "coll": "todos", "doc": {"text": "a", "done": false}}]),
+            &HashMap::new(),
+        )
+        .unwrap();
+        assert_eq!(plan.ids, ["tmp_1"]);
+        let rec = plan.writes[0].record.as_ref().unwrap();
+        assert_eq!(rec["d"], json!(r#"{"id":"tmp_1","text":"a","done":false}"#));
+        assert_eq!(rec["x646f6e65"], json!([1, 0]));
+        assert_eq!(plan.outbox[0]["op"], "insert");
+        assert_eq!(plan.outbox[0]["base"], Value::Null);
+    }
+
+    #[test]
+    fn batch_ops_see_earlier_ops() {
+        let ops = json!([
+            {"op": "insert", "coll": "todos", "doc": {"id": "a", "n": 1}},
+            {"op": "update", "coll": "todos", "id": "a", "patch": {"n": 2, "m": {"k": 1}}},
+            {"op": "update", "coll": "todos", "id": "a", "patch": {"m": {"j": 2}}},
+        ]);
+        let s = schema();
+        let muts = parse_ops(&ops, &s, false, ids()).unwrap();
+        assert!(reads_needed(&muts).is_empty());
+        let plan = apply(&muts, &s, false, &HashMap::new()).unwrap();
+        let last = plan.writes[2].record.as_ref().unwrap();
+        assert_eq!(last["d"], json!(r#"{"id":"a","n":2,"m":{"k":1,"j":2}}"#));
+        assert_eq!(plan.outbox.len(), 3);
+    }
+
+    #[test]
+    fn update_keeps_server_version_as_base() {
+        let mut cur = HashMap::new();
+        cur.insert(
+            ("todos".to_string(), "a".to_string()),
+            Some(Stored {
+                doc: json!({"id": "a", "n": 1}),
+                version: Some(7),
+            }),
+        );
+        let plan = run(
+            json!([{"op": "update", "coll": "todos", "id": "a", "patch": {"n": null}}]),
+            &cur,
+        )
+        .unwrap();
+        assert_eq!(plan.outbox[0]["base"], json!(7));
+        assert_eq!(plan.writes[0].record.as_ref().unwrap()["v"], json!(7));
+        assert_eq!(
+            plan.writes[0].record.as_ref().unwrap()["d"],
+            json!(r#"{"id":"a"}"#)
+        );
+    }
+
+    #[test]
+    fn local_collections_write_no_outbox_entries() {
+        let plan = run(
+            json!([{"op": "insert", "coll": "drafts", "doc": {"x": 1}}]),
+            &HashMap::new(),
+        )
+        .unwrap();
+        assert_eq!(plan.writes.len(), 1);
+        assert!(plan.outbox.is_empty());
+    }
+
+    #[test]
+    fn errors_name_the_offending_op() {
+        let cur = HashMap::new();
+        let err = |ops: Value| run(ops, &cur).unwrap_err();
+        let e = err(
+            json!([{"op": "insert", "coll": "todos", "doc": {}}, {"op": "update", "coll": "todos", "id": "zz", "patch": {}}]),
+        );
+        assert_eq!(e.code(), "NOT_FOUND");
+        assert!(e.to_string().contains("ops[1].id"), "{e}");
+        assert_eq!(
+            err(json!([{"op": "insert", "coll": "nope", "doc": {}}])).code(),
+            "UNKNOWN_COLLECTION"
+        );
+        assert_eq!(
+            err(json!([{"op": "insert", "coll": "todos", "doc": 5}])).code(),
+            "INVALID_DOCUMENT"
+        );
+        assert_eq!(
+            err(json!([{"op": "insert", "coll": "todos", "doc": {"id": 5}}])).code(),
+            "INVALID_ID"
+        );
+        assert_eq!(
+            err(json!([{"op": "insert", "coll": "todos", "doc": {"id": "tmp_x"}}])).code(),
+            "INVALID_ID"
+        );
+        assert_eq!(
+            err(json!([{"op": "update", "coll": "todos", "id": "a", "patch": [1]}])).code(),
+            "INVALID_PATCH"
+        );
+        assert_eq!(
+            err(json!([{"op": "frob", "coll": "todos"}])).code(),
+            "INVALID_DOCUMENT"
+        );
+        assert_eq!(
+            err(json!([{"op": "insert", "coll": "todos", "doc": {"t": "x".repeat(300)}}])).code(),
+            "DOC_TOO_LARGE"
+        );
+        let twice = json!([{"op": "insert", "coll": "todos", "doc": {"id": "a"}}, {"op": "insert", "coll": "todos", "doc": {"id": "a"}}]);
+        assert_eq!(err(twice).code(), "ALREADY_EXISTS");
+    }
+
+    #[test]
+    fn deleting_a_missing_document_is_a_no_op() {
+        let plan = run(
+            json!([{"op": "delete", "coll": "todos", "id": "gone"}]),
+            &HashMap::new(),
+        )
+        .unwrap();
+        assert!(plan.writes.is_empty() && plan.outbox.is_empty());
+        assert_eq!(plan.ids, ["gone"]);
+    }
+}
