@@ -1,1 +1,90 @@
-fn main() {}
+//! `syncstore-server`: see `--help`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use syncstore_server::config::Cli;
+use syncstore_server::state::AppState;
+use syncstore_server::store::SqliteStore;
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let config = match cli.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("syncstore-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if config.tokens.is_empty() {
+        tracing::warn!("no tokens configured: every request will be refused (use --token, --tokens-file or --dev)");
+    }
+    if cli.dev {
+        tracing::warn!("--dev: token `dev-token` grants namespace `dev`; never use in production");
+    }
+    let store = match SqliteStore::open(&cli.db) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("syncstore-server: cannot open database {}: {e}", cli.db.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(cli.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("syncstore-server: cannot listen on {}: {e}", cli.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    // Scripts and tests read this line to learn the port.
+    println!("syncstore-server listening on http://{addr}");
+    tracing::info!(%addr, db = %cli.db.display(), "listening");
+    let state = AppState::new(Arc::new(store), config);
+    match syncstore_server::serve(listener, state, shutdown_signal()).await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("syncstore-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

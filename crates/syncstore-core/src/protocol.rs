@@ -1,1 +1,418 @@
 //! Protocol types shared by the client and the server (see docs/protocol.md).
+//!
+//! Everything here is plain data with serde derives: the wire format of
+//! protocol v1. Field names are camelCase on the wire.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The protocol version these types describe; every HTTP path starts with `/v1`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Client temporary ids start with this prefix; the server replaces them.
+pub const TEMP_ID_PREFIX: &str = "tmp_";
+
+/// The cursor meaning "from the very beginning".
+pub const START_CURSOR: &str = "0";
+
+/// A JSON object (documents and merge patches are always objects).
+pub type JsonObject = Map<String, Value>;
+
+/// True if `id` is a client temporary id (`tmp_...`).
+pub fn is_temp_id(id: &str) -> bool {
+    id.starts_with(TEMP_ID_PREFIX)
+}
+
+/// What a mutation does to one document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MutationOp {
+    /// Create a document (`doc` required).
+    Insert,
+    /// Apply an RFC 7396 JSON merge patch (`patch` required).
+    Update,
+    /// Replace the whole document (`doc` required).
+    Replace,
+    /// Delete the document (leaves a tombstone).
+    Delete,
+}
+
+/// One client mutation, as queued in the outbox and pushed to the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mutation {
+    /// Per-client mutation id; strictly increasing.
+    pub mid: u64,
+    /// Collection name.
+    pub coll: String,
+    /// The operation.
+    pub op: MutationOp,
+    /// Document id: canonical, or a temporary `tmp_...` id.
+    pub id: String,
+    /// The new document (insert, replace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doc: Option<JsonObject>,
+    /// RFC 7396 merge patch (update).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<JsonObject>,
+    /// The server version the client based this edit on; `None` = blind write.
+    #[serde(default)]
+    pub base: Option<u64>,
+    /// Hybrid logical clock timestamp, stored for later last-write-wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ts: Option<u64>,
+}
+
+/// Why a mutation is not well formed (checked before it is applied).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct MutationError {
+    /// Stable code, e.g. `INVALID_MUTATION`.
+    pub code: &'static str,
+    /// The offending field, e.g. `doc`.
+    pub field: &'static str,
+    /// Human readable reason.
+    pub message: String,
+}
+
+/// Longest accepted document id, collection name and client id (bytes).
+pub const MAX_ID_LEN: usize = 256;
+
+impl Mutation {
+    /// Checks what can be checked without the server's state.
+    pub fn validate(&self) -> Result<(), MutationError> {
+        let bad = |field, message: &str| MutationError {
+            code: "INVALID_MUTATION",
+            field,
+            message: message.to_string(),
+        };
+        if self.coll.is_empty() || self.coll.len() > MAX_ID_LEN {
+            return Err(bad(
+                "coll",
+                "must be a non-empty string of at most 256 bytes",
+            ));
+        }
+        if self.id.is_empty() || self.id.len() > MAX_ID_LEN {
+            return Err(bad("id", "must be a non-empty string of at most 256 bytes"));
+        }
+        match self.op {
+            MutationOp::Insert | MutationOp::Replace => {
+                if self.doc.is_none() {
+                    return Err(bad("doc", "required for insert and replace"));
+                }
+                if self.patch.is_some() {
+                    return Err(bad("patch", "only allowed for update"));
+                }
+            }
+            MutationOp::Update => {
+                if self.patch.is_none() {
+                    return Err(bad("patch", "required for update"));
+                }
+                if self.doc.is_some() {
+                    return Err(bad("doc", "only allowed for insert and replace"));
+                }
+            }
+            MutationOp::Delete => {
+                if self.doc.is_some() || self.patch.is_some() {
+                    return Err(bad("doc", "delete carries neither doc nor patch"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `POST /v1/push` body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PushRequest {
+    /// Stable id of the pushing client (one per device/tab group).
+    pub client_id: String,
+    /// Mutations in mid order.
+    pub mutations: Vec<Mutation>,
+}
+
+/// The outcome of one mutation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum MutationResult {
+    /// Applied; `version` is the document's new version (its seq).
+    Applied {
+        /// Mutation id.
+        mid: u64,
+        /// Canonical document id.
+        id: String,
+        /// Server version of the document after this mutation.
+        version: u64,
+    },
+    /// Not applied: the server's document differs from what the client assumed.
+    Conflict {
+        /// Mutation id.
+        mid: u64,
+        /// Canonical document id (or the unresolved temporary id).
+        id: String,
+        /// The server's current document; `None` = deleted or missing.
+        doc: Option<JsonObject>,
+        /// The server's current version; `None` = never existed.
+        version: Option<u64>,
+    },
+    /// Not applied and never will be: the mutation is invalid.
+    Rejected {
+        /// Mutation id.
+        mid: u64,
+        /// Stable reason code, e.g. `DOC_TOO_LARGE`.
+        code: String,
+        /// Human readable reason.
+        message: String,
+    },
+}
+
+impl MutationResult {
+    /// The mutation id this result answers.
+    pub fn mid(&self) -> u64 {
+        match self {
+            MutationResult::Applied { mid, .. }
+            | MutationResult::Conflict { mid, .. }
+            | MutationResult::Rejected { mid, .. } => *mid,
+        }
+    }
+}
+
+/// `POST /v1/push` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PushResponse {
+    /// One result per pushed mutation, in order.
+    pub results: Vec<MutationResult>,
+    /// Temporary ids named in this push, mapped to canonical ids.
+    pub id_map: std::collections::BTreeMap<String, String>,
+    /// The highest mutation id the server has processed for this client.
+    pub last_mutation_id: u64,
+}
+
+/// What a change did to a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeOp {
+    /// The document now is `doc`.
+    Put,
+    /// The document was deleted.
+    Delete,
+}
+
+/// One committed change, as sent by pull and over the WebSocket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    /// Global commit sequence number; strictly increasing within a stream.
+    pub seq: u64,
+    /// Collection name.
+    pub coll: String,
+    /// Canonical document id.
+    pub id: String,
+    /// Put or delete.
+    pub op: ChangeOp,
+    /// The full document after the change; `None` for a delete.
+    pub doc: Option<JsonObject>,
+    /// The document's version after the change (equals `seq`).
+    pub version: u64,
+}
+
+/// `GET /v1/pull` answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullResponse {
+    /// True if the given cursor could not be served: drop the server state,
+    /// keep pending mutations, and pull again from `cursor` (the start).
+    #[serde(default)]
+    pub resync: bool,
+    /// Changes after the cursor, in seq order.
+    pub changes: Vec<Change>,
+    /// Opaque cursor to pass to the next pull.
+    pub cursor: String,
+    /// True if more changes remain after `cursor`.
+    pub more: bool,
+    /// The highest mutation id the server has processed for the calling client.
+    pub last_mutation_id: u64,
+}
+
+/// Frames a client sends over `/v1/ws`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum ClientMessage {
+    /// First frame: who the client is and where its server state ends.
+    #[serde(rename_all = "camelCase")]
+    Hello {
+        /// Client id (as in push).
+        client_id: String,
+        /// Cursor from the last pull or changes frame; `None` = start.
+        #[serde(default)]
+        cursor: Option<String>,
+        /// Bearer token, unless given in the upgrade request.
+        #[serde(default)]
+        token: Option<String>,
+    },
+    /// A push, answered by a `pushResult` frame.
+    #[serde(rename_all = "camelCase")]
+    Push {
+        /// Client id; defaults to the hello's.
+        #[serde(default)]
+        client_id: Option<String>,
+        /// Mutations in mid order.
+        mutations: Vec<Mutation>,
+        /// Optional request id, echoed in the answer.
+        #[serde(default)]
+        rid: Option<String>,
+    },
+    /// Application-level keep-alive; answered by `pong`.
+    Ping,
+    /// Answer to a server `ping`.
+    Pong,
+}
+
+/// Frames the server sends over `/v1/ws`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum ServerMessage {
+    /// Committed changes, in seq order, never repeated, never skipped.
+    #[serde(rename_all = "camelCase")]
+    Changes {
+        /// The changes.
+        changes: Vec<Change>,
+        /// Cursor after these changes (usable for pull or a later hello).
+        cursor: String,
+    },
+    /// Catch-up after hello is complete; live changes follow.
+    #[serde(rename_all = "camelCase")]
+    Synced {
+        /// Cursor after the catch-up.
+        cursor: String,
+        /// The highest mutation id the server has processed for this client.
+        last_mutation_id: u64,
+    },
+    /// The hello cursor could not be served: drop the server state (keep
+    /// pending mutations); the catch-up from the start follows.
+    #[serde(rename_all = "camelCase")]
+    Resync {
+        /// Always the start cursor.
+        cursor: String,
+    },
+    /// Answer to a `push` frame.
+    #[serde(rename_all = "camelCase")]
+    PushResult {
+        /// Echo of the push's `rid`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rid: Option<String>,
+        /// Same as the HTTP push answer.
+        #[serde(flatten)]
+        response: PushResponse,
+    },
+    /// A request failed; fatal errors are followed by a close frame.
+    #[serde(rename_all = "camelCase")]
+    Error {
+        /// Echo of the push's `rid`, if the error answers a push.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rid: Option<String>,
+        /// Stable error code (same codes as HTTP).
+        code: String,
+        /// Human readable reason.
+        message: String,
+        /// Seconds to wait before retrying (for `RATE_LIMITED`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
+    },
+    /// Application-level keep-alive.
+    Ping,
+    /// Answer to a client `ping`.
+    Pong,
+}
+
+/// Body of every HTTP error answer: `{"error": {...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    /// The error.
+    pub error: ErrorBody,
+}
+
+/// A stable code, a message and, for input errors, the offending field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Stable code, e.g. `INVALID_FIELD`.
+    pub code: String,
+    /// Human readable reason.
+    pub message: String,
+    /// The offending field path, e.g. `mutations[2].mid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn mutation_round_trips_with_wire_names() {
+        let m: Mutation = serde_json::from_value(json!({
+            "mid": 3, "coll": "todos", "op": "update", "id": "tmp_1",
+            "patch": {"done": true}, "base": 7, "ts": 99
+        }))
+        .unwrap();
+        assert_eq!(m.op, MutationOp::Update);
+        assert_eq!(m.base, Some(7));
+        m.validate().unwrap();
+        let back = serde_json::to_value(&m).unwrap();
+        assert_eq!(back["patch"], json!({"done": true}));
+        assert!(back.get("doc").is_none());
+    }
+
+    #[test]
+    fn validate_names_the_field() {
+        let m: Mutation = serde_json::from_value(json!({
+            "mid": 1, "coll": "todos", "op": "insert", "id": "a"
+        }))
+        .unwrap();
+        assert_eq!(m.validate().unwrap_err().field, "doc");
+    }
+
+    #[test]
+    fn results_are_tagged_by_status() {
+        let r = MutationResult::Conflict {
+            mid: 1,
+            id: "a".into(),
+            doc: None,
+            version: Some(4),
+        };
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            json!({"status": "conflict", "mid": 1, "id": "a", "doc": null, "version": 4})
+        );
+    }
+
+    #[test]
+    fn ws_frames_are_tagged_by_type() {
+        let hello: ClientMessage = serde_json::from_value(
+            json!({"type": "hello", "clientId": "c", "cursor": "0", "token": "t"}),
+        )
+        .unwrap();
+        assert!(matches!(hello, ClientMessage::Hello { .. }));
+        let pr = ServerMessage::PushResult {
+            rid: Some("r1".into()),
+            response: PushResponse {
+                results: vec![],
+                id_map: Default::default(),
+                last_mutation_id: 5,
+            },
+        };
+        let v = serde_json::to_value(&pr).unwrap();
+        assert_eq!(v["type"], "pushResult");
+        assert_eq!(v["lastMutationId"], 5);
+        assert_eq!(v["rid"], "r1");
+    }
+
+    #[test]
+    fn temp_ids() {
+        assert!(is_temp_id("tmp_abc"));
+        assert!(!is_temp_id("abc"));
+    }
+}

@@ -1,0 +1,251 @@
+//! Command line and runtime configuration.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// The token the `--dev` flag enables, for demos only.
+pub const DEV_TOKEN: &str = "dev-token";
+/// The namespace of [`DEV_TOKEN`].
+pub const DEV_NAMESPACE: &str = "dev";
+
+/// syncstore reference sync server (protocol v1: push, pull, WebSocket).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "syncstore-server", version, about)]
+pub struct Cli {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+    /// SQLite database file (created if missing); `:memory:` keeps nothing.
+    #[arg(long, default_value = "syncstore.db")]
+    pub db: PathBuf,
+    /// A bearer token and the namespace it grants, as TOKEN:NAMESPACE. Repeatable.
+    #[arg(long = "token", value_name = "TOKEN:NAMESPACE")]
+    pub tokens: Vec<String>,
+    /// File of tokens: one `TOKEN NAMESPACE` (or `TOKEN:NAMESPACE`) per line; `#` comments.
+    #[arg(long, value_name = "PATH")]
+    pub tokens_file: Option<PathBuf>,
+    /// Enable the demo token `dev-token` for namespace `dev`. Never in production.
+    #[arg(long)]
+    pub dev: bool,
+    /// Allowed CORS origin (repeatable). Default: any origin.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
+    /// Largest accepted request body (and WebSocket message), in bytes.
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Most mutations in one push.
+    #[arg(long, default_value_t = 1000)]
+    pub max_mutations_per_push: usize,
+    /// Largest serialized document or patch, in bytes.
+    #[arg(long, default_value_t = 256 * 1024)]
+    pub max_doc_bytes: usize,
+    /// Most simultaneous WebSocket connections per namespace.
+    #[arg(long, default_value_t = 256)]
+    pub max_connections_per_namespace: usize,
+    /// Pushes per second per client (HTTP and WebSocket); bursts of this size allowed.
+    #[arg(long, default_value_t = 20.0)]
+    pub pushes_per_second: f64,
+    /// Changes per pull page when the client gives no limit.
+    #[arg(long, default_value_t = 500)]
+    pub default_pull_limit: usize,
+    /// Largest `limit` a pull may ask for.
+    #[arg(long, default_value_t = 5000)]
+    pub max_pull_limit: usize,
+    /// Interval between WebSocket pings, in milliseconds.
+    #[arg(long, default_value_t = 15_000)]
+    pub ws_ping_interval_ms: u64,
+    /// A WebSocket client silent (no frame, no pong) this long is dropped, in ms.
+    #[arg(long, default_value_t = 45_000)]
+    pub ws_idle_timeout_ms: u64,
+    /// How long a WebSocket may take to send its hello, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub ws_hello_timeout_ms: u64,
+    /// Commits buffered per namespace for live subscribers before they fall
+    /// back to catch-up from the store.
+    #[arg(long, default_value_t = 1024)]
+    pub broadcast_capacity: usize,
+}
+
+/// Limits enforced by the server.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// See [`Cli::max_body_bytes`].
+    pub max_body_bytes: usize,
+    /// See [`Cli::max_mutations_per_push`].
+    pub max_mutations_per_push: usize,
+    /// See [`Cli::max_doc_bytes`].
+    pub max_doc_bytes: usize,
+    /// See [`Cli::max_connections_per_namespace`].
+    pub max_connections_per_namespace: usize,
+    /// See [`Cli::pushes_per_second`].
+    pub pushes_per_second: f64,
+    /// See [`Cli::default_pull_limit`].
+    pub default_pull_limit: usize,
+    /// See [`Cli::max_pull_limit`].
+    pub max_pull_limit: usize,
+    /// See [`Cli::ws_ping_interval_ms`].
+    pub ws_ping_interval: Duration,
+    /// See [`Cli::ws_idle_timeout_ms`].
+    pub ws_idle_timeout: Duration,
+    /// See [`Cli::ws_hello_timeout_ms`].
+    pub ws_hello_timeout: Duration,
+    /// See [`Cli::broadcast_capacity`].
+    pub broadcast_capacity: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Cli::parse_from(["syncstore-server"]).limits()
+    }
+}
+
+/// Everything the router needs besides the store.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Bearer token -> namespace.
+    pub tokens: HashMap<String, String>,
+    /// Allowed CORS origins; empty = any.
+    pub cors_origins: Vec<String>,
+    /// Limits.
+    pub limits: Limits,
+}
+
+/// A configuration mistake found at startup.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A `--token` or tokens-file line is not TOKEN:NAMESPACE.
+    #[error("bad token entry {0:?}: expected TOKEN:NAMESPACE with both non-empty")]
+    BadToken(String),
+    /// The tokens file could not be read.
+    #[error("cannot read tokens file {path}: {source}")]
+    TokensFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A limit is zero or negative.
+    #[error("{0} must be positive")]
+    BadLimit(&'static str),
+}
+
+fn parse_token(entry: &str) -> Result<(String, String), ConfigError> {
+    let entry = entry.trim();
+    let (t, ns) = entry
+        .split_once(':')
+        .or_else(|| entry.split_once(char::is_whitespace))
+        .ok_or_else(|| ConfigError::BadToken(entry.to_string()))?;
+    let (t, ns) = (t.trim(), ns.trim());
+    if t.is_empty() || ns.is_empty() {
+        return Err(ConfigError::BadToken(entry.to_string()));
+    }
+    Ok((t.to_string(), ns.to_string()))
+}
+
+impl Cli {
+    /// The limits part.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_body_bytes: self.max_body_bytes,
+            max_mutations_per_push: self.max_mutations_per_push,
+            max_doc_bytes: self.max_doc_bytes,
+            max_connections_per_namespace: self.max_connections_per_namespace,
+            pushes_per_second: self.pushes_per_second,
+            default_pull_limit: self.default_pull_limit,
+            max_pull_limit: self.max_pull_limit,
+            ws_ping_interval: Duration::from_millis(self.ws_ping_interval_ms),
+            ws_idle_timeout: Duration::from_millis(self.ws_idle_timeout_ms),
+            ws_hello_timeout: Duration::from_millis(self.ws_hello_timeout_ms),
+            broadcast_capacity: self.broadcast_capacity,
+        }
+    }
+
+    /// Builds the runtime configuration, reading the tokens file if any.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        let mut tokens = HashMap::new();
+        if self.dev {
+            tokens.insert(DEV_TOKEN.to_string(), DEV_NAMESPACE.to_string());
+        }
+        if let Some(path) = &self.tokens_file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokensFile {
+                path: path.clone(),
+                source,
+            })?;
+            for line in text.lines().map(str::trim) {
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let (t, ns) = parse_token(line)?;
+                tokens.insert(t, ns);
+            }
+        }
+        for entry in &self.tokens {
+            let (t, ns) = parse_token(entry)?;
+            tokens.insert(t, ns);
+        }
+        let l = self.limits();
+        for (name, v) in [
+            ("--max-body-bytes", l.max_body_bytes),
+            ("--max-mutations-per-push", l.max_mutations_per_push),
+            ("--max-doc-bytes", l.max_doc_bytes),
+            ("--max-connections-per-namespace", l.max_connections_per_namespace),
+            ("--default-pull-limit", l.default_pull_limit),
+            ("--max-pull-limit", l.max_pull_limit),
+            ("--broadcast-capacity", l.broadcast_capacity),
+            ("--ws-ping-interval-ms", self.ws_ping_interval_ms as usize),
+            ("--ws-idle-timeout-ms", self.ws_idle_timeout_ms as usize),
+            ("--ws-hello-timeout-ms", self.ws_hello_timeout_ms as usize),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::BadLimit(name));
+            }
+        }
+        if l.pushes_per_second.is_nan() || l.pushes_per_second <= 0.0 {
+            return Err(ConfigError::BadLimit("--pushes-per-second"));
+        }
+        Ok(Config {
+            tokens,
+            cors_origins: self.cors_origins.clone(),
+            limits: l,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_from_flags_file_and_dev() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokens");
+        std::fs::write(&file, "# comment\n\nfile-tok  team-a\nother:team-b\n").unwrap();
+        let cli = Cli::parse_from([
+            "syncstore-server",
+            "--dev",
+            "--token",
+            "flag-tok:team-c",
+            "--tokens-file",
+            file.to_str().unwrap(),
+        ]);
+        let c = cli.config().unwrap();
+        assert_eq!(c.tokens["dev-token"], "dev");
+        assert_eq!(c.tokens["file-tok"], "team-a");
+        assert_eq!(c.tokens["other"], "team-b");
+        assert_eq!(c.tokens["flag-tok"], "team-c");
+    }
+
+    #[test]
+    fn bad_entries_are_refused() {
+        for bad in ["notoken", ":ns", "tok:"] {
+            let cli = Cli::parse_from(["syncstore-server", "--token", bad]);
+            assert!(cli.config().is_err(), "{bad}");
+        }
+        let cli = Cli::parse_from(["syncstore-server", "--max-doc-bytes", "0"]);
+        assert!(cli.config().is_err());
+    }
+}

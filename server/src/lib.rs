@@ -1,0 +1,46 @@
+//! The reference sync server of syncstore (protocol v1, see docs/protocol.md).
+//!
+//! - [`http`]: routes, auth, parsing (`POST /v1/push`, `GET /v1/pull`, `/healthz`)
+//! - [`ws`]: `/v1/ws` sessions (catch-up, live changes, pushes, keep-alive)
+//! - [`state`]: shared state and the one push path (commit, then publish)
+//! - [`store`]: the `Store` trait, conflict rules, the SQLite implementation
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use std::sync::Arc;
+//! use syncstore_server::{config::Config, serve, state::AppState, store::SqliteStore};
+//! let store = SqliteStore::open(":memory:").expect("open store");
+//! let mut config = Config::default();
+//! config.tokens.insert("dev-token".into(), "dev".into());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! serve(listener, AppState::new(Arc::new(store), config), std::future::pending()).await
+//! # }
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod state;
+pub mod store;
+pub mod ws;
+
+use std::future::Future;
+
+pub use http::app;
+
+/// Serves `state` on `listener` until `shutdown` resolves; then stops
+/// accepting, closes WebSockets, and waits for in-flight requests (pushes).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: state::AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let on_stop = state.clone();
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            on_stop.begin_shutdown();
+        })
+        .await
+}

@@ -1,0 +1,558 @@
+//! The embedded SQLite store: one connection, one transaction per call.
+//!
+//! The `docs` table doubles as the change log: a document's `version` is the
+//! global seq of its last change, so "changes after cursor C" is "documents
+//! (and tombstones) whose version is greater than C", latest state only.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use serde_json::Value;
+use syncstore_core::protocol::{
+    is_temp_id, Change, ChangeOp, JsonObject, Mutation, MutationOp, MutationResult, PullResponse,
+    PushRequest, PushResponse, START_CURSOR,
+};
+
+use super::doc::{merge_patch, rewrite_refs, temp_strings, touched_paths, FieldVersions};
+use super::{ApplyLimits, PushOutcome, Store, StoreError};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS docs (
+    ns TEXT NOT NULL, coll TEXT NOT NULL, id TEXT NOT NULL,
+    doc TEXT, deleted INTEGER NOT NULL, version INTEGER NOT NULL,
+    created INTEGER NOT NULL, fields TEXT NOT NULL, ts INTEGER,
+    PRIMARY KEY (ns, coll, id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS docs_by_version ON docs (ns, version);
+CREATE TABLE IF NOT EXISTS clients (
+    ns TEXT NOT NULL, client_id TEXT NOT NULL, last_mid INTEGER NOT NULL,
+    PRIMARY KEY (ns, client_id)
+);
+CREATE TABLE IF NOT EXISTS results (
+    ns TEXT NOT NULL, client_id TEXT NOT NULL, mid INTEGER NOT NULL, result TEXT NOT NULL,
+    PRIMARY KEY (ns, client_id, mid)
+);
+CREATE TABLE IF NOT EXISTS idmap (
+    ns TEXT NOT NULL, client_id TEXT NOT NULL, tmp_id TEXT NOT NULL, canonical TEXT NOT NULL,
+    PRIMARY KEY (ns, client_id, tmp_id)
+);
+";
+
+/// SQLite-backed [`Store`].
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    /// Random per-database id baked into cursors, so a cursor from another
+    /// (or a recreated) database is detected and answered with a resync.
+    epoch: String,
+}
+
+struct Row {
+    doc: Option<JsonObject>,
+    deleted: bool,
+    version: u64,
+    created: u64,
+    fields: FieldVersions,
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn parse_obj(s: &str) -> Result<JsonObject, StoreError> {
+    serde_json::from_str(s).map_err(corrupt)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`; `:memory:` is in-memory.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let conn = if path.as_os_str() == ":memory:" {
+            Connection::open_in_memory()?
+        } else {
+            let c = Connection::open(path)?;
+            c.pragma_update(None, "journal_mode", "WAL")?;
+            c
+        };
+        // Durable at commit, even across power loss: a push answered is kept.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        let epoch = match conn
+            .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()?
+        {
+            Some(e) => e,
+            None => {
+                let e = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('epoch', ?1), ('seq', '0')",
+                    [&e],
+                )?;
+                e
+            }
+        };
+        Ok(Self {
+            conn: Mutex::new(conn),
+            epoch,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic mid-call rolled its transaction back on drop; the connection is fine.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn decode_cursor(&self, cursor: &str, head: u64) -> Option<u64> {
+        if cursor == START_CURSOR {
+            return Some(0);
+        }
+        let (epoch, digits) = cursor.split_once('.')?;
+        let seq: u64 = digits.parse().ok()?;
+        // Only the exact form this store issues ("007" or "+7" are garbage).
+        (epoch == self.epoch && seq <= head && seq.to_string() == digits).then_some(seq)
+    }
+}
+
+fn head_seq(tx: &Transaction<'_>) -> Result<u64, StoreError> {
+    let s: String = tx.query_row("SELECT value FROM meta WHERE key = 'seq'", [], |r| r.get(0))?;
+    s.parse().map_err(corrupt)
+}
+
+fn last_mid(tx: &Transaction<'_>, ns: &str, client: &str) -> Result<u64, StoreError> {
+    let v: Option<i64> = tx
+        .query_row(
+            "SELECT last_mid FROM clients WHERE ns = ?1 AND client_id = ?2",
+            params![ns, client],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(v.unwrap_or(0) as u64)
+}
+
+fn load_row(tx: &Transaction<'_>, ns: &str, coll: &str, id: &str) -> Result<Option<Row>, StoreError> {
+    let raw = tx
+        .query_row(
+            "SELECT doc, deleted, version, created, fields FROM docs
+             WHERE ns = ?1 AND coll = ?2 AND id = ?3",
+            params![ns, coll, id],
+            |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?,
+                    r.get::<_, bool>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((doc, deleted, version, created, fields)) = raw else {
+        return Ok(None);
+    };
+    Ok(Some(Row {
+        doc: doc.as_deref().map(parse_obj).transpose()?,
+        deleted,
+        version: version as u64,
+        created: created as u64,
+        fields: serde_json::from_str(&fields).map_err(corrupt)?,
+    }))
+}
+
+fn lookup_tmp(tx: &Transaction<'_>, ns: &str, client: &str, tmp: &str) -> Result<Option<String>, StoreError> {
+    Ok(tx
+        .query_row(
+            "SELECT canonical FROM idmap WHERE ns = ?1 AND client_id = ?2 AND tmp_id = ?3",
+            params![ns, client, tmp],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// State carried through one push transaction.
+struct PushCtx<'a, 'b> {
+    tx: &'a Transaction<'b>,
+    ns: &'a str,
+    client: &'a str,
+    seq: u64,
+    limits: ApplyLimits,
+    id_map: BTreeMap<String, String>,
+    changes: Vec<Change>,
+}
+
+impl PushCtx<'_, '_> {
+    fn rejected(m: &Mutation, code: &str, message: impl Into<String>) -> MutationResult {
+        MutationResult::Rejected {
+            mid: m.mid,
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// Rewrites `tmp_` strings this client has mapped to their canonical ids.
+    fn rewrite(&mut self, v: &mut Value) -> Result<(), StoreError> {
+        let mut found = Vec::new();
+        temp_strings(v, &mut found);
+        let mut map = HashMap::new();
+        for t in found {
+            if let Some(c) = lookup_tmp(self.tx, self.ns, self.client, &t)? {
+                map.insert(t, c);
+            }
+        }
+        if !map.is_empty() {
+            rewrite_refs(v, &map);
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, m: &Mutation, id: &str, doc: Option<JsonObject>, row: Option<Row>) -> Result<MutationResult, StoreError> {
+        self.seq += 1;
+        let seq = self.seq;
+        let mut fields = row.as_ref().map(|r| r.fields.clone()).unwrap_or_default();
+        let old_live = row.as_ref().filter(|r| !r.deleted).and_then(|r| r.doc.as_ref());
+        fields.record(old_live, doc.as_ref(), seq);
+        let created = match &row {
+            Some(r) if !r.deleted => r.created,
+            _ => seq,
+        };
+        let doc_text = doc.as_ref().map(|d| Value::Object(d.clone()).to_string());
+        self.tx.execute(
+            "INSERT INTO docs (ns, coll, id, doc, deleted, version, created, fields, ts)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (ns, coll, id) DO UPDATE SET doc = excluded.doc,
+               deleted = excluded.deleted, version = excluded.version,
+               created = excluded.created, fields = excluded.fields, ts = excluded.ts",
+            params![
+                self.ns,
+                m.coll,
+                id,
+                doc_text,
+                doc.is_none(),
+                seq as i64,
+                created as i64,
+                serde_json::to_string(&fields).map_err(corrupt)?,
+                m.ts.map(|t| t as i64),
+            ],
+        )?;
+        self.changes.push(Change {
+            seq,
+            coll: m.coll.clone(),
+            id: id.to_string(),
+            op: if doc.is_some() { ChangeOp::Put } else { ChangeOp::Delete },
+            doc,
+            version: seq,
+        });
+        Ok(MutationResult::Applied {
+            mid: m.mid,
+            id: id.to_string(),
+            version: seq,
+        })
+    }
+
+    fn too_large(&self, v: &JsonObject) -> bool {
+        // serde_json's writer into a counting sink would avoid the allocation;
+        // documents are bounded by the request body limit anyway.
+        serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX) > self.limits.max_doc_bytes
+    }
+
+    fn apply(&mut self, m: &Mutation) -> Result<MutationResult, StoreError> {
+        if let Err(e) = m.validate() {
+            return Ok(Self::rejected(m, e.code, e.to_string()));
+        }
+        for body in [&m.doc, &m.patch].into_iter().flatten() {
+            if self.too_large(body) {
+                return Ok(Self::rejected(
+                    m,
+                    "DOC_TOO_LARGE",
+                    format!("document larger than {} bytes", self.limits.max_doc_bytes),
+                ));
+            }
+        }
+        let conflict_missing = |id: &str, row: Option<&Row>| MutationResult::Conflict {
+            mid: m.mid,
+            id: id.to_string(),
+            doc: None,
+            version: row.map(|r| r.version),
+        };
+
+        // Resolve the id: a temporary id maps to its canonical id.
+        let mut id = m.id.clone();
+        if is_temp_id(&m.id) {
+            match lookup_tmp(self.tx, self.ns, self.client, &m.id)? {
+                Some(c) => {
+                    self.id_map.insert(m.id.clone(), c.clone());
+                    if m.op == MutationOp::Insert {
+                        // A retransmitted insert: same canonical id, applied once.
+                        if let Some(row) = load_row(self.tx, self.ns, &m.coll, &c)? {
+                            return Ok(MutationResult::Applied {
+                                mid: m.mid,
+                                id: c,
+                                version: row.version,
+                            });
+                        }
+                    }
+                    id = c;
+                }
+                None if m.op == MutationOp::Insert => {
+                    let c = uuid::Uuid::new_v4().simple().to_string();
+                    self.tx.execute(
+                        "INSERT INTO idmap (ns, client_id, tmp_id, canonical) VALUES (?1, ?2, ?3, ?4)",
+                        params![self.ns, self.client, m.id, c],
+                    )?;
+                    self.id_map.insert(m.id.clone(), c.clone());
+                    id = c;
+                }
+                None => return Ok(conflict_missing(&m.id, None)),
+            }
+        }
+
+        let row = load_row(self.tx, self.ns, &m.coll, &id)?;
+        let live = row.as_ref().filter(|r| !r.deleted);
+        let changed_since = |r: &Row| m.base.is_some_and(|b| r.version > b);
+        let conflict_with = |r: &Row| MutationResult::Conflict {
+            mid: m.mid,
+            id: id.clone(),
+            doc: r.doc.clone(),
+            version: Some(r.version),
+        };
+
+        match m.op {
+            MutationOp::Insert | MutationOp::Replace => {
+                if m.op == MutationOp::Insert {
+                    if let Some(r) = live {
+                        return Ok(conflict_with(r));
+                    }
+                } else {
+                    let Some(r) = live else {
+                        return Ok(conflict_missing(&id, row.as_ref()));
+                    };
+                    if changed_since(r) {
+                        return Ok(conflict_with(r));
+                    }
+                }
+                let mut doc = Value::Object(m.doc.clone().unwrap_or_default());
+                self.rewrite(&mut doc)?;
+                let Value::Object(mut doc) = doc else {
+                    unreachable!("rewriting keeps the object")
+                };
+                doc.insert("id".into(), Value::String(id.clone()));
+                if live.and_then(|r| r.doc.as_ref()) == Some(&doc) {
+                    let version = live.map_or(0, |r| r.version);
+                    return Ok(MutationResult::Applied { mid: m.mid, id, version });
+                }
+                self.write(m, &id, Some(doc), row)
+            }
+            MutationOp::Update => {
+                let Some(r) = live else {
+                    return Ok(conflict_missing(&id, row.as_ref()));
+                };
+                let mut patch = Value::Object(m.patch.clone().unwrap_or_default());
+                self.rewrite(&mut patch)?;
+                let Value::Object(patch) = patch else {
+                    unreachable!("rewriting keeps the object")
+                };
+                if let Some(pid) = patch.get("id") {
+                    if pid.as_str() != Some(id.as_str()) {
+                        return Ok(Self::rejected(m, "INVALID_PATCH", "a patch cannot change the document id"));
+                    }
+                }
+                if let Some(base) = m.base {
+                    if r.created > base || r.fields.conflicts(&touched_paths(&patch), base) {
+                        return Ok(conflict_with(r));
+                    }
+                }
+                let old = r.doc.clone().unwrap_or_default();
+                let mut merged = Value::Object(old.clone());
+                merge_patch(&mut merged, &Value::Object(patch));
+                let Value::Object(merged) = merged else {
+                    unreachable!("an object patch keeps an object")
+                };
+                if self.too_large(&merged) {
+                    return Ok(Self::rejected(
+                        m,
+                        "DOC_TOO_LARGE",
+                        format!("patched document larger than {} bytes", self.limits.max_doc_bytes),
+                    ));
+                }
+                if merged == old {
+                    return Ok(MutationResult::Applied { mid: m.mid, id, version: r.version });
+                }
+                self.write(m, &id, Some(merged), row)
+            }
+            MutationOp::Delete => match &row {
+                Some(r) if r.deleted => Ok(MutationResult::Applied {
+                    mid: m.mid,
+                    id,
+                    version: r.version,
+                }),
+                Some(r) if changed_since(r) => Ok(conflict_with(r)),
+                _ => self.write(m, &id, None, row),
+            },
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn push(&self, ns: &str, req: &PushRequest, limits: ApplyLimits) -> Result<PushOutcome, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let client = req.client_id.as_str();
+        let start_seq = head_seq(&tx)?;
+        let mut last = last_mid(&tx, ns, client)?;
+        let mut ctx = PushCtx {
+            tx: &tx,
+            ns,
+            client,
+            seq: start_seq,
+            limits,
+            id_map: BTreeMap::new(),
+            changes: Vec::new(),
+        };
+        let mut results = Vec::with_capacity(req.mutations.len());
+        for m in &req.mutations {
+            if m.mid <= last {
+                // Already processed: answer with the remembered result.
+                let stored: Option<String> = ctx
+                    .tx
+                    .query_row(
+                        "SELECT result FROM results WHERE ns = ?1 AND client_id = ?2 AND mid = ?3",
+                        params![ns, client, m.mid as i64],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let result = match stored {
+                    Some(s) => serde_json::from_str(&s).map_err(corrupt)?,
+                    None => PushCtx::rejected(
+                        m,
+                        "STALE_MUTATION_ID",
+                        format!("mid {} is not above the last processed mid {last} and was never seen", m.mid),
+                    ),
+                };
+                if is_temp_id(&m.id) {
+                    if let Some(c) = lookup_tmp(ctx.tx, ns, client, &m.id)? {
+                        ctx.id_map.insert(m.id.clone(), c);
+                    }
+                }
+                results.push(result);
+                continue;
+            }
+            let result = ctx.apply(m)?;
+            ctx.tx.execute(
+                "INSERT INTO results (ns, client_id, mid, result) VALUES (?1, ?2, ?3, ?4)",
+                params![ns, client, m.mid as i64, serde_json::to_string(&result).map_err(corrupt)?],
+            )?;
+            last = m.mid;
+            results.push(result);
+        }
+        let PushCtx { seq, id_map, changes, .. } = ctx;
+        tx.execute(
+            "INSERT INTO clients (ns, client_id, last_mid) VALUES (?1, ?2, ?3)
+             ON CONFLICT (ns, client_id) DO UPDATE SET last_mid = excluded.last_mid",
+            params![ns, client, last as i64],
+        )?;
+        if seq != start_seq {
+            tx.execute("UPDATE meta SET value = ?1 WHERE key = 'seq'", [seq.to_string()])?;
+        }
+        tx.commit()?;
+        Ok(PushOutcome {
+            response: PushResponse {
+                results,
+                id_map,
+                last_mutation_id: last,
+            },
+            changes,
+        })
+    }
+
+    fn pull(
+        &self,
+        ns: &str,
+        client_id: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<PullResponse, StoreError> {
+        let mut conn = self.lock();
+        // One read transaction: changes, head and lastMutationId from one snapshot.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let head = head_seq(&tx)?;
+        let last = match client_id {
+            Some(c) => last_mid(&tx, ns, c)?,
+            None => 0,
+        };
+        let Some(from) = self.decode_cursor(cursor.unwrap_or(START_CURSOR), head) else {
+            return Ok(PullResponse {
+                resync: true,
+                changes: Vec::new(),
+                cursor: START_CURSOR.to_string(),
+                more: true,
+                last_mutation_id: last,
+            });
+        };
+        let mut stmt = tx.prepare_cached(
+            "SELECT coll, id, doc, version FROM docs WHERE ns = ?1 AND version > ?2
+             ORDER BY version LIMIT ?3",
+        )?;
+        let take = limit.max(1);
+        let rows = stmt.query_map(params![ns, from as i64, (take + 1) as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        let mut changes = Vec::new();
+        for row in rows {
+            let (coll, id, doc, version) = row?;
+            let doc = doc.as_deref().map(parse_obj).transpose()?;
+            changes.push(Change {
+                seq: version as u64,
+                coll,
+                id,
+                op: if doc.is_some() { ChangeOp::Put } else { ChangeOp::Delete },
+                doc,
+                version: version as u64,
+            });
+        }
+        drop(stmt);
+        let more = changes.len() > take;
+        changes.truncate(take);
+        let to = if more {
+            changes.last().map_or(from, |c| c.seq)
+        } else {
+            head.max(from)
+        };
+        tx.finish()?;
+        Ok(PullResponse {
+            resync: false,
+            changes,
+            cursor: self.cursor_for(to),
+            more,
+            last_mutation_id: last,
+        })
+    }
+
+    fn cursor_seq(&self, cursor: &str) -> Result<Option<u64>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let head = head_seq(&tx)?;
+        Ok(self.decode_cursor(cursor, head))
+    }
+
+    fn cursor_for(&self, seq: u64) -> String {
+        if seq == 0 {
+            START_CURSOR.to_string()
+        } else {
+            format!("{}.{}", self.epoch, seq)
+        }
+    }
+
+    fn health(&self) -> Result<(), StoreError> {
+        self.lock().query_row("SELECT 1", [], |_| Ok(()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,438 @@
+//! `/v1/ws`: hello, catch-up from the client's cursor, then live changes as
+//! they commit; pushes over the socket; keep-alive.
+//!
+//! No gap, no duplicate: the session subscribes to the namespace's broadcast
+//! *before* reading the catch-up snapshot, and drops every live change whose
+//! seq it has already delivered. A session that lags the broadcast catches up
+//! from the store again instead of losing changes.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use syncstore_core::protocol::{ClientMessage, PushRequest, ServerMessage};
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::{timeout, Instant};
+
+use crate::error::AppError;
+use crate::http::{bearer_token, parse_json, rate_check, validate_push};
+use crate::state::{AppState, ChangeBatch, ConnectionGuard};
+
+/// Close code: the first frame was not a valid hello, or a fatal bad request.
+pub const CLOSE_BAD_REQUEST: u16 = 4400;
+/// Close code: no or bad token.
+pub const CLOSE_UNAUTHORIZED: u16 = 4401;
+/// Close code: the client stopped answering.
+pub const CLOSE_IDLE: u16 = 4408;
+/// Close code: the namespace has too many connections.
+pub const CLOSE_TOO_MANY_CONNECTIONS: u16 = 4429;
+/// Close code: server error.
+pub const CLOSE_INTERNAL: u16 = 1011;
+/// Close code: server shutting down.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// Changes per catch-up frame.
+const CATCH_UP_PAGE: usize = 500;
+
+/// The upgrade handler. A token in the `Authorization` header or `?token=`
+/// is checked before upgrading (401/429 as HTTP); otherwise the hello's token.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, AppError> {
+    let ws = ws.map_err(|_| AppError::NotWebSocket)?;
+    let query = query.map(|q| q.0).unwrap_or_default();
+    let token = bearer_token(&headers)
+        .map(str::to_string)
+        .or_else(|| query.get("token").cloned());
+    let pre = match token {
+        Some(t) => {
+            let ns = state.namespace_for(&t).ok_or(AppError::Unauthorized)?;
+            let guard = state
+                .connections
+                .try_acquire(&ns)
+                .ok_or(AppError::TooManyConnections(
+                    state.config.limits.max_connections_per_namespace,
+                ))?;
+            Some((ns, guard))
+        }
+        None => None,
+    };
+    let max = state.config.limits.max_body_bytes;
+    Ok(ws
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| run(state, socket, pre)))
+}
+
+/// Why a session ended.
+enum End {
+    /// The peer went away or the socket failed.
+    Gone,
+    /// We close with this code and message (an error frame is sent first).
+    Close(u16, &'static str, String),
+    /// Shutdown or idle: close frame only.
+    CloseQuiet(u16, &'static str),
+}
+
+async fn run(state: AppState, socket: WebSocket, pre: Option<(String, ConnectionGuard)>) {
+    let (sink, mut stream) = socket.split();
+    let (out, out_rx) = mpsc::channel::<Message>(16);
+    let writer = tokio::spawn(write_loop(sink, out_rx));
+    let mut session = Session {
+        state,
+        out,
+        namespace: String::new(),
+        client_id: String::new(),
+        delivered: 0,
+    };
+    let end = session.serve(&mut stream, pre).await;
+    let close = |code: u16, reason: &str| {
+        Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }))
+    };
+    match end {
+        End::Gone => {}
+        End::Close(code, err_code, message) => {
+            let _ = session.send(&ServerMessage::Error {
+                rid: None,
+                code: err_code.to_string(),
+                message: message.clone(),
+                retry_after: None,
+            })
+            .await;
+            let _ = session.out.try_send(close(code, err_code));
+        }
+        End::CloseQuiet(code, reason) => {
+            let _ = session.out.try_send(close(code, reason));
+        }
+    }
+    tracing::info!(namespace = %session.namespace, client = %session.client_id, "websocket closed");
+    drop(session);
+    let abort = writer.abort_handle();
+    if timeout(Duration::from_secs(1), writer).await.is_err() {
+        abort.abort();
+    }
+}
+
+async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Message>) {
+    while let Some(msg) = rx.recv().await {
+        let is_close = matches!(msg, Message::Close(_));
+        if sink.send(msg).await.is_err() || is_close {
+            break;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+struct Session {
+    state: AppState,
+    out: mpsc::Sender<Message>,
+    namespace: String,
+    client_id: String,
+    /// Highest seq this client has been brought up to.
+    delivered: u64,
+}
+
+impl Session {
+    /// Queues a frame; a peer that does not drain its socket within the idle
+    /// timeout is given up on.
+    async fn send(&self, msg: &ServerMessage) -> Result<(), End> {
+        let text = serde_json::to_string(msg)
+            .map_err(|e| End::Close(CLOSE_INTERNAL, "INTERNAL", e.to_string()))?;
+        self.send_raw(Message::text(text)).await
+    }
+
+    async fn send_raw(&self, msg: Message) -> Result<(), End> {
+        match timeout(self.state.config.limits.ws_idle_timeout, self.out.send(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Gone),
+            Err(_) => {
+                tracing::warn!(namespace = %self.namespace, client = %self.client_id, "websocket peer not reading; dropped");
+                Err(End::Gone)
+            }
+        }
+    }
+
+    fn internal(e: impl std::fmt::Display) -> End {
+        tracing::error!(detail = %e, "websocket internal error");
+        End::Close(CLOSE_INTERNAL, "INTERNAL", "internal error".into())
+    }
+
+    async fn serve(
+        &mut self,
+        stream: &mut SplitStream<WebSocket>,
+        pre: Option<(String, ConnectionGuard)>,
+    ) -> End {
+        match self.serve_inner(stream, pre).await {
+            Ok(never) => match never {},
+            Err(end) => end,
+        }
+    }
+
+    async fn serve_inner(
+        &mut self,
+        stream: &mut SplitStream<WebSocket>,
+        pre: Option<(String, ConnectionGuard)>,
+    ) -> Result<std::convert::Infallible, End> {
+        let limits = self.state.config.limits.clone();
+        let bad = |m: String| End::Close(CLOSE_BAD_REQUEST, "BAD_HELLO", m);
+
+        // 1. The hello.
+        let first = timeout(limits.ws_hello_timeout, next_text(stream))
+            .await
+            .map_err(|_| bad("no hello within the hello timeout".into()))??;
+        let (client_id, cursor, token) = match parse_json::<ClientMessage>(first.as_bytes()) {
+            Ok(ClientMessage::Hello {
+                client_id,
+                cursor,
+                token,
+            }) => (client_id, cursor, token),
+            Ok(_) => return Err(bad("the first frame must be a hello".into())),
+            Err(e) => return Err(bad(e.to_string())),
+        };
+        if client_id.is_empty() || client_id.len() > syncstore_core::protocol::MAX_ID_LEN {
+            return Err(bad("clientId: must be a non-empty string of at most 256 bytes".into()));
+        }
+        let unauthorized = || {
+            End::Close(
+                CLOSE_UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "missing or invalid bearer token".into(),
+            )
+        };
+        let hello_ns = match &token {
+            Some(t) => Some(self.state.namespace_for(t).ok_or_else(unauthorized)?),
+            None => None,
+        };
+        let (namespace, _guard) = match (pre, hello_ns) {
+            (Some((ns, g)), None) => (ns, g),
+            (Some((ns, g)), Some(h)) if h == ns => (ns, g),
+            (Some(_), Some(_)) | (None, None) => return Err(unauthorized()),
+            (None, Some(ns)) => {
+                let g = self.state.connections.try_acquire(&ns).ok_or_else(|| {
+                    End::Close(
+                        CLOSE_TOO_MANY_CONNECTIONS,
+                        "TOO_MANY_CONNECTIONS",
+                        format!(
+                            "too many connections for this namespace (max {})",
+                            limits.max_connections_per_namespace
+                        ),
+                    )
+                })?;
+                (ns, g)
+            }
+        };
+        self.namespace = namespace;
+        self.client_id = client_id;
+        tracing::info!(namespace = %self.namespace, client = %self.client_id, "websocket open");
+
+        // 2. Subscribe first, then catch up: nothing committed in between is lost.
+        let mut live = self.state.hub.subscribe(&self.namespace);
+        let store = self.state.store.clone();
+        self.delivered = match cursor {
+            None => 0,
+            Some(c) => {
+                match tokio::task::spawn_blocking(move || store.cursor_seq(&c))
+                    .await
+                    .map_err(Self::internal)?
+                    .map_err(Self::internal)?
+                {
+                    Some(seq) => seq,
+                    None => {
+                        self.send(&ServerMessage::Resync {
+                            cursor: syncstore_core::protocol::START_CURSOR.into(),
+                        })
+                        .await?;
+                        0
+                    }
+                }
+            }
+        };
+        let last_mutation_id = self.catch_up().await?;
+        self.send(&ServerMessage::Synced {
+            cursor: self.state.store.cursor_for(self.delivered),
+            last_mutation_id,
+        })
+        .await?;
+
+        // 3. Live.
+        let mut ping = tokio::time::interval(limits.ws_ping_interval);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.tick().await;
+        let mut last_seen = Instant::now();
+        let shutdown = self.state.clone();
+        let shutdown = shutdown.shutting_down();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return Err(End::CloseQuiet(CLOSE_GOING_AWAY, "server shutting down")),
+                frame = stream.next() => {
+                    last_seen = Instant::now();
+                    match frame {
+                        None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Err(End::Gone),
+                        Some(Ok(Message::Text(t))) => self.on_text(t.as_str()).await?,
+                        Some(Ok(Message::Binary(_))) => self.send(&error_frame(None, "INVALID_JSON", "binary frames are not supported")).await?,
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    }
+                }
+                batch = live.recv() => match batch {
+                    Ok(batch) => self.forward(&batch).await?,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!(namespace = %self.namespace, skipped = n, "lagged; catching up from the store");
+                        self.catch_up().await?;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Err(End::Gone),
+                },
+                _ = ping.tick() => {
+                    if last_seen.elapsed() >= limits.ws_idle_timeout {
+                        tracing::info!(namespace = %self.namespace, client = %self.client_id, "websocket idle; dropped");
+                        return Err(End::CloseQuiet(CLOSE_IDLE, "idle timeout"));
+                    }
+                    self.send_raw(Message::Ping(Default::default())).await?;
+                }
+            }
+        }
+    }
+
+    /// Sends every change after `delivered` from the store; returns the
+    /// client's last mutation id.
+    async fn catch_up(&mut self) -> Result<u64, End> {
+        loop {
+            let store = self.state.store.clone();
+            let (ns, client) = (self.namespace.clone(), self.client_id.clone());
+            let from = store.cursor_for(self.delivered);
+            let page = tokio::task::spawn_blocking(move || {
+                let page = store.pull(&ns, Some(&client), Some(&from), CATCH_UP_PAGE)?;
+                let seq = store.cursor_seq(&page.cursor)?;
+                Ok::<_, crate::store::StoreError>((page, seq))
+            })
+            .await
+            .map_err(Self::internal)?
+            .map_err(Self::internal)?;
+            let (page, Some(seq)) = page else {
+                return Err(Self::internal("catch-up cursor not decodable"));
+            };
+            if page.resync {
+                return Err(Self::internal("catch-up cursor refused"));
+            }
+            if !page.changes.is_empty() {
+                self.send(&ServerMessage::Changes {
+                    changes: page.changes,
+                    cursor: page.cursor,
+                })
+                .await?;
+            }
+            self.delivered = self.delivered.max(seq);
+            if !page.more {
+                return Ok(page.last_mutation_id);
+            }
+        }
+    }
+
+    async fn forward(&mut self, batch: &ChangeBatch) -> Result<(), End> {
+        let changes: Vec<_> = batch
+            .iter()
+            .filter(|c| c.seq > self.delivered)
+            .cloned()
+            .collect();
+        let Some(last) = changes.last().map(|c| c.seq) else {
+            return Ok(());
+        };
+        self.delivered = last;
+        self.send(&ServerMessage::Changes {
+            changes,
+            cursor: self.state.store.cursor_for(last),
+        })
+        .await
+    }
+
+    async fn on_text(&mut self, text: &str) -> Result<(), End> {
+        let msg = match parse_json::<ClientMessage>(text.as_bytes()) {
+            Ok(m) => m,
+            Err(e) => return self.send(&app_error_frame(None, &e)).await,
+        };
+        match msg {
+            ClientMessage::Ping => self.send(&ServerMessage::Pong).await,
+            ClientMessage::Pong => Ok(()),
+            ClientMessage::Hello { .. } => {
+                self.send(&error_frame(None, "INVALID_FIELD", "type: hello was already sent"))
+                    .await
+            }
+            ClientMessage::Push {
+                client_id,
+                mutations,
+                rid,
+            } => {
+                let req = PushRequest {
+                    client_id: client_id.unwrap_or_else(|| self.client_id.clone()),
+                    mutations,
+                };
+                let answer = match self.push(req).await {
+                    Ok(response) => ServerMessage::PushResult { rid, response },
+                    Err(e) => app_error_frame(rid, &e),
+                };
+                self.send(&answer).await
+            }
+        }
+    }
+
+    async fn push(&self, req: PushRequest) -> Result<syncstore_core::protocol::PushResponse, AppError> {
+        validate_push(&req, &self.state)?;
+        rate_check(&self.state, &self.namespace, &req.client_id)?;
+        self.state.push(self.namespace.clone(), req).await
+    }
+}
+
+/// Reads until a text frame (skipping control frames).
+async fn next_text(stream: &mut SplitStream<WebSocket>) -> Result<String, End> {
+    loop {
+        match stream.next().await {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Err(End::Gone),
+            Some(Ok(Message::Text(t))) => return Ok(t.to_string()),
+            Some(Ok(Message::Binary(_))) => {
+                return Err(End::Close(
+                    CLOSE_BAD_REQUEST,
+                    "BAD_HELLO",
+                    "the first frame must be a JSON text hello".into(),
+                ))
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+fn error_frame(rid: Option<String>, code: &str, message: &str) -> ServerMessage {
+    ServerMessage::Error {
+        rid,
+        code: code.to_string(),
+        message: message.to_string(),
+        retry_after: None,
+    }
+}
+
+fn app_error_frame(rid: Option<String>, e: &AppError) -> ServerMessage {
+    if let AppError::Internal(detail) = e {
+        tracing::error!(%detail, "internal error");
+    }
+    ServerMessage::Error {
+        rid,
+        code: e.code().to_string(),
+        message: e.to_string(),
+        retry_after: match e {
+            AppError::RateLimited(s) => Some(*s),
+            _ => None,
+        },
+    }
+}
