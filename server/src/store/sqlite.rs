@@ -556,3 +556,210 @@ impl Store for SqliteStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const LIMITS: ApplyLimits = ApplyLimits { max_doc_bytes: 1024 };
+
+    fn muts(v: Value) -> Vec<Mutation> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn push(s: &SqliteStore, ns: &str, client: &str, m: Value) -> PushOutcome {
+        let req = PushRequest {
+            client_id: client.into(),
+            mutations: muts(m),
+        };
+        s.push(ns, &req, LIMITS).unwrap()
+    }
+
+    fn status(r: &MutationResult) -> &'static str {
+        match r {
+            MutationResult::Applied { .. } => "applied",
+            MutationResult::Conflict { .. } => "conflict",
+            MutationResult::Rejected { .. } => "rejected",
+        }
+    }
+
+    fn all(s: &SqliteStore, ns: &str) -> Vec<Change> {
+        s.pull(ns, None, None, 1000).unwrap().changes
+    }
+
+    #[test]
+    fn temp_ids_map_once_and_references_follow() {
+        let s = SqliteStore::open(":memory:").unwrap();
+        let out = push(&s, "n", "c1", json!([
+            {"mid": 1, "coll": "lists", "op": "insert", "id": "tmp_l", "doc": {"name": "L"}},
+            {"mid": 2, "coll": "todos", "op": "insert", "id": "tmp_t", "doc": {"list": "tmp_l", "tags": ["tmp_l", "x"]}},
+        ]));
+        let l = out.response.id_map["tmp_l"].clone();
+        let t = out.response.id_map["tmp_t"].clone();
+        assert!(!is_temp_id(&l) && l != t);
+        let docs = all(&s, "n");
+        let todo = docs.iter().find(|c| c.id == t).unwrap().doc.clone().unwrap();
+        assert_eq!(todo["list"], json!(l));
+        assert_eq!(todo["tags"], json!([l, "x"]));
+        assert_eq!(todo["id"], json!(t));
+        // A later batch names the tmp id and a reference to it in a patch.
+        let out = push(&s, "n", "c1", json!([
+            {"mid": 3, "coll": "todos", "op": "update", "id": "tmp_t", "patch": {"other": "tmp_l"}},
+            {"mid": 4, "coll": "lists", "op": "insert", "id": "tmp_l", "doc": {"name": "again"}},
+        ]));
+        assert!(matches!(&out.response.results[0], MutationResult::Applied { id, .. } if *id == t));
+        // The re-sent insert keeps its canonical id and changes nothing.
+        assert!(matches!(&out.response.results[1], MutationResult::Applied { id, .. } if *id == l));
+        assert_eq!(out.changes.len(), 1);
+        let todo = all(&s, "n").into_iter().find(|c| c.id == t).unwrap().doc.unwrap();
+        assert_eq!(todo["other"], json!(l));
+        // Another client's tmp ids are its own.
+        let out = push(&s, "n", "c2", json!([
+            {"mid": 1, "coll": "todos", "op": "update", "id": "tmp_t", "patch": {"x": 1}},
+        ]));
+        assert!(matches!(&out.response.results[0], MutationResult::Conflict { doc: None, version: None, .. }));
+    }
+
+    #[test]
+    fn replayed_mids_answer_the_stored_result() {
+        let s = SqliteStore::open(":memory:").unwrap();
+        let batch = json!([
+            {"mid": 1, "coll": "c", "op": "insert", "id": "tmp_a", "doc": {"n": 1}},
+            {"mid": 2, "coll": "c", "op": "update", "id": "tmp_a", "patch": {"n": 2}},
+        ]);
+        let first = push(&s, "n", "c1", batch.clone());
+        for _ in 0..2 {
+            let again = push(&s, "n", "c1", batch.clone());
+            assert_eq!(again.response, first.response);
+            assert!(again.changes.is_empty());
+        }
+        assert_eq!(all(&s, "n").len(), 1);
+        let stale = push(&s, "n", "c1", json!([{"mid": 0, "coll": "c", "op": "delete", "id": "x"}]));
+        assert_eq!(status(&stale.response.results[0]), "rejected");
+        assert_eq!(stale.response.last_mutation_id, 2);
+    }
+
+    #[test]
+    fn field_level_conflicts() {
+        let s = SqliteStore::open(":memory:").unwrap();
+        let v1 = match &push(&s, "n", "a", json!([
+            {"mid": 1, "coll": "c", "op": "insert", "id": "d", "doc": {"title": "t", "done": false, "meta": {"x": 1, "y": 1}}}
+        ])).response.results[0] {
+            MutationResult::Applied { version, .. } => *version,
+            r => panic!("{r:?}"),
+        };
+        // Client a edits title; client b, based on v1, edits done: no conflict.
+        let r = push(&s, "n", "a", json!([{"mid": 2, "coll": "c", "op": "update", "id": "d", "patch": {"title": "T"}, "base": v1}]));
+        assert_eq!(status(&r.response.results[0]), "applied");
+        let r = push(&s, "n", "b", json!([{"mid": 1, "coll": "c", "op": "update", "id": "d", "patch": {"done": true, "meta": {"y": 2}}, "base": v1}]));
+        assert_eq!(status(&r.response.results[0]), "applied");
+        // Same field from the old base: conflict, with the server doc.
+        let r = push(&s, "n", "b", json!([{"mid": 2, "coll": "c", "op": "update", "id": "d", "patch": {"title": "B"}, "base": v1}]));
+        match &r.response.results[0] {
+            MutationResult::Conflict { doc: Some(doc), version: Some(_), .. } => assert_eq!(doc["title"], "T"),
+            other => panic!("{other:?}"),
+        }
+        // Parent of a changed path conflicts too; a sibling does not.
+        let r = push(&s, "n", "b", json!([
+            {"mid": 3, "coll": "c", "op": "update", "id": "d", "patch": {"meta": null}, "base": v1},
+            {"mid": 4, "coll": "c", "op": "update", "id": "d", "patch": {"meta": {"x": 5}}, "base": v1},
+        ]));
+        assert_eq!(status(&r.response.results[0]), "conflict");
+        assert_eq!(status(&r.response.results[1]), "applied");
+        // Replace from an old base conflicts; blind replace applies.
+        let r = push(&s, "n", "b", json!([
+            {"mid": 5, "coll": "c", "op": "replace", "id": "d", "doc": {"z": 1}, "base": v1},
+            {"mid": 6, "coll": "c", "op": "replace", "id": "d", "doc": {"z": 1}},
+        ]));
+        assert_eq!(status(&r.response.results[0]), "conflict");
+        assert_eq!(status(&r.response.results[1]), "applied");
+        // Delete vs update.
+        let head = all(&s, "n")[0].version;
+        let r = push(&s, "n", "a", json!([{"mid": 3, "coll": "c", "op": "delete", "id": "d", "base": head}]));
+        assert_eq!(status(&r.response.results[0]), "applied");
+        let r = push(&s, "n", "b", json!([{"mid": 7, "coll": "c", "op": "update", "id": "d", "patch": {"z": 2}, "base": head}]));
+        assert!(matches!(&r.response.results[0], MutationResult::Conflict { doc: None, version: Some(_), .. }));
+        // Update vs later delete: a delete based before an update conflicts.
+        push(&s, "n", "a", json!([{"mid": 4, "coll": "c", "op": "insert", "id": "e", "doc": {"k": 1}}]));
+        let base = all(&s, "n").last().unwrap().version;
+        push(&s, "n", "a", json!([{"mid": 5, "coll": "c", "op": "update", "id": "e", "patch": {"k": 2}}]));
+        let r = push(&s, "n", "b", json!([{"mid": 8, "coll": "c", "op": "delete", "id": "e", "base": base}]));
+        assert_eq!(status(&r.response.results[0]), "conflict");
+        // Insert of an existing id conflicts; insert over a tombstone applies.
+        let r = push(&s, "n", "b", json!([
+            {"mid": 9, "coll": "c", "op": "insert", "id": "e", "doc": {}},
+            {"mid": 10, "coll": "c", "op": "insert", "id": "d", "doc": {"back": true}},
+        ]));
+        assert_eq!(status(&r.response.results[0]), "conflict");
+        assert_eq!(status(&r.response.results[1]), "applied");
+    }
+
+    #[test]
+    fn rejections_do_not_stop_the_batch() {
+        let s = SqliteStore::open(":memory:").unwrap();
+        let big = "x".repeat(2000);
+        let r = push(&s, "n", "a", json!([
+            {"mid": 1, "coll": "c", "op": "insert", "id": "a", "doc": {"big": big}},
+            {"mid": 2, "coll": "c", "op": "insert", "id": "b"},
+            {"mid": 3, "coll": "c", "op": "insert", "id": "c", "doc": {"n": 1}},
+            {"mid": 4, "coll": "c", "op": "update", "id": "c", "patch": {"id": "other"}},
+        ]));
+        let codes: Vec<_> = r.response.results.iter().map(|r| match r {
+            MutationResult::Rejected { code, .. } => code.as_str(),
+            _ => status(r),
+        }).collect();
+        assert_eq!(codes, ["DOC_TOO_LARGE", "INVALID_MUTATION", "applied", "INVALID_PATCH"]);
+        assert_eq!(r.response.last_mutation_id, 4);
+    }
+
+    #[test]
+    fn pull_pages_in_order_and_resyncs_bad_cursors() {
+        let s = SqliteStore::open(":memory:").unwrap();
+        for i in 1..=5u64 {
+            push(&s, "n", "a", json!([{"mid": i, "coll": "c", "op": "insert", "id": format!("d{i}"), "doc": {}}]));
+            push(&s, "other", "a", json!([{"mid": i, "coll": "c", "op": "insert", "id": format!("o{i}"), "doc": {}}]));
+        }
+        let mut cursor = START_CURSOR.to_string();
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            let p = s.pull("n", Some("a"), Some(&cursor), 2).unwrap();
+            assert!(!p.resync);
+            assert_eq!(p.last_mutation_id, 5);
+            seen.extend(p.changes.iter().map(|c| (c.seq, c.id.clone())));
+            cursor = p.cursor;
+            if !p.more {
+                break;
+            }
+        }
+        assert_eq!(seen.iter().map(|s| s.1.as_str()).collect::<Vec<_>>(), ["d1", "d2", "d3", "d4", "d5"]);
+        assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
+        // Caught up: the same cursor comes back with nothing.
+        let p = s.pull("n", Some("a"), Some(&cursor), 2).unwrap();
+        assert!(p.changes.is_empty() && !p.more && p.cursor == cursor);
+        for bad in ["garbage", "", "1", "x.1", &format!("{}.999", s.epoch), &format!("{}.01", s.epoch), "other.3"] {
+            let p = s.pull("n", None, Some(bad), 10).unwrap();
+            assert!(p.resync, "{bad}");
+            assert_eq!(p.cursor, START_CURSOR);
+        }
+    }
+
+    #[test]
+    fn a_file_database_keeps_everything_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let cursor = {
+            let s = SqliteStore::open(&path).unwrap();
+            push(&s, "n", "a", json!([{"mid": 7, "coll": "c", "op": "insert", "id": "tmp_1", "doc": {"v": 1}}]));
+            s.pull("n", None, None, 10).unwrap().cursor
+        };
+        let s = SqliteStore::open(&path).unwrap();
+        let p = s.pull("n", Some("a"), None, 10).unwrap();
+        assert_eq!(p.changes.len(), 1);
+        assert_eq!(p.last_mutation_id, 7);
+        assert_eq!(p.cursor, cursor, "cursors stay valid across restarts");
+        let r = push(&s, "n", "a", json!([{"mid": 7, "coll": "c", "op": "insert", "id": "tmp_1", "doc": {"v": 1}}]));
+        assert!(r.changes.is_empty());
+        assert_eq!(r.response.id_map["tmp_1"], p.changes[0].id);
+    }
+}

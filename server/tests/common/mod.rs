@@ -1,0 +1,243 @@
+//! Test harness: the real server on 127.0.0.1 with a random port, real HTTP
+//! and WebSocket clients. Every wait is bounded.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use syncstore_server::config::{Config, Limits};
+use syncstore_server::state::AppState;
+use syncstore_server::store::SqliteStore;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Upper bound for any single wait in the tests.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub const TOKEN_A: &str = "token-a";
+pub const TOKEN_B: &str = "token-b";
+
+pub struct Server {
+    pub base: String,
+    pub ws_url: String,
+    pub state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+pub fn test_limits() -> Limits {
+    Limits {
+        pushes_per_second: 10_000.0,
+        ..Limits::default()
+    }
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        Self::start_with(":memory:", test_limits()).await
+    }
+
+    pub async fn start_with(db: impl AsRef<Path>, limits: Limits) -> Server {
+        let store = SqliteStore::open(db).expect("open store");
+        let mut config = Config {
+            limits,
+            ..Config::default()
+        };
+        config.tokens.insert(TOKEN_A.into(), "ns-a".into());
+        config.tokens.insert(TOKEN_B.into(), "ns-b".into());
+        config.tokens.insert("token-a2".into(), "ns-a".into());
+        let state = AppState::new(Arc::new(store), config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(syncstore_server::serve(listener, state.clone(), async {
+            let _ = stopped.await;
+        }));
+        Server {
+            base: format!("http://{addr}"),
+            ws_url: format!("ws://{addr}/v1/ws"),
+            state,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Graceful shutdown; waits until the server has stopped.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        let task = self.task.take().unwrap();
+        tokio::time::timeout(WAIT, task)
+            .await
+            .expect("server stops in time")
+            .unwrap()
+            .unwrap();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn push(&self, token: &str, body: Value) -> (u16, Value) {
+        let resp = client()
+            .post(self.url("/v1/push"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        status_json(resp).await
+    }
+
+    /// Pushes and expects 200.
+    pub async fn push_ok(&self, token: &str, client_id: &str, mutations: Value) -> Value {
+        let (status, body) = self
+            .push(token, json!({"clientId": client_id, "mutations": mutations}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    pub async fn pull(&self, token: &str, client_id: &str, cursor: &str, limit: usize) -> (u16, Value) {
+        let resp = client()
+            .get(self.url("/v1/pull"))
+            .query(&[("cursor", cursor), ("limit", &limit.to_string())])
+            .bearer_auth(token)
+            .header("X-Client-Id", client_id)
+            .send()
+            .await
+            .unwrap();
+        status_json(resp).await
+    }
+
+    /// Pulls every page from `cursor`; returns (changes, final cursor, lastMutationId).
+    pub async fn pull_all(&self, token: &str, client_id: &str, cursor: &str) -> (Vec<Value>, String, u64) {
+        let mut cursor = cursor.to_string();
+        let mut changes = Vec::new();
+        for _ in 0..1000 {
+            let (status, body) = self.pull(token, client_id, &cursor, 100).await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["resync"], false, "{body}");
+            changes.extend(body["changes"].as_array().unwrap().iter().cloned());
+            cursor = body["cursor"].as_str().unwrap().to_string();
+            if body["more"] == false {
+                return (changes, cursor, body["lastMutationId"].as_u64().unwrap());
+            }
+        }
+        panic!("pull never finished");
+    }
+
+    pub async fn healthy(&self) -> bool {
+        match client().get(self.url("/healthz")).send().await {
+            Ok(r) => r.status() == 200,
+            Err(_) => false,
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(WAIT).build().unwrap()
+}
+
+pub async fn status_json(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON answer ({status}): {text:?}"));
+    (status, body)
+}
+
+pub fn insert(mid: u64, coll: &str, id: &str, doc: Value) -> Value {
+    json!({"mid": mid, "coll": coll, "op": "insert", "id": id, "doc": doc})
+}
+
+pub fn update(mid: u64, coll: &str, id: &str, patch: Value, base: Option<u64>) -> Value {
+    json!({"mid": mid, "coll": coll, "op": "update", "id": id, "patch": patch, "base": base})
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Opens `/v1/ws`, optionally with `Authorization: Bearer`.
+pub async fn ws_connect(url: &str, header_token: Option<&str>) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let mut req = url.into_client_request().unwrap();
+    if let Some(t) = header_token {
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+        .await
+        .expect("connect in time")?;
+    Ok(ws)
+}
+
+pub async fn ws_send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+/// Next JSON frame (control frames skipped); `None` if the socket closed.
+pub async fn ws_next(ws: &mut Ws) -> Option<Value> {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next()).await.expect("frame in time");
+        match msg {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return None,
+            Some(Ok(Message::Text(t))) => return Some(serde_json::from_str(t.as_str()).unwrap()),
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Next frame, or the close code if the server closed.
+pub async fn ws_next_or_close(ws: &mut Ws) -> Result<Value, Option<u16>> {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next()).await.expect("frame in time");
+        match msg {
+            None | Some(Err(_)) => return Err(None),
+            Some(Ok(Message::Close(f))) => return Err(f.map(|f| u16::from(f.code))),
+            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(t.as_str()).unwrap()),
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Connects, says hello, reads up to `synced`; returns the socket, the
+/// catch-up changes and the synced frame.
+pub async fn ws_hello(url: &str, token: &str, client_id: &str, cursor: Option<&str>) -> (Ws, Vec<Value>, Value) {
+    let mut ws = ws_connect(url, None).await.unwrap();
+    ws_send(&mut ws, json!({"type": "hello", "clientId": client_id, "cursor": cursor, "token": token})).await;
+    let mut changes = Vec::new();
+    loop {
+        let f = ws_next(&mut ws).await.expect("socket open during catch-up");
+        match f["type"].as_str().unwrap() {
+            "changes" => changes.extend(f["changes"].as_array().unwrap().iter().cloned()),
+            "resync" => changes.clear(),
+            "synced" => return (ws, changes, f),
+            other => panic!("unexpected frame {other}: {f}"),
+        }
+    }
+}
+
+/// Reads `changes` frames until `n` changes arrived.
+pub async fn ws_collect(ws: &mut Ws, n: usize) -> Vec<Value> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let f = ws_next(ws).await.expect("socket open");
+        if f["type"] == "changes" {
+            out.extend(f["changes"].as_array().unwrap().iter().cloned());
+        }
+    }
+    out
+}
+
+pub fn seqs(changes: &[Value]) -> Vec<u64> {
+    changes.iter().map(|c| c["seq"].as_u64().unwrap()).collect()
+}
+
+pub fn assert_increasing(s: &[u64]) {
+    assert!(s.windows(2).all(|w| w[0] < w[1]), "not strictly increasing: {s:?}");
+}
