@@ -34,15 +34,17 @@ fi
 
 if ! wasm-bindgen --version 2>/dev/null | grep -q " $WASM_BINDGEN_VERSION\$"; then
   log "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION"
-  cargo install --locked --force wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+  # --locked can fail when a pinned transitive crate was yanked; fall back.
+  cargo install --locked --force wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" ||
+    cargo install --force wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 fi
 if ! command -v wasm-pack >/dev/null; then
   log "cargo install wasm-pack"
-  cargo install --locked wasm-pack
+  cargo install --locked wasm-pack || cargo install wasm-pack
 fi
 if ! command -v geckodriver >/dev/null; then
   log "cargo install geckodriver"
-  cargo install --locked geckodriver
+  cargo install --locked geckodriver || cargo install geckodriver
 fi
 
 if [ -f tests/e2e/package.json ] && [ ! -d tests/e2e/node_modules ]; then

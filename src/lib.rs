@@ -1,1 +1,31 @@
-//! syncstore: placeholder
+//! syncstore: a local-first data layer for the web.
+//!
+//! The browser module: a thin `#[wasm_bindgen]` API over the sans-IO engine
+//! in `syncstore-core`.
+//!
+//! - [`store`]: the `SyncStore` JS API (where a call's input is validated and
+//!   its transaction run).
+//! - [`idb`]: the IndexedDB adapter (layout, key ranges, requests).
+//! - [`live`]: subscriptions and the cross-tab channel.
+//! - [`error`]: `SyncStoreError` with stable codes.
+
+pub mod error;
+mod glue;
+pub mod idb;
+pub mod live;
+pub mod store;
+mod types;
+
+pub use store::SyncStore;
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// The `SyncStoreError` class, for `instanceof` checks.
+#[wasm_bindgen(js_name = SyncStoreErrorClass, unchecked_return_type = "typeof SyncStoreError")]
+pub fn sync_store_error_class() -> JsValue {
+    glue::error_class()
+}

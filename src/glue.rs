@@ -1,0 +1,53 @@
+//! Bindings to `js/glue.js`, the module's small JavaScript side.
+
+use js_sys::{Array, Function, JsString, Promise};
+use wasm_bindgen::prelude::*;
+use web_sys::{IdbObjectStore, IdbRequest, IdbTransaction};
+
+#[wasm_bindgen(module = "/src/js/glue.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = makeError)]
+    pub fn make_error(code: &str, message: &str, retryable: bool) -> JsValue;
+    #[wasm_bindgen(js_name = storageError)]
+    pub fn storage_error(e: &JsValue, what: &str) -> JsValue;
+    #[wasm_bindgen(js_name = errorClass)]
+    pub fn error_class() -> JsValue;
+    #[wasm_bindgen(js_name = encodeJson, catch)]
+    pub fn encode_json(v: &JsValue, path: &str, code: &str) -> Result<String, JsValue>;
+    #[wasm_bindgen(js_name = docsText)]
+    pub fn docs_text(records: &Array, picks: Option<Vec<u32>>) -> JsString;
+    #[wasm_bindgen(js_name = parseJson)]
+    pub fn parse_json(text: &JsValue) -> JsValue;
+    #[wasm_bindgen(js_name = parseDoc)]
+    pub fn parse_doc(record: &JsValue) -> JsValue;
+    pub fn request(req: &IdbRequest) -> Promise;
+    pub fn requests(reqs: &Array) -> Promise;
+    pub fn done(tx: &IdbTransaction) -> Promise;
+    #[wasm_bindgen(js_name = writeAll)]
+    pub fn write_all(store: &IdbObjectStore, records: &Array, add: bool) -> Array;
+    #[wasm_bindgen(js_name = failedRequest)]
+    pub fn failed_request(reqs: &Array) -> i32;
+    #[wasm_bindgen(js_name = cursorValues)]
+    pub fn cursor_values(
+        source: &JsValue,
+        range: &JsValue,
+        direction: &str,
+        offset: u32,
+        limit: i32,
+    ) -> Promise;
+    #[wasm_bindgen(js_name = openDb)]
+    pub fn open_db(name: &str, layout: &JsValue, rekey: &Function, on_lost: &Function) -> Promise;
+    #[wasm_bindgen(js_name = nextTask)]
+    pub fn next_task() -> Promise;
+    #[wasm_bindgen(js_name = callListener)]
+    pub fn call_listener(f: &Function, arg: &JsValue);
+    pub fn unsubscriber(release: &Function, id: u32) -> Function;
+    #[wasm_bindgen(js_name = randomSeed)]
+    pub fn random_seed() -> Array;
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = console)]
+    pub fn warn(msg: &str, e: &JsValue);
+}

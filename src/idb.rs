@@ -1,0 +1,143 @@
+//! The IndexedDB adapter: database layout, key ranges, and awaiting requests.
+//!
+//! Each collection is an object store keyed by `id` whose records are
+//! `{ id, d: <document JSON>, v: <server version>, x…: <index keys> }`.
+//! `_outbox` holds queued mutations (auto-incremented `mid`, which only
+//! grows, also across tabs), `_meta` the store's own settings.
+
+use crate::error::{storage, JsResult};
+use crate::glue;
+use js_sys::{Array, JsString};
+use serde_json::{json, Value};
+use syncstore_core::query::{Bound, Plan};
+use syncstore_core::schema::Schema;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{IdbIndex, IdbKeyRange, IdbObjectStore, IdbRequest, IdbTransaction};
+
+pub const OUTBOX: &str = "_outbox";
+pub const META: &str = "_meta";
+
+/// The object stores and indexes the schema needs (see `openDb` in glue.js).
+pub fn layout(schema: &Schema) -> Value {
+    let mut stores: Vec<Value> = schema
+        .collections
+        .iter()
+        .map(|(name, spec)| {
+            let indexes: Vec<Value> = spec
+                .indexes
+                .iter()
+                .map(|ix| json!({"name": ix.name(), "keyPath": ix.key_path()}))
+                .collect();
+            json!({"name": name, "keyPath": "id", "indexes": indexes, "rekey": true})
+        })
+        .collect();
+    stores.push(json!({"name": OUTBOX, "keyPath": "mid", "autoIncrement": true, "indexes": []}));
+    stores.push(json!({"name": META, "keyPath": "k", "indexes": []}));
+    Value::Array(stores)
+}
+
+/// A JSON value as a JS value (one parse in JS, no per-field crossings).
+pub fn to_js(v: &Value) -> JsValue {
+    js_sys::JSON::parse(&v.to_string()).expect("serde_json output is JSON")
+}
+
+pub async fn wait(req: &IdbRequest, what: &str) -> JsResult<JsValue> {
+    JsFuture::from(glue::request(req))
+        .await
+        .map_err(|e| storage(e, what))
+}
+
+pub async fn committed(tx: &IdbTransaction, what: &str) -> JsResult<()> {
+    JsFuture::from(glue::done(tx))
+        .await
+        .map(|_| ())
+        .map_err(|e| storage(e, what))
+}
+
+fn bound_js(b: &Bound) -> JsValue {
+    to_js(&b.key)
+}
+
+/// The IndexedDB key range of a plan (`None` = everything).
+pub fn range(plan: &Plan) -> JsResult<Option<IdbKeyRange>> {
+    let r = match (&plan.lower, &plan.upper) {
+        (None, None) => return Ok(None),
+        (Some(l), Some(u)) => {
+            IdbKeyRange::bound_with_lower_open_and_upper_open(&bound_js(l), &bound_js(u), l.open, u.open)
+        }
+        (Some(l), None) => IdbKeyRange::lower_bound_with_open(&bound_js(l), l.open),
+        (None, Some(u)) => IdbKeyRange::upper_bound_with_open(&bound_js(u), u.open),
+    };
+    r.map(Some).map_err(|e| storage(e, "key range"))
+}
+
+/// An object store or one of its indexes.
+pub enum Source {
+    Store(IdbObjectStore),
+    Index(IdbIndex),
+}
+
+impl Source {
+    pub fn open(store: IdbObjectStore, index: Option<&str>) -> JsResult<Source> {
+        Ok(match index {
+            None => Source::Store(store),
+            Some(name) => Source::Index(store.index(name).map_err(|e| storage(e, "index"))?),
+        })
+    }
+
+    pub fn as_js(&self) -> &JsValue {
+        match self {
+            Source::Store(s) => s.as_ref(),
+            Source::Index(i) => i.as_ref(),
+        }
+    }
+
+    /// All records in `range`, at most `limit`.
+    pub async fn get_all(&self, range: Option<&IdbKeyRange>, limit: Option<u32>) -> JsResult<Array> {
+        let undef = JsValue::UNDEFINED;
+        let key: &JsValue = range.map(AsRef::as_ref).unwrap_or(&undef);
+        let req = match (self, limit) {
+            (Source::Store(s), None) => s.get_all_with_key(key),
+            (Source::Store(s), Some(l)) => s.get_all_with_key_and_limit(key, l),
+            (Source::Index(i), None) => i.get_all_with_key(key),
+            (Source::Index(i), Some(l)) => i.get_all_with_key_and_limit(key, l),
+        }
+        .map_err(|e| storage(e, "read"))?;
+        Ok(wait(&req, "read").await?.unchecked_into())
+    }
+
+    pub async fn count(&self, range: Option<&IdbKeyRange>) -> JsResult<u32> {
+        let req = match (self, range) {
+            (Source::Store(s), None) => s.count(),
+            (Source::Store(s), Some(r)) => s.count_with_key(r),
+            (Source::Index(i), None) => i.count(),
+            (Source::Index(i), Some(r)) => i.count_with_key(r),
+        }
+        .map_err(|e| storage(e, "count"))?;
+        Ok(wait(&req, "count").await?.as_f64().unwrap_or(0.0) as u32)
+    }
+
+    /// Records in index order (reversed if `desc`), skipping `offset`.
+    pub async fn cursor(
+        &self,
+        range: Option<&IdbKeyRange>,
+        desc: bool,
+        offset: u32,
+        limit: Option<u32>,
+    ) -> JsResult<Array> {
+        let r: JsValue = range.map(|r| r.clone().into()).unwrap_or(JsValue::UNDEFINED);
+        let dir = if desc { "prev" } else { "next" };
+        let limit = limit.map_or(-1, |l| l.min(i32::MAX as u32) as i32);
+        let p = glue::cursor_values(self.as_js(), &r, dir, offset, limit);
+        Ok(JsFuture::from(p)
+            .await
+            .map_err(|e| storage(e, "read"))?
+            .unchecked_into())
+    }
+}
+
+/// The documents of `records` (at `picks`, or all) as one JSON array text.
+pub fn docs_text(records: &Array, picks: Option<Vec<u32>>) -> JsString {
+    glue::docs_text(records, picks)
+}

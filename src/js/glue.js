@@ -1,0 +1,310 @@
+// The small JavaScript side of the browser module: what is cheaper or only
+// possible in JS. Rust drives; these helpers run in one call per batch.
+
+/** The error every syncstore API rejects with. `code` is stable. */
+export class SyncStoreError extends Error {
+  constructor(code, message, retryable = false, cause) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = "SyncStoreError";
+    this.code = code;
+    this.retryable = retryable;
+  }
+}
+
+export function errorClass() {
+  return SyncStoreError;
+}
+
+export function makeError(code, message, retryable) {
+  return new SyncStoreError(code, message, retryable);
+}
+
+// DOMException names from IndexedDB mapped to stable codes.
+const DOM_CODES = {
+  QuotaExceededError: ["QUOTA_EXCEEDED", false],
+  ConstraintError: ["ALREADY_EXISTS", false],
+  AbortError: ["TRANSACTION_ABORTED", true],
+  TransactionInactiveError: ["TRANSACTION_ABORTED", true],
+  InvalidStateError: ["STORAGE_CLOSED", true],
+  VersionError: ["STORAGE_VERSION", true],
+  UnknownError: ["STORAGE", true],
+  DataError: ["STORAGE", false],
+};
+
+/** Wraps anything IndexedDB threw into a SyncStoreError. */
+export function storageError(e, what) {
+  if (e instanceof SyncStoreError) return e;
+  const name = (e && e.name) || "Error";
+  const [code, retryable] = DOM_CODES[name] || ["STORAGE", true];
+  const msg = `${what}: ${name}${e && e.message ? ": " + e.message : ""}`;
+  return new SyncStoreError(code, msg, retryable, e);
+}
+
+function describe(v) {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "array";
+  if (typeof v === "object") {
+    const c = Object.getPrototypeOf(v);
+    return (c && c.constructor && c.constructor.name) || "object";
+  }
+  return typeof v;
+}
+
+function invalid(code, path, why) {
+  return new SyncStoreError(code, `${path}: ${why}`, false);
+}
+
+// Throws unless `v` is plain JSON data: no functions, symbols, BigInt,
+// undefined in arrays, non-finite numbers, class instances or cycles.
+function check(v, path, stack, code) {
+  switch (typeof v) {
+    case "string":
+    case "boolean":
+      return;
+    case "number":
+      if (!Number.isFinite(v)) throw invalid(code, path, `${v} is not a JSON number`);
+      return;
+    case "object":
+      break;
+    default:
+      throw invalid(code, path, `a ${typeof v} is not JSON`);
+  }
+  if (v === null) return;
+  if (stack.includes(v)) throw invalid(code, path, "cyclic reference");
+  stack.push(v);
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      if (v[i] === undefined) throw invalid(code, `${path}[${i}]`, "undefined is not JSON");
+      check(v[i], `${path}[${i}]`, stack, code);
+    }
+  } else {
+    const proto = Object.getPrototypeOf(v);
+    if (proto !== Object.prototype && proto !== null) {
+      throw invalid(code, path, `a ${describe(v)} is not a plain object (store dates as numbers or strings)`);
+    }
+    for (const k in v) {
+      const x = v[k];
+      if (x !== undefined) check(x, `${path}.${k}`, stack, code);
+    }
+  }
+  stack.pop();
+}
+
+/**
+ * Validates a JSON value and returns its text: the one crossing into Rust.
+ * `path` names the argument in error messages.
+ */
+export function encodeJson(value, path, code) {
+  check(value, path, [], code);
+  return JSON.stringify(value);
+}
+
+/** The JSON text of the documents of `records` (all, or those at `picks`). */
+export function docsText(records, picks) {
+  let s = "[";
+  const n = picks ? picks.length : records.length;
+  for (let i = 0; i < n; i++) {
+    if (i) s += ",";
+    s += records[picks ? picks[i] : i].d;
+  }
+  return s + "]";
+}
+
+export function parseDoc(record) {
+  return record === undefined ? undefined : JSON.parse(record.d);
+}
+
+/** Resolves with the request's result; rejects with its error. */
+export function request(req) {
+  return new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result);
+    // The error also reaches the transaction, which aborts.
+    req.onerror = () => reject(req.error);
+  });
+}
+
+/** Resolves with the results of several requests. */
+export function requests(reqs) {
+  return Promise.all(reqs.map(request));
+}
+
+/** Resolves when the transaction commits; rejects with why it aborted. */
+export function done(tx) {
+  return new Promise((resolve, reject) => {
+    tx.oncomplete = () => resolve();
+    tx.onabort = () => reject(tx.error || new DOMException("transaction aborted", "AbortError"));
+  });
+}
+
+/** Issues one request per record (put or add) without awaiting each. */
+export function writeAll(store, records, add) {
+  const out = new Array(records.length);
+  for (let i = 0; i < records.length; i++) {
+    out[i] = add ? store.add(records[i]) : store.put(records[i]);
+  }
+  return out;
+}
+
+/** The first request that failed with a constraint error, or -1. */
+export function failedRequest(reqs) {
+  for (let i = 0; i < reqs.length; i++) {
+    try {
+      const e = reqs[i].error;
+      if (e && e.name === "ConstraintError") return i;
+    } catch (_) {
+      /* still pending */
+    }
+  }
+  return -1;
+}
+
+/**
+ * Reads values in `direction` from `source` (store or index) over `range`,
+ * skipping `offset` and stopping after `limit` (or -1 for no limit).
+ */
+export function cursorValues(source, range, direction, offset, limit) {
+  return new Promise((resolve, reject) => {
+    const out = [];
+    const req = source.openCursor(range, direction);
+    let skipped = offset === 0;
+    req.onerror = () => reject(req.error);
+    req.onsuccess = () => {
+      const c = req.result;
+      if (!c) return resolve(out);
+      if (!skipped) {
+        skipped = true;
+        c.advance(offset);
+        return;
+      }
+      out.push(c.value);
+      if (limit >= 0 && out.length >= limit) return resolve(out);
+      c.continue();
+    };
+  });
+}
+
+function openReq(name, version) {
+  return version === undefined ? indexedDB.open(name) : indexedDB.open(name, version);
+}
+
+function matches(db, layout) {
+  const names = db.objectStoreNames;
+  for (const s of layout) if (!names.contains(s.name)) return false;
+  const tx = db.transaction(layout.map((s) => s.name), "readonly");
+  for (const s of layout) {
+    const have = tx.objectStore(s.name).indexNames;
+    if (have.length !== s.indexes.length) return false;
+    for (const ix of s.indexes) if (!have.contains(ix.name)) return false;
+  }
+  return true;
+}
+
+/**
+ * Opens database `name` with the object stores and indexes in `layout`
+ * (`[{name, keyPath, autoIncrement, indexes: [{name, keyPath}], rekey}]`),
+ * upgrading it in place when a store or index is missing. Records of a
+ * store whose indexes changed are re-keyed by `rekey(storeName, records)`,
+ * which returns them with their index keys recomputed. Data is never
+ * dropped: stores that are no longer declared are kept.
+ */
+export async function openDb(name, layout, rekey, onLost) {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    let db = await request(openReq(name));
+    if (matches(db, layout)) return watch(db, onLost);
+    const version = db.version + 1;
+    db.close();
+    const req = openReq(name, version);
+    req.onupgradeneeded = () => upgrade(req.result, req.transaction, layout, rekey);
+    req.onblocked = () => {};
+    try {
+      db = await request(req);
+    } catch (e) {
+      // Another tab upgraded first: look again.
+      if (e && e.name === "VersionError") continue;
+      throw e;
+    }
+    return watch(db, onLost);
+  }
+  throw new SyncStoreError("STORAGE_VERSION", `could not upgrade database ${name}`, true);
+}
+
+function watch(db, onLost) {
+  // Another tab wants to upgrade: step aside, reopen on next use.
+  db.onversionchange = () => {
+    db.close();
+    onLost();
+  };
+  // The browser closed the connection (storage cleared, Safari backgrounding).
+  db.onclose = () => onLost();
+  return db;
+}
+
+function upgrade(db, tx, layout, rekey) {
+  for (const s of layout) {
+    let store;
+    let changed = false;
+    if (db.objectStoreNames.contains(s.name)) {
+      store = tx.objectStore(s.name);
+    } else {
+      store = db.createObjectStore(s.name, { keyPath: s.keyPath, autoIncrement: !!s.autoIncrement });
+    }
+    const want = new Set(s.indexes.map((ix) => ix.name));
+    for (const have of Array.from(store.indexNames)) {
+      if (!want.has(have)) {
+        store.deleteIndex(have);
+        changed = true;
+      }
+    }
+    for (const ix of s.indexes) {
+      if (!store.indexNames.contains(ix.name)) {
+        store.createIndex(ix.name, ix.keyPath, { unique: false });
+        changed = true;
+      }
+    }
+    if (changed && s.rekey) {
+      const all = store.getAll();
+      all.onsuccess = () => {
+        const records = rekey(s.name, all.result);
+        for (const r of records) store.put(r);
+      };
+    }
+  }
+}
+
+/** A promise that resolves in a later task: lets same-tick writes coalesce. */
+export function nextTask() {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+/** Calls a listener; an exception is rethrown asynchronously, never into the store. */
+export function callListener(fn, arg) {
+  try {
+    fn(arg);
+  } catch (e) {
+    setTimeout(() => {
+      throw e;
+    }, 0);
+  }
+}
+
+/** An unsubscribe function that calls `release(id)` once. */
+export function unsubscriber(release, id) {
+  let live = true;
+  return () => {
+    if (live) {
+      live = false;
+      release(id);
+    }
+  };
+}
+
+export function randomSeed() {
+  const a = new Uint32Array(4);
+  crypto.getRandomValues(a);
+  return Array.from(a);
+}
+
+/** JSON.parse on a JS string, without copying it through wasm memory. */
+export function parseJson(text) {
+  return JSON.parse(text);
+}

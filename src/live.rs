@@ -1,0 +1,228 @@
+//! Live queries: subscriptions re-run after committed changes, coalesced,
+//! delivered in order, and fed by other tabs through a BroadcastChannel.
+//!
+//! User callbacks never run while a `RefCell` borrow is held, and one that
+//! throws is reported asynchronously without breaking the store.
+
+use crate::error::JsResult;
+use crate::glue;
+use crate::store::Inner;
+use js_sys::{Array, Function};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeSet, HashMap};
+use std::rc::{Rc, Weak};
+use syncstore_core::query::Query;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+use web_sys::{BroadcastChannel, MessageEvent};
+
+struct Sub {
+    coll: String,
+    query: Query,
+    callback: Function,
+    /// The JSON text of the last result delivered.
+    last: Option<JsValue>,
+    running: bool,
+    dirty: bool,
+}
+
+#[derive(Default)]
+pub struct Live {
+    subs: RefCell<HashMap<u32, Sub>>,
+    next_id: Cell<u32>,
+    /// Writes started and not yet finished in this tab.
+    in_flight: Cell<u32>,
+    /// Subscriptions waiting for the next flush.
+    pending: RefCell<BTreeSet<u32>>,
+    flush_scheduled: Cell<bool>,
+    channel: RefCell<Option<BroadcastChannel>>,
+    on_message: RefCell<Option<Closure<dyn Fn(MessageEvent)>>>,
+    release: RefCell<Option<Closure<dyn Fn(u32)>>>,
+}
+
+/// Counts a write in flight; flushes subscriptions when the last one ends.
+pub struct WriteGuard(Rc<Inner>);
+
+impl Drop for WriteGuard {
+    fn drop(&mut self) {
+        let live = &self.0.live;
+        live.in_flight.set(live.in_flight.get().saturating_sub(1));
+        live.schedule(&self.0);
+    }
+}
+
+impl Live {
+    pub fn new() -> Live {
+        Live::default()
+    }
+
+    pub fn write_started(&self, inner: &Rc<Inner>) -> WriteGuard {
+        self.in_flight.set(self.in_flight.get() + 1);
+        WriteGuard(inner.clone())
+    }
+
+    /// Listens for other tabs' commits to the same database.
+    pub fn listen(&self, inner: &Rc<Inner>, name: &str) -> JsResult<()> {
+        let channel = BroadcastChannel::new(&format!("syncstore:{name}"))?;
+        let weak = Rc::downgrade(inner);
+        let on_message = Closure::<dyn Fn(MessageEvent)>::new(move |ev: MessageEvent| {
+            let Some(inner) = weak.upgrade() else { return };
+            let colls = js_sys::Reflect::get(&ev.data(), &"colls".into())
+                .ok()
+                .filter(Array::is_array)
+                .map(|a| {
+                    Array::from(&a)
+                        .iter()
+                        .filter_map(|c| c.as_string())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            inner.live.changed(&inner, &colls, false);
+        });
+        channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        *self.channel.borrow_mut() = Some(channel);
+        *self.on_message.borrow_mut() = Some(on_message);
+        Ok(())
+    }
+
+    /// Marks subscriptions on `colls` stale after a commit; `local` commits
+    /// are announced to other tabs.
+    pub fn changed(&self, inner: &Rc<Inner>, colls: &[String], local: bool) {
+        if local {
+            if let Some(ch) = self.channel.borrow().as_ref() {
+                let msg = js_sys::Object::new();
+                let list: Array = colls.iter().map(|c| JsValue::from_str(c)).collect();
+                let _ = js_sys::Reflect::set(&msg, &"colls".into(), &list);
+                let _ = ch.post_message(&msg);
+            }
+        }
+        {
+            let mut subs = self.subs.borrow_mut();
+            let mut pending = self.pending.borrow_mut();
+            for (id, s) in subs.iter_mut() {
+                if colls.contains(&s.coll) {
+                    if s.running {
+                        s.dirty = true;
+                    } else {
+                        pending.insert(*id);
+                    }
+                }
+            }
+        }
+        self.schedule(inner);
+    }
+
+    fn schedule(&self, inner: &Rc<Inner>) {
+        if self.in_flight.get() > 0
+            || self.flush_scheduled.get()
+            || self.pending.borrow().is_empty()
+        {
+            return;
+        }
+        self.flush_scheduled.set(true);
+        let inner = inner.clone();
+        spawn_local(async move {
+            let _ = JsFuture::from(glue::next_task()).await;
+            inner.live.flush_scheduled.set(false);
+            if inner.live.in_flight.get() > 0 {
+                return; // the last write to finish schedules again
+            }
+            let ids: Vec<u32> = std::mem::take(&mut *inner.live.pending.borrow_mut())
+                .into_iter()
+                .collect();
+            for id in ids {
+                spawn_local(refresh(inner.clone(), id));
+            }
+        });
+    }
+
+    pub fn subscribe(&self, inner: &Rc<Inner>, coll: String, query: Query, callback: Function) -> Function {
+        let id = self.next_id.get() + 1;
+        self.next_id.set(id);
+        self.subs.borrow_mut().insert(
+            id,
+            Sub {
+                coll,
+                query,
+                callback,
+                last: None,
+                running: false,
+                dirty: false,
+            },
+        );
+        spawn_local(refresh(inner.clone(), id));
+        let mut release = self.release.borrow_mut();
+        let release = release.get_or_insert_with(|| {
+            let weak: Weak<Inner> = Rc::downgrade(inner);
+            Closure::<dyn Fn(u32)>::new(move |id: u32| {
+                if let Some(inner) = weak.upgrade() {
+                    inner.live.subs.borrow_mut().remove(&id);
+                    inner.live.pending.borrow_mut().remove(&id);
+                }
+            })
+        });
+        glue::unsubscriber(release.as_ref().unchecked_ref(), id)
+    }
+
+    pub fn close(&self) {
+        if let Some(ch) = self.channel.borrow_mut().take() {
+            ch.set_onmessage(None);
+            ch.close();
+        }
+        self.on_message.borrow_mut().take();
+        self.subs.borrow_mut().clear();
+        self.pending.borrow_mut().clear();
+    }
+}
+
+/// Re-runs one subscription's query until it is no longer stale, calling
+/// back only when the result changed.
+async fn refresh(inner: Rc<Inner>, id: u32) {
+    let mut first = true;
+    loop {
+        let (coll, query) = {
+            let mut subs = inner.live.subs.borrow_mut();
+            let Some(s) = subs.get_mut(&id) else { return };
+            if first && s.running {
+                // The refresh in progress will run again.
+                s.dirty = true;
+                return;
+            }
+            first = false;
+            s.running = true;
+            s.dirty = false;
+            (s.coll.clone(), s.query.clone())
+        };
+        let result = inner.run_query(&coll, &query).await;
+        let deliver = {
+            let mut subs = inner.live.subs.borrow_mut();
+            let Some(s) = subs.get_mut(&id) else { return };
+            match result {
+                Ok((records, picks)) => {
+                    let text: JsValue = crate::idb::docs_text(&records, picks).into();
+                    if s.last.as_ref() == Some(&text) {
+                        None
+                    } else {
+                        s.last = Some(text.clone());
+                        Some((s.callback.clone(), text))
+                    }
+                }
+                Err(_) if inner.closed.get() => return,
+                Err(e) => {
+                    glue::warn("syncstore: live query failed", &e);
+                    None
+                }
+            }
+        };
+        if let Some((callback, text)) = deliver {
+            let rows = glue::parse_json(&text);
+            glue::call_listener(&callback, &rows);
+        }
+        let mut subs = inner.live.subs.borrow_mut();
+        let Some(s) = subs.get_mut(&id) else { return };
+        if !s.dirty {
+            s.running = false;
+            return;
+        }
+    }
+}

@@ -1,0 +1,600 @@
+//! `SyncStore`: the JS API. Methods validate their input (in JS for
+//! JSON-ness, in the core for everything else), then run one IndexedDB
+//! transaction per call.
+
+use crate::error::{self, closed, storage, JsResult};
+use crate::glue;
+use crate::idb::{self, committed, to_js, Source, META, OUTBOX};
+use crate::live::Live;
+use js_sys::{Array, Function, Promise};
+use serde_json::{json, Value};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use syncstore_core::ids;
+use syncstore_core::query::{plan, Query};
+use syncstore_core::schema::Schema;
+use syncstore_core::write::{self, Key, Stored, WriteKind};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
+use web_sys::{IdbDatabase, IdbObjectStore, IdbTransaction, IdbTransactionMode};
+
+/// Shared state behind a `SyncStore` handle.
+pub struct Inner {
+    pub name: String,
+    pub schema: Schema,
+    db: RefCell<Option<IdbDatabase>>,
+    pub closed: Cell<bool>,
+    rng: Cell<u64>,
+    pub client_id: RefCell<String>,
+    layout: JsValue,
+    rekey: Closure<dyn Fn(String, Array) -> Array>,
+    on_lost: RefCell<Option<Closure<dyn Fn()>>>,
+    pub live: Live,
+}
+
+fn splitmix(state: &Cell<u64>) -> u64 {
+    let s = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+    state.set(s);
+    let mut z = s;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl Inner {
+    pub fn check_open(&self) -> JsResult<()> {
+        if self.closed.get() {
+            Err(closed())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn random(&self) -> u128 {
+        (u128::from(splitmix(&self.rng)) << 64) | u128::from(splitmix(&self.rng))
+    }
+
+    fn new_temp_id(&self) -> String {
+        ids::temp_id(js_sys::Date::now() as u64, self.random())
+    }
+
+    /// The open connection, reopened if the browser closed it or another
+    /// tab's upgrade asked it to step aside.
+    pub async fn db(self: &Rc<Self>) -> JsResult<IdbDatabase> {
+        self.check_open()?;
+        if let Some(db) = self.db.borrow().clone() {
+            return Ok(db);
+        }
+        let db = self.connect().await?;
+        *self.db.borrow_mut() = Some(db.clone());
+        Ok(db)
+    }
+
+    async fn connect(self: &Rc<Self>) -> JsResult<IdbDatabase> {
+        let weak = Rc::downgrade(self);
+        let lost = Closure::<dyn Fn()>::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.db.borrow_mut().take();
+            }
+        });
+        let p = glue::open_db(&self.name, &self.layout, self.rekey.as_ref().unchecked_ref(), lost.as_ref().unchecked_ref());
+        *self.on_lost.borrow_mut() = Some(lost);
+        let db: IdbDatabase = JsFuture::from(p)
+            .await
+            .map_err(|e| storage(e, "open"))?
+            .unchecked_into();
+        if self.closed.get() {
+            db.close();
+            return Err(closed());
+        }
+        Ok(db)
+    }
+
+    pub fn tx(db: &IdbDatabase, stores: &[&str], write: bool) -> JsResult<IdbTransaction> {
+        let names: Array = stores.iter().map(|s| JsValue::from_str(s)).collect();
+        let mode = if write {
+            IdbTransactionMode::Readwrite
+        } else {
+            IdbTransactionMode::Readonly
+        };
+        db.transaction_with_str_sequence_and_mode(&names, mode)
+            .map_err(|e| storage(e, "transaction"))
+    }
+
+    pub fn store(tx: &IdbTransaction, name: &str) -> JsResult<IdbObjectStore> {
+        tx.object_store(name).map_err(|e| storage(e, "object store"))
+    }
+
+    /// Validates and applies a batch of ops in one transaction with their
+    /// outbox entries. Returns the id each op addressed.
+    pub async fn write(self: &Rc<Self>, ops: Value, single: bool) -> JsResult<Vec<String>> {
+        self.check_open()?;
+        // Counted from the start, so that writes issued in one tick
+        // produce one subscription callback.
+        let _guard = self.live.write_started(self);
+        let muts = write::parse_ops(&ops, &self.schema, single, || self.new_temp_id())
+            .map_err(error::core)?;
+        let mut stores: Vec<&str> = muts.iter().map(|m| m.coll.as_str()).collect();
+        stores.sort_unstable();
+        stores.dedup();
+        stores.push(OUTBOX);
+        let db = self.db().await?;
+        let tx = Self::tx(&db, &stores, true)?;
+        let reads = write::reads_needed(&muts);
+        let mut current: HashMap<Key, Option<Stored>> = HashMap::with_capacity(reads.len());
+        if !reads.is_empty() {
+            let reqs = Array::new();
+            for (coll, id) in &reads {
+                let req = Self::store(&tx, coll)?
+                    .get(&JsValue::from_str(id))
+                    .map_err(|e| storage(e, "read"))?;
+                reqs.push(&req);
+            }
+            let got: Array = JsFuture::from(glue::requests(&reqs))
+                .await
+                .map_err(|e| storage(e, "read"))?
+                .unchecked_into();
+            for (key, rec) in reads.into_iter().zip(got.iter()) {
+                current.insert(key, stored(&rec));
+            }
+        }
+        let plan = match write::apply(&muts, &self.schema, single, &current) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = tx.abort();
+                return Err(error::core(e));
+            }
+        };
+        // One JSON parse for all records, then one request each, unawaited.
+        let records = to_js(&Value::Array(
+            plan.writes.iter().filter_map(|w| w.record.clone()).collect(),
+        ))
+        .unchecked_into::<Array>();
+        let adds = Array::new();
+        let mut add_ops = vec![];
+        let mut next = 0;
+        for w in &plan.writes {
+            let store = Self::store(&tx, &w.coll)?;
+            let res = match w.kind {
+                WriteKind::Delete => store.delete(&JsValue::from_str(&w.id)),
+                WriteKind::Put => {
+                    next += 1;
+                    store.put(&records.get(next - 1))
+                }
+                WriteKind::Add => {
+                    next += 1;
+                    let r = store.add(&records.get(next - 1));
+                    if let Ok(req) = &r {
+                        adds.push(req);
+                        add_ops.push(w);
+                    }
+                    r
+                }
+            };
+            res.map_err(|e| storage(e, "write"))?;
+        }
+        if !plan.outbox.is_empty() {
+            let entries: Array = to_js(&Value::Array(plan.outbox.clone())).unchecked_into();
+            glue::write_all(&Self::store(&tx, OUTBOX)?, &entries, true);
+        }
+        if let Err(e) = committed(&tx, "write").await {
+            let i = glue::failed_request(&adds);
+            if i >= 0 {
+                let w = add_ops[i as usize];
+                let path = if single { "doc.id".to_owned() } else { format!("ops[{}].doc.id", w.op) };
+                return Err(error::core(syncstore_core::CoreError::AlreadyExists {
+                    path,
+                    coll: w.coll.clone(),
+                    id: w.id.clone(),
+                }));
+            }
+            return Err(e);
+        }
+        self.live.changed(self, &plan.colls, true);
+        Ok(plan.ids)
+    }
+
+    /// Runs a query: the records read and, when the core had to filter or
+    /// sort them, the positions of the result rows.
+    pub async fn run_query(
+        self: &Rc<Self>,
+        coll: &str,
+        q: &Query,
+    ) -> JsResult<(Array, Option<Vec<u32>>)> {
+        let spec = self.schema.collection(coll).map_err(error::core)?;
+        let p = plan(spec, q);
+        if p.empty {
+            return Ok((Array::new(), None));
+        }
+        let db = self.db().await?;
+        let tx = Self::tx(&db, &[coll], false)?;
+        let source = Source::open(Self::store(&tx, coll)?, p.index.as_deref())?;
+        let range = idb::range(&p)?;
+        let limit = q.limit.map(|l| l.min(u32::MAX as usize) as u32);
+        if p.exact && p.ordered {
+            let records = if !q.desc && q.offset == 0 {
+                source.get_all(range.as_ref(), limit).await?
+            } else {
+                source
+                    .cursor(range.as_ref(), q.desc, q.offset as u32, limit)
+                    .await?
+            };
+            return Ok((records, None));
+        }
+        let records = source.get_all(range.as_ref(), None).await?;
+        let text: String = idb::docs_text(&records, None).into();
+        let docs: Vec<Value> = serde_json::from_str(&text).map_err(|e| {
+            glue::make_error("STORAGE", &format!("corrupt record in {coll}: {e}"), false)
+        })?;
+        Ok((records, Some(q.run(&docs))))
+    }
+
+    pub async fn count(self: &Rc<Self>, coll: &str, q: &Query) -> JsResult<u32> {
+        let spec = self.schema.collection(coll).map_err(error::core)?;
+        let p = plan(spec, q);
+        if p.empty {
+            return Ok(0);
+        }
+        if p.exact {
+            let db = self.db().await?;
+            let tx = Self::tx(&db, &[coll], false)?;
+            let source = Source::open(Self::store(&tx, coll)?, p.index.as_deref())?;
+            return source.count(idb::range(&p)?.as_ref()).await;
+        }
+        let (records, picks) = self.run_query(coll, q).await?;
+        Ok(picks.map_or(records.length(), |p| p.len() as u32))
+    }
+
+    async fn load_client_id(self: &Rc<Self>) -> JsResult<()> {
+        let db = self.db().await?;
+        let tx = Self::tx(&db, &[META], true)?;
+        let meta = Self::store(&tx, META)?;
+        let req = meta.get(&"clientId".into()).map_err(|e| storage(e, "read"))?;
+        let got = idb::wait(&req, "read clientId").await?;
+        let id = match js_sys::Reflect::get(&got, &"v".into()).ok().and_then(|v| v.as_string()) {
+            Some(id) => id,
+            None => {
+                let id = ids::client_id(self.random());
+                meta.put(&to_js(&json!({"k": "clientId", "v": id})))
+                    .map_err(|e| storage(e, "write"))?;
+                id
+            }
+        };
+        committed(&tx, "clientId").await?;
+        *self.client_id.borrow_mut() = id;
+        Ok(())
+    }
+}
+
+fn stored(rec: &JsValue) -> Option<Stored> {
+    if rec.is_undefined() {
+        return None;
+    }
+    let text = js_sys::Reflect::get(rec, &"d".into()).ok()?.as_string()?;
+    let doc = serde_json::from_str(&text).ok()?;
+    let version = js_sys::Reflect::get(rec, &"v".into())
+        .ok()
+        .and_then(|v| v.as_f64())
+        .map(|v| v as u64);
+    Some(Stored { doc, version })
+}
+
+/// Re-computes index keys of existing records after an index was added.
+fn rekey(schema: &Schema, coll: &str, records: &Array) -> Array {
+    let Some(spec) = schema.collections.get(coll) else {
+        return Array::new();
+    };
+    let out = Array::new();
+    for rec in records.iter() {
+        let (Some(id), Some(text)) = (
+            js_sys::Reflect::get(&rec, &"id".into()).ok().and_then(|v| v.as_string()),
+            js_sys::Reflect::get(&rec, &"d".into()).ok().and_then(|v| v.as_string()),
+        ) else {
+            continue;
+        };
+        let Ok(doc) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        let version = js_sys::Reflect::get(&rec, &"v".into())
+            .ok()
+            .and_then(|v| v.as_f64())
+            .map(|v| v as u64);
+        out.push(&to_js(&write::record(spec, &id, &doc, text, version)));
+    }
+    out
+}
+
+/// A local-first document store over IndexedDB.
+#[wasm_bindgen]
+pub struct SyncStore {
+    inner: Rc<Inner>,
+}
+
+fn parse_json(v: &JsValue, path: &str, code: &str) -> JsResult<Value> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(Value::Null);
+    }
+    let text = glue::encode_json(v, path, code)?;
+    Ok(serde_json::from_str(&text).expect("JSON.stringify output parses"))
+}
+
+fn id_arg(id: &JsValue) -> JsResult<Value> {
+    match id.as_string() {
+        Some(s) => Ok(Value::String(s)),
+        None => Err(glue::make_error(
+            "INVALID_ID",
+            &format!("id: an id must be a string, got {}", id.js_typeof().as_string().unwrap_or_default()),
+            false,
+        )),
+    }
+}
+
+fn coll_arg(coll: &JsValue) -> JsResult<String> {
+    coll.as_string().ok_or_else(|| {
+        glue::make_error("UNKNOWN_COLLECTION", "coll: a collection name must be a string", false)
+    })
+}
+
+/// Runs `f` as a promise; argument errors reject it rather than throwing.
+fn promise<F>(f: F) -> Promise
+where
+    F: std::future::Future<Output = JsResult<JsValue>> + 'static,
+{
+    future_to_promise(f)
+}
+
+#[wasm_bindgen]
+impl SyncStore {
+    /// Opens (creating or upgrading) the store.
+    ///
+    /// @example
+    /// const db = await SyncStore.open({ name: "app", collections: {
+    ///   todos: { indexes: ["done", "createdAt", ["listId", "createdAt"]] } } });
+    pub async fn open(
+        #[wasm_bindgen(unchecked_param_type = "OpenOptions")] options: JsValue,
+    ) -> Result<SyncStore, JsValue> {
+        let opts = parse_json(&options, "options", "INVALID_OPTIONS")?;
+        let name = match opts.get("name") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => {
+                return Err(glue::make_error(
+                    "INVALID_OPTIONS",
+                    "options.name must be a non-empty string",
+                    false,
+                ))
+            }
+        };
+        let schema = Schema::from_options(&opts).map_err(error::core)?;
+        let seed = glue::random_seed();
+        let mut s = 0u64;
+        for v in seed.iter() {
+            s = (s << 32) ^ v.as_f64().unwrap_or(0.0) as u64 ^ (s >> 17);
+        }
+        let rekey_schema = schema.clone();
+        let rekey = Closure::<dyn Fn(String, Array) -> Array>::new(move |coll: String, recs: Array| {
+            rekey(&rekey_schema, &coll, &recs)
+        });
+        let inner = Rc::new(Inner {
+            layout: to_js(&idb::layout(&schema)),
+            name: name.clone(),
+            schema,
+            db: RefCell::new(None),
+            closed: Cell::new(false),
+            rng: Cell::new(s ^ js_sys::Date::now() as u64),
+            client_id: RefCell::new(String::new()),
+            rekey,
+            on_lost: RefCell::new(None),
+            live: Live::new(),
+        });
+        inner.db().await?;
+        inner.load_client_id().await?;
+        inner.live.listen(&inner, &name)?;
+        Ok(SyncStore { inner })
+    }
+
+    /// Inserts a document; resolves with its id (the document's own `id`,
+    /// or a generated temporary id starting with `tmp_`).
+    #[wasm_bindgen(unchecked_return_type = "Promise<string>")]
+    pub fn insert(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "NewDoc")] doc: JsValue,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            let coll = coll_arg(&coll)?;
+            let doc = parse_json(&doc, "doc", "INVALID_DOCUMENT")?;
+            let ids = inner
+                .write(json!([{"op": "insert", "coll": coll, "doc": doc}]), true)
+                .await?;
+            Ok(JsValue::from_str(&ids[0]))
+        })
+    }
+
+    /// Merges `patch` into the document (JSON merge patch: nested objects
+    /// merge, `null` removes a field).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn update(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Patch")] patch: JsValue,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            let coll = coll_arg(&coll)?;
+            let id = id_arg(&id)?;
+            let patch = parse_json(&patch, "patch", "INVALID_PATCH")?;
+            inner
+                .write(json!([{"op": "update", "coll": coll, "id": id, "patch": patch}]), true)
+                .await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Replaces the whole document.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn replace(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "NewDoc")] doc: JsValue,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            let coll = coll_arg(&coll)?;
+            let id = id_arg(&id)?;
+            let doc = parse_json(&doc, "doc", "INVALID_DOCUMENT")?;
+            inner
+                .write(json!([{"op": "replace", "coll": coll, "id": id, "doc": doc}]), true)
+                .await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Deletes the document (a no-op if it does not exist).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn delete(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            let coll = coll_arg(&coll)?;
+            let id = id_arg(&id)?;
+            inner
+                .write(json!([{"op": "delete", "coll": coll, "id": id}]), true)
+                .await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Applies several ops across collections atomically: all or none.
+    /// Resolves with the id each op addressed.
+    ///
+    /// @example
+    /// const [id] = await db.batch([
+    ///   { op: "insert", coll: "todos", doc: { text: "milk" } },
+    ///   { op: "update", coll: "lists", id: "l1", patch: { count: 3 } },
+    /// ]);
+    #[wasm_bindgen(unchecked_return_type = "Promise<string[]>")]
+    pub fn batch(&self, #[wasm_bindgen(unchecked_param_type = "Op[]")] ops: JsValue) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            let ops = parse_json(&ops, "ops", "INVALID_DOCUMENT")?;
+            let ids = inner.write(ops, false).await?;
+            Ok(ids.into_iter().map(JsValue::from).collect::<Array>().into())
+        })
+    }
+
+    /// The document with this id, or `undefined`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Doc | undefined>")]
+    pub fn get(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            inner.check_open()?;
+            let coll = coll_arg(&coll)?;
+            inner.schema.collection(&coll).map_err(error::core)?;
+            let id = id_arg(&id)?;
+            let db = inner.db().await?;
+            let tx = Inner::tx(&db, &[&coll], false)?;
+            let req = Inner::store(&tx, &coll)?
+                .get(&to_js(&id))
+                .map_err(|e| storage(e, "read"))?;
+            Ok(glue::parse_doc(&idb::wait(&req, "read").await?))
+        })
+    }
+
+    /// Documents matching `query`, ordered and sliced as it says.
+    ///
+    /// @example
+    /// const open = await db.query("todos", { where: { done: false }, orderBy: "createdAt", limit: 20 });
+    #[wasm_bindgen(unchecked_return_type = "Promise<Doc[]>")]
+    pub fn query(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Query | undefined")] query: JsValue,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            inner.check_open()?;
+            let coll = coll_arg(&coll)?;
+            let q = Query::parse(&parse_json(&query, "query", "INVALID_QUERY")?).map_err(error::core)?;
+            let (records, picks) = inner.run_query(&coll, &q).await?;
+            Ok(glue::parse_json(&idb::docs_text(&records, picks)))
+        })
+    }
+
+    /// How many documents match `where`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<number>")]
+    pub fn count(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Where | undefined")] filter: JsValue,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            inner.check_open()?;
+            let coll = coll_arg(&coll)?;
+            let filter = parse_json(&filter, "where", "INVALID_QUERY")?;
+            let q = Query::parse(&json!({ "where": filter })).map_err(error::core)?;
+            Ok(inner.count(&coll, &q).await?.into())
+        })
+    }
+
+    /// Calls `callback` with the query's result now and after every
+    /// committed change (in this tab or another) that alters it. Returns a
+    /// function that stops the subscription.
+    ///
+    /// @example
+    /// const stop = db.subscribe("todos", { where: { done: false } }, rows => render(rows));
+    #[wasm_bindgen(unchecked_return_type = "() => void")]
+    pub fn subscribe(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Query | undefined")] query: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "(rows: Doc[]) => void")] callback: Function,
+    ) -> Result<Function, JsValue> {
+        self.inner.check_open()?;
+        let coll = coll_arg(&coll)?;
+        self.inner.schema.collection(&coll).map_err(error::core)?;
+        let q = Query::parse(&parse_json(&query, "query", "INVALID_QUERY")?).map_err(error::core)?;
+        Ok(self.inner.live.subscribe(&self.inner, coll, q, callback))
+    }
+
+    /// How many local mutations wait in the outbox.
+    #[wasm_bindgen(js_name = pendingCount, unchecked_return_type = "Promise<number>")]
+    pub fn pending_count(&self) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            let db = inner.db().await?;
+            let tx = Inner::tx(&db, &[OUTBOX], false)?;
+            let n = Source::Store(Inner::store(&tx, OUTBOX)?).count(None).await?;
+            Ok(n.into())
+        })
+    }
+
+    /// The database name.
+    #[wasm_bindgen(getter)]
+    pub fn name(&self) -> String {
+        self.inner.name.clone()
+    }
+
+    /// Closes the store: its connection, subscriptions and channel. Any
+    /// later call rejects with code `CLOSED`.
+    pub fn close(&self) {
+        if self.inner.closed.replace(true) {
+            return;
+        }
+        if let Some(db) = self.inner.db.borrow_mut().take() {
+            db.close();
+        }
+        self.inner.live.close();
+    }
+}
