@@ -131,6 +131,13 @@ impl RateLimiter {
     }
 }
 
+/// Counters of rare events.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// WebSocket sessions that lagged the broadcast and caught up from the store.
+    pub lag_catch_ups: std::sync::atomic::AtomicU64,
+}
+
 /// Shared state of the server; cheap to clone.
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -147,6 +154,8 @@ pub struct Inner {
     pub connections: Connections,
     /// Push rate limits.
     pub rate: RateLimiter,
+    /// Counters for logs and tests.
+    pub stats: Stats,
     /// Serializes commit + publish so subscribers see commits in seq order.
     push_lock: tokio::sync::Mutex<()>,
     shutdown: watch::Sender<bool>,
@@ -174,6 +183,7 @@ impl AppState {
                 rate: l.pushes_per_second,
                 buckets: Mutex::default(),
             },
+            stats: Stats::default(),
             push_lock: tokio::sync::Mutex::new(()),
             shutdown: watch::channel(false).0,
             config,

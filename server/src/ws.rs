@@ -291,6 +291,7 @@ impl Session {
                     Ok(batch) => self.forward(&batch).await?,
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::debug!(namespace = %self.namespace, skipped = n, "lagged; catching up from the store");
+                        self.state.stats.lag_catch_ups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         self.catch_up().await?;
                     }
                     Err(broadcast::error::RecvError::Closed) => return Err(End::Gone),
