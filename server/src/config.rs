@@ -192,7 +192,10 @@ impl Cli {
             ("--max-body-bytes", l.max_body_bytes),
             ("--max-mutations-per-push", l.max_mutations_per_push),
             ("--max-doc-bytes", l.max_doc_bytes),
-            ("--max-connections-per-namespace", l.max_connections_per_namespace),
+            (
+                "--max-connections-per-namespace",
+                l.max_connections_per_namespace,
+            ),
             ("--default-pull-limit", l.default_pull_limit),
             ("--max-pull-limit", l.max_pull_limit),
             ("--broadcast-capacity", l.broadcast_capacity),

@@ -110,7 +110,9 @@ pub async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Ve
             {
                 Err(AppError::PayloadTooLarge(max))
             } else {
-                Err(AppError::InvalidJson(format!("could not read body: {inner}")))
+                Err(AppError::InvalidJson(format!(
+                    "could not read body: {inner}"
+                )))
             }
         }
     }
@@ -145,10 +147,16 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
 
 fn check_client_id(field: &str, id: &str) -> Result<(), AppError> {
     if id.is_empty() || id.len() > MAX_ID_LEN {
-        return Err(AppError::field(field, "must be a non-empty string of at most 256 bytes"));
+        return Err(AppError::field(
+            field,
+            "must be a non-empty string of at most 256 bytes",
+        ));
     }
     if id.chars().any(char::is_control) {
-        return Err(AppError::field(field, "must not contain control characters"));
+        return Err(AppError::field(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -163,13 +171,22 @@ pub fn validate_push(req: &PushRequest, state: &AppState) -> Result<(), AppError
     const MAX: u64 = i64::MAX as u64;
     for (i, m) in req.mutations.iter().enumerate() {
         if m.mid == 0 || m.mid > MAX {
-            return Err(AppError::field(format!("mutations[{i}].mid"), "must be between 1 and 2^63-1"));
+            return Err(AppError::field(
+                format!("mutations[{i}].mid"),
+                "must be between 1 and 2^63-1",
+            ));
         }
         if m.ts.is_some_and(|t| t > MAX) {
-            return Err(AppError::field(format!("mutations[{i}].ts"), "must be at most 2^63-1"));
+            return Err(AppError::field(
+                format!("mutations[{i}].ts"),
+                "must be at most 2^63-1",
+            ));
         }
         if m.base.is_some_and(|t| t > MAX) {
-            return Err(AppError::field(format!("mutations[{i}].base"), "must be at most 2^63-1"));
+            return Err(AppError::field(
+                format!("mutations[{i}].base"),
+                "must be at most 2^63-1",
+            ));
         }
     }
     Ok(())

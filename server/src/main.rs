@@ -39,8 +39,7 @@ async fn shutdown_signal() {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -61,7 +60,10 @@ async fn main() -> ExitCode {
     let store = match SqliteStore::open(&cli.db) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("syncstore-server: cannot open database {}: {e}", cli.db.display());
+            eprintln!(
+                "syncstore-server: cannot open database {}: {e}",
+                cli.db.display()
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -72,7 +74,10 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     // Scripts and tests read this line to learn the port.
     println!("syncstore-server listening on http://{addr}");
     tracing::info!(%addr, db = %cli.db.display(), "listening");

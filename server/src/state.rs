@@ -216,7 +216,11 @@ impl AppState {
     /// Applies a validated push and publishes its changes. Runs in its own
     /// task so a client that disconnects mid-push cannot cancel the
     /// publish after the commit.
-    pub async fn push(&self, namespace: String, req: PushRequest) -> Result<PushResponse, AppError> {
+    pub async fn push(
+        &self,
+        namespace: String,
+        req: PushRequest,
+    ) -> Result<PushResponse, AppError> {
         let state = self.clone();
         tokio::spawn(async move {
             let _order = state.push_lock.lock().await;

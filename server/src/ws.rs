@@ -105,13 +105,14 @@ async fn run(state: AppState, socket: WebSocket, pre: Option<(String, Connection
     match end {
         End::Gone => {}
         End::Close(code, err_code, message) => {
-            let _ = session.send(&ServerMessage::Error {
-                rid: None,
-                code: err_code.to_string(),
-                message: message.clone(),
-                retry_after: None,
-            })
-            .await;
+            let _ = session
+                .send(&ServerMessage::Error {
+                    rid: None,
+                    code: err_code.to_string(),
+                    message: message.clone(),
+                    retry_after: None,
+                })
+                .await;
             let _ = session.out.try_send(close(code, err_code));
         }
         End::CloseQuiet(code, reason) => {
@@ -203,7 +204,9 @@ impl Session {
             Err(e) => return Err(bad(e.to_string())),
         };
         if client_id.is_empty() || client_id.len() > syncstore_core::protocol::MAX_ID_LEN {
-            return Err(bad("clientId: must be a non-empty string of at most 256 bytes".into()));
+            return Err(bad(
+                "clientId: must be a non-empty string of at most 256 bytes".into(),
+            ));
         }
         let unauthorized = || {
             End::Close(
@@ -368,8 +371,12 @@ impl Session {
             ClientMessage::Ping => self.send(&ServerMessage::Pong).await,
             ClientMessage::Pong => Ok(()),
             ClientMessage::Hello { .. } => {
-                self.send(&error_frame(None, "INVALID_FIELD", "type: hello was already sent"))
-                    .await
+                self.send(&error_frame(
+                    None,
+                    "INVALID_FIELD",
+                    "type: hello was already sent",
+                ))
+                .await
             }
             ClientMessage::Push {
                 client_id,
@@ -389,7 +396,10 @@ impl Session {
         }
     }
 
-    async fn push(&self, req: PushRequest) -> Result<syncstore_core::protocol::PushResponse, AppError> {
+    async fn push(
+        &self,
+        req: PushRequest,
+    ) -> Result<syncstore_core::protocol::PushResponse, AppError> {
         validate_push(&req, &self.state)?;
         rate_check(&self.state, &self.namespace, &req.client_id)?;
         self.state.push(self.namespace.clone(), req).await

@@ -10,20 +10,37 @@ use common::*;
 use serde_json::{json, Value};
 
 fn ids(changes: &[Value]) -> Vec<String> {
-    changes.iter().map(|c| c["id"].as_str().unwrap().to_string()).collect()
+    changes
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[tokio::test]
 async fn live_delivery_then_reconnect_from_cursor_misses_nothing() {
     let s = Server::start().await;
-    s.push_ok(TOKEN_A, "w", json!([insert(1, "t", "before", json!({}))])).await;
+    s.push_ok(TOKEN_A, "w", json!([insert(1, "t", "before", json!({}))]))
+        .await;
     let (mut ws, caught_up, synced) = ws_hello(&s.ws_url, TOKEN_A, "r", Some("0")).await;
     assert_eq!(ids(&caught_up), ["before"]);
     assert_eq!(synced["lastMutationId"], 0);
 
     // Live: each commit arrives as it commits, with a cursor.
-    s.push_ok(TOKEN_A, "w", json!([insert(2, "t", "live1", json!({"n": 1}))])).await;
-    s.push_ok(TOKEN_A, "w", json!([update(3, "t", "live1", json!({"n": 2}), None), insert(4, "t", "live2", json!({}))])).await;
+    s.push_ok(
+        TOKEN_A,
+        "w",
+        json!([insert(2, "t", "live1", json!({"n": 1}))]),
+    )
+    .await;
+    s.push_ok(
+        TOKEN_A,
+        "w",
+        json!([
+            update(3, "t", "live1", json!({"n": 2}), None),
+            insert(4, "t", "live2", json!({}))
+        ]),
+    )
+    .await;
     let live = ws_collect(&mut ws, 3).await;
     assert_eq!(ids(&live), ["live1", "live1", "live2"]);
     assert_eq!(live[1]["doc"]["n"], 2);
@@ -34,10 +51,23 @@ async fn live_delivery_then_reconnect_from_cursor_misses_nothing() {
     // Remember the cursor of the last frame, disconnect, miss some commits.
     let (_, cursor, _) = s.pull_all(TOKEN_A, "r", "0").await;
     drop(ws);
-    s.push_ok(TOKEN_A, "w", json!([insert(5, "t", "offline1", json!({})), insert(6, "t", "offline2", json!({}))])).await;
+    s.push_ok(
+        TOKEN_A,
+        "w",
+        json!([
+            insert(5, "t", "offline1", json!({})),
+            insert(6, "t", "offline2", json!({}))
+        ]),
+    )
+    .await;
     let (mut ws, caught_up, _) = ws_hello(&s.ws_url, TOKEN_A, "r", Some(&cursor)).await;
-    assert_eq!(ids(&caught_up), ["offline1", "offline2"], "exactly what was missed");
-    s.push_ok(TOKEN_A, "w", json!([insert(7, "t", "after", json!({}))])).await;
+    assert_eq!(
+        ids(&caught_up),
+        ["offline1", "offline2"],
+        "exactly what was missed"
+    );
+    s.push_ok(TOKEN_A, "w", json!([insert(7, "t", "after", json!({}))]))
+        .await;
     let live = ws_collect(&mut ws, 1).await;
     assert_eq!(ids(&live), ["after"]);
     s.stop().await;
@@ -51,7 +81,12 @@ async fn no_gap_and_no_duplicate_across_the_catch_up_boundary() {
         let s = s.clone();
         tokio::spawn(async move {
             for mid in 1..=N {
-                s.push_ok(TOKEN_A, "w", json!([insert(mid, "t", &format!("d{mid:03}"), json!({}))])).await;
+                s.push_ok(
+                    TOKEN_A,
+                    "w",
+                    json!([insert(mid, "t", &format!("d{mid:03}"), json!({}))]),
+                )
+                .await;
             }
         })
     };
@@ -65,7 +100,8 @@ async fn no_gap_and_no_duplicate_across_the_catch_up_boundary() {
     let expected: Vec<String> = (1..=N).map(|m| format!("d{m:03}")).collect();
     assert_eq!(ids(&got), expected);
     // And nothing more arrives.
-    s.push_ok(TOKEN_A, "w", json!([insert(N + 1, "t", "last", json!({}))])).await;
+    s.push_ok(TOKEN_A, "w", json!([insert(N + 1, "t", "last", json!({}))]))
+        .await;
     assert_eq!(ids(&ws_collect(&mut ws, 1).await), ["last"]);
 }
 
@@ -94,16 +130,32 @@ async fn push_over_the_socket_is_answered_like_http() {
     let id = result["idMap"]["tmp_x"].clone();
     assert_eq!(changes[0]["id"], id);
     // Replaying over HTTP gives the same answer (the same client id).
-    let r = s.push_ok(TOKEN_A, "sock", json!([insert(1, "t", "tmp_x", json!({"v": 1}))])).await;
+    let r = s
+        .push_ok(
+            TOKEN_A,
+            "sock",
+            json!([insert(1, "t", "tmp_x", json!({"v": 1}))]),
+        )
+        .await;
     assert_eq!(r["results"], result["results"]);
     // Bad frames are answered with errors, the socket stays usable.
-    ws_send(&mut ws, json!({"type": "push", "rid": "r2", "mutations": [{"mid": "one"}]})).await;
+    ws_send(
+        &mut ws,
+        json!({"type": "push", "rid": "r2", "mutations": [{"mid": "one"}]}),
+    )
+    .await;
     let f = ws_next(&mut ws).await.unwrap();
-    assert_eq!((f["type"].clone(), f["rid"].clone()), (json!("error"), Value::Null));
+    assert_eq!(
+        (f["type"].clone(), f["rid"].clone()),
+        (json!("error"), Value::Null)
+    );
     assert_eq!(f["code"], "INVALID_FIELD");
     ws_send(&mut ws, json!({"type": "push", "rid": "r3", "mutations": [{"mid": 0, "coll": "t", "op": "delete", "id": "x"}]})).await;
     let f = ws_next(&mut ws).await.unwrap();
-    assert_eq!((f["type"].clone(), f["rid"].clone(), f["code"].clone()), (json!("error"), json!("r3"), json!("INVALID_FIELD")));
+    assert_eq!(
+        (f["type"].clone(), f["rid"].clone(), f["code"].clone()),
+        (json!("error"), json!("r3"), json!("INVALID_FIELD"))
+    );
     ws.send_text("not json").await;
     assert_eq!(ws_next(&mut ws).await.unwrap()["code"], "INVALID_JSON");
     ws_send(&mut ws, json!({"type": "ping"})).await;
@@ -126,23 +178,38 @@ impl SendText for Ws {
 #[tokio::test]
 async fn namespaces_are_isolated_over_websocket() {
     let s = Server::start().await;
-    s.push_ok(TOKEN_A, "w", json!([insert(1, "t", "a-old", json!({}))])).await;
+    s.push_ok(TOKEN_A, "w", json!([insert(1, "t", "a-old", json!({}))]))
+        .await;
     let (mut wa, ca, _) = ws_hello(&s.ws_url, TOKEN_A, "ra", None).await;
     let (mut wb, cb, _) = ws_hello(&s.ws_url, TOKEN_B, "rb", None).await;
     assert_eq!(ids(&ca), ["a-old"]);
     assert!(cb.is_empty(), "B's catch-up has none of A's docs");
-    s.push_ok(TOKEN_A, "w", json!([insert(2, "t", "a-new", json!({}))])).await;
-    s.push_ok(TOKEN_B, "w", json!([insert(1, "t", "b-new", json!({}))])).await;
+    s.push_ok(TOKEN_A, "w", json!([insert(2, "t", "a-new", json!({}))]))
+        .await;
+    s.push_ok(TOKEN_B, "w", json!([insert(1, "t", "b-new", json!({}))]))
+        .await;
     assert_eq!(ids(&ws_collect(&mut wa, 1).await), ["a-new"]);
-    assert_eq!(ids(&ws_collect(&mut wb, 1).await), ["b-new"], "B gets its own, not A's");
+    assert_eq!(
+        ids(&ws_collect(&mut wb, 1).await),
+        ["b-new"],
+        "B gets its own, not A's"
+    );
     // B pushing over its socket cannot touch A's doc.
-    ws_send(&mut wb, json!({"type": "push", "mutations": [update(2, "t", "a-new", json!({"x": 1}), None)]})).await;
+    ws_send(
+        &mut wb,
+        json!({"type": "push", "mutations": [update(2, "t", "a-new", json!({"x": 1}), None)]}),
+    )
+    .await;
     let f = ws_next(&mut wb).await.unwrap();
     assert_eq!(f["results"][0]["status"], "conflict");
     assert_eq!(f["results"][0]["doc"], Value::Null);
     // A header token and a hello token for another namespace: refused.
     let mut w = ws_connect(&s.ws_url, Some(TOKEN_A)).await.unwrap();
-    ws_send(&mut w, json!({"type": "hello", "clientId": "x", "token": TOKEN_B})).await;
+    ws_send(
+        &mut w,
+        json!({"type": "hello", "clientId": "x", "token": TOKEN_B}),
+    )
+    .await;
     let f = ws_next_or_close(&mut w).await.unwrap();
     assert_eq!(f["code"], "UNAUTHORIZED");
     assert_eq!(ws_next_or_close(&mut w).await.unwrap_err(), Some(4401));
@@ -158,7 +225,9 @@ async fn websocket_auth() {
         (format!("{}?token=nope", s.ws_url), None),
     ] {
         match ws_connect(&url, header).await {
-            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status(), 401)
+            }
             other => panic!("expected 401, got {other:?}"),
         }
     }
@@ -178,7 +247,10 @@ async fn websocket_auth() {
     ] {
         let mut w = ws_connect(&s.ws_url, None).await.unwrap();
         ws_send(&mut w, hello).await;
-        assert_eq!(ws_next_or_close(&mut w).await.unwrap()["code"], "UNAUTHORIZED");
+        assert_eq!(
+            ws_next_or_close(&mut w).await.unwrap()["code"],
+            "UNAUTHORIZED"
+        );
         assert_eq!(ws_next_or_close(&mut w).await.unwrap_err(), Some(4401));
     }
     // A first frame that is not a hello: close 4400.
@@ -188,16 +260,31 @@ async fn websocket_auth() {
     assert_eq!(ws_next_or_close(&mut w).await.unwrap_err(), Some(4400));
     // Plain GET on /v1/ws: 400 JSON.
     let (st, b) = status_json(client().get(s.url("/v1/ws")).send().await.unwrap()).await;
-    assert_eq!((st, b["error"]["code"].clone()), (400, json!("NOT_WEBSOCKET")));
+    assert_eq!(
+        (st, b["error"]["code"].clone()),
+        (400, json!("NOT_WEBSOCKET"))
+    );
     s.stop().await;
 }
 
 #[tokio::test]
 async fn bad_hello_cursor_resyncs_from_the_start() {
     let s = Server::start().await;
-    s.push_ok(TOKEN_A, "w", json!([insert(1, "t", "a", json!({})), insert(2, "t", "b", json!({}))])).await;
+    s.push_ok(
+        TOKEN_A,
+        "w",
+        json!([
+            insert(1, "t", "a", json!({})),
+            insert(2, "t", "b", json!({}))
+        ]),
+    )
+    .await;
     let mut w = ws_connect(&s.ws_url, None).await.unwrap();
-    ws_send(&mut w, json!({"type": "hello", "clientId": "w", "token": TOKEN_A, "cursor": "bogus"})).await;
+    ws_send(
+        &mut w,
+        json!({"type": "hello", "clientId": "w", "token": TOKEN_A, "cursor": "bogus"}),
+    )
+    .await;
     let f = ws_next(&mut w).await.unwrap();
     assert_eq!(f, json!({"type": "resync", "cursor": "0"}));
     let f = ws_next(&mut w).await.unwrap();
@@ -228,7 +315,11 @@ async fn a_silent_client_is_dropped_and_its_slot_freed() {
     }
     // Not reading means not answering pings: dropped within the timeout.
     tokio::time::sleep(Duration::from_millis(900)).await;
-    assert_eq!(s.state.connections.count("ns-a"), 0, "dropped after the idle timeout");
+    assert_eq!(
+        s.state.connections.count("ns-a"),
+        0,
+        "dropped after the idle timeout"
+    );
     let mut end = None;
     for _ in 0..100 {
         match ws_next_or_close(&mut silent).await {
@@ -245,10 +336,14 @@ async fn a_silent_client_is_dropped_and_its_slot_freed() {
     let reader = tokio::spawn(async move {
         let mut pings = 0;
         let deadline = tokio::time::Instant::now() + Duration::from_millis(1000);
-        while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, futures_util::StreamExt::next(&mut alive)).await {
+        while let Ok(Some(msg)) =
+            tokio::time::timeout_at(deadline, futures_util::StreamExt::next(&mut alive)).await
+        {
             match msg.unwrap() {
                 tokio_tungstenite::tungstenite::Message::Ping(_) => pings += 1,
-                tokio_tungstenite::tungstenite::Message::Close(_) => panic!("closed while answering"),
+                tokio_tungstenite::tungstenite::Message::Close(_) => {
+                    panic!("closed while answering")
+                }
                 _ => {}
             }
         }
@@ -274,13 +369,27 @@ async fn a_lagging_client_catches_up_instead_of_losing_changes() {
     const N: u64 = 80;
     let blob = "x".repeat(100 * 1024);
     for mid in 1..=N {
-        s.push_ok(TOKEN_A, "w", json!([insert(mid, "t", &format!("d{mid:03}"), json!({"blob": blob}))])).await;
+        s.push_ok(
+            TOKEN_A,
+            "w",
+            json!([insert(
+                mid,
+                "t",
+                &format!("d{mid:03}"),
+                json!({"blob": blob})
+            )]),
+        )
+        .await;
     }
     let got = ws_collect(&mut ws, N as usize).await;
     assert_increasing(&seqs(&got));
     let expected: Vec<String> = (1..=N).map(|m| format!("d{m:03}")).collect();
     assert_eq!(ids(&got), expected, "every change exactly once, in order");
-    let lagged = s.state.stats.lag_catch_ups.load(std::sync::atomic::Ordering::Relaxed);
+    let lagged = s
+        .state
+        .stats
+        .lag_catch_ups
+        .load(std::sync::atomic::Ordering::Relaxed);
     assert!(lagged > 0, "the test did make the session lag");
     s.stop().await;
 }

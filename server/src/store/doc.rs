@@ -190,9 +190,15 @@ mod tests {
         let map = HashMap::from([("tmp_1".to_string(), "c1".to_string())]);
         let mut v = json!({"a": "tmp_1", "b": ["tmp_1", "tmp_12"], "c": {"d": "xtmp_1"}});
         rewrite_refs(&mut v, &map);
-        assert_eq!(v, json!({"a": "c1", "b": ["c1", "tmp_12"], "c": {"d": "xtmp_1"}}));
+        assert_eq!(
+            v,
+            json!({"a": "c1", "b": ["c1", "tmp_12"], "c": {"d": "xtmp_1"}})
+        );
         let mut found = Vec::new();
-        temp_strings(&json!({"a": ["tmp_x", {"b": "tmp_y"}], "c": "no"}), &mut found);
+        temp_strings(
+            &json!({"a": ["tmp_x", {"b": "tmp_y"}], "c": "no"}),
+            &mut found,
+        );
         assert_eq!(found, vec!["tmp_x", "tmp_y"]);
     }
 }

@@ -134,7 +134,12 @@ fn last_mid(tx: &Transaction<'_>, ns: &str, client: &str) -> Result<u64, StoreEr
     Ok(v.unwrap_or(0) as u64)
 }
 
-fn load_row(tx: &Transaction<'_>, ns: &str, coll: &str, id: &str) -> Result<Option<Row>, StoreError> {
+fn load_row(
+    tx: &Transaction<'_>,
+    ns: &str,
+    coll: &str,
+    id: &str,
+) -> Result<Option<Row>, StoreError> {
     let raw = tx
         .query_row(
             "SELECT doc, deleted, version, created, fields FROM docs
@@ -163,7 +168,12 @@ fn load_row(tx: &Transaction<'_>, ns: &str, coll: &str, id: &str) -> Result<Opti
     }))
 }
 
-fn lookup_tmp(tx: &Transaction<'_>, ns: &str, client: &str, tmp: &str) -> Result<Option<String>, StoreError> {
+fn lookup_tmp(
+    tx: &Transaction<'_>,
+    ns: &str,
+    client: &str,
+    tmp: &str,
+) -> Result<Option<String>, StoreError> {
     Ok(tx
         .query_row(
             "SELECT canonical FROM idmap WHERE ns = ?1 AND client_id = ?2 AND tmp_id = ?3",
@@ -209,11 +219,20 @@ impl PushCtx<'_, '_> {
         Ok(())
     }
 
-    fn write(&mut self, m: &Mutation, id: &str, doc: Option<JsonObject>, row: Option<Row>) -> Result<MutationResult, StoreError> {
+    fn write(
+        &mut self,
+        m: &Mutation,
+        id: &str,
+        doc: Option<JsonObject>,
+        row: Option<Row>,
+    ) -> Result<MutationResult, StoreError> {
         self.seq += 1;
         let seq = self.seq;
         let mut fields = row.as_ref().map(|r| r.fields.clone()).unwrap_or_default();
-        let old_live = row.as_ref().filter(|r| !r.deleted).and_then(|r| r.doc.as_ref());
+        let old_live = row
+            .as_ref()
+            .filter(|r| !r.deleted)
+            .and_then(|r| r.doc.as_ref());
         fields.record(old_live, doc.as_ref(), seq);
         let created = match &row {
             Some(r) if !r.deleted => r.created,
@@ -242,7 +261,11 @@ impl PushCtx<'_, '_> {
             seq,
             coll: m.coll.clone(),
             id: id.to_string(),
-            op: if doc.is_some() { ChangeOp::Put } else { ChangeOp::Delete },
+            op: if doc.is_some() {
+                ChangeOp::Put
+            } else {
+                ChangeOp::Delete
+            },
             doc,
             version: seq,
         });
@@ -342,7 +365,11 @@ impl PushCtx<'_, '_> {
                 doc.insert("id".into(), Value::String(id.clone()));
                 if live.and_then(|r| r.doc.as_ref()) == Some(&doc) {
                     let version = live.map_or(0, |r| r.version);
-                    return Ok(MutationResult::Applied { mid: m.mid, id, version });
+                    return Ok(MutationResult::Applied {
+                        mid: m.mid,
+                        id,
+                        version,
+                    });
                 }
                 self.write(m, &id, Some(doc), row)
             }
@@ -357,7 +384,11 @@ impl PushCtx<'_, '_> {
                 };
                 if let Some(pid) = patch.get("id") {
                     if pid.as_str() != Some(id.as_str()) {
-                        return Ok(Self::rejected(m, "INVALID_PATCH", "a patch cannot change the document id"));
+                        return Ok(Self::rejected(
+                            m,
+                            "INVALID_PATCH",
+                            "a patch cannot change the document id",
+                        ));
                     }
                 }
                 if let Some(base) = m.base {
@@ -375,11 +406,18 @@ impl PushCtx<'_, '_> {
                     return Ok(Self::rejected(
                         m,
                         "DOC_TOO_LARGE",
-                        format!("patched document larger than {} bytes", self.limits.max_doc_bytes),
+                        format!(
+                            "patched document larger than {} bytes",
+                            self.limits.max_doc_bytes
+                        ),
                     ));
                 }
                 if merged == old {
-                    return Ok(MutationResult::Applied { mid: m.mid, id, version: r.version });
+                    return Ok(MutationResult::Applied {
+                        mid: m.mid,
+                        id,
+                        version: r.version,
+                    });
                 }
                 self.write(m, &id, Some(merged), row)
             }
@@ -397,7 +435,12 @@ impl PushCtx<'_, '_> {
 }
 
 impl Store for SqliteStore {
-    fn push(&self, ns: &str, req: &PushRequest, limits: ApplyLimits) -> Result<PushOutcome, StoreError> {
+    fn push(
+        &self,
+        ns: &str,
+        req: &PushRequest,
+        limits: ApplyLimits,
+    ) -> Result<PushOutcome, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let client = req.client_id.as_str();
@@ -429,7 +472,10 @@ impl Store for SqliteStore {
                     None => PushCtx::rejected(
                         m,
                         "STALE_MUTATION_ID",
-                        format!("mid {} is not above the last processed mid {last} and was never seen", m.mid),
+                        format!(
+                            "mid {} is not above the last processed mid {last} and was never seen",
+                            m.mid
+                        ),
                     ),
                 };
                 if is_temp_id(&m.id) {
@@ -443,19 +489,32 @@ impl Store for SqliteStore {
             let result = ctx.apply(m)?;
             ctx.tx.execute(
                 "INSERT INTO results (ns, client_id, mid, result) VALUES (?1, ?2, ?3, ?4)",
-                params![ns, client, m.mid as i64, serde_json::to_string(&result).map_err(corrupt)?],
+                params![
+                    ns,
+                    client,
+                    m.mid as i64,
+                    serde_json::to_string(&result).map_err(corrupt)?
+                ],
             )?;
             last = m.mid;
             results.push(result);
         }
-        let PushCtx { seq, id_map, changes, .. } = ctx;
+        let PushCtx {
+            seq,
+            id_map,
+            changes,
+            ..
+        } = ctx;
         tx.execute(
             "INSERT INTO clients (ns, client_id, last_mid) VALUES (?1, ?2, ?3)
              ON CONFLICT (ns, client_id) DO UPDATE SET last_mid = excluded.last_mid",
             params![ns, client, last as i64],
         )?;
         if seq != start_seq {
-            tx.execute("UPDATE meta SET value = ?1 WHERE key = 'seq'", [seq.to_string()])?;
+            tx.execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'seq'",
+                [seq.to_string()],
+            )?;
         }
         tx.commit()?;
         Ok(PushOutcome {
@@ -513,7 +572,11 @@ impl Store for SqliteStore {
                 seq: version as u64,
                 coll,
                 id,
-                op: if doc.is_some() { ChangeOp::Put } else { ChangeOp::Delete },
+                op: if doc.is_some() {
+                    ChangeOp::Put
+                } else {
+                    ChangeOp::Delete
+                },
                 doc,
                 version: version as u64,
             });
@@ -562,7 +625,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const LIMITS: ApplyLimits = ApplyLimits { max_doc_bytes: 1024 };
+    const LIMITS: ApplyLimits = ApplyLimits {
+        max_doc_bytes: 1024,
+    };
 
     fn muts(v: Value) -> Vec<Mutation> {
         serde_json::from_value(v).unwrap()
@@ -591,34 +656,67 @@ mod tests {
     #[test]
     fn temp_ids_map_once_and_references_follow() {
         let s = SqliteStore::open(":memory:").unwrap();
-        let out = push(&s, "n", "c1", json!([
-            {"mid": 1, "coll": "lists", "op": "insert", "id": "tmp_l", "doc": {"name": "L"}},
-            {"mid": 2, "coll": "todos", "op": "insert", "id": "tmp_t", "doc": {"list": "tmp_l", "tags": ["tmp_l", "x"]}},
-        ]));
+        let out = push(
+            &s,
+            "n",
+            "c1",
+            json!([
+                {"mid": 1, "coll": "lists", "op": "insert", "id": "tmp_l", "doc": {"name": "L"}},
+                {"mid": 2, "coll": "todos", "op": "insert", "id": "tmp_t", "doc": {"list": "tmp_l", "tags": ["tmp_l", "x"]}},
+            ]),
+        );
         let l = out.response.id_map["tmp_l"].clone();
         let t = out.response.id_map["tmp_t"].clone();
         assert!(!is_temp_id(&l) && l != t);
         let docs = all(&s, "n");
-        let todo = docs.iter().find(|c| c.id == t).unwrap().doc.clone().unwrap();
+        let todo = docs
+            .iter()
+            .find(|c| c.id == t)
+            .unwrap()
+            .doc
+            .clone()
+            .unwrap();
         assert_eq!(todo["list"], json!(l));
         assert_eq!(todo["tags"], json!([l, "x"]));
         assert_eq!(todo["id"], json!(t));
         // A later batch names the tmp id and a reference to it in a patch.
-        let out = push(&s, "n", "c1", json!([
-            {"mid": 3, "coll": "todos", "op": "update", "id": "tmp_t", "patch": {"other": "tmp_l"}},
-            {"mid": 4, "coll": "lists", "op": "insert", "id": "tmp_l", "doc": {"name": "again"}},
-        ]));
+        let out = push(
+            &s,
+            "n",
+            "c1",
+            json!([
+                {"mid": 3, "coll": "todos", "op": "update", "id": "tmp_t", "patch": {"other": "tmp_l"}},
+                {"mid": 4, "coll": "lists", "op": "insert", "id": "tmp_l", "doc": {"name": "again"}},
+            ]),
+        );
         assert!(matches!(&out.response.results[0], MutationResult::Applied { id, .. } if *id == t));
         // The re-sent insert keeps its canonical id and changes nothing.
         assert!(matches!(&out.response.results[1], MutationResult::Applied { id, .. } if *id == l));
         assert_eq!(out.changes.len(), 1);
-        let todo = all(&s, "n").into_iter().find(|c| c.id == t).unwrap().doc.unwrap();
+        let todo = all(&s, "n")
+            .into_iter()
+            .find(|c| c.id == t)
+            .unwrap()
+            .doc
+            .unwrap();
         assert_eq!(todo["other"], json!(l));
         // Another client's tmp ids are its own.
-        let out = push(&s, "n", "c2", json!([
-            {"mid": 1, "coll": "todos", "op": "update", "id": "tmp_t", "patch": {"x": 1}},
-        ]));
-        assert!(matches!(&out.response.results[0], MutationResult::Conflict { doc: None, version: None, .. }));
+        let out = push(
+            &s,
+            "n",
+            "c2",
+            json!([
+                {"mid": 1, "coll": "todos", "op": "update", "id": "tmp_t", "patch": {"x": 1}},
+            ]),
+        );
+        assert!(matches!(
+            &out.response.results[0],
+            MutationResult::Conflict {
+                doc: None,
+                version: None,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -635,7 +733,12 @@ mod tests {
             assert!(again.changes.is_empty());
         }
         assert_eq!(all(&s, "n").len(), 1);
-        let stale = push(&s, "n", "c1", json!([{"mid": 0, "coll": "c", "op": "delete", "id": "x"}]));
+        let stale = push(
+            &s,
+            "n",
+            "c1",
+            json!([{"mid": 0, "coll": "c", "op": "delete", "id": "x"}]),
+        );
         assert_eq!(status(&stale.response.results[0]), "rejected");
         assert_eq!(stale.response.last_mutation_id, 2);
     }
@@ -650,47 +753,113 @@ mod tests {
             r => panic!("{r:?}"),
         };
         // Client a edits title; client b, based on v1, edits done: no conflict.
-        let r = push(&s, "n", "a", json!([{"mid": 2, "coll": "c", "op": "update", "id": "d", "patch": {"title": "T"}, "base": v1}]));
+        let r = push(
+            &s,
+            "n",
+            "a",
+            json!([{"mid": 2, "coll": "c", "op": "update", "id": "d", "patch": {"title": "T"}, "base": v1}]),
+        );
         assert_eq!(status(&r.response.results[0]), "applied");
-        let r = push(&s, "n", "b", json!([{"mid": 1, "coll": "c", "op": "update", "id": "d", "patch": {"done": true, "meta": {"y": 2}}, "base": v1}]));
+        let r = push(
+            &s,
+            "n",
+            "b",
+            json!([{"mid": 1, "coll": "c", "op": "update", "id": "d", "patch": {"done": true, "meta": {"y": 2}}, "base": v1}]),
+        );
         assert_eq!(status(&r.response.results[0]), "applied");
         // Same field from the old base: conflict, with the server doc.
-        let r = push(&s, "n", "b", json!([{"mid": 2, "coll": "c", "op": "update", "id": "d", "patch": {"title": "B"}, "base": v1}]));
+        let r = push(
+            &s,
+            "n",
+            "b",
+            json!([{"mid": 2, "coll": "c", "op": "update", "id": "d", "patch": {"title": "B"}, "base": v1}]),
+        );
         match &r.response.results[0] {
-            MutationResult::Conflict { doc: Some(doc), version: Some(_), .. } => assert_eq!(doc["title"], "T"),
+            MutationResult::Conflict {
+                doc: Some(doc),
+                version: Some(_),
+                ..
+            } => assert_eq!(doc["title"], "T"),
             other => panic!("{other:?}"),
         }
         // Parent of a changed path conflicts too; a sibling does not.
-        let r = push(&s, "n", "b", json!([
-            {"mid": 3, "coll": "c", "op": "update", "id": "d", "patch": {"meta": null}, "base": v1},
-            {"mid": 4, "coll": "c", "op": "update", "id": "d", "patch": {"meta": {"x": 5}}, "base": v1},
-        ]));
+        let r = push(
+            &s,
+            "n",
+            "b",
+            json!([
+                {"mid": 3, "coll": "c", "op": "update", "id": "d", "patch": {"meta": null}, "base": v1},
+                {"mid": 4, "coll": "c", "op": "update", "id": "d", "patch": {"meta": {"x": 5}}, "base": v1},
+            ]),
+        );
         assert_eq!(status(&r.response.results[0]), "conflict");
         assert_eq!(status(&r.response.results[1]), "applied");
         // Replace from an old base conflicts; blind replace applies.
-        let r = push(&s, "n", "b", json!([
-            {"mid": 5, "coll": "c", "op": "replace", "id": "d", "doc": {"z": 1}, "base": v1},
-            {"mid": 6, "coll": "c", "op": "replace", "id": "d", "doc": {"z": 1}},
-        ]));
+        let r = push(
+            &s,
+            "n",
+            "b",
+            json!([
+                {"mid": 5, "coll": "c", "op": "replace", "id": "d", "doc": {"z": 1}, "base": v1},
+                {"mid": 6, "coll": "c", "op": "replace", "id": "d", "doc": {"z": 1}},
+            ]),
+        );
         assert_eq!(status(&r.response.results[0]), "conflict");
         assert_eq!(status(&r.response.results[1]), "applied");
         // Delete vs update.
         let head = all(&s, "n")[0].version;
-        let r = push(&s, "n", "a", json!([{"mid": 3, "coll": "c", "op": "delete", "id": "d", "base": head}]));
+        let r = push(
+            &s,
+            "n",
+            "a",
+            json!([{"mid": 3, "coll": "c", "op": "delete", "id": "d", "base": head}]),
+        );
         assert_eq!(status(&r.response.results[0]), "applied");
-        let r = push(&s, "n", "b", json!([{"mid": 7, "coll": "c", "op": "update", "id": "d", "patch": {"z": 2}, "base": head}]));
-        assert!(matches!(&r.response.results[0], MutationResult::Conflict { doc: None, version: Some(_), .. }));
+        let r = push(
+            &s,
+            "n",
+            "b",
+            json!([{"mid": 7, "coll": "c", "op": "update", "id": "d", "patch": {"z": 2}, "base": head}]),
+        );
+        assert!(matches!(
+            &r.response.results[0],
+            MutationResult::Conflict {
+                doc: None,
+                version: Some(_),
+                ..
+            }
+        ));
         // Update vs later delete: a delete based before an update conflicts.
-        push(&s, "n", "a", json!([{"mid": 4, "coll": "c", "op": "insert", "id": "e", "doc": {"k": 1}}]));
+        push(
+            &s,
+            "n",
+            "a",
+            json!([{"mid": 4, "coll": "c", "op": "insert", "id": "e", "doc": {"k": 1}}]),
+        );
         let base = all(&s, "n").last().unwrap().version;
-        push(&s, "n", "a", json!([{"mid": 5, "coll": "c", "op": "update", "id": "e", "patch": {"k": 2}}]));
-        let r = push(&s, "n", "b", json!([{"mid": 8, "coll": "c", "op": "delete", "id": "e", "base": base}]));
+        push(
+            &s,
+            "n",
+            "a",
+            json!([{"mid": 5, "coll": "c", "op": "update", "id": "e", "patch": {"k": 2}}]),
+        );
+        let r = push(
+            &s,
+            "n",
+            "b",
+            json!([{"mid": 8, "coll": "c", "op": "delete", "id": "e", "base": base}]),
+        );
         assert_eq!(status(&r.response.results[0]), "conflict");
         // Insert of an existing id conflicts; insert over a tombstone applies.
-        let r = push(&s, "n", "b", json!([
-            {"mid": 9, "coll": "c", "op": "insert", "id": "e", "doc": {}},
-            {"mid": 10, "coll": "c", "op": "insert", "id": "d", "doc": {"back": true}},
-        ]));
+        let r = push(
+            &s,
+            "n",
+            "b",
+            json!([
+                {"mid": 9, "coll": "c", "op": "insert", "id": "e", "doc": {}},
+                {"mid": 10, "coll": "c", "op": "insert", "id": "d", "doc": {"back": true}},
+            ]),
+        );
         assert_eq!(status(&r.response.results[0]), "conflict");
         assert_eq!(status(&r.response.results[1]), "applied");
     }
@@ -699,17 +868,35 @@ mod tests {
     fn rejections_do_not_stop_the_batch() {
         let s = SqliteStore::open(":memory:").unwrap();
         let big = "x".repeat(2000);
-        let r = push(&s, "n", "a", json!([
-            {"mid": 1, "coll": "c", "op": "insert", "id": "a", "doc": {"big": big}},
-            {"mid": 2, "coll": "c", "op": "insert", "id": "b"},
-            {"mid": 3, "coll": "c", "op": "insert", "id": "c", "doc": {"n": 1}},
-            {"mid": 4, "coll": "c", "op": "update", "id": "c", "patch": {"id": "other"}},
-        ]));
-        let codes: Vec<_> = r.response.results.iter().map(|r| match r {
-            MutationResult::Rejected { code, .. } => code.as_str(),
-            _ => status(r),
-        }).collect();
-        assert_eq!(codes, ["DOC_TOO_LARGE", "INVALID_MUTATION", "applied", "INVALID_PATCH"]);
+        let r = push(
+            &s,
+            "n",
+            "a",
+            json!([
+                {"mid": 1, "coll": "c", "op": "insert", "id": "a", "doc": {"big": big}},
+                {"mid": 2, "coll": "c", "op": "insert", "id": "b"},
+                {"mid": 3, "coll": "c", "op": "insert", "id": "c", "doc": {"n": 1}},
+                {"mid": 4, "coll": "c", "op": "update", "id": "c", "patch": {"id": "other"}},
+            ]),
+        );
+        let codes: Vec<_> = r
+            .response
+            .results
+            .iter()
+            .map(|r| match r {
+                MutationResult::Rejected { code, .. } => code.as_str(),
+                _ => status(r),
+            })
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                "DOC_TOO_LARGE",
+                "INVALID_MUTATION",
+                "applied",
+                "INVALID_PATCH"
+            ]
+        );
         assert_eq!(r.response.last_mutation_id, 4);
     }
 
@@ -717,8 +904,18 @@ mod tests {
     fn pull_pages_in_order_and_resyncs_bad_cursors() {
         let s = SqliteStore::open(":memory:").unwrap();
         for i in 1..=5u64 {
-            push(&s, "n", "a", json!([{"mid": i, "coll": "c", "op": "insert", "id": format!("d{i}"), "doc": {}}]));
-            push(&s, "other", "a", json!([{"mid": i, "coll": "c", "op": "insert", "id": format!("o{i}"), "doc": {}}]));
+            push(
+                &s,
+                "n",
+                "a",
+                json!([{"mid": i, "coll": "c", "op": "insert", "id": format!("d{i}"), "doc": {}}]),
+            );
+            push(
+                &s,
+                "other",
+                "a",
+                json!([{"mid": i, "coll": "c", "op": "insert", "id": format!("o{i}"), "doc": {}}]),
+            );
         }
         let mut cursor = START_CURSOR.to_string();
         let mut seen = Vec::new();
@@ -732,12 +929,23 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(seen.iter().map(|s| s.1.as_str()).collect::<Vec<_>>(), ["d1", "d2", "d3", "d4", "d5"]);
+        assert_eq!(
+            seen.iter().map(|s| s.1.as_str()).collect::<Vec<_>>(),
+            ["d1", "d2", "d3", "d4", "d5"]
+        );
         assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
         // Caught up: the same cursor comes back with nothing.
         let p = s.pull("n", Some("a"), Some(&cursor), 2).unwrap();
         assert!(p.changes.is_empty() && !p.more && p.cursor == cursor);
-        for bad in ["garbage", "", "1", "x.1", &format!("{}.999", s.epoch), &format!("{}.01", s.epoch), "other.3"] {
+        for bad in [
+            "garbage",
+            "",
+            "1",
+            "x.1",
+            &format!("{}.999", s.epoch),
+            &format!("{}.01", s.epoch),
+            "other.3",
+        ] {
             let p = s.pull("n", None, Some(bad), 10).unwrap();
             assert!(p.resync, "{bad}");
             assert_eq!(p.cursor, START_CURSOR);
@@ -750,7 +958,12 @@ mod tests {
         let path = dir.path().join("db.sqlite");
         let cursor = {
             let s = SqliteStore::open(&path).unwrap();
-            push(&s, "n", "a", json!([{"mid": 7, "coll": "c", "op": "insert", "id": "tmp_1", "doc": {"v": 1}}]));
+            push(
+                &s,
+                "n",
+                "a",
+                json!([{"mid": 7, "coll": "c", "op": "insert", "id": "tmp_1", "doc": {"v": 1}}]),
+            );
             s.pull("n", None, None, 10).unwrap().cursor
         };
         let s = SqliteStore::open(&path).unwrap();
@@ -758,7 +971,12 @@ mod tests {
         assert_eq!(p.changes.len(), 1);
         assert_eq!(p.last_mutation_id, 7);
         assert_eq!(p.cursor, cursor, "cursors stay valid across restarts");
-        let r = push(&s, "n", "a", json!([{"mid": 7, "coll": "c", "op": "insert", "id": "tmp_1", "doc": {"v": 1}}]));
+        let r = push(
+            &s,
+            "n",
+            "a",
+            json!([{"mid": 7, "coll": "c", "op": "insert", "id": "tmp_1", "doc": {"v": 1}}]),
+        );
         assert!(r.changes.is_empty());
         assert_eq!(r.response.id_map["tmp_1"], p.changes[0].id);
     }

@@ -99,13 +99,22 @@ impl Server {
     /// Pushes and expects 200.
     pub async fn push_ok(&self, token: &str, client_id: &str, mutations: Value) -> Value {
         let (status, body) = self
-            .push(token, json!({"clientId": client_id, "mutations": mutations}))
+            .push(
+                token,
+                json!({"clientId": client_id, "mutations": mutations}),
+            )
             .await;
         assert_eq!(status, 200, "{body}");
         body
     }
 
-    pub async fn pull(&self, token: &str, client_id: &str, cursor: &str, limit: usize) -> (u16, Value) {
+    pub async fn pull(
+        &self,
+        token: &str,
+        client_id: &str,
+        cursor: &str,
+        limit: usize,
+    ) -> (u16, Value) {
         let resp = client()
             .get(self.url("/v1/pull"))
             .query(&[("cursor", cursor), ("limit", &limit.to_string())])
@@ -118,7 +127,12 @@ impl Server {
     }
 
     /// Pulls every page from `cursor`; returns (changes, final cursor, lastMutationId).
-    pub async fn pull_all(&self, token: &str, client_id: &str, cursor: &str) -> (Vec<Value>, String, u64) {
+    pub async fn pull_all(
+        &self,
+        token: &str,
+        client_id: &str,
+        cursor: &str,
+    ) -> (Vec<Value>, String, u64) {
         let mut cursor = cursor.to_string();
         let mut changes = Vec::new();
         for _ in 0..1000 {
@@ -149,7 +163,8 @@ pub fn client() -> reqwest::Client {
 pub async fn status_json(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap();
-    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON answer ({status}): {text:?}"));
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("non-JSON answer ({status}): {text:?}"));
     (status, body)
 }
 
@@ -164,7 +179,10 @@ pub fn update(mid: u64, coll: &str, id: &str, patch: Value, base: Option<u64>) -
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Opens `/v1/ws`, optionally with `Authorization: Bearer`.
-pub async fn ws_connect(url: &str, header_token: Option<&str>) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+pub async fn ws_connect(
+    url: &str,
+    header_token: Option<&str>,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
     let mut req = url.into_client_request().unwrap();
     if let Some(t) = header_token {
         req.headers_mut()
@@ -183,7 +201,9 @@ pub async fn ws_send(ws: &mut Ws, v: Value) {
 /// Next JSON frame (control frames skipped); `None` if the socket closed.
 pub async fn ws_next(ws: &mut Ws) -> Option<Value> {
     loop {
-        let msg = tokio::time::timeout(WAIT, ws.next()).await.expect("frame in time");
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("frame in time");
         match msg {
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return None,
             Some(Ok(Message::Text(t))) => return Some(serde_json::from_str(t.as_str()).unwrap()),
@@ -195,7 +215,9 @@ pub async fn ws_next(ws: &mut Ws) -> Option<Value> {
 /// Next frame, or the close code if the server closed.
 pub async fn ws_next_or_close(ws: &mut Ws) -> Result<Value, Option<u16>> {
     loop {
-        let msg = tokio::time::timeout(WAIT, ws.next()).await.expect("frame in time");
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("frame in time");
         match msg {
             None | Some(Err(_)) => return Err(None),
             Some(Ok(Message::Close(f))) => return Err(f.map(|f| u16::from(f.code))),
@@ -207,9 +229,18 @@ pub async fn ws_next_or_close(ws: &mut Ws) -> Result<Value, Option<u16>> {
 
 /// Connects, says hello, reads up to `synced`; returns the socket, the
 /// catch-up changes and the synced frame.
-pub async fn ws_hello(url: &str, token: &str, client_id: &str, cursor: Option<&str>) -> (Ws, Vec<Value>, Value) {
+pub async fn ws_hello(
+    url: &str,
+    token: &str,
+    client_id: &str,
+    cursor: Option<&str>,
+) -> (Ws, Vec<Value>, Value) {
     let mut ws = ws_connect(url, None).await.unwrap();
-    ws_send(&mut ws, json!({"type": "hello", "clientId": client_id, "cursor": cursor, "token": token})).await;
+    ws_send(
+        &mut ws,
+        json!({"type": "hello", "clientId": client_id, "cursor": cursor, "token": token}),
+    )
+    .await;
     let mut changes = Vec::new();
     loop {
         let f = ws_next(&mut ws).await.expect("socket open during catch-up");
@@ -239,5 +270,8 @@ pub fn seqs(changes: &[Value]) -> Vec<u64> {
 }
 
 pub fn assert_increasing(s: &[u64]) {
-    assert!(s.windows(2).all(|w| w[0] < w[1]), "not strictly increasing: {s:?}");
+    assert!(
+        s.windows(2).all(|w| w[0] < w[1]),
+        "not strictly increasing: {s:?}"
+    );
 }
