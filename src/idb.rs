@@ -63,9 +63,12 @@ fn bound_js(b: &Bound) -> JsValue {
 pub fn range(plan: &Plan) -> JsResult<Option<IdbKeyRange>> {
     let r = match (&plan.lower, &plan.upper) {
         (None, None) => return Ok(None),
-        (Some(l), Some(u)) => {
-            IdbKeyRange::bound_with_lower_open_and_upper_open(&bound_js(l), &bound_js(u), l.open, u.open)
-        }
+        (Some(l), Some(u)) => IdbKeyRange::bound_with_lower_open_and_upper_open(
+            &bound_js(l),
+            &bound_js(u),
+            l.open,
+            u.open,
+        ),
         (Some(l), None) => IdbKeyRange::lower_bound_with_open(&bound_js(l), l.open),
         (None, Some(u)) => IdbKeyRange::upper_bound_with_open(&bound_js(u), u.open),
     };
@@ -94,7 +97,11 @@ impl Source {
     }
 
     /// All records in `range`, at most `limit`.
-    pub async fn get_all(&self, range: Option<&IdbKeyRange>, limit: Option<u32>) -> JsResult<Array> {
+    pub async fn get_all(
+        &self,
+        range: Option<&IdbKeyRange>,
+        limit: Option<u32>,
+    ) -> JsResult<Array> {
         let undef = JsValue::UNDEFINED;
         let key: &JsValue = range.map(AsRef::as_ref).unwrap_or(&undef);
         let req = match (self, limit) {
@@ -126,7 +133,9 @@ impl Source {
         offset: u32,
         limit: Option<u32>,
     ) -> JsResult<Array> {
-        let r: JsValue = range.map(|r| r.clone().into()).unwrap_or(JsValue::UNDEFINED);
+        let r: JsValue = range
+            .map(|r| r.clone().into())
+            .unwrap_or(JsValue::UNDEFINED);
         let dir = if desc { "prev" } else { "next" };
         let limit = limit.map_or(-1, |l| l.min(i32::MAX as u32) as i32);
         let p = glue::cursor_values(self.as_js(), &r, dir, offset, limit);

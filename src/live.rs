@@ -136,7 +136,13 @@ impl Live {
         });
     }
 
-    pub fn subscribe(&self, inner: &Rc<Inner>, coll: String, query: Query, callback: Function) -> Function {
+    pub fn subscribe(
+        &self,
+        inner: &Rc<Inner>,
+        coll: String,
+        query: Query,
+        callback: Function,
+    ) -> Function {
         let id = self.next_id.get() + 1;
         self.next_id.set(id);
         self.subs.borrow_mut().insert(

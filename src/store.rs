@@ -78,7 +78,12 @@ impl Inner {
                 inner.db.borrow_mut().take();
             }
         });
-        let p = glue::open_db(&self.name, &self.layout, self.rekey.as_ref().unchecked_ref(), lost.as_ref().unchecked_ref());
+        let p = glue::open_db(
+            &self.name,
+            &self.layout,
+            self.rekey.as_ref().unchecked_ref(),
+            lost.as_ref().unchecked_ref(),
+        );
         *self.on_lost.borrow_mut() = Some(lost);
         let db: IdbDatabase = JsFuture::from(p)
             .await
@@ -103,7 +108,8 @@ impl Inner {
     }
 
     pub fn store(tx: &IdbTransaction, name: &str) -> JsResult<IdbObjectStore> {
-        tx.object_store(name).map_err(|e| storage(e, "object store"))
+        tx.object_store(name)
+            .map_err(|e| storage(e, "object store"))
     }
 
     /// Validates and applies a batch of ops in one transaction with their
@@ -148,7 +154,10 @@ impl Inner {
         };
         // One JSON parse for all records, then one request each, unawaited.
         let records = to_js(&Value::Array(
-            plan.writes.iter().filter_map(|w| w.record.clone()).collect(),
+            plan.writes
+                .iter()
+                .filter_map(|w| w.record.clone())
+                .collect(),
         ))
         .unchecked_into::<Array>();
         let adds = Array::new();
@@ -182,7 +191,11 @@ impl Inner {
             let i = glue::failed_request(&adds);
             if i >= 0 {
                 let w = add_ops[i as usize];
-                let path = if single { "doc.id".to_owned() } else { format!("ops[{}].doc.id", w.op) };
+                let path = if single {
+                    "doc.id".to_owned()
+                } else {
+                    format!("ops[{}].doc.id", w.op)
+                };
                 return Err(error::core(syncstore_core::CoreError::AlreadyExists {
                     path,
                     coll: w.coll.clone(),
@@ -250,9 +263,14 @@ impl Inner {
         let db = self.db().await?;
         let tx = Self::tx(&db, &[META], true)?;
         let meta = Self::store(&tx, META)?;
-        let req = meta.get(&"clientId".into()).map_err(|e| storage(e, "read"))?;
+        let req = meta
+            .get(&"clientId".into())
+            .map_err(|e| storage(e, "read"))?;
         let got = idb::wait(&req, "read clientId").await?;
-        let id = match js_sys::Reflect::get(&got, &"v".into()).ok().and_then(|v| v.as_string()) {
+        let id = match js_sys::Reflect::get(&got, &"v".into())
+            .ok()
+            .and_then(|v| v.as_string())
+        {
             Some(id) => id,
             None => {
                 let id = ids::client_id(self.random());
@@ -288,8 +306,12 @@ fn rekey(schema: &Schema, coll: &str, records: &Array) -> Array {
     let out = Array::new();
     for rec in records.iter() {
         let (Some(id), Some(text)) = (
-            js_sys::Reflect::get(&rec, &"id".into()).ok().and_then(|v| v.as_string()),
-            js_sys::Reflect::get(&rec, &"d".into()).ok().and_then(|v| v.as_string()),
+            js_sys::Reflect::get(&rec, &"id".into())
+                .ok()
+                .and_then(|v| v.as_string()),
+            js_sys::Reflect::get(&rec, &"d".into())
+                .ok()
+                .and_then(|v| v.as_string()),
         ) else {
             continue;
         };
@@ -324,7 +346,10 @@ fn id_arg(id: &JsValue) -> JsResult<Value> {
         Some(s) => Ok(Value::String(s)),
         None => Err(glue::make_error(
             "INVALID_ID",
-            &format!("id: an id must be a string, got {}", id.js_typeof().as_string().unwrap_or_default()),
+            &format!(
+                "id: an id must be a string, got {}",
+                id.js_typeof().as_string().unwrap_or_default()
+            ),
             false,
         )),
     }
@@ -332,7 +357,11 @@ fn id_arg(id: &JsValue) -> JsResult<Value> {
 
 fn coll_arg(coll: &JsValue) -> JsResult<String> {
     coll.as_string().ok_or_else(|| {
-        glue::make_error("UNKNOWN_COLLECTION", "coll: a collection name must be a string", false)
+        glue::make_error(
+            "UNKNOWN_COLLECTION",
+            "coll: a collection name must be a string",
+            false,
+        )
     })
 }
 
@@ -372,9 +401,10 @@ impl SyncStore {
             s = (s << 32) ^ v.as_f64().unwrap_or(0.0) as u64 ^ (s >> 17);
         }
         let rekey_schema = schema.clone();
-        let rekey = Closure::<dyn Fn(String, Array) -> Array>::new(move |coll: String, recs: Array| {
-            rekey(&rekey_schema, &coll, &recs)
-        });
+        let rekey =
+            Closure::<dyn Fn(String, Array) -> Array>::new(move |coll: String, recs: Array| {
+                rekey(&rekey_schema, &coll, &recs)
+            });
         let inner = Rc::new(Inner {
             layout: to_js(&idb::layout(&schema)),
             name: name.clone(),
@@ -427,7 +457,10 @@ impl SyncStore {
             let id = id_arg(&id)?;
             let patch = parse_json(&patch, "patch", "INVALID_PATCH")?;
             inner
-                .write(json!([{"op": "update", "coll": coll, "id": id, "patch": patch}]), true)
+                .write(
+                    json!([{"op": "update", "coll": coll, "id": id, "patch": patch}]),
+                    true,
+                )
                 .await?;
             Ok(JsValue::UNDEFINED)
         })
@@ -447,7 +480,10 @@ impl SyncStore {
             let id = id_arg(&id)?;
             let doc = parse_json(&doc, "doc", "INVALID_DOCUMENT")?;
             inner
-                .write(json!([{"op": "replace", "coll": coll, "id": id, "doc": doc}]), true)
+                .write(
+                    json!([{"op": "replace", "coll": coll, "id": id, "doc": doc}]),
+                    true,
+                )
                 .await?;
             Ok(JsValue::UNDEFINED)
         })
@@ -525,7 +561,8 @@ impl SyncStore {
         promise(async move {
             inner.check_open()?;
             let coll = coll_arg(&coll)?;
-            let q = Query::parse(&parse_json(&query, "query", "INVALID_QUERY")?).map_err(error::core)?;
+            let q = Query::parse(&parse_json(&query, "query", "INVALID_QUERY")?)
+                .map_err(error::core)?;
             let (records, picks) = inner.run_query(&coll, &q).await?;
             Ok(glue::parse_json(&idb::docs_text(&records, picks)))
         })
@@ -564,7 +601,8 @@ impl SyncStore {
         self.inner.check_open()?;
         let coll = coll_arg(&coll)?;
         self.inner.schema.collection(&coll).map_err(error::core)?;
-        let q = Query::parse(&parse_json(&query, "query", "INVALID_QUERY")?).map_err(error::core)?;
+        let q =
+            Query::parse(&parse_json(&query, "query", "INVALID_QUERY")?).map_err(error::core)?;
         Ok(self.inner.live.subscribe(&self.inner, coll, q, callback))
     }
 
@@ -575,7 +613,9 @@ impl SyncStore {
         promise(async move {
             let db = inner.db().await?;
             let tx = Inner::tx(&db, &[OUTBOX], false)?;
-            let n = Source::Store(Inner::store(&tx, OUTBOX)?).count(None).await?;
+            let n = Source::Store(Inner::store(&tx, OUTBOX)?)
+                .count(None)
+                .await?;
             Ok(n.into())
         })
     }

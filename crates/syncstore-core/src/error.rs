@@ -19,7 +19,7 @@ pub enum CoreError {
     InvalidSchema(String),
     #[error("{0}")]
     InvalidOptions(String),
-    #[error("unknown collection {0:?}")]
+    #[error("{0}")]
     UnknownCollection(String),
     #[error("document {limit} bytes limit exceeded at {path}: {size} bytes")]
     DocTooLarge {

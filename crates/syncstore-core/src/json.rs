@@ -40,7 +40,7 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     let obj = target.as_object_mut().expect("made an object above");
     for (k, v) in patch {
         if v.is_null() {
-            obj.remove(k);
+            obj.shift_remove(k);
         } else {
             merge_patch(obj.entry(k.clone()).or_insert(Value::Null), v);
         }

@@ -185,7 +185,7 @@ impl Schema {
     pub fn collection(&self, name: &str) -> Result<&CollectionSpec> {
         self.collections
             .get(name)
-            .ok_or_else(|| CoreError::UnknownCollection(name.to_owned()))
+            .ok_or_else(|| CoreError::UnknownCollection(format!("unknown collection {name:?}")))
     }
 }
 

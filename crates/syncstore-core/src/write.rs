@@ -93,7 +93,12 @@ pub fn parse_ops(
                 )))
             }
         };
-        schema.collection(&coll)?;
+        if schema.collection(&coll).is_err() {
+            return Err(CoreError::UnknownCollection(format!(
+                "{}: unknown collection {coll:?}",
+                here("coll")
+            )));
+        }
         let object = |field: &str| -> Result<Map<String, Value>> {
             let bad = |got: &str| {
                 let msg = format!("{} must be an object, got {got}", here(field));
@@ -187,7 +192,7 @@ pub fn parse_ops(
 }
 
 fn with_id_first(id: &str, mut doc: Map<String, Value>) -> Value {
-    doc.remove("id");
+    doc.shift_remove("id");
     let mut out = Map::with_capacity(doc.len() + 1);
     out.insert("id".into(), Value::String(id.to_owned()));
     out.extend(doc);
@@ -427,6 +432,16 @@ mod tests {
         assert_eq!(rec["x646f6e65"], json!([1, 0]));
         assert_eq!(plan.outbox[0]["op"], "insert");
         assert_eq!(plan.outbox[0]["base"], Value::Null);
+    }
+
+    #[test]
+    fn field_order_is_kept() {
+        let ops = json!([{"op": "insert", "coll": "todos", "doc": {"z": 1, "id": "a", "b": 2, "m": 3}},
+                         {"op": "update", "coll": "todos", "id": "a", "patch": {"z": null, "c": 4}}]);
+        let plan = run(ops, &HashMap::new()).unwrap();
+        let d = |i: usize| plan.writes[i].record.as_ref().unwrap()["d"].clone();
+        assert_eq!(d(0), json!(r#"{"id":"a","z":1,"b":2,"m":3}"#));
+        assert_eq!(d(1), json!(r#"{"id":"a","b":2,"m":3,"c":4}"#));
     }
 
     #[test]

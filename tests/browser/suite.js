@@ -1,0 +1,486 @@
+// Browser scenarios, written against the public JS API exactly as an app
+// uses it. `tests/browser.rs` runs each one in Chromium and Firefox.
+
+let counter = 0;
+function dbName(tag) {
+  counter += 1;
+  return `t-${tag}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}-${counter}`;
+}
+
+function fail(msg) {
+  throw new Error(msg);
+}
+
+function eq(actual, expected, what) {
+  const a = JSON.stringify(actual);
+  const e = JSON.stringify(expected);
+  if (a !== e) fail(`${what}: expected ${e}, got ${a}`);
+}
+
+function ok(cond, what) {
+  if (!cond) fail(what);
+}
+
+async function rejects(promiseOrFn, code, env, what) {
+  let err;
+  try {
+    await (typeof promiseOrFn === "function" ? promiseOrFn() : promiseOrFn);
+  } catch (e) {
+    err = e;
+  }
+  ok(err !== undefined, `${what}: expected ${code}, but it succeeded`);
+  ok(err instanceof env.SyncStoreError, `${what}: not a SyncStoreError: ${err}`);
+  ok(err instanceof Error, `${what}: not an Error`);
+  eq(err.code, code, `${what}: code (${err.message})`);
+  eq(err.name, "SyncStoreError", `${what}: name`);
+  ok(typeof err.message === "string" && err.message.length > 0, `${what}: message`);
+  return err;
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits until `pred()` holds, polling, at most `ms`. */
+async function until(pred, ms, what) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await pred()) return;
+    await sleep(10);
+  }
+  fail(`timed out waiting for ${what}`);
+}
+
+const TODOS = {
+  todos: { indexes: ["done", "createdAt", "priority", "meta.owner", ["listId", "createdAt"]] },
+  lists: {},
+  drafts: { sync: "local" },
+};
+
+async function openTodos(env, name = dbName("todos"), collections = TODOS) {
+  return env.open({ name, collections });
+}
+
+function sampleTodos(n) {
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    const doc = {
+      id: `t${String(i).padStart(3, "0")}`,
+      text: `todo ${i}`,
+      done: i % 3 === 0,
+      createdAt: 1000 + ((i * 37) % 101),
+      priority: i % 5,
+      listId: `l${i % 4}`,
+      meta: { owner: ["ann", "bob", "cy"][i % 3], tags: i % 2 ? ["x"] : [] },
+    };
+    if (i % 13 === 0) delete doc.priority;
+    if (i % 17 === 0) doc.priority = "high";
+    if (i % 19 === 0) doc.done = null;
+    out.push(doc);
+  }
+  return out;
+}
+
+const scenarios = {
+  async insert_get_update_replace_delete(env) {
+    const db = await openTodos(env);
+    const id = await db.insert("todos", { id: "a", text: "milk", done: false, meta: { owner: "ann", n: 1 } });
+    eq(id, "a", "insert returns the given id");
+    eq(await db.get("todos", "a"), { id: "a", text: "milk", done: false, meta: { owner: "ann", n: 1 } }, "get");
+    await db.update("todos", "a", { done: true, meta: { n: null, k: 2 }, text: null });
+    eq(await db.get("todos", "a"), { id: "a", done: true, meta: { owner: "ann", k: 2 } }, "merge patch");
+    await db.replace("todos", "a", { text: "eggs" });
+    eq(await db.get("todos", "a"), { id: "a", text: "eggs" }, "replace");
+    await db.delete("todos", "a");
+    eq(await db.get("todos", "a"), undefined, "deleted");
+    await db.delete("todos", "a"); // a no-op, like Dexie
+    await rejects(db.update("todos", "a", { x: 1 }), "NOT_FOUND", env, "update of a missing doc");
+    await rejects(db.replace("todos", "a", { x: 1 }), "NOT_FOUND", env, "replace of a missing doc");
+    await db.insert("todos", { id: "b", n: 1 });
+    await rejects(db.insert("todos", { id: "b", n: 2 }), "ALREADY_EXISTS", env, "duplicate insert");
+    eq(await db.get("todos", "b"), { id: "b", n: 1 }, "duplicate left the original");
+    eq(await db.pendingCount(), 5, "outbox: insert, update, replace, delete, insert");
+    db.close();
+  },
+
+  async temp_ids_are_unique_and_marked(env) {
+    const db = await openTodos(env);
+    const ids = await db.batch(Array.from({ length: 200 }, (_, i) => ({ op: "insert", coll: "todos", doc: { i } })));
+    ok(ids.every((id) => id.startsWith("tmp_")), "temporary ids start with tmp_");
+    eq(new Set(ids).size, 200, "distinct");
+    const one = await db.insert("todos", { text: "x" });
+    ok(one.startsWith("tmp_") && !ids.includes(one), "single insert gets a fresh temp id");
+    eq((await db.get("todos", one)).id, one, "the document carries its id");
+    const other = await openTodos(env);
+    const theirs = await other.insert("todos", {});
+    ok(theirs !== one, "another store instance makes other ids");
+    await rejects(db.insert("todos", { id: "tmp_mine" }), "INVALID_ID", env, "tmp_ ids are reserved");
+    db.close();
+    other.close();
+  },
+
+  async batch_is_atomic_across_collections(env) {
+    const db = await openTodos(env);
+    await db.insert("lists", { id: "l1", count: 0 });
+    const ids = await db.batch([
+      { op: "insert", coll: "todos", doc: { id: "t1", text: "a" } },
+      { op: "update", coll: "lists", id: "l1", patch: { count: 1 } },
+      { op: "insert", coll: "todos", doc: { text: "b" } },
+      { op: "update", coll: "todos", id: "t1", patch: { done: true } },
+    ]);
+    eq(ids.length, 4, "one id per op");
+    eq(ids[0], "t1", "first id");
+    eq(await db.get("todos", "t1"), { id: "t1", text: "a", done: true }, "later op sees earlier op");
+    eq((await db.get("lists", "l1")).count, 1, "other collection");
+    const before = await db.pendingCount();
+    const bad = [
+      [{ op: "insert", coll: "todos", doc: { id: "n1" } }, { op: "insert", coll: "nope", doc: {} }, "UNKNOWN_COLLECTION"],
+      [{ op: "insert", coll: "todos", doc: { id: "n1" } }, { op: "update", coll: "todos", id: "missing", patch: {} }, "NOT_FOUND"],
+      [{ op: "insert", coll: "todos", doc: { id: "n1" } }, { op: "insert", coll: "todos", doc: { f: () => 1 } }, "INVALID_DOCUMENT"],
+      [{ op: "update", coll: "lists", id: "l1", patch: { count: 9 } }, { op: "frobnicate", coll: "todos" }, "INVALID_DOCUMENT"],
+    ];
+    for (const [good, wrong, code] of bad) {
+      const err = await rejects(db.batch([good, wrong]), code, env, `batch with ${wrong.op}`);
+      ok(err.message.includes("ops[1]"), `message names the op: ${err.message}`);
+    }
+    eq(await db.get("todos", "n1"), undefined, "nothing of a failed batch is stored");
+    eq((await db.get("lists", "l1")).count, 1, "nor changed");
+    eq(await db.pendingCount(), before, "nor queued");
+    await db.insert("todos", { id: "n1" });
+    eq((await db.get("todos", "n1")).id, "n1", "store keeps working");
+    db.close();
+  },
+
+  async batch_with_duplicate_id_writes_nothing(env) {
+    // The duplicate is found by IndexedDB's unique key, mid-transaction.
+    const db = await openTodos(env);
+    await db.insert("todos", { id: "dup", v: 1 });
+    const before = await db.pendingCount();
+    const ops = [];
+    for (let i = 0; i < 50; i++) ops.push({ op: "insert", coll: "todos", doc: { id: `x${i}` } });
+    ops.push({ op: "insert", coll: "todos", doc: { id: "dup", v: 2 } });
+    const err = await rejects(db.batch(ops), "ALREADY_EXISTS", env, "duplicate in batch");
+    ok(err.message.includes("dup") && err.message.includes("ops[50]"), `names the id and op: ${err.message}`);
+    eq(await db.count("todos"), 1, "no insert of the batch landed");
+    eq(await db.pendingCount(), before, "outbox unchanged");
+    eq(await db.get("todos", "dup"), { id: "dup", v: 1 }, "original intact");
+    db.close();
+  },
+
+  async outbox_counts_pending_mutations(env) {
+    const db = await openTodos(env);
+    eq(await db.pendingCount(), 0, "empty");
+    await db.insert("todos", { id: "a" });
+    await db.insert("drafts", { id: "d", body: "never synced" });
+    await db.update("drafts", "d", { body: "still local" });
+    eq(await db.pendingCount(), 1, "local collections queue nothing");
+    await db.batch([{ op: "update", coll: "todos", id: "a", patch: { x: 1 } }, { op: "delete", coll: "todos", id: "a" }]);
+    eq(await db.pendingCount(), 3, "each op of a batch is queued");
+    db.close();
+    const again = await openTodos(env, db.name);
+    eq(await again.pendingCount(), 3, "the outbox is durable across reopen");
+    again.close();
+  },
+
+  async query_operators_and_nested_paths(env) {
+    const db = await openTodos(env);
+    await db.batch(sampleTodos(40).map((doc) => ({ op: "insert", coll: "todos", doc })));
+    const ids = (rows) => rows.map((r) => r.id);
+    const all = sampleTodos(40);
+    const expect = (pred) => all.filter(pred).map((d) => d.id);
+    eq(ids(await db.query("todos", { where: { done: true } })), expect((d) => d.done === true), "equality on a boolean");
+    eq(ids(await db.query("todos", { where: { done: null } })), expect((d) => d.done == null), "null matches null");
+    eq(ids(await db.query("todos", { where: { priority: { $gte: 3 } } })), expect((d) => typeof d.priority === "number" && d.priority >= 3), "$gte stays within numbers");
+    eq(ids(await db.query("todos", { where: { priority: { $gt: 1, $lt: 4 } } })), expect((d) => typeof d.priority === "number" && d.priority > 1 && d.priority < 4), "$gt and $lt");
+    eq(ids(await db.query("todos", { where: { priority: { $lte: 1 } } })), expect((d) => typeof d.priority === "number" && d.priority <= 1), "$lte");
+    eq(ids(await db.query("todos", { where: { priority: { $ne: 2 } } })), expect((d) => d.priority !== 2), "$ne includes missing and other types");
+    eq(ids(await db.query("todos", { where: { priority: { $in: [0, "high"] } } })), expect((d) => d.priority === 0 || d.priority === "high"), "$in");
+    eq(ids(await db.query("todos", { where: { "meta.owner": "bob" } })), expect((d) => d.meta.owner === "bob"), "nested path");
+    eq(ids(await db.query("todos", { where: { "meta.tags": ["x"] } })), expect((d) => d.meta.tags.length === 1), "deep equality on arrays");
+    eq(ids(await db.query("todos", { where: { "meta.owner": "ann", done: true, listId: { $in: ["l0", "l3"] } } })),
+      expect((d) => d.meta.owner === "ann" && d.done === true && (d.listId === "l0" || d.listId === "l3")), "AND of conditions");
+    eq(ids(await db.query("todos", { where: { priority: { $gt: 3, $lt: 1 } } })), [], "an empty range");
+    eq(ids(await db.query("todos", { where: { nothing: { $eq: 1 } } })), [], "$eq on a missing field");
+    eq((await db.query("todos")).length, 40, "no query: everything");
+    eq(ids(await db.query("todos", { limit: 3 })), ["t000", "t001", "t002"], "default order is by id");
+    db.close();
+  },
+
+  async indexed_and_scanned_queries_agree(env) {
+    // The same documents in a store with indexes and one without.
+    const indexed = await openTodos(env);
+    const plain = await openTodos(env, dbName("plain"), { todos: {}, lists: {}, drafts: {} });
+    const docs = sampleTodos(120);
+    for (const db of [indexed, plain]) await db.batch(docs.map((doc) => ({ op: "insert", coll: "todos", doc })));
+    const queries = [
+      { where: { done: false } },
+      { where: { done: true }, orderBy: "createdAt", desc: true, limit: 7 },
+      { where: { priority: { $gte: 3 } } },
+      { where: { priority: { $gt: 0, $lte: 2 } }, orderBy: "priority", desc: true },
+      { where: { priority: { $lt: "z" } } },
+      { where: { priority: null } },
+      { orderBy: "createdAt", desc: true, limit: 20 },
+      { orderBy: "createdAt", limit: 10, offset: 5 },
+      { orderBy: "priority", desc: true, offset: 100 },
+      { where: { "meta.owner": "cy" }, orderBy: "createdAt" },
+      { where: { listId: "l2" }, orderBy: "createdAt", desc: true, limit: 5, offset: 2 },
+      { where: { listId: "l1", createdAt: { $gte: 1030, $lt: 1080 } } },
+      { where: { listId: "l1", createdAt: { $gt: 1030 } }, orderBy: "createdAt", limit: 4 },
+      { where: { listId: { $ne: "l1" }, done: false }, orderBy: "text" },
+      { where: { done: false, priority: 4 } },
+    ];
+    for (const q of queries) {
+      const a = await indexed.query("todos", q);
+      const b = await plain.query("todos", q);
+      eq(a, b, `index vs scan for ${JSON.stringify(q)}`);
+      eq(await indexed.count("todos", q.where), await plain.count("todos", q.where), `count ${JSON.stringify(q.where)}`);
+    }
+    // A few against a hand-computed answer, so both cannot be wrong alike.
+    const newest = docs.slice().sort((x, y) => y.createdAt - x.createdAt || (x.id < y.id ? 1 : -1)).slice(0, 20).map((d) => d.id);
+    eq((await indexed.query("todos", { orderBy: "createdAt", desc: true, limit: 20 })).map((d) => d.id), newest, "newest 20");
+    indexed.close();
+    plain.close();
+  },
+
+  async compound_index_order_limit_offset(env) {
+    const db = await openTodos(env);
+    const docs = sampleTodos(60);
+    await db.batch(docs.map((doc) => ({ op: "insert", coll: "todos", doc })));
+    const l3 = docs.filter((d) => d.listId === "l3").sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
+    eq((await db.query("todos", { where: { listId: "l3" }, orderBy: "createdAt" })).map((d) => d.id), l3.map((d) => d.id), "equality prefix + order");
+    eq((await db.query("todos", { where: { listId: "l3" }, orderBy: "createdAt", desc: true, limit: 3, offset: 1 })).map((d) => d.id),
+      l3.slice().reverse().slice(1, 4).map((d) => d.id), "desc with limit and offset");
+    const ranged = l3.filter((d) => d.createdAt > 1040 && d.createdAt <= 1090);
+    eq((await db.query("todos", { where: { listId: "l3", createdAt: { $gt: 1040, $lte: 1090 } } , orderBy: "createdAt" })).map((d) => d.id),
+      ranged.map((d) => d.id), "equality prefix + range");
+    db.close();
+  },
+
+  async count_matches_query(env) {
+    const db = await openTodos(env);
+    await db.batch(sampleTodos(30).map((doc) => ({ op: "insert", coll: "todos", doc })));
+    eq(await db.count("todos"), 30, "all");
+    eq(await db.count("todos", { done: true }), (await db.query("todos", { where: { done: true } })).length, "indexed");
+    eq(await db.count("todos", { text: { $gte: "todo 2" } }), (await db.query("todos", { where: { text: { $gte: "todo 2" } } })).length, "scanned");
+    await rejects(db.count("todos", { done: { $like: 1 } }), "UNKNOWN_OPERATOR", env, "count validates");
+    db.close();
+  },
+
+  async subscribe_delivers_initial_and_changes(env) {
+    const db = await openTodos(env);
+    await db.insert("todos", { id: "a", done: false, createdAt: 1 });
+    const seen = [];
+    const stop = db.subscribe("todos", { where: { done: false }, orderBy: "createdAt" }, (rows) => seen.push(rows.map((r) => r.id)));
+    ok(typeof stop === "function", "subscribe returns a function");
+    await until(() => seen.length === 1, 2000, "initial result");
+    eq(seen[0], ["a"], "initial result");
+    await db.insert("todos", { id: "b", done: false, createdAt: 2 });
+    await until(() => seen.length === 2, 2000, "insert delivered");
+    eq(seen[1], ["a", "b"], "after insert");
+    await db.update("todos", "a", { done: true });
+    await until(() => seen.length === 3, 2000, "update delivered");
+    eq(seen[2], ["b"], "after update");
+    await db.delete("todos", "b");
+    await until(() => seen.length === 4, 2000, "delete delivered");
+    eq(seen[3], [], "after delete");
+    stop();
+    stop(); // twice is harmless
+    await db.insert("todos", { id: "c", done: false });
+    await sleep(100);
+    eq(seen.length, 4, "no callback after unsubscribe");
+    db.close();
+  },
+
+  async subscribe_ignores_unrelated_writes(env) {
+    const db = await openTodos(env);
+    await db.insert("todos", { id: "a", done: false });
+    let calls = 0;
+    db.subscribe("todos", { where: { done: false } }, () => calls++);
+    await until(() => calls === 1, 2000, "initial result");
+    await db.insert("lists", { id: "l" });
+    await db.insert("todos", { id: "z", done: true });
+    await db.update("todos", "z", { text: "still done" });
+    await sleep(150);
+    eq(calls, 1, "writes that do not change the result are not delivered");
+    await db.insert("todos", { id: "y", done: false });
+    await until(() => calls === 2, 2000, "a relevant write");
+    db.close();
+  },
+
+  async subscribe_coalesces_one_tick(env) {
+    const db = await openTodos(env);
+    const seen = [];
+    db.subscribe("todos", {}, (rows) => seen.push(rows.length));
+    await until(() => seen.length === 1, 2000, "initial result");
+    await Promise.all([
+      db.insert("todos", { id: "1" }),
+      db.insert("todos", { id: "2" }),
+      db.insert("todos", { id: "3" }),
+    ]);
+    await sleep(150);
+    eq(seen, [0, 3], "three writes in one tick, one callback");
+    db.close();
+  },
+
+  async subscribe_across_instances_via_broadcast_channel(env) {
+    // Two store objects on one database, as two tabs would have.
+    const name = dbName("bc");
+    const a = await openTodos(env, name);
+    const b = await openTodos(env, name);
+    const seen = [];
+    b.subscribe("todos", { where: { done: false } }, (rows) => seen.push(rows.map((r) => r.id)));
+    await until(() => seen.length === 1, 2000, "initial");
+    await a.insert("todos", { id: "from-a", done: false });
+    await until(() => seen.length === 2, 3000, "write from the other instance");
+    eq(seen[1], ["from-a"], "other instance's write reached this subscription");
+    a.close();
+    b.close();
+  },
+
+  async throwing_listener_does_not_break_store(env) {
+    const db = await openTodos(env);
+    // The rethrown error must not fail the test page.
+    const swallow = (ev) => ev.preventDefault();
+    self.addEventListener("error", swallow);
+    let good = 0;
+    db.subscribe("todos", {}, () => {
+      throw new Error("listener bug");
+    });
+    db.subscribe("todos", {}, () => good++);
+    await until(() => good === 1, 2000, "initial");
+    await db.insert("todos", { id: "a" });
+    await until(() => good === 2, 2000, "second listener still called");
+    eq((await db.get("todos", "a")).id, "a", "store works");
+    await sleep(20);
+    self.removeEventListener("error", swallow);
+    db.close();
+  },
+
+  async schema_upgrade_keeps_data_and_backfills_indexes(env) {
+    const name = dbName("upgrade");
+    const v1 = await env.open({ name, collections: { todos: { indexes: ["done"] } } });
+    await v1.batch(sampleTodos(25).map((doc) => ({ op: "insert", coll: "todos", doc })));
+    const pending = await v1.pendingCount();
+    v1.close();
+    const v2 = await env.open({ name, collections: { todos: { indexes: ["done", "priority", ["listId", "createdAt"]] }, notes: { indexes: ["at"] } } });
+    eq(await v2.count("todos"), 25, "documents survive the upgrade");
+    eq(await v2.pendingCount(), pending, "the outbox survives the upgrade");
+    const expected = sampleTodos(25).filter((d) => typeof d.priority === "number" && d.priority >= 3).map((d) => d.id);
+    eq((await v2.query("todos", { where: { priority: { $gte: 3 } } })).map((d) => d.id), expected, "a new index is filled for old documents");
+    await v2.insert("notes", { id: "n", at: 1 });
+    eq(await v2.count("notes", { at: 1 }), 1, "new collection works");
+    v2.close();
+    // Reopening with an older schema keeps the newer collection's data.
+    const v3 = await env.open({ name, collections: { todos: { indexes: ["done"] } } });
+    eq(await v3.count("todos", { done: true }), sampleTodos(25).filter((d) => d.done === true).length, "index still serves");
+    v3.close();
+    const v4 = await env.open({ name, collections: { todos: {}, notes: {} } });
+    eq(await v4.count("notes"), 1, "undeclared collection was kept");
+    v4.close();
+  },
+
+  async bad_documents_are_rejected_and_nothing_written(env) {
+    const db = await env.open({ name: dbName("bad"), collections: { todos: { indexes: ["done"] } }, maxDocBytes: 1000 });
+    await db.insert("todos", { id: "keep", done: false });
+    const cyclic = { a: 1 };
+    cyclic.self = cyclic;
+    const cases = [
+      ["a number", 5, "INVALID_DOCUMENT"],
+      ["a string", "doc", "INVALID_DOCUMENT"],
+      ["null", null, "INVALID_DOCUMENT"],
+      ["an array", [1, 2], "INVALID_DOCUMENT"],
+      ["a function", { f() {} }, "INVALID_DOCUMENT"],
+      ["a symbol", { s: Symbol("x") }, "INVALID_DOCUMENT"],
+      ["a BigInt", { n: 10n }, "INVALID_DOCUMENT"],
+      ["a cycle", cyclic, "INVALID_DOCUMENT"],
+      ["NaN", { n: NaN }, "INVALID_DOCUMENT"],
+      ["Infinity", { n: [1, Infinity] }, "INVALID_DOCUMENT"],
+      ["a Date", { at: new Date() }, "INVALID_DOCUMENT"],
+      ["a Map", { m: new Map() }, "INVALID_DOCUMENT"],
+      ["undefined in an array", { a: [1, undefined] }, "INVALID_DOCUMENT"],
+      ["a numeric id", { id: 7 }, "INVALID_ID"],
+      ["an empty id", { id: "" }, "INVALID_ID"],
+      ["too large", { text: "x".repeat(2000) }, "DOC_TOO_LARGE"],
+    ];
+    for (const [what, doc, code] of cases) {
+      await rejects(db.insert("todos", doc), code, env, `insert of ${what}`);
+    }
+    const nested = await rejects(db.insert("todos", { a: { b: [0, { c: () => 0 }] } }), "INVALID_DOCUMENT", env, "nested function");
+    ok(nested.message.includes("doc.a.b[1].c"), `the message names the path: ${nested.message}`);
+    await rejects(db.update("todos", "keep", { f: Symbol("s") }), "INVALID_PATCH", env, "patch with a symbol");
+    await rejects(db.update("todos", "keep", [1]), "INVALID_PATCH", env, "patch that is an array");
+    await rejects(db.update("todos", "keep", { id: "other" }), "INVALID_PATCH", env, "patch changing the id");
+    await rejects(db.update("todos", "keep", { text: "y".repeat(2000) }), "DOC_TOO_LARGE", env, "patch making it too large");
+    await rejects(db.replace("todos", "keep", { id: "other" }), "INVALID_DOCUMENT", env, "replace with another id");
+    eq(await db.count("todos"), 1, "nothing written");
+    eq(await db.pendingCount(), 1, "nothing queued");
+    eq(await db.get("todos", "keep"), { id: "keep", done: false }, "existing doc intact");
+    await db.insert("todos", { id: "after", done: true, skip: undefined });
+    eq(await db.get("todos", "after"), { id: "after", done: true }, "the store keeps working; undefined fields are dropped");
+    db.close();
+  },
+
+  async bad_arguments_are_typed_errors(env) {
+    const db = await openTodos(env);
+    await rejects(db.insert("nope", {}), "UNKNOWN_COLLECTION", env, "unknown collection");
+    await rejects(db.insert(42, {}), "UNKNOWN_COLLECTION", env, "non-string collection");
+    await rejects(db.get("nope", "a"), "UNKNOWN_COLLECTION", env, "get from unknown collection");
+    await rejects(db.query("nope", {}), "UNKNOWN_COLLECTION", env, "query unknown collection");
+    await rejects(db.get("todos", 5), "INVALID_ID", env, "numeric id");
+    await rejects(db.update("todos", { id: "a" }, {}), "INVALID_ID", env, "object id");
+    await rejects(db.delete("todos", null), "INVALID_ID", env, "null id");
+    await rejects(db.query("todos", { where: { done: { $regex: "x" } } }), "UNKNOWN_OPERATOR", env, "unknown operator");
+    await rejects(db.query("todos", { where: { done: { $gt: {} } } }), "INVALID_QUERY", env, "range on an object");
+    await rejects(db.query("todos", { limit: -1 }), "INVALID_QUERY", env, "negative limit");
+    await rejects(db.query("todos", { sort: "x" }), "INVALID_QUERY", env, "unknown option");
+    await rejects(db.query("todos", { where: { "a..b": 1 } }), "INVALID_QUERY", env, "bad path");
+    await rejects(db.query("todos", { where: { f: () => 1 } }), "INVALID_QUERY", env, "non-JSON query value");
+    await rejects(db.batch("nope"), "INVALID_DOCUMENT", env, "batch of a string");
+    await rejects(db.batch([{ op: "insert", coll: "todos", doc: {}, extra: 1 }]), "INVALID_DOCUMENT", env, "unknown op field");
+    await rejects(() => db.subscribe("todos", { where: { x: { $near: 1 } } }, () => {}), "UNKNOWN_OPERATOR", env, "subscribe validates");
+    await rejects(() => db.subscribe("nope", {}, () => {}), "UNKNOWN_COLLECTION", env, "subscribe to unknown collection");
+    eq(await db.count("todos"), 0, "nothing written");
+    eq(await db.pendingCount(), 0, "nothing queued");
+    db.close();
+  },
+
+  async bad_schemas_are_rejected(env) {
+    const bad = [
+      [{ name: dbName("s"), collections: { t: { indexes: [5] } } }, "INVALID_SCHEMA"],
+      [{ name: dbName("s"), collections: { t: { indexes: [[]] } } }, "INVALID_SCHEMA"],
+      [{ name: dbName("s"), collections: { t: { indexes: ["a..b"] } } }, "INVALID_SCHEMA"],
+      [{ name: dbName("s"), collections: { t: { indexes: "done" } } }, "INVALID_SCHEMA"],
+      [{ name: dbName("s"), collections: { _outbox: {} } }, "INVALID_SCHEMA"],
+      [{ name: dbName("s"), collections: { t: { sync: "sometimes" } } }, "INVALID_SCHEMA"],
+      [{ name: dbName("s") }, "INVALID_SCHEMA"],
+      [{ collections: {} }, "INVALID_OPTIONS"],
+      [{ name: "", collections: {} }, "INVALID_OPTIONS"],
+      [{ name: dbName("s"), collections: {}, maxDocBytes: -1 }, "INVALID_OPTIONS"],
+      [null, "INVALID_OPTIONS"],
+    ];
+    for (const [opts, code] of bad) {
+      await rejects(env.open(opts), code, env, `open ${JSON.stringify(opts)}`);
+    }
+  },
+
+  async closed_store_rejects_calls(env) {
+    const db = await openTodos(env);
+    await db.insert("todos", { id: "a" });
+    db.close();
+    db.close(); // twice is harmless
+    await rejects(db.get("todos", "a"), "CLOSED", env, "get");
+    await rejects(db.insert("todos", {}), "CLOSED", env, "insert");
+    await rejects(db.query("todos", {}), "CLOSED", env, "query");
+    await rejects(db.pendingCount(), "CLOSED", env, "pendingCount");
+    await rejects(() => db.subscribe("todos", {}, () => {}), "CLOSED", env, "subscribe");
+    const again = await openTodos(env, db.name);
+    eq((await again.get("todos", "a")).id, "a", "data is still there");
+    again.close();
+  },
+};
+
+export function scenario(name, open, SyncStoreError) {
+  const run = scenarios[name];
+  if (!run) throw new Error(`no scenario ${name}`);
+  return run({ open, SyncStoreError });
+}
+
+export const names = Object.keys(scenarios);
