@@ -105,54 +105,52 @@ async fn doc_size_limit_rejects_the_mutation_only() {
 #[tokio::test]
 async fn push_rate_limit_is_429_with_retry_after() {
     let limits = Limits {
-        pushes_per_second: 2.0,
+        pushes_per_second: 1.0,
         ..test_limits()
     };
     let s = Server::start_with(":memory:", limits).await;
     let body = json!({"clientId": "c", "mutations": []});
-    let mut statuses = Vec::new();
-    let mut retry_after = None;
-    for _ in 0..5 {
-        let resp = client()
+    let post = || {
+        client()
             .post(s.url("/v1/push"))
             .bearer_auth(TOKEN_A)
             .json(&body)
             .send()
-            .await
-            .unwrap();
-        if resp.status() == 429 {
-            retry_after = resp
-                .headers()
-                .get("retry-after")
-                .map(|v| v.to_str().unwrap().to_string());
-            let (_, b) = status_json(resp).await;
-            assert_eq!(b["error"]["code"], "RATE_LIMITED");
-            statuses.push(429);
-        } else {
-            statuses.push(resp.status().as_u16());
-        }
-    }
-    assert_eq!(&statuses[..2], &[200, 200], "burst allowed");
-    assert!(statuses[2..].contains(&429), "{statuses:?}");
-    assert_eq!(retry_after.as_deref(), Some("1"));
+    };
+    assert_eq!(post().await.unwrap().status(), 200);
+    let resp = post().await.unwrap();
+    assert_eq!(resp.status(), 429);
+    let retry_after = resp.headers()["retry-after"].to_str().unwrap().to_string();
+    assert_eq!(retry_after, "1");
+    let (_, b) = status_json(resp).await;
+    assert_eq!(b["error"]["code"], "RATE_LIMITED");
     // Per client: another client is not limited.
     let (st, _) = s
         .push(TOKEN_A, json!({"clientId": "other", "mutations": []}))
         .await;
     assert_eq!(st, 200);
-    // Over the socket: an error frame with retryAfter.
+    // Over the socket (same budget): an error frame with retryAfter.
     let (mut ws, _, _) = ws_hello(&s.ws_url, TOKEN_A, "c", None).await;
-    ws_send(
-        &mut ws,
-        json!({"type": "push", "rid": "x", "mutations": []}),
-    )
-    .await;
-    let f = ws_next(&mut ws).await.unwrap();
+    let mut limited = None;
+    for _ in 0..5 {
+        ws_send(
+            &mut ws,
+            json!({"type": "push", "rid": "x", "mutations": []}),
+        )
+        .await;
+        let f = ws_next(&mut ws).await.unwrap();
+        if f["type"] == "error" {
+            limited = Some(f);
+            break;
+        }
+    }
+    let f = limited.expect("socket pushes are rate limited too");
     assert_eq!(f["code"], "RATE_LIMITED");
+    assert_eq!(f["rid"], "x");
     assert_eq!(f["retryAfter"], 1);
     // Tokens refill.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let (st, _) = s.push(TOKEN_A, body).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (st, _) = s.push(TOKEN_A, body.clone()).await;
     assert_eq!(st, 200);
     s.stop().await;
 }

@@ -314,11 +314,18 @@ async fn a_silent_client_is_dropped_and_its_slot_freed() {
         other => panic!("expected 429, got {other:?}"),
     }
     // Not reading means not answering pings: dropped within the timeout.
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    let started = std::time::Instant::now();
+    while s.state.connections.count("ns-a") > 0 && started.elapsed() < WAIT {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(
         s.state.connections.count("ns-a"),
         0,
         "dropped after the idle timeout"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "not before the timeout"
     );
     let mut end = None;
     for _ in 0..100 {
