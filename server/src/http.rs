@@ -253,3 +253,78 @@ async fn pull(
     .await??;
     Ok(Json(resp))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::store::SqliteStore;
+
+    fn router() -> Router {
+        let mut config = Config::default();
+        config.tokens.insert("t".into(), "ns".into());
+        let store = SqliteStore::open(":memory:").unwrap();
+        app(AppState::new(Arc::new(store), config))
+    }
+
+    async fn call(req: Request<Body>) -> (StatusCode, Value) {
+        let resp = router().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn errors_are_json_with_stable_codes() {
+        let (st, b) = call(Request::get("/nope").body(Body::empty()).unwrap()).await;
+        assert_eq!(
+            (st, b["error"]["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("NOT_FOUND"))
+        );
+        let (st, b) = call(Request::post("/v1/push").body(Body::from("{}")).unwrap()).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+        assert_eq!(b["error"]["code"], "UNAUTHORIZED");
+        let req = Request::post("/v1/push")
+            .header("authorization", "Bearer t")
+            .body(Body::from(
+                r#"{"clientId": "c", "mutations": [{"mid": 1}]}"#,
+            ))
+            .unwrap();
+        let (st, b) = call(req).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST);
+        assert_eq!(b["error"]["field"], "mutations[0].coll");
+    }
+
+    #[tokio::test]
+    async fn healthz_and_push() {
+        let (st, b) = call(Request::get("/healthz").body(Body::empty()).unwrap()).await;
+        assert_eq!((st, b["ok"].as_bool()), (StatusCode::OK, Some(true)));
+        let req = Request::post("/v1/push")
+            .header("authorization", "Bearer t")
+            .body(Body::from(
+                r#"{"clientId": "c", "mutations": [{"mid": 1, "coll": "x", "op": "insert", "id": "a", "doc": {}}]}"#,
+            ))
+            .unwrap();
+        let (st, b) = call(req).await;
+        assert_eq!(st, StatusCode::OK);
+        assert_eq!(b["results"][0]["status"], "applied");
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer_token(&h), None);
+        h.insert(header::AUTHORIZATION, "BEARER abc ".parse().unwrap());
+        assert_eq!(bearer_token(&h), Some("abc"));
+        h.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert_eq!(bearer_token(&h), None);
+    }
+}
