@@ -1,0 +1,48 @@
+# syncstore: `make demo` and `make test` are all a fresh Debian 12 machine
+# needs (as root); both install what is missing first (scripts/setup.sh).
+SHELL := /bin/bash
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+CHROMEDRIVER ?= /usr/bin/chromedriver
+GECKODRIVER ?= $(HOME)/.cargo/bin/geckodriver
+DEMO_PORT ?= 8080
+SERVER_PORT ?= 8787
+
+.PHONY: setup pkg demo test lint test-native test-browser test-e2e server clean
+
+setup:
+	bash scripts/setup.sh
+
+# The wasm package (wasm-bindgen output) in pkg/.
+pkg: setup
+	wasm-pack build --release --target web --out-dir pkg --out-name syncstore
+	@ls -l pkg/syncstore_bg.wasm | awk '{print "wasm: " $$5 " bytes"}'
+	@gzip -9 -c pkg/syncstore_bg.wasm | wc -c | awk '{print "wasm gzipped: " $$1 " bytes"}'
+
+server: setup
+	cargo build --release -p syncstore-server
+
+# Builds everything, starts the sync server and the demo page, prints the URL.
+demo: pkg server
+	bash scripts/demo.sh $(DEMO_PORT) $(SERVER_PORT)
+
+# Every test tier; fails if any fails or runs no test.
+test: setup lint test-native test-browser test-e2e
+	@echo "make test: all tiers passed"
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p syncstore --target wasm32-unknown-unknown --all-targets -- -D warnings
+
+test-native:
+	bash scripts/run-tier.sh native cargo test --workspace
+
+test-browser:
+	CHROMEDRIVER=$(CHROMEDRIVER) bash scripts/run-tier.sh chromium cargo test --target wasm32-unknown-unknown --test browser
+	GECKODRIVER=$(GECKODRIVER) bash scripts/run-tier.sh firefox cargo test --target wasm32-unknown-unknown --test browser
+
+test-e2e: pkg
+	bash scripts/run-tier.sh e2e node --test --test-concurrency=1 tests/e2e/
+
+clean:
+	rm -rf pkg target tests/e2e/out
