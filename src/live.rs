@@ -26,6 +26,9 @@ struct Sub {
     dirty: bool,
 }
 
+type MessageHandler = Closure<dyn Fn(MessageEvent)>;
+type ReleaseFn = Closure<dyn Fn(u32)>;
+
 #[derive(Default)]
 pub struct Live {
     subs: RefCell<HashMap<u32, Sub>>,
@@ -36,8 +39,8 @@ pub struct Live {
     pending: RefCell<BTreeSet<u32>>,
     flush_scheduled: Cell<bool>,
     channel: RefCell<Option<BroadcastChannel>>,
-    on_message: RefCell<Option<Closure<dyn Fn(MessageEvent)>>>,
-    release: RefCell<Option<Closure<dyn Fn(u32)>>>,
+    on_message: RefCell<Option<MessageHandler>>,
+    release: RefCell<Option<ReleaseFn>>,
 }
 
 /// Counts a write in flight; flushes subscriptions when the last one ends.
