@@ -9,7 +9,7 @@ echo "== tier $name: $*"
 "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 # cargo test: "test result: ok. N passed"; node --test: "# pass N".
-passed=$(grep -Eo 'test result: (ok|FAILED)\. [0-9]+ passed|^# pass [0-9]+' "$log" | grep -Eo '[0-9]+$' | awk '{s+=$1} END {print s+0}')
+passed=$(sed -nE 's/.*test result: (ok|FAILED)\. ([0-9]+) passed.*/\2/p; s/^# pass ([0-9]+)$/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
 rm -f "$log"
 if [ "$rc" -ne 0 ]; then
   echo "== tier $name FAILED (exit $rc)"
