@@ -555,12 +555,13 @@ impl SyncStore {
     pub fn query(
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "Query | undefined")] query: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Query | undefined")] query: Option<JsValue>,
     ) -> Promise {
         let inner = self.inner.clone();
         promise(async move {
             inner.check_open()?;
             let coll = coll_arg(&coll)?;
+            let query = query.unwrap_or(JsValue::UNDEFINED);
             let q = Query::parse(&parse_json(&query, "query", "INVALID_QUERY")?)
                 .map_err(error::core)?;
             let (records, picks) = inner.run_query(&coll, &q).await?;
@@ -573,13 +574,17 @@ impl SyncStore {
     pub fn count(
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "Where | undefined")] filter: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Where | undefined")] filter: Option<JsValue>,
     ) -> Promise {
         let inner = self.inner.clone();
         promise(async move {
             inner.check_open()?;
             let coll = coll_arg(&coll)?;
-            let filter = parse_json(&filter, "where", "INVALID_QUERY")?;
+            let filter = parse_json(
+                &filter.unwrap_or(JsValue::UNDEFINED),
+                "where",
+                "INVALID_QUERY",
+            )?;
             let q = Query::parse(&json!({ "where": filter })).map_err(error::core)?;
             Ok(inner.count(&coll, &q).await?.into())
         })

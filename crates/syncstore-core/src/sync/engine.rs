@@ -1,0 +1,891 @@
+//! The client sync state machine.
+//!
+//! [`ClientSync`] holds what a client knows: the last server state of every
+//! document it has seen, the outbox of mutations not yet settled, the
+//! temporary-id map, the pull cursor and the last mutation id the server
+//! reported. It does no I/O and reads no clock: the binding feeds it inputs
+//! and carries out the [`Effects`] each input returns, in one transaction.
+//!
+//! The local view of a document is its server state with the outbox entries
+//! naming it replayed on top, in mid order (rebase). Every input computes the
+//! views it may have changed before and after, and reports each changed view
+//! once, settled: a document never shows an intermediate state of an input.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::fields::rewrite_refs;
+use crate::json::merge_patch;
+use crate::protocol::{
+    is_temp_id, Change, ChangeOp, JsonObject, Mutation, MutationError, MutationOp, MutationResult,
+    PullResponse, PushResponse, ServerMessage, START_CURSOR,
+};
+
+/// `(collection, id)`.
+type Key = (String, String);
+
+/// Documents by collection, then id.
+type DocMap = BTreeMap<String, BTreeMap<String, ServerDoc>>;
+
+/// The server state of one document as last seen by this client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerDoc {
+    /// The document; `None` = tombstone.
+    pub doc: Option<JsonObject>,
+    /// The server version (seq of its last change).
+    pub version: u64,
+}
+
+/// One server document, for persisting the server state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerRecord {
+    /// Collection.
+    pub coll: String,
+    /// Canonical id.
+    pub id: String,
+    /// Its state.
+    #[serde(flatten)]
+    pub state: ServerDoc,
+}
+
+/// Where an outbox entry stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "camelCase")]
+pub enum EntryState {
+    /// No answer yet: replayed on the view, sent by [`ClientSync::next_push`].
+    Pending,
+    /// A complete pull reported `lastMutationId >= mid` but its result was
+    /// lost: its effect (if any) is in the server state, so it is no longer
+    /// replayed (except an insert of a still unmapped temporary id, which is
+    /// the only way to show that document). It is sent again to learn its
+    /// result and id mapping; the server answers replays from its records.
+    Acked,
+    /// The server applied it at `version`: replayed until the server state of
+    /// its document reaches `version`, then dropped.
+    Applied {
+        /// The document's server version after the mutation.
+        version: u64,
+    },
+}
+
+/// An outbox entry: the mutation as it will be (re)sent, and its state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The mutation (ids and references already rewritten to canonical ids
+    /// where known).
+    pub mutation: Mutation,
+    /// Where it stands.
+    #[serde(flatten)]
+    pub state: EntryState,
+}
+
+/// A document record the binding must move from a temporary to its
+/// canonical id (if the temporary record exists, it replaces any record at
+/// the canonical id). Applied before the view changes of the same input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rekey {
+    /// Collection.
+    pub coll: String,
+    /// The temporary id.
+    pub tmp: String,
+    /// The canonical id.
+    pub id: String,
+}
+
+/// The new local view of a document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViewChange {
+    /// Collection.
+    pub coll: String,
+    /// Id (canonical where known).
+    pub id: String,
+    /// The view; `None` = the document is gone locally.
+    pub doc: Option<JsonObject>,
+}
+
+/// Something the app is told about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Event {
+    /// The server assigned `id` to the temporary id `tmp`.
+    Idmap {
+        /// Temporary id.
+        tmp: String,
+        /// Canonical id.
+        id: String,
+    },
+    /// The server refused a mutation for good; its optimistic effect is gone.
+    Rejected {
+        /// Mutation id.
+        mid: u64,
+        /// Collection.
+        coll: String,
+        /// Document id (canonical where known).
+        id: String,
+        /// Stable reason code.
+        code: String,
+        /// Human readable reason.
+        message: String,
+    },
+    /// The server did not apply a mutation because its document changed.
+    Conflict {
+        /// Mutation id.
+        mid: u64,
+        /// Collection.
+        coll: String,
+        /// Document id (canonical where known).
+        id: String,
+        /// The local view just before the conflict was resolved.
+        local: Option<JsonObject>,
+        /// The server's document (`None` = deleted or missing).
+        remote: Option<JsonObject>,
+    },
+}
+
+/// What the binding must do after an input, in one transaction: move
+/// `rekeys`, write `views`, update the outbox and the server state, store
+/// the cursor (and [`ClientSync::meta`]), then emit `events`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Effects {
+    /// Records to move from a temporary to a canonical id (first).
+    pub rekeys: Vec<Rekey>,
+    /// Documents whose local view changed, each once, settled.
+    pub views: Vec<ViewChange>,
+    /// Outbox entries added or rewritten (keyed by mid).
+    pub outbox_put: Vec<Entry>,
+    /// Outbox entries to delete (by mid).
+    pub outbox_drop: Vec<u64>,
+    /// True if the stored server state must be cleared before `server_put`.
+    pub server_reset: bool,
+    /// Server documents to store.
+    pub server_put: Vec<ServerRecord>,
+    /// The new cursor, if it changed.
+    pub cursor: Option<String>,
+    /// Events for the app, in order.
+    pub events: Vec<Event>,
+}
+
+impl Effects {
+    /// True if the input changed nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == Effects::default()
+    }
+}
+
+/// A conflict as the policy sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConflictInfo<'a> {
+    /// The mutation the server did not apply (ids rewritten).
+    pub mutation: &'a Mutation,
+    /// The local view of the document just before.
+    pub local: Option<&'a JsonObject>,
+    /// The server's document (`None` = deleted or missing).
+    pub remote: Option<&'a JsonObject>,
+    /// The server's version (`None` = the document never existed).
+    pub version: Option<u64>,
+}
+
+/// What to do about a conflict. The conflicting mutation always leaves the
+/// outbox (its result is final); a policy may queue a resolution.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolution {
+    /// Keep the server's document; the view rolls back to it.
+    ServerWins,
+    /// Push a new mutation (a fresh mid, `base` = the server's version): the
+    /// op with `doc` (insert/replace) or `patch` (update) or neither (delete).
+    Write {
+        /// The operation.
+        op: MutationOp,
+        /// Document for insert/replace.
+        doc: Option<JsonObject>,
+        /// Patch for update.
+        patch: Option<JsonObject>,
+    },
+}
+
+/// The decision point for conflicts (issue 5 adds field merge and LWW).
+pub trait ConflictPolicy {
+    /// Decides what happens after `conflict`.
+    fn resolve(&self, conflict: &ConflictInfo<'_>) -> Resolution;
+}
+
+/// The default policy: the server's state wins.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerWins;
+
+impl ConflictPolicy for ServerWins {
+    fn resolve(&self, _: &ConflictInfo<'_>) -> Resolution {
+        Resolution::ServerWins
+    }
+}
+
+/// A local mutation the engine cannot queue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyncError {
+    /// Mids must grow strictly over the client's life.
+    #[error("mutation id {mid} is not above the last one queued ({last})")]
+    StaleMid {
+        /// The given mid.
+        mid: u64,
+        /// The highest mid queued so far.
+        last: u64,
+    },
+    /// The mutation is malformed.
+    #[error(transparent)]
+    Invalid(#[from] MutationError),
+}
+
+/// The client's sync state. Serializable as a whole; the binding may instead
+/// persist it piecewise from [`Effects`] plus [`ClientSync::meta`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientSync {
+    server: DocMap,
+    outbox: Vec<Entry>,
+    id_map: BTreeMap<String, String>,
+    cursor: Option<String>,
+    last_mutation_id: u64,
+    max_mid: u64,
+    /// While a resync runs: the server state being rebuilt from the start.
+    /// The views keep using `server` until it is complete (no flicker).
+    resync: Option<DocMap>,
+}
+
+/// The small per-client record besides documents and outbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Meta {
+    /// Pull cursor (`None` = start).
+    pub cursor: Option<String>,
+    /// Last mutation id reported by a complete pull or push.
+    pub last_mutation_id: u64,
+    /// Highest mid ever queued.
+    pub max_mid: u64,
+    /// Temporary id -> canonical id, kept forever (aliases).
+    pub id_map: BTreeMap<String, String>,
+    /// True while a resync is incomplete (restart it from the start after a reload).
+    pub resyncing: bool,
+}
+
+fn replay(cur: Option<JsonObject>, m: &Mutation) -> Option<JsonObject> {
+    let with_id = |mut d: JsonObject| {
+        d.insert("id".into(), Value::String(m.id.clone()));
+        d
+    };
+    match m.op {
+        MutationOp::Insert => Some(with_id(m.doc.clone().unwrap_or_default())),
+        MutationOp::Replace => cur.map(|_| with_id(m.doc.clone().unwrap_or_default())),
+        MutationOp::Update => cur.map(|d| {
+            let mut v = Value::Object(d);
+            merge_patch(&mut v, &Value::Object(m.patch.clone().unwrap_or_default()));
+            match v {
+                Value::Object(o) => with_id(o),
+                _ => unreachable!("an object patch keeps an object"),
+            }
+        }),
+        MutationOp::Delete => None,
+    }
+}
+
+fn key_of(m: &Mutation) -> Key {
+    (m.coll.clone(), m.id.clone())
+}
+
+fn get<'a>(map: &'a DocMap, coll: &str, id: &str) -> Option<&'a ServerDoc> {
+    map.get(coll)?.get(id)
+}
+
+/// Stores `doc` if it is newer than what `map` has; true if stored.
+fn put_newer(map: &mut DocMap, coll: &str, id: &str, doc: &ServerDoc) -> bool {
+    let slot = map.entry(coll.to_string()).or_default();
+    match slot.get(id) {
+        Some(old) if old.version >= doc.version => false,
+        _ => {
+            slot.insert(id.to_string(), doc.clone());
+            true
+        }
+    }
+}
+
+impl ClientSync {
+    /// A client that knows nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The pull cursor (`None` = from the start).
+    pub fn cursor(&self) -> Option<&str> {
+        self.cursor.as_deref()
+    }
+
+    /// The outbox, in mid order.
+    pub fn outbox(&self) -> &[Entry] {
+        &self.outbox
+    }
+
+    /// Number of mutations not yet settled (the `pending` of the status).
+    pub fn pending(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// The mid to give the next local mutation.
+    pub fn next_mid(&self) -> u64 {
+        self.max_mid + 1
+    }
+
+    /// Temporary id -> canonical id, for every mapping learned.
+    pub fn id_map(&self) -> &BTreeMap<String, String> {
+        &self.id_map
+    }
+
+    /// The canonical id of `id` if it is a mapped temporary id, else `id`.
+    pub fn resolve_id<'a>(&'a self, id: &'a str) -> &'a str {
+        self.id_map.get(id).map_or(id, String::as_str)
+    }
+
+    /// The server state this client knows of a document.
+    pub fn server_doc(&self, coll: &str, id: &str) -> Option<&ServerDoc> {
+        get(&self.server, coll, self.resolve_id(id))
+    }
+
+    /// Every server document this client knows (tombstones included).
+    pub fn server_docs(&self) -> impl Iterator<Item = (&str, &str, &ServerDoc)> {
+        self.server
+            .iter()
+            .flat_map(|(c, m)| m.iter().map(move |(i, d)| (c.as_str(), i.as_str(), d)))
+    }
+
+    /// True while a resync has not completed.
+    pub fn resyncing(&self) -> bool {
+        self.resync.is_some()
+    }
+
+    /// The small record to persist besides documents and outbox.
+    pub fn meta(&self) -> Meta {
+        Meta {
+            cursor: self.cursor.clone(),
+            last_mutation_id: self.last_mutation_id,
+            max_mid: self.max_mid,
+            id_map: self.id_map.clone(),
+            resyncing: self.resync.is_some(),
+        }
+    }
+
+    /// Rebuilds the engine from what the binding persisted. An interrupted
+    /// resync restarts from the start.
+    pub fn restore(meta: Meta, server: Vec<ServerRecord>, mut outbox: Vec<Entry>) -> Self {
+        let mut map = DocMap::new();
+        for r in server {
+            map.entry(r.coll).or_default().insert(r.id, r.state);
+        }
+        outbox.sort_by_key(|e| e.mutation.mid);
+        let resyncing = meta.resyncing;
+        ClientSync {
+            server: map,
+            outbox,
+            id_map: meta.id_map,
+            cursor: if resyncing { None } else { meta.cursor },
+            last_mutation_id: meta.last_mutation_id,
+            max_mid: meta.max_mid,
+            resync: resyncing.then(DocMap::new),
+        }
+    }
+
+    /// The base a new edit of `coll/id` should carry: the server version of
+    /// the document when no outbox entry names it, else `None` (a follow-up
+    /// of an unsettled local edit is based on that edit, whose own `base`
+    /// already carries the check; its server version cannot be known yet).
+    pub fn base_for(&self, coll: &str, id: &str) -> Option<u64> {
+        let id = self.resolve_id(id);
+        if self
+            .outbox
+            .iter()
+            .any(|e| e.mutation.coll == coll && e.mutation.id == id)
+        {
+            return None;
+        }
+        get(&self.server, coll, id).map(|d| d.version)
+    }
+
+    fn replayed(e: &Entry) -> bool {
+        match e.state {
+            EntryState::Pending | EntryState::Applied { .. } => true,
+            EntryState::Acked => e.mutation.op == MutationOp::Insert && is_temp_id(&e.mutation.id),
+        }
+    }
+
+    /// The local view of a document: server state + replayed outbox entries.
+    pub fn view(&self, coll: &str, id: &str) -> Option<JsonObject> {
+        self.view_raw(coll, self.resolve_id(id))
+    }
+
+    /// The view at exactly this key (a mapped temporary id has none).
+    fn view_raw(&self, coll: &str, id: &str) -> Option<JsonObject> {
+        let mut cur = get(&self.server, coll, id).and_then(|d| d.doc.clone());
+        for e in &self.outbox {
+            if e.mutation.coll == coll && e.mutation.id == id && Self::replayed(e) {
+                cur = replay(cur, &e.mutation);
+            }
+        }
+        cur
+    }
+
+    /// Every live local view (server documents and outbox-only documents).
+    pub fn views(&self) -> BTreeMap<Key, JsonObject> {
+        let mut keys: BTreeSet<Key> = self
+            .server
+            .iter()
+            .flat_map(|(c, m)| m.keys().map(move |i| (c.clone(), i.clone())))
+            .collect();
+        keys.extend(self.outbox.iter().map(|e| key_of(&e.mutation)));
+        keys.into_iter()
+            .filter_map(|k| self.view_raw(&k.0, &k.1).map(|d| (k, d)))
+            .collect()
+    }
+
+    fn outbox_keys(&self) -> BTreeSet<Key> {
+        self.outbox.iter().map(|e| key_of(&e.mutation)).collect()
+    }
+
+    /// Runs `f`, then reports the views of `extra` and of every outbox
+    /// document (before or after) that differ from before.
+    fn with_views(
+        &mut self,
+        extra: impl IntoIterator<Item = Key>,
+        f: impl FnOnce(&mut Self, &mut Effects),
+    ) -> Effects {
+        let mut keys = self.outbox_keys();
+        keys.extend(extra);
+        let mut before: BTreeMap<Key, Option<JsonObject>> = keys
+            .iter()
+            .map(|k| (k.clone(), self.view_raw(&k.0, &k.1)))
+            .collect();
+        let mut fx = Effects::default();
+        f(self, &mut fx);
+        // The binding moves records first: mirror that in `before`.
+        for r in &fx.rekeys {
+            let tmp = (r.coll.clone(), r.tmp.clone());
+            let canon = (r.coll.clone(), r.id.clone());
+            let moved = before.insert(tmp, None).flatten();
+            match moved {
+                Some(d) => {
+                    before.insert(canon, Some(d));
+                }
+                None => {
+                    let old = self.view_before_fallback(&canon, &before);
+                    before.insert(canon, old);
+                }
+            }
+        }
+        keys.extend(before.keys().cloned());
+        keys.extend(self.outbox_keys());
+        for k in keys {
+            let old = before.get(&k).cloned().flatten();
+            let new = self.view_raw(&k.0, &k.1);
+            if old != new {
+                fx.views.push(ViewChange {
+                    coll: k.0,
+                    id: k.1,
+                    doc: new,
+                });
+            }
+        }
+        fx
+    }
+
+    fn view_before_fallback(
+        &self,
+        canon: &Key,
+        before: &BTreeMap<Key, Option<JsonObject>>,
+    ) -> Option<JsonObject> {
+        // Only reached for a canonical key not snapshotted: it had no outbox
+        // entry, so its old view was its server state, which the input did
+        // not change unless it also listed the key in `extra`.
+        match before.get(canon) {
+            Some(v) => v.clone(),
+            None => get(&self.server, &canon.0, &canon.1).and_then(|d| d.doc.clone()),
+        }
+    }
+
+    /// Queues a local mutation (already validated by `write.rs`, with a mid
+    /// above every earlier one). Ids and references naming mapped temporary
+    /// ids are rewritten to canonical ids first.
+    pub fn local(&mut self, mut m: Mutation) -> Result<Effects, SyncError> {
+        m.validate()?;
+        if m.mid <= self.max_mid {
+            return Err(SyncError::StaleMid {
+                mid: m.mid,
+                last: self.max_mid,
+            });
+        }
+        self.rewrite_mutation(&mut m);
+        let key = key_of(&m);
+        Ok(self.with_views([key], |this, fx| {
+            this.max_mid = m.mid;
+            let e = Entry {
+                mutation: m,
+                state: EntryState::Pending,
+            };
+            fx.outbox_put.push(e.clone());
+            this.outbox.push(e);
+        }))
+    }
+
+    /// Rewrites mapped temporary ids in `m` (its id and string values).
+    fn rewrite_mutation(&self, m: &mut Mutation) -> bool {
+        if self.id_map.is_empty() {
+            return false;
+        }
+        let before = m.clone();
+        if let Some(c) = self.id_map.get(&m.id) {
+            m.id = c.clone();
+        }
+        let map: HashMap<String, String> = self
+            .id_map
+            .iter()
+            .map(|(a, b)| (a.clone(), b.clone()))
+            .collect();
+        for body in [&mut m.doc, &mut m.patch].into_iter().flatten() {
+            let mut v = Value::Object(std::mem::take(body));
+            rewrite_refs(&mut v, &map);
+            if let Value::Object(o) = v {
+                *body = o;
+            }
+        }
+        if let Some(d) = m.doc.as_mut() {
+            if d.contains_key("id") {
+                d.insert("id".into(), Value::String(m.id.clone()));
+            }
+        }
+        *m != before
+    }
+
+    /// The next push: the oldest unsettled entries not known applied, at
+    /// most `max`, in mid order. Resending after a lost answer is safe.
+    pub fn next_push(&self, max: usize) -> Vec<Mutation> {
+        self.outbox
+            .iter()
+            .filter(|e| !matches!(e.state, EntryState::Applied { .. }))
+            .take(max)
+            .map(|e| e.mutation.clone())
+            .collect()
+    }
+
+    /// Learns id mappings: re-keys documents, rewrites the outbox.
+    fn learn_ids(&mut self, id_map: &BTreeMap<String, String>, fx: &mut Effects) {
+        let mut new = BTreeMap::new();
+        for (tmp, c) in id_map {
+            if !is_temp_id(tmp) || self.id_map.get(tmp) == Some(c) {
+                continue;
+            }
+            self.id_map.insert(tmp.clone(), c.clone());
+            new.insert(tmp.clone(), c.clone());
+            fx.events.push(Event::Idmap {
+                tmp: tmp.clone(),
+                id: c.clone(),
+            });
+        }
+        if new.is_empty() {
+            return;
+        }
+        let colls: BTreeSet<(String, String)> = self
+            .outbox
+            .iter()
+            .filter(|e| new.contains_key(&e.mutation.id))
+            .map(|e| (e.mutation.coll.clone(), e.mutation.id.clone()))
+            .collect();
+        for (coll, tmp) in colls {
+            fx.rekeys.push(Rekey {
+                id: new[&tmp].clone(),
+                coll,
+                tmp,
+            });
+        }
+        let mut outbox = std::mem::take(&mut self.outbox);
+        for e in &mut outbox {
+            if self.rewrite_mutation(&mut e.mutation) {
+                fx.outbox_put.push(e.clone());
+            }
+        }
+        self.outbox = outbox;
+    }
+
+    /// Feeds a push answer (HTTP or a WebSocket `pushResult`).
+    pub fn on_push_response(
+        &mut self,
+        resp: &PushResponse,
+        policy: &dyn ConflictPolicy,
+    ) -> Effects {
+        let extra: Vec<Key> = resp
+            .results
+            .iter()
+            .filter_map(|r| match r {
+                MutationResult::Conflict { id, .. } => self
+                    .outbox
+                    .iter()
+                    .find(|e| e.mutation.mid == r.mid())
+                    .map(|e| (e.mutation.coll.clone(), id.clone())),
+                _ => None,
+            })
+            .collect();
+        self.with_views(extra, |this, fx| {
+            this.learn_ids(&resp.id_map, fx);
+            this.last_mutation_id = this.last_mutation_id.max(resp.last_mutation_id);
+            for r in &resp.results {
+                let Some(pos) = this.outbox.iter().position(|e| e.mutation.mid == r.mid()) else {
+                    continue; // settled before (a duplicated answer)
+                };
+                match r {
+                    MutationResult::Applied { version, .. } => {
+                        let e = &mut this.outbox[pos];
+                        if !matches!(e.state, EntryState::Applied { .. }) {
+                            e.state = EntryState::Applied { version: *version };
+                            fx.outbox_put.push(e.clone());
+                        }
+                    }
+                    MutationResult::Rejected { code, message, .. } => {
+                        let e = this.outbox.remove(pos);
+                        fx.outbox_drop.push(e.mutation.mid);
+                        fx.events.push(Event::Rejected {
+                            mid: e.mutation.mid,
+                            coll: e.mutation.coll,
+                            id: e.mutation.id,
+                            code: code.clone(),
+                            message: message.clone(),
+                        });
+                    }
+                    MutationResult::Conflict {
+                        id, doc, version, ..
+                    } => this.conflict(pos, id, doc.as_ref(), *version, policy, fx),
+                }
+            }
+            this.settle(fx);
+        })
+    }
+
+    fn conflict(
+        &mut self,
+        pos: usize,
+        id: &str,
+        remote: Option<&JsonObject>,
+        version: Option<u64>,
+        policy: &dyn ConflictPolicy,
+        fx: &mut Effects,
+    ) {
+        let coll = self.outbox[pos].mutation.coll.clone();
+        if let Some(v) = version {
+            let state = ServerDoc {
+                doc: remote.cloned(),
+                version: v,
+            };
+            if !is_temp_id(id) && put_newer(&mut self.server, &coll, id, &state) {
+                fx.server_put.push(ServerRecord {
+                    coll: coll.clone(),
+                    id: id.to_string(),
+                    state,
+                });
+            }
+        }
+        let local = self.view_raw(&coll, &self.outbox[pos].mutation.id);
+        let e = self.outbox.remove(pos);
+        fx.outbox_drop.push(e.mutation.mid);
+        let resolution = policy.resolve(&ConflictInfo {
+            mutation: &e.mutation,
+            local: local.as_ref(),
+            remote,
+            version,
+        });
+        fx.events.push(Event::Conflict {
+            mid: e.mutation.mid,
+            coll: coll.clone(),
+            id: id.to_string(),
+            local,
+            remote: remote.cloned(),
+        });
+        if let Resolution::Write { op, doc, patch } = resolution {
+            self.max_mid += 1;
+            let mut m = Mutation {
+                mid: self.max_mid,
+                coll,
+                op,
+                id: id.to_string(),
+                doc,
+                patch,
+                base: version,
+                ts: e.mutation.ts,
+            };
+            self.rewrite_mutation(&mut m);
+            if m.validate().is_ok() {
+                let e = Entry {
+                    mutation: m,
+                    state: EntryState::Pending,
+                };
+                fx.outbox_put.push(e.clone());
+                self.outbox.push(e);
+            }
+        }
+    }
+
+    /// Drops applied entries whose effect the server state now contains.
+    fn settle(&mut self, fx: &mut Effects) {
+        let server = &self.server;
+        self.outbox.retain(|e| {
+            let EntryState::Applied { version } = e.state else {
+                return true;
+            };
+            let reached =
+                get(server, &e.mutation.coll, &e.mutation.id).is_some_and(|d| d.version >= version);
+            if reached {
+                fx.outbox_drop.push(e.mutation.mid);
+            }
+            !reached
+        });
+    }
+
+    /// Feeds a pull answer. `lastMutationId` is used only on the last page
+    /// (`more == false`): earlier pages may not yet contain its effects.
+    pub fn on_pull(&mut self, resp: &PullResponse) -> Effects {
+        if resp.resync {
+            return self.start_resync();
+        }
+        let lmid = (!resp.more).then_some(resp.last_mutation_id);
+        self.on_changes(&resp.changes, Some(&resp.cursor), lmid, !resp.more)
+    }
+
+    /// Feeds a WebSocket frame from the server (`changes`, `synced`,
+    /// `resync`, `pushResult`); other frames change nothing.
+    pub fn on_server_message(
+        &mut self,
+        msg: &ServerMessage,
+        policy: &dyn ConflictPolicy,
+    ) -> Effects {
+        match msg {
+            ServerMessage::Changes { changes, cursor } => {
+                // During a resync only the stream that restarted from zero
+                // may move the cursor: a live frame of an older socket would
+                // skip what the rebuilt state has not seen yet. Its `synced`
+                // (or the last pull page) sets the cursor.
+                let cursor = (!self.resyncing()).then_some(cursor.as_str());
+                self.on_changes(changes, cursor, None, false)
+            }
+            ServerMessage::Synced {
+                cursor,
+                last_mutation_id,
+            } => self.on_changes(&[], Some(cursor), Some(*last_mutation_id), true),
+            ServerMessage::Resync { .. } => self.start_resync(),
+            ServerMessage::PushResult { response, .. } => self.on_push_response(response, policy),
+            _ => Effects::default(),
+        }
+    }
+
+    /// Starts a resync: pending writes stay, the server state is rebuilt
+    /// from the start beside the current one and replaces it when complete.
+    pub fn start_resync(&mut self) -> Effects {
+        self.resync = Some(DocMap::new());
+        self.cursor = None;
+        Effects {
+            cursor: Some(START_CURSOR.to_string()),
+            ..Effects::default()
+        }
+    }
+
+    /// Feeds changes (a pull page or a WebSocket frame) and the cursor after
+    /// them (`None`: keep the cursor). `last_mutation_id` must come from the
+    /// same snapshot, and only once everything up to it was delivered
+    /// (`complete`, which also completes a resync).
+    pub fn on_changes(
+        &mut self,
+        changes: &[Change],
+        cursor: Option<&str>,
+        last_mutation_id: Option<u64>,
+        complete: bool,
+    ) -> Effects {
+        let mut extra: Vec<Key> = changes
+            .iter()
+            .map(|c| (c.coll.clone(), c.id.clone()))
+            .collect();
+        if complete && self.resync.is_some() {
+            extra.extend(self.server_keys());
+        }
+        self.with_views(extra, |this, fx| {
+            for c in changes {
+                let state = ServerDoc {
+                    doc: match c.op {
+                        ChangeOp::Put => c.doc.clone(),
+                        ChangeOp::Delete => None,
+                    },
+                    version: c.version,
+                };
+                if let Some(shadow) = this.resync.as_mut() {
+                    put_newer(shadow, &c.coll, &c.id, &state);
+                }
+                if put_newer(&mut this.server, &c.coll, &c.id, &state) {
+                    fx.server_put.push(ServerRecord {
+                        coll: c.coll.clone(),
+                        id: c.id.clone(),
+                        state,
+                    });
+                }
+            }
+            if complete {
+                if let Some(shadow) = this.resync.take() {
+                    this.finish_resync(shadow, fx);
+                }
+            }
+            if let Some(lmid) = last_mutation_id {
+                this.last_mutation_id = this.last_mutation_id.max(lmid);
+                let mut acked = Vec::new();
+                for e in &mut this.outbox {
+                    if e.mutation.mid <= lmid && e.state == EntryState::Pending {
+                        e.state = EntryState::Acked;
+                        acked.push(e.clone());
+                    }
+                }
+                fx.outbox_put.extend(acked);
+            }
+            this.settle(fx);
+            if let Some(cursor) = cursor {
+                if this.cursor.as_deref() != Some(cursor) {
+                    this.cursor = Some(cursor.to_string());
+                    fx.cursor = Some(cursor.to_string());
+                }
+            }
+        })
+    }
+
+    /// Replaces the server state by the rebuilt one (a document newer in the
+    /// old state, e.g. from a conflict answer, keeps its newer version).
+    fn finish_resync(&mut self, mut shadow: DocMap, fx: &mut Effects) {
+        let old = std::mem::take(&mut self.server);
+        for (coll, docs) in &old {
+            for (id, d) in docs {
+                if let Some(s) = shadow.get_mut(coll).and_then(|m| m.get_mut(id)) {
+                    if d.version > s.version {
+                        *s = d.clone();
+                    }
+                }
+            }
+        }
+        self.server = shadow;
+        fx.server_reset = true;
+        fx.server_put = self
+            .server_docs()
+            .map(|(c, i, d)| ServerRecord {
+                coll: c.to_string(),
+                id: i.to_string(),
+                state: d.clone(),
+            })
+            .collect();
+    }
+
+    /// Keys of every document the old state had (for view diffs of a resync).
+    fn server_keys(&self) -> Vec<Key> {
+        self.server
+            .iter()
+            .flat_map(|(c, m)| m.keys().map(move |i| (c.clone(), i.clone())))
+            .collect()
+    }
+}

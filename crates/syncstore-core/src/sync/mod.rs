@@ -1,0 +1,17 @@
+//! Client sync: the sans-IO engine that keeps a client's outbox, its copy of
+//! the server state and its local views consistent (see docs/sync-engine.md).
+//!
+//! - [`engine`]: [`ClientSync`], the client state machine. Inputs are a local
+//!   mutation, a push answer, pulled or streamed changes and resync; every
+//!   input returns [`Effects`] for the binding to persist in one transaction.
+//! - [`fields`]: the server's document rules (field versions, conflict
+//!   check, temp-id reference rewriting), shared by the reference server and
+//!   the model server of the tests.
+
+pub mod engine;
+pub mod fields;
+
+pub use engine::{
+    ClientSync, ConflictInfo, ConflictPolicy, Effects, Entry, EntryState, Event, Meta, Rekey,
+    Resolution, ServerDoc, ServerRecord, ServerWins, SyncError, ViewChange,
+};

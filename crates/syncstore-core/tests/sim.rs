@@ -1,0 +1,434 @@
+//! Seeded multi-client simulation of the client sync engine against the
+//! in-memory model server: random local writes (temporary ids, references to
+//! them, aliases), random push/pull/WebSocket interleavings, dropped
+//! requests and answers, delayed and duplicated answers, resyncs and
+//! reloads; then heal and check that every replica equals the server.
+//!
+//! `SIM_SEED=n cargo test -p syncstore-core --test sim` replays one seed;
+//! `SIM_SEEDS=n` changes how many run.
+
+mod common;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use common::model::ModelServer;
+use common::Rng;
+use serde_json::{json, Value};
+use syncstore_core::protocol::{
+    JsonObject, Mutation, MutationOp, MutationResult, PushResponse, ServerMessage,
+};
+use syncstore_core::sync::{ClientSync, Effects, ServerRecord, ServerWins};
+
+type Key = (String, String);
+
+const COLLS: [&str; 2] = ["todos", "lists"];
+
+struct Client {
+    id: String,
+    eng: ClientSync,
+    /// What the binding would have stored: built only from effects.
+    store: BTreeMap<Key, JsonObject>,
+    ws: Option<VecDeque<ServerMessage>>,
+    delayed: Vec<PushResponse>,
+    next_tmp: u64,
+    queued: Vec<u64>,
+    acked_applied: Vec<u64>,
+}
+
+fn obj(v: Value) -> JsonObject {
+    v.as_object().unwrap().clone()
+}
+
+impl Client {
+    fn new(i: usize) -> Self {
+        Client {
+            id: format!("c{i}"),
+            eng: ClientSync::new(),
+            store: BTreeMap::new(),
+            ws: None,
+            delayed: vec![],
+            next_tmp: 0,
+            queued: vec![],
+            acked_applied: vec![],
+        }
+    }
+
+    /// Carries out effects the way the binding would, then checks that the
+    /// stored views are exactly the engine's views.
+    fn apply(&mut self, fx: Effects, ctx: &str) {
+        for r in &fx.rekeys {
+            if let Some(d) = self.store.remove(&(r.coll.clone(), r.tmp.clone())) {
+                self.store.insert((r.coll.clone(), r.id.clone()), d);
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for v in &fx.views {
+            assert!(
+                seen.insert((v.coll.clone(), v.id.clone())),
+                "{ctx}: view of {}/{} reported twice in one input",
+                v.coll,
+                v.id
+            );
+            match &v.doc {
+                Some(d) => self.store.insert((v.coll.clone(), v.id.clone()), d.clone()),
+                None => self.store.remove(&(v.coll.clone(), v.id.clone())),
+            };
+        }
+        assert_eq!(
+            self.store,
+            self.eng.views(),
+            "{ctx}: effects left the stored views different from the engine's"
+        );
+    }
+
+    fn on_push_response(&mut self, resp: &PushResponse) {
+        for r in &resp.results {
+            if let MutationResult::Applied { mid, .. } = r {
+                if self.eng.outbox().iter().any(|e| e.mutation.mid == *mid) {
+                    self.acked_applied.push(*mid);
+                }
+            }
+        }
+        let fx = self.eng.on_push_response(resp, &ServerWins);
+        self.apply(fx, "push response");
+    }
+
+    fn random_mutation(&mut self, rng: &mut Rng) -> Option<Mutation> {
+        let views: Vec<Key> = self.eng.views().into_keys().collect();
+        let mid = self.eng.next_mid();
+        let reference = |rng: &mut Rng, eng: &ClientSync| -> Value {
+            let aliases: Vec<&String> = eng.id_map().keys().collect();
+            if rng.chance(30) {
+                if let Some(a) = rng.pick(&aliases) {
+                    return json!(a);
+                }
+            }
+            match rng.pick(&views) {
+                Some(k) => json!(k.1),
+                None => json!(null),
+            }
+        };
+        let target = rng.pick(&views).cloned();
+        let roll = rng.below(100);
+        if roll < 35 || target.is_none() {
+            self.next_tmp += 1;
+            let id = format!("tmp_{}_{}", self.id, self.next_tmp);
+            let mut doc = obj(json!({"id": id, "n": rng.below(5), "by": self.id}));
+            if rng.chance(40) {
+                doc.insert("ref".into(), reference(rng, &self.eng));
+            }
+            if rng.chance(3) {
+                doc.insert("big".into(), json!("x".repeat(5000)));
+            }
+            let coll = COLLS[rng.below(2) as usize].to_string();
+            return Some(Mutation {
+                mid,
+                coll,
+                op: MutationOp::Insert,
+                id,
+                doc: Some(doc),
+                patch: None,
+                base: None,
+                ts: None,
+            });
+        }
+        let (coll, mut id) = target.unwrap();
+        // Sometimes name the document by its old temporary id (an alias).
+        if let Some((tmp, _)) = self.eng.id_map().iter().find(|(_, c)| **c == id) {
+            if rng.chance(30) {
+                id = tmp.clone();
+            }
+        }
+        let base = if rng.chance(75) {
+            self.eng.base_for(&coll, &id)
+        } else {
+            None
+        };
+        let (op, doc, patch) = if roll < 75 {
+            let patch = match rng.below(6) {
+                0 => json!({"n": rng.below(5)}),
+                1 => json!({"t": format!("t{}", rng.below(3))}),
+                2 => json!({"m": {"k": rng.below(3)}}),
+                3 => json!({"t": null, "m": null}),
+                4 => json!({"ref": reference(rng, &self.eng)}),
+                _ => json!({"m": {"j": [rng.below(3)]}, "n": rng.below(5)}),
+            };
+            (MutationOp::Update, None, Some(obj(patch)))
+        } else if roll < 87 {
+            let doc = obj(json!({"id": id, "n": rng.below(5), "r": true}));
+            (MutationOp::Replace, Some(doc), None)
+        } else {
+            (MutationOp::Delete, None, None)
+        };
+        Some(Mutation {
+            mid,
+            coll,
+            op,
+            id,
+            doc,
+            patch,
+            base,
+            ts: None,
+        })
+    }
+}
+
+struct World {
+    trace: bool,
+    rng: Rng,
+    server: ModelServer,
+    clients: Vec<Client>,
+}
+
+impl World {
+    fn broadcast(&mut self, changes: &[syncstore_core::protocol::Change]) {
+        if let Some(frame) = self.server.live_frame(changes) {
+            for c in &mut self.clients {
+                if let Some(q) = c.ws.as_mut() {
+                    q.push_back(frame.clone());
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, ci: usize, max: usize, lossy: bool) {
+        let batch = self.clients[ci].eng.next_push(max);
+        if batch.is_empty() || (lossy && self.rng.chance(10)) {
+            return; // nothing to send, or the request was lost
+        }
+        let id = self.clients[ci].id.clone();
+        let (resp, changes) = self.server.push(&id, &batch);
+        self.broadcast(&changes);
+        if lossy {
+            let roll = self.rng.below(100);
+            if roll < 15 {
+                return; // applied, but the answer was lost
+            }
+            if roll < 30 {
+                self.clients[ci].delayed.push(resp);
+                return;
+            }
+            if roll < 40 {
+                self.clients[ci].on_push_response(&resp);
+            }
+        }
+        self.clients[ci].on_push_response(&resp);
+    }
+
+    /// Pulls one page; true if more remain (or a resync asked to go on).
+    fn pull(&mut self, ci: usize, limit: usize, lossy: bool) -> bool {
+        let c = &mut self.clients[ci];
+        let resp = self.server.pull(&c.id, c.eng.cursor(), limit);
+        if lossy && self.rng.chance(10) {
+            return false;
+        }
+        let more = resp.more;
+        let fx = c.eng.on_pull(&resp);
+        c.apply(fx, "pull");
+        more
+    }
+
+    fn step(&mut self) {
+        let ci = self.rng.below(self.clients.len() as u64) as usize;
+        let roll = self.rng.below(100);
+        if self.trace {
+            let c = &self.clients[ci];
+            eprintln!(
+                "step client {} roll {roll} cursor {:?} resync {} head {} compacted {} outbox {:?}",
+                c.id,
+                c.eng.cursor(),
+                c.eng.resyncing(),
+                self.server.head(),
+                self.server.compacted_below,
+                c.eng.outbox().iter().map(|e| (e.mutation.mid, e.mutation.op, e.mutation.id.clone(), e.state)).collect::<Vec<_>>()
+            );
+        }
+        match roll {
+            0..=29 => {
+                let Some(m) = self.clients[ci].random_mutation(&mut self.rng) else {
+                    return;
+                };
+                let c = &mut self.clients[ci];
+                c.queued.push(m.mid);
+                let fx = c.eng.local(m).expect("a valid local mutation is queued");
+                c.apply(fx, "local");
+            }
+            30..=49 => {
+                let max = 1 + self.rng.below(4) as usize;
+                self.push(ci, max, true);
+            }
+            50..=56 => {
+                let c = &mut self.clients[ci];
+                if !c.delayed.is_empty() {
+                    let i = self.rng.below(c.delayed.len() as u64) as usize;
+                    let resp = c.delayed.remove(i);
+                    c.on_push_response(&resp);
+                }
+            }
+            57..=71 => {
+                let limit = 1 + self.rng.below(4) as usize;
+                self.pull(ci, limit, true);
+            }
+            72..=87 => {
+                let n = 1 + self.rng.below(3);
+                let c = &mut self.clients[ci];
+                for _ in 0..n {
+                    let Some(frame) = c.ws.as_mut().and_then(VecDeque::pop_front) else {
+                        break;
+                    };
+                    let fx = c.eng.on_server_message(&frame, &ServerWins);
+                    c.apply(fx, "websocket frame");
+                }
+            }
+            88..=93 => {
+                let page = 1 + self.rng.below(3) as usize;
+                let c = &mut self.clients[ci];
+                if c.ws.is_some() {
+                    c.ws = None; // the socket dropped; queued frames are lost
+                } else {
+                    let frames = self.server.hello(&c.id, c.eng.cursor(), page);
+                    c.ws = Some(frames.into());
+                }
+            }
+            94..=95 => {
+                // The server compacts its history: older cursors resync.
+                if self.server.head() > 0 {
+                    self.server.compacted_below = 1 + self.rng.below(self.server.head());
+                }
+            }
+            _ => self.reload(ci),
+        }
+    }
+
+    /// A reload: the engine is rebuilt from what the binding persisted; the
+    /// socket and answers in flight are gone.
+    fn reload(&mut self, ci: usize) {
+        let c = &mut self.clients[ci];
+        c.ws = None;
+        c.delayed.clear();
+        c.eng = if self.rng.chance(50) {
+            let text = serde_json::to_string(&c.eng).unwrap();
+            serde_json::from_str(&text).unwrap()
+        } else {
+            let server: Vec<ServerRecord> = c
+                .eng
+                .server_docs()
+                .map(|(coll, id, d)| ServerRecord {
+                    coll: coll.into(),
+                    id: id.into(),
+                    state: d.clone(),
+                })
+                .collect();
+            let outbox =
+                serde_json::from_value(serde_json::to_value(c.eng.outbox()).unwrap()).unwrap();
+            ClientSync::restore(c.eng.meta(), server, outbox)
+        };
+        assert_eq!(c.store, c.eng.views(), "reload changed the views");
+    }
+
+    fn heal(&mut self) {
+        for c in &mut self.clients {
+            c.ws = None;
+            for resp in std::mem::take(&mut c.delayed) {
+                c.on_push_response(&resp);
+            }
+        }
+        for round in 0.. {
+            assert!(round < 100, "no convergence after 100 healing rounds");
+            let mut busy = false;
+            for ci in 0..self.clients.len() {
+                while self.clients[ci].eng.next_push(1).len() == 1 {
+                    self.push(ci, 10, false);
+                }
+                let before = self.clients[ci].eng.cursor().map(str::to_string);
+                while self.pull(ci, 7, false) {}
+                if self.clients[ci].eng.pending() > 0
+                    || self.clients[ci].eng.cursor().map(str::to_string) != before
+                    || self.clients[ci].eng.resyncing()
+                {
+                    busy = true;
+                }
+            }
+            if !busy {
+                break;
+            }
+        }
+    }
+
+    fn check(&self) {
+        let truth: BTreeMap<Key, JsonObject> = self.server.live_docs();
+        for c in &self.clients {
+            assert_eq!(c.eng.pending(), 0, "{}: outbox not empty", c.id);
+            assert_eq!(c.store, truth, "{}: replica differs from the server", c.id);
+            assert_eq!(c.eng.views(), truth, "{}: engine views differ", c.id);
+            for mid in &c.queued {
+                assert_eq!(
+                    self.server.processed.get(&(c.id.clone(), *mid)),
+                    Some(&1),
+                    "{}: mid {mid} not processed exactly once",
+                    c.id
+                );
+            }
+            for mid in &c.acked_applied {
+                assert!(
+                    matches!(
+                        self.server.result(&c.id, *mid),
+                        Some(MutationResult::Applied { .. })
+                    ),
+                    "{}: mid {mid} acknowledged as applied but not recorded so",
+                    c.id
+                );
+            }
+        }
+    }
+}
+
+fn run(seed: u64) -> (usize, usize) {
+    let mut rng = Rng::new(seed);
+    let n = 2 + rng.below(3) as usize;
+    let steps = 60 + rng.below(140) as usize;
+    let mut world = World {
+        trace: std::env::var("SIM_TRACE").is_ok(),
+        rng,
+        server: ModelServer::new(),
+        clients: (0..n).map(Client::new).collect(),
+    };
+    for _ in 0..steps {
+        world.step();
+    }
+    world.heal();
+    world.check();
+    let queued = world.clients.iter().map(|c| c.queued.len()).sum();
+    (queued, world.server.live_docs().len())
+}
+
+#[test]
+fn seeded_clients_converge() {
+    if let Ok(s) = std::env::var("SIM_SEED") {
+        run(s.parse().expect("SIM_SEED is a number"));
+        return;
+    }
+    let seeds: u64 = std::env::var("SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    let start = std::time::Instant::now();
+    let (mut muts, mut docs) = (0, 0);
+    for seed in 0..seeds {
+        match std::panic::catch_unwind(|| run(seed)) {
+            Ok((m, d)) => {
+                muts += m;
+                docs += d;
+            }
+            Err(_) => panic!("simulation failed for seed {seed}; replay: SIM_SEED={seed}"),
+        }
+    }
+    println!(
+        "{seeds} seeds, {muts} mutations, {docs} final documents, {:?}",
+        start.elapsed()
+    );
+    assert!(
+        muts > seeds as usize * 10,
+        "the simulation wrote too little"
+    );
+}
