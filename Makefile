@@ -37,9 +37,11 @@ lint:
 test-native:
 	bash scripts/run-tier.sh native cargo test --workspace
 
+# Browser suites in Chromium and Firefox; tests/net.rs talks to a real server.
+BROWSER_TESTS = cargo test --target wasm32-unknown-unknown --test browser --test net
 test-browser:
-	CHROMEDRIVER=$(CHROMEDRIVER) bash scripts/run-tier.sh chromium cargo test --target wasm32-unknown-unknown --test browser
-	GECKODRIVER=$(GECKODRIVER) bash scripts/run-tier.sh firefox cargo test --target wasm32-unknown-unknown --test browser
+	CHROMEDRIVER=$(CHROMEDRIVER) bash scripts/run-tier.sh chromium bash scripts/with-server.sh $(BROWSER_TESTS)
+	GECKODRIVER=$(GECKODRIVER) bash scripts/run-tier.sh firefox bash scripts/with-server.sh $(BROWSER_TESTS)
 
 test-e2e: pkg
 	bash scripts/run-tier.sh e2e node --test --test-concurrency=1 tests/e2e/

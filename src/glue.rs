@@ -42,6 +42,13 @@ extern "C" {
     #[wasm_bindgen(js_name = callListener)]
     pub fn call_listener(f: &Function, arg: &JsValue);
     pub fn unsubscriber(release: &Function, id: u32) -> Function;
+    pub fn http(
+        method: &str,
+        url: &str,
+        token: &str,
+        client_id: &str,
+        body: Option<String>,
+    ) -> Promise;
     #[wasm_bindgen(js_name = randomSeed)]
     pub fn random_seed() -> Array;
 }

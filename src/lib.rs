@@ -13,6 +13,7 @@ pub mod error;
 mod glue;
 pub mod idb;
 pub mod live;
+pub mod net;
 pub mod store;
 mod types;
 

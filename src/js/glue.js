@@ -308,3 +308,26 @@ export function randomSeed() {
 export function parseJson(text) {
   return JSON.parse(text);
 }
+
+/**
+ * One HTTP exchange with the sync server. Never rejects: a network failure
+ * is `{ status: 0, text: why }`, so Rust decides what is retryable.
+ */
+export async function http(method, url, token, clientId, body) {
+  const headers = { authorization: `Bearer ${token}` };
+  if (clientId) headers["x-client-id"] = clientId;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  let res;
+  try {
+    res = await fetch(url, { method, headers, body, cache: "no-store" });
+  } catch (e) {
+    return { status: 0, text: String((e && e.message) || e), retryAfter: null };
+  }
+  let text = "";
+  try {
+    text = await res.text();
+  } catch (e) {
+    return { status: 0, text: String((e && e.message) || e), retryAfter: null };
+  }
+  return { status: res.status, text, retryAfter: res.headers.get("retry-after") };
+}

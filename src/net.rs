@@ -1,0 +1,254 @@
+//! The transports to the sync server: HTTP push and pull, and the
+//! WebSocket. Bodies are the protocol types of `syncstore_core::protocol`
+//! (docs/protocol.md); failures are `NetError`s that say whether trying
+//! again later can help.
+
+use crate::glue;
+use js_sys::Reflect;
+use serde::de::DeserializeOwned;
+use std::cell::RefCell;
+use std::rc::Rc;
+use syncstore_core::protocol::{
+    ClientMessage, PullResponse, PushRequest, PushResponse, ServerMessage,
+};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{CloseEvent, MessageEvent, WebSocket};
+
+/// Why a request to the sync server failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetError {
+    /// No answer: offline, refused, or cut off. Retry with backoff.
+    Network(String),
+    /// The token was refused.
+    Unauthorized(String),
+    /// Too many requests; retry after this many seconds.
+    RateLimited { retry_after: f64, message: String },
+    /// The server failed (5xx). Retry with backoff.
+    Server(u16, String),
+    /// The server refused the request as malformed, or answered something
+    /// that is not the protocol. Retrying the same request will not help.
+    Protocol(String),
+}
+
+impl NetError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            NetError::Network(_) => "NETWORK",
+            NetError::Unauthorized(_) => "UNAUTHORIZED",
+            NetError::RateLimited { .. } => "RATE_LIMITED",
+            NetError::Server(..) => "SERVER",
+            NetError::Protocol(_) => "PROTOCOL",
+        }
+    }
+
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            NetError::Network(_) | NetError::RateLimited { .. } | NetError::Server(..)
+        )
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            NetError::Network(m) | NetError::Unauthorized(m) | NetError::Protocol(m) => m.clone(),
+            NetError::RateLimited { message, .. } => message.clone(),
+            NetError::Server(status, m) => format!("HTTP {status}: {m}"),
+        }
+    }
+}
+
+impl From<NetError> for JsValue {
+    fn from(e: NetError) -> JsValue {
+        glue::make_error(e.code(), &e.message(), e.retryable())
+    }
+}
+
+/// A sync server endpoint and the credentials to use it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Remote {
+    /// Base URL, e.g. `http://127.0.0.1:8787` (no trailing slash).
+    pub url: String,
+    pub token: String,
+    pub client_id: String,
+}
+
+fn field(v: &JsValue, name: &str) -> JsValue {
+    Reflect::get(v, &name.into()).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// The server's error message from a JSON error body, or the raw text.
+fn error_message(text: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| {
+            let e = v.get("error")?;
+            Some(format!(
+                "{}: {}",
+                e.get("code")?.as_str()?,
+                e.get("message").and_then(|m| m.as_str()).unwrap_or("")
+            ))
+        })
+        .unwrap_or_else(|| text.chars().take(200).collect())
+}
+
+impl Remote {
+    pub fn new(url: &str, token: &str, client_id: &str) -> Remote {
+        Remote {
+            url: url.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            client_id: client_id.to_owned(),
+        }
+    }
+
+    async fn exchange<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<T, NetError> {
+        let url = format!("{}{path}", self.url);
+        let p = glue::http(method, &url, &self.token, &self.client_id, body);
+        let res = JsFuture::from(p)
+            .await
+            .map_err(|e| NetError::Network(format!("{e:?}")))?;
+        let status = field(&res, "status").as_f64().unwrap_or(0.0) as u16;
+        let text = field(&res, "text").as_string().unwrap_or_default();
+        match status {
+            200..=299 => serde_json::from_str(&text).map_err(|e| {
+                NetError::Protocol(format!("{method} {path}: unexpected answer: {e}"))
+            }),
+            0 => Err(NetError::Network(format!("{method} {path}: {text}"))),
+            401 | 403 => Err(NetError::Unauthorized(error_message(&text))),
+            429 => Err(NetError::RateLimited {
+                retry_after: field(&res, "retryAfter")
+                    .as_string()
+                    .and_then(|s| s.trim().parse().ok())
+                    .unwrap_or(1.0),
+                message: error_message(&text),
+            }),
+            500..=599 => Err(NetError::Server(status, error_message(&text))),
+            _ => Err(NetError::Protocol(format!(
+                "HTTP {status}: {}",
+                error_message(&text)
+            ))),
+        }
+    }
+
+    /// `POST /v1/push`.
+    pub async fn push(&self, req: &PushRequest) -> Result<PushResponse, NetError> {
+        let body = serde_json::to_string(req).expect("protocol types serialize");
+        self.exchange("POST", "/v1/push", Some(body)).await
+    }
+
+    /// `GET /v1/pull` from `cursor`, at most `limit` changes.
+    pub async fn pull(&self, cursor: &str, limit: u32) -> Result<PullResponse, NetError> {
+        let path = format!(
+            "/v1/pull?cursor={}&limit={limit}",
+            js_sys::encode_uri_component(cursor)
+        );
+        self.exchange("GET", &path, None).await
+    }
+
+    /// The WebSocket URL (`ws:` for `http:`, `wss:` for `https:`).
+    pub fn ws_url(&self) -> String {
+        let rest = self.url.strip_prefix("http").unwrap_or(&self.url);
+        format!("ws{rest}/v1/ws")
+    }
+}
+
+type FrameHandler = Closure<dyn Fn(MessageEvent)>;
+type CloseHandler = Closure<dyn Fn(CloseEvent)>;
+type OpenHandler = Closure<dyn Fn()>;
+
+/// What a socket reports to its owner.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SocketEvent {
+    /// The hello was sent; frames follow.
+    Open,
+    Frame(ServerMessage),
+    /// A frame that is not the protocol (ignored after reporting).
+    Garbled(String),
+    /// The socket closed, with the close code (1006 when cut off).
+    Closed(u16),
+}
+
+/// One WebSocket connection to `/v1/ws`. Dropping it closes the socket and
+/// releases its handlers; no closure outlives it.
+pub struct Socket {
+    ws: WebSocket,
+    _handlers: (FrameHandler, CloseHandler, OpenHandler),
+}
+
+impl Socket {
+    /// Connects and sends the hello as soon as the socket opens.
+    pub fn open(
+        remote: &Remote,
+        cursor: Option<String>,
+        on_event: impl Fn(SocketEvent) + 'static,
+    ) -> Result<Socket, NetError> {
+        let ws =
+            WebSocket::new(&remote.ws_url()).map_err(|e| NetError::Network(format!("{e:?}")))?;
+        let on_event = Rc::new(on_event);
+        let hello = serde_json::to_string(&ClientMessage::Hello {
+            client_id: remote.client_id.clone(),
+            cursor,
+            token: Some(remote.token.clone()),
+        })
+        .expect("protocol types serialize");
+        let sender = Rc::new(RefCell::new(Some(ws.clone())));
+        let open = {
+            let on_event = on_event.clone();
+            let sender = sender.clone();
+            Closure::<dyn Fn()>::new(move || {
+                if let Some(ws) = sender.borrow().as_ref() {
+                    let _ = ws.send_with_str(&hello);
+                }
+                on_event(SocketEvent::Open);
+            })
+        };
+        let frame = {
+            let on_event = on_event.clone();
+            Closure::<dyn Fn(MessageEvent)>::new(move |ev: MessageEvent| {
+                let Some(text) = ev.data().as_string() else {
+                    on_event(SocketEvent::Garbled("binary frame".into()));
+                    return;
+                };
+                match serde_json::from_str::<ServerMessage>(&text) {
+                    Ok(m) => on_event(SocketEvent::Frame(m)),
+                    Err(e) => on_event(SocketEvent::Garbled(format!("{e}"))),
+                }
+            })
+        };
+        let close = {
+            let on_event = on_event.clone();
+            Closure::<dyn Fn(CloseEvent)>::new(move |ev: CloseEvent| {
+                sender.borrow_mut().take();
+                on_event(SocketEvent::Closed(ev.code()));
+            })
+        };
+        ws.set_onopen(Some(open.as_ref().unchecked_ref()));
+        ws.set_onmessage(Some(frame.as_ref().unchecked_ref()));
+        ws.set_onclose(Some(close.as_ref().unchecked_ref()));
+        Ok(Socket {
+            ws,
+            _handlers: (frame, close, open),
+        })
+    }
+
+    pub fn send(&self, msg: &ClientMessage) -> Result<(), NetError> {
+        let text = serde_json::to_string(msg).expect("protocol types serialize");
+        self.ws
+            .send_with_str(&text)
+            .map_err(|e| NetError::Network(format!("{e:?}")))
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.ws.set_onopen(None);
+        self.ws.set_onmessage(None);
+        self.ws.set_onclose(None);
+        let _ = self.ws.close();
+    }
+}
