@@ -7,7 +7,7 @@ GECKODRIVER ?= $(HOME)/.cargo/bin/geckodriver
 DEMO_PORT ?= 8080
 SERVER_PORT ?= 8787
 
-.PHONY: setup pkg demo test lint test-native test-browser test-e2e server clean
+.PHONY: setup pkg demo test lint test-native test-browser test-e2e server bench clean
 
 setup:
 	bash scripts/setup.sh
@@ -45,6 +45,10 @@ test-browser:
 
 test-e2e: pkg
 	bash scripts/run-tier.sh e2e node --test --test-concurrency=1 tests/e2e/
+
+# Benchmarks against Dexie and raw IndexedDB (not part of `make test`).
+bench: pkg
+	bash bench/run.sh
 
 clean:
 	rm -rf pkg target tests/e2e/out
