@@ -1,0 +1,205 @@
+// Drives the bench pages in Debian's headless Chromium, one page load per
+// library, and writes results/latest.json and ../docs/benchmarks.md.
+import { chromium } from "playwright-core";
+import { mkdtemp, rm, readFile, writeFile, mkdir, readdir } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { gzipSync } from "node:zlib";
+import { tmpdir, cpus } from "node:os";
+import { join, resolve, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { serve } from "./serve.mjs";
+import { report } from "./report.mjs";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, "..");
+const REPS = Number(process.env.BENCH_REPS || 3);
+const LIBS = (process.env.BENCH_LIBS || "syncstore,dexie,raw").split(",");
+const ARGS = [
+  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+];
+const sh = (cmd, args) => {
+  try {
+    return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+  } catch {
+    return "unknown";
+  }
+};
+
+async function sizes() {
+  const pkg = join(root, "pkg");
+  const wasm = await readFile(join(pkg, "syncstore_bg.wasm"));
+  const js = await readFile(join(pkg, "syncstore.js"));
+  // wasm-bindgen snippets (src/js/glue.js) ship with the package too.
+  const snippets = [];
+  const walk = async (d) => {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (e.name.endsWith(".js")) snippets.push(await readFile(p));
+    }
+  };
+  await walk(join(pkg, "snippets")).catch(() => {});
+  const snip = Buffer.concat(snippets);
+  const gz = (b) => gzipSync(b, { level: 9 }).length;
+  return {
+    wasm: wasm.length, wasmGz: gz(wasm),
+    glueJs: js.length, glueJsGz: gz(js),
+    snippetsJs: snip.length, snippetsJsGz: gz(snip),
+    totalGz: gz(wasm) + gz(js) + gz(snip),
+  };
+}
+
+function machine(chromiumVersion) {
+  const info = sh("cat", ["/proc/cpuinfo"]);
+  const model = (info.match(/^model name\s*:\s*(.*)$/m) || [])[1] || cpus()[0]?.model || "unknown";
+  return {
+    nproc: Number(sh("nproc", [])) || cpus().length,
+    cpu: model.trim(),
+    chromium: chromiumVersion,
+    node: process.version,
+    commit: sh("git", ["-C", root, "rev-parse", "--short", "HEAD"]),
+    dexie: JSON.parse(sh("cat", [join(here, "node_modules", "dexie", "package.json")])).version,
+  };
+}
+
+// `node run.mjs --report`: re-render docs/benchmarks.md from latest.json
+// (e.g. after editing findings.md) without measuring again.
+if (process.argv.includes("--report")) {
+  const r = JSON.parse(await readFile(join(here, "results", "latest.json"), "utf8"));
+  await writeFile(join(root, "docs", "benchmarks.md"), await report(r, join(here, "findings.md")));
+  console.log("bench: re-rendered docs/benchmarks.md from bench/results/latest.json");
+  process.exit(0);
+}
+
+const started = Date.now();
+const server = await serve();
+const base = `http://127.0.0.1:${server.address().port}/`;
+const profile = await mkdtemp(join(tmpdir(), "syncstore-bench-"));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: ARGS,
+});
+const results = {};
+let chromiumVersion = "unknown";
+let diagnostics = null;
+
+async function openPage() {
+  const page = await context.newPage();
+  page.errors = [];
+  page.on("pageerror", (e) => page.errors.push(e.message));
+  page.on("console", (m) => m.type() === "error" && page.errors.push(m.text()));
+  await page.goto(base);
+  await page.waitForFunction(() => window.benchReady === true, null, { timeout: 20000 });
+  return page;
+}
+
+// Self time of a V8 CPU profile by where the code lives.
+function categorize(profile) {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map();
+  for (let i = 0; i < profile.samples.length; i++) {
+    const id = profile.samples[i];
+    self.set(id, (self.get(id) || 0) + (profile.timeDeltas[i] || 0) / 1000);
+  }
+  const cats = {}, natives = {};
+  let total = 0;
+  for (const [id, t] of self) {
+    const { functionName: fn, url } = byId.get(id).callFrame;
+    let cat;
+    if (fn === "(idle)") cat = "idle (waiting on IndexedDB)";
+    else if (fn === "(garbage collector)") cat = "garbage collection";
+    else if (fn === "(program)") cat = "(program): browser internals";
+    else if (url.endsWith(".wasm") || url.startsWith("wasm://") || /^(\$|wasm-function)/.test(fn)) cat = "wasm";
+    else if (url.includes("/pkg/snippets/")) cat = "syncstore JS helpers (src/js/glue.js)";
+    else if (url.includes("/pkg/")) cat = "wasm-bindgen glue (pkg/syncstore.js)";
+    else if (url.includes("/dexie/")) cat = "Dexie JS";
+    else if (url) cat = "bench page JS";
+    else {
+      cat = "native calls (IndexedDB API, JSON, builtins)";
+      natives[fn || "(anonymous)"] = (natives[fn || "(anonymous)"] || 0) + t;
+    }
+    cats[cat] = (cats[cat] || 0) + t;
+    total += t;
+  }
+  const round = (o) => Object.fromEntries(Object.entries(o).sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, Math.round(v)]));
+  return { totalMs: Math.round(total), categories: round(cats), topNatives: Object.fromEntries(Object.entries(round(natives)).slice(0, 6)) };
+}
+
+async function profileOne(lib, kind) {
+  const page = await openPage();
+  const cdp = await context.newCDPSession(page);
+  await cdp.send("Profiler.enable");
+  await cdp.send("Profiler.setSamplingInterval", { interval: 200 });
+  await page.evaluate(([lib, kind]) => window.diag.prep(lib, kind), [lib, kind]);
+  await cdp.send("Profiler.start");
+  const ran = await page.evaluate((kind) => window.diag.run(kind), kind);
+  const { profile } = await cdp.send("Profiler.stop");
+  await page.evaluate(() => window.diag.finish());
+  await page.close();
+  const out = categorize(profile);
+  if (Array.isArray(ran)) {
+    const s = [...ran].sort((a, b) => a - b);
+    out.p50 = s[s.length >> 1];
+  } else out.wallMs = Math.round(ran);
+  return out;
+}
+
+async function diagnose() {
+  process.stdout.write("bench: diagnostics (syncstore's layout in plain JS, spans, CPU profiles)... ");
+  const t = Date.now();
+  const page = await openPage();
+  const layout = await page.evaluate((reps) => window.runBench("rawLayout", reps), REPS);
+  const spans = await page.evaluate(() => window.diag.spans());
+  if (page.errors.length) throw new Error(`diagnostics page errors: ${page.errors.join("; ")}`);
+  await page.close();
+  const profiles = {};
+  for (const [lib, kind] of [["syncstore", "insertBulk"], ["rawLayout", "insertBulk"], ["syncstore", "insertEach"], ["syncstore", "updateEach"], ["syncstore", "readAll"], ["syncstore", "live"], ["dexie", "live"]]) {
+    profiles[`${lib} ${kind}`] = await profileOne(lib, kind);
+  }
+  console.log(`${((Date.now() - t) / 1000).toFixed(1)} s`);
+  return { rawLayout: layout.medians, rawLayoutRuns: layout.runs, spans, profiles };
+}
+try {
+  for (const lib of LIBS) {
+    const page = await openPage();
+    const errors = page.errors;
+    chromiumVersion = await page.evaluate(() => navigator.userAgent.match(/Chrome\/([\d.]+)/)?.[1] || "unknown");
+    const t = Date.now();
+    process.stdout.write(`bench: ${lib} x${REPS}... `);
+    results[lib] = await page.evaluate(([lib, reps]) => window.runBench(lib, reps), [lib, REPS]);
+    console.log(`${((Date.now() - t) / 1000).toFixed(1)} s`);
+    if (errors.length) throw new Error(`${lib} page errors: ${errors.join("; ")}`);
+    await page.close();
+  }
+  if (process.env.BENCH_DIAG !== "0") diagnostics = await diagnose();
+} finally {
+  await context.close();
+  server.close();
+  await rm(profile, { recursive: true, force: true });
+}
+
+// The libraries must have returned the same results.
+const checks = {};
+for (const lib of LIBS) for (const run of results[lib].runs) for (const [k, v] of Object.entries(run.check)) (checks[k] ||= new Set()).add(String(v));
+const mismatched = Object.entries(checks).filter(([k, s]) => s.size > 1 && k !== "live").map(([k, s]) => `${k}: ${[...s].join(" / ")}`);
+if (mismatched.length) console.warn(`bench: WARNING results differ between libraries: ${mismatched.join("; ")}`);
+
+const out = {
+  date: new Date().toISOString(),
+  machine: machine(chromiumVersion),
+  reps: REPS,
+  seconds: Math.round((Date.now() - started) / 1000),
+  sizes: await sizes(),
+  medians: Object.fromEntries(LIBS.map((l) => [l, results[l].medians])),
+  runs: Object.fromEntries(LIBS.map((l) => [l, results[l].runs])),
+  checksAgree: mismatched.length === 0,
+  diagnostics,
+};
+await mkdir(join(here, "results"), { recursive: true });
+await writeFile(join(here, "results", "latest.json"), JSON.stringify(out, null, 2) + "\n");
+const md = await report(out, join(here, "findings.md"));
+await writeFile(join(root, "docs", "benchmarks.md"), md);
+console.log("\n" + md.split("<!-- table:end -->")[0].split("<!-- table:start -->")[1].trim());
+console.log(`\nbench: wrote bench/results/latest.json and docs/benchmarks.md (${out.seconds} s)`);
