@@ -252,6 +252,10 @@ pub struct ClientSync {
     /// While a resync runs: the server state being rebuilt from the start.
     /// The views keep using `server` until it is complete (no flicker).
     resync: Option<DocMap>,
+    /// True if the open WebSocket's stream started from zero during the
+    /// current resync (only such a stream may move the cursor or complete it).
+    #[serde(default)]
+    ws_resync_stream: bool,
 }
 
 /// The small per-client record besides documents and outbox.
@@ -358,6 +362,13 @@ impl ClientSync {
             .flat_map(|(c, m)| m.iter().map(move |(i, d)| (c.as_str(), i.as_str(), d)))
     }
 
+    /// The cursor for the hello of a WebSocket being opened now (call it for
+    /// every new socket: a socket opened during a resync carries it on).
+    pub fn ws_hello_cursor(&mut self) -> Option<String> {
+        self.ws_resync_stream = self.resync.is_some();
+        self.cursor.clone()
+    }
+
     /// True while a resync has not completed.
     pub fn resyncing(&self) -> bool {
         self.resync.is_some()
@@ -391,6 +402,7 @@ impl ClientSync {
             last_mutation_id: meta.last_mutation_id,
             max_mid: meta.max_mid,
             resync: resyncing.then(DocMap::new),
+            ws_resync_stream: false,
         }
     }
 
@@ -435,15 +447,19 @@ impl ClientSync {
 
     /// Every live local view (server documents and outbox-only documents).
     pub fn views(&self) -> BTreeMap<Key, JsonObject> {
-        let mut keys: BTreeSet<Key> = self
+        let mut out: BTreeMap<Key, Option<JsonObject>> = self
             .server
             .iter()
-            .flat_map(|(c, m)| m.keys().map(move |i| (c.clone(), i.clone())))
+            .flat_map(|(c, m)| {
+                m.iter()
+                    .map(move |(i, d)| ((c.clone(), i.clone()), d.doc.clone()))
+            })
             .collect();
-        keys.extend(self.outbox.iter().map(|e| key_of(&e.mutation)));
-        keys.into_iter()
-            .filter_map(|k| self.view_raw(&k.0, &k.1).map(|d| (k, d)))
-            .collect()
+        for e in self.outbox.iter().filter(|e| Self::replayed(e)) {
+            let slot = out.entry(key_of(&e.mutation)).or_default();
+            *slot = replay(slot.take(), &e.mutation);
+        }
+        out.into_iter().filter_map(|(k, d)| Some((k, d?))).collect()
     }
 
     fn outbox_keys(&self) -> BTreeSet<Key> {
@@ -764,18 +780,27 @@ impl ClientSync {
     ) -> Effects {
         match msg {
             ServerMessage::Changes { changes, cursor } => {
-                // During a resync only the stream that restarted from zero
-                // may move the cursor: a live frame of an older socket would
-                // skip what the rebuilt state has not seen yet. Its `synced`
-                // (or the last pull page) sets the cursor.
-                let cursor = (!self.resyncing()).then_some(cursor.as_str());
-                self.on_changes(changes, cursor, None, false)
+                // During a resync only a stream that restarted from zero may
+                // move the cursor: a frame of a socket opened before would
+                // skip what the rebuilt state has not seen yet.
+                let own = !self.resyncing() || self.ws_resync_stream;
+                self.on_changes(changes, own.then_some(cursor.as_str()), None, false)
             }
             ServerMessage::Synced {
                 cursor,
                 last_mutation_id,
-            } => self.on_changes(&[], Some(cursor), Some(*last_mutation_id), true),
-            ServerMessage::Resync { .. } => self.start_resync(),
+            } => {
+                if self.resyncing() && !self.ws_resync_stream {
+                    // The catch-up of a socket opened before the resync.
+                    return Effects::default();
+                }
+                self.on_changes(&[], Some(cursor), Some(*last_mutation_id), true)
+            }
+            ServerMessage::Resync { .. } => {
+                let fx = self.start_resync();
+                self.ws_resync_stream = true;
+                fx
+            }
             ServerMessage::PushResult { response, .. } => self.on_push_response(response, policy),
             _ => Effects::default(),
         }
@@ -785,6 +810,7 @@ impl ClientSync {
     /// from the start beside the current one and replaces it when complete.
     pub fn start_resync(&mut self) -> Effects {
         self.resync = Some(DocMap::new());
+        self.ws_resync_stream = false;
         self.cursor = None;
         Effects {
             cursor: Some(START_CURSOR.to_string()),

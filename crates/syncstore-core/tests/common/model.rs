@@ -37,8 +37,8 @@ pub struct ModelServer {
     clients: HashMap<String, ClientRec>,
     idmap: HashMap<(String, String), String>,
     next_id: u64,
-    /// Cursors below this seq are "compacted away": they answer resync.
-    pub compacted_below: u64,
+    /// Bumped by [`ModelServer::compact`]: cursors of older epochs answer resync.
+    pub epoch: u64,
     /// Largest serialized document or patch.
     pub max_doc_bytes: usize,
     /// How often each (client, mid) was processed (not replayed).
@@ -273,7 +273,7 @@ impl ModelServer {
         if seq == 0 {
             START_CURSOR.to_string()
         } else {
-            format!("m.{seq}")
+            format!("m{}.{seq}", self.epoch)
         }
     }
 
@@ -283,8 +283,15 @@ impl ModelServer {
         if c == START_CURSOR {
             return Some(0);
         }
-        let seq: u64 = c.strip_prefix("m.")?.parse().ok()?;
-        (seq <= self.seq && seq >= self.compacted_below).then_some(seq)
+        let (epoch, seq) = c.strip_prefix('m')?.split_once('.')?;
+        let seq: u64 = seq.parse().ok()?;
+        (epoch == self.epoch.to_string() && seq <= self.seq).then_some(seq)
+    }
+
+    /// Forgets the history behind every cursor issued so far (as a server
+    /// that compacted its change log would): they all answer resync.
+    pub fn compact(&mut self) {
+        self.epoch += 1;
     }
 
     pub fn last_mid(&self, client: &str) -> u64 {
