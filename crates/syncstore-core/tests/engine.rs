@@ -1,0 +1,641 @@
+//! Hand-written tests of the client sync engine's rules, one per rule,
+//! against hand-built answers or the model server.
+
+mod common;
+
+use common::model::ModelServer;
+use serde_json::{json, Value};
+use syncstore_core::protocol::{
+    Change, ChangeOp, JsonObject, Mutation, MutationOp, MutationResult, PullResponse, PushResponse,
+    ServerMessage,
+};
+use syncstore_core::sync::{
+    ClientSync, ConflictInfo, ConflictPolicy, Effects, EntryState, Event, Rekey, Resolution,
+    ServerWins, SyncError,
+};
+
+fn obj(v: Value) -> JsonObject {
+    v.as_object().unwrap().clone()
+}
+
+fn m(mid: u64, op: MutationOp, id: &str, body: Value, base: Option<u64>) -> Mutation {
+    let (doc, patch) = match op {
+        MutationOp::Insert | MutationOp::Replace => (Some(obj(body)), None),
+        MutationOp::Update => (None, Some(obj(body))),
+        MutationOp::Delete => (None, None),
+    };
+    Mutation {
+        mid,
+        coll: "todos".into(),
+        op,
+        id: id.into(),
+        doc,
+        patch,
+        base,
+        ts: None,
+    }
+}
+
+fn put(seq: u64, id: &str, doc: Value) -> Change {
+    Change {
+        seq,
+        coll: "todos".into(),
+        id: id.into(),
+        op: ChangeOp::Put,
+        doc: Some(obj(doc)),
+        version: seq,
+    }
+}
+
+fn pull(changes: Vec<Change>, cursor: &str, more: bool, lmid: u64) -> PullResponse {
+    PullResponse {
+        resync: false,
+        changes,
+        cursor: cursor.into(),
+        more,
+        last_mutation_id: lmid,
+    }
+}
+
+fn view(c: &ClientSync, id: &str) -> Option<Value> {
+    c.view("todos", id).map(Value::Object)
+}
+
+fn view_ids(fx: &Effects) -> Vec<(&str, Option<&JsonObject>)> {
+    fx.views
+        .iter()
+        .map(|v| (v.id.as_str(), v.doc.as_ref()))
+        .collect()
+}
+
+/// Pushes everything pending and feeds the answer; returns the effects.
+fn sync_push(c: &mut ClientSync, s: &mut ModelServer, client: &str) -> Effects {
+    let batch = c.next_push(100);
+    let (resp, _) = s.push(client, &batch);
+    c.on_push_response(&resp, &ServerWins)
+}
+
+/// Pulls until done; returns the effects of every page.
+fn sync_pull(c: &mut ClientSync, s: &ModelServer, client: &str) -> Vec<Effects> {
+    let mut out = vec![];
+    loop {
+        let resp = s.pull(client, c.cursor(), 100);
+        let more = resp.more;
+        out.push(c.on_pull(&resp));
+        if !more {
+            return out;
+        }
+    }
+}
+
+#[test]
+fn rebase_replays_pending_in_mid_order_on_new_server_state() {
+    let mut c = ClientSync::new();
+    c.on_pull(&pull(
+        vec![put(1, "a", json!({"id": "a", "n": 0}))],
+        "k1",
+        false,
+        0,
+    ));
+    c.local(m(
+        1,
+        MutationOp::Update,
+        "a",
+        json!({"n": 1, "t": "x"}),
+        Some(1),
+    ))
+    .unwrap();
+    let fx = c
+        .local(m(2, MutationOp::Update, "a", json!({"n": 2}), None))
+        .unwrap();
+    assert_eq!(fx.views.len(), 1);
+    assert_eq!(view(&c, "a"), Some(json!({"id": "a", "n": 2, "t": "x"})));
+
+    // Another client's change arrives: the pending edits replay on top.
+    let fx = c.on_pull(&pull(
+        vec![put(2, "a", json!({"id": "a", "n": 0, "o": 5}))],
+        "k2",
+        false,
+        0,
+    ));
+    assert_eq!(
+        view(&c, "a"),
+        Some(json!({"id": "a", "n": 2, "t": "x", "o": 5}))
+    );
+    assert_eq!(view_ids(&fx).len(), 1);
+    assert_eq!(fx.cursor.as_deref(), Some("k2"));
+
+    // Both applied: they stay replayed until the server state contains them.
+    let fx = c.on_push_response(
+        &PushResponse {
+            results: vec![
+                MutationResult::Applied {
+                    mid: 1,
+                    id: "a".into(),
+                    version: 3,
+                },
+                MutationResult::Applied {
+                    mid: 2,
+                    id: "a".into(),
+                    version: 4,
+                },
+            ],
+            id_map: Default::default(),
+            last_mutation_id: 2,
+        },
+        &ServerWins,
+    );
+    assert!(fx.views.is_empty(), "no flicker back to the server state");
+    assert!(fx.outbox_drop.is_empty());
+    assert_eq!(c.pending(), 2);
+    assert!(c.next_push(10).is_empty(), "applied entries are not resent");
+
+    // The server state reaches version 4: both drop, the view stays.
+    let fx = c.on_pull(&pull(
+        vec![put(4, "a", json!({"id": "a", "n": 2, "t": "x", "o": 5}))],
+        "k4",
+        false,
+        2,
+    ));
+    assert_eq!(fx.outbox_drop, vec![1, 2]);
+    assert!(fx.views.is_empty(), "the settled view did not change");
+    assert_eq!(c.pending(), 0);
+}
+
+#[test]
+fn an_applied_entry_is_not_dropped_before_its_version_arrives() {
+    let mut c = ClientSync::new();
+    c.local(m(
+        1,
+        MutationOp::Insert,
+        "a",
+        json!({"id": "a", "n": 1}),
+        None,
+    ))
+    .unwrap();
+    c.on_push_response(
+        &PushResponse {
+            results: vec![MutationResult::Applied {
+                mid: 1,
+                id: "a".into(),
+                version: 5,
+            }],
+            id_map: Default::default(),
+            last_mutation_id: 1,
+        },
+        &ServerWins,
+    );
+    // A page that stops before seq 5 (more = true): lastMutationId must not
+    // drop anything yet, and the view keeps the local insert.
+    let fx = c.on_pull(&pull(vec![put(3, "b", json!({"id": "b"}))], "k3", true, 1));
+    assert!(fx.outbox_drop.is_empty());
+    assert_eq!(view(&c, "a"), Some(json!({"id": "a", "n": 1})));
+    let fx = c.on_pull(&pull(
+        vec![put(5, "a", json!({"id": "a", "n": 1}))],
+        "k5",
+        false,
+        1,
+    ));
+    assert_eq!(fx.outbox_drop, vec![1]);
+    assert!(view_ids(&fx).iter().all(|(id, _)| *id != "a"));
+}
+
+#[test]
+fn tmp_id_remap_rewrites_queued_update_delete_and_references() {
+    let mut s = ModelServer::new();
+    let mut c = ClientSync::new();
+    c.local(m(
+        1,
+        MutationOp::Insert,
+        "tmp_a",
+        json!({"id": "tmp_a", "n": 1}),
+        None,
+    ))
+    .unwrap();
+    c.local(m(
+        2,
+        MutationOp::Insert,
+        "tmp_b",
+        json!({"id": "tmp_b", "parent": "tmp_a"}),
+        None,
+    ))
+    .unwrap();
+    // Push only the inserts, then queue an update and a delete naming tmp_a.
+    let (resp, _) = s.push("c1", &c.next_push(2));
+    c.local(m(3, MutationOp::Update, "tmp_a", json!({"n": 2}), None))
+        .unwrap();
+    c.local(m(4, MutationOp::Delete, "tmp_b", json!({}), None))
+        .unwrap();
+    let fx = c.on_push_response(&resp, &ServerWins);
+    let ca = c.resolve_id("tmp_a").to_string();
+    let cb = c.resolve_id("tmp_b").to_string();
+    assert_ne!(ca, "tmp_a");
+    assert!(fx.events.contains(&Event::Idmap {
+        tmp: "tmp_a".into(),
+        id: ca.clone()
+    }));
+    assert!(fx.rekeys.contains(&Rekey {
+        coll: "todos".into(),
+        tmp: "tmp_a".into(),
+        id: ca.clone()
+    }));
+    // Queued mutations now name the canonical ids.
+    let queued: Vec<_> = c
+        .outbox()
+        .iter()
+        .filter(|e| e.state == EntryState::Pending)
+        .map(|e| (e.mutation.mid, e.mutation.id.clone()))
+        .collect();
+    assert_eq!(queued, vec![(3, ca.clone()), (4, cb.clone())]);
+    assert!(fx
+        .outbox_put
+        .iter()
+        .any(|e| e.mutation.mid == 3 && e.mutation.id == ca));
+    // Views live at the canonical keys; the tmp keys are gone; the alias works.
+    assert_eq!(view(&c, &ca), Some(json!({"id": ca, "n": 2})));
+    assert_eq!(c.view("todos", "tmp_a"), c.view("todos", &ca));
+    assert_eq!(view(&c, &cb), None, "the queued delete still applies");
+    // An op naming the old tmp id is rewritten too.
+    c.local(m(
+        5,
+        MutationOp::Update,
+        "tmp_a",
+        json!({"ref": "tmp_b"}),
+        None,
+    ))
+    .unwrap();
+    let last = c.outbox().last().unwrap();
+    assert_eq!(last.mutation.id, ca);
+    assert_eq!(last.mutation.patch.as_ref().unwrap()["ref"], json!(cb));
+
+    sync_push(&mut c, &mut s, "c1");
+    sync_pull(&mut c, &s, "c1");
+    assert_eq!(c.pending(), 0);
+    let truth = s.live_docs();
+    assert_eq!(c.views(), truth);
+    assert_eq!(
+        truth[&("todos".to_string(), ca.clone())],
+        obj(json!({"id": ca, "n": 2, "ref": cb}))
+    );
+}
+
+#[test]
+fn changes_for_a_remapped_document_land_on_the_canonical_key() {
+    let mut s = ModelServer::new();
+    let mut c = ClientSync::new();
+    let mut other = ClientSync::new();
+    c.local(m(
+        1,
+        MutationOp::Insert,
+        "tmp_a",
+        json!({"id": "tmp_a", "n": 1}),
+        None,
+    ))
+    .unwrap();
+    sync_push(&mut c, &mut s, "c1");
+    let ca = c.resolve_id("tmp_a").to_string();
+    sync_pull(&mut other, &s, "c2");
+    other
+        .local(m(
+            1,
+            MutationOp::Update,
+            &ca,
+            json!({"n": 7}),
+            other.base_for("todos", &ca),
+        ))
+        .unwrap();
+    sync_push(&mut other, &mut s, "c2");
+    let fx = sync_pull(&mut c, &s, "c1");
+    assert!(fx.iter().all(|f| f.views.iter().all(|v| v.id == ca)));
+    assert_eq!(view(&c, &ca), Some(json!({"id": ca, "n": 7})));
+    assert_eq!(view(&c, "tmp_a"), view(&c, &ca));
+    assert!(!c
+        .views()
+        .contains_key(&("todos".to_string(), "tmp_a".to_string())));
+}
+
+#[test]
+fn rejected_mutation_rolls_back_and_reports() {
+    let mut s = ModelServer::new();
+    s.max_doc_bytes = 100;
+    let mut c = ClientSync::new();
+    c.local(m(
+        1,
+        MutationOp::Insert,
+        "tmp_a",
+        json!({"id": "tmp_a", "n": 1}),
+        None,
+    ))
+    .unwrap();
+    sync_push(&mut c, &mut s, "c1");
+    sync_pull(&mut c, &s, "c1");
+    let ca = c.resolve_id("tmp_a").to_string();
+    let before = view(&c, &ca);
+    c.local(m(
+        2,
+        MutationOp::Update,
+        &ca,
+        json!({"big": "x".repeat(200)}),
+        None,
+    ))
+    .unwrap();
+    assert_ne!(view(&c, &ca), before);
+    let fx = sync_push(&mut c, &mut s, "c1");
+    assert_eq!(view(&c, &ca), before, "rolled back to the server state");
+    assert_eq!(fx.outbox_drop, vec![2]);
+    assert_eq!(
+        view_ids(&fx),
+        vec![(ca.as_str(), before.as_ref().and_then(Value::as_object))]
+    );
+    assert!(matches!(
+        &fx.events[..],
+        [Event::Rejected { mid: 2, code, id, .. }] if code == "DOC_TOO_LARGE" && *id == ca
+    ));
+    assert_eq!(c.pending(), 0);
+}
+
+#[test]
+fn conflict_server_wins_rolls_back_to_the_remote_document() {
+    let mut s = ModelServer::new();
+    let (mut a, mut b) = (ClientSync::new(), ClientSync::new());
+    a.local(m(
+        1,
+        MutationOp::Insert,
+        "tmp_x",
+        json!({"id": "tmp_x", "t": "v0"}),
+        None,
+    ))
+    .unwrap();
+    sync_push(&mut a, &mut s, "a");
+    sync_pull(&mut a, &s, "a");
+    sync_pull(&mut b, &s, "b");
+    let id = a.resolve_id("tmp_x").to_string();
+    // Both edit the same field from the same base; b pushes first.
+    a.local(m(
+        2,
+        MutationOp::Update,
+        &id,
+        json!({"t": "A"}),
+        a.base_for("todos", &id),
+    ))
+    .unwrap();
+    b.local(m(
+        1,
+        MutationOp::Update,
+        &id,
+        json!({"t": "B"}),
+        b.base_for("todos", &id),
+    ))
+    .unwrap();
+    sync_push(&mut b, &mut s, "b");
+    let fx = sync_push(&mut a, &mut s, "a");
+    let remote = obj(json!({"id": id, "t": "B"}));
+    assert!(matches!(
+        &fx.events[..],
+        [Event::Conflict { mid: 2, local: Some(l), remote: Some(r), .. }]
+            if l["t"] == "A" && *r == remote
+    ));
+    assert_eq!(view(&a, &id), Some(Value::Object(remote.clone())));
+    assert_eq!(a.pending(), 0);
+    // The conflict answer already advanced a's server state: the pull that
+    // brings the same version changes no view.
+    let fx = sync_pull(&mut a, &s, "a");
+    assert!(fx.iter().all(|f| f.views.is_empty()));
+}
+
+struct Retry;
+
+impl ConflictPolicy for Retry {
+    fn resolve(&self, c: &ConflictInfo<'_>) -> Resolution {
+        Resolution::Write {
+            op: MutationOp::Update,
+            doc: None,
+            patch: c.mutation.patch.clone(),
+        }
+    }
+}
+
+#[test]
+fn the_conflict_policy_can_queue_a_resolution() {
+    let mut c = ClientSync::new();
+    c.on_pull(&pull(
+        vec![put(1, "a", json!({"id": "a", "t": "0"}))],
+        "k1",
+        false,
+        0,
+    ));
+    c.local(m(1, MutationOp::Update, "a", json!({"t": "mine"}), Some(1)))
+        .unwrap();
+    let fx = c.on_push_response(
+        &PushResponse {
+            results: vec![MutationResult::Conflict {
+                mid: 1,
+                id: "a".into(),
+                doc: Some(obj(json!({"id": "a", "t": "theirs"}))),
+                version: Some(2),
+            }],
+            id_map: Default::default(),
+            last_mutation_id: 1,
+        },
+        &Retry,
+    );
+    assert_eq!(fx.outbox_drop, vec![1]);
+    let next = c.next_push(10);
+    assert_eq!(next.len(), 1);
+    assert_eq!((next[0].mid, next[0].base), (2, Some(2)));
+    assert_eq!(view(&c, "a"), Some(json!({"id": "a", "t": "mine"})));
+    assert!(
+        fx.views.is_empty(),
+        "the view did not flicker to theirs and back"
+    );
+    assert_eq!(c.next_mid(), 3);
+}
+
+#[test]
+fn a_lost_push_answer_is_recovered_by_pull_and_resend() {
+    let mut s = ModelServer::new();
+    let mut c = ClientSync::new();
+    c.on_pull(&s.pull("c1", None, 100));
+    c.local(m(
+        1,
+        MutationOp::Insert,
+        "tmp_a",
+        json!({"id": "tmp_a", "n": 1}),
+        None,
+    ))
+    .unwrap();
+    c.local(m(
+        2,
+        MutationOp::Insert,
+        "k",
+        json!({"id": "k", "n": 1}),
+        None,
+    ))
+    .unwrap();
+    let _lost = s.push("c1", &c.next_push(10));
+    // The pull shows lastMutationId = 2: both are acknowledged.
+    let fxs = sync_pull(&mut c, &s, "c1");
+    assert!(c.outbox().iter().all(|e| e.state == EntryState::Acked));
+    // The canonical-id insert is in the server state and no longer replayed;
+    // the tmp insert still shows under its tmp id until its mapping is known.
+    assert_eq!(view(&c, "k"), Some(json!({"id": "k", "n": 1})));
+    assert_eq!(view(&c, "tmp_a"), Some(json!({"id": "tmp_a", "n": 1})));
+    assert!(fxs.iter().all(|f| f.views.iter().all(|v| v.id != "tmp_a")));
+    // Resending is safe: the server answers from its records.
+    let fx = sync_push(&mut c, &mut s, "c1");
+    let ca = c.resolve_id("tmp_a").to_string();
+    assert_ne!(ca, "tmp_a");
+    assert!(fx.rekeys.iter().any(|r| r.tmp == "tmp_a" && r.id == ca));
+    assert_eq!(c.pending(), 0);
+    assert_eq!(
+        s.processed.values().copied().collect::<Vec<_>>(),
+        vec![1, 1]
+    );
+    assert_eq!(c.views(), s.live_docs());
+}
+
+#[test]
+fn resync_keeps_pending_writes_and_shows_no_intermediate_state() {
+    let mut s = ModelServer::new();
+    let mut c = ClientSync::new();
+    for i in 1..=3 {
+        c.local(m(
+            i,
+            MutationOp::Insert,
+            &format!("tmp_{i}"),
+            json!({"i": i}),
+            None,
+        ))
+        .unwrap();
+    }
+    sync_push(&mut c, &mut s, "c1");
+    sync_pull(&mut c, &s, "c1");
+    let c1 = c.resolve_id("tmp_1").to_string();
+    c.local(m(4, MutationOp::Update, &c1, json!({"mine": true}), None))
+        .unwrap();
+    let before = c.views();
+    s.compact();
+    let resp = s.pull("c1", c.cursor(), 1);
+    assert!(resp.resync);
+    let fx = c.on_pull(&resp);
+    assert_eq!(fx.cursor.as_deref(), Some("0"));
+    assert!(c.resyncing());
+    // Page by page: views do not change while the state is rebuilt.
+    loop {
+        let resp = s.pull("c1", c.cursor(), 1);
+        let more = resp.more;
+        let fx = c.on_pull(&resp);
+        assert!(fx.views.is_empty());
+        if !more {
+            assert!(fx.server_reset);
+            break;
+        }
+    }
+    assert!(!c.resyncing());
+    assert_eq!(c.views(), before, "the pending update survived the resync");
+    assert_eq!(c.pending(), 1);
+    sync_push(&mut c, &mut s, "c1");
+    sync_pull(&mut c, &s, "c1");
+    assert_eq!(c.views(), s.live_docs());
+}
+
+#[test]
+fn resync_drops_documents_the_server_no_longer_has() {
+    let mut c = ClientSync::new();
+    c.on_pull(&pull(
+        vec![
+            put(1, "a", json!({"id": "a"})),
+            put(2, "b", json!({"id": "b"})),
+        ],
+        "old.2",
+        false,
+        0,
+    ));
+    c.on_server_message(&ServerMessage::Resync { cursor: "0".into() }, &ServerWins);
+    c.on_server_message(
+        &ServerMessage::Changes {
+            changes: vec![put(1, "a", json!({"id": "a"}))],
+            cursor: "new.1".into(),
+        },
+        &ServerWins,
+    );
+    assert!(view(&c, "b").is_some(), "kept until the resync completes");
+    let fx = c.on_server_message(
+        &ServerMessage::Synced {
+            cursor: "new.1".into(),
+            last_mutation_id: 0,
+        },
+        &ServerWins,
+    );
+    assert_eq!(view_ids(&fx), vec![("b", None)]);
+    assert_eq!(c.cursor(), Some("new.1"));
+}
+
+#[test]
+fn a_socket_opened_before_a_resync_cannot_complete_it() {
+    let mut c = ClientSync::new();
+    c.on_pull(&pull(
+        vec![put(1, "a", json!({"id": "a"}))],
+        "e1.1",
+        false,
+        0,
+    ));
+    let _ = c.ws_hello_cursor();
+    c.start_resync();
+    // Frames of the old socket: applied, but neither cursor nor completion.
+    c.on_server_message(
+        &ServerMessage::Changes {
+            changes: vec![put(2, "b", json!({"id": "b"}))],
+            cursor: "e1.2".into(),
+        },
+        &ServerWins,
+    );
+    c.on_server_message(
+        &ServerMessage::Synced {
+            cursor: "e1.2".into(),
+            last_mutation_id: 0,
+        },
+        &ServerWins,
+    );
+    assert!(c.resyncing());
+    assert_eq!(c.cursor(), None);
+    assert!(view(&c, "b").is_some());
+}
+
+#[test]
+fn mids_must_grow() {
+    let mut c = ClientSync::new();
+    c.local(m(5, MutationOp::Insert, "a", json!({}), None))
+        .unwrap();
+    assert!(matches!(
+        c.local(m(5, MutationOp::Insert, "b", json!({}), None)),
+        Err(SyncError::StaleMid { mid: 5, last: 5 })
+    ));
+    let mut bad = m(6, MutationOp::Update, "a", json!({}), None);
+    bad.patch = None;
+    assert!(matches!(c.local(bad), Err(SyncError::Invalid(_))));
+}
+
+#[test]
+fn state_round_trips_through_json() {
+    let mut c = ClientSync::new();
+    c.on_pull(&pull(vec![put(1, "a", json!({"id": "a"}))], "k1", false, 0));
+    c.local(m(1, MutationOp::Update, "a", json!({"n": 1}), Some(1)))
+        .unwrap();
+    let text = serde_json::to_string(&c).unwrap();
+    let back: ClientSync = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, c);
+    let restored = ClientSync::restore(
+        c.meta(),
+        c.server_docs()
+            .map(|(coll, id, d)| syncstore_core::sync::ServerRecord {
+                coll: coll.into(),
+                id: id.into(),
+                state: d.clone(),
+            })
+            .collect(),
+        c.outbox().to_vec(),
+    );
+    assert_eq!(restored.views(), c.views());
+    assert_eq!(restored.next_push(10), c.next_push(10));
+}
