@@ -90,6 +90,29 @@ impl Client {
             }
         }
         let fx = self.eng.on_push_response(resp, &ServerWins);
+        if fx.events.is_empty() {
+            // Without events, a view changes only because an applied entry
+            // settled: the server state already holds the result's version
+            // (dropping it earlier would flicker back to an older state).
+            for v in &fx.views {
+                let settled = resp.results.iter().any(|r| match r {
+                    MutationResult::Applied { mid, id, version } => {
+                        *id == v.id
+                            && fx.outbox_drop.contains(mid)
+                            && self
+                                .eng
+                                .server_doc(&v.coll, id)
+                                .is_some_and(|d| d.version >= *version)
+                    }
+                    _ => false,
+                });
+                assert!(
+                    settled,
+                    "{}/{} changed by a push answer: {fx:?}",
+                    v.coll, v.id
+                );
+            }
+        }
         self.apply(fx, "push response");
     }
 
@@ -286,6 +309,19 @@ impl World {
                         break;
                     };
                     let fx = c.eng.on_server_message(&frame, &ServerWins);
+                    if matches!(frame, ServerMessage::Changes { .. }) && !fx.server_reset {
+                        // Live changes only move views of documents they changed.
+                        for v in &fx.views {
+                            assert!(
+                                fx.server_put
+                                    .iter()
+                                    .any(|r| r.coll == v.coll && r.id == v.id),
+                                "view of {}/{} changed without a server change",
+                                v.coll,
+                                v.id
+                            );
+                        }
+                    }
                     c.apply(fx, "websocket frame");
                 }
             }
