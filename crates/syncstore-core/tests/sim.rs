@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use syncstore_core::protocol::{
     JsonObject, Mutation, MutationOp, MutationResult, PushResponse, ServerMessage,
 };
-use syncstore_core::sync::{ClientSync, Effects, ServerRecord, ServerWins};
+use syncstore_core::sync::{ClientSync, Effects, Entry, ServerDoc, ServerRecord, ServerWins};
 
 type Key = (String, String);
 
@@ -33,6 +33,10 @@ struct Client {
     next_tmp: u64,
     queued: Vec<u64>,
     acked_applied: Vec<u64>,
+    /// The outbox and server state as the binding would persist them, built
+    /// only from effects; a reload restores from these.
+    saved_outbox: BTreeMap<u64, Entry>,
+    saved_server: BTreeMap<Key, ServerDoc>,
 }
 
 fn obj(v: Value) -> JsonObject {
@@ -50,6 +54,8 @@ impl Client {
             next_tmp: 0,
             queued: vec![],
             acked_applied: vec![],
+            saved_outbox: BTreeMap::new(),
+            saved_server: BTreeMap::new(),
         }
     }
 
@@ -78,6 +84,29 @@ impl Client {
             self.store,
             self.eng.views(),
             "{ctx}: effects left the stored views different from the engine's"
+        );
+        for e in fx.outbox_put {
+            self.saved_outbox.insert(e.mutation.mid, e);
+        }
+        for mid in fx.outbox_drop {
+            self.saved_outbox.remove(&mid);
+        }
+        if fx.server_reset {
+            self.saved_server.clear();
+        }
+        for r in fx.server_put {
+            self.saved_server.insert((r.coll, r.id), r.state);
+        }
+        assert!(
+            self.saved_outbox.values().eq(self.eng.outbox().iter()),
+            "{ctx}: persisted outbox differs from the engine's"
+        );
+        assert!(
+            self.saved_server
+                .iter()
+                .map(|((c, i), d)| (c.as_str(), i.as_str(), d))
+                .eq(self.eng.server_docs()),
+            "{ctx}: persisted server state differs from the engine's"
         );
     }
 
