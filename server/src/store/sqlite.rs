@@ -4,19 +4,17 @@
 //! global seq of its last change, so "changes after cursor C" is "documents
 //! (and tombstones) whose version is greater than C", latest state only.
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use serde_json::Value;
 use syncstore_core::protocol::{
-    is_temp_id, Change, ChangeOp, JsonObject, Mutation, MutationOp, MutationResult, PullResponse,
-    PushRequest, PushResponse, START_CURSOR,
+    Change, ChangeOp, JsonObject, PullResponse, PushRequest, PushResponse, START_CURSOR,
 };
 
-use super::doc::{merge_patch, rewrite_refs, temp_strings, touched_paths, FieldVersions};
 use super::{ApplyLimits, PushOutcome, Store, StoreError};
+use syncstore_core::sync::apply::{rejected, DocRow, DocStore, PushApply};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,13 +47,8 @@ pub struct SqliteStore {
     epoch: String,
 }
 
-struct Row {
-    doc: Option<JsonObject>,
-    deleted: bool,
-    version: u64,
-    created: u64,
-    fields: FieldVersions,
-}
+/// A stored document: the shared rules' row type.
+type Row = DocRow;
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
@@ -183,62 +176,45 @@ fn lookup_tmp(
         .optional()?)
 }
 
-/// State carried through one push transaction.
-struct PushCtx<'a, 'b> {
+/// The documents of one namespace and client, inside a push transaction:
+/// what [`PushApply`] (the shared per-mutation rules) reads and writes.
+struct SqlDocs<'a, 'b> {
     tx: &'a Transaction<'b>,
     ns: &'a str,
     client: &'a str,
-    seq: u64,
-    limits: ApplyLimits,
-    id_map: BTreeMap<String, String>,
-    changes: Vec<Change>,
 }
 
-impl PushCtx<'_, '_> {
-    fn rejected(m: &Mutation, code: &str, message: impl Into<String>) -> MutationResult {
-        MutationResult::Rejected {
-            mid: m.mid,
-            code: code.to_string(),
-            message: message.into(),
-        }
+impl DocStore for SqlDocs<'_, '_> {
+    type Error = StoreError;
+
+    fn load(&mut self, coll: &str, id: &str) -> Result<Option<Row>, StoreError> {
+        load_row(self.tx, self.ns, coll, id)
     }
 
-    /// Rewrites `tmp_` strings this client has mapped to their canonical ids.
-    fn rewrite(&mut self, v: &mut Value) -> Result<(), StoreError> {
-        let mut found = Vec::new();
-        temp_strings(v, &mut found);
-        let mut map = HashMap::new();
-        for t in found {
-            if let Some(c) = lookup_tmp(self.tx, self.ns, self.client, &t)? {
-                map.insert(t, c);
-            }
-        }
-        if !map.is_empty() {
-            rewrite_refs(v, &map);
-        }
-        Ok(())
+    fn lookup_tmp(&mut self, tmp: &str) -> Result<Option<String>, StoreError> {
+        lookup_tmp(self.tx, self.ns, self.client, tmp)
     }
 
-    fn write(
+    fn map_tmp(&mut self, tmp: &str) -> Result<String, StoreError> {
+        let c = uuid::Uuid::new_v4().simple().to_string();
+        self.tx.execute(
+            "INSERT INTO idmap (ns, client_id, tmp_id, canonical) VALUES (?1, ?2, ?3, ?4)",
+            params![self.ns, self.client, tmp, c],
+        )?;
+        Ok(c)
+    }
+
+    fn store(
         &mut self,
-        m: &Mutation,
+        coll: &str,
         id: &str,
-        doc: Option<JsonObject>,
-        row: Option<Row>,
-    ) -> Result<MutationResult, StoreError> {
-        self.seq += 1;
-        let seq = self.seq;
-        let mut fields = row.as_ref().map(|r| r.fields.clone()).unwrap_or_default();
-        let old_live = row
+        row: &Row,
+        ts: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let doc_text = row
+            .doc
             .as_ref()
-            .filter(|r| !r.deleted)
-            .and_then(|r| r.doc.as_ref());
-        fields.record(old_live, doc.as_ref(), seq);
-        let created = match &row {
-            Some(r) if !r.deleted => r.created,
-            _ => seq,
-        };
-        let doc_text = doc.as_ref().map(|d| Value::Object(d.clone()).to_string());
+            .map(|d| Value::Object(d.clone()).to_string());
         self.tx.execute(
             "INSERT INTO docs (ns, coll, id, doc, deleted, version, created, fields, ts)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
@@ -247,190 +223,17 @@ impl PushCtx<'_, '_> {
                created = excluded.created, fields = excluded.fields, ts = excluded.ts",
             params![
                 self.ns,
-                m.coll,
+                coll,
                 id,
                 doc_text,
-                doc.is_none(),
-                seq as i64,
-                created as i64,
-                serde_json::to_string(&fields).map_err(corrupt)?,
-                m.ts.map(|t| t as i64),
+                row.deleted,
+                row.version as i64,
+                row.created as i64,
+                serde_json::to_string(&row.fields).map_err(corrupt)?,
+                ts.map(|t| t as i64),
             ],
         )?;
-        self.changes.push(Change {
-            seq,
-            coll: m.coll.clone(),
-            id: id.to_string(),
-            op: if doc.is_some() {
-                ChangeOp::Put
-            } else {
-                ChangeOp::Delete
-            },
-            doc,
-            version: seq,
-        });
-        Ok(MutationResult::Applied {
-            mid: m.mid,
-            id: id.to_string(),
-            version: seq,
-        })
-    }
-
-    fn too_large(&self, v: &JsonObject) -> bool {
-        // serde_json's writer into a counting sink would avoid the allocation;
-        // documents are bounded by the request body limit anyway.
-        serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX) > self.limits.max_doc_bytes
-    }
-
-    fn apply(&mut self, m: &Mutation) -> Result<MutationResult, StoreError> {
-        if let Err(e) = m.validate() {
-            return Ok(Self::rejected(m, e.code, e.to_string()));
-        }
-        for body in [&m.doc, &m.patch].into_iter().flatten() {
-            if self.too_large(body) {
-                return Ok(Self::rejected(
-                    m,
-                    "DOC_TOO_LARGE",
-                    format!("document larger than {} bytes", self.limits.max_doc_bytes),
-                ));
-            }
-        }
-        let conflict_missing = |id: &str, row: Option<&Row>| MutationResult::Conflict {
-            mid: m.mid,
-            id: id.to_string(),
-            doc: None,
-            version: row.map(|r| r.version),
-        };
-
-        // Resolve the id: a temporary id maps to its canonical id.
-        let mut id = m.id.clone();
-        if is_temp_id(&m.id) {
-            match lookup_tmp(self.tx, self.ns, self.client, &m.id)? {
-                Some(c) => {
-                    self.id_map.insert(m.id.clone(), c.clone());
-                    if m.op == MutationOp::Insert {
-                        // A retransmitted insert: same canonical id, applied once.
-                        if let Some(row) = load_row(self.tx, self.ns, &m.coll, &c)? {
-                            return Ok(MutationResult::Applied {
-                                mid: m.mid,
-                                id: c,
-                                version: row.version,
-                            });
-                        }
-                    }
-                    id = c;
-                }
-                None if m.op == MutationOp::Insert => {
-                    let c = uuid::Uuid::new_v4().simple().to_string();
-                    self.tx.execute(
-                        "INSERT INTO idmap (ns, client_id, tmp_id, canonical) VALUES (?1, ?2, ?3, ?4)",
-                        params![self.ns, self.client, m.id, c],
-                    )?;
-                    self.id_map.insert(m.id.clone(), c.clone());
-                    id = c;
-                }
-                None => return Ok(conflict_missing(&m.id, None)),
-            }
-        }
-
-        let row = load_row(self.tx, self.ns, &m.coll, &id)?;
-        let live = row.as_ref().filter(|r| !r.deleted);
-        let changed_since = |r: &Row| m.base.is_some_and(|b| r.version > b);
-        let conflict_with = |r: &Row| MutationResult::Conflict {
-            mid: m.mid,
-            id: id.clone(),
-            doc: r.doc.clone(),
-            version: Some(r.version),
-        };
-
-        match m.op {
-            MutationOp::Insert | MutationOp::Replace => {
-                if m.op == MutationOp::Insert {
-                    if let Some(r) = live {
-                        return Ok(conflict_with(r));
-                    }
-                } else {
-                    let Some(r) = live else {
-                        return Ok(conflict_missing(&id, row.as_ref()));
-                    };
-                    if changed_since(r) {
-                        return Ok(conflict_with(r));
-                    }
-                }
-                let mut doc = Value::Object(m.doc.clone().unwrap_or_default());
-                self.rewrite(&mut doc)?;
-                let Value::Object(mut doc) = doc else {
-                    unreachable!("rewriting keeps the object")
-                };
-                doc.insert("id".into(), Value::String(id.clone()));
-                if live.and_then(|r| r.doc.as_ref()) == Some(&doc) {
-                    let version = live.map_or(0, |r| r.version);
-                    return Ok(MutationResult::Applied {
-                        mid: m.mid,
-                        id,
-                        version,
-                    });
-                }
-                self.write(m, &id, Some(doc), row)
-            }
-            MutationOp::Update => {
-                let Some(r) = live else {
-                    return Ok(conflict_missing(&id, row.as_ref()));
-                };
-                let mut patch = Value::Object(m.patch.clone().unwrap_or_default());
-                self.rewrite(&mut patch)?;
-                let Value::Object(patch) = patch else {
-                    unreachable!("rewriting keeps the object")
-                };
-                if let Some(pid) = patch.get("id") {
-                    if pid.as_str() != Some(id.as_str()) {
-                        return Ok(Self::rejected(
-                            m,
-                            "INVALID_PATCH",
-                            "a patch cannot change the document id",
-                        ));
-                    }
-                }
-                if let Some(base) = m.base {
-                    if r.created > base || r.fields.conflicts(&touched_paths(&patch), base) {
-                        return Ok(conflict_with(r));
-                    }
-                }
-                let old = r.doc.clone().unwrap_or_default();
-                let mut merged = Value::Object(old.clone());
-                merge_patch(&mut merged, &Value::Object(patch));
-                let Value::Object(merged) = merged else {
-                    unreachable!("an object patch keeps an object")
-                };
-                if self.too_large(&merged) {
-                    return Ok(Self::rejected(
-                        m,
-                        "DOC_TOO_LARGE",
-                        format!(
-                            "patched document larger than {} bytes",
-                            self.limits.max_doc_bytes
-                        ),
-                    ));
-                }
-                if merged == old {
-                    return Ok(MutationResult::Applied {
-                        mid: m.mid,
-                        id,
-                        version: r.version,
-                    });
-                }
-                self.write(m, &id, Some(merged), row)
-            }
-            MutationOp::Delete => match &row {
-                Some(r) if r.deleted => Ok(MutationResult::Applied {
-                    mid: m.mid,
-                    id,
-                    version: r.version,
-                }),
-                Some(r) if changed_since(r) => Ok(conflict_with(r)),
-                _ => self.write(m, &id, None, row),
-            },
-        }
+        Ok(())
     }
 }
 
@@ -446,20 +249,17 @@ impl Store for SqliteStore {
         let client = req.client_id.as_str();
         let start_seq = head_seq(&tx)?;
         let mut last = last_mid(&tx, ns, client)?;
-        let mut ctx = PushCtx {
+        let mut docs = SqlDocs {
             tx: &tx,
             ns,
             client,
-            seq: start_seq,
-            limits,
-            id_map: BTreeMap::new(),
-            changes: Vec::new(),
         };
+        let mut ctx = PushApply::new(start_seq, limits.max_doc_bytes);
         let mut results = Vec::with_capacity(req.mutations.len());
         for m in &req.mutations {
             if m.mid <= last {
                 // Already processed: answer with the remembered result.
-                let stored: Option<String> = ctx
+                let stored: Option<String> = docs
                     .tx
                     .query_row(
                         "SELECT result FROM results WHERE ns = ?1 AND client_id = ?2 AND mid = ?3",
@@ -469,7 +269,7 @@ impl Store for SqliteStore {
                     .optional()?;
                 let result = match stored {
                     Some(s) => serde_json::from_str(&s).map_err(corrupt)?,
-                    None => PushCtx::rejected(
+                    None => rejected(
                         m,
                         "STALE_MUTATION_ID",
                         format!(
@@ -478,16 +278,12 @@ impl Store for SqliteStore {
                         ),
                     ),
                 };
-                if is_temp_id(&m.id) {
-                    if let Some(c) = lookup_tmp(ctx.tx, ns, client, &m.id)? {
-                        ctx.id_map.insert(m.id.clone(), c);
-                    }
-                }
+                ctx.note_replay(&mut docs, m)?;
                 results.push(result);
                 continue;
             }
-            let result = ctx.apply(m)?;
-            ctx.tx.execute(
+            let result = ctx.apply(&mut docs, m)?;
+            docs.tx.execute(
                 "INSERT INTO results (ns, client_id, mid, result) VALUES (?1, ?2, ?3, ?4)",
                 params![
                     ns,
@@ -499,7 +295,7 @@ impl Store for SqliteStore {
             last = m.mid;
             results.push(result);
         }
-        let PushCtx {
+        let PushApply {
             seq,
             id_map,
             changes,
@@ -624,6 +420,7 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
     use serde_json::json;
+    use syncstore_core::protocol::{is_temp_id, Mutation, MutationResult};
 
     const LIMITS: ApplyLimits = ApplyLimits {
         max_doc_bytes: 1024,

@@ -4,10 +4,13 @@
 //! - [`engine`]: [`ClientSync`], the client state machine. Inputs are a local
 //!   mutation, a push answer, pulled or streamed changes and resync; every
 //!   input returns [`Effects`] for the binding to persist in one transaction.
+//! - [`apply`]: the server's per-mutation rules over any storage
+//!   ([`apply::DocStore`]), run by the reference server and the model server.
 //! - [`fields`]: the server's document rules (field versions, conflict
 //!   check, temp-id reference rewriting), shared by the reference server and
 //!   the model server of the tests.
 
+pub mod apply;
 pub mod engine;
 pub mod fields;
 

@@ -1,28 +1,18 @@
 //! An in-memory model of the sync server (docs/protocol.md sections 3-5 and
-//! 7), for native tests of the client engine. The document rules (field
-//! versions, conflict check, reference rewriting) are the reference server's
-//! own, from `syncstore_core::sync::fields`; this file only replaces SQLite
-//! with maps, mirroring `server/src/store/sqlite.rs` step by step.
+//! 7), for native tests of the client engine. The per-mutation rules are the
+//! reference server's own (`syncstore_core::sync::apply::PushApply`, which
+//! `server/src/store/sqlite.rs` runs too); this file only keeps the
+//! documents, results and id maps in maps instead of SQLite, and serves
+//! pull and WebSocket catch-up the way the reference server does.
 
 use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
 
-use serde_json::Value;
 use syncstore_core::protocol::{
-    is_temp_id, Change, ChangeOp, JsonObject, Mutation, MutationOp, MutationResult, PullResponse,
-    PushResponse, ServerMessage, START_CURSOR,
+    Change, ChangeOp, JsonObject, Mutation, MutationResult, PullResponse, PushResponse,
+    ServerMessage, START_CURSOR,
 };
-use syncstore_core::sync::fields::{
-    merge_patch, rewrite_refs, temp_strings, touched_paths, FieldVersions,
-};
-
-#[derive(Debug, Clone)]
-pub struct Row {
-    pub doc: Option<JsonObject>,
-    pub deleted: bool,
-    pub version: u64,
-    pub created: u64,
-    pub fields: FieldVersions,
-}
+use syncstore_core::sync::apply::{rejected, DocRow, DocStore, PushApply};
 
 #[derive(Debug, Default)]
 struct ClientRec {
@@ -33,7 +23,7 @@ struct ClientRec {
 #[derive(Debug, Default)]
 pub struct ModelServer {
     seq: u64,
-    docs: BTreeMap<(String, String), Row>,
+    docs: BTreeMap<(String, String), DocRow>,
     clients: HashMap<String, ClientRec>,
     idmap: HashMap<(String, String), String>,
     next_id: u64,
@@ -45,215 +35,58 @@ pub struct ModelServer {
     pub processed: HashMap<(String, u64), u32>,
 }
 
-struct Ctx<'a> {
+/// The model's storage as the shared rules see it, for one client.
+struct MapDocs<'a> {
     s: &'a mut ModelServer,
     client: &'a str,
-    id_map: BTreeMap<String, String>,
-    changes: Vec<Change>,
 }
 
-fn rejected(m: &Mutation, code: &str, message: &str) -> MutationResult {
-    MutationResult::Rejected {
-        mid: m.mid,
-        code: code.into(),
-        message: message.into(),
+impl DocStore for MapDocs<'_> {
+    type Error = Infallible;
+
+    fn load(&mut self, coll: &str, id: &str) -> Result<Option<DocRow>, Infallible> {
+        Ok(self
+            .s
+            .docs
+            .get(&(coll.to_string(), id.to_string()))
+            .cloned())
     }
-}
 
-impl Ctx<'_> {
-    fn lookup(&self, tmp: &str) -> Option<String> {
-        self.s
+    fn lookup_tmp(&mut self, tmp: &str) -> Result<Option<String>, Infallible> {
+        Ok(self
+            .s
             .idmap
             .get(&(self.client.to_string(), tmp.to_string()))
-            .cloned()
+            .cloned())
     }
 
-    fn rewrite(&self, v: &mut Value) {
-        let mut found = Vec::new();
-        temp_strings(v, &mut found);
-        let map: HashMap<String, String> = found
-            .into_iter()
-            .filter_map(|t| self.lookup(&t).map(|c| (t, c)))
-            .collect();
-        if !map.is_empty() {
-            rewrite_refs(v, &map);
-        }
+    fn map_tmp(&mut self, tmp: &str) -> Result<String, Infallible> {
+        self.s.next_id += 1;
+        let c = format!("c{:04}", self.s.next_id);
+        self.s
+            .idmap
+            .insert((self.client.to_string(), tmp.to_string()), c.clone());
+        Ok(c)
     }
 
-    fn too_large(&self, v: &JsonObject) -> bool {
-        serde_json::to_vec(v).unwrap().len() > self.s.max_doc_bytes
+    fn store(
+        &mut self,
+        coll: &str,
+        id: &str,
+        row: &DocRow,
+        _ts: Option<u64>,
+    ) -> Result<(), Infallible> {
+        self.s
+            .docs
+            .insert((coll.to_string(), id.to_string()), row.clone());
+        Ok(())
     }
+}
 
-    fn write(&mut self, m: &Mutation, id: &str, doc: Option<JsonObject>) -> MutationResult {
-        self.s.seq += 1;
-        let seq = self.s.seq;
-        let key = (m.coll.clone(), id.to_string());
-        let row = self.s.docs.get(&key);
-        let mut fields = row.map(|r| r.fields.clone()).unwrap_or_default();
-        let old_live = row.filter(|r| !r.deleted).and_then(|r| r.doc.as_ref());
-        fields.record(old_live, doc.as_ref(), seq);
-        let created = match row {
-            Some(r) if !r.deleted => r.created,
-            _ => seq,
-        };
-        self.s.docs.insert(
-            key,
-            Row {
-                doc: doc.clone(),
-                deleted: doc.is_none(),
-                version: seq,
-                created,
-                fields,
-            },
-        );
-        self.changes.push(Change {
-            seq,
-            coll: m.coll.clone(),
-            id: id.to_string(),
-            op: if doc.is_some() {
-                ChangeOp::Put
-            } else {
-                ChangeOp::Delete
-            },
-            doc,
-            version: seq,
-        });
-        MutationResult::Applied {
-            mid: m.mid,
-            id: id.to_string(),
-            version: seq,
-        }
-    }
-
-    fn apply(&mut self, m: &Mutation) -> MutationResult {
-        if let Err(e) = m.validate() {
-            return rejected(m, e.code, &e.to_string());
-        }
-        for body in [&m.doc, &m.patch].into_iter().flatten() {
-            if self.too_large(body) {
-                return rejected(m, "DOC_TOO_LARGE", "document too large");
-            }
-        }
-        let conflict_missing = |id: &str, row: Option<&Row>| MutationResult::Conflict {
-            mid: m.mid,
-            id: id.to_string(),
-            doc: None,
-            version: row.map(|r| r.version),
-        };
-        let mut id = m.id.clone();
-        if is_temp_id(&m.id) {
-            match self.lookup(&m.id) {
-                Some(c) => {
-                    self.id_map.insert(m.id.clone(), c.clone());
-                    if m.op == MutationOp::Insert {
-                        if let Some(row) = self.s.docs.get(&(m.coll.clone(), c.clone())) {
-                            return MutationResult::Applied {
-                                mid: m.mid,
-                                id: c,
-                                version: row.version,
-                            };
-                        }
-                    }
-                    id = c;
-                }
-                None if m.op == MutationOp::Insert => {
-                    self.s.next_id += 1;
-                    let c = format!("c{:04}", self.s.next_id);
-                    self.s
-                        .idmap
-                        .insert((self.client.to_string(), m.id.clone()), c.clone());
-                    self.id_map.insert(m.id.clone(), c.clone());
-                    id = c;
-                }
-                None => return conflict_missing(&m.id, None),
-            }
-        }
-        let row = self.s.docs.get(&(m.coll.clone(), id.clone())).cloned();
-        let live = row.as_ref().filter(|r| !r.deleted);
-        let changed_since = |r: &Row| m.base.is_some_and(|b| r.version > b);
-        let conflict_with = |r: &Row| MutationResult::Conflict {
-            mid: m.mid,
-            id: id.clone(),
-            doc: r.doc.clone(),
-            version: Some(r.version),
-        };
-        match m.op {
-            MutationOp::Insert | MutationOp::Replace => {
-                if m.op == MutationOp::Insert {
-                    if let Some(r) = live {
-                        return conflict_with(r);
-                    }
-                } else {
-                    let Some(r) = live else {
-                        return conflict_missing(&id, row.as_ref());
-                    };
-                    if changed_since(r) {
-                        return conflict_with(r);
-                    }
-                }
-                let mut doc = Value::Object(m.doc.clone().unwrap_or_default());
-                self.rewrite(&mut doc);
-                let Value::Object(mut doc) = doc else {
-                    unreachable!()
-                };
-                doc.insert("id".into(), Value::String(id.clone()));
-                if live.and_then(|r| r.doc.as_ref()) == Some(&doc) {
-                    let version = live.map_or(0, |r| r.version);
-                    return MutationResult::Applied {
-                        mid: m.mid,
-                        id,
-                        version,
-                    };
-                }
-                self.write(m, &id, Some(doc))
-            }
-            MutationOp::Update => {
-                let Some(r) = live else {
-                    return conflict_missing(&id, row.as_ref());
-                };
-                let mut patch = Value::Object(m.patch.clone().unwrap_or_default());
-                self.rewrite(&mut patch);
-                let Value::Object(patch) = patch else {
-                    unreachable!()
-                };
-                if let Some(pid) = patch.get("id") {
-                    if pid.as_str() != Some(id.as_str()) {
-                        return rejected(m, "INVALID_PATCH", "a patch cannot change the id");
-                    }
-                }
-                if let Some(base) = m.base {
-                    if r.created > base || r.fields.conflicts(&touched_paths(&patch), base) {
-                        return conflict_with(r);
-                    }
-                }
-                let old = r.doc.clone().unwrap_or_default();
-                let mut merged = Value::Object(old.clone());
-                merge_patch(&mut merged, &Value::Object(patch));
-                let Value::Object(merged) = merged else {
-                    unreachable!()
-                };
-                if self.too_large(&merged) {
-                    return rejected(m, "DOC_TOO_LARGE", "patched document too large");
-                }
-                if merged == old {
-                    return MutationResult::Applied {
-                        mid: m.mid,
-                        id,
-                        version: r.version,
-                    };
-                }
-                self.write(m, &id, Some(merged))
-            }
-            MutationOp::Delete => match &row {
-                Some(r) if r.deleted => MutationResult::Applied {
-                    mid: m.mid,
-                    id,
-                    version: r.version,
-                },
-                Some(r) if changed_since(r) => conflict_with(r),
-                _ => self.write(m, &id, None),
-            },
-        }
+fn ok<T>(r: Result<T, Infallible>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => match e {},
     }
 }
 
@@ -314,16 +147,12 @@ impl ModelServer {
     /// `POST /v1/push`: the answer and the changes it committed.
     pub fn push(&mut self, client: &str, mutations: &[Mutation]) -> (PushResponse, Vec<Change>) {
         let mut last = self.last_mid(client);
-        let mut ctx = Ctx {
-            s: self,
-            client,
-            id_map: BTreeMap::new(),
-            changes: Vec::new(),
-        };
+        let mut ctx = PushApply::new(self.seq, self.max_doc_bytes);
         let mut results = Vec::new();
         for m in mutations {
+            let mut docs = MapDocs { s: self, client };
             if m.mid <= last {
-                let stored = ctx
+                let stored = docs
                     .s
                     .clients
                     .get(client)
@@ -332,34 +161,28 @@ impl ModelServer {
                 results.push(
                     stored.unwrap_or_else(|| rejected(m, "STALE_MUTATION_ID", "mid never seen")),
                 );
-                if is_temp_id(&m.id) {
-                    if let Some(c) = ctx.lookup(&m.id) {
-                        ctx.id_map.insert(m.id.clone(), c);
-                    }
-                }
+                ok(ctx.note_replay(&mut docs, m));
                 continue;
             }
-            let result = ctx.apply(m);
-            *ctx.s
+            let result = ok(ctx.apply(&mut docs, m));
+            *self
                 .processed
                 .entry((client.to_string(), m.mid))
                 .or_default() += 1;
-            let rec = ctx.s.clients.entry(client.to_string()).or_default();
+            let rec = self.clients.entry(client.to_string()).or_default();
             rec.results.insert(m.mid, result.clone());
             rec.last_mid = m.mid;
             last = m.mid;
             results.push(result);
         }
-        let Ctx {
-            id_map, changes, ..
-        } = ctx;
+        self.seq = ctx.seq;
         (
             PushResponse {
                 results,
-                id_map,
+                id_map: ctx.id_map,
                 last_mutation_id: last,
             },
-            changes,
+            ctx.changes,
         )
     }
 
