@@ -17,7 +17,9 @@ use serde_json::{json, Value};
 use syncstore_core::protocol::{
     JsonObject, Mutation, MutationOp, MutationResult, PushResponse, ServerMessage,
 };
-use syncstore_core::sync::{ClientSync, Effects, Entry, ServerDoc, ServerRecord, ServerWins};
+use syncstore_core::sync::{
+    ClientSync, Effects, Entry, EntryState, Event, ServerDoc, ServerRecord, ServerWins,
+};
 
 type Key = (String, String);
 
@@ -37,6 +39,9 @@ struct Client {
     /// only from effects; a reload restores from these.
     saved_outbox: BTreeMap<u64, Entry>,
     saved_server: BTreeMap<Key, ServerDoc>,
+    /// idmap, rejected, conflict events; completed resyncs; lost answers
+    /// recovered through lastMutationId.
+    stats: [usize; 5],
 }
 
 fn obj(v: Value) -> JsonObject {
@@ -56,12 +61,27 @@ impl Client {
             acked_applied: vec![],
             saved_outbox: BTreeMap::new(),
             saved_server: BTreeMap::new(),
+            stats: [0; 5],
         }
     }
 
     /// Carries out effects the way the binding would, then checks that the
     /// stored views are exactly the engine's views.
     fn apply(&mut self, fx: Effects, ctx: &str) {
+        for e in &fx.events {
+            let i = match e {
+                Event::Idmap { .. } => 0,
+                Event::Rejected { .. } => 1,
+                Event::Conflict { .. } => 2,
+            };
+            self.stats[i] += 1;
+        }
+        self.stats[3] += usize::from(fx.server_reset);
+        self.stats[4] += fx
+            .outbox_put
+            .iter()
+            .filter(|e| e.state == EntryState::Acked)
+            .count();
         for r in &fx.rekeys {
             if let Some(d) = self.store.remove(&(r.coll.clone(), r.tmp.clone())) {
                 self.store.insert((r.coll.clone(), r.id.clone()), d);
@@ -456,7 +476,7 @@ impl World {
     }
 }
 
-fn run(seed: u64) -> (usize, usize) {
+fn run(seed: u64) -> [usize; 6] {
     let mut rng = Rng::new(seed);
     let n = 2 + rng.below(3) as usize;
     let steps = 50 + rng.below(100) as usize;
@@ -471,8 +491,14 @@ fn run(seed: u64) -> (usize, usize) {
     }
     world.heal();
     world.check();
-    let queued = world.clients.iter().map(|c| c.queued.len()).sum();
-    (queued, world.server.live_docs().len())
+    let mut out = [0; 6];
+    for c in &world.clients {
+        out[0] += c.queued.len();
+        for (o, s) in out[1..].iter_mut().zip(c.stats) {
+            *o += s;
+        }
+    }
+    out
 }
 
 /// Runs this half of the seeds (two tests, so the two halves run in
@@ -494,24 +520,39 @@ fn run_half(half: u64) {
         seeds / 2..seeds
     };
     let start = std::time::Instant::now();
-    let (mut muts, mut docs) = (0, 0);
+    let mut total = [0usize; 6];
     for seed in range.clone() {
         match std::panic::catch_unwind(|| run(seed)) {
-            Ok((m, d)) => {
-                muts += m;
-                docs += d;
+            Ok(counts) => {
+                for (t, c) in total.iter_mut().zip(counts) {
+                    *t += c;
+                }
             }
             Err(_) => panic!("simulation failed for seed {seed}; replay: SIM_SEED={seed}"),
         }
     }
     println!(
-        "seeds {range:?}: {muts} mutations, {docs} final documents, {:?}",
+        "seeds {range:?}: {} mutations, {} idmaps, {} rejected, {} conflicts, \
+         {} resyncs, {} lost answers recovered by pull, {:?}",
+        total[0],
+        total[1],
+        total[2],
+        total[3],
+        total[4],
+        total[5],
         start.elapsed()
     );
     assert!(
-        muts > (range.end - range.start) as usize * 10,
+        total[0] > (range.end - range.start) as usize * 10,
         "the simulation wrote too little"
     );
+    if range.end - range.start >= 100 {
+        // Every rule must actually be exercised, not only convergence.
+        assert!(
+            total[1..].iter().all(|&n| n > 0),
+            "some path never ran: {total:?}"
+        );
+    }
 }
 
 #[test]
