@@ -7,31 +7,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::protocol::{is_temp_id, JsonObject};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// A path into a document: object keys from the root. Arrays are leaves.
 pub type Path = Vec<String>;
 
-/// RFC 7396: objects merge recursively, `null` deletes, anything else replaces.
-pub fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(patch) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Map::new());
-    }
-    let Value::Object(obj) = target else {
-        unreachable!("target was just made an object")
-    };
-    for (k, v) in patch {
-        if v.is_null() {
-            obj.remove(k);
-        } else {
-            merge_patch(obj.entry(k.clone()).or_insert(Value::Null), v);
-        }
-    }
-}
+/// RFC 7396 merge patch: the one implementation the client's write path
+/// uses too (it keeps field order, so views and local records agree).
+pub use crate::json::merge_patch;
 
 /// The leaves of a document: every non-object value, and every empty object.
 pub fn leaves(doc: &JsonObject) -> BTreeMap<Path, &Value> {
