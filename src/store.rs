@@ -285,16 +285,21 @@ impl Inner {
     }
 }
 
+/// A record's id, document text, parsed document and server version.
+fn record_parts(rec: &JsValue) -> Option<(String, String, Value, Option<u64>)> {
+    let get = |k: &str| js_sys::Reflect::get(rec, &k.into()).ok();
+    let id = get("id")?.as_string()?;
+    let text = get("d")?.as_string()?;
+    let doc = serde_json::from_str(&text).ok()?;
+    let version = get("v").and_then(|v| v.as_f64()).map(|v| v as u64);
+    Some((id, text, doc, version))
+}
+
 fn stored(rec: &JsValue) -> Option<Stored> {
     if rec.is_undefined() {
         return None;
     }
-    let text = js_sys::Reflect::get(rec, &"d".into()).ok()?.as_string()?;
-    let doc = serde_json::from_str(&text).ok()?;
-    let version = js_sys::Reflect::get(rec, &"v".into())
-        .ok()
-        .and_then(|v| v.as_f64())
-        .map(|v| v as u64);
+    let (_, _, doc, version) = record_parts(rec)?;
     Some(Stored { doc, version })
 }
 
@@ -305,24 +310,9 @@ fn rekey(schema: &Schema, coll: &str, records: &Array) -> Array {
     };
     let out = Array::new();
     for rec in records.iter() {
-        let (Some(id), Some(text)) = (
-            js_sys::Reflect::get(&rec, &"id".into())
-                .ok()
-                .and_then(|v| v.as_string()),
-            js_sys::Reflect::get(&rec, &"d".into())
-                .ok()
-                .and_then(|v| v.as_string()),
-        ) else {
-            continue;
-        };
-        let Ok(doc) = serde_json::from_str::<Value>(&text) else {
-            continue;
-        };
-        let version = js_sys::Reflect::get(&rec, &"v".into())
-            .ok()
-            .and_then(|v| v.as_f64())
-            .map(|v| v as u64);
-        out.push(&to_js(&write::record(spec, &id, &doc, text, version)));
+        if let Some((id, text, doc, version)) = record_parts(&rec) {
+            out.push(&to_js(&write::record(spec, &id, &doc, text, version)));
+        }
     }
     out
 }
@@ -371,6 +361,42 @@ where
     F: std::future::Future<Output = JsResult<JsValue>> + 'static,
 {
     future_to_promise(f)
+}
+
+impl SyncStore {
+    /// Runs one op as a batch of one. Resolves with the id for an insert,
+    /// with nothing otherwise.
+    fn one_op(
+        &self,
+        op: &'static str,
+        coll: JsValue,
+        id: Option<JsValue>,
+        body: Option<(&'static str, JsValue)>,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            let mut m = serde_json::Map::new();
+            m.insert("op".into(), json!(op));
+            m.insert("coll".into(), json!(coll_arg(&coll)?));
+            if let Some(id) = id {
+                m.insert("id".into(), id_arg(&id)?);
+            }
+            if let Some((field, v)) = body {
+                let code = if field == "patch" {
+                    "INVALID_PATCH"
+                } else {
+                    "INVALID_DOCUMENT"
+                };
+                m.insert(field.into(), parse_json(&v, field, code)?);
+            }
+            let ids = inner.write(json!([m]), true).await?;
+            Ok(if op == "insert" {
+                JsValue::from_str(&ids[0])
+            } else {
+                JsValue::UNDEFINED
+            })
+        })
+    }
 }
 
 #[wasm_bindgen]
@@ -431,15 +457,7 @@ impl SyncStore {
         #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
         #[wasm_bindgen(unchecked_param_type = "NewDoc")] doc: JsValue,
     ) -> Promise {
-        let inner = self.inner.clone();
-        promise(async move {
-            let coll = coll_arg(&coll)?;
-            let doc = parse_json(&doc, "doc", "INVALID_DOCUMENT")?;
-            let ids = inner
-                .write(json!([{"op": "insert", "coll": coll, "doc": doc}]), true)
-                .await?;
-            Ok(JsValue::from_str(&ids[0]))
-        })
+        self.one_op("insert", coll, None, Some(("doc", doc)))
     }
 
     /// Merges `patch` into the document (JSON merge patch: nested objects
@@ -451,19 +469,7 @@ impl SyncStore {
         #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Patch")] patch: JsValue,
     ) -> Promise {
-        let inner = self.inner.clone();
-        promise(async move {
-            let coll = coll_arg(&coll)?;
-            let id = id_arg(&id)?;
-            let patch = parse_json(&patch, "patch", "INVALID_PATCH")?;
-            inner
-                .write(
-                    json!([{"op": "update", "coll": coll, "id": id, "patch": patch}]),
-                    true,
-                )
-                .await?;
-            Ok(JsValue::UNDEFINED)
-        })
+        self.one_op("update", coll, Some(id), Some(("patch", patch)))
     }
 
     /// Replaces the whole document.
@@ -474,19 +480,7 @@ impl SyncStore {
         #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue,
         #[wasm_bindgen(unchecked_param_type = "NewDoc")] doc: JsValue,
     ) -> Promise {
-        let inner = self.inner.clone();
-        promise(async move {
-            let coll = coll_arg(&coll)?;
-            let id = id_arg(&id)?;
-            let doc = parse_json(&doc, "doc", "INVALID_DOCUMENT")?;
-            inner
-                .write(
-                    json!([{"op": "replace", "coll": coll, "id": id, "doc": doc}]),
-                    true,
-                )
-                .await?;
-            Ok(JsValue::UNDEFINED)
-        })
+        self.one_op("replace", coll, Some(id), Some(("doc", doc)))
     }
 
     /// Deletes the document (a no-op if it does not exist).
@@ -496,15 +490,7 @@ impl SyncStore {
         #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
         #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue,
     ) -> Promise {
-        let inner = self.inner.clone();
-        promise(async move {
-            let coll = coll_arg(&coll)?;
-            let id = id_arg(&id)?;
-            inner
-                .write(json!([{"op": "delete", "coll": coll, "id": id}]), true)
-                .await?;
-            Ok(JsValue::UNDEFINED)
-        })
+        self.one_op("delete", coll, Some(id), None)
     }
 
     /// Applies several ops across collections atomically: all or none.
