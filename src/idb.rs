@@ -7,7 +7,7 @@
 
 use crate::error::{storage, JsResult};
 use crate::glue;
-use js_sys::{Array, JsString};
+use js_sys::Array;
 use serde_json::{json, Value};
 use syncstore_core::query::{Bound, Plan};
 use syncstore_core::schema::Schema;
@@ -38,8 +38,9 @@ pub fn layout(schema: &Schema) -> Value {
 }
 
 /// A JSON value as a JS value (one parse in JS, no per-field crossings).
-pub fn to_js(v: &Value) -> JsValue {
-    js_sys::JSON::parse(&v.to_string()).expect("serde_json output is JSON")
+pub fn to_js(v: &impl serde::Serialize) -> JsValue {
+    let text = serde_json::to_string(v).expect("JSON values serialize");
+    js_sys::JSON::parse(&text).expect("serde_json output is JSON")
 }
 
 pub async fn wait(req: &IdbRequest, what: &str) -> JsResult<JsValue> {
@@ -144,9 +145,4 @@ impl Source {
             .map_err(|e| storage(e, "read"))?
             .unchecked_into())
     }
-}
-
-/// The documents of `records` (at `picks`, or all) as one JSON array text.
-pub fn docs_text(records: &Array, picks: Option<Vec<u32>>) -> JsString {
-    glue::docs_text(records, picks)
 }

@@ -208,7 +208,7 @@ async fn refresh(inner: Rc<Inner>, id: u32) {
             let Some(s) = subs.get_mut(&id) else { return };
             match result {
                 Ok((records, picks)) => {
-                    let text: JsValue = crate::idb::docs_text(&records, picks).into();
+                    let text: JsValue = glue::docs_text(&records, picks).into();
                     if s.last.as_ref() == Some(&text) {
                         None
                     } else {

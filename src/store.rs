@@ -153,12 +153,13 @@ impl Inner {
             }
         };
         // One JSON parse for all records, then one request each, unawaited.
-        let records = to_js(&Value::Array(
-            plan.writes
+        let records = to_js(
+            &plan
+                .writes
                 .iter()
-                .filter_map(|w| w.record.clone())
-                .collect(),
-        ))
+                .filter_map(|w| w.record.as_ref())
+                .collect::<Vec<_>>(),
+        )
         .unchecked_into::<Array>();
         let adds = Array::new();
         let mut add_ops = vec![];
@@ -184,7 +185,7 @@ impl Inner {
             res.map_err(|e| storage(e, "write"))?;
         }
         if !plan.outbox.is_empty() {
-            let entries: Array = to_js(&Value::Array(plan.outbox.clone())).unchecked_into();
+            let entries: Array = to_js(&plan.outbox).unchecked_into();
             glue::write_all(&Self::store(&tx, OUTBOX)?, &entries, true);
         }
         if let Err(e) = committed(&tx, "write").await {
@@ -236,7 +237,7 @@ impl Inner {
             return Ok((records, None));
         }
         let records = source.get_all(range.as_ref(), None).await?;
-        let text: String = idb::docs_text(&records, None).into();
+        let text: String = glue::docs_text(&records, None).into();
         let docs: Vec<Value> = serde_json::from_str(&text).map_err(|e| {
             glue::make_error("STORAGE", &format!("corrupt record in {coll}: {e}"), false)
         })?;
@@ -551,7 +552,7 @@ impl SyncStore {
             let q = Query::parse(&parse_json(&query, "query", "INVALID_QUERY")?)
                 .map_err(error::core)?;
             let (records, picks) = inner.run_query(&coll, &q).await?;
-            Ok(glue::parse_json(&idb::docs_text(&records, picks)))
+            Ok(glue::parse_json(&glue::docs_text(&records, picks)))
         })
     }
 

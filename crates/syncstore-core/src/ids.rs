@@ -2,8 +2,8 @@
 //! (`tmp_` + time + randomness) until the sync server assigns the canonical
 //! one. Randomness and time come from the caller: the core does no I/O.
 
-/// Prefix that marks a store-generated temporary id.
-pub const TEMP_PREFIX: &str = "tmp_";
+/// The prefix that marks a temporary id, and its test: the protocol's own.
+pub use crate::protocol::{is_temp_id as is_temp, TEMP_ID_PREFIX as TEMP_PREFIX};
 /// Longest id accepted, in bytes.
 pub const MAX_ID_BYTES: usize = 256;
 
@@ -26,10 +26,6 @@ pub fn temp_id(now_ms: u64, random: u128) -> String {
     base32(now_ms as u128, 10, &mut s);
     base32(random & ((1u128 << 80) - 1), 16, &mut s);
     s
-}
-
-pub fn is_temp(id: &str) -> bool {
-    id.starts_with(TEMP_PREFIX)
 }
 
 /// A random client id, for the server's per-client mutation bookkeeping.
