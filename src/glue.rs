@@ -51,6 +51,21 @@ extern "C" {
     ) -> Promise;
     #[wasm_bindgen(js_name = randomSeed)]
     pub fn random_seed() -> Array;
+    #[wasm_bindgen(js_name = applyOps)]
+    pub fn apply_ops(tx: &IdbTransaction, ops: &JsValue);
+    #[wasm_bindgen(js_name = watchOnline)]
+    pub fn watch_online(cb: &Function) -> Function;
+    #[wasm_bindgen(js_name = isOnline)]
+    pub fn is_online() -> bool;
+
+    /// The sync loop's alarm clock (see `Waker` in glue.js).
+    pub type Waker;
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> Waker;
+    #[wasm_bindgen(method)]
+    pub fn wake(this: &Waker);
+    #[wasm_bindgen(method)]
+    pub fn wait(this: &Waker, ms: f64) -> Promise;
 }
 
 #[wasm_bindgen]

@@ -3,7 +3,8 @@
 //! Each collection is an object store keyed by `id` whose records are
 //! `{ id, d: <document JSON>, v: <server version>, x…: <index keys> }`.
 //! `_outbox` holds queued mutations (auto-incremented `mid`, which only
-//! grows, also across tabs), `_meta` the store's own settings.
+//! grows, also across tabs), `_meta` the store's own settings and the sync
+//! engine's meta, `_server` the sync engine's copy of the server state.
 
 use crate::error::{storage, JsResult};
 use crate::glue;
@@ -17,6 +18,8 @@ use web_sys::{IdbIndex, IdbKeyRange, IdbObjectStore, IdbRequest, IdbTransaction}
 
 pub const OUTBOX: &str = "_outbox";
 pub const META: &str = "_meta";
+/// The sync engine's copy of the server state: `{coll, id, doc, version}`.
+pub const SERVER: &str = "_server";
 
 /// The object stores and indexes the schema needs (see `openDb` in glue.js).
 pub fn layout(schema: &Schema) -> Value {
@@ -34,6 +37,7 @@ pub fn layout(schema: &Schema) -> Value {
         .collect();
     stores.push(json!({"name": OUTBOX, "keyPath": "mid", "autoIncrement": true, "indexes": []}));
     stores.push(json!({"name": META, "keyPath": "k", "indexes": []}));
+    stores.push(json!({"name": SERVER, "keyPath": ["coll", "id"], "indexes": []}));
     Value::Array(stores)
 }
 

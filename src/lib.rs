@@ -7,14 +7,18 @@
 //!   its transaction run).
 //! - [`idb`]: the IndexedDB adapter (layout, key ranges, requests).
 //! - [`live`]: subscriptions and the cross-tab channel.
+//! - [`sync`]: the sync loop: engine, transports ([`net`]) and IndexedDB.
+//! - [`events`]: `db.on(...)` listeners.
 //! - [`error`]: `SyncStoreError` with stable codes.
 
 pub mod error;
+pub mod events;
 mod glue;
 pub mod idb;
 pub mod live;
 pub mod net;
 pub mod store;
+pub mod sync;
 mod types;
 
 pub use store::SyncStore;

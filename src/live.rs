@@ -59,6 +59,10 @@ impl Live {
         Live::default()
     }
 
+    pub fn writes_in_flight(&self) -> u32 {
+        self.in_flight.get()
+    }
+
     pub fn write_started(&self, inner: &Rc<Inner>) -> WriteGuard {
         self.in_flight.set(self.in_flight.get() + 1);
         WriteGuard(inner.clone())
@@ -81,6 +85,10 @@ impl Live {
                 })
                 .unwrap_or_default();
             inner.live.changed(&inner, &colls, false);
+            // Another tab may have queued writes for this tab's sync loop.
+            if let Some(sync) = inner.sync.get() {
+                sync.kick_outbox();
+            }
         });
         channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         *self.channel.borrow_mut() = Some(channel);

@@ -3,13 +3,15 @@
 //! transaction per call.
 
 use crate::error::{self, closed, storage, JsResult};
+use crate::events::Events;
 use crate::glue;
 use crate::idb::{self, committed, to_js, Source, META, OUTBOX};
 use crate::live::Live;
+use crate::sync::{SyncClient, SyncOptions};
 use js_sys::{Array, Function, Promise};
 use serde_json::{json, Value};
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use syncstore_core::ids;
 use syncstore_core::query::{plan, Query};
@@ -31,6 +33,14 @@ pub struct Inner {
     rekey: Closure<dyn Fn(String, Array) -> Array>,
     on_lost: RefCell<Option<Closure<dyn Fn()>>>,
     pub live: Live,
+    pub events: Events,
+    /// The sync loop, when the store was opened with `sync`.
+    pub sync: OnceCell<Rc<SyncClient>>,
+    /// Temporary ids the server has mapped, to their canonical ids: calls
+    /// naming a temporary id still reach its document.
+    aliases: RefCell<HashMap<String, String>>,
+    /// Without sync: outbox entries at open plus this tab's writes since.
+    local_pending: Cell<usize>,
 }
 
 fn splitmix(state: &Cell<u64>) -> u64 {
@@ -53,6 +63,19 @@ impl Inner {
 
     fn random(&self) -> u128 {
         (u128::from(splitmix(&self.rng)) << 64) | u128::from(splitmix(&self.rng))
+    }
+
+    pub fn set_aliases(&self, map: &BTreeMap<String, String>) {
+        *self.aliases.borrow_mut() = map.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
+    }
+
+    /// The canonical id of a mapped temporary id, else `id`.
+    pub fn resolve_id(&self, id: &str) -> String {
+        self.aliases
+            .borrow()
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| id.to_owned())
     }
 
     fn new_temp_id(&self) -> String {
@@ -119,8 +142,9 @@ impl Inner {
         // Counted from the start, so that writes issued in one tick
         // produce one subscription callback.
         let _guard = self.live.write_started(self);
-        let muts = write::parse_ops(&ops, &self.schema, single, || self.new_temp_id())
+        let mut muts = write::parse_ops(&ops, &self.schema, single, || self.new_temp_id())
             .map_err(error::core)?;
+        write::resolve_aliases(&mut muts, &self.aliases.borrow());
         let mut stores: Vec<&str> = muts.iter().map(|m| m.coll.as_str()).collect();
         stores.sort_unstable();
         stores.dedup();
@@ -206,6 +230,14 @@ impl Inner {
             return Err(e);
         }
         self.live.changed(self, &plan.colls, true);
+        if !plan.outbox.is_empty() {
+            match self.sync.get() {
+                Some(sync) => sync.kick_outbox(),
+                None => self
+                    .local_pending
+                    .set(self.local_pending.get() + plan.outbox.len()),
+            }
+        }
         Ok(plan.ids)
     }
 
@@ -258,6 +290,12 @@ impl Inner {
         }
         let (records, picks) = self.run_query(coll, q).await?;
         Ok(picks.map_or(records.length(), |p| p.len() as u32))
+    }
+
+    async fn outbox_count(self: &Rc<Self>) -> JsResult<u32> {
+        let db = self.db().await?;
+        let tx = Self::tx(&db, &[OUTBOX], false)?;
+        Source::Store(Self::store(&tx, OUTBOX)?).count(None).await
     }
 
     async fn load_client_id(self: &Rc<Self>) -> JsResult<()> {
@@ -422,6 +460,7 @@ impl SyncStore {
             }
         };
         let schema = Schema::from_options(&opts).map_err(error::core)?;
+        let sync = SyncOptions::parse(&opts)?;
         let seed = glue::random_seed();
         let mut s = 0u64;
         for v in seed.iter() {
@@ -443,10 +482,21 @@ impl SyncStore {
             rekey,
             on_lost: RefCell::new(None),
             live: Live::new(),
+            events: Events::default(),
+            sync: OnceCell::new(),
+            aliases: RefCell::new(HashMap::new()),
+            local_pending: Cell::new(0),
         });
         inner.db().await?;
         inner.load_client_id().await?;
         inner.live.listen(&inner, &name)?;
+        if let Some(opts) = sync {
+            let client = SyncClient::start(&inner, opts).await?;
+            let _ = inner.sync.set(client);
+        } else {
+            let n = inner.outbox_count().await?;
+            inner.local_pending.set(n as usize);
+        }
         Ok(SyncStore { inner })
     }
 
@@ -525,10 +575,11 @@ impl SyncStore {
             let coll = coll_arg(&coll)?;
             inner.schema.collection(&coll).map_err(error::core)?;
             let id = id_arg(&id)?;
+            let id = inner.resolve_id(id.as_str().unwrap_or_default());
             let db = inner.db().await?;
             let tx = Inner::tx(&db, &[&coll], false)?;
             let req = Inner::store(&tx, &coll)?
-                .get(&to_js(&id))
+                .get(&JsValue::from_str(&id))
                 .map_err(|e| storage(e, "read"))?;
             Ok(glue::parse_doc(&idb::wait(&req, "read").await?))
         })
@@ -602,14 +653,7 @@ impl SyncStore {
     #[wasm_bindgen(js_name = pendingCount, unchecked_return_type = "Promise<number>")]
     pub fn pending_count(&self) -> Promise {
         let inner = self.inner.clone();
-        promise(async move {
-            let db = inner.db().await?;
-            let tx = Inner::tx(&db, &[OUTBOX], false)?;
-            let n = Source::Store(Inner::store(&tx, OUTBOX)?)
-                .count(None)
-                .await?;
-            Ok(n.into())
-        })
+        promise(async move { Ok(inner.outbox_count().await?.into()) })
     }
 
     /// The database name.
@@ -624,9 +668,71 @@ impl SyncStore {
         if self.inner.closed.replace(true) {
             return;
         }
+        if let Some(sync) = self.inner.sync.get() {
+            sync.close();
+        }
         if let Some(db) = self.inner.db.borrow_mut().take() {
             db.close();
         }
         self.inner.live.close();
+        self.inner.events.close();
+    }
+
+    /// The sync state: `{ connection: "websocket" | "polling" | "offline",
+    /// pending, lastPushAt, lastPullAt, cursor, lastError }`. A store opened
+    /// without `sync` is always `"offline"`.
+    #[wasm_bindgen(unchecked_return_type = "SyncStatus")]
+    pub fn status(&self) -> JsValue {
+        match self.inner.sync.get() {
+            Some(s) => to_js(&s.status()),
+            None => to_js(&json!({
+                "connection": "offline", "pending": self.inner.local_pending.get(),
+                "lastPushAt": null, "lastPullAt": null, "cursor": null, "lastError": null,
+            })),
+        }
+    }
+
+    /// Calls `callback` on each event of `type`: `"status"` (the status
+    /// changed), `"change"` (documents changed by the server), `"idmap"` (a
+    /// temporary id got its canonical id), `"rejected"` (the server refused
+    /// a mutation; its effect was rolled back), `"conflict"`, `"error"`.
+    /// Returns a function that removes the listener.
+    ///
+    /// @example
+    /// const off = db.on("idmap", ({ tmp, id }) => console.log(tmp, "is now", id));
+    #[wasm_bindgen(unchecked_return_type = "() => void")]
+    pub fn on(
+        &self,
+        #[wasm_bindgen(js_name = "type", unchecked_param_type = "SyncEventType")] kind: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "(event: any) => void")] callback: Function,
+    ) -> Result<Function, JsValue> {
+        self.inner.check_open()?;
+        let kind = kind.as_string().unwrap_or_default();
+        self.inner.events.on(&self.inner, &kind, callback)
+    }
+
+    /// Pushes everything queued and pulls now; resolves when both are done,
+    /// rejects with the error that stopped them (code `NETWORK`,
+    /// `UNAUTHORIZED`, ... or `SYNC_DISABLED` without `sync` options).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn sync(&self) -> Promise {
+        if let Err(e) = self.inner.check_open() {
+            return Promise::reject(&e);
+        }
+        match self.inner.sync.get() {
+            Some(s) => s.sync_now(),
+            None => Promise::reject(&glue::make_error(
+                "SYNC_DISABLED",
+                "the store was opened without sync options",
+                false,
+            )),
+        }
+    }
+
+    /// The canonical id of a temporary id the server has mapped; any other
+    /// id is returned as it is.
+    #[wasm_bindgen(js_name = resolveId)]
+    pub fn resolve_id(&self, id: &str) -> String {
+        self.inner.resolve_id(id)
     }
 }

@@ -1,6 +1,7 @@
-//! Browser tests: the scenarios in `tests/browser/suite.js` run against the
-//! real API and real IndexedDB in headless Chromium and Firefox
-//! (`make test-browser`). Each Rust test runs one scenario.
+//! Browser tests: the scenarios in `tests/browser/suite.js` (the local
+//! store) and `tests/browser/sync.js` (devices syncing through the real
+//! server) run against the real API and real IndexedDB in headless Chromium
+//! and Firefox (`make test-browser`). Each Rust test runs one scenario.
 #![cfg(target_arch = "wasm32")]
 
 use syncstore::SyncStore;
@@ -20,16 +21,36 @@ extern "C" {
     ) -> Result<js_sys::Promise, JsValue>;
 }
 
-async fn run(name: &str) {
-    let open = Closure::<dyn Fn(JsValue) -> js_sys::Promise>::new(|opts: JsValue| {
+#[wasm_bindgen(module = "/tests/browser/sync.js")]
+extern "C" {
+    #[wasm_bindgen(catch, js_name = syncScenario)]
+    fn sync_scenario(
+        name: &str,
+        open: &js_sys::Function,
+        error_class: &JsValue,
+        server: &str,
+        ctl: &str,
+    ) -> Result<js_sys::Promise, JsValue>;
+}
+
+/// The sync server's proxy and its control API (`scripts/with-server.sh`).
+const SERVER: &str = match option_env!("SYNCSTORE_TEST_SERVER") {
+    Some(s) => s,
+    None => "http://127.0.0.1:18787",
+};
+const CTL: &str = match option_env!("SYNCSTORE_TEST_CTL") {
+    Some(s) => s,
+    None => "http://127.0.0.1:18786",
+};
+
+fn opener() -> Closure<dyn Fn(JsValue) -> js_sys::Promise> {
+    Closure::new(|opts: JsValue| {
         future_to_promise(async move { SyncStore::open(opts).await.map(JsValue::from) })
-    });
-    let p = scenario(
-        name,
-        open.as_ref().unchecked_ref(),
-        &syncstore::sync_store_error_class(),
-    )
-    .expect("scenario exists");
+    })
+}
+
+async fn settle(name: &str, p: Result<js_sys::Promise, JsValue>) {
+    let p = p.expect("scenario exists");
     if let Err(e) = JsFuture::from(p).await {
         let msg = js_sys::Reflect::get(&e, &"stack".into())
             .ok()
@@ -39,18 +60,34 @@ async fn run(name: &str) {
     }
 }
 
+async fn run_sync(name: &str) {
+    let open = opener();
+    let class = syncstore::sync_store_error_class();
+    settle(
+        name,
+        sync_scenario(name, open.as_ref().unchecked_ref(), &class, SERVER, CTL),
+    )
+    .await;
+}
+
+async fn run(name: &str) {
+    let open = opener();
+    let class = syncstore::sync_store_error_class();
+    settle(name, scenario(name, open.as_ref().unchecked_ref(), &class)).await;
+}
+
 macro_rules! scenarios {
-    ($($name:ident),* $(,)?) => {
+    ($runner:ident: $($name:ident),* $(,)?) => {
         $(
             #[wasm_bindgen_test]
             async fn $name() {
-                run(stringify!($name)).await;
+                $runner(stringify!($name)).await;
             }
         )*
     };
 }
 
-scenarios!(
+scenarios!(run:
     insert_get_update_replace_delete,
     temp_ids_are_unique_and_marked,
     batch_is_atomic_across_collections,
@@ -70,4 +107,17 @@ scenarios!(
     bad_arguments_are_typed_errors,
     bad_schemas_are_rejected,
     closed_store_rejects_calls,
+);
+
+// Two or more stores as devices against the real server (tests/browser/sync.js).
+scenarios!(run_sync:
+    sync_options_status_and_events_are_checked,
+    devices_converge_after_interleaved_writes,
+    offline_writes_arrive_once_after_the_server_returns,
+    server_killed_in_the_middle_of_a_push_loses_and_duplicates_nothing,
+    temporary_ids_are_remapped_with_queued_updates_and_deletes,
+    websocket_dropped_and_restored_misses_no_change,
+    polling_only_mode_never_opens_a_websocket,
+    local_collections_never_reach_the_server,
+    rejected_mutations_roll_back,
 );

@@ -348,3 +348,71 @@ export async function http(method, url, token, clientId, body) {
   }
   return { status: res.status, text, retryAfter: res.headers.get("retry-after") };
 }
+
+/**
+ * The sync loop's alarm clock: `wait(ms)` resolves after `ms`, or at once
+ * when `wake()` is called (also if it was called since the last wait).
+ */
+export class Waker {
+  constructor() {
+    this.woken = false;
+    this.resolve = null;
+  }
+  wake() {
+    this.woken = true;
+    const r = this.resolve;
+    if (r) r();
+  }
+  wait(ms) {
+    if (this.woken) {
+      this.woken = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, Math.max(0, Math.min(ms, 2 ** 31 - 1)));
+      const self = this;
+      function done() {
+        clearTimeout(timer);
+        self.resolve = null;
+        self.woken = false;
+        resolve();
+      }
+      this.resolve = done;
+    });
+  }
+}
+
+/**
+ * Issues the requests of one sync step in `tx` without awaiting each:
+ * `{s: store, put: record}`, `{s, del: key}` or `{s, clear: true}`.
+ */
+export function applyOps(tx, ops) {
+  const stores = new Map();
+  for (const o of ops) {
+    let store = stores.get(o.s);
+    if (!store) {
+      store = tx.objectStore(o.s);
+      stores.set(o.s, store);
+    }
+    if (o.clear) store.clear();
+    else if (o.del !== undefined) store.delete(o.del);
+    else store.put(o.put);
+  }
+}
+
+/** Calls `cb(online)` on the browser's online/offline events; returns a stop function. */
+export function watchOnline(cb) {
+  if (typeof addEventListener !== "function") return () => {};
+  const on = () => cb(true);
+  const off = () => cb(false);
+  addEventListener("online", on);
+  addEventListener("offline", off);
+  return () => {
+    removeEventListener("online", on);
+    removeEventListener("offline", off);
+  };
+}
+
+export function isOnline() {
+  return typeof navigator === "undefined" || navigator.onLine !== false;
+}

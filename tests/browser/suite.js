@@ -484,3 +484,6 @@ export function scenario(name, open, SyncStoreError) {
 }
 
 export const names = Object.keys(scenarios);
+
+// Shared with the sync scenarios (sync.js).
+export { dbName, fail, eq, ok, rejects, sleep, until };

@@ -191,6 +191,24 @@ pub fn parse_ops(
     Ok(out)
 }
 
+/// Rewrites temporary ids the sync server has mapped (aliases) to their
+/// canonical ids, as the sync engine does for queued mutations: each
+/// mutation's target id, and string values in its document or patch that
+/// name a mapped temporary id (the document's own `id` among them).
+pub fn resolve_aliases(muts: &mut [Mutation], map: &HashMap<String, String>) {
+    if map.is_empty() {
+        return;
+    }
+    for m in muts {
+        if let Some(c) = map.get(&m.id) {
+            m.id = c.clone();
+        }
+        if let Some(body) = m.body.as_mut() {
+            crate::sync::fields::rewrite_refs(body, map);
+        }
+    }
+}
+
 fn with_id_first(id: &str, mut doc: Map<String, Value>) -> Value {
     doc.shift_remove("id");
     let mut out = Map::with_capacity(doc.len() + 1);
@@ -376,6 +394,8 @@ pub fn apply(
                 OpKind::Delete => {}
             }
             e.insert("base".into(), json!(base));
+            // The flat form of `sync::Entry`; the store adds the `mid`.
+            e.insert("state".into(), json!("pending"));
             plan.outbox.push(Value::Object(e));
         }
         if !plan.colls.contains(&m.coll) {
@@ -533,6 +553,44 @@ mod tests {
         );
         let twice = json!([{"op": "insert", "coll": "todos", "doc": {"id": "a"}}, {"op": "insert", "coll": "todos", "doc": {"id": "a"}}]);
         assert_eq!(err(twice).code(), "ALREADY_EXISTS");
+    }
+
+    #[test]
+    fn outbox_entries_are_sync_engine_entries() {
+        let plan = run(
+            json!([{"op": "insert", "coll": "todos", "doc": {"text": "a"}},
+                   {"op": "update", "coll": "todos", "id": "tmp_1", "patch": {"done": true}}]),
+            &HashMap::new(),
+        )
+        .unwrap();
+        for (i, e) in plan.outbox.iter().enumerate() {
+            let mut e = e.clone();
+            e["mid"] = json!(i + 1); // what IndexedDB's key generator adds
+            let entry: crate::sync::Entry = serde_json::from_value(e).unwrap();
+            assert_eq!(entry.state, crate::sync::EntryState::Pending);
+            assert_eq!(entry.mutation.mid, i as u64 + 1);
+            entry.mutation.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn aliases_rewrite_targets_and_references() {
+        let s = schema();
+        let ops = json!([
+            {"op": "update", "coll": "todos", "id": "tmp_a", "patch": {"parent": "tmp_b", "n": ["tmp_a"]}},
+            {"op": "replace", "coll": "todos", "id": "tmp_a", "doc": {"id": "tmp_a"}},
+            {"op": "delete", "coll": "todos", "id": "tmp_c"},
+        ]);
+        let mut muts = parse_ops(&ops, &s, false, ids()).unwrap();
+        let map: HashMap<String, String> = [("tmp_a", "A"), ("tmp_b", "B")]
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        resolve_aliases(&mut muts, &map);
+        assert_eq!(muts[0].id, "A");
+        assert_eq!(muts[0].body, Some(json!({"parent": "B", "n": ["A"]})));
+        assert_eq!(muts[1].body, Some(json!({"id": "A"})));
+        assert_eq!(muts[2].id, "tmp_c", "unmapped ids stay");
     }
 
     #[test]

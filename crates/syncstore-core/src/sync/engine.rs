@@ -71,10 +71,13 @@ pub enum EntryState {
 }
 
 /// An outbox entry: the mutation as it will be (re)sent, and its state.
+/// Serialized flat (`{mid, coll, op, id, doc?, patch?, base, state, ...}`):
+/// the form the browser binding keeps in IndexedDB's `_outbox`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     /// The mutation (ids and references already rewritten to canonical ids
     /// where known).
+    #[serde(flatten)]
     pub mutation: Mutation,
     /// Where it stands.
     #[serde(flatten)]

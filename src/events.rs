@@ -1,0 +1,71 @@
+//! `db.on(type, cb)`: the store's events (`status`, `change`, `idmap`,
+//! `rejected`, `conflict`, `error`). Listeners are called with no Rust borrow
+//! held; one that throws is rethrown asynchronously and the others still run.
+
+use crate::error::JsResult;
+use crate::glue;
+use crate::store::Inner;
+use js_sys::Function;
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+use wasm_bindgen::prelude::*;
+
+/// The event types `on` accepts.
+pub const KINDS: [&str; 6] = ["status", "change", "idmap", "rejected", "conflict", "error"];
+
+type ReleaseFn = Closure<dyn Fn(u32)>;
+
+#[derive(Default)]
+pub struct Events {
+    listeners: RefCell<Vec<(u32, &'static str, Function)>>,
+    next_id: Cell<u32>,
+    release: RefCell<Option<ReleaseFn>>,
+}
+
+impl Events {
+    /// Adds a listener; returns the function that removes it.
+    pub fn on(&self, inner: &Rc<Inner>, kind: &str, callback: Function) -> JsResult<Function> {
+        let Some(kind) = KINDS.iter().find(|k| **k == kind) else {
+            return Err(glue::make_error(
+                "INVALID_EVENT",
+                &format!("type: unknown event {kind:?} (known: {})", KINDS.join(" ")),
+                false,
+            ));
+        };
+        let id = self.next_id.get() + 1;
+        self.next_id.set(id);
+        self.listeners.borrow_mut().push((id, kind, callback));
+        let mut release = self.release.borrow_mut();
+        let release = release.get_or_insert_with(|| {
+            let weak: Weak<Inner> = Rc::downgrade(inner);
+            Closure::<dyn Fn(u32)>::new(move |id: u32| {
+                if let Some(inner) = weak.upgrade() {
+                    inner.events.listeners.borrow_mut().retain(|l| l.0 != id);
+                }
+            })
+        });
+        Ok(glue::unsubscriber(release.as_ref().unchecked_ref(), id))
+    }
+
+    /// True if anyone listens for `kind` (payloads are built only then).
+    pub fn wanted(&self, kind: &str) -> bool {
+        self.listeners.borrow().iter().any(|l| l.1 == kind)
+    }
+
+    pub fn emit(&self, kind: &str, payload: &JsValue) {
+        let targets: Vec<Function> = self
+            .listeners
+            .borrow()
+            .iter()
+            .filter(|l| l.1 == kind)
+            .map(|l| l.2.clone())
+            .collect();
+        for f in targets {
+            glue::call_listener(&f, payload);
+        }
+    }
+
+    pub fn close(&self) {
+        self.listeners.borrow_mut().clear();
+    }
+}

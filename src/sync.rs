@@ -1,0 +1,923 @@
+//! Client sync: one loop per store that drives the sans-IO engine
+//! (`syncstore_core::sync::ClientSync`, docs/sync-engine.md) with the
+//! transports of `net.rs` and carries out what it returns in IndexedDB.
+//!
+//! - Every engine input runs as one *step*: one readwrite transaction that
+//!   first feeds the engine the outbox entries local writes (of any tab)
+//!   queued since the last step, then the input (a push answer, a pull page,
+//!   WebSocket frames), and writes the effects: re-keyed and re-based
+//!   documents, outbox, server state (`_server`) and the engine's meta.
+//!   Subscriptions and events follow the commit. If a step fails, the engine
+//!   is rebuilt from IndexedDB, which still holds the last committed step.
+//! - Only the loop runs steps, so inputs never interleave. Socket frames,
+//!   local writes, `sync()` calls and online/offline events are queued and
+//!   wake it.
+//! - Push goes over HTTP in bounded batches, oldest first; pull over the
+//!   WebSocket stream when one is up, else by polling every `pollMs`.
+//!   Failures back off exponentially with jitter, bounded.
+
+use crate::error::{storage, JsResult};
+use crate::glue;
+use crate::idb::{to_js, wait, META, OUTBOX, SERVER};
+use crate::net::{NetError, Remote, Socket, SocketEvent};
+use crate::store::Inner;
+use js_sys::{Date, Function, Promise};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeSet, VecDeque};
+use std::rc::{Rc, Weak};
+use syncstore_core::protocol::{
+    ClientMessage, JsonObject, PullResponse, PushRequest, PushResponse, ServerMessage, START_CURSOR,
+};
+use syncstore_core::schema::{Schema, SyncMode};
+use syncstore_core::sync::{ClientSync, Effects, Entry, Event, Meta, ServerRecord, ServerWins};
+use syncstore_core::write;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::IdbKeyRange;
+
+/// Mutations per push request (the server accepts up to 1,000).
+const PUSH_BATCH: usize = 250;
+/// Serialized bytes per push request (the server accepts 4 MiB).
+const PUSH_BYTES: usize = 1 << 20;
+/// Changes per pull page.
+const PULL_LIMIT: u32 = 1000;
+/// Backoff after failures: first delay and ceiling, in ms.
+const BACKOFF_MIN_MS: f64 = 250.0;
+const BACKOFF_MAX_MS: f64 = 30_000.0;
+/// Bounds on loops that talk to the server within one tick.
+const MAX_ROUNDS: usize = 10_000;
+
+/// `sync` of the open options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncOptions {
+    pub url: String,
+    pub token: String,
+    pub websocket: bool,
+    pub poll_ms: f64,
+}
+
+fn invalid(msg: &str) -> JsValue {
+    glue::make_error("INVALID_OPTIONS", msg, false)
+}
+
+impl SyncOptions {
+    /// `options.sync`: `{ url, token, websocket = true, pollMs = 5000 }`.
+    pub fn parse(opts: &Value) -> JsResult<Option<SyncOptions>> {
+        let sync = match opts.get("sync") {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::Object(o)) => o,
+            Some(_) => return Err(invalid("options.sync must be an object")),
+        };
+        for k in sync.keys() {
+            if !matches!(k.as_str(), "url" | "token" | "websocket" | "pollMs") {
+                return Err(invalid(&format!(
+                    "options.sync: unknown field {k:?} (known: url token websocket pollMs)"
+                )));
+            }
+        }
+        let url = match sync.get("url") {
+            Some(Value::String(u)) if u.starts_with("http://") || u.starts_with("https://") => {
+                u.trim_end_matches('/').to_owned()
+            }
+            _ => {
+                return Err(invalid(
+                    "options.sync.url must be the sync server's http:// or https:// URL",
+                ))
+            }
+        };
+        let token = match sync.get("token") {
+            Some(Value::String(t)) if !t.is_empty() => t.clone(),
+            _ => return Err(invalid("options.sync.token must be a non-empty string")),
+        };
+        let websocket = match sync.get("websocket") {
+            None => true,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(invalid("options.sync.websocket must be a boolean")),
+        };
+        let poll_ms = match sync.get("pollMs") {
+            None => 5000.0,
+            Some(Value::Number(n))
+                if n.as_f64()
+                    .is_some_and(|v| (50.0..=86_400_000.0).contains(&v)) =>
+            {
+                n.as_f64().unwrap_or(5000.0)
+            }
+            Some(_) => {
+                return Err(invalid(
+                    "options.sync.pollMs must be a number of milliseconds from 50 to 86400000",
+                ))
+            }
+        };
+        Ok(Some(SyncOptions {
+            url,
+            token,
+            websocket,
+            poll_ms,
+        }))
+    }
+}
+
+/// Why a push or pull did not complete.
+enum Failure {
+    Net(NetError),
+    Storage(JsValue),
+}
+
+impl From<NetError> for Failure {
+    fn from(e: NetError) -> Failure {
+        Failure::Net(e)
+    }
+}
+
+impl Failure {
+    fn to_js(&self) -> JsValue {
+        match self {
+            Failure::Net(e) => e.clone().into(),
+            Failure::Storage(e) => e.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ErrorInfo {
+    code: String,
+    message: String,
+    retryable: bool,
+}
+
+impl ErrorInfo {
+    fn of(e: &JsValue) -> ErrorInfo {
+        let get = |k: &str| js_sys::Reflect::get(e, &k.into()).unwrap_or(JsValue::UNDEFINED);
+        ErrorInfo {
+            code: get("code").as_string().unwrap_or_else(|| "STORAGE".into()),
+            message: get("message")
+                .as_string()
+                .unwrap_or_else(|| format!("{e:?}")),
+            retryable: get("retryable").as_bool().unwrap_or(true),
+        }
+    }
+}
+
+/// What `db.status()` returns and the `status` event carries.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    pub connection: &'static str,
+    pub pending: usize,
+    pub last_push_at: Option<f64>,
+    pub last_pull_at: Option<f64>,
+    pub cursor: Option<String>,
+    pub last_error: Option<ErrorInfo>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Ws {
+    Down,
+    /// Open or opening; the catch-up has not finished.
+    Connecting,
+    /// `synced` arrived: live changes stream.
+    Live,
+}
+
+/// One engine input.
+enum Input {
+    Push(PushResponse),
+    Pull(PullResponse),
+    Frame(ServerMessage),
+}
+
+type Waiter = (Function, Function);
+/// The online/offline listener and the function that removes it.
+type OnlineWatch = (Closure<dyn Fn(bool)>, Function);
+
+pub struct SyncClient {
+    opts: SyncOptions,
+    remote: Remote,
+    engine: RefCell<ClientSync>,
+    waker: glue::Waker,
+    socket: RefCell<Option<Socket>>,
+    /// Bumped for every socket; frames of older sockets are ignored.
+    socket_gen: Cell<u32>,
+    ws: Cell<Ws>,
+    inbox: RefCell<VecDeque<(u32, SocketEvent)>>,
+    ws_failures: Cell<u32>,
+    ws_retry_at: Cell<f64>,
+    net_failures: Cell<u32>,
+    net_retry_at: Cell<f64>,
+    next_poll_at: Cell<f64>,
+    /// Local writes committed since the outbox was last read.
+    outbox_dirty: Cell<bool>,
+    online: Cell<bool>,
+    /// The last HTTP exchange got an answer.
+    reachable: Cell<bool>,
+    waiters: RefCell<Vec<Waiter>>,
+    last_push_at: Cell<Option<f64>>,
+    last_pull_at: Cell<Option<f64>>,
+    last_error: RefCell<Option<ErrorInfo>>,
+    /// The status last emitted.
+    status: RefCell<Option<Status>>,
+    on_online: RefCell<Option<OnlineWatch>>,
+}
+
+fn backoff(failures: u32) -> f64 {
+    let exp = BACKOFF_MIN_MS * 2f64.powi(failures.saturating_sub(1).min(16) as i32);
+    let capped = exp.min(BACKOFF_MAX_MS);
+    // Full jitter over the upper half: clients that failed together spread out.
+    capped * (0.5 + 0.5 * js_sys::Math::random())
+}
+
+fn synced_spec<'a>(
+    schema: &'a Schema,
+    coll: &str,
+) -> Option<&'a syncstore_core::schema::CollectionSpec> {
+    schema
+        .collections
+        .get(coll)
+        .filter(|s| s.sync != SyncMode::Local)
+}
+
+/// The record of a document as `write.rs` lays it out, `id` first.
+fn doc_record(
+    schema: &Schema,
+    coll: &str,
+    id: &str,
+    doc: &JsonObject,
+    version: Option<u64>,
+) -> Option<Value> {
+    let spec = synced_spec(schema, coll)?;
+    let doc = if doc.keys().next().map(String::as_str) == Some("id")
+        && doc.get("id").and_then(Value::as_str) == Some(id)
+    {
+        Value::Object(doc.clone())
+    } else {
+        let mut d = JsonObject::with_capacity(doc.len() + 1);
+        d.insert("id".into(), Value::String(id.to_owned()));
+        d.extend(
+            doc.iter()
+                .filter(|(k, _)| *k != "id")
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        Value::Object(d)
+    };
+    let text = serde_json::to_string(&doc).expect("JSON values serialize");
+    Some(write::record(spec, id, &doc, text, version))
+}
+
+/// What a committed step tells the app.
+#[derive(Default)]
+struct Outcome {
+    colls: BTreeSet<String>,
+    events: Vec<Event>,
+    /// Documents changed by the server (not by ingesting local writes).
+    changes: Vec<Value>,
+}
+
+impl SyncClient {
+    /// Restores the engine from IndexedDB and starts the loop.
+    pub async fn start(inner: &Rc<Inner>, opts: SyncOptions) -> JsResult<Rc<SyncClient>> {
+        let client_id = inner.client_id.borrow().clone();
+        let engine = Self::load(inner).await?;
+        let s = Rc::new(SyncClient {
+            remote: Remote::new(&opts.url, &opts.token, &client_id),
+            opts,
+            engine: RefCell::new(engine),
+            waker: glue::Waker::new(),
+            socket: RefCell::new(None),
+            socket_gen: Cell::new(0),
+            ws: Cell::new(Ws::Down),
+            inbox: RefCell::new(VecDeque::new()),
+            ws_failures: Cell::new(0),
+            ws_retry_at: Cell::new(0.0),
+            net_failures: Cell::new(0),
+            net_retry_at: Cell::new(0.0),
+            next_poll_at: Cell::new(0.0),
+            outbox_dirty: Cell::new(true),
+            online: Cell::new(glue::is_online()),
+            reachable: Cell::new(false),
+            waiters: RefCell::new(vec![]),
+            last_push_at: Cell::new(None),
+            last_pull_at: Cell::new(None),
+            last_error: RefCell::new(None),
+            status: RefCell::new(None),
+            on_online: RefCell::new(None),
+        });
+        inner.set_aliases(s.engine.borrow().id_map());
+        let weak = Rc::downgrade(&s);
+        let cb = Closure::<dyn Fn(bool)>::new(move |online: bool| {
+            if let Some(s) = weak.upgrade() {
+                s.online.set(online);
+                if online {
+                    // Back online: try everything now.
+                    s.ws_failures.set(0);
+                    s.ws_retry_at.set(0.0);
+                    s.net_failures.set(0);
+                    s.net_retry_at.set(0.0);
+                    s.next_poll_at.set(0.0);
+                } else {
+                    s.drop_socket();
+                }
+                s.waker.wake();
+            }
+        });
+        let stop = glue::watch_online(cb.as_ref().unchecked_ref());
+        *s.on_online.borrow_mut() = Some((cb, stop));
+        wasm_bindgen_futures::spawn_local(run(inner.clone(), s.clone()));
+        Ok(s)
+    }
+
+    /// The engine as IndexedDB holds it. Outbox entries above the engine's
+    /// last mid are left for the first step to ingest.
+    async fn load(inner: &Rc<Inner>) -> JsResult<ClientSync> {
+        let db = inner.db().await?;
+        let tx = Inner::tx(&db, &[META, SERVER, OUTBOX], false)?;
+        let meta_req = Inner::store(&tx, META)?
+            .get(&"sync".into())
+            .map_err(|e| storage(e, "read"))?;
+        let server_req = Inner::store(&tx, SERVER)?
+            .get_all()
+            .map_err(|e| storage(e, "read"))?;
+        let outbox_req = Inner::store(&tx, OUTBOX)?
+            .get_all()
+            .map_err(|e| storage(e, "read"))?;
+        let meta = wait(&meta_req, "read sync state").await?;
+        let server = wait(&server_req, "read server state").await?;
+        let outbox = wait(&outbox_req, "read outbox").await?;
+        let meta: Option<Meta> = js_sys::Reflect::get(&meta, &"v".into())
+            .ok()
+            .filter(|v| !v.is_undefined())
+            .and_then(|v| parse(&v));
+        let Some(meta) = meta else {
+            return Ok(ClientSync::new());
+        };
+        let server: Vec<ServerRecord> = parse(&server).unwrap_or_default();
+        let outbox: Vec<Entry> = parse::<Vec<Entry>>(&outbox)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.mutation.mid <= meta.max_mid)
+            .collect();
+        Ok(ClientSync::restore(meta, server, outbox))
+    }
+
+    pub fn kick_outbox(&self) {
+        self.outbox_dirty.set(true);
+        self.waker.wake();
+    }
+
+    /// `db.sync()`: resolves once a push of everything queued and a pull
+    /// have both completed; rejects with the error that stopped either.
+    pub fn sync_now(&self) -> Promise {
+        let p = Promise::new(&mut |resolve, reject| {
+            self.waiters.borrow_mut().push((resolve, reject));
+        });
+        self.outbox_dirty.set(true);
+        self.waker.wake();
+        p
+    }
+
+    pub fn resolve_id(&self, id: &str) -> String {
+        self.engine.borrow().resolve_id(id).to_owned()
+    }
+
+    pub fn status(&self) -> Status {
+        let connection = if !self.online.get() {
+            "offline"
+        } else if self.ws.get() == Ws::Live {
+            "websocket"
+        } else if self.reachable.get() {
+            "polling"
+        } else {
+            "offline"
+        };
+        let eng = self.engine.borrow();
+        Status {
+            connection,
+            pending: eng.pending(),
+            last_push_at: self.last_push_at.get(),
+            last_pull_at: self.last_pull_at.get(),
+            cursor: eng.cursor().map(str::to_owned),
+            last_error: self.last_error.borrow().clone(),
+        }
+    }
+
+    pub fn close(&self) {
+        self.drop_socket();
+        if let Some((_, stop)) = self.on_online.borrow_mut().take() {
+            let _ = stop.call0(&JsValue::UNDEFINED);
+        }
+        let closed = crate::error::closed();
+        for (_, reject) in self.waiters.borrow_mut().drain(..) {
+            let _ = reject.call1(&JsValue::UNDEFINED, &closed);
+        }
+        self.waker.wake();
+    }
+
+    fn drop_socket(&self) {
+        self.socket.borrow_mut().take();
+        self.socket_gen.set(self.socket_gen.get() + 1);
+        self.ws.set(Ws::Down);
+        self.inbox.borrow_mut().clear();
+    }
+
+    fn open_socket(self: &Rc<Self>) {
+        let cursor = self.engine.borrow_mut().ws_hello_cursor();
+        let gen = self.socket_gen.get() + 1;
+        self.socket_gen.set(gen);
+        let weak: Weak<SyncClient> = Rc::downgrade(self);
+        let opened = Socket::open(&self.remote, cursor, move |ev| {
+            if let Some(s) = weak.upgrade() {
+                s.inbox.borrow_mut().push_back((gen, ev));
+                s.waker.wake();
+            }
+        });
+        match opened {
+            Ok(sock) => {
+                *self.socket.borrow_mut() = Some(sock);
+                self.ws.set(Ws::Connecting);
+            }
+            Err(e) => self.socket_failed(&Failure::Net(e)),
+        }
+    }
+
+    fn socket_failed(&self, why: &Failure) {
+        self.socket.borrow_mut().take();
+        self.ws.set(Ws::Down);
+        let n = self.ws_failures.get() + 1;
+        self.ws_failures.set(n);
+        self.ws_retry_at.set(Date::now() + backoff(n));
+        self.note_error(why);
+    }
+
+    fn note_error(&self, why: &Failure) {
+        *self.last_error.borrow_mut() = Some(ErrorInfo::of(&why.to_js()));
+    }
+
+    fn http_ok(&self) {
+        if !self.reachable.replace(true) || self.net_failures.get() > 0 {
+            // The server is back: retry the socket now rather than after its backoff.
+            self.ws_failures.set(0);
+            self.ws_retry_at.set(0.0);
+        }
+        self.net_failures.set(0);
+        self.net_retry_at.set(0.0);
+    }
+
+    fn http_failed(&self, why: &Failure) {
+        if matches!(why, Failure::Net(NetError::Network(_))) {
+            self.reachable.set(false);
+        }
+        let n = self.net_failures.get() + 1;
+        self.net_failures.set(n);
+        self.net_retry_at.set(Date::now() + backoff(n));
+        self.note_error(why);
+    }
+
+    /// One round of the loop: socket frames, then the outbox (ingest and
+    /// push), then the socket, then a poll if one is due; finally answers
+    /// `sync()` callers and reports a changed status.
+    async fn tick(self: &Rc<Self>, inner: &Rc<Inner>) {
+        let frames = self.take_frames();
+        if !frames.is_empty() {
+            self.last_pull_at.set(Some(Date::now()));
+            if let Err(e) = self.step(inner, frames).await {
+                self.failed(inner, &Failure::Storage(e));
+            }
+        }
+        let waiters: Vec<Waiter> = std::mem::take(&mut *self.waiters.borrow_mut());
+        let forced = !waiters.is_empty();
+        let mut result: Result<(), Failure> = Ok(());
+        // Writes still in flight in this tab wake the loop when they commit:
+        // wait for the last one, so that one push carries them all.
+        if forced || (self.outbox_dirty.get() && inner.live.writes_in_flight() == 0) {
+            self.outbox_dirty.set(false);
+            if let Err(e) = self.step(inner, vec![]).await {
+                result = Err(Failure::Storage(e));
+            }
+        }
+        let online = self.online.get();
+        if result.is_ok()
+            && (forced || (online && Date::now() >= self.net_retry_at.get()))
+            && self.has_pushable()
+        {
+            result = self.push_all(inner).await;
+        }
+        if self.opts.websocket
+            && online
+            && self.socket.borrow().is_none()
+            && Date::now() >= self.ws_retry_at.get()
+        {
+            self.open_socket();
+        }
+        let poll_due =
+            online && self.ws.get() != Ws::Live && Date::now() >= self.next_poll_at.get();
+        if result.is_ok() && (forced || poll_due) {
+            result = self.pull_all(inner).await;
+            let wait = match result {
+                Ok(()) => self.opts.poll_ms,
+                Err(_) => self.opts.poll_ms.max(backoff(self.net_failures.get())),
+            };
+            self.next_poll_at.set(Date::now() + wait);
+        }
+        if let Err(f) = &result {
+            self.failed(inner, f);
+        }
+        for (resolve, reject) in waiters {
+            let _ = match &result {
+                Ok(()) => resolve.call0(&JsValue::UNDEFINED),
+                Err(f) => reject.call1(&JsValue::UNDEFINED, &f.to_js()),
+            };
+        }
+        self.report_status(inner);
+    }
+
+    /// Socket events of the current socket, as engine inputs; the rest
+    /// (open, close, keep-alive, errors) handled here.
+    fn take_frames(self: &Rc<Self>) -> Vec<Input> {
+        let events: Vec<SocketEvent> = {
+            let gen = self.socket_gen.get();
+            self.inbox
+                .borrow_mut()
+                .drain(..)
+                .filter(|(g, _)| *g == gen)
+                .map(|(_, e)| e)
+                .collect()
+        };
+        let mut frames = vec![];
+        for ev in events {
+            match ev {
+                SocketEvent::Open => {}
+                SocketEvent::Frame(m) => match &m {
+                    ServerMessage::Synced { .. } => {
+                        self.ws.set(Ws::Live);
+                        self.ws_failures.set(0);
+                        frames.push(Input::Frame(m));
+                    }
+                    ServerMessage::Ping => {
+                        if let Some(s) = self.socket.borrow().as_ref() {
+                            let _ = s.send(&ClientMessage::Pong);
+                        }
+                    }
+                    ServerMessage::Pong => {}
+                    ServerMessage::Error { code, message, .. } => {
+                        *self.last_error.borrow_mut() = Some(ErrorInfo {
+                            retryable: code != "UNAUTHORIZED",
+                            code: code.clone(),
+                            message: message.clone(),
+                        });
+                    }
+                    _ => frames.push(Input::Frame(m)),
+                },
+                SocketEvent::Garbled(why) => self.note_error(&Failure::Net(NetError::Protocol(
+                    format!("WebSocket frame: {why}"),
+                ))),
+                SocketEvent::Closed(code) => {
+                    let why = if code == 4401 {
+                        NetError::Unauthorized("the WebSocket was refused: unauthorized".into())
+                    } else {
+                        NetError::Network(format!("the WebSocket closed (code {code})"))
+                    };
+                    self.socket_failed(&Failure::Net(why));
+                    if code == 4401 {
+                        self.ws_retry_at.set(Date::now() + BACKOFF_MAX_MS);
+                    }
+                    // Poll at once: the socket may have died with changes unsent.
+                    self.next_poll_at.set(0.0);
+                }
+            }
+        }
+        frames
+    }
+
+    fn failed(&self, inner: &Rc<Inner>, f: &Failure) {
+        let before = self.last_error.borrow().clone();
+        self.note_error(f);
+        let now = self.last_error.borrow().clone();
+        // Reported once per distinct error, not once per retry.
+        if now != before && inner.events.wanted("error") {
+            inner.events.emit("error", &f.to_js());
+        }
+    }
+
+    fn report_status(&self, inner: &Rc<Inner>) {
+        let status = self.status();
+        if self.status.borrow().as_ref() == Some(&status) {
+            return;
+        }
+        *self.status.borrow_mut() = Some(status.clone());
+        if inner.events.wanted("status") {
+            inner.events.emit("status", &to_js(&status));
+        }
+    }
+
+    /// How long the loop may sleep before something is due.
+    fn next_delay(&self) -> f64 {
+        let now = Date::now();
+        let mut at = now + 30_000.0;
+        if self.online.get() {
+            if self.ws.get() != Ws::Live {
+                at = at.min(self.next_poll_at.get());
+            }
+            if self.opts.websocket && self.socket.borrow().is_none() {
+                at = at.min(self.ws_retry_at.get());
+            }
+            if self.net_failures.get() > 0 && self.has_pushable() {
+                at = at.min(self.net_retry_at.get());
+            }
+        }
+        if self.outbox_dirty.get() {
+            at = at.min(now + 5.0);
+        }
+        (at - now).max(0.0)
+    }
+
+    fn has_pushable(&self) -> bool {
+        !self.engine.borrow().next_push(1).is_empty()
+    }
+
+    /// The next push: oldest first, bounded in count and bytes.
+    fn batch(&self) -> Vec<syncstore_core::protocol::Mutation> {
+        let mut batch = self.engine.borrow().next_push(PUSH_BATCH);
+        let mut bytes = 0;
+        let mut keep = 0;
+        for m in &batch {
+            bytes += serde_json::to_string(m).map_or(0, |t| t.len());
+            if keep > 0 && bytes > PUSH_BYTES {
+                break;
+            }
+            keep += 1;
+        }
+        batch.truncate(keep);
+        batch
+    }
+
+    /// Pushes until nothing is left to send; every answer is one step.
+    async fn push_all(self: &Rc<Self>, inner: &Rc<Inner>) -> Result<(), Failure> {
+        let mut last: Vec<u64> = vec![];
+        for _ in 0..MAX_ROUNDS {
+            let mutations = self.batch();
+            if mutations.is_empty() {
+                return Ok(());
+            }
+            let mids: Vec<u64> = mutations.iter().map(|m| m.mid).collect();
+            if mids == last {
+                // An answer that settles nothing would make us resend forever.
+                return Err(Failure::Net(NetError::Protocol(
+                    "the push answer settled none of the mutations sent".into(),
+                )));
+            }
+            let req = PushRequest {
+                client_id: self.remote.client_id.clone(),
+                mutations,
+            };
+            let resp = match self.remote.push(&req).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let f = Failure::Net(e);
+                    self.http_failed(&f);
+                    return Err(f);
+                }
+            };
+            self.http_ok();
+            self.last_push_at.set(Some(Date::now()));
+            self.step(inner, vec![Input::Push(resp)])
+                .await
+                .map_err(Failure::Storage)?;
+            last = mids;
+        }
+        Ok(())
+    }
+
+    /// Pulls pages until the server has nothing more; a `resync` answer
+    /// restarts from the start (and restarts the socket, whose stream
+    /// predates it).
+    async fn pull_all(self: &Rc<Self>, inner: &Rc<Inner>) -> Result<(), Failure> {
+        let mut resyncs = 0;
+        for _ in 0..MAX_ROUNDS {
+            let cursor = self
+                .engine
+                .borrow()
+                .cursor()
+                .unwrap_or(START_CURSOR)
+                .to_owned();
+            let page = match self.remote.pull(&cursor, PULL_LIMIT).await {
+                Ok(p) => p,
+                Err(e) => {
+                    let f = Failure::Net(e);
+                    self.http_failed(&f);
+                    return Err(f);
+                }
+            };
+            self.http_ok();
+            let (resync, more) = (page.resync, page.more);
+            self.step(inner, vec![Input::Pull(page)])
+                .await
+                .map_err(Failure::Storage)?;
+            if resync {
+                resyncs += 1;
+                if resyncs > 2 {
+                    return Err(Failure::Net(NetError::Protocol(
+                        "the server answers resync to the start cursor".into(),
+                    )));
+                }
+                if self.socket.borrow().is_some() {
+                    self.drop_socket();
+                    self.ws_retry_at.set(0.0);
+                }
+                continue;
+            }
+            if !more {
+                self.last_pull_at.set(Some(Date::now()));
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs engine inputs in one readwrite transaction: first the outbox
+    /// entries queued since the last step, then `inputs`; writes the effects,
+    /// and after the commit refreshes subscriptions and emits events.
+    async fn step(&self, inner: &Rc<Inner>, inputs: Vec<Input>) -> JsResult<()> {
+        let schema = &inner.schema;
+        let mut stores: Vec<&str> = schema
+            .collections
+            .iter()
+            .filter(|(_, s)| s.sync != SyncMode::Local)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        stores.extend([OUTBOX, SERVER, META]);
+        let db = inner.db().await?;
+        let tx = Inner::tx(&db, &stores, true)?;
+        let last_mid = self.engine.borrow().next_mid() - 1;
+        let range = IdbKeyRange::lower_bound_with_open(&JsValue::from_f64(last_mid as f64), true)
+            .map_err(|e| storage(e, "key range"))?;
+        let req = Inner::store(&tx, OUTBOX)?
+            .get_all_with_key(&range)
+            .map_err(|e| storage(e, "read outbox"))?;
+        let queued: Vec<Value> = parse(&wait(&req, "read outbox").await?).unwrap_or_default();
+        let mut ops: Vec<Value> = vec![];
+        let mut out = Outcome::default();
+        {
+            let mut eng = self.engine.borrow_mut();
+            let mut touched = false;
+            for raw in queued {
+                let mid = raw.get("mid").cloned();
+                let fx = serde_json::from_value::<Entry>(raw)
+                    .map_err(|e| e.to_string())
+                    .and_then(|e| {
+                        let mut m = e.mutation;
+                        // The base is the server version the write saw: the
+                        // engine's server state now (steps and writes are
+                        // serialized by IndexedDB), unless an unsettled
+                        // edit of the document comes first.
+                        m.base = eng.base_for(&m.coll, &m.id);
+                        eng.local(m).map_err(|e| e.to_string())
+                    });
+                match fx {
+                    Ok(fx) => {
+                        touched = true;
+                        self.effects(schema, &eng, &fx, &mut ops, &mut out, false);
+                    }
+                    Err(why) => {
+                        // Cannot be sent as stored: drop it rather than block the queue.
+                        glue::warn(
+                            &format!("syncstore: dropping a malformed outbox entry: {why}"),
+                            &JsValue::UNDEFINED,
+                        );
+                        if let Some(mid) = mid {
+                            ops.push(json!({"s": OUTBOX, "del": mid}));
+                        }
+                    }
+                }
+            }
+            for input in inputs {
+                let fx = match input {
+                    Input::Push(r) => eng.on_push_response(&r, &ServerWins),
+                    Input::Pull(p) => eng.on_pull(&p),
+                    Input::Frame(m) => eng.on_server_message(&m, &ServerWins),
+                };
+                touched |= !fx.is_empty();
+                self.effects(schema, &eng, &fx, &mut ops, &mut out, true);
+            }
+            if touched {
+                ops.push(json!({"s": META, "put": {"k": "sync", "v": eng.meta()}}));
+            }
+        }
+        if !ops.is_empty() {
+            glue::apply_ops(&tx, &to_js(&ops));
+        }
+        if let Err(e) = crate::idb::committed(&tx, "sync").await {
+            // The engine ran ahead of what was stored: start again from IndexedDB.
+            if let Ok(eng) = Self::load(inner).await {
+                *self.engine.borrow_mut() = eng;
+            }
+            return Err(e);
+        }
+        self.after_commit(inner, out);
+        Ok(())
+    }
+
+    /// The requests that carry out `fx` (see docs/sync-engine.md, Effects).
+    fn effects(
+        &self,
+        schema: &Schema,
+        eng: &ClientSync,
+        fx: &Effects,
+        ops: &mut Vec<Value>,
+        out: &mut Outcome,
+        remote: bool,
+    ) {
+        let version = |coll: &str, id: &str| eng.server_doc(coll, id).map(|d| d.version);
+        for r in &fx.rekeys {
+            if synced_spec(schema, &r.coll).is_none() {
+                continue;
+            }
+            ops.push(json!({"s": r.coll, "del": r.tmp}));
+            if let Some(rec) = eng
+                .view(&r.coll, &r.id)
+                .and_then(|d| doc_record(schema, &r.coll, &r.id, &d, version(&r.coll, &r.id)))
+            {
+                ops.push(json!({"s": r.coll, "put": rec}));
+            }
+            out.colls.insert(r.coll.clone());
+        }
+        for v in &fx.views {
+            if synced_spec(schema, &v.coll).is_none() {
+                continue;
+            }
+            match &v.doc {
+                Some(d) => {
+                    if let Some(rec) =
+                        doc_record(schema, &v.coll, &v.id, d, version(&v.coll, &v.id))
+                    {
+                        ops.push(json!({"s": v.coll, "put": rec}));
+                    }
+                }
+                None => ops.push(json!({"s": v.coll, "del": v.id})),
+            }
+            out.colls.insert(v.coll.clone());
+            if remote {
+                out.changes
+                    .push(json!({"coll": v.coll, "id": v.id, "deleted": v.doc.is_none()}));
+            }
+        }
+        for e in &fx.outbox_put {
+            ops.push(json!({"s": OUTBOX, "put": e}));
+        }
+        for mid in &fx.outbox_drop {
+            ops.push(json!({"s": OUTBOX, "del": mid}));
+        }
+        if fx.server_reset {
+            ops.push(json!({"s": SERVER, "clear": true}));
+        }
+        for r in &fx.server_put {
+            ops.push(json!({"s": SERVER, "put": r}));
+        }
+        out.events.extend(fx.events.iter().cloned());
+    }
+
+    fn after_commit(&self, inner: &Rc<Inner>, out: Outcome) {
+        if out.events.iter().any(|e| matches!(e, Event::Idmap { .. })) {
+            inner.set_aliases(self.engine.borrow().id_map());
+        }
+        if !out.colls.is_empty() {
+            let colls: Vec<String> = out.colls.into_iter().collect();
+            inner.live.changed(inner, &colls, true);
+        }
+        for e in &out.events {
+            let kind = match e {
+                Event::Idmap { .. } => "idmap",
+                Event::Rejected { .. } => "rejected",
+                Event::Conflict { .. } => "conflict",
+            };
+            if inner.events.wanted(kind) {
+                let mut v = serde_json::to_value(e).expect("events serialize");
+                if kind == "conflict" {
+                    v["resolution"] = json!("serverWins");
+                }
+                inner.events.emit(kind, &to_js(&v));
+            }
+        }
+        if !out.changes.is_empty() && inner.events.wanted("change") {
+            inner
+                .events
+                .emit("change", &to_js(&json!({"changes": out.changes})));
+        }
+    }
+}
+
+/// Parses a JS value as JSON data of `T` (one stringify, one parse).
+fn parse<T: serde::de::DeserializeOwned>(v: &JsValue) -> Option<T> {
+    let text: String = js_sys::JSON::stringify(v).ok()?.into();
+    serde_json::from_str(&text).ok()
+}
+
+async fn run(inner: Rc<Inner>, s: Rc<SyncClient>) {
+    while !inner.closed.get() {
+        s.tick(&inner).await;
+        if inner.closed.get() {
+            return;
+        }
+        let _ = JsFuture::from(s.waker.wait(s.next_delay())).await;
+    }
+}

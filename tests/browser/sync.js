@@ -1,0 +1,358 @@
+// Sync scenarios: two or more stores with different database names act as
+// devices against the real sync server, which `scripts/with-server.sh` runs
+// behind `scripts/testctl.mjs`: the scenarios stop, restart and cut it
+// through the control API, and read the server's SQLite database through it.
+// `tests/browser.rs` runs each one in Chromium and Firefox.
+
+import { dbName, eq, ok, rejects, sleep } from "./suite.js";
+
+/** Waits until `fn()` returns something truthy (errors count as not yet). */
+async function until(what, fn, ms = 20000) {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    await sleep(20);
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}; last: ${last && last.stack ? last.stack : JSON.stringify(last)}`);
+}
+
+async function ctl(env, path, method = "POST") {
+  const r = await fetch(env.ctl + path, { method });
+  if (!r.ok) throw new Error(`testctl ${path}: HTTP ${r.status}`);
+  return r.json();
+}
+
+/** The server's rows of `coll` (deleted ones included), by version. */
+async function serverRows(env, coll) {
+  return (await ctl(env, `/docs?coll=${coll}`, "GET")).rows;
+}
+
+const live = (rows) => rows.filter((r) => !r.deleted);
+
+/** JSON with keys sorted: documents compare by content, not field order. */
+function canon(v) {
+  if (Array.isArray(v)) return `[${v.map(canon).join(",")}]`;
+  if (v && typeof v === "object") {
+    return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canon(v[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(v);
+}
+
+function collName(tag) {
+  return `${tag}_${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/** Opens a device: its own database, syncing `coll` (and `more`). */
+async function device(env, coll, { sync = {}, more = {} } = {}) {
+  const db = await env.open({
+    name: dbName("dev"),
+    collections: { [coll]: { indexes: ["n"] }, ...more },
+    sync: { url: env.server, token: "dev-token", pollMs: 200, ...sync },
+  });
+  env.opened.push(db);
+  return db;
+}
+
+/** `db.sync()` until it succeeds (the server may still be coming up). */
+async function synced(db) {
+  await until("a successful sync", async () => {
+    await db.sync();
+    return true;
+  });
+}
+
+const all = (db, coll) => db.query(coll, {});
+const byId = (rows) => rows.map((r) => r.id).sort();
+
+/** Waits until every device holds exactly the server's live documents. */
+async function converged(env, coll, devices) {
+  return until(`${devices.length} devices to converge on ${coll}`, async () => {
+    const server = live(await serverRows(env, coll))
+      .map((r) => canon(r.doc))
+      .sort();
+    for (const db of devices) {
+      const mine = (await all(db, coll)).map(canon).sort();
+      if (JSON.stringify(mine) !== JSON.stringify(server)) return false;
+    }
+    return server.map((t) => JSON.parse(t));
+  });
+}
+
+const scenarios = {
+  async sync_options_status_and_events_are_checked(env) {
+    const coll = collName("opts");
+    const base = { name: dbName("opts"), collections: { [coll]: {} } };
+    const bad = [
+      [{ url: "ftp://x", token: "t" }, "url"],
+      [{ url: env.server }, "token"],
+      [{ url: env.server, token: "dev-token", pollMs: 1 }, "pollMs"],
+      [{ url: env.server, token: "dev-token", websocket: "yes" }, "websocket"],
+      [{ url: env.server, token: "dev-token", colour: 1 }, "unknown field"],
+      ["http://x", "not an object"],
+    ];
+    for (const [sync, what] of bad) {
+      const e = await rejects(env.open({ ...base, sync }), "INVALID_OPTIONS", env, `sync options: ${what}`);
+      ok(e.message.includes("options.sync"), `the message names options.sync: ${e.message}`);
+    }
+    const local = await env.open(base);
+    env.opened.push(local);
+    await local.insert(coll, { id: "a" });
+    eq(local.status().connection, "offline", "a store without sync is offline");
+    eq(local.status().pending, 1, "and counts its queued writes");
+    await rejects(local.sync(), "SYNC_DISABLED", env, "sync() without sync options");
+    await rejects(() => local.on("nope", () => {}), "INVALID_EVENT", env, "unknown event type");
+
+    const db = await device(env, coll);
+    const statuses = [];
+    const stop = db.on("status", (s) => statuses.push(s));
+    await until("the WebSocket", () => db.status().connection === "websocket");
+    await db.insert(coll, { id: "s1", n: 1 });
+    await db.sync();
+    const s = db.status();
+    eq(Object.keys(s).sort(), ["connection", "cursor", "lastError", "lastPullAt", "lastPushAt", "pending"], "status fields");
+    eq(s.pending, 0, "nothing pending after sync");
+    ok(typeof s.lastPushAt === "number" && typeof s.lastPullAt === "number", "push and pull times");
+    ok(typeof s.cursor === "string", "a cursor");
+    ok(statuses.some((x) => x.connection === "websocket"), "status events report the connection");
+    stop();
+    const n = statuses.length;
+    await db.insert(coll, { id: "s2", n: 2 });
+    await db.sync();
+    eq(statuses.length, n, "no status events after unsubscribing");
+  },
+
+  async devices_converge_after_interleaved_writes(env) {
+    const coll = collName("conv");
+    const a = await device(env, coll);
+    const b = await device(env, coll);
+    const c = await device(env, coll, { sync: { websocket: false, pollMs: 100 } });
+    // Live: a write on one device shows in another's subscription.
+    let seen = [];
+    b.subscribe(coll, { where: { n: { $gte: 0 } } }, (rows) => (seen = rows));
+    await a.insert(coll, { id: "first", n: 0, text: "from a" });
+    await until("a's write in b's live query", () => seen.some((d) => d.id === "first"));
+    // Interleaved: each device writes its own documents, then edits the
+    // others' while those are still in flight.
+    const writes = [];
+    for (let i = 0; i < 12; i++) {
+      const db = [a, b, c][i % 3];
+      writes.push(db.insert(coll, { id: `d${i}`, n: i, by: i % 3 }));
+    }
+    await Promise.all(writes);
+    await converged(env, coll, [a, b, c]);
+    await Promise.all([
+      a.update(coll, "d1", { a: 1 }),
+      b.update(coll, "d0", { b: 1 }),
+      c.update(coll, "d1", { c: 1 }),
+      a.update(coll, "d4", { x: "a" }),
+      b.update(coll, "d4", { y: "b" }),
+      c.delete(coll, "d3"),
+      b.insert(coll, { id: "late", n: 99 }),
+    ]);
+    await Promise.all([a.sync(), b.sync(), c.sync()]);
+    const docs = await converged(env, coll, [a, b, c]);
+    const d = Object.fromEntries(docs.map((x) => [x.id, x]));
+    eq(docs.length, 13, "12 + first + late - d3");
+    ok(!d.d3, "the delete reached everyone");
+    eq([d.d4.x, d.d4.y], ["a", "b"], "edits of different fields both survive");
+    eq([d.d1.a, d.d1.c, d.d0.b], [1, 1, 1], "edits of others' documents");
+    ok(seen.some((x) => x.id === "late"), "the live query followed");
+  },
+
+  async offline_writes_arrive_once_after_the_server_returns(env) {
+    const coll = collName("off");
+    const a = await device(env, coll);
+    const b = await device(env, coll);
+    await a.insert(coll, { id: "before", n: 0 });
+    await a.sync();
+    await ctl(env, "/stop");
+    const ids = [];
+    for (let i = 1; i <= 20; i++) ids.push(await a.insert(coll, { n: i, text: `offline ${i}` }));
+    await a.update(coll, ids[0], { text: "edited offline" });
+    await a.update(coll, "before", { n: 100 });
+    await a.delete(coll, ids[1]);
+    eq((await a.get(coll, ids[0])).text, "edited offline", "offline writes show at once");
+    await rejects(a.sync(), "NETWORK", env, "sync() while the server is down");
+    await until("status offline", () => a.status().connection === "offline");
+    eq(a.status().pending, 23, "every write is queued: 20 inserts, 2 updates, 1 delete");
+    ok(a.status().lastError && a.status().lastError.code === "NETWORK", "lastError says why");
+    await ctl(env, "/start");
+    await synced(a);
+    eq(a.status().pending, 0, "the outbox drained");
+    const rows = await serverRows(env, coll);
+    eq(rows.length, 21, "each insert reached the server once");
+    eq(live(rows).length, 20, "one deleted");
+    const docs = await converged(env, coll, [a, b]);
+    ok(docs.every((d) => !d.id.startsWith("tmp_")), "every id is canonical");
+    ok(docs.some((d) => d.text === "edited offline"), "the offline edit arrived");
+    eq(docs.find((d) => d.id === "before").n, 100, "the edit of a synced document arrived");
+  },
+
+  async server_killed_in_the_middle_of_a_push_loses_and_duplicates_nothing(env) {
+    const coll = collName("kill");
+    const a = await device(env, coll);
+    const b = await device(env, coll);
+    await a.sync();
+    await ctl(env, "/kill-on-push");
+    const n = 300; // two pushes (250 + 50): the first commits, its answer is lost
+    const ops = Array.from({ length: n }, (_, i) => ({ op: "insert", coll, doc: { n: i } }));
+    await a.batch(ops);
+    await until("the server killed mid-push", async () => (await ctl(env, "/state", "GET")).killedOnPush >= 1);
+    const st = await ctl(env, "/state", "GET");
+    ok(!st.running, "the server is down");
+    const committed = (await serverRows(env, coll)).length;
+    ok(committed > 0, `the lost push was committed (${committed} rows)`);
+    eq(a.status().pending, n, "nothing left the outbox without an answer");
+    await ctl(env, "/start");
+    await synced(a);
+    const rows = await serverRows(env, coll);
+    eq(rows.length, n, "every mutation applied exactly once");
+    eq(new Set(rows.map((r) => r.doc.n)).size, n, "no duplicate");
+    const docs = await converged(env, coll, [a, b]);
+    eq(docs.length, n, "both devices hold all");
+    ok(docs.every((d) => !d.id.startsWith("tmp_")), "every id is canonical");
+  },
+
+  async temporary_ids_are_remapped_with_queued_updates_and_deletes(env) {
+    const coll = collName("ids");
+    const a = await device(env, coll);
+    const b = await device(env, coll);
+    await a.sync();
+    const maps = [];
+    a.on("idmap", (e) => maps.push(e));
+    let rows = [];
+    a.subscribe(coll, {}, (r) => (rows = r));
+    await ctl(env, "/stop"); // keep everything queued under temporary ids
+    const x = await a.insert(coll, { text: "x", n: 1 });
+    const y = await a.insert(coll, { text: "y", n: 2 });
+    await a.update(coll, x, { n: 10 });
+    await a.delete(coll, y);
+    const z = await a.insert(coll, { text: "z", n: 3, parent: x });
+    ok([x, y, z].every((id) => id.startsWith("tmp_")), "temporary ids");
+    await ctl(env, "/start");
+    await synced(a);
+    const X = a.resolveId(x);
+    const Z = a.resolveId(z);
+    ok(X !== x && !X.startsWith("tmp_"), `x mapped: ${X}`);
+    ok(Z !== z && !Z.startsWith("tmp_"), `z mapped: ${Z}`);
+    eq(a.resolveId("plain"), "plain", "other ids resolve to themselves");
+    ok(maps.some((m) => m.tmp === x && m.id === X), "an idmap event for x");
+    ok(maps.some((m) => m.tmp === z && m.id === Z), "an idmap event for z");
+    const gx = await a.get(coll, x);
+    eq([gx.id, gx.n], [X, 10], "the temporary id still reaches the document, updated");
+    eq(await a.get(coll, y), undefined, "the queued delete applied");
+    eq((await a.get(coll, Z)).parent, X, "a reference to the temporary id was rewritten");
+    await until("live results with canonical ids", () =>
+      rows.length === 2 && rows.every((d) => !d.id.startsWith("tmp_")) && byId(rows).join() === [X, Z].sort().join());
+    const server = await serverRows(env, coll);
+    const sx = server.find((r) => r.id === X);
+    eq(sx.doc.n, 10, "the server has the queued update");
+    ok(!server.some((r) => r.id.startsWith("tmp_")), "no temporary id reached the server's keys");
+    ok(server.filter((r) => !r.deleted).length === 2, "y is gone on the server");
+    // The alias keeps working after the mapping.
+    await a.update(coll, x, { n: 11 });
+    await a.delete(coll, z);
+    await a.sync();
+    const after = await serverRows(env, coll);
+    eq(after.find((r) => r.id === X).doc.n, 11, "update through the alias");
+    ok(after.find((r) => r.id === Z).deleted, "delete through the alias");
+    await converged(env, coll, [a, b]);
+  },
+
+  async websocket_dropped_and_restored_misses_no_change(env) {
+    const coll = collName("ws");
+    const a = await device(env, coll);
+    const b = await device(env, coll);
+    await until("b on the WebSocket", () => b.status().connection === "websocket");
+    await ctl(env, "/block-ws");
+    await ctl(env, "/drop-ws");
+    await until("b falls back to polling", () => b.status().connection === "polling");
+    for (let i = 0; i < 5; i++) await a.insert(coll, { id: `p${i}`, n: i });
+    await a.sync();
+    await until("b polls the changes", async () => (await all(b, coll)).length === 5);
+    await ctl(env, "/unblock-ws");
+    await until("b back on the WebSocket", () => b.status().connection === "websocket", 45000);
+    for (let i = 5; i < 10; i++) await a.insert(coll, { id: `p${i}`, n: i });
+    await a.update(coll, "p0", { n: 50 });
+    const docs = await converged(env, coll, [a, b]);
+    eq(docs.length, 10, "every change arrived");
+    eq(docs.find((d) => d.id === "p0").n, 50, "the later edit too");
+  },
+
+  async polling_only_mode_never_opens_a_websocket(env) {
+    const coll = collName("poll");
+    const before = (await ctl(env, "/state", "GET")).wsTotal;
+    const opts = { sync: { websocket: false, pollMs: 100 } };
+    const a = await device(env, coll, opts);
+    const b = await device(env, coll, opts);
+    let seen = [];
+    b.subscribe(coll, {}, (rows) => (seen = rows));
+    await a.insert(coll, { id: "p", n: 1 });
+    await until("the write polled into b's live query", () => seen.some((d) => d.id === "p"));
+    eq(b.status().connection, "polling", "b is polling");
+    await converged(env, coll, [a, b]);
+    eq((await ctl(env, "/state", "GET")).wsTotal, before, "no WebSocket was opened");
+  },
+
+  async local_collections_never_reach_the_server(env) {
+    const coll = collName("shared");
+    const drafts = collName("drafts");
+    const a = await device(env, coll, { more: { [drafts]: { sync: "local" } } });
+    await a.insert(drafts, { id: "secret", text: "stays here" });
+    await a.update(drafts, "secret", { more: 1 });
+    await a.insert(coll, { id: "public", n: 1 });
+    await a.sync();
+    eq(await a.pendingCount(), 0, "nothing pending");
+    eq((await serverRows(env, coll)).length, 1, "the synced collection arrived");
+    eq(await serverRows(env, drafts), [], "the local collection is not in the server's database");
+    eq((await a.get(drafts, "secret")).more, 1, "local data stays local");
+  },
+
+  async rejected_mutations_roll_back(env) {
+    const coll = collName("rej");
+    const a = await device(env, coll);
+    const b = await device(env, coll);
+    const rejected = [];
+    a.on("rejected", (e) => rejected.push(e));
+    let rows = [];
+    a.subscribe(coll, {}, (r) => (rows = r));
+    await a.insert(coll, { id: "r1", text: "small" });
+    await a.sync();
+    // The server refuses documents over 256 KiB; the store accepts up to 1 MiB.
+    const big = "x".repeat(300 * 1024);
+    await a.update(coll, "r1", { text: big });
+    await a.insert(coll, { id: "r2", text: big });
+    eq((await a.get(coll, "r1")).text.length, big.length, "optimistic update shows");
+    await a.sync();
+    await until("two rejected events", () => rejected.length === 2);
+    eq(rejected.map((e) => [e.id, e.code]).sort(), [["r1", "DOC_TOO_LARGE"], ["r2", "DOC_TOO_LARGE"]], "rejections");
+    ok(rejected.every((e) => typeof e.message === "string" && e.message.length > 0), "with a reason");
+    eq((await a.get(coll, "r1")).text, "small", "the update rolled back to the server's state");
+    eq(await a.get(coll, "r2"), undefined, "the insert rolled back");
+    await until("the live query shows the rollback", () => rows.length === 1 && rows[0].text === "small");
+    eq(await a.pendingCount(), 0, "rejected entries left the outbox");
+    await converged(env, coll, [a, b]);
+  },
+};
+
+export function syncScenario(name, open, SyncStoreError, server, ctlUrl) {
+  const run = scenarios[name];
+  if (!run) throw new Error(`no sync scenario ${name}`);
+  const env = { open, SyncStoreError, server, ctl: ctlUrl, opened: [] };
+  return (async () => {
+    try {
+      await run(env);
+    } finally {
+      for (const db of env.opened) db.close();
+      // A scenario that failed with the server stopped must not break the next.
+      await ctl(env, "/unblock-ws").catch(() => {});
+      await ctl(env, "/start").catch(() => {});
+    }
+  })();
+}
