@@ -29,6 +29,9 @@
 //                      connections.                          -> {ok:true}
 //   POST /start        start it again (same DB, same port); answers once it
 //                      accepts connections; no-op if running.  -> {ok:true}
+//   POST /wipe         stop the server, delete its database, start it on a
+//                      fresh one (clients' cursors then answer resync).
+//                                                                -> {ok:true}
 //   POST /drop-ws      cut all proxied WebSockets (both sides).  -> {dropped:n}
 //   POST /block-ws     refuse WebSocket upgrades (socket destroyed); plain
 //   POST /unblock-ws   HTTP still passes.                        -> {ok:true}
@@ -455,6 +458,16 @@ const routes = {
   },
   "POST /start": async () => {
     await serialized(startServer);
+    return [200, { ok: true }];
+  },
+  "POST /wipe": async () => {
+    // The server loses its data: a new database, hence a new cursor epoch,
+    // so every client's cursor answers resync.
+    await serialized(async () => {
+      await stopServer();
+      for (const f of [DB_PATH, `${DB_PATH}-wal`, `${DB_PATH}-shm`]) fs.rmSync(f, { force: true });
+      await startServer();
+    });
     return [200, { ok: true }];
   },
   "POST /drop-ws": async () => {

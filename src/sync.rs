@@ -551,6 +551,9 @@ impl SyncClient {
                     ServerMessage::Synced { .. } => {
                         self.ws.set(Ws::Live);
                         self.ws_failures.set(0);
+                        // Reconnected: push what waited at once.
+                        self.net_failures.set(0);
+                        self.net_retry_at.set(0.0);
                         frames.push(Input::Frame(m));
                     }
                     ServerMessage::Ping => {
@@ -590,6 +593,13 @@ impl SyncClient {
     }
 
     fn failed(&self, inner: &Rc<Inner>, f: &Failure) {
+        if let Failure::Storage(_) = f {
+            // IndexedDB refused a step (quota, a closed connection): back
+            // off as for the network; the outbox and engine are intact.
+            let n = self.net_failures.get() + 1;
+            self.net_failures.set(n);
+            self.net_retry_at.set(Date::now() + backoff(n));
+        }
         let before = self.last_error.borrow().clone();
         self.note_error(f);
         let now = self.last_error.borrow().clone();
@@ -621,7 +631,9 @@ impl SyncClient {
             if self.opts.websocket && self.socket.borrow().is_none() {
                 at = at.min(self.ws_retry_at.get());
             }
-            if self.net_failures.get() > 0 && self.has_pushable() {
+            if self.has_pushable() {
+                // Queued writes go out as soon as the server is reachable
+                // again (a poll succeeded) or their backoff ends.
                 at = at.min(self.net_retry_at.get());
             }
         }

@@ -117,6 +117,8 @@ scenarios!(run_sync:
     server_killed_in_the_middle_of_a_push_loses_and_duplicates_nothing,
     temporary_ids_are_remapped_with_queued_updates_and_deletes,
     websocket_dropped_and_restored_misses_no_change,
+    resync_after_the_server_lost_its_data_keeps_pending_writes,
+    browser_offline_and_online_events_pause_and_resume_sync,
     polling_only_mode_never_opens_a_websocket,
     local_collections_never_reach_the_server,
     rejected_mutations_roll_back,

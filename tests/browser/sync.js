@@ -285,6 +285,40 @@ const scenarios = {
     eq(docs.find((d) => d.id === "p0").n, 50, "the later edit too");
   },
 
+  async resync_after_the_server_lost_its_data_keeps_pending_writes(env) {
+    const coll = collName("resync");
+    const a = await device(env, coll);
+    const b = await device(env, coll);
+    await a.insert(coll, { id: "s1", n: 1 });
+    await a.insert(coll, { id: "s2", n: 2 });
+    await a.sync();
+    await converged(env, coll, [a, b]);
+    await ctl(env, "/stop");
+    await a.insert(coll, { id: "p1", n: 3 });
+    await a.update(coll, "s1", { n: 10 }); // an edit of a document the server will no longer have
+    await ctl(env, "/wipe"); // a new database: every cursor answers resync
+    await synced(a);
+    eq(a.status().pending, 0, "pending writes survived the resync and were pushed");
+    const docs = await converged(env, coll, [a, b]);
+    eq(byId(docs), ["p1"], "documents the server lost are gone, the pending insert is there");
+    eq(await a.get(coll, "s2"), undefined, "a's copy of a lost document is gone");
+  },
+
+  async browser_offline_and_online_events_pause_and_resume_sync(env) {
+    const coll = collName("net");
+    const a = await device(env, coll);
+    await until("the WebSocket", () => a.status().connection === "websocket");
+    dispatchEvent(new Event("offline"));
+    await until("offline", () => a.status().connection === "offline");
+    await a.insert(coll, { id: "o1", n: 1 });
+    await sleep(500);
+    eq(await serverRows(env, coll), [], "nothing is sent while the browser is offline");
+    eq(a.status().pending, 1, "the write waits");
+    dispatchEvent(new Event("online"));
+    await until("the write arrives after online", async () => (await serverRows(env, coll)).length === 1);
+    await until("back on the WebSocket", () => a.status().connection === "websocket");
+  },
+
   async polling_only_mode_never_opens_a_websocket(env) {
     const coll = collName("poll");
     const before = (await ctl(env, "/state", "GET")).wsTotal;
