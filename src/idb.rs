@@ -20,6 +20,8 @@ pub const OUTBOX: &str = "_outbox";
 pub const META: &str = "_meta";
 /// The sync engine's copy of the server state: `{coll, id, doc, version}`.
 pub const SERVER: &str = "_server";
+/// Server changes to `"manual"` collections, held until `pull(coll)`.
+pub const HELD: &str = "_held";
 
 /// The object stores and indexes the schema needs (see `openDb` in glue.js).
 pub fn layout(schema: &Schema) -> Value {
@@ -38,6 +40,7 @@ pub fn layout(schema: &Schema) -> Value {
     stores.push(json!({"name": OUTBOX, "keyPath": "mid", "autoIncrement": true, "indexes": []}));
     stores.push(json!({"name": META, "keyPath": "k", "indexes": []}));
     stores.push(json!({"name": SERVER, "keyPath": ["coll", "id"], "indexes": []}));
+    stores.push(json!({"name": HELD, "keyPath": ["coll", "seq"], "indexes": []}));
     Value::Array(stores)
 }
 

@@ -438,6 +438,26 @@ impl SyncStore {
     }
 }
 
+impl SyncStore {
+    /// The sync loop and a collection it syncs, for `push`, `pull` and
+    /// `divergence`.
+    fn synced_coll(&self, coll: &JsValue) -> JsResult<(Rc<SyncClient>, String)> {
+        self.inner.check_open()?;
+        let coll = coll_arg(coll)?;
+        let spec = self.inner.schema.collection(&coll).map_err(error::core)?;
+        let disabled = |why: &str| glue::make_error("SYNC_DISABLED", why, false);
+        let Some(s) = self.inner.sync.get() else {
+            return Err(disabled("the store was opened without sync options"));
+        };
+        if spec.sync == syncstore_core::schema::SyncMode::Local {
+            return Err(disabled(&format!(
+                "coll: collection {coll:?} is local (sync: \"local\")"
+            )));
+        }
+        Ok((s.clone(), coll))
+    }
+}
+
 #[wasm_bindgen]
 impl SyncStore {
     /// Opens (creating or upgrading) the store.
@@ -704,7 +724,8 @@ impl SyncStore {
     pub fn on(
         &self,
         #[wasm_bindgen(js_name = "type", unchecked_param_type = "SyncEventType")] kind: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "(event: any) => void")] callback: Function,
+        #[wasm_bindgen(unchecked_param_type = "(event: SyncEvents[SyncEventType]) => void")]
+        callback: Function,
     ) -> Result<Function, JsValue> {
         self.inner.check_open()?;
         let kind = kind.as_string().unwrap_or_default();
@@ -727,6 +748,43 @@ impl SyncStore {
                 false,
             )),
         }
+    }
+
+    /// Pushes the collection's queued writes now (the only way writes of a
+    /// `sync: "manual"` collection leave the device); resolves when the
+    /// server has answered them.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn push(&self, #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue) -> Promise {
+        match self.synced_coll(&coll) {
+            Ok((s, coll)) => s.push_coll(coll),
+            Err(e) => Promise::reject(&e),
+        }
+    }
+
+    /// Pulls now and applies the server changes held for the collection
+    /// (those of a `sync: "manual"` collection wait for this call).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn pull(&self, #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue) -> Promise {
+        match self.synced_coll(&coll) {
+            Ok((s, coll)) => s.pull_coll(coll),
+            Err(e) => Promise::reject(&e),
+        }
+    }
+
+    /// `{ local, remote }`: the collection's writes not yet sent (or not yet
+    /// answered) and server changes to it not yet applied.
+    #[wasm_bindgen(unchecked_return_type = "Promise<{ local: number; remote: number }>")]
+    pub fn divergence(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
+    ) -> Promise {
+        let picked = self.synced_coll(&coll);
+        let inner = self.inner.clone();
+        promise(async move {
+            let (s, coll) = picked?;
+            let (local, remote) = s.divergence(&inner, &coll).await?;
+            Ok(to_js(&json!({ "local": local, "remote": remote })))
+        })
     }
 
     /// The canonical id of a temporary id the server has mapped; any other

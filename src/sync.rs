@@ -18,7 +18,7 @@
 
 use crate::error::{storage, JsResult};
 use crate::glue;
-use crate::idb::{to_js, wait, META, OUTBOX, SERVER};
+use crate::idb::{to_js, wait, HELD, META, OUTBOX, SERVER};
 use crate::net::{NetError, Remote, Socket, SocketEvent};
 use crate::store::Inner;
 use js_sys::{Date, Function, Promise};
@@ -28,7 +28,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, VecDeque};
 use std::rc::{Rc, Weak};
 use syncstore_core::protocol::{
-    ClientMessage, JsonObject, PullResponse, PushRequest, PushResponse, ServerMessage, START_CURSOR,
+    Change, ClientMessage, JsonObject, Mutation, PullResponse, PushRequest, PushResponse,
+    ServerMessage, START_CURSOR,
 };
 use syncstore_core::schema::{Schema, SyncMode};
 use syncstore_core::sync::{ClientSync, Effects, Entry, Event, Meta, ServerRecord, ServerWins};
@@ -186,9 +187,21 @@ enum Input {
     Push(PushResponse),
     Pull(PullResponse),
     Frame(ServerMessage),
+    /// Apply the held server changes of a `"manual"` collection.
+    Release(String),
+    /// Queue the parked writes of a `"manual"` collection for pushing.
+    Unpark(String),
 }
 
-type Waiter = (Function, Function);
+/// What a caller of `sync()`, `push(coll)` or `pull(coll)` waits for.
+enum Ask {
+    Sync,
+    Push(String),
+    Pull(String),
+}
+
+/// An ask and the promise functions that answer it.
+type Waiter = (Ask, Function, Function);
 /// The online/offline listener and the function that removes it.
 type OnlineWatch = (Closure<dyn Fn(bool)>, Function);
 
@@ -213,6 +226,10 @@ pub struct SyncClient {
     /// The last HTTP exchange got an answer.
     reachable: Cell<bool>,
     waiters: RefCell<Vec<Waiter>>,
+    /// Collections that sync on demand (`sync: "manual"`): their entries
+    /// are parked until `push(coll)`, and server changes to them are held
+    /// in `_held` until `pull(coll)`.
+    manual: BTreeSet<String>,
     last_push_at: Cell<Option<f64>>,
     last_pull_at: Cell<Option<f64>>,
     last_error: RefCell<Option<ErrorInfo>>,
@@ -297,6 +314,13 @@ impl SyncClient {
             online: Cell::new(glue::is_online()),
             reachable: Cell::new(false),
             waiters: RefCell::new(vec![]),
+            manual: inner
+                .schema
+                .collections
+                .iter()
+                .filter(|(_, s)| s.sync == SyncMode::Manual)
+                .map(|(n, _)| n.clone())
+                .collect(),
             last_push_at: Cell::new(None),
             last_pull_at: Cell::new(None),
             last_error: RefCell::new(None),
@@ -367,13 +391,42 @@ impl SyncClient {
 
     /// `db.sync()`: resolves once a push of everything queued and a pull
     /// have both completed; rejects with the error that stopped either.
-    pub fn sync_now(&self) -> Promise {
+    /// `push(coll)` and `pull(coll)` do that too, and then push the
+    /// collection's entries or apply its held changes (for `"manual"` ones).
+    fn ask(&self, ask: Ask) -> Promise {
+        let mut ask = Some(ask);
         let p = Promise::new(&mut |resolve, reject| {
-            self.waiters.borrow_mut().push((resolve, reject));
+            if let Some(a) = ask.take() {
+                self.waiters.borrow_mut().push((a, resolve, reject));
+            }
         });
         self.outbox_dirty.set(true);
         self.waker.wake();
         p
+    }
+
+    pub fn sync_now(&self) -> Promise {
+        self.ask(Ask::Sync)
+    }
+
+    pub fn push_coll(&self, coll: String) -> Promise {
+        self.ask(Ask::Push(coll))
+    }
+
+    pub fn pull_coll(&self, coll: String) -> Promise {
+        self.ask(Ask::Pull(coll))
+    }
+
+    /// Local entries of `coll` not yet sent and server changes to it not
+    /// yet applied (held, for `"manual"` collections).
+    pub async fn divergence(&self, inner: &Rc<Inner>, coll: &str) -> JsResult<(usize, u32)> {
+        let local = self.engine.borrow().unsent(coll);
+        let db = inner.db().await?;
+        let tx = Inner::tx(&db, &[HELD], false)?;
+        let remote = crate::idb::Source::Store(Inner::store(&tx, HELD)?)
+            .count(Some(&held_range(coll)?))
+            .await?;
+        Ok((local, remote))
     }
 
     pub fn resolve_id(&self, id: &str) -> String {
@@ -407,7 +460,7 @@ impl SyncClient {
             let _ = stop.call0(&JsValue::UNDEFINED);
         }
         let closed = crate::error::closed();
-        for (_, reject) in self.waiters.borrow_mut().drain(..) {
+        for (_, _, reject) in self.waiters.borrow_mut().drain(..) {
             let _ = reject.call1(&JsValue::UNDEFINED, &closed);
         }
         self.waker.wake();
@@ -469,7 +522,11 @@ impl SyncClient {
         }
         let n = self.net_failures.get() + 1;
         self.net_failures.set(n);
-        self.net_retry_at.set(Date::now() + backoff(n));
+        let mut wait = backoff(n);
+        if let Failure::Net(NetError::RateLimited { retry_after, .. }) = why {
+            wait = wait.max(retry_after * 1000.0);
+        }
+        self.net_retry_at.set(Date::now() + wait);
         self.note_error(why);
     }
 
@@ -522,10 +579,27 @@ impl SyncClient {
         if let Err(f) = &result {
             self.failed(inner, f);
         }
-        for (resolve, reject) in waiters {
-            let _ = match &result {
+        for (ask, resolve, reject) in waiters {
+            let mut result = match &result {
+                Ok(()) => Ok(()),
+                Err(f) => Err(f.to_js()),
+            };
+            if result.is_ok() {
+                result = match ask {
+                    Ask::Sync => Ok(()),
+                    Ask::Push(coll) => match self.step(inner, vec![Input::Unpark(coll)]).await {
+                        Ok(()) => self.push_all(inner).await.map_err(|f| {
+                            self.failed(inner, &f);
+                            f.to_js()
+                        }),
+                        Err(e) => Err(e),
+                    },
+                    Ask::Pull(coll) => self.step(inner, vec![Input::Release(coll)]).await,
+                };
+            }
+            let _ = match result {
                 Ok(()) => resolve.call0(&JsValue::UNDEFINED),
-                Err(f) => reject.call1(&JsValue::UNDEFINED, &f.to_js()),
+                Err(e) => reject.call1(&JsValue::UNDEFINED, &e),
             };
         }
         self.report_status(inner);
@@ -648,7 +722,7 @@ impl SyncClient {
     }
 
     /// The next push: oldest first, bounded in count and bytes.
-    fn batch(&self) -> Vec<syncstore_core::protocol::Mutation> {
+    fn batch(&self) -> Vec<Mutation> {
         let mut batch = self.engine.borrow().next_push(PUSH_BATCH);
         let mut bytes = 0;
         let mut keep = 0;
@@ -757,9 +831,20 @@ impl SyncClient {
             .filter(|(_, s)| s.sync != SyncMode::Local)
             .map(|(n, _)| n.as_str())
             .collect();
-        stores.extend([OUTBOX, SERVER, META]);
+        stores.extend([OUTBOX, SERVER, META, HELD]);
         let db = inner.db().await?;
         let tx = Inner::tx(&db, &stores, true)?;
+        // Held changes of collections being pulled, read before the engine runs.
+        let mut released: Vec<Vec<Change>> = vec![];
+        for input in &inputs {
+            if let Input::Release(coll) = input {
+                let req = Inner::store(&tx, HELD)?
+                    .get_all_with_key(&held_range(coll)?.into())
+                    .map_err(|e| storage(e, "read held changes"))?;
+                released.push(parse(&wait(&req, "read held changes").await?).unwrap_or_default());
+            }
+        }
+        let mut released = released.into_iter();
         let last_mid = self.engine.borrow().next_mid() - 1;
         let range = IdbKeyRange::lower_bound_with_open(&JsValue::from_f64(last_mid as f64), true)
             .map_err(|e| storage(e, "key range"))?;
@@ -783,7 +868,12 @@ impl SyncClient {
                         // serialized by IndexedDB), unless an unsettled
                         // edit of the document comes first.
                         m.base = eng.base_for(&m.coll, &m.id);
-                        eng.local(m).map_err(|e| e.to_string())
+                        if self.manual.contains(&m.coll) {
+                            eng.local_parked(m)
+                        } else {
+                            eng.local(m)
+                        }
+                        .map_err(|e| e.to_string())
                     });
                 match fx {
                     Ok(fx) => {
@@ -805,8 +895,31 @@ impl SyncClient {
             for input in inputs {
                 let fx = match input {
                     Input::Push(r) => eng.on_push_response(&r, &ServerWins),
-                    Input::Pull(p) => eng.on_pull(&p),
-                    Input::Frame(m) => eng.on_server_message(&m, &ServerWins),
+                    Input::Pull(mut p) => {
+                        self.hold(&eng, p.resync, &mut p.changes, &mut ops);
+                        eng.on_pull(&p)
+                    }
+                    Input::Frame(mut m) => {
+                        match &mut m {
+                            ServerMessage::Changes { changes, .. } => {
+                                self.hold(&eng, false, changes, &mut ops)
+                            }
+                            ServerMessage::Resync { .. } => {
+                                self.hold(&eng, true, &mut vec![], &mut ops)
+                            }
+                            _ => {}
+                        }
+                        eng.on_server_message(&m, &ServerWins)
+                    }
+                    Input::Release(_) => {
+                        let changes = released.next().unwrap_or_default();
+                        for c in &changes {
+                            ops.push(json!({"s": HELD, "del": [c.coll, c.seq]}));
+                        }
+                        touched |= !changes.is_empty();
+                        eng.on_changes(&changes, None, None, false)
+                    }
+                    Input::Unpark(coll) => eng.unpark(&coll),
                 };
                 touched |= !fx.is_empty();
                 self.effects(schema, &eng, &fx, &mut ops, &mut out, true);
@@ -827,6 +940,42 @@ impl SyncClient {
         }
         self.after_commit(inner, out);
         Ok(())
+    }
+
+    /// Moves server changes to `"manual"` collections out of `changes` into
+    /// `_held`. A resync clears what was held (the stream from zero brings
+    /// it again) and, while it runs, nothing is held: the rebuilt server
+    /// state must be complete when it replaces the old one.
+    fn hold(
+        &self,
+        eng: &ClientSync,
+        resync: bool,
+        changes: &mut Vec<Change>,
+        ops: &mut Vec<Value>,
+    ) {
+        if self.manual.is_empty() {
+            return;
+        }
+        if resync {
+            ops.push(json!({"s": HELD, "clear": true}));
+            return;
+        }
+        if eng.resyncing() {
+            return;
+        }
+        changes.retain(|c| {
+            // This client's own writes coming back are not news: applying
+            // them settles their outbox entries.
+            let own = eng
+                .awaited_version(&c.coll, &c.id)
+                .is_some_and(|v| v >= c.version);
+            if self.manual.contains(&c.coll) && !own {
+                ops.push(json!({"s": HELD, "put": c}));
+                false
+            } else {
+                true
+            }
+        });
     }
 
     /// The requests that carry out `fx` (see docs/sync-engine.md, Effects).
@@ -916,6 +1065,13 @@ impl SyncClient {
                 .emit("change", &to_js(&json!({"changes": out.changes})));
         }
     }
+}
+
+/// The keys `[coll, seq]` of one collection's held changes.
+fn held_range(coll: &str) -> JsResult<IdbKeyRange> {
+    let lo = js_sys::Array::of2(&coll.into(), &f64::NEG_INFINITY.into());
+    let hi = js_sys::Array::of2(&coll.into(), &f64::INFINITY.into());
+    IdbKeyRange::bound(&lo, &hi).map_err(|e| storage(e, "key range"))
 }
 
 /// Parses a JS value as JSON data of `T` (one stringify, one parse).

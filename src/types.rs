@@ -20,13 +20,60 @@ export interface CollectionOptions {
   /** "auto" (default) syncs; "manual" syncs on demand; "local" never leaves the device. */
   sync?: "auto" | "manual" | "local";
 }
+export interface SyncOptions {
+  /** The sync server's base URL, `http://` or `https://`. */
+  url: string;
+  /** Bearer token the server maps to a namespace. */
+  token: string;
+  /** Receive changes over a WebSocket (default true); polling is the fallback. */
+  websocket?: boolean;
+  /** Polling interval in ms while no WebSocket is live (default 5000, 50 to 86400000). */
+  pollMs?: number;
+}
 export interface OpenOptions {
   /** The IndexedDB database name. */
   name: string;
   collections: { [name: string]: CollectionOptions };
   /** The largest document accepted, in bytes of JSON (default 1 MiB). */
   maxDocBytes?: number;
+  /** Sync with a server; without it the store is local only. */
+  sync?: SyncOptions;
 }
+/** What `status()` returns and the `status` event carries. */
+export interface SyncStatus {
+  /** "websocket": live changes stream; "polling": the server answers HTTP; "offline": it does not (or no sync). */
+  connection: "websocket" | "polling" | "offline";
+  /** Mutations not yet settled by the server. */
+  pending: number;
+  /** When the last push was answered (ms since the epoch), or null. */
+  lastPushAt: number | null;
+  /** When server changes last arrived (pull or WebSocket), or null. */
+  lastPullAt: number | null;
+  /** The pull cursor (opaque), or null before the first pull. */
+  cursor: string | null;
+  /** The last sync error, or null. */
+  lastError: { code: ErrorCode; message: string; retryable: boolean } | null;
+}
+/** A document the server changed. */
+export interface ChangeEvent { changes: { coll: string; id: string; deleted: boolean }[] }
+/** The server assigned the canonical id `id` to the temporary id `tmp`. */
+export interface IdmapEvent { type: "idmap"; tmp: string; id: string }
+/** The server refused a mutation for good; its optimistic effect was rolled back. */
+export interface RejectedEvent { type: "rejected"; mid: number; coll: string; id: string; code: string; message: string }
+/** The server did not apply a mutation because the document changed there. */
+export interface ConflictEvent {
+  type: "conflict"; mid: number; coll: string; id: string;
+  local: Doc | null; remote: Doc | null; resolution: "serverWins";
+}
+export interface SyncEvents {
+  status: SyncStatus;
+  change: ChangeEvent;
+  idmap: IdmapEvent;
+  rejected: RejectedEvent;
+  conflict: ConflictEvent;
+  error: SyncStoreError;
+}
+export type SyncEventType = keyof SyncEvents;
 export type Scalar = string | number | boolean;
 export interface Operators {
   $eq?: JsonValue; $ne?: JsonValue; $in?: JsonValue[];
@@ -52,7 +99,8 @@ export type ErrorCode =
   | "INVALID_OPTIONS" | "INVALID_SCHEMA" | "INVALID_DOCUMENT" | "INVALID_ID" | "INVALID_PATCH"
   | "INVALID_QUERY" | "UNKNOWN_OPERATOR" | "UNKNOWN_COLLECTION" | "DOC_TOO_LARGE" | "NOT_FOUND"
   | "ALREADY_EXISTS" | "QUOTA_EXCEEDED" | "CLOSED" | "TRANSACTION_ABORTED" | "STORAGE_CLOSED"
-  | "STORAGE_VERSION" | "STORAGE";
+  | "STORAGE_VERSION" | "STORAGE" | "INVALID_EVENT" | "SYNC_DISABLED"
+  | "NETWORK" | "UNAUTHORIZED" | "RATE_LIMITED" | "SERVER" | "PROTOCOL";
 /** The error every syncstore call rejects with. */
 export declare class SyncStoreError extends Error {
   readonly name: "SyncStoreError";

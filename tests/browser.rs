@@ -121,5 +121,6 @@ scenarios!(run_sync:
     browser_offline_and_online_events_pause_and_resume_sync,
     polling_only_mode_never_opens_a_websocket,
     local_collections_never_reach_the_server,
+    manual_collections_sync_only_on_demand,
     rejected_mutations_roll_back,
 );

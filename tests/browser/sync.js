@@ -348,6 +348,37 @@ const scenarios = {
     eq((await a.get(drafts, "secret")).more, 1, "local data stays local");
   },
 
+  async manual_collections_sync_only_on_demand(env) {
+    const coll = collName("auto");
+    const notes = collName("manual");
+    const drafts = collName("local");
+    const more = { [notes]: { sync: "manual" }, [drafts]: { sync: "local" } };
+    const a = await device(env, coll, { more });
+    const b = await device(env, coll, { more });
+    await a.insert(notes, { id: "n1", text: "draft" });
+    await a.insert(coll, { id: "t1", n: 1 });
+    await a.sync();
+    eq(await serverRows(env, notes), [], "manual writes wait for push(coll)");
+    eq((await serverRows(env, coll)).length, 1, "auto writes do not");
+    eq(await a.divergence(notes), { local: 1, remote: 0 }, "one local change not exchanged");
+    const rejected = [];
+    a.on("rejected", (e) => rejected.push(e));
+    await a.push(notes);
+    eq((await serverRows(env, notes)).length, 1, "pushed on demand");
+    eq(rejected, [], "under a mid the server accepts, although later writes were pushed first");
+    await until("a's own write settles", async () => a.status().pending === 0);
+    eq(await a.divergence(notes), { local: 0, remote: 0 }, "its own write is not a remote change");
+    await until("b has the auto collection's write", () => b.get(coll, "t1"));
+    await b.sync();
+    eq(await b.get(notes, "n1"), undefined, "a manual collection's server changes wait for pull(coll)");
+    eq(await b.divergence(notes), { local: 0, remote: 1 }, "one remote change not exchanged");
+    await b.pull(notes);
+    eq((await b.get(notes, "n1")).text, "draft", "pulled on demand");
+    eq(await b.divergence(notes), { local: 0, remote: 0 }, "nothing left to exchange");
+    await rejects(a.push(drafts), "SYNC_DISABLED", env, "push of a local collection");
+    await rejects(a.divergence("nope"), "UNKNOWN_COLLECTION", env, "divergence of an unknown collection");
+  },
+
   async rejected_mutations_roll_back(env) {
     const coll = collName("rej");
     const a = await device(env, coll);

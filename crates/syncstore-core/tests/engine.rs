@@ -639,3 +639,76 @@ fn state_round_trips_through_json() {
     assert_eq!(restored.views(), c.views());
     assert_eq!(restored.next_push(10), c.next_push(10));
 }
+
+#[test]
+fn parked_entries_show_but_wait_for_unpark_and_get_fresh_mids() {
+    let mut c = ClientSync::new();
+    let mut s = ModelServer::new();
+    let notes = |mid, op, id: &str, body| {
+        let mut x = m(mid, op, id, body, None);
+        x.coll = "notes".into();
+        x
+    };
+    c.local_parked(notes(1, MutationOp::Insert, "n1", json!({"t": 1})))
+        .unwrap();
+    c.local(m(2, MutationOp::Insert, "a", json!({"n": 1}), None))
+        .unwrap();
+    c.local_parked(notes(3, MutationOp::Update, "n1", json!({"t": 2})))
+        .unwrap();
+    assert_eq!(
+        c.view("notes", "n1").map(Value::Object),
+        Some(json!({"t": 2, "id": "n1"})),
+        "parked writes show"
+    );
+    let sent: Vec<u64> = c.next_push(10).iter().map(|m| m.mid).collect();
+    assert_eq!(sent, [2], "parked entries are not sent");
+    assert_eq!((c.unsent("notes"), c.unsent("todos")), (2, 1));
+    sync_push(&mut c, &mut s, "c1");
+    let fx = c.unpark("notes");
+    assert_eq!(fx.outbox_drop, [1, 3]);
+    let mids: Vec<u64> = fx.outbox_put.iter().map(|e| e.mutation.mid).collect();
+    assert_eq!(
+        mids,
+        [4, 5],
+        "fresh mids above the last one pushed, order kept"
+    );
+    assert!(fx.views.is_empty(), "unparking changes no view");
+    assert!(c.unpark("notes").is_empty(), "nothing left parked");
+    let fx = sync_push(&mut c, &mut s, "c1");
+    assert!(fx.events.is_empty(), "accepted, not stale: {:?}", fx.events);
+    sync_pull(&mut c, &s, "c1");
+    assert_eq!(c.pending(), 0);
+    assert_eq!(
+        c.view("notes", "n1").map(Value::Object),
+        Some(json!({"id": "n1", "t": 2}))
+    );
+}
+
+#[test]
+fn unsent_counts_and_awaited_versions() {
+    let mut c = ClientSync::new();
+    let mut notes = m(2, MutationOp::Insert, "n1", json!({"t": 1}), None);
+    notes.coll = "notes".into();
+    c.local(m(1, MutationOp::Insert, "a", json!({"n": 1}), None))
+        .unwrap();
+    c.local(notes).unwrap();
+    assert_eq!((c.unsent("todos"), c.unsent("notes")), (1, 1));
+    let resp = PushResponse {
+        results: vec![MutationResult::Applied {
+            mid: 2,
+            id: "n1".into(),
+            version: 7,
+        }],
+        id_map: Default::default(),
+        last_mutation_id: 2,
+    };
+    c.on_push_response(&resp, &ServerWins);
+    assert_eq!(
+        c.unsent("notes"),
+        0,
+        "answered entries are no longer unsent"
+    );
+    assert_eq!(c.pending(), 2, "but pending until their change arrives");
+    assert_eq!(c.awaited_version("notes", "n1"), Some(7));
+    assert_eq!(c.awaited_version("todos", "a"), None, "not applied yet");
+}

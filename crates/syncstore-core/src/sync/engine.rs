@@ -68,6 +68,11 @@ pub enum EntryState {
         /// The document's server version after the mutation.
         version: u64,
     },
+    /// A write to a collection that syncs on demand, not yet asked to be
+    /// pushed: replayed, never sent. Its mid is only a local key until
+    /// [`ClientSync::unpark`] gives it a fresh one (the server requires mids
+    /// to grow in the order they are pushed).
+    Parked,
 }
 
 /// An outbox entry: the mutation as it will be (re)sent, and its state.
@@ -427,7 +432,7 @@ impl ClientSync {
 
     fn replayed(e: &Entry) -> bool {
         match e.state {
-            EntryState::Pending | EntryState::Applied { .. } => true,
+            EntryState::Pending | EntryState::Applied { .. } | EntryState::Parked => true,
             EntryState::Acked => e.mutation.op == MutationOp::Insert && is_temp_id(&e.mutation.id),
         }
     }
@@ -532,7 +537,38 @@ impl ClientSync {
     /// Queues a local mutation (already validated by `write.rs`, with a mid
     /// above every earlier one). Ids and references naming mapped temporary
     /// ids are rewritten to canonical ids first.
-    pub fn local(&mut self, mut m: Mutation) -> Result<Effects, SyncError> {
+    pub fn local(&mut self, m: Mutation) -> Result<Effects, SyncError> {
+        self.queue(m, EntryState::Pending)
+    }
+
+    /// [`Self::local`] for a collection that syncs on demand: the entry is
+    /// parked (replayed, not sent) until [`Self::unpark`].
+    pub fn local_parked(&mut self, m: Mutation) -> Result<Effects, SyncError> {
+        self.queue(m, EntryState::Parked)
+    }
+
+    /// Queues the parked entries of `coll` for pushing, oldest first, each
+    /// under a fresh mid (above every mid queued so far). Views do not
+    /// change: a document's entries all belong to its collection, so their
+    /// order among themselves is kept.
+    pub fn unpark(&mut self, coll: &str) -> Effects {
+        let mut fx = Effects::default();
+        let (parked, rest): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut self.outbox)
+            .into_iter()
+            .partition(|e| e.state == EntryState::Parked && e.mutation.coll == coll);
+        self.outbox = rest;
+        for mut e in parked {
+            fx.outbox_drop.push(e.mutation.mid);
+            self.max_mid += 1;
+            e.mutation.mid = self.max_mid;
+            e.state = EntryState::Pending;
+            fx.outbox_put.push(e.clone());
+            self.outbox.push(e);
+        }
+        fx
+    }
+
+    fn queue(&mut self, mut m: Mutation, state: EntryState) -> Result<Effects, SyncError> {
         m.validate()?;
         if m.mid <= self.max_mid {
             return Err(SyncError::StaleMid {
@@ -544,10 +580,7 @@ impl ClientSync {
         let key = key_of(&m);
         Ok(self.with_views([key], |this, fx| {
             this.max_mid = m.mid;
-            let e = Entry {
-                mutation: m,
-                state: EntryState::Pending,
-            };
+            let e = Entry { mutation: m, state };
             fx.outbox_put.push(e.clone());
             this.outbox.push(e);
         }))
@@ -587,10 +620,33 @@ impl ClientSync {
     pub fn next_push(&self, max: usize) -> Vec<Mutation> {
         self.outbox
             .iter()
-            .filter(|e| !matches!(e.state, EntryState::Applied { .. }))
+            .filter(|e| matches!(e.state, EntryState::Pending | EntryState::Acked))
             .take(max)
             .map(|e| e.mutation.clone())
             .collect()
+    }
+
+    /// The highest server version an applied outbox entry of the document
+    /// waits for: a change up to it is (or precedes) this client's own
+    /// write coming back.
+    pub fn awaited_version(&self, coll: &str, id: &str) -> Option<u64> {
+        self.outbox
+            .iter()
+            .filter(|e| e.mutation.coll == coll && e.mutation.id == id)
+            .filter_map(|e| match e.state {
+                EntryState::Applied { version } => Some(version),
+                _ => None,
+            })
+            .max()
+    }
+
+    /// Entries of `coll` not yet sent or not yet answered (`parked`,
+    /// `pending`, `acked`): the local side of a collection's divergence.
+    pub fn unsent(&self, coll: &str) -> usize {
+        self.outbox
+            .iter()
+            .filter(|e| e.mutation.coll == coll && !matches!(e.state, EntryState::Applied { .. }))
+            .count()
     }
 
     /// Learns id mappings: re-keys documents, rewrites the outbox.
