@@ -52,6 +52,20 @@ impl Events {
         self.listeners.borrow().iter().any(|l| l.1 == kind)
     }
 
+    /// Emits a JSON payload (an error's `{code, message, retryable}` as a
+    /// `SyncStoreError`); builds the JS value only if someone listens.
+    pub fn emit_value(&self, kind: &str, payload: &serde_json::Value) {
+        if !self.wanted(kind) {
+            return;
+        }
+        let js = if kind == "error" {
+            crate::tabs::error_js(payload)
+        } else {
+            crate::idb::to_js(payload)
+        };
+        self.emit(kind, &js);
+    }
+
     pub fn emit(&self, kind: &str, payload: &JsValue) {
         let targets: Vec<Function> = self
             .listeners

@@ -58,6 +58,21 @@ extern "C" {
     #[wasm_bindgen(js_name = isOnline)]
     pub fn is_online() -> bool;
 
+    pub fn every(ms: u32, cb: &Function) -> Function;
+    #[wasm_bindgen(js_name = isVisible)]
+    pub fn is_visible() -> bool;
+
+    /// The sync leader lock (see `LeaderLock` in glue.js).
+    pub type LeaderLock;
+    #[wasm_bindgen(constructor)]
+    pub fn new(name: &str, on_granted: &Function, on_lost: &Function) -> LeaderLock;
+    #[wasm_bindgen(method, getter)]
+    pub fn held(this: &LeaderLock) -> bool;
+    #[wasm_bindgen(method)]
+    pub fn steal(this: &LeaderLock);
+    #[wasm_bindgen(method)]
+    pub fn close(this: &LeaderLock);
+
     /// The sync loop's alarm clock (see `Waker` in glue.js).
     pub type Waker;
     #[wasm_bindgen(constructor)]

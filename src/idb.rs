@@ -56,6 +56,17 @@ pub async fn wait(req: &IdbRequest, what: &str) -> JsResult<JsValue> {
         .map_err(|e| storage(e, what))
 }
 
+/// The results of several requests issued together (handlers are attached
+/// to all at once: a request that succeeded unobserved is never awaited).
+pub async fn wait_all(reqs: &[&IdbRequest], what: &str) -> JsResult<Vec<JsValue>> {
+    let list: Array = reqs.iter().map(|r| JsValue::from(*r)).collect();
+    let got: Array = JsFuture::from(glue::requests(&list))
+        .await
+        .map_err(|e| storage(e, what))?
+        .unchecked_into();
+    Ok(got.iter().collect())
+}
+
 pub async fn committed(tx: &IdbTransaction, what: &str) -> JsResult<()> {
     JsFuture::from(glue::done(tx))
         .await

@@ -8,6 +8,7 @@
 //! - [`idb`]: the IndexedDB adapter (layout, key ranges, requests).
 //! - [`live`]: subscriptions and the cross-tab channel.
 //! - [`sync`]: the sync loop: engine, transports ([`net`]) and IndexedDB.
+//! - [`tabs`]: one sync leader per database across tabs.
 //! - [`events`]: `db.on(...)` listeners.
 //! - [`error`]: `SyncStoreError` with stable codes.
 
@@ -19,6 +20,7 @@ pub mod live;
 pub mod net;
 pub mod store;
 pub mod sync;
+pub mod tabs;
 mod types;
 
 pub use store::SyncStore;

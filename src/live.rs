@@ -59,6 +59,13 @@ impl Live {
         Live::default()
     }
 
+    /// Posts a message to the other instances of this database.
+    pub fn post(&self, msg: &JsValue) {
+        if let Some(ch) = self.channel.borrow().as_ref() {
+            let _ = ch.post_message(msg);
+        }
+    }
+
     pub fn writes_in_flight(&self) -> u32 {
         self.in_flight.get()
     }
@@ -74,6 +81,17 @@ impl Live {
         let weak = Rc::downgrade(inner);
         let on_message = Closure::<dyn Fn(MessageEvent)>::new(move |ev: MessageEvent| {
             let Some(inner) = weak.upgrade() else { return };
+            let sync = js_sys::Reflect::get(&ev.data(), &"sync".into()).unwrap_or_default();
+            if !sync.is_undefined() {
+                // Between the sync leader and its followers (tabs.rs).
+                if let (Some(h), Some(msg)) = (
+                    inner.sync.get(),
+                    crate::sync::parse::<serde_json::Value>(&sync),
+                ) {
+                    h.on_message(&inner, &msg);
+                }
+                return;
+            }
             let colls = js_sys::Reflect::get(&ev.data(), &"colls".into())
                 .ok()
                 .filter(Array::is_array)
@@ -87,7 +105,7 @@ impl Live {
             inner.live.changed(&inner, &colls, false);
             // Another tab may have queued writes for this tab's sync loop.
             if let Some(sync) = inner.sync.get() {
-                sync.kick_outbox();
+                sync.kick();
             }
         });
         channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));

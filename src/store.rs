@@ -7,7 +7,8 @@ use crate::events::Events;
 use crate::glue;
 use crate::idb::{self, committed, to_js, Source, META, OUTBOX};
 use crate::live::Live;
-use crate::sync::{SyncClient, SyncOptions};
+use crate::sync::{Ask, SyncOptions};
+use crate::tabs::{self, SyncHandle};
 use js_sys::{Array, Function, Promise};
 use serde_json::{json, Value};
 use std::cell::{Cell, OnceCell, RefCell};
@@ -34,8 +35,8 @@ pub struct Inner {
     on_lost: RefCell<Option<Closure<dyn Fn()>>>,
     pub live: Live,
     pub events: Events,
-    /// The sync loop, when the store was opened with `sync`.
-    pub sync: OnceCell<Rc<SyncClient>>,
+    /// Sync (leading or following), when the store was opened with `sync`.
+    pub sync: OnceCell<Rc<SyncHandle>>,
     /// Temporary ids the server has mapped, to their canonical ids: calls
     /// naming a temporary id still reach its document.
     aliases: RefCell<HashMap<String, String>>,
@@ -67,6 +68,25 @@ impl Inner {
 
     pub fn set_aliases(&self, map: &BTreeMap<String, String>) {
         *self.aliases.borrow_mut() = map.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
+    }
+
+    pub fn add_alias(&self, tmp: &str, id: &str) {
+        self.aliases
+            .borrow_mut()
+            .insert(tmp.to_owned(), id.to_owned());
+    }
+
+    /// Emits a sync event here and publishes it to the other instances of
+    /// this database (followers of the sync leader, tabs.rs).
+    pub fn publish(&self, kind: &str, payload: Value) {
+        self.events.emit_value(kind, &payload);
+        self.live.post(&to_js(
+            &json!({"sync": {"t": "event", "kind": kind, "payload": payload}}),
+        ));
+    }
+
+    pub fn local_pending(&self) -> usize {
+        self.local_pending.get()
     }
 
     /// The canonical id of a mapped temporary id, else `id`.
@@ -231,11 +251,10 @@ impl Inner {
         }
         self.live.changed(self, &plan.colls, true);
         if !plan.outbox.is_empty() {
-            match self.sync.get() {
-                Some(sync) => sync.kick_outbox(),
-                None => self
-                    .local_pending
-                    .set(self.local_pending.get() + plan.outbox.len()),
+            self.local_pending
+                .set(self.local_pending.get() + plan.outbox.len());
+            if let Some(sync) = self.sync.get() {
+                sync.kick();
             }
         }
         Ok(plan.ids)
@@ -441,7 +460,7 @@ impl SyncStore {
 impl SyncStore {
     /// The sync loop and a collection it syncs, for `push`, `pull` and
     /// `divergence`.
-    fn synced_coll(&self, coll: &JsValue) -> JsResult<(Rc<SyncClient>, String)> {
+    fn synced_coll(&self, coll: &JsValue) -> JsResult<(Rc<SyncHandle>, String)> {
         self.inner.check_open()?;
         let coll = coll_arg(coll)?;
         let spec = self.inner.schema.collection(&coll).map_err(error::core)?;
@@ -510,12 +529,11 @@ impl SyncStore {
         inner.db().await?;
         inner.load_client_id().await?;
         inner.live.listen(&inner, &name)?;
+        let n = inner.outbox_count().await?;
+        inner.local_pending.set(n as usize);
         if let Some(opts) = sync {
-            let client = SyncClient::start(&inner, opts).await?;
-            let _ = inner.sync.set(client);
-        } else {
-            let n = inner.outbox_count().await?;
-            inner.local_pending.set(n as usize);
+            let handle = SyncHandle::start(&inner, opts).await?;
+            let _ = inner.sync.set(handle);
         }
         Ok(SyncStore { inner })
     }
@@ -704,10 +722,11 @@ impl SyncStore {
     #[wasm_bindgen(unchecked_return_type = "SyncStatus")]
     pub fn status(&self) -> JsValue {
         match self.inner.sync.get() {
-            Some(s) => to_js(&s.status()),
+            Some(s) => to_js(&s.status(&self.inner)),
             None => to_js(&json!({
                 "connection": "offline", "pending": self.inner.local_pending.get(),
                 "lastPushAt": null, "lastPullAt": null, "cursor": null, "lastError": null,
+                "leader": false,
             })),
         }
     }
@@ -741,7 +760,7 @@ impl SyncStore {
             return Promise::reject(&e);
         }
         match self.inner.sync.get() {
-            Some(s) => s.sync_now(),
+            Some(s) => s.ask(&self.inner, Ask::Sync),
             None => Promise::reject(&glue::make_error(
                 "SYNC_DISABLED",
                 "the store was opened without sync options",
@@ -756,7 +775,7 @@ impl SyncStore {
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn push(&self, #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue) -> Promise {
         match self.synced_coll(&coll) {
-            Ok((s, coll)) => s.push_coll(coll),
+            Ok((s, coll)) => s.ask(&self.inner, Ask::Push(coll)),
             Err(e) => Promise::reject(&e),
         }
     }
@@ -766,7 +785,7 @@ impl SyncStore {
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn pull(&self, #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue) -> Promise {
         match self.synced_coll(&coll) {
-            Ok((s, coll)) => s.pull_coll(coll),
+            Ok((s, coll)) => s.ask(&self.inner, Ask::Pull(coll)),
             Err(e) => Promise::reject(&e),
         }
     }
@@ -781,8 +800,8 @@ impl SyncStore {
         let picked = self.synced_coll(&coll);
         let inner = self.inner.clone();
         promise(async move {
-            let (s, coll) = picked?;
-            let (local, remote) = s.divergence(&inner, &coll).await?;
+            let (_, coll) = picked?;
+            let (local, remote) = tabs::divergence(&inner, &coll).await?;
             Ok(to_js(&json!({ "local": local, "remote": remote })))
         })
     }

@@ -21,7 +21,7 @@ use crate::glue;
 use crate::idb::{to_js, wait, HELD, META, OUTBOX, SERVER};
 use crate::net::{NetError, Remote, Socket, SocketEvent};
 use crate::store::Inner;
-use js_sys::{Date, Function, Promise};
+use js_sys::{Date, Function};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
@@ -171,6 +171,8 @@ pub struct Status {
     pub last_pull_at: Option<f64>,
     pub cursor: Option<String>,
     pub last_error: Option<ErrorInfo>,
+    /// True in the instance that runs the sync loop (tabs.rs).
+    pub leader: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -194,19 +196,26 @@ enum Input {
 }
 
 /// What a caller of `sync()`, `push(coll)` or `pull(coll)` waits for.
-enum Ask {
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(tag = "ask", content = "coll", rename_all = "camelCase")]
+pub enum Ask {
     Sync,
     Push(String),
     Pull(String),
 }
 
 /// An ask and the promise functions that answer it.
-type Waiter = (Ask, Function, Function);
+pub type Waiter = (Ask, Function, Function);
 /// The online/offline listener and the function that removes it.
 type OnlineWatch = (Closure<dyn Fn(bool)>, Function);
 
 pub struct SyncClient {
     opts: SyncOptions,
+    /// This leader's term (`_meta` `leader`): a step that finds another
+    /// term there aborts and this client stops (see `tabs.rs`).
+    epoch: f64,
+    /// Set when the store closes or this tab stops leading; ends the loop.
+    stopped: Cell<bool>,
     remote: Remote,
     engine: RefCell<ClientSync>,
     waker: glue::Waker,
@@ -293,12 +302,18 @@ struct Outcome {
 
 impl SyncClient {
     /// Restores the engine from IndexedDB and starts the loop.
-    pub async fn start(inner: &Rc<Inner>, opts: SyncOptions) -> JsResult<Rc<SyncClient>> {
+    pub async fn start(
+        inner: &Rc<Inner>,
+        opts: SyncOptions,
+        epoch: f64,
+    ) -> JsResult<Rc<SyncClient>> {
         let client_id = inner.client_id.borrow().clone();
         let engine = Self::load(inner).await?;
         let s = Rc::new(SyncClient {
             remote: Remote::new(&opts.url, &opts.token, &client_id),
             opts,
+            epoch,
+            stopped: Cell::new(false),
             engine: RefCell::new(engine),
             waker: glue::Waker::new(),
             socket: RefCell::new(None),
@@ -365,18 +380,18 @@ impl SyncClient {
         let outbox_req = Inner::store(&tx, OUTBOX)?
             .get_all()
             .map_err(|e| storage(e, "read"))?;
-        let meta = wait(&meta_req, "read sync state").await?;
-        let server = wait(&server_req, "read server state").await?;
-        let outbox = wait(&outbox_req, "read outbox").await?;
-        let meta: Option<Meta> = js_sys::Reflect::get(&meta, &"v".into())
+        let got =
+            crate::idb::wait_all(&[&meta_req, &server_req, &outbox_req], "read sync state").await?;
+        let (meta, server, outbox) = (&got[0], &got[1], &got[2]);
+        let meta: Option<Meta> = js_sys::Reflect::get(meta, &"v".into())
             .ok()
             .filter(|v| !v.is_undefined())
             .and_then(|v| parse(&v));
         let Some(meta) = meta else {
             return Ok(ClientSync::new());
         };
-        let server: Vec<ServerRecord> = parse(&server).unwrap_or_default();
-        let outbox: Vec<Entry> = parse::<Vec<Entry>>(&outbox)
+        let server: Vec<ServerRecord> = parse(server).unwrap_or_default();
+        let outbox: Vec<Entry> = parse::<Vec<Entry>>(outbox)
             .unwrap_or_default()
             .into_iter()
             .filter(|e| e.mutation.mid <= meta.max_mid)
@@ -393,44 +408,10 @@ impl SyncClient {
     /// have both completed; rejects with the error that stopped either.
     /// `push(coll)` and `pull(coll)` do that too, and then push the
     /// collection's entries or apply its held changes (for `"manual"` ones).
-    fn ask(&self, ask: Ask) -> Promise {
-        let mut ask = Some(ask);
-        let p = Promise::new(&mut |resolve, reject| {
-            if let Some(a) = ask.take() {
-                self.waiters.borrow_mut().push((a, resolve, reject));
-            }
-        });
+    pub fn ask(&self, waiter: Waiter) {
+        self.waiters.borrow_mut().push(waiter);
         self.outbox_dirty.set(true);
         self.waker.wake();
-        p
-    }
-
-    pub fn sync_now(&self) -> Promise {
-        self.ask(Ask::Sync)
-    }
-
-    pub fn push_coll(&self, coll: String) -> Promise {
-        self.ask(Ask::Push(coll))
-    }
-
-    pub fn pull_coll(&self, coll: String) -> Promise {
-        self.ask(Ask::Pull(coll))
-    }
-
-    /// Local entries of `coll` not yet sent and server changes to it not
-    /// yet applied (held, for `"manual"` collections).
-    pub async fn divergence(&self, inner: &Rc<Inner>, coll: &str) -> JsResult<(usize, u32)> {
-        let local = self.engine.borrow().unsent(coll);
-        let db = inner.db().await?;
-        let tx = Inner::tx(&db, &[HELD], false)?;
-        let remote = crate::idb::Source::Store(Inner::store(&tx, HELD)?)
-            .count(Some(&held_range(coll)?))
-            .await?;
-        Ok((local, remote))
-    }
-
-    pub fn resolve_id(&self, id: &str) -> String {
-        self.engine.borrow().resolve_id(id).to_owned()
     }
 
     pub fn status(&self) -> Status {
@@ -451,19 +432,20 @@ impl SyncClient {
             last_pull_at: self.last_pull_at.get(),
             cursor: eng.cursor().map(str::to_owned),
             last_error: self.last_error.borrow().clone(),
+            leader: true,
         }
     }
 
-    pub fn close(&self) {
+    /// Stops the loop (store closed, or this tab no longer leads) and
+    /// hands back the asks it had not answered.
+    pub fn stop(&self) -> Vec<Waiter> {
+        self.stopped.set(true);
         self.drop_socket();
         if let Some((_, stop)) = self.on_online.borrow_mut().take() {
             let _ = stop.call0(&JsValue::UNDEFINED);
         }
-        let closed = crate::error::closed();
-        for (_, _, reject) in self.waiters.borrow_mut().drain(..) {
-            let _ = reject.call1(&JsValue::UNDEFINED, &closed);
-        }
         self.waker.wake();
+        std::mem::take(&mut *self.waiters.borrow_mut())
     }
 
     fn drop_socket(&self) {
@@ -579,6 +561,11 @@ impl SyncClient {
         if let Err(f) = &result {
             self.failed(inner, f);
         }
+        if self.stopped.get() {
+            // The new leader answers them (`tabs.rs` forwards them).
+            self.waiters.borrow_mut().extend(waiters);
+            return;
+        }
         for (ask, resolve, reject) in waiters {
             let mut result = match &result {
                 Ok(()) => Ok(()),
@@ -667,6 +654,9 @@ impl SyncClient {
     }
 
     fn failed(&self, inner: &Rc<Inner>, f: &Failure) {
+        if self.stopped.get() {
+            return; // not an error: another tab leads now
+        }
         if let Failure::Storage(_) = f {
             // IndexedDB refused a step (quota, a closed connection): back
             // off as for the network; the outbox and engine are intact.
@@ -678,9 +668,17 @@ impl SyncClient {
         self.note_error(f);
         let now = self.last_error.borrow().clone();
         // Reported once per distinct error, not once per retry.
-        if now != before && inner.events.wanted("error") {
-            inner.events.emit("error", &f.to_js());
+        if now != before {
+            if let Some(e) = now {
+                inner.publish("error", to_value(&e));
+            }
         }
+    }
+
+    /// Publishes the status again (a follower asked for it).
+    pub fn republish_status(&self, inner: &Rc<Inner>) {
+        self.status.borrow_mut().take();
+        self.report_status(inner);
     }
 
     fn report_status(&self, inner: &Rc<Inner>) {
@@ -689,9 +687,7 @@ impl SyncClient {
             return;
         }
         *self.status.borrow_mut() = Some(status.clone());
-        if inner.events.wanted("status") {
-            inner.events.emit("status", &to_js(&status));
-        }
+        inner.publish("status", to_value(&status));
     }
 
     /// How long the loop may sleep before something is due.
@@ -851,7 +847,26 @@ impl SyncClient {
         let req = Inner::store(&tx, OUTBOX)?
             .get_all_with_key(&range)
             .map_err(|e| storage(e, "read outbox"))?;
-        let queued: Vec<Value> = parse(&wait(&req, "read outbox").await?).unwrap_or_default();
+        let term = Inner::store(&tx, META)?
+            .get(&"leader".into())
+            .map_err(|e| storage(e, "read leader"))?;
+        let got = crate::idb::wait_all(&[&req, &term], "read outbox").await?;
+        let queued: Vec<Value> = parse(&got[0]).unwrap_or_default();
+        let term = js_sys::Reflect::get(&got[1], &"v".into())
+            .ok()
+            .and_then(|v| v.as_f64());
+        if term != Some(self.epoch) {
+            // Another tab took over (this one froze, or its lock was stolen):
+            // write nothing, stop.
+            let _ = tx.abort();
+            self.stopped.set(true);
+            self.waker.wake();
+            return Err(glue::make_error(
+                "LEADERSHIP_LOST",
+                "another tab now syncs this database",
+                true,
+            ));
+        }
         let mut ops: Vec<Value> = vec![];
         let mut out = Outcome::default();
         {
@@ -1051,41 +1066,46 @@ impl SyncClient {
                 Event::Rejected { .. } => "rejected",
                 Event::Conflict { .. } => "conflict",
             };
-            if inner.events.wanted(kind) {
-                let mut v = serde_json::to_value(e).expect("events serialize");
-                if kind == "conflict" {
-                    v["resolution"] = json!("serverWins");
-                }
-                inner.events.emit(kind, &to_js(&v));
+            let mut v = to_value(e);
+            if kind == "conflict" {
+                v["resolution"] = json!("serverWins");
             }
+            inner.publish(kind, v);
         }
-        if !out.changes.is_empty() && inner.events.wanted("change") {
-            inner
-                .events
-                .emit("change", &to_js(&json!({"changes": out.changes})));
+        if !out.changes.is_empty() {
+            inner.publish("change", json!({"changes": out.changes}));
         }
     }
 }
 
 /// The keys `[coll, seq]` of one collection's held changes.
-fn held_range(coll: &str) -> JsResult<IdbKeyRange> {
+pub(crate) fn held_range(coll: &str) -> JsResult<IdbKeyRange> {
     let lo = js_sys::Array::of2(&coll.into(), &f64::NEG_INFINITY.into());
     let hi = js_sys::Array::of2(&coll.into(), &f64::INFINITY.into());
     IdbKeyRange::bound(&lo, &hi).map_err(|e| storage(e, "key range"))
 }
 
+fn to_value(v: &impl Serialize) -> Value {
+    serde_json::to_value(v).expect("sync types serialize")
+}
+
 /// Parses a JS value as JSON data of `T` (one stringify, one parse).
-fn parse<T: serde::de::DeserializeOwned>(v: &JsValue) -> Option<T> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(v: &JsValue) -> Option<T> {
     let text: String = js_sys::JSON::stringify(v).ok()?.into();
     serde_json::from_str(&text).ok()
 }
 
 async fn run(inner: Rc<Inner>, s: Rc<SyncClient>) {
-    while !inner.closed.get() {
+    while !inner.closed.get() && !s.stopped.get() {
         s.tick(&inner).await;
-        if inner.closed.get() {
-            return;
+        if inner.closed.get() || s.stopped.get() {
+            break;
         }
         let _ = JsFuture::from(s.waker.wait(s.next_delay())).await;
+    }
+    if !inner.closed.get() {
+        if let Some(h) = inner.sync.get() {
+            h.loop_ended(&inner, &s);
+        }
     }
 }

@@ -53,6 +53,8 @@ export interface SyncStatus {
   cursor: string | null;
   /** The last sync error, or null. */
   lastError: { code: ErrorCode; message: string; retryable: boolean } | null;
+  /** True in the one instance (tab) that runs sync for this database; the others show its status. */
+  leader: boolean;
 }
 /** A document the server changed. */
 export interface ChangeEvent { changes: { coll: string; id: string; deleted: boolean }[] }

@@ -122,5 +122,6 @@ scenarios!(run_sync:
     polling_only_mode_never_opens_a_websocket,
     local_collections_never_reach_the_server,
     manual_collections_sync_only_on_demand,
+    one_leader_per_database_followers_write_and_forward,
     rejected_mutations_roll_back,
 );

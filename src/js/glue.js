@@ -416,3 +416,87 @@ export function watchOnline(cb) {
 export function isOnline() {
   return typeof navigator === "undefined" || navigator.onLine !== false;
 }
+
+/**
+ * The sync leader lock of one database (Web Locks API): exactly one store
+ * instance per database and origin holds it. `onGranted()` runs when this
+ * instance gets it, `onLost()` when another instance stole it (this one
+ * then queues for it again). The browser releases it when a tab closes or
+ * crashes. Without Web Locks, every instance is granted at once.
+ */
+export class LeaderLock {
+  constructor(name, onGranted, onLost) {
+    this.name = `syncstore-leader:${name}`;
+    this.onGranted = onGranted;
+    this.onLost = onLost;
+    this.closed = false;
+    this.holder = null; // the token of the request that holds the lock
+    this.release = null;
+    this.queued = null; // the AbortController of a queued request
+    this.request(false);
+  }
+  get held() {
+    return this.holder !== null;
+  }
+  request(steal) {
+    if (this.closed) return;
+    if (typeof navigator === "undefined" || !navigator.locks) {
+      if (!steal) {
+        this.holder = {};
+        queueMicrotask(() => this.closed || this.onGranted());
+      }
+      return;
+    }
+    if (this.queued) {
+      this.queued.abort();
+      this.queued = null;
+    }
+    const token = {};
+    const opts = {};
+    if (steal) {
+      opts.steal = true;
+    } else {
+      this.queued = new AbortController();
+      opts.signal = this.queued.signal;
+    }
+    const settled = () => {
+      if (this.holder !== token) return; // an aborted queued request
+      this.holder = null;
+      this.release = null;
+      if (!this.closed) {
+        this.onLost();
+        this.request(false);
+      }
+    };
+    navigator.locks
+      .request(this.name, opts, () => {
+        if (!steal) this.queued = null;
+        if (this.closed) return undefined;
+        this.holder = token;
+        const held = new Promise((resolve) => (this.release = resolve));
+        this.onGranted();
+        return held;
+      })
+      .then(settled, settled);
+  }
+  /** Takes the lock from a holder that stopped answering. */
+  steal() {
+    if (!this.held) this.request(true);
+  }
+  close() {
+    this.closed = true;
+    if (this.queued) this.queued.abort();
+    if (this.release) this.release();
+    this.holder = null;
+  }
+}
+
+/** Calls `cb` every `ms`; returns a function that stops it. */
+export function every(ms, cb) {
+  const id = setInterval(cb, ms);
+  return () => clearInterval(id);
+}
+
+export function isVisible() {
+  return typeof document === "undefined" || document.visibilityState !== "hidden";
+}

@@ -115,7 +115,8 @@ const scenarios = {
     await db.insert(coll, { id: "s1", n: 1 });
     await db.sync();
     const s = db.status();
-    eq(Object.keys(s).sort(), ["connection", "cursor", "lastError", "lastPullAt", "lastPushAt", "pending"], "status fields");
+    eq(Object.keys(s).sort(), ["connection", "cursor", "lastError", "lastPullAt", "lastPushAt", "leader", "pending"], "status fields");
+    ok(s.leader, "the only instance leads");
     eq(s.pending, 0, "nothing pending after sync");
     ok(typeof s.lastPushAt === "number" && typeof s.lastPullAt === "number", "push and pull times");
     ok(typeof s.cursor === "string", "a cursor");
@@ -377,6 +378,48 @@ const scenarios = {
     eq(await b.divergence(notes), { local: 0, remote: 0 }, "nothing left to exchange");
     await rejects(a.push(drafts), "SYNC_DISABLED", env, "push of a local collection");
     await rejects(a.divergence("nope"), "UNKNOWN_COLLECTION", env, "divergence of an unknown collection");
+  },
+
+  async one_leader_per_database_followers_write_and_forward(env) {
+    const coll = collName("tabs");
+    const name = dbName("shared");
+    const open = async () => {
+      const db = await env.open({
+        name,
+        collections: { [coll]: { indexes: ["n"] } },
+        sync: { url: env.server, token: "dev-token", pollMs: 200 },
+      });
+      env.opened.push(db);
+      return db;
+    };
+    const tabs = [await open(), await open(), await open()];
+    await until("one leader", () => tabs.filter((t) => t.status().leader).length === 1);
+    await until("every instance sees the leader's WebSocket", () =>
+      tabs.every((t) => t.status().connection === "websocket"));
+    await until("one WebSocket for the three", async () => (await ctl(env, "/state", "GET")).wsOpen === 1);
+    const follower = tabs.find((t) => !t.status().leader);
+    const maps = [];
+    follower.on("idmap", (e) => maps.push(e));
+    const ids = [];
+    await Promise.all(tabs.map(async (t, i) => {
+      for (let k = 0; k < 5; k++) ids.push(await t.insert(coll, { n: i * 10 + k }));
+    }));
+    await follower.sync(); // forwarded to the leader, answered over the channel
+    eq(follower.status().pending, 0, "the follower shows the leader's pending count");
+    eq((await serverRows(env, coll)).length, 15, "every instance's writes were pushed once");
+    await until("idmap events reach followers", () => maps.length === 15);
+    ok(ids.every((id) => follower.resolveId(id) !== id), "followers resolve every temporary id");
+    // The leader closes: another instance takes over and syncs.
+    const leader = tabs.find((t) => t.status().leader);
+    leader.close();
+    const rest = tabs.filter((t) => t !== leader);
+    await until("a new leader", () => rest.filter((t) => t.status().leader).length === 1, 5000);
+    await rest[0].insert(coll, { id: "after", n: 99 });
+    await rest[1].sync();
+    const rows = await serverRows(env, coll);
+    eq(rows.length, 16, "the write after the hand-over arrived once");
+    await until("still one WebSocket", async () => (await ctl(env, "/state", "GET")).wsOpen === 1);
+    await converged(env, coll, rest);
   },
 
   async rejected_mutations_roll_back(env) {

@@ -640,15 +640,6 @@ impl ClientSync {
             .max()
     }
 
-    /// Entries of `coll` not yet sent or not yet answered (`parked`,
-    /// `pending`, `acked`): the local side of a collection's divergence.
-    pub fn unsent(&self, coll: &str) -> usize {
-        self.outbox
-            .iter()
-            .filter(|e| e.mutation.coll == coll && !matches!(e.state, EntryState::Applied { .. }))
-            .count()
-    }
-
     /// Learns id mappings: re-keys documents, rewrites the outbox.
     fn learn_ids(&mut self, id_map: &BTreeMap<String, String>, fx: &mut Effects) {
         let mut new = BTreeMap::new();

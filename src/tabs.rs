@@ -1,0 +1,420 @@
+//! One sync leader per database across tabs (and store instances).
+//!
+//! Every store opened with `sync` gets a [`SyncHandle`]. Exactly one of them
+//! per database name and origin, the *leader*, runs the sync loop
+//! ([`SyncClient`]): the one holding the Web Lock `syncstore-leader:<name>`,
+//! which the browser releases when its tab closes, reloads or crashes; the
+//! next instance in the lock's queue then takes over. The others are
+//! *followers*: their writes go to the shared outbox as always (the leader
+//! learns of them over the BroadcastChannel and pushes them); they see the
+//! leader's status and events, which it publishes on the channel, and
+//! forward `sync()`, `push(coll)` and `pull(coll)` to it.
+//!
+//! A leader whose tab is frozen or throttled in the background stops
+//! sending its heartbeat (every second). A visible follower that hears
+//! nothing from the leader for 3 s (a hidden one: 10 s) steals the lock.
+//! Every new leader first bumps the term in `_meta` (`leader`); each step of
+//! a sync loop checks it inside its transaction, so a leader that wakes up
+//! after being replaced writes nothing more and stops (fencing).
+//!
+//! Without Web Locks every instance leads, one after the other: each new
+//! one fences the previous one off.
+
+use crate::error::{storage, JsResult};
+use crate::glue;
+use crate::idb::{to_js, wait, HELD, META, OUTBOX};
+use crate::store::Inner;
+use crate::sync::{Ask, Status, SyncClient, SyncOptions, Waiter};
+use js_sys::{Date, Function, Promise};
+use serde_json::{json, Value};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::{Rc, Weak};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+
+/// How often the leader says it is alive.
+const HEARTBEAT_MS: u32 = 1000;
+/// Silence after which a visible (hidden) follower takes over.
+const STALE_VISIBLE_MS: f64 = 3000.0;
+const STALE_HIDDEN_MS: f64 = 10_000.0;
+
+pub struct SyncHandle {
+    opts: SyncOptions,
+    /// This instance, for routing answers on the channel.
+    me: String,
+    /// The sync loop, while this instance leads.
+    client: RefCell<Option<Rc<SyncClient>>>,
+    lock: RefCell<Option<glue::LeaderLock>>,
+    callbacks: RefCell<Vec<Closure<dyn Fn()>>>,
+    stop_timer: RefCell<Option<Function>>,
+    /// Bumped whenever leadership is gained or lost: a promotion that
+    /// awaited across a change gives up.
+    generation: Cell<u32>,
+    /// Follower: the leader's last status.
+    status: RefCell<Option<Value>>,
+    /// Follower: asks forwarded to the leader and not answered yet.
+    asks: RefCell<BTreeMap<u32, Waiter>>,
+    next_rid: Cell<u32>,
+    /// When the leader was last heard from.
+    last_heard: Cell<f64>,
+}
+
+fn message(body: Value) -> JsValue {
+    to_js(&json!({ "sync": body }))
+}
+
+impl SyncHandle {
+    pub async fn start(inner: &Rc<Inner>, opts: SyncOptions) -> JsResult<Rc<SyncHandle>> {
+        load_aliases(inner).await?;
+        let h = Rc::new(SyncHandle {
+            opts,
+            me: format!("{:x}", (js_sys::Math::random() * 1e15) as u64),
+            client: RefCell::new(None),
+            lock: RefCell::new(None),
+            callbacks: RefCell::new(vec![]),
+            stop_timer: RefCell::new(None),
+            generation: Cell::new(0),
+            status: RefCell::new(None),
+            asks: RefCell::new(BTreeMap::new()),
+            next_rid: Cell::new(0),
+            last_heard: Cell::new(Date::now()),
+        });
+        let cb = |f: fn(&Rc<SyncHandle>, &Rc<Inner>)| {
+            let (wh, wi): (Weak<SyncHandle>, Weak<Inner>) =
+                (Rc::downgrade(&h), Rc::downgrade(inner));
+            Closure::<dyn Fn()>::new(move || {
+                if let (Some(h), Some(inner)) = (wh.upgrade(), wi.upgrade()) {
+                    if !inner.closed.get() {
+                        f(&h, &inner);
+                    }
+                }
+            })
+        };
+        let granted = cb(|h, inner| {
+            h.generation.set(h.generation.get() + 1);
+            spawn_local(h.clone().promote(inner.clone()));
+        });
+        let lost = cb(|h, inner| h.demote(inner));
+        let timer = cb(|h, inner| h.on_timer(inner));
+        *h.stop_timer.borrow_mut() =
+            Some(glue::every(HEARTBEAT_MS, timer.as_ref().unchecked_ref()));
+        *h.lock.borrow_mut() = Some(glue::LeaderLock::new(
+            &inner.name,
+            granted.as_ref().unchecked_ref(),
+            lost.as_ref().unchecked_ref(),
+        ));
+        h.callbacks.borrow_mut().extend([granted, lost, timer]);
+        // Ask the leader (if any) for its status.
+        inner.live.post(&message(json!({"t": "hello"})));
+        Ok(h)
+    }
+
+    fn leader(&self) -> Option<Rc<SyncClient>> {
+        self.client.borrow().clone()
+    }
+
+    /// Becomes the leader: a new term, then the sync loop.
+    async fn promote(self: Rc<Self>, inner: Rc<Inner>) {
+        let generation = self.generation.get();
+        let epoch = match bump_term(&inner).await {
+            Ok(e) => e,
+            Err(e) => {
+                glue::warn("syncstore: could not take the sync lead", &e);
+                return;
+            }
+        };
+        if self.generation.get() != generation || inner.closed.get() {
+            return;
+        }
+        match SyncClient::start(&inner, self.opts.clone(), epoch).await {
+            Ok(client) => {
+                if self.generation.get() != generation || inner.closed.get() {
+                    client.stop();
+                    return;
+                }
+                // This instance's own forwarded asks: answer them here.
+                for (_, w) in std::mem::take(&mut *self.asks.borrow_mut()) {
+                    client.ask(w);
+                }
+                *self.client.borrow_mut() = Some(client);
+                self.status.borrow_mut().take();
+                inner.live.post(&message(json!({"t": "leader"})));
+            }
+            Err(e) => glue::warn("syncstore: could not start syncing", &e),
+        }
+    }
+
+    /// Another instance stole the lock: stop syncing, hand over the asks.
+    fn demote(self: &Rc<Self>, inner: &Rc<Inner>) {
+        self.generation.set(self.generation.get() + 1);
+        if let Some(client) = self.client.borrow_mut().take() {
+            for w in client.stop() {
+                self.forward(inner, w);
+            }
+        }
+        self.last_heard.set(Date::now());
+    }
+
+    /// The sync loop stopped by itself: its term was taken (fencing). If
+    /// this instance still holds the lock, it starts a new term.
+    pub fn loop_ended(self: &Rc<Self>, inner: &Rc<Inner>, client: &Rc<SyncClient>) {
+        let current = self
+            .client
+            .borrow()
+            .as_ref()
+            .is_some_and(|c| Rc::ptr_eq(c, client));
+        if !current {
+            return;
+        }
+        self.demote(inner);
+        if self.lock.borrow().as_ref().is_some_and(|l| l.held()) {
+            self.generation.set(self.generation.get() + 1);
+            spawn_local(self.clone().promote(inner.clone()));
+        }
+    }
+
+    fn on_timer(self: &Rc<Self>, inner: &Rc<Inner>) {
+        if self.leader().is_some() {
+            inner.live.post(&message(json!({"t": "beat"})));
+            return;
+        }
+        let lock = self.lock.borrow();
+        let Some(lock) = lock.as_ref() else { return };
+        if lock.held() {
+            return; // promoting
+        }
+        let stale = if glue::is_visible() {
+            STALE_VISIBLE_MS
+        } else {
+            STALE_HIDDEN_MS
+        };
+        if Date::now() - self.last_heard.get() > stale {
+            // The leader is frozen, throttled or gone without releasing.
+            self.last_heard.set(Date::now());
+            lock.steal();
+        }
+    }
+
+    /// A sync message from another instance (see `live.rs`).
+    pub fn on_message(self: &Rc<Self>, inner: &Rc<Inner>, msg: &Value) {
+        let leader = self.leader();
+        match msg.get("t").and_then(Value::as_str) {
+            Some("beat") => self.last_heard.set(Date::now()),
+            Some("leader") => {
+                self.last_heard.set(Date::now());
+                // A new leader: whatever the old one had not answered, again.
+                for (rid, (ask, _, _)) in self.asks.borrow().iter() {
+                    self.post_ask(inner, *rid, ask);
+                }
+            }
+            Some("event") if leader.is_none() => {
+                self.last_heard.set(Date::now());
+                let kind = msg.get("kind").and_then(Value::as_str).unwrap_or("");
+                let payload = msg.get("payload").cloned().unwrap_or(Value::Null);
+                match kind {
+                    "status" => {
+                        let mut mine = payload.clone();
+                        mine["leader"] = json!(false);
+                        *self.status.borrow_mut() = Some(mine);
+                    }
+                    "idmap" => {
+                        if let (Some(tmp), Some(id)) = (
+                            payload.get("tmp").and_then(Value::as_str),
+                            payload.get("id").and_then(Value::as_str),
+                        ) {
+                            inner.add_alias(tmp, id);
+                        }
+                    }
+                    _ => {}
+                }
+                inner.events.emit_value(kind, &payload);
+            }
+            Some("hello") => {
+                if let Some(c) = leader {
+                    c.republish_status(inner);
+                }
+            }
+            Some("ask") => {
+                let Some(c) = leader else { return };
+                let (Some(from), Some(rid), Ok(ask)) = (
+                    msg.get("from").and_then(Value::as_str),
+                    msg.get("rid").and_then(Value::as_u64),
+                    serde_json::from_value::<Ask>(msg["ask"].clone()),
+                ) else {
+                    return;
+                };
+                let mut fns = None;
+                let p = Promise::new(&mut |resolve, reject| fns = Some((resolve, reject)));
+                let Some((resolve, reject)) = fns else { return };
+                c.ask((ask, resolve, reject));
+                let (to, inner) = (from.to_owned(), inner.clone());
+                spawn_local(async move {
+                    let error = JsFuture::from(p).await.err().map(|e| error_value(&e));
+                    inner.live.post(&message(
+                        json!({"t": "answer", "to": to, "rid": rid, "error": error}),
+                    ));
+                });
+            }
+            Some("answer") if msg.get("to").and_then(Value::as_str) == Some(&self.me) => {
+                let rid = msg.get("rid").and_then(Value::as_u64).unwrap_or(0) as u32;
+                let Some((_, resolve, reject)) = self.asks.borrow_mut().remove(&rid) else {
+                    return;
+                };
+                let _ = match msg.get("error").filter(|e| !e.is_null()) {
+                    None => resolve.call0(&JsValue::UNDEFINED),
+                    Some(e) => reject.call1(&JsValue::UNDEFINED, &error_js(e)),
+                };
+            }
+            _ => {}
+        }
+    }
+
+    /// `sync()`, `push(coll)`, `pull(coll)`: run by the leader, here or in
+    /// another tab.
+    pub fn ask(self: &Rc<Self>, inner: &Rc<Inner>, ask: Ask) -> Promise {
+        let mut ask = Some(ask);
+        let mut fns = None;
+        let p = Promise::new(&mut |resolve, reject| fns = Some((resolve, reject)));
+        if let (Some(ask), Some((resolve, reject))) = (ask.take(), fns) {
+            match self.leader() {
+                Some(c) => c.ask((ask, resolve, reject)),
+                None => self.forward(inner, (ask, resolve, reject)),
+            }
+        }
+        p
+    }
+
+    fn forward(&self, inner: &Rc<Inner>, w: Waiter) {
+        let rid = self.next_rid.get() + 1;
+        self.next_rid.set(rid);
+        self.post_ask(inner, rid, &w.0);
+        self.asks.borrow_mut().insert(rid, w);
+    }
+
+    fn post_ask(&self, inner: &Rc<Inner>, rid: u32, ask: &Ask) {
+        inner.live.post(&message(
+            json!({"t": "ask", "from": self.me, "rid": rid, "ask": ask}),
+        ));
+    }
+
+    /// Local writes committed: the leader ingests them.
+    pub fn kick(&self) {
+        if let Some(c) = self.leader() {
+            c.kick_outbox();
+        }
+    }
+
+    pub fn status(&self, inner: &Inner) -> Value {
+        if let Some(c) = self.leader() {
+            return serde_json::to_value::<Status>(c.status()).unwrap_or(Value::Null);
+        }
+        let mut status = self.status.borrow().clone().unwrap_or_else(|| {
+            json!({
+                "connection": "offline", "pending": inner.local_pending(),
+                "lastPushAt": null, "lastPullAt": null, "cursor": null, "lastError": null,
+            })
+        });
+        status["leader"] = json!(false);
+        status
+    }
+
+    pub fn close(&self) {
+        if let Some(stop) = self.stop_timer.borrow_mut().take() {
+            let _ = stop.call0(&JsValue::UNDEFINED);
+        }
+        if let Some(lock) = self.lock.borrow_mut().take() {
+            lock.close();
+        }
+        let closed = crate::error::closed();
+        let mut waiting: Vec<Waiter> = std::mem::take(&mut *self.asks.borrow_mut())
+            .into_values()
+            .collect();
+        if let Some(client) = self.client.borrow_mut().take() {
+            waiting.extend(client.stop());
+        }
+        for (_, _, reject) in waiting {
+            let _ = reject.call1(&JsValue::UNDEFINED, &closed);
+        }
+    }
+}
+
+/// `{code, message, retryable}` of an error, to cross the channel.
+fn error_value(e: &JsValue) -> Value {
+    let get = |k: &str| js_sys::Reflect::get(e, &k.into()).unwrap_or(JsValue::UNDEFINED);
+    json!({
+        "code": get("code").as_string().unwrap_or_else(|| "STORAGE".into()),
+        "message": get("message").as_string().unwrap_or_default(),
+        "retryable": get("retryable").as_bool().unwrap_or(true),
+    })
+}
+
+/// The `SyncStoreError` an error value stands for.
+pub fn error_js(v: &Value) -> JsValue {
+    glue::make_error(
+        v.get("code").and_then(Value::as_str).unwrap_or("STORAGE"),
+        v.get("message").and_then(Value::as_str).unwrap_or(""),
+        v.get("retryable").and_then(Value::as_bool).unwrap_or(true),
+    )
+}
+
+/// Starts a new leader term: `_meta` `leader` + 1, in its own transaction.
+async fn bump_term(inner: &Rc<Inner>) -> JsResult<f64> {
+    let db = inner.db().await?;
+    let tx = Inner::tx(&db, &[META], true)?;
+    let meta = Inner::store(&tx, META)?;
+    let req = meta
+        .get(&"leader".into())
+        .map_err(|e| storage(e, "read leader"))?;
+    let got = wait(&req, "read leader").await?;
+    let term = js_sys::Reflect::get(&got, &"v".into())
+        .ok()
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.0)
+        + 1.0;
+    meta.put(&to_js(&json!({"k": "leader", "v": term})))
+        .map_err(|e| storage(e, "write leader"))?;
+    crate::idb::committed(&tx, "leader").await?;
+    Ok(term)
+}
+
+/// The temporary-id aliases the engine stored (followers use them too).
+async fn load_aliases(inner: &Rc<Inner>) -> JsResult<()> {
+    let db = inner.db().await?;
+    let tx = Inner::tx(&db, &[META], false)?;
+    let req = Inner::store(&tx, META)?
+        .get(&"sync".into())
+        .map_err(|e| storage(e, "read"))?;
+    let got = wait(&req, "read sync state").await?;
+    let map = js_sys::Reflect::get(&got, &"v".into())
+        .ok()
+        .filter(|v| !v.is_undefined())
+        .and_then(|v| js_sys::Reflect::get(&v, &"idMap".into()).ok())
+        .and_then(|m| js_sys::JSON::stringify(&m).ok())
+        .and_then(|t| serde_json::from_str::<BTreeMap<String, String>>(&String::from(t)).ok())
+        .unwrap_or_default();
+    inner.set_aliases(&map);
+    Ok(())
+}
+
+/// `{ local, remote }` of `divergence(coll)`: outbox entries of the
+/// collection not yet answered, server changes to it held back.
+pub async fn divergence(inner: &Rc<Inner>, coll: &str) -> JsResult<(usize, u32)> {
+    let db = inner.db().await?;
+    let tx = Inner::tx(&db, &[OUTBOX, HELD], false)?;
+    let outbox = Inner::store(&tx, OUTBOX)?
+        .get_all()
+        .map_err(|e| storage(e, "read outbox"))?;
+    let held = Inner::store(&tx, HELD)?
+        .count_with_key(&crate::sync::held_range(coll)?.into())
+        .map_err(|e| storage(e, "count held changes"))?;
+    let got = crate::idb::wait_all(&[&outbox, &held], "read outbox").await?;
+    let entries: Vec<Value> = crate::sync::parse(&got[0]).unwrap_or_default();
+    let remote = got[1].as_f64().unwrap_or(0.0) as u32;
+    let local = entries
+        .iter()
+        .filter(|e| e.get("coll").and_then(Value::as_str) == Some(coll))
+        .filter(|e| e.get("state").and_then(Value::as_str) != Some("applied"))
+        .count();
+    Ok((local, remote))
+}
