@@ -43,8 +43,9 @@ test-browser:
 	CHROMEDRIVER=$(CHROMEDRIVER) bash scripts/run-tier.sh chromium bash scripts/with-server.sh $(BROWSER_TESTS)
 	GECKODRIVER=$(GECKODRIVER) bash scripts/run-tier.sh firefox bash scripts/with-server.sh $(BROWSER_TESTS)
 
+# Page-level tests (playwright-core, Chromium); the tab tests sync with the real server.
 test-e2e: pkg
-	bash scripts/run-tier.sh e2e node --test --test-concurrency=1 tests/e2e/
+	bash scripts/run-tier.sh e2e bash scripts/with-server.sh node --test --test-concurrency=1 tests/e2e/
 
 # Benchmarks against Dexie and raw IndexedDB (not part of `make test`).
 bench: pkg

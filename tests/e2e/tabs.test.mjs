@@ -1,0 +1,165 @@
+// Many tabs, one sync: pages of one browser context open the same database
+// with sync against the real server (started by scripts/with-server.sh
+// behind scripts/testctl.mjs, whose control API counts WebSockets and reads
+// the server's SQLite database).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { launch, outDir } from "./lib.mjs";
+
+const SERVER = process.env.SYNCSTORE_TEST_SERVER || "http://127.0.0.1:18787";
+const CTL = process.env.SYNCSTORE_TEST_CTL || "http://127.0.0.1:18786";
+
+let b;
+before(async () => {
+  b = await launch();
+});
+after(async () => {
+  await b?.close();
+});
+
+async function ctl(path, method = "GET") {
+  const r = await fetch(CTL + path, { method });
+  assert.ok(r.ok, `testctl ${path}: HTTP ${r.status}`);
+  return r.json();
+}
+const wsOpen = async () => (await ctl("/state")).wsOpen;
+const serverRows = async (coll) => (await ctl(`/docs?coll=${coll}`)).rows;
+
+async function until(what, fn, ms = 20000) {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}; last: ${last}`);
+}
+
+let n = 0;
+function names() {
+  n += 1;
+  const tag = `${Date.now().toString(36)}${n}`;
+  return { name: `tabs-${tag}`, coll: `todos_${tag}` };
+}
+
+/** A tab with the store open as `window.db`. */
+async function tab({ name, coll }) {
+  const page = await b.page();
+  await page.evaluate(
+    async ({ name, coll, server }) => {
+      window.db = await SyncStore.open({
+        name,
+        collections: { [coll]: { indexes: ["n"] } },
+        sync: { url: server, token: "dev-token", pollMs: 250 },
+      });
+    },
+    { name, coll, server: SERVER },
+  );
+  return page;
+}
+
+const status = (page) => page.evaluate(() => db.status());
+const leaders = async (pages) => {
+  const out = [];
+  for (const p of pages) if ((await status(p)).leader) out.push(p);
+  return out;
+};
+const insertMany = (page, coll, from, count) =>
+  page.evaluate(
+    async ({ coll, from, count }) => {
+      for (let i = from; i < from + count; i++) await db.insert(coll, { n: i });
+    },
+    { coll, from, count },
+  );
+const localDocs = (page, coll) => page.evaluate((coll) => db.query(coll, { orderBy: "n" }), coll);
+
+/** Waits until the server holds exactly `count` documents and so does every tab. */
+async function convergedOn(pages, coll, count) {
+  await until(`${count} documents on the server`, async () => (await serverRows(coll)).length === count);
+  const rows = await serverRows(coll);
+  assert.equal(new Set(rows.map((r) => r.doc.n)).size, count, "no document twice");
+  for (const p of pages) {
+    await until(`${count} canonical documents in a tab`, async () => {
+      const docs = await localDocs(p, coll);
+      return docs.length === count && docs.every((d) => !d.id.startsWith("tmp_"));
+    });
+  }
+}
+
+test("three tabs: one leader, one WebSocket, concurrent writes converge", async () => {
+  const db = names();
+  const pages = [await tab(db), await tab(db), await tab(db)];
+  await until("exactly one leader", async () => (await leaders(pages)).length === 1);
+  await until("one WebSocket open to the server", async () => (await wsOpen()) === 1);
+  await Promise.all(pages.map((p, i) => insertMany(p, db.coll, i * 100, 20)));
+  await convergedOn(pages, db.coll, 60);
+  for (const p of pages) assert.equal((await status(p)).connection, "websocket", "every tab shows the leader's connection");
+  assert.equal(await wsOpen(), 1, "still one WebSocket");
+  await pages[0].screenshot({ path: join(outDir, "tabs-1-converged.png") });
+  for (const p of pages) await p.close();
+  await until("the WebSocket closed with the tabs", async () => (await wsOpen()) === 0);
+});
+
+test("closing the leader hands over; writes queued meanwhile arrive exactly once", async () => {
+  const db = names();
+  const pages = [await tab(db), await tab(db), await tab(db)];
+  const [leader] = await until("a leader", async () => {
+    const l = await leaders(pages);
+    return l.length === 1 && l;
+  });
+  await insertMany(leader, db.coll, 0, 5);
+  const rest = pages.filter((p) => p !== leader);
+  await leader.close();
+  const t0 = Date.now();
+  await insertMany(rest[0], db.coll, 100, 10); // queued while nobody leads
+  await until("a new leader", async () => (await leaders(rest)).length === 1, 5000);
+  const handover = Date.now() - t0;
+  assert.ok(handover < 2000, `taken over within a second or so (${handover} ms)`);
+  await convergedOn(rest, db.coll, 15);
+  await until("one WebSocket", async () => (await wsOpen()) === 1);
+  for (const p of rest) await p.close();
+});
+
+test("a frozen leader is replaced and sync continues; a tab opened later catches up", async () => {
+  const db = names();
+  const pages = [await tab(db), await tab(db)];
+  const [leader] = await until("a leader", async () => {
+    const l = await leaders(pages);
+    return l.length === 1 && l;
+  });
+  const follower = pages.find((p) => p !== leader);
+  await until("the leader's WebSocket", async () => (await status(follower)).connection === "websocket");
+  // Freeze the leader. Headless Chromium ignores Page.setWebLifecycleState
+  // "frozen" for a visible page (its heartbeats went on), so the closest
+  // equivalent: pause its JavaScript, which stops its timers and message
+  // handling while it keeps its lock, its IndexedDB connection and its socket.
+  const cdp = await b.context.newCDPSession(leader);
+  await cdp.send("Debugger.enable");
+  await cdp.send("Debugger.pause");
+  await insertMany(follower, db.coll, 0, 5);
+  await until("the follower takes over from the frozen leader", async () => (await status(follower)).leader, 10000);
+  await until("its writes reach the server", async () => (await serverRows(db.coll)).length === 5);
+  // Another device (its own database) writes; a tab opened now catches up.
+  const other = await tab({ name: `${db.name}-other`, coll: db.coll });
+  await insertMany(other, db.coll, 100, 3);
+  const late = await tab(db);
+  await until("the late tab sees the other device's writes", async () => (await localDocs(late, db.coll)).length === 8);
+  // The old leader wakes up: it follows, and its writes still sync.
+  await cdp.send("Debugger.resume");
+  await until("the woken tab follows", async () => !(await status(leader)).leader);
+  await insertMany(leader, db.coll, 200, 2);
+  await convergedOn([leader, follower, late, other], db.coll, 10);
+  await until("one WebSocket per database", async () => (await wsOpen()) === 2);
+  await follower.screenshot({ path: join(outDir, "tabs-2-after-freeze.png") });
+  for (const p of [leader, follower, late, other]) await p.close();
+});
+
+test("no page error or console error in the tab tests", () => {
+  assert.deepEqual(b.errors, []);
+});
