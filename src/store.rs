@@ -458,6 +458,21 @@ impl SyncStore {
 }
 
 impl SyncStore {
+    fn set_cut_off(&self, cut_off: bool) -> JsResult<()> {
+        self.inner.check_open()?;
+        match self.inner.sync.get() {
+            Some(s) => {
+                s.set_cut_off(cut_off);
+                Ok(())
+            }
+            None => Err(glue::make_error(
+                "SYNC_DISABLED",
+                "the store was opened without sync options",
+                false,
+            )),
+        }
+    }
+
     /// The sync loop and a collection it syncs, for `push`, `pull` and
     /// `divergence`.
     fn synced_coll(&self, coll: &JsValue) -> JsResult<(Rc<SyncHandle>, String)> {
@@ -804,6 +819,20 @@ impl SyncStore {
             let (local, remote) = tabs::divergence(&inner, &coll).await?;
             Ok(to_js(&json!({ "local": local, "remote": remote })))
         })
+    }
+
+    /// Cuts this store from the sync server, as if the network were down:
+    /// writes keep working and queue up; `goOnline()` reconnects and sends
+    /// them. (In a tab that does not lead sync, it applies once it leads.)
+    #[wasm_bindgen(js_name = goOffline)]
+    pub fn go_offline(&self) -> Result<(), JsValue> {
+        self.set_cut_off(true)
+    }
+
+    /// Undoes `goOffline()`.
+    #[wasm_bindgen(js_name = goOnline)]
+    pub fn go_online(&self) -> Result<(), JsValue> {
+        self.set_cut_off(false)
     }
 
     /// The canonical id of a temporary id the server has mapped; any other

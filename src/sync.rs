@@ -231,7 +231,10 @@ pub struct SyncClient {
     next_poll_at: Cell<f64>,
     /// Local writes committed since the outbox was last read.
     outbox_dirty: Cell<bool>,
+    /// The browser's online state (its online/offline events).
     online: Cell<bool>,
+    /// `goOffline()`: the app cut this store from the server.
+    cut_off: Cell<bool>,
     /// The last HTTP exchange got an answer.
     reachable: Cell<bool>,
     waiters: RefCell<Vec<Waiter>>,
@@ -306,6 +309,7 @@ impl SyncClient {
         inner: &Rc<Inner>,
         opts: SyncOptions,
         epoch: f64,
+        cut_off: bool,
     ) -> JsResult<Rc<SyncClient>> {
         let client_id = inner.client_id.borrow().clone();
         let engine = Self::load(inner).await?;
@@ -327,6 +331,7 @@ impl SyncClient {
             next_poll_at: Cell::new(0.0),
             outbox_dirty: Cell::new(true),
             online: Cell::new(glue::is_online()),
+            cut_off: Cell::new(cut_off),
             reachable: Cell::new(false),
             waiters: RefCell::new(vec![]),
             manual: inner
@@ -347,17 +352,7 @@ impl SyncClient {
         let cb = Closure::<dyn Fn(bool)>::new(move |online: bool| {
             if let Some(s) = weak.upgrade() {
                 s.online.set(online);
-                if online {
-                    // Back online: try everything now.
-                    s.ws_failures.set(0);
-                    s.ws_retry_at.set(0.0);
-                    s.net_failures.set(0);
-                    s.net_retry_at.set(0.0);
-                    s.next_poll_at.set(0.0);
-                } else {
-                    s.drop_socket();
-                }
-                s.waker.wake();
+                s.network_changed();
             }
         });
         let stop = glue::watch_online(cb.as_ref().unchecked_ref());
@@ -399,6 +394,30 @@ impl SyncClient {
         Ok(ClientSync::restore(meta, server, outbox))
     }
 
+    /// `goOffline()` / `goOnline()`.
+    pub fn set_cut_off(&self, cut_off: bool) {
+        self.cut_off.set(cut_off);
+        self.network_changed();
+    }
+
+    fn is_online(&self) -> bool {
+        self.online.get() && !self.cut_off.get()
+    }
+
+    fn network_changed(&self) {
+        if self.is_online() {
+            // Back online: try everything now.
+            self.ws_failures.set(0);
+            self.ws_retry_at.set(0.0);
+            self.net_failures.set(0);
+            self.net_retry_at.set(0.0);
+            self.next_poll_at.set(0.0);
+        } else {
+            self.drop_socket();
+        }
+        self.waker.wake();
+    }
+
     pub fn kick_outbox(&self) {
         self.outbox_dirty.set(true);
         self.waker.wake();
@@ -415,7 +434,7 @@ impl SyncClient {
     }
 
     pub fn status(&self) -> Status {
-        let connection = if !self.online.get() {
+        let connection = if !self.is_online() {
             "offline"
         } else if self.ws.get() == Ws::Live {
             "websocket"
@@ -534,7 +553,7 @@ impl SyncClient {
                 result = Err(Failure::Storage(e));
             }
         }
-        let online = self.online.get();
+        let online = self.is_online();
         if result.is_ok()
             && (forced || (online && Date::now() >= self.net_retry_at.get()))
             && self.has_pushable()
@@ -694,7 +713,7 @@ impl SyncClient {
     fn next_delay(&self) -> f64 {
         let now = Date::now();
         let mut at = now + 30_000.0;
-        if self.online.get() {
+        if self.is_online() {
             if self.ws.get() != Ws::Live {
                 at = at.min(self.next_poll_at.get());
             }

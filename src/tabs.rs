@@ -58,6 +58,8 @@ pub struct SyncHandle {
     next_rid: Cell<u32>,
     /// When the leader was last heard from.
     last_heard: Cell<f64>,
+    /// `goOffline()`: kept here so that it holds across leadership changes.
+    cut_off: Cell<bool>,
 }
 
 fn message(body: Value) -> JsValue {
@@ -79,6 +81,7 @@ impl SyncHandle {
             asks: RefCell::new(BTreeMap::new()),
             next_rid: Cell::new(0),
             last_heard: Cell::new(Date::now()),
+            cut_off: Cell::new(false),
         });
         let cb = |f: fn(&Rc<SyncHandle>, &Rc<Inner>)| {
             let (wh, wi): (Weak<SyncHandle>, Weak<Inner>) =
@@ -127,7 +130,7 @@ impl SyncHandle {
         if self.generation.get() != generation || inner.closed.get() {
             return;
         }
-        match SyncClient::start(&inner, self.opts.clone(), epoch).await {
+        match SyncClient::start(&inner, self.opts.clone(), epoch, self.cut_off.get()).await {
             Ok(client) => {
                 if self.generation.get() != generation || inner.closed.get() {
                     client.stop();
@@ -296,6 +299,14 @@ impl SyncHandle {
         inner.live.post(&message(
             json!({"t": "ask", "from": self.me, "rid": rid, "ask": ask}),
         ));
+    }
+
+    /// `goOffline()` / `goOnline()` of this instance.
+    pub fn set_cut_off(&self, cut_off: bool) {
+        self.cut_off.set(cut_off);
+        if let Some(c) = self.leader() {
+            c.set_cut_off(cut_off);
+        }
     }
 
     /// Local writes committed: the leader ingests them.

@@ -106,6 +106,7 @@ const scenarios = {
     eq(local.status().connection, "offline", "a store without sync is offline");
     eq(local.status().pending, 1, "and counts its queued writes");
     await rejects(local.sync(), "SYNC_DISABLED", env, "sync() without sync options");
+    await rejects(() => local.goOffline(), "SYNC_DISABLED", env, "goOffline() without sync options");
     await rejects(() => local.on("nope", () => {}), "INVALID_EVENT", env, "unknown event type");
 
     const db = await device(env, coll);
@@ -318,6 +319,15 @@ const scenarios = {
     dispatchEvent(new Event("online"));
     await until("the write arrives after online", async () => (await serverRows(env, coll)).length === 1);
     await until("back on the WebSocket", () => a.status().connection === "websocket");
+    // The app's own switch does the same.
+    a.goOffline();
+    await until("offline by goOffline()", () => a.status().connection === "offline");
+    await a.insert(coll, { id: "o2", n: 2 });
+    await sleep(500);
+    eq((await serverRows(env, coll)).length, 1, "nothing is sent while cut off");
+    a.goOnline();
+    await until("the write arrives after goOnline()", async () => (await serverRows(env, coll)).length === 2);
+    await until("back on the WebSocket again", () => a.status().connection === "websocket");
   },
 
   async polling_only_mode_never_opens_a_websocket(env) {
