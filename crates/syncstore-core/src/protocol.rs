@@ -155,6 +155,9 @@ pub enum MutationResult {
         doc: Option<JsonObject>,
         /// The server's current version; `None` = never existed.
         version: Option<u64>,
+        /// The clock of the mutation that last wrote the document, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ts: Option<u64>,
     },
     /// Not applied and never will be: the mutation is invalid.
     Rejected {
@@ -216,6 +219,10 @@ pub struct Change {
     pub doc: Option<JsonObject>,
     /// The document's version after the change (equals `seq`).
     pub version: u64,
+    /// The hybrid logical clock of the mutation that made the change, if
+    /// it carried one (clients observe it, for last-write-wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ts: Option<u64>,
 }
 
 /// `GET /v1/pull` answer.
@@ -382,6 +389,7 @@ mod tests {
             id: "a".into(),
             doc: None,
             version: Some(4),
+            ts: None,
         };
         assert_eq!(
             serde_json::to_value(&r).unwrap(),

@@ -44,6 +44,7 @@ fn put(seq: u64, id: &str, doc: Value) -> Change {
         op: ChangeOp::Put,
         doc: Some(obj(doc)),
         version: seq,
+        ts: None,
     }
 }
 
@@ -433,6 +434,7 @@ fn the_conflict_policy_can_queue_a_resolution() {
                 id: "a".into(),
                 doc: Some(obj(json!({"id": "a", "t": "theirs"}))),
                 version: Some(2),
+                ts: None,
             }],
             id_map: Default::default(),
             last_mutation_id: 1,

@@ -135,7 +135,7 @@ fn load_row(
 ) -> Result<Option<Row>, StoreError> {
     let raw = tx
         .query_row(
-            "SELECT doc, deleted, version, created, fields FROM docs
+            "SELECT doc, deleted, version, created, fields, ts FROM docs
              WHERE ns = ?1 AND coll = ?2 AND id = ?3",
             params![ns, coll, id],
             |r| {
@@ -145,11 +145,12 @@ fn load_row(
                     r.get::<_, i64>(2)?,
                     r.get::<_, i64>(3)?,
                     r.get::<_, String>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
                 ))
             },
         )
         .optional()?;
-    let Some((doc, deleted, version, created, fields)) = raw else {
+    let Some((doc, deleted, version, created, fields, ts)) = raw else {
         return Ok(None);
     };
     Ok(Some(Row {
@@ -158,6 +159,7 @@ fn load_row(
         version: version as u64,
         created: created as u64,
         fields: serde_json::from_str(&fields).map_err(corrupt)?,
+        ts: ts.map(|t| t as u64),
     }))
 }
 
@@ -204,13 +206,7 @@ impl DocStore for SqlDocs<'_, '_> {
         Ok(c)
     }
 
-    fn store(
-        &mut self,
-        coll: &str,
-        id: &str,
-        row: &Row,
-        ts: Option<u64>,
-    ) -> Result<(), StoreError> {
+    fn store(&mut self, coll: &str, id: &str, row: &Row) -> Result<(), StoreError> {
         let doc_text = row
             .doc
             .as_ref()
@@ -230,7 +226,7 @@ impl DocStore for SqlDocs<'_, '_> {
                 row.version as i64,
                 row.created as i64,
                 serde_json::to_string(&row.fields).map_err(corrupt)?,
-                ts.map(|t| t as i64),
+                row.ts.map(|t| t as i64),
             ],
         )?;
         Ok(())
@@ -348,7 +344,7 @@ impl Store for SqliteStore {
             });
         };
         let mut stmt = tx.prepare_cached(
-            "SELECT coll, id, doc, version FROM docs WHERE ns = ?1 AND version > ?2
+            "SELECT coll, id, doc, version, ts FROM docs WHERE ns = ?1 AND version > ?2
              ORDER BY version LIMIT ?3",
         )?;
         let take = limit.max(1);
@@ -358,11 +354,12 @@ impl Store for SqliteStore {
                 r.get::<_, String>(1)?,
                 r.get::<_, Option<String>>(2)?,
                 r.get::<_, i64>(3)?,
+                r.get::<_, Option<i64>>(4)?,
             ))
         })?;
         let mut changes = Vec::new();
         for row in rows {
-            let (coll, id, doc, version) = row?;
+            let (coll, id, doc, version, ts) = row?;
             let doc = doc.as_deref().map(parse_obj).transpose()?;
             changes.push(Change {
                 seq: version as u64,
@@ -375,6 +372,7 @@ impl Store for SqliteStore {
                 },
                 doc,
                 version: version as u64,
+                ts: ts.map(|t| t as u64),
             });
         }
         drop(stmt);

@@ -27,6 +27,8 @@ pub struct DocRow {
     pub created: u64,
     /// Version of every leaf path the document has ever had.
     pub fields: FieldVersions,
+    /// The clock (`ts`) of the mutation that last wrote it.
+    pub ts: Option<u64>,
 }
 
 /// The storage a push runs against, scoped to one namespace and client,
@@ -40,14 +42,8 @@ pub trait DocStore {
     fn lookup_tmp(&mut self, tmp: &str) -> Result<Option<String>, Self::Error>;
     /// Assigns, remembers and returns a canonical id for a new temporary id.
     fn map_tmp(&mut self, tmp: &str) -> Result<String, Self::Error>;
-    /// Stores the new state of `coll/id` (`ts`: the mutation's clock).
-    fn store(
-        &mut self,
-        coll: &str,
-        id: &str,
-        row: &DocRow,
-        ts: Option<u64>,
-    ) -> Result<(), Self::Error>;
+    /// Stores the new state of `coll/id`.
+    fn store(&mut self, coll: &str, id: &str, row: &DocRow) -> Result<(), Self::Error>;
 }
 
 /// A `rejected` result.
@@ -136,8 +132,9 @@ impl PushApply {
             version: seq,
             created,
             fields,
+            ts: m.ts,
         };
-        s.store(&m.coll, id, &new, m.ts)?;
+        s.store(&m.coll, id, &new)?;
         self.changes.push(Change {
             seq,
             coll: m.coll.clone(),
@@ -149,6 +146,7 @@ impl PushApply {
             },
             doc: new.doc,
             version: seq,
+            ts: m.ts,
         });
         Ok(MutationResult::Applied {
             mid: m.mid,
@@ -187,6 +185,7 @@ impl PushApply {
             id: id.to_string(),
             doc: None,
             version: row.map(|r| r.version),
+            ts: row.and_then(|r| r.ts),
         };
 
         // Resolve the id: a temporary id maps to its canonical id.
@@ -224,6 +223,7 @@ impl PushApply {
             id: id.clone(),
             doc: r.doc.clone(),
             version: Some(r.version),
+            ts: r.ts,
         };
 
         match m.op {

@@ -69,13 +69,7 @@ impl DocStore for MapDocs<'_> {
         Ok(c)
     }
 
-    fn store(
-        &mut self,
-        coll: &str,
-        id: &str,
-        row: &DocRow,
-        _ts: Option<u64>,
-    ) -> Result<(), Infallible> {
+    fn store(&mut self, coll: &str, id: &str, row: &DocRow) -> Result<(), Infallible> {
         self.s
             .docs
             .insert((coll.to_string(), id.to_string()), row.clone());
@@ -232,6 +226,7 @@ impl ModelServer {
                 },
                 doc: r.doc.clone(),
                 version: r.version,
+                ts: r.ts,
             })
             .collect();
         changes.sort_by_key(|c| c.seq);
