@@ -2,7 +2,10 @@
 //! in-memory model server: random local writes (temporary ids, references to
 //! them, aliases), random push/pull/WebSocket interleavings, dropped
 //! requests and answers, delayed and duplicated answers, resyncs and
-//! reloads; then heal and check that every replica equals the server.
+//! reloads, skewed wall clocks; then heal and check that every replica
+//! equals the server. Each seed gives each collection one of the conflict
+//! policies (server-wins, last-write-wins, field merge with either
+//! fallback, merge-by-id arrays), so every policy runs on 1,000 seeds.
 //!
 //! `SIM_SEED=n cargo test -p syncstore-core --test sim` replays one seed;
 //! `SIM_SEEDS=n` changes how many run.
@@ -17,13 +20,37 @@ use serde_json::{json, Value};
 use syncstore_core::protocol::{
     JsonObject, Mutation, MutationOp, MutationResult, PushResponse, ServerMessage,
 };
+use syncstore_core::sync::policy::{CollectionPolicy, Policies, Strategy};
 use syncstore_core::sync::{
-    ClientSync, Effects, Entry, EntryState, Event, ServerDoc, ServerRecord, ServerWins,
+    ClientSync, Effects, Entry, EntryState, Event, ServerDoc, ServerRecord,
 };
 
 type Key = (String, String);
 
 const COLLS: [&str; 2] = ["todos", "lists"];
+
+const STRATEGIES: [Strategy; 4] = [
+    Strategy::ServerWins,
+    Strategy::LastWriteWins,
+    Strategy::FieldMerge { lww: false },
+    Strategy::FieldMerge { lww: true },
+];
+
+/// The policies of one seed: one strategy per collection, `pauses` merged
+/// by id (ordered by `s`).
+fn policies(seed: u64) -> Policies {
+    let mut p = Policies::default();
+    for (i, coll) in COLLS.iter().enumerate() {
+        let strategy = STRATEGIES[((seed >> (2 * i)) % 4) as usize];
+        let mut cp = CollectionPolicy {
+            strategy,
+            ..Default::default()
+        };
+        cp.merge_by_id.insert("pauses".into(), Some("s".into()));
+        p.by_coll.insert(coll.to_string(), cp);
+    }
+    p
+}
 
 struct Client {
     id: String,
@@ -40,8 +67,11 @@ struct Client {
     saved_outbox: BTreeMap<u64, Entry>,
     saved_server: BTreeMap<Key, ServerDoc>,
     /// idmap, rejected, conflict events; completed resyncs; lost answers
-    /// recovered through lastMutationId.
-    stats: [usize; 5],
+    /// recovered through lastMutationId; conflicts resolved by a write.
+    stats: [usize; 6],
+    policies: Policies,
+    /// This client's wall clock is off by this much (ms).
+    skew: i64,
 }
 
 fn obj(v: Value) -> JsonObject {
@@ -49,8 +79,10 @@ fn obj(v: Value) -> JsonObject {
 }
 
 impl Client {
-    fn new(i: usize) -> Self {
+    fn new(i: usize, policies: Policies, skew: i64) -> Self {
         Client {
+            policies,
+            skew,
             id: format!("c{i}"),
             eng: ClientSync::new(),
             store: BTreeMap::new(),
@@ -61,7 +93,7 @@ impl Client {
             acked_applied: vec![],
             saved_outbox: BTreeMap::new(),
             saved_server: BTreeMap::new(),
-            stats: [0; 5],
+            stats: [0; 6],
         }
     }
 
@@ -72,7 +104,12 @@ impl Client {
             let i = match e {
                 Event::Idmap { .. } => 0,
                 Event::Rejected { .. } => 1,
-                Event::Conflict { .. } => 2,
+                Event::Conflict { resolution, .. } => {
+                    if resolution == "write" {
+                        self.stats[5] += 1;
+                    }
+                    2
+                }
             };
             self.stats[i] += 1;
         }
@@ -138,7 +175,7 @@ impl Client {
                 }
             }
         }
-        let fx = self.eng.on_push_response(resp, &ServerWins);
+        let fx = self.eng.on_push_response(resp, &self.policies);
         if fx.events.is_empty() {
             // Without events, a view changes only because an applied entry
             // settled: the server state already holds the result's version
@@ -222,7 +259,13 @@ impl Client {
                 1 => json!({"t": format!("t{}", rng.below(3))}),
                 2 => json!({"m": {"k": rng.below(3)}}),
                 3 => json!({"t": null, "m": null}),
-                4 => json!({"ref": reference(rng, &self.eng)}),
+                4 if rng.chance(50) => json!({"ref": reference(rng, &self.eng)}),
+                4 => {
+                    let pauses: Vec<Value> = (0..rng.below(3))
+                        .map(|_| json!({"id": rng.below(4), "s": rng.below(9), "e": rng.below(9)}))
+                        .collect();
+                    json!({"pauses": pauses})
+                }
                 _ => json!({"m": {"j": [rng.below(3)]}, "n": rng.below(5)}),
             };
             (MutationOp::Update, None, Some(obj(patch)))
@@ -247,6 +290,8 @@ impl Client {
 
 struct World {
     trace: bool,
+    /// Steps so far: the simulated wall clock.
+    time: u64,
     rng: Rng,
     server: ModelServer,
     clients: Vec<Client>,
@@ -301,6 +346,7 @@ impl World {
     }
 
     fn step(&mut self) {
+        self.time += 1;
         let ci = self.rng.below(self.clients.len() as u64) as usize;
         let roll = self.rng.below(100);
         if self.trace {
@@ -331,6 +377,9 @@ impl World {
                 };
                 let c = &mut self.clients[ci];
                 c.queued.push(m.mid);
+                let mut m = m;
+                let wall = (1_700_000_000_000 + self.time as i64 * 7 + c.skew) as u64;
+                m.ts = Some(c.eng.stamp(wall));
                 let fx = c.eng.local(m).expect("a valid local mutation is queued");
                 c.apply(fx, "local");
             }
@@ -357,7 +406,7 @@ impl World {
                     let Some(frame) = c.ws.as_mut().and_then(VecDeque::pop_front) else {
                         break;
                     };
-                    let fx = c.eng.on_server_message(&frame, &ServerWins);
+                    let fx = c.eng.on_server_message(&frame, &c.policies);
                     if matches!(frame, ServerMessage::Changes { .. }) && !fx.server_reset {
                         // Live changes only move views of documents they changed.
                         for v in &fx.views {
@@ -476,22 +525,30 @@ impl World {
     }
 }
 
-fn run(seed: u64) -> [usize; 6] {
+fn run(seed: u64) -> [usize; 7] {
     let mut rng = Rng::new(seed);
     let n = 2 + rng.below(3) as usize;
     let steps = 50 + rng.below(100) as usize;
+    let clients = (0..n)
+        .map(|i| {
+            // Up to an hour fast or slow.
+            let skew = rng.below(7_200_000) as i64 - 3_600_000;
+            Client::new(i, policies(seed), skew)
+        })
+        .collect();
     let mut world = World {
         trace: std::env::var("SIM_TRACE").is_ok(),
+        time: 0,
         rng,
         server: ModelServer::new(),
-        clients: (0..n).map(Client::new).collect(),
+        clients,
     };
     for _ in 0..steps {
         world.step();
     }
     world.heal();
     world.check();
-    let mut out = [0; 6];
+    let mut out = [0; 7];
     for c in &world.clients {
         out[0] += c.queued.len();
         for (o, s) in out[1..].iter_mut().zip(c.stats) {
@@ -520,7 +577,7 @@ fn run_half(half: u64) {
         seeds / 2..seeds
     };
     let start = std::time::Instant::now();
-    let mut total = [0usize; 6];
+    let mut total = [0usize; 7];
     for seed in range.clone() {
         match std::panic::catch_unwind(|| run(seed)) {
             Ok(counts) => {
@@ -533,13 +590,15 @@ fn run_half(half: u64) {
     }
     println!(
         "seeds {range:?}: {} mutations, {} idmaps, {} rejected, {} conflicts, \
-         {} resyncs, {} lost answers recovered by pull, {:?}",
+         {} resyncs, {} lost answers recovered by pull, {} conflicts resolved \
+         by a write, {:?}",
         total[0],
         total[1],
         total[2],
         total[3],
         total[4],
         total[5],
+        total[6],
         start.elapsed()
     );
     assert!(

@@ -87,6 +87,10 @@ pub struct Entry {
     /// Where it stands.
     #[serde(flatten)]
     pub state: EntryState,
+    /// The server's document at `base` when the edit was queued: the base
+    /// of a three-way merge if it conflicts.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "baseDoc")]
+    pub base_doc: Option<JsonObject>,
 }
 
 /// A document record the binding must move from a temporary to its
@@ -149,6 +153,10 @@ pub enum Event {
         local: Option<JsonObject>,
         /// The server's document (`None` = deleted or missing).
         remote: Option<JsonObject>,
+        /// What was done: `"remote"` (the server's document stands),
+        /// `"write"` (a resolving write was queued) or `"both"` (the server's
+        /// document stands and the local one was added as a new document).
+        resolution: String,
     },
 }
 
@@ -194,6 +202,11 @@ pub struct ConflictInfo<'a> {
     pub remote: Option<&'a JsonObject>,
     /// The server's version (`None` = the document never existed).
     pub version: Option<u64>,
+    /// The server's document when the local edit was made (three-way merge
+    /// base; `None` for a blind write or an insert).
+    pub base: Option<&'a JsonObject>,
+    /// The clock of the write that produced the server's document.
+    pub remote_ts: Option<u64>,
 }
 
 /// What to do about a conflict. The conflicting mutation always leaves the
@@ -212,9 +225,24 @@ pub enum Resolution {
         /// Patch for update.
         patch: Option<JsonObject>,
     },
+    /// Keep the server's document and insert the local one as a new
+    /// document under `id` (a fresh temporary id): "keep both".
+    Fork {
+        /// The new document's id.
+        id: String,
+        /// Its content.
+        doc: JsonObject,
+    },
 }
 
-/// The decision point for conflicts (issue 5 adds field merge and LWW).
+impl Resolution {
+    /// A [`Resolution::Write`].
+    pub fn write(op: MutationOp, doc: Option<JsonObject>, patch: Option<JsonObject>) -> Self {
+        Resolution::Write { op, doc, patch }
+    }
+}
+
+/// The decision point for conflicts (policies: `sync::policy`).
 pub trait ConflictPolicy {
     /// Decides what happens after `conflict`.
     fn resolve(&self, conflict: &ConflictInfo<'_>) -> Resolution;
@@ -264,6 +292,9 @@ pub struct ClientSync {
     /// current resync (only such a stream may move the cursor or complete it).
     #[serde(default)]
     ws_resync_stream: bool,
+    /// The hybrid logical clock: the last `ts` stamped or seen.
+    #[serde(default)]
+    clock: u64,
 }
 
 /// The small per-client record besides documents and outbox.
@@ -280,6 +311,9 @@ pub struct Meta {
     pub id_map: BTreeMap<String, String>,
     /// True while a resync is incomplete (restart it from the start after a reload).
     pub resyncing: bool,
+    /// The hybrid logical clock.
+    #[serde(default)]
+    pub clock: u64,
 }
 
 fn replay(cur: Option<JsonObject>, m: &Mutation) -> Option<JsonObject> {
@@ -390,6 +424,7 @@ impl ClientSync {
             max_mid: self.max_mid,
             id_map: self.id_map.clone(),
             resyncing: self.resync.is_some(),
+            clock: self.clock,
         }
     }
 
@@ -411,6 +446,23 @@ impl ClientSync {
             max_mid: meta.max_mid,
             resync: resyncing.then(DocMap::new),
             ws_resync_stream: false,
+            clock: meta.clock,
+        }
+    }
+
+    /// A clock value for a local write made at `wall_ms` (ms since the
+    /// epoch): `(ms << 16) + counter`, above every value stamped or seen,
+    /// so a device whose wall clock lags still orders its writes after the
+    /// ones it has seen.
+    pub fn stamp(&mut self, wall_ms: u64) -> u64 {
+        self.clock = (self.clock + 1).max(wall_ms.min(u64::MAX >> 17) << 16);
+        self.clock
+    }
+
+    /// Takes in a clock value seen on a server document.
+    fn observe(&mut self, ts: Option<u64>) {
+        if let Some(ts) = ts {
+            self.clock = self.clock.max(ts.min(i64::MAX as u64));
         }
     }
 
@@ -578,9 +630,21 @@ impl ClientSync {
         }
         self.rewrite_mutation(&mut m);
         let key = key_of(&m);
+        let base_doc = match (m.op, m.base) {
+            (MutationOp::Update | MutationOp::Replace, Some(b)) => {
+                get(&self.server, &m.coll, &m.id)
+                    .filter(|d| d.version == b)
+                    .and_then(|d| d.doc.clone())
+            }
+            _ => None,
+        };
         Ok(self.with_views([key], |this, fx| {
             this.max_mid = m.mid;
-            let e = Entry { mutation: m, state };
+            let e = Entry {
+                mutation: m,
+                state,
+                base_doc,
+            };
             fx.outbox_put.push(e.clone());
             this.outbox.push(e);
         }))
@@ -724,8 +788,12 @@ impl ClientSync {
                         });
                     }
                     MutationResult::Conflict {
-                        id, doc, version, ..
-                    } => this.conflict(pos, id, doc.as_ref(), *version, policy, fx),
+                        id,
+                        doc,
+                        version,
+                        ts,
+                        ..
+                    } => this.conflict(pos, id, doc.as_ref(), (*version, *ts), policy, fx),
                 }
             }
             this.settle(fx);
@@ -737,10 +805,11 @@ impl ClientSync {
         pos: usize,
         id: &str,
         remote: Option<&JsonObject>,
-        version: Option<u64>,
+        (version, remote_ts): (Option<u64>, Option<u64>),
         policy: &dyn ConflictPolicy,
         fx: &mut Effects,
     ) {
+        self.observe(remote_ts);
         let coll = self.outbox[pos].mutation.coll.clone();
         if let Some(v) = version {
             let state = ServerDoc {
@@ -763,24 +832,40 @@ impl ClientSync {
             local: local.as_ref(),
             remote,
             version,
+            base: e.base_doc.as_ref(),
+            remote_ts,
         });
+        let (what, write) = match resolution {
+            Resolution::ServerWins => ("remote", None),
+            Resolution::Write { op, doc, patch } => {
+                ("write", Some((op, id.to_string(), doc, patch, version)))
+            }
+            Resolution::Fork { id, doc } => (
+                "both",
+                Some((MutationOp::Insert, id, Some(doc), None, None)),
+            ),
+        };
         fx.events.push(Event::Conflict {
             mid: e.mutation.mid,
             coll: coll.clone(),
             id: id.to_string(),
             local,
             remote: remote.cloned(),
+            resolution: what.into(),
         });
-        if let Resolution::Write { op, doc, patch } = resolution {
+        if let Some((op, id, mut doc, patch, base)) = write {
+            if let Some(d) = doc.as_mut() {
+                d.insert("id".into(), Value::String(id.clone()));
+            }
             self.max_mid += 1;
             let mut m = Mutation {
                 mid: self.max_mid,
                 coll,
                 op,
-                id: id.to_string(),
+                id,
                 doc,
                 patch,
-                base: version,
+                base,
                 ts: e.mutation.ts,
             };
             self.rewrite_mutation(&mut m);
@@ -788,6 +873,7 @@ impl ClientSync {
                 let e = Entry {
                     mutation: m,
                     state: EntryState::Pending,
+                    base_doc: None,
                 };
                 fx.outbox_put.push(e.clone());
                 self.outbox.push(e);
@@ -888,6 +974,7 @@ impl ClientSync {
         }
         self.with_views(extra, |this, fx| {
             for c in changes {
+                this.observe(c.ts);
                 let state = ServerDoc {
                     doc: match c.op {
                         ChangeOp::Put => c.doc.clone(),

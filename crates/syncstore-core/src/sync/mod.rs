@@ -6,6 +6,8 @@
 //!   input returns [`Effects`] for the binding to persist in one transaction.
 //! - [`apply`]: the server's per-mutation rules over any storage
 //!   ([`apply::DocStore`]), run by the reference server and the model server.
+//! - [`policy`]: conflict policies (server-wins, last-write-wins, field
+//!   merge) and per-collection dispatch.
 //! - [`fields`]: the server's document rules (field versions, conflict
 //!   check, temp-id reference rewriting), shared by the reference server and
 //!   the model server of the tests.
@@ -13,6 +15,7 @@
 pub mod apply;
 pub mod engine;
 pub mod fields;
+pub mod policy;
 
 pub use engine::{
     ClientSync, ConflictInfo, ConflictPolicy, Effects, Entry, EntryState, Event, Meta, Rekey,
