@@ -51,6 +51,10 @@ extern "C" {
     ) -> Promise;
     #[wasm_bindgen(js_name = randomSeed)]
     pub fn random_seed() -> Array;
+    #[wasm_bindgen(js_name = takeResolvers)]
+    pub fn take_resolvers(options: &JsValue) -> Array;
+    #[wasm_bindgen(js_name = callResolver)]
+    pub fn call_resolver(f: &Function, ctx: &JsValue) -> JsValue;
     #[wasm_bindgen(js_name = applyOps)]
     pub fn apply_ops(tx: &IdbTransaction, ops: &JsValue);
     #[wasm_bindgen(js_name = watchOnline)]

@@ -42,6 +42,8 @@ pub struct Inner {
     aliases: RefCell<HashMap<String, String>>,
     /// Without sync: outbox entries at open plus this tab's writes since.
     local_pending: Cell<usize>,
+    /// Conflict resolver functions by collection (`conflicts: fn`).
+    pub resolvers: BTreeMap<String, Function>,
 }
 
 fn splitmix(state: &Cell<u64>) -> u64 {
@@ -98,7 +100,7 @@ impl Inner {
             .unwrap_or_else(|| id.to_owned())
     }
 
-    fn new_temp_id(&self) -> String {
+    pub fn new_temp_id(&self) -> String {
         ids::temp_id(js_sys::Date::now() as u64, self.random())
     }
 
@@ -502,7 +504,9 @@ impl SyncStore {
     pub async fn open(
         #[wasm_bindgen(unchecked_param_type = "OpenOptions")] options: JsValue,
     ) -> Result<SyncStore, JsValue> {
-        let opts = parse_json(&options, "options", "INVALID_OPTIONS")?;
+        let taken = glue::take_resolvers(&options);
+        let opts = parse_json(&taken.get(0), "options", "INVALID_OPTIONS")?;
+        let resolver_fns = taken.get(1);
         let name = match opts.get("name") {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             _ => {
@@ -515,6 +519,27 @@ impl SyncStore {
         };
         let schema = Schema::from_options(&opts).map_err(error::core)?;
         let sync = SyncOptions::parse(&opts)?;
+        let mut resolvers = BTreeMap::new();
+        for (coll, spec) in &schema.collections {
+            if spec.conflicts != syncstore_core::schema::ConflictMode::Custom {
+                continue;
+            }
+            match js_sys::Reflect::get(&resolver_fns, &coll.into())
+                .ok()
+                .and_then(|f| f.dyn_into::<Function>().ok())
+            {
+                Some(f) => {
+                    resolvers.insert(coll.clone(), f);
+                }
+                None => {
+                    return Err(glue::make_error(
+                        "INVALID_SCHEMA",
+                        &format!("collections.{coll}.conflicts: \"custom\" needs a resolver function in its place"),
+                        false,
+                    ))
+                }
+            }
+        }
         let seed = glue::random_seed();
         let mut s = 0u64;
         for v in seed.iter() {
@@ -540,6 +565,7 @@ impl SyncStore {
             sync: OnceCell::new(),
             aliases: RefCell::new(HashMap::new()),
             local_pending: Cell::new(0),
+            resolvers,
         });
         inner.db().await?;
         inner.load_client_id().await?;

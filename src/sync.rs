@@ -25,14 +25,16 @@ use js_sys::{Date, Function};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::{Rc, Weak};
+use syncstore_core::protocol::MutationResult;
 use syncstore_core::protocol::{
     Change, ClientMessage, JsonObject, Mutation, PullResponse, PushRequest, PushResponse,
     ServerMessage, START_CURSOR,
 };
 use syncstore_core::schema::{Schema, SyncMode};
-use syncstore_core::sync::{ClientSync, Effects, Entry, Event, Meta, ServerRecord, ServerWins};
+use syncstore_core::sync::policy::{Decision, Policies};
+use syncstore_core::sync::{ClientSync, Effects, Entry, Event, Meta, ServerRecord};
 use syncstore_core::write;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -186,7 +188,8 @@ enum Ws {
 
 /// One engine input.
 enum Input {
-    Push(PushResponse),
+    /// A push answer, with the conflicts an app resolver decided.
+    Push(PushResponse, BTreeMap<u64, Decision>),
     Pull(PullResponse),
     Frame(ServerMessage),
     /// Apply the held server changes of a `"manual"` collection.
@@ -211,6 +214,8 @@ type OnlineWatch = (Closure<dyn Fn(bool)>, Function);
 
 pub struct SyncClient {
     opts: SyncOptions,
+    /// The schema's conflict policies.
+    policies: Policies,
     /// This leader's term (`_meta` `leader`): a step that finds another
     /// term there aborts and this client stops (see `tabs.rs`).
     epoch: f64,
@@ -316,6 +321,7 @@ impl SyncClient {
         let s = Rc::new(SyncClient {
             remote: Remote::new(&opts.url, &opts.token, &client_id),
             opts,
+            policies: Policies::from_schema(&inner.schema),
             epoch,
             stopped: Cell::new(false),
             engine: RefCell::new(engine),
@@ -781,7 +787,8 @@ impl SyncClient {
             };
             self.http_ok();
             self.last_push_at.set(Some(Date::now()));
-            self.step(inner, vec![Input::Push(resp)])
+            let decided = self.decide(inner, &resp).await;
+            self.step(inner, vec![Input::Push(resp, decided)])
                 .await
                 .map_err(Failure::Storage)?;
             last = mids;
@@ -902,6 +909,7 @@ impl SyncClient {
                         // serialized by IndexedDB), unless an unsettled
                         // edit of the document comes first.
                         m.base = eng.base_for(&m.coll, &m.id);
+                        m.ts = Some(eng.stamp(Date::now() as u64));
                         if self.manual.contains(&m.coll) {
                             eng.local_parked(m)
                         } else {
@@ -928,7 +936,13 @@ impl SyncClient {
             }
             for input in inputs {
                 let fx = match input {
-                    Input::Push(r) => eng.on_push_response(&r, &ServerWins),
+                    Input::Push(r, decided) => {
+                        let policies = Policies {
+                            decided,
+                            ..self.policies.clone()
+                        };
+                        eng.on_push_response(&r, &policies)
+                    }
                     Input::Pull(mut p) => {
                         self.hold(&eng, p.resync, &mut p.changes, &mut ops);
                         eng.on_pull(&p)
@@ -943,7 +957,7 @@ impl SyncClient {
                             }
                             _ => {}
                         }
-                        eng.on_server_message(&m, &ServerWins)
+                        eng.on_server_message(&m, &self.policies)
                     }
                     Input::Release(_) => {
                         let changes = released.next().unwrap_or_default();
@@ -974,6 +988,101 @@ impl SyncClient {
         }
         self.after_commit(inner, out);
         Ok(())
+    }
+
+    /// Asks the app's resolver functions about the conflicts in a push
+    /// answer (no engine borrow is held while they run; one may be async).
+    /// A resolver that throws or answers nonsense decides nothing: the
+    /// collection's safe default (server-wins) applies, and an `error`
+    /// event says why.
+    async fn decide(&self, inner: &Rc<Inner>, resp: &PushResponse) -> BTreeMap<u64, Decision> {
+        let mut out = BTreeMap::new();
+        for r in &resp.results {
+            let MutationResult::Conflict { mid, id, doc, .. } = r else {
+                continue;
+            };
+            let (f, ctx) = {
+                let eng = self.engine.borrow();
+                let Some(e) = eng.outbox().iter().find(|e| e.mutation.mid == *mid) else {
+                    continue;
+                };
+                let coll = &e.mutation.coll;
+                let Some(f) = inner.resolvers.get(coll) else {
+                    continue;
+                };
+                let ctx = json!({
+                    "collection": coll, "id": id, "local": eng.view(coll, &e.mutation.id),
+                    "remote": doc, "base": e.base_doc,
+                });
+                (f.clone(), ctx)
+            };
+            match self.ask_resolver(inner, &f, &ctx, id).await {
+                Ok(d) => {
+                    out.insert(*mid, d);
+                }
+                Err(why) => inner.publish(
+                    "error",
+                    json!({
+                        "code": "RESOLVER_FAILED",
+                        "message": format!("the conflict resolver of {} failed for {id} ({why}); the server's document stands", ctx["collection"].as_str().unwrap_or("")),
+                        "retryable": false,
+                    }),
+                ),
+            }
+        }
+        out
+    }
+
+    async fn ask_resolver(
+        &self,
+        inner: &Rc<Inner>,
+        f: &Function,
+        ctx: &Value,
+        id: &str,
+    ) -> Result<Decision, String> {
+        let got = glue::call_resolver(f, &to_js(ctx));
+        let field = |k: &str| js_sys::Reflect::get(&got, &k.into()).unwrap_or_default();
+        let mut answer = field("ok");
+        if answer.is_undefined() && !field("error").is_undefined() {
+            let why = field("error").as_string().unwrap_or_default();
+            return Err(format!("it threw: {why}"));
+        }
+        if answer.has_type::<js_sys::Promise>() {
+            answer = JsFuture::from(answer.unchecked_into::<js_sys::Promise>())
+                .await
+                .map_err(|e| format!("its promise rejected: {e:?}"))?;
+        }
+        let text = glue::encode_json(&answer, "resolution", "INVALID_DOCUMENT")
+            .map_err(|e| ErrorInfo::of(&e).message)?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let Value::Object(mut doc) = v else {
+            return Err(
+                "it must return a document or { keep: \"local\" | \"remote\" | \"both\" }".into(),
+            );
+        };
+        if doc.len() == 1 {
+            match doc.get("keep").and_then(Value::as_str) {
+                Some("local") => return Ok(Decision::KeepLocal),
+                Some("remote") => return Ok(Decision::KeepRemote),
+                Some("both") => {
+                    return Ok(Decision::KeepBoth {
+                        id: inner.new_temp_id(),
+                    })
+                }
+                Some(other) => return Err(format!("unknown keep {other:?}")),
+                None => {}
+            }
+        }
+        match doc.get("id") {
+            None => {}
+            Some(Value::String(s)) if s == id => {}
+            Some(_) => return Err("the document's id differs from the conflicting one".into()),
+        }
+        doc.shift_remove("id");
+        if serde_json::to_string(&doc).map_or(0, |t| t.len()) > inner.schema.max_doc_bytes {
+            return Err("the document is too large".into());
+        }
+        Ok(Decision::Doc(doc))
     }
 
     /// Moves server changes to `"manual"` collections out of `changes` into
@@ -1086,8 +1195,8 @@ impl SyncClient {
                 Event::Conflict { .. } => "conflict",
             };
             let mut v = to_value(e);
-            if kind == "conflict" {
-                v["resolution"] = json!("serverWins");
+            if let Event::Conflict { coll, .. } = e {
+                v["policy"] = json!(policy_name(inner, coll));
             }
             inner.publish(kind, v);
         }
@@ -1102,6 +1211,17 @@ pub(crate) fn held_range(coll: &str) -> JsResult<IdbKeyRange> {
     let lo = js_sys::Array::of2(&coll.into(), &f64::NEG_INFINITY.into());
     let hi = js_sys::Array::of2(&coll.into(), &f64::INFINITY.into());
     IdbKeyRange::bound(&lo, &hi).map_err(|e| storage(e, "key range"))
+}
+
+/// The name of a collection's conflict policy, as the options give it.
+fn policy_name(inner: &Inner, coll: &str) -> &'static str {
+    use syncstore_core::schema::ConflictMode;
+    match inner.schema.collections.get(coll).map(|s| s.conflicts) {
+        Some(ConflictMode::LastWriteWins) => "lastWriteWins",
+        Some(ConflictMode::FieldMerge) => "fieldMerge",
+        Some(ConflictMode::Custom) => "custom",
+        _ => "serverWins",
+    }
 }
 
 fn to_value(v: &impl Serialize) -> Value {

@@ -19,7 +19,28 @@ export interface CollectionOptions {
   indexes?: IndexSpec[];
   /** "auto" (default) syncs; "manual" syncs on demand; "local" never leaves the device. */
   sync?: "auto" | "manual" | "local";
+  /** How sync conflicts resolve (docs/conflicts.md); default "serverWins". */
+  conflicts?: "serverWins" | "lastWriteWins" | "fieldMerge" | ConflictResolver;
+  /** Same-field edits under "fieldMerge": "serverWins" (default) or "lastWriteWins". */
+  fallback?: "serverWins" | "lastWriteWins";
+  /** Arrays of objects with an `id` merged by id: field paths, or field paths to the field that orders the result. */
+  mergeById?: string[] | { [path: string]: string | null };
 }
+/** What a resolver sees. */
+export interface ConflictContext {
+  collection: string;
+  id: string;
+  /** The local view (with the refused write). */
+  local: Doc | null;
+  /** The server's document (null if deleted). */
+  remote: Doc | null;
+  /** The server's document the local write was based on, if known. */
+  base: Doc | null;
+}
+/** Decides a conflict: a document replaces the server's, or keep one side, or both (the local one as a new document). */
+export type ConflictResolver = (ctx: ConflictContext) =>
+  | NewDoc | { keep: "local" | "remote" | "both" }
+  | Promise<NewDoc | { keep: "local" | "remote" | "both" }>;
 export interface SyncOptions {
   /** The sync server's base URL, `http://` or `https://`. */
   url: string;
@@ -65,7 +86,10 @@ export interface RejectedEvent { type: "rejected"; mid: number; coll: string; id
 /** The server did not apply a mutation because the document changed there. */
 export interface ConflictEvent {
   type: "conflict"; mid: number; coll: string; id: string;
-  local: Doc | null; remote: Doc | null; resolution: "serverWins";
+  local: Doc | null; remote: Doc | null;
+  /** "remote": the server's document stands; "write": a resolving write was pushed; "both": the local one was added as a new document. */
+  resolution: "remote" | "write" | "both";
+  policy: "serverWins" | "lastWriteWins" | "fieldMerge" | "custom";
 }
 export interface SyncEvents {
   status: SyncStatus;
@@ -102,7 +126,8 @@ export type ErrorCode =
   | "INVALID_QUERY" | "UNKNOWN_OPERATOR" | "UNKNOWN_COLLECTION" | "DOC_TOO_LARGE" | "NOT_FOUND"
   | "ALREADY_EXISTS" | "QUOTA_EXCEEDED" | "CLOSED" | "TRANSACTION_ABORTED" | "STORAGE_CLOSED"
   | "STORAGE_VERSION" | "STORAGE" | "INVALID_EVENT" | "SYNC_DISABLED"
-  | "NETWORK" | "UNAUTHORIZED" | "RATE_LIMITED" | "SERVER" | "PROTOCOL";
+  | "NETWORK" | "UNAUTHORIZED" | "RATE_LIMITED" | "SERVER" | "PROTOCOL"
+  | "RESOLVER_FAILED" | "LEADERSHIP_LOST";
 /** The error every syncstore call rejects with. */
 export declare class SyncStoreError extends Error {
   readonly name: "SyncStoreError";

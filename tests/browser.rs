@@ -124,4 +124,10 @@ scenarios!(run_sync:
     manual_collections_sync_only_on_demand,
     one_leader_per_database_followers_write_and_forward,
     rejected_mutations_roll_back,
+    conflicts_server_wins_by_default,
+    conflicts_last_write_wins,
+    conflicts_field_merge_nested_and_by_id,
+    conflicts_custom_resolver,
+    conflicts_resolver_that_throws_falls_back_to_the_server,
+    conflicts_keep_both,
 );

@@ -500,3 +500,33 @@ export function every(ms, cb) {
 export function isVisible() {
   return typeof document === "undefined" || document.visibilityState !== "hidden";
 }
+
+/**
+ * Takes the resolver functions out of the open options (`conflicts` given as
+ * a function), so the rest can be checked as JSON: `[options, {coll: fn}]`,
+ * the options with `"custom"` in each function's place.
+ */
+export function takeResolvers(options) {
+  const resolvers = {};
+  const colls = options && typeof options === "object" ? options.collections : undefined;
+  if (!colls || typeof colls !== "object") return [options, resolvers];
+  const collections = {};
+  for (const [name, spec] of Object.entries(colls)) {
+    if (spec && typeof spec === "object" && typeof spec.conflicts === "function") {
+      resolvers[name] = spec.conflicts;
+      collections[name] = { ...spec, conflicts: "custom" };
+    } else {
+      collections[name] = spec;
+    }
+  }
+  return [{ ...options, collections }, resolvers];
+}
+
+/** Calls an app's conflict resolver: `{ ok: result }` or `{ error }`, never throws. */
+export function callResolver(fn, ctx) {
+  try {
+    return { ok: fn(ctx) };
+  } catch (e) {
+    return { error: String((e && e.message) || e) };
+  }
+}

@@ -35,6 +35,11 @@ async function serverRows(env, coll) {
 
 const live = (rows) => rows.filter((r) => !r.deleted);
 
+/** Documents compare by content, not field order. */
+function eqDocs(actual, expected, what) {
+  eq(actual.map(canon), expected.map(canon), what);
+}
+
 /** JSON with keys sorted: documents compare by content, not field order. */
 function canon(v) {
   if (Array.isArray(v)) return `[${v.map(canon).join(",")}]`;
@@ -49,10 +54,10 @@ function collName(tag) {
 }
 
 /** Opens a device: its own database, syncing `coll` (and `more`). */
-async function device(env, coll, { sync = {}, more = {} } = {}) {
+async function device(env, coll, { sync = {}, more = {}, spec = {} } = {}) {
   const db = await env.open({
     name: dbName("dev"),
-    collections: { [coll]: { indexes: ["n"] }, ...more },
+    collections: { [coll]: { indexes: ["n"], ...spec }, ...more },
     sync: { url: env.server, token: "dev-token", pollMs: 200, ...sync },
   });
   env.opened.push(db);
@@ -84,6 +89,36 @@ async function converged(env, coll, devices) {
   });
 }
 
+/**
+ * Two devices with `spec` on one collection make a conflict: both hold
+ * `seed`, both edit it while cut off (b later), a syncs first, then b.
+ * Returns the converged documents and b's conflict events.
+ */
+async function conflict(env, spec, seed, editA, editB) {
+  const coll = collName("cf");
+  const a = await device(env, coll, { spec });
+  const b = await device(env, coll, { spec });
+  const events = [];
+  b.on("conflict", (e) => events.push(e));
+  const errors = [];
+  b.on("error", (e) => errors.push(e));
+  await a.insert(coll, seed);
+  await a.sync();
+  await until("b has the document", () => b.get(coll, seed.id));
+  a.goOffline();
+  b.goOffline();
+  await editA(a, coll);
+  await sleep(5);
+  await editB(b, coll);
+  a.goOnline();
+  await synced(a);
+  b.goOnline();
+  await synced(b);
+  await synced(a);
+  const docs = await converged(env, coll, [a, b]);
+  return { docs, events, errors, coll };
+}
+
 const scenarios = {
   async sync_options_status_and_events_are_checked(env) {
     const coll = collName("opts");
@@ -108,6 +143,9 @@ const scenarios = {
     await rejects(local.sync(), "SYNC_DISABLED", env, "sync() without sync options");
     await rejects(() => local.goOffline(), "SYNC_DISABLED", env, "goOffline() without sync options");
     await rejects(() => local.on("nope", () => {}), "INVALID_EVENT", env, "unknown event type");
+    const schema = (conflicts) => ({ name: dbName("bad"), collections: { [coll]: { conflicts } } });
+    await rejects(env.open(schema("custom")), "INVALID_SCHEMA", env, "\"custom\" without a function");
+    await rejects(env.open(schema("newest")), "INVALID_SCHEMA", env, "an unknown policy");
 
     const db = await device(env, coll);
     const statuses = [];
@@ -430,6 +468,109 @@ const scenarios = {
     eq(rows.length, 16, "the write after the hand-over arrived once");
     await until("still one WebSocket", async () => (await ctl(env, "/state", "GET")).wsOpen === 1);
     await converged(env, coll, rest);
+  },
+
+  async conflicts_server_wins_by_default(env) {
+    const { docs, events } = await conflict(
+      env,
+      {},
+      { id: "t", text: "milk", n: 1 },
+      (a, c) => a.update(c, "t", { text: "a" }),
+      (b, c) => b.update(c, "t", { text: "b" }),
+    );
+    eqDocs(docs, [{ id: "t", text: "a", n: 1 }], "the first write to reach the server stands");
+    eq(events.length, 1, "one conflict event");
+    eq([events[0].id, events[0].resolution, events[0].policy], ["t", "remote", "serverWins"], "reported");
+    eq(events[0].local.text, "b", "with the local view");
+    eq(events[0].remote.text, "a", "and the server's");
+  },
+
+  async conflicts_last_write_wins(env) {
+    const { docs, events } = await conflict(
+      env,
+      { conflicts: "lastWriteWins" },
+      { id: "t", text: "milk", n: 1 },
+      (a, c) => a.update(c, "t", { text: "a" }),
+      (b, c) => b.update(c, "t", { text: "b", n: 2 }),
+    );
+    eqDocs(docs, [{ id: "t", text: "b", n: 2 }], "the later write wins, although it reached the server last");
+    eq([events[0].resolution, events[0].policy], ["write", "lastWriteWins"], "reported");
+  },
+
+  async conflicts_field_merge_nested_and_by_id(env) {
+    const seed = {
+      id: "t", text: "milk", done: false, meta: { owner: "ann", n: 1 },
+      pauses: [{ id: 1, start: 10, end: 20 }, { id: 2, start: 30, end: 40 }],
+    };
+    const { docs, events } = await conflict(
+      env,
+      { conflicts: "fieldMerge", fallback: "lastWriteWins", mergeById: { pauses: "start" } },
+      seed,
+      (a, c) => a.replace(c, "t", {
+        ...seed, text: "oat milk", meta: { owner: "ann", n: 2 },
+        pauses: [{ id: 1, start: 10, end: 25 }, { id: 2, start: 30, end: 40 }, { id: 4, start: 5, end: 6 }],
+      }),
+      (b, c) => b.replace(c, "t", {
+        ...seed, done: true, meta: { owner: "bob", n: 1 }, text: "soy milk",
+        pauses: [{ id: 1, start: 10, end: 20 }, { id: 3, start: 50, end: 60 }],
+      }),
+    );
+    const d = docs[0];
+    eq([d.done, d.meta.owner, d.meta.n], [true, "bob", 2], "fields changed on one side each survive, nested too");
+    eq(d.text, "soy milk", "the same field: the fallback (last write) decides");
+    eq(d.pauses.map((p) => [p.id, p.end]), [[4, 6], [1, 25], [3, 60]], "pauses merged by id, ordered by start");
+    eq([events[0].resolution, events[0].policy], ["write", "fieldMerge"], "reported");
+  },
+
+  async conflicts_custom_resolver(env) {
+    const seen = [];
+    const { docs, events } = await conflict(
+      env,
+      {
+        conflicts: (ctx) => {
+          seen.push(ctx);
+          return { text: `${ctx.remote.text}+${ctx.local.text}`, n: ctx.base.n + 10 };
+        },
+      },
+      { id: "t", text: "milk", n: 1 },
+      (a, c) => a.update(c, "t", { text: "a" }),
+      (b, c) => b.update(c, "t", { text: "b" }),
+    );
+    eqDocs(docs, [{ id: "t", text: "a+b", n: 11 }], "the resolver's document");
+    eq(seen.length, 1, "called once");
+    eq([seen[0].id, seen[0].base.text, seen[0].remote.text, seen[0].local.text], ["t", "milk", "a", "b"], "with base, remote and local");
+    ok(seen[0].collection.startsWith("cf_"), "and the collection");
+    eq([events[0].resolution, events[0].policy], ["write", "custom"], "reported");
+  },
+
+  async conflicts_resolver_that_throws_falls_back_to_the_server(env) {
+    const { docs, events, errors } = await conflict(
+      env,
+      { conflicts: () => { throw new Error("resolver bug"); } },
+      { id: "t", text: "milk" },
+      (a, c) => a.update(c, "t", { text: "a" }),
+      (b, c) => b.update(c, "t", { text: "b" }),
+    );
+    eqDocs(docs, [{ id: "t", text: "a" }], "the server's document stands");
+    eq(events[0].resolution, "remote", "reported as such");
+    await until("an error event", () => errors.some((e) => e.code === "RESOLVER_FAILED"));
+    ok(errors.find((e) => e.code === "RESOLVER_FAILED").message.includes("resolver bug"), "saying why");
+  },
+
+  async conflicts_keep_both(env) {
+    const { docs, events } = await conflict(
+      env,
+      { conflicts: () => ({ keep: "both" }) },
+      { id: "t", text: "milk", n: 1 },
+      (a, c) => a.update(c, "t", { text: "a" }),
+      (b, c) => b.update(c, "t", { text: "b" }),
+    );
+    eq(docs.length, 2, "both documents exist on every device");
+    eq(docs.map((d) => d.text).sort(), ["a", "b"], "the server's and the local one");
+    const copy = docs.find((d) => d.id !== "t");
+    ok(!copy.id.startsWith("tmp_"), "the copy has a canonical id");
+    eq(copy.n, 1, "the copy is the local document");
+    eq(events[0].resolution, "both", "reported");
   },
 
   async rejected_mutations_roll_back(env) {

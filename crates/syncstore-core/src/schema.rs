@@ -75,10 +75,28 @@ impl IndexSpec {
     }
 }
 
+/// How a collection resolves sync conflicts (docs/conflicts.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConflictMode {
+    #[default]
+    ServerWins,
+    LastWriteWins,
+    FieldMerge,
+    /// An app function decides (the binding holds it; options carry the
+    /// marker `"custom"` in its place).
+    Custom,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CollectionSpec {
     pub indexes: Vec<IndexSpec>,
     pub sync: SyncMode,
+    pub conflicts: ConflictMode,
+    /// Same-field edits under field merge: last-write-wins (else server-wins).
+    pub fallback_lww: bool,
+    /// Fields (paths) holding arrays of objects with an `id`, merged by id,
+    /// with the field that orders the merged array.
+    pub merge_by_id: BTreeMap<String, Option<String>>,
 }
 
 impl CollectionSpec {
@@ -133,7 +151,10 @@ impl Schema {
                 }
             };
             for k in spec.keys() {
-                if !matches!(k.as_str(), "indexes" | "sync" | "conflicts" | "mergeById") {
+                if !matches!(
+                    k.as_str(),
+                    "indexes" | "sync" | "conflicts" | "fallback" | "mergeById"
+                ) {
                     return Err(CoreError::InvalidSchema(format!(
                         "{at}: unknown setting {k:?}"
                     )));
@@ -168,7 +189,67 @@ impl Schema {
                     )))
                 }
             };
-            collections.insert(name.clone(), CollectionSpec { indexes, sync });
+            let conflicts = match spec.get("conflicts").map(|v| v.as_str()) {
+                None | Some(Some("serverWins")) => ConflictMode::ServerWins,
+                Some(Some("lastWriteWins")) => ConflictMode::LastWriteWins,
+                Some(Some("fieldMerge")) => ConflictMode::FieldMerge,
+                Some(Some("custom")) => ConflictMode::Custom,
+                Some(Some("manual")) => {
+                    return Err(CoreError::InvalidSchema(format!(
+                        "{at}.conflicts: \"manual\" is not available yet (see docs/conflicts.md)"
+                    )))
+                }
+                Some(_) => {
+                    return Err(CoreError::InvalidSchema(format!(
+                        "{at}.conflicts must be \"serverWins\", \"lastWriteWins\", \"fieldMerge\" or a function"
+                    )))
+                }
+            };
+            let fallback_lww = match spec.get("fallback").map(|v| v.as_str()) {
+                None | Some(Some("serverWins")) => false,
+                Some(Some("lastWriteWins")) => true,
+                Some(_) => {
+                    return Err(CoreError::InvalidSchema(format!(
+                        "{at}.fallback must be \"serverWins\" or \"lastWriteWins\""
+                    )))
+                }
+            };
+            let bad_merge = || {
+                CoreError::InvalidSchema(format!(
+                    "{at}.mergeById must be an array of field paths, or an object of field paths to the field that orders the array (or null)"
+                ))
+            };
+            let path_ok = |p: &str| Path::parse(p).is_some();
+            let merge_by_id = match spec.get("mergeById") {
+                None => BTreeMap::new(),
+                Some(Value::Array(list)) => list
+                    .iter()
+                    .map(|v| match v.as_str() {
+                        Some(p) if path_ok(p) => Ok((p.to_owned(), None)),
+                        _ => Err(bad_merge()),
+                    })
+                    .collect::<Result<_>>()?,
+                Some(Value::Object(map)) => map
+                    .iter()
+                    .map(|(p, order)| match order {
+                        _ if !path_ok(p) => Err(bad_merge()),
+                        Value::Null => Ok((p.clone(), None)),
+                        Value::String(o) => Ok((p.clone(), Some(o.clone()))),
+                        _ => Err(bad_merge()),
+                    })
+                    .collect::<Result<_>>()?,
+                Some(_) => return Err(bad_merge()),
+            };
+            collections.insert(
+                name.clone(),
+                CollectionSpec {
+                    indexes,
+                    sync,
+                    conflicts,
+                    fallback_lww,
+                    merge_by_id,
+                },
+            );
         }
         let max_doc_bytes = match obj.get("maxDocBytes") {
             None => DEFAULT_MAX_DOC_BYTES,
@@ -220,6 +301,44 @@ mod tests {
         ] {
             let err =
                 Schema::from_options(&json!({"collections": {"t": {"indexes": bad}}})).unwrap_err();
+            assert_eq!(err.code(), "INVALID_SCHEMA", "{err}");
+        }
+    }
+
+    #[test]
+    fn parses_conflict_settings() {
+        let s = Schema::from_options(&json!({"collections": {
+            "a": {},
+            "b": {"conflicts": "fieldMerge", "fallback": "lastWriteWins", "mergeById": ["pauses"]},
+            "c": {"conflicts": "lastWriteWins", "mergeById": {"pauses": "start", "meta.items": null}},
+        }}))
+        .unwrap();
+        let (a, b, c) = (
+            &s.collections["a"],
+            &s.collections["b"],
+            &s.collections["c"],
+        );
+        assert_eq!(
+            (a.conflicts, a.fallback_lww),
+            (ConflictMode::ServerWins, false)
+        );
+        assert_eq!(
+            (b.conflicts, b.fallback_lww),
+            (ConflictMode::FieldMerge, true)
+        );
+        assert_eq!(b.merge_by_id["pauses"], None);
+        assert_eq!(c.merge_by_id["pauses"].as_deref(), Some("start"));
+        assert!(c.merge_by_id.contains_key("meta.items"));
+        for bad in [
+            json!({"conflicts": "nope"}),
+            json!({"conflicts": "manual"}),
+            json!({"conflicts": 3}),
+            json!({"fallback": "fieldMerge"}),
+            json!({"mergeById": "pauses"}),
+            json!({"mergeById": [1]}),
+            json!({"mergeById": {"p": 1}}),
+        ] {
+            let err = Schema::from_options(&json!({"collections": {"t": bad}})).unwrap_err();
             assert_eq!(err.code(), "INVALID_SCHEMA", "{err}");
         }
     }

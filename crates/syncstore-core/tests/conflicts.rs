@@ -6,8 +6,8 @@ mod common;
 use common::model::ModelServer;
 use serde_json::{json, Value};
 use syncstore_core::protocol::{JsonObject, Mutation, MutationOp};
-use syncstore_core::sync::policy::{diff_patch, CollectionPolicy, Policies, Strategy};
-use syncstore_core::sync::{ClientSync, Effects, Event, Resolution};
+use syncstore_core::sync::policy::{diff_patch, CollectionPolicy, Decision, Policies, Strategy};
+use syncstore_core::sync::{ClientSync, Effects, Event};
 
 fn obj(v: Value) -> JsonObject {
     v.as_object().unwrap().clone()
@@ -393,9 +393,8 @@ fn a_decided_fork_keeps_both_documents() {
     let mid = b.eng.outbox().last().unwrap().mutation.mid;
     b.policies.decided.insert(
         mid,
-        Resolution::Fork {
+        Decision::KeepBoth {
             id: "tmp_fork".into(),
-            doc: obj(json!({"text": "b"})),
         },
     );
     a.sync(&mut s);
@@ -424,4 +423,38 @@ fn diff_patch_turns_one_document_into_another() {
     let mut v = Value::Object(from);
     syncstore_core::json::merge_patch(&mut v, &Value::Object(patch));
     assert_eq!(v, Value::Object(to));
+}
+
+#[test]
+fn decided_keep_local_and_documents_win() {
+    for (decision, want) in [
+        (Decision::KeepLocal, json!({"id": "t", "text": "b", "n": 1})),
+        (
+            Decision::KeepRemote,
+            json!({"id": "t", "text": "a", "n": 1}),
+        ),
+        (
+            Decision::Doc(obj(json!({"text": "a+b"}))),
+            json!({"id": "t", "text": "a+b"}),
+        ),
+    ] {
+        let (mut s, mut a, mut b) = (
+            ModelServer::new(),
+            Client::new("a", Strategy::ServerWins),
+            Client::new("b", Strategy::ServerWins),
+        );
+        setup(&mut a, &mut b, &mut s, "t", json!({"text": "milk", "n": 1}));
+        a.write(MutationOp::Update, "t", json!({"text": "a"}));
+        b.write(MutationOp::Update, "t", json!({"text": "b"}));
+        let mid = b.eng.outbox().last().unwrap().mutation.mid;
+        b.policies.decided.insert(mid, decision.clone());
+        a.sync(&mut s);
+        b.sync(&mut s);
+        b.sync(&mut s);
+        a.sync(&mut s);
+        let doc = s.live_docs()[&("todos".to_string(), "t".to_string())].clone();
+        assert_eq!(Value::Object(doc), want, "{decision:?}");
+        assert_eq!(a.view("t"), Some(want.clone()));
+        assert_eq!(b.view("t"), Some(want));
+    }
 }

@@ -21,6 +21,7 @@ use serde_json::Value;
 use super::engine::{ConflictInfo, ConflictPolicy, Resolution};
 use crate::json::{cmp_values, merge_patch};
 use crate::protocol::{JsonObject, MutationOp};
+use crate::schema::{ConflictMode, Schema};
 
 /// How a collection resolves conflicts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -291,23 +292,89 @@ fn merge_by_id(
     Some(out)
 }
 
-/// Conflict policies by collection, plus resolutions decided beforehand for
+/// What an app's resolver decided for one conflict.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// The local intent wins (as last-write-wins does when it is later).
+    KeepLocal,
+    /// The server's document stands.
+    KeepRemote,
+    /// The server's document stands and the local one is added under `id`.
+    KeepBoth {
+        /// A fresh temporary id for the copy.
+        id: String,
+    },
+    /// This document replaces the server's.
+    Doc(JsonObject),
+}
+
+/// Conflict policies by collection, plus decisions taken beforehand for
 /// single mutations (by mid), e.g. by an app's resolver function.
 #[derive(Debug, Clone, Default)]
 pub struct Policies {
     /// Per collection; missing = server-wins.
     pub by_coll: BTreeMap<String, CollectionPolicy>,
     /// Decided beforehand, by mutation id.
-    pub decided: BTreeMap<u64, Resolution>,
+    pub decided: BTreeMap<u64, Decision>,
+}
+
+impl Policies {
+    /// The built-in policies the schema declares (a collection whose
+    /// conflicts an app function decides falls back to server-wins).
+    pub fn from_schema(schema: &Schema) -> Self {
+        let by_coll = schema
+            .collections
+            .iter()
+            .map(|(name, spec)| {
+                let strategy = match spec.conflicts {
+                    ConflictMode::ServerWins | ConflictMode::Custom => Strategy::ServerWins,
+                    ConflictMode::LastWriteWins => Strategy::LastWriteWins,
+                    ConflictMode::FieldMerge => Strategy::FieldMerge {
+                        lww: spec.fallback_lww,
+                    },
+                };
+                let policy = CollectionPolicy {
+                    strategy,
+                    merge_by_id: spec.merge_by_id.clone(),
+                };
+                (name.clone(), policy)
+            })
+            .collect();
+        Policies {
+            by_coll,
+            decided: BTreeMap::new(),
+        }
+    }
 }
 
 impl ConflictPolicy for Policies {
     fn resolve(&self, c: &ConflictInfo<'_>) -> Resolution {
-        if let Some(r) = self.decided.get(&c.mutation.mid) {
-            return r.clone();
+        match self.decided.get(&c.mutation.mid) {
+            Some(Decision::KeepLocal) => local_wins(c),
+            Some(Decision::KeepRemote) => Resolution::ServerWins,
+            Some(Decision::KeepBoth { id }) => match c.local.or(intended(c).as_ref()) {
+                Some(doc) => {
+                    let mut doc = doc.clone();
+                    doc.remove("id");
+                    Resolution::Fork {
+                        id: id.clone(),
+                        doc,
+                    }
+                }
+                None => Resolution::ServerWins,
+            },
+            Some(Decision::Doc(doc)) => {
+                let op = if c.remote.is_some() {
+                    MutationOp::Replace
+                } else {
+                    MutationOp::Insert
+                };
+                Resolution::write(op, Some(doc.clone()), None)
+            }
+            None => self
+                .by_coll
+                .get(&c.mutation.coll)
+                .map_or(Resolution::ServerWins, |p| p.resolve(c)),
         }
-        self.by_coll
-            .get(&c.mutation.coll)
-            .map_or(Resolution::ServerWins, |p| p.resolve(c))
     }
 }
