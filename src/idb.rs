@@ -22,6 +22,8 @@ pub const META: &str = "_meta";
 pub const SERVER: &str = "_server";
 /// Server changes to `"manual"` collections, held until `pull(coll)`.
 pub const HELD: &str = "_held";
+/// Unresolved conflicts of `conflicts: "manual"` collections, by `[coll, id]`.
+pub const CONFLICTS: &str = "_conflicts";
 
 /// The object stores and indexes the schema needs (see `openDb` in glue.js).
 pub fn layout(schema: &Schema) -> Value {
@@ -41,6 +43,7 @@ pub fn layout(schema: &Schema) -> Value {
     stores.push(json!({"name": META, "keyPath": "k", "indexes": []}));
     stores.push(json!({"name": SERVER, "keyPath": ["coll", "id"], "indexes": []}));
     stores.push(json!({"name": HELD, "keyPath": ["coll", "seq"], "indexes": []}));
+    stores.push(json!({"name": CONFLICTS, "keyPath": ["coll", "id"], "indexes": []}));
     Value::Array(stores)
 }
 

@@ -5,7 +5,7 @@
 use crate::error::{self, closed, storage, JsResult};
 use crate::events::Events;
 use crate::glue;
-use crate::idb::{self, committed, to_js, Source, META, OUTBOX};
+use crate::idb::{self, committed, to_js, Source, CONFLICTS, META, OUTBOX};
 use crate::live::Live;
 use crate::sync::{Ask, SyncOptions};
 use crate::tabs::{self, SyncHandle};
@@ -159,7 +159,16 @@ impl Inner {
 
     /// Validates and applies a batch of ops in one transaction with their
     /// outbox entries. Returns the id each op addressed.
-    pub async fn write(self: &Rc<Self>, ops: Value, single: bool) -> JsResult<Vec<String>> {
+    ///
+    /// `resolving`: the document whose unresolved conflict these ops
+    /// resolve: in the same transaction its conflict entry goes and its
+    /// record loses the conflict marker.
+    pub async fn write(
+        self: &Rc<Self>,
+        ops: Value,
+        single: bool,
+        resolving: Option<&Key>,
+    ) -> JsResult<Vec<String>> {
         self.check_open()?;
         // Counted from the start, so that writes issued in one tick
         // produce one subscription callback.
@@ -168,12 +177,22 @@ impl Inner {
             .map_err(error::core)?;
         write::resolve_aliases(&mut muts, &self.aliases.borrow());
         let mut stores: Vec<&str> = muts.iter().map(|m| m.coll.as_str()).collect();
+        if let Some((coll, _)) = resolving {
+            stores.push(coll);
+            stores.push(CONFLICTS);
+        }
         stores.sort_unstable();
         stores.dedup();
         stores.push(OUTBOX);
         let db = self.db().await?;
         let tx = Self::tx(&db, &stores, true)?;
-        let reads = write::reads_needed(&muts);
+        let mut reads = write::reads_needed(&muts);
+        if let Some(key) = resolving {
+            if !reads.contains(key) {
+                reads.push(key.clone());
+            }
+        }
+        let mut resolved_record = JsValue::UNDEFINED;
         let mut current: HashMap<Key, Option<Stored>> = HashMap::with_capacity(reads.len());
         if !reads.is_empty() {
             let reqs = Array::new();
@@ -188,7 +207,15 @@ impl Inner {
                 .map_err(|e| storage(e, "read"))?
                 .unchecked_into();
             for (key, rec) in reads.into_iter().zip(got.iter()) {
+                if Some(&key) == resolving {
+                    resolved_record = rec.clone();
+                }
                 current.insert(key, stored(&rec));
+            }
+        }
+        if let Some(key) = resolving {
+            if let Some(Some(s)) = current.get_mut(key) {
+                s.conflict = false;
             }
         }
         let plan = match write::apply(&muts, &self.schema, single, &current) {
@@ -234,6 +261,26 @@ impl Inner {
             let entries: Array = to_js(&plan.outbox).unchecked_into();
             glue::write_all(&Self::store(&tx, OUTBOX)?, &entries, true);
         }
+        let mut colls = plan.colls.clone();
+        if let Some((coll, id)) = resolving {
+            let untouched = !plan.writes.iter().any(|w| &w.coll == coll && &w.id == id);
+            if untouched && !resolved_record.is_undefined() {
+                let _ = js_sys::Reflect::delete_property(
+                    resolved_record.unchecked_ref::<js_sys::Object>(),
+                    &"c".into(),
+                );
+                Self::store(&tx, coll)?
+                    .put(&resolved_record)
+                    .map_err(|e| storage(e, "write"))?;
+            }
+            let key: Array = [coll, id].iter().map(|s| JsValue::from_str(s)).collect();
+            Self::store(&tx, CONFLICTS)?
+                .delete(&key)
+                .map_err(|e| storage(e, "write"))?;
+            if !colls.contains(coll) {
+                colls.push(coll.clone());
+            }
+        }
         if let Err(e) = committed(&tx, "write").await {
             let i = glue::failed_request(&adds);
             if i >= 0 {
@@ -251,7 +298,7 @@ impl Inner {
             }
             return Err(e);
         }
-        self.live.changed(self, &plan.colls, true);
+        self.live.changed(self, &colls, true);
         if !plan.outbox.is_empty() {
             self.local_pending
                 .set(self.local_pending.get() + plan.outbox.len());
@@ -360,7 +407,12 @@ fn stored(rec: &JsValue) -> Option<Stored> {
         return None;
     }
     let (_, _, doc, version) = record_parts(rec)?;
-    Some(Stored { doc, version })
+    let conflict = js_sys::Reflect::get(rec, &"c".into()).is_ok_and(|c| c.is_truthy());
+    Some(Stored {
+        doc,
+        version,
+        conflict,
+    })
 }
 
 /// Re-computes index keys of existing records after an index was added.
@@ -371,7 +423,11 @@ fn rekey(schema: &Schema, coll: &str, records: &Array) -> Array {
     let out = Array::new();
     for rec in records.iter() {
         if let Some((id, text, doc, version)) = record_parts(&rec) {
-            out.push(&to_js(&write::record(spec, &id, &doc, text, version)));
+            let mut r = write::record(spec, &id, &doc, text, version);
+            if js_sys::Reflect::get(&rec, &"c".into()).is_ok_and(|c| c.is_truthy()) {
+                r["c"] = json!(1); // an unresolved conflict stays marked
+            }
+            out.push(&to_js(&r));
         }
     }
     out
@@ -449,7 +505,7 @@ impl SyncStore {
                 };
                 m.insert(field.into(), parse_json(&v, field, code)?);
             }
-            let ids = inner.write(json!([m]), true).await?;
+            let ids = inner.write(json!([m]), true, None).await?;
             Ok(if op == "insert" {
                 JsValue::from_str(&ids[0])
             } else {
@@ -636,7 +692,7 @@ impl SyncStore {
         let inner = self.inner.clone();
         promise(async move {
             let ops = parse_json(&ops, "ops", "INVALID_DOCUMENT")?;
-            let ids = inner.write(ops, false).await?;
+            let ids = inner.write(ops, false, None).await?;
             Ok(ids.into_iter().map(JsValue::from).collect::<Array>().into())
         })
     }
@@ -844,6 +900,129 @@ impl SyncStore {
             let (_, coll) = picked?;
             let (local, remote) = tabs::divergence(&inner, &coll).await?;
             Ok(to_js(&json!({ "local": local, "remote": remote })))
+        })
+    }
+
+    /// The unresolved conflicts of a `conflicts: "manual"` collection:
+    /// `[{ coll, id, local, remote, mid, at }]` (`local`: the local view
+    /// the server refused; `remote`: the server's document, which shows
+    /// meanwhile with `$conflict: true`).
+    #[wasm_bindgen(unchecked_return_type = "Promise<Conflict[]>")]
+    pub fn conflicts(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            inner.check_open()?;
+            let coll = coll_arg(&coll)?;
+            inner.schema.collection(&coll).map_err(error::core)?;
+            let db = inner.db().await?;
+            let tx = Inner::tx(&db, &[CONFLICTS], false)?;
+            let range = crate::sync::coll_range(&coll)?;
+            let all = Source::Store(Inner::store(&tx, CONFLICTS)?)
+                .get_all(Some(&range), None)
+                .await?;
+            Ok(all.into())
+        })
+    }
+
+    /// Resolves a conflict of a `conflicts: "manual"` collection with a
+    /// document (it replaces the server's) or `{ keep: "local" | "remote" |
+    /// "both" }` ("both": the local document is added as a new one). The
+    /// resolution is an ordinary write that syncs; the conflict entry and
+    /// the marker go in the same transaction.
+    ///
+    /// @example
+    /// const [c] = await db.conflicts("todos");
+    /// await db.resolveConflict("todos", c.id, { keep: "local" });
+    #[wasm_bindgen(js_name = resolveConflict, unchecked_return_type = "Promise<void>")]
+    pub fn resolve_conflict(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue,
+        #[wasm_bindgen(
+            unchecked_param_type = "NewDoc | { keep: \"local\" | \"remote\" | \"both\" }"
+        )]
+        resolution: JsValue,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            inner.check_open()?;
+            let coll = coll_arg(&coll)?;
+            inner.schema.collection(&coll).map_err(error::core)?;
+            let id = inner.resolve_id(id_arg(&id)?.as_str().unwrap_or_default());
+            let resolution = parse_json(&resolution, "resolution", "INVALID_DOCUMENT")?;
+            let db = inner.db().await?;
+            let tx = Inner::tx(&db, &[CONFLICTS, &coll], false)?;
+            let key: Array = [&coll, &id].iter().map(|s| JsValue::from_str(s)).collect();
+            let entry = Inner::store(&tx, CONFLICTS)?
+                .get(&key)
+                .map_err(|e| storage(e, "read"))?;
+            let current = Inner::store(&tx, &coll)?
+                .get(&JsValue::from_str(&id))
+                .map_err(|e| storage(e, "read"))?;
+            let got = idb::wait_all(&[&entry, &current], "read conflict").await?;
+            let Some(entry) = crate::sync::parse::<Value>(&got[0]).filter(|e| e.is_object()) else {
+                return Err(glue::make_error(
+                    "NOT_FOUND",
+                    &format!("id: {coll}/{id} has no unresolved conflict"),
+                    false,
+                ));
+            };
+            let exists = !got[1].is_undefined();
+            let local = entry.get("local").and_then(Value::as_object).cloned();
+            let keep = resolution
+                .as_object()
+                .filter(|o| o.len() == 1)
+                .and_then(|o| o.get("keep"))
+                .and_then(Value::as_str);
+            let put = |doc: serde_json::Map<String, Value>| {
+                let mut doc = doc;
+                doc.remove("$conflict");
+                if exists {
+                    json!({"op": "replace", "coll": coll, "id": id, "doc": doc})
+                } else {
+                    doc.insert("id".into(), json!(id));
+                    json!({"op": "insert", "coll": coll, "doc": doc})
+                }
+            };
+            let ops =
+                match (keep, &resolution) {
+                    (Some("remote"), _) => vec![],
+                    (Some("local"), _) => match local {
+                        Some(l) => vec![put(l)],
+                        None if exists => vec![json!({"op": "delete", "coll": coll, "id": id})],
+                        None => vec![],
+                    },
+                    (Some("both"), _) => match local {
+                        Some(mut l) => {
+                            l.remove("id");
+                            l.remove("$conflict");
+                            vec![json!({"op": "insert", "coll": coll, "doc": l})]
+                        }
+                        None => vec![],
+                    },
+                    (Some(other), _) => return Err(glue::make_error(
+                        "INVALID_DOCUMENT",
+                        &format!(
+                            "resolution.keep: {other:?} is not \"local\", \"remote\" or \"both\""
+                        ),
+                        false,
+                    )),
+                    (None, Value::Object(doc)) => vec![put(doc.clone())],
+                    (None, _) => {
+                        return Err(glue::make_error(
+                            "INVALID_DOCUMENT",
+                            "resolution: a document or { keep: \"local\" | \"remote\" | \"both\" }",
+                            false,
+                        ))
+                    }
+                };
+            inner
+                .write(Value::Array(ops), false, Some(&(coll, id)))
+                .await?;
+            Ok(JsValue::UNDEFINED)
         })
     }
 

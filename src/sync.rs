@@ -18,7 +18,7 @@
 
 use crate::error::{storage, JsResult};
 use crate::glue;
-use crate::idb::{to_js, wait, HELD, META, OUTBOX, SERVER};
+use crate::idb::{to_js, wait, CONFLICTS, HELD, META, OUTBOX, SERVER};
 use crate::net::{NetError, Remote, Socket, SocketEvent};
 use crate::store::Inner;
 use js_sys::{Date, Function};
@@ -32,7 +32,7 @@ use syncstore_core::protocol::{
     Change, ClientMessage, JsonObject, Mutation, PullResponse, PushRequest, PushResponse,
     ServerMessage, START_CURSOR,
 };
-use syncstore_core::schema::{Schema, SyncMode};
+use syncstore_core::schema::{ConflictMode, Schema, SyncMode};
 use syncstore_core::sync::policy::{Decision, Policies};
 use syncstore_core::sync::{ClientSync, Effects, Entry, Event, Meta, ServerRecord};
 use syncstore_core::write;
@@ -302,6 +302,9 @@ fn doc_record(
 /// What a committed step tells the app.
 #[derive(Default)]
 struct Outcome {
+    /// Documents with an unresolved conflict (`conflicts: "manual"`): their
+    /// records carry the marker `c`.
+    conflicted: BTreeSet<(String, String)>,
     colls: BTreeSet<String>,
     events: Vec<Event>,
     /// Documents changed by the server (not by ingesting local writes).
@@ -853,7 +856,7 @@ impl SyncClient {
             .filter(|(_, s)| s.sync != SyncMode::Local)
             .map(|(n, _)| n.as_str())
             .collect();
-        stores.extend([OUTBOX, SERVER, META, HELD]);
+        stores.extend([OUTBOX, SERVER, META, HELD, CONFLICTS]);
         let db = inner.db().await?;
         let tx = Inner::tx(&db, &stores, true)?;
         // Held changes of collections being pulled, read before the engine runs.
@@ -861,7 +864,7 @@ impl SyncClient {
         for input in &inputs {
             if let Input::Release(coll) = input {
                 let req = Inner::store(&tx, HELD)?
-                    .get_all_with_key(&held_range(coll)?.into())
+                    .get_all_with_key(&coll_range(coll)?.into())
                     .map_err(|e| storage(e, "read held changes"))?;
                 released.push(parse(&wait(&req, "read held changes").await?).unwrap_or_default());
             }
@@ -876,8 +879,12 @@ impl SyncClient {
         let term = Inner::store(&tx, META)?
             .get(&"leader".into())
             .map_err(|e| storage(e, "read leader"))?;
-        let got = crate::idb::wait_all(&[&req, &term], "read outbox").await?;
+        let open = Inner::store(&tx, CONFLICTS)?
+            .get_all_keys()
+            .map_err(|e| storage(e, "read conflicts"))?;
+        let got = crate::idb::wait_all(&[&req, &term, &open], "read outbox").await?;
         let queued: Vec<Value> = parse(&got[0]).unwrap_or_default();
+        let conflicted: Vec<(String, String)> = parse(&got[2]).unwrap_or_default();
         let term = js_sys::Reflect::get(&got[1], &"v".into())
             .ok()
             .and_then(|v| v.as_f64());
@@ -894,7 +901,10 @@ impl SyncClient {
             ));
         }
         let mut ops: Vec<Value> = vec![];
-        let mut out = Outcome::default();
+        let mut out = Outcome {
+            conflicted: conflicted.into_iter().collect(),
+            ..Outcome::default()
+        };
         {
             let mut eng = self.engine.borrow_mut();
             let mut touched = false;
@@ -1132,6 +1142,44 @@ impl SyncClient {
         remote: bool,
     ) {
         let version = |coll: &str, id: &str| eng.server_doc(coll, id).map(|d| d.version);
+        // A conflict of a "manual" collection is kept for the app, and the
+        // document (the server's, now) is marked.
+        for e in &fx.events {
+            let Event::Conflict {
+                coll,
+                id,
+                local,
+                remote,
+                mid,
+                ..
+            } = e
+            else {
+                continue;
+            };
+            if schema.collections.get(coll).map(|s| s.conflicts) != Some(ConflictMode::Manual) {
+                continue;
+            }
+            ops.push(json!({"s": CONFLICTS, "put": {
+                "coll": coll, "id": id, "local": local, "remote": remote, "mid": mid,
+                "at": Date::now(),
+            }}));
+            out.conflicted.insert((coll.clone(), id.clone()));
+            if let Some(rec) = eng
+                .view(coll, id)
+                .and_then(|d| doc_record(schema, coll, id, &d, version(coll, id)))
+            {
+                ops.push(json!({"s": coll, "put": marked(rec)}));
+            }
+            out.colls.insert(coll.clone());
+        }
+        let conflicted = &out.conflicted;
+        let mark = |coll: &str, id: &str, rec: Value| {
+            if conflicted.contains(&(coll.to_owned(), id.to_owned())) {
+                marked(rec)
+            } else {
+                rec
+            }
+        };
         for r in &fx.rekeys {
             if synced_spec(schema, &r.coll).is_none() {
                 continue;
@@ -1141,7 +1189,7 @@ impl SyncClient {
                 .view(&r.coll, &r.id)
                 .and_then(|d| doc_record(schema, &r.coll, &r.id, &d, version(&r.coll, &r.id)))
             {
-                ops.push(json!({"s": r.coll, "put": rec}));
+                ops.push(json!({"s": r.coll, "put": mark(&r.coll, &r.id, rec)}));
             }
             out.colls.insert(r.coll.clone());
         }
@@ -1154,7 +1202,7 @@ impl SyncClient {
                     if let Some(rec) =
                         doc_record(schema, &v.coll, &v.id, d, version(&v.coll, &v.id))
                     {
-                        ops.push(json!({"s": v.coll, "put": rec}));
+                        ops.push(json!({"s": v.coll, "put": mark(&v.coll, &v.id, rec)}));
                     }
                 }
                 None => ops.push(json!({"s": v.coll, "del": v.id})),
@@ -1206,22 +1254,32 @@ impl SyncClient {
     }
 }
 
-/// The keys `[coll, seq]` of one collection's held changes.
-pub(crate) fn held_range(coll: &str) -> JsResult<IdbKeyRange> {
-    let lo = js_sys::Array::of2(&coll.into(), &f64::NEG_INFINITY.into());
-    let hi = js_sys::Array::of2(&coll.into(), &f64::INFINITY.into());
+/// The keys `[coll, …]` of one collection in `_held` or `_conflicts`.
+pub(crate) fn coll_range(coll: &str) -> JsResult<IdbKeyRange> {
+    // `[coll]` sorts before every `[coll, key]`, and `[coll, []]` after
+    // (arrays sort after numbers, dates, strings and binary keys).
+    let lo: js_sys::Array = [JsValue::from_str(coll)].into_iter().collect();
+    let hi: js_sys::Array = [JsValue::from_str(coll), js_sys::Array::new().into()]
+        .into_iter()
+        .collect();
     IdbKeyRange::bound(&lo, &hi).map_err(|e| storage(e, "key range"))
 }
 
 /// The name of a collection's conflict policy, as the options give it.
 fn policy_name(inner: &Inner, coll: &str) -> &'static str {
-    use syncstore_core::schema::ConflictMode;
     match inner.schema.collections.get(coll).map(|s| s.conflicts) {
         Some(ConflictMode::LastWriteWins) => "lastWriteWins",
         Some(ConflictMode::FieldMerge) => "fieldMerge",
         Some(ConflictMode::Custom) => "custom",
+        Some(ConflictMode::Manual) => "manual",
         _ => "serverWins",
     }
+}
+
+/// A record with the unresolved-conflict marker.
+fn marked(mut rec: Value) -> Value {
+    rec["c"] = json!(1);
+    rec
 }
 
 fn to_value(v: &impl Serialize) -> Value {
@@ -1230,7 +1288,8 @@ fn to_value(v: &impl Serialize) -> Value {
 
 /// Parses a JS value as JSON data of `T` (one stringify, one parse).
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(v: &JsValue) -> Option<T> {
-    let text: String = js_sys::JSON::stringify(v).ok()?.into();
+    // `JSON.stringify(undefined)` is not a string: nothing to parse.
+    let text = JsValue::from(js_sys::JSON::stringify(v).ok()?).as_string()?;
     serde_json::from_str(&text).ok()
 }
 

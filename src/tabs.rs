@@ -401,8 +401,7 @@ async fn load_aliases(inner: &Rc<Inner>) -> JsResult<()> {
         .ok()
         .filter(|v| !v.is_undefined())
         .and_then(|v| js_sys::Reflect::get(&v, &"idMap".into()).ok())
-        .and_then(|m| js_sys::JSON::stringify(&m).ok())
-        .and_then(|t| serde_json::from_str::<BTreeMap<String, String>>(&String::from(t)).ok())
+        .and_then(|m| crate::sync::parse::<BTreeMap<String, String>>(&m))
         .unwrap_or_default();
     inner.set_aliases(&map);
     Ok(())
@@ -417,7 +416,7 @@ pub async fn divergence(inner: &Rc<Inner>, coll: &str) -> JsResult<(usize, u32)>
         .get_all()
         .map_err(|e| storage(e, "read outbox"))?;
     let held = Inner::store(&tx, HELD)?
-        .count_with_key(&crate::sync::held_range(coll)?.into())
+        .count_with_key(&crate::sync::coll_range(coll)?.into())
         .map_err(|e| storage(e, "count held changes"))?;
     let got = crate::idb::wait_all(&[&outbox, &held], "read outbox").await?;
     let entries: Vec<Value> = crate::sync::parse(&got[0]).unwrap_or_default();

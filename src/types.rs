@@ -20,11 +20,23 @@ export interface CollectionOptions {
   /** "auto" (default) syncs; "manual" syncs on demand; "local" never leaves the device. */
   sync?: "auto" | "manual" | "local";
   /** How sync conflicts resolve (docs/conflicts.md); default "serverWins". */
-  conflicts?: "serverWins" | "lastWriteWins" | "fieldMerge" | ConflictResolver;
+  conflicts?: "serverWins" | "lastWriteWins" | "fieldMerge" | "manual" | ConflictResolver;
   /** Same-field edits under "fieldMerge": "serverWins" (default) or "lastWriteWins". */
   fallback?: "serverWins" | "lastWriteWins";
   /** Arrays of objects with an `id` merged by id: field paths, or field paths to the field that orders the result. */
   mergeById?: string[] | { [path: string]: string | null };
+}
+/** An unresolved conflict of a `conflicts: "manual"` collection (`db.conflicts(coll)`). */
+export interface Conflict {
+  coll: string;
+  id: string;
+  /** The local view the server refused (null: a local delete). */
+  local: Doc | null;
+  /** The server's document when the conflict arose (it shows meanwhile, with `$conflict: true`). */
+  remote: Doc | null;
+  mid: number;
+  /** When (ms since the epoch). */
+  at: number;
 }
 /** What a resolver sees. */
 export interface ConflictContext {
@@ -89,7 +101,7 @@ export interface ConflictEvent {
   local: Doc | null; remote: Doc | null;
   /** "remote": the server's document stands; "write": a resolving write was pushed; "both": the local one was added as a new document. */
   resolution: "remote" | "write" | "both";
-  policy: "serverWins" | "lastWriteWins" | "fieldMerge" | "custom";
+  policy: "serverWins" | "lastWriteWins" | "fieldMerge" | "custom" | "manual";
 }
 export interface SyncEvents {
   status: SyncStatus;

@@ -130,4 +130,5 @@ scenarios!(run_sync:
     conflicts_custom_resolver,
     conflicts_resolver_that_throws_falls_back_to_the_server,
     conflicts_keep_both,
+    conflicts_manual_resolution,
 );

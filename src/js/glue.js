@@ -99,19 +99,24 @@ export function encodeJson(value, path, code) {
   return JSON.stringify(value);
 }
 
+/** A record's document text; one with an unresolved conflict gets `"$conflict": true`. */
+function docText(r) {
+  return r.c ? `${r.d.slice(0, -1)},"$conflict":true}` : r.d;
+}
+
 /** The JSON text of the documents of `records` (all, or those at `picks`). */
 export function docsText(records, picks) {
   let s = "[";
   const n = picks ? picks.length : records.length;
   for (let i = 0; i < n; i++) {
     if (i) s += ",";
-    s += records[picks ? picks[i] : i].d;
+    s += docText(records[picks ? picks[i] : i]);
   }
   return s + "]";
 }
 
 export function parseDoc(record) {
-  return record === undefined ? undefined : JSON.parse(record.d);
+  return record === undefined ? undefined : JSON.parse(docText(record));
 }
 
 /** Resolves with the request's result; rejects with its error. */

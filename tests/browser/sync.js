@@ -573,6 +573,49 @@ const scenarios = {
     eq(events[0].resolution, "both", "reported");
   },
 
+  async conflicts_manual_resolution(env) {
+    const coll = collName("man");
+    const spec = { conflicts: "manual" };
+    const a = await device(env, coll, { spec });
+    const b = await device(env, coll, { spec });
+    const events = [];
+    b.on("conflict", (e) => events.push(e));
+    for (const id of ["x", "y", "z"]) await a.insert(coll, { id, text: "milk" });
+    await a.sync();
+    await until("b has them", async () => (await all(b, coll)).length === 3);
+    a.goOffline();
+    b.goOffline();
+    for (const id of ["x", "y", "z"]) await a.update(coll, id, { text: "a" });
+    for (const id of ["x", "y", "z"]) await b.update(coll, id, { text: "b" });
+    a.goOnline();
+    await synced(a);
+    b.goOnline();
+    await synced(b);
+    const open = await b.conflicts(coll);
+    eq(open.map((c) => [c.id, c.local.text, c.remote.text]).sort(), [["x", "b", "a"], ["y", "b", "a"], ["z", "b", "a"]], "three conflicts kept");
+    eq(events.map((e) => [e.policy, e.resolution]), [["manual", "remote"], ["manual", "remote"], ["manual", "remote"]], "reported");
+    const x = await b.get(coll, "x");
+    eq([x.text, x.$conflict], ["a", true], "the server's document shows, marked");
+    ok((await b.query(coll, {})).every((d) => d.$conflict === true), "queries show the marker too");
+    eq(await b.pendingCount(), 0, "nothing pending meanwhile");
+    await rejects(b.resolveConflict(coll, "y", { keep: "sideways" }), "INVALID_DOCUMENT", env, "a bad resolution");
+    await rejects(b.resolveConflict(coll, "y", 42), "INVALID_DOCUMENT", env, "not a document");
+    eq((await b.conflicts(coll)).length, 3, "a bad resolution changes nothing");
+    await b.resolveConflict(coll, "x", { keep: "local" });
+    await b.resolveConflict(coll, "y", { keep: "remote" });
+    await b.resolveConflict(coll, "z", { keep: "both" });
+    await rejects(b.resolveConflict(coll, "x", { keep: "local" }), "NOT_FOUND", env, "a resolved conflict");
+    eq(await b.conflicts(coll), [], "no conflict left");
+    eq((await b.get(coll, "y")).$conflict, undefined, "the marker is gone");
+    await synced(b);
+    await synced(a);
+    const docs = await converged(env, coll, [a, b]);
+    const text = Object.fromEntries(docs.map((d) => [d.id, d.text]));
+    eq([text.x, text.y, text.z], ["b", "a", "a"], "keep local, keep remote, keep both");
+    eq(docs.length, 4, "keep both added the local document");
+    ok(docs.some((d) => !["x", "y", "z"].includes(d.id) && d.text === "b"), "as a new document");
+  },
+
   async rejected_mutations_roll_back(env) {
     const coll = collName("rej");
     const a = await device(env, coll);

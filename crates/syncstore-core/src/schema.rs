@@ -85,6 +85,8 @@ pub enum ConflictMode {
     /// An app function decides (the binding holds it; options carry the
     /// marker `"custom"` in its place).
     Custom,
+    /// The server's document shows, marked; the conflict waits for the app.
+    Manual,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,14 +196,10 @@ impl Schema {
                 Some(Some("lastWriteWins")) => ConflictMode::LastWriteWins,
                 Some(Some("fieldMerge")) => ConflictMode::FieldMerge,
                 Some(Some("custom")) => ConflictMode::Custom,
-                Some(Some("manual")) => {
-                    return Err(CoreError::InvalidSchema(format!(
-                        "{at}.conflicts: \"manual\" is not available yet (see docs/conflicts.md)"
-                    )))
-                }
+                Some(Some("manual")) => ConflictMode::Manual,
                 Some(_) => {
                     return Err(CoreError::InvalidSchema(format!(
-                        "{at}.conflicts must be \"serverWins\", \"lastWriteWins\", \"fieldMerge\" or a function"
+                        "{at}.conflicts must be \"serverWins\", \"lastWriteWins\", \"fieldMerge\", \"manual\" or a function"
                     )))
                 }
             };
@@ -331,7 +329,6 @@ mod tests {
         assert!(c.merge_by_id.contains_key("meta.items"));
         for bad in [
             json!({"conflicts": "nope"}),
-            json!({"conflicts": "manual"}),
             json!({"conflicts": 3}),
             json!({"fallback": "fieldMerge"}),
             json!({"mergeById": "pauses"}),

@@ -223,6 +223,9 @@ fn with_id_first(id: &str, mut doc: Map<String, Value>) -> Value {
 pub struct Stored {
     pub doc: Value,
     pub version: Option<u64>,
+    /// The document has an unresolved conflict (`conflicts: "manual"`):
+    /// its record carries the marker `c`, which edits keep.
+    pub conflict: bool,
 }
 
 pub type Key = (String, String);
@@ -326,7 +329,12 @@ pub fn apply(
                     });
                 }
                 let doc = m.body.clone().expect("insert has a doc");
-                (Some(Stored { doc, version: None }), WriteKind::Add)
+                let s = Stored {
+                    doc,
+                    version: None,
+                    conflict: false,
+                };
+                (Some(s), WriteKind::Add)
             }
             OpKind::Replace => {
                 let old = existing.ok_or_else(missing)?;
@@ -335,6 +343,7 @@ pub fn apply(
                     Some(Stored {
                         doc,
                         version: old.version,
+                        conflict: old.conflict,
                     }),
                     WriteKind::Put,
                 )
@@ -371,7 +380,11 @@ pub fn apply(
                         limit: schema.max_doc_bytes,
                     });
                 }
-                Some(record(spec, &m.id, &s.doc, text, s.version))
+                let mut r = record(spec, &m.id, &s.doc, text, s.version);
+                if s.conflict {
+                    r["c"] = json!(1);
+                }
+                Some(r)
             }
             None => None,
         };
@@ -488,6 +501,7 @@ mod tests {
             Some(Stored {
                 doc: json!({"id": "a", "n": 1}),
                 version: Some(7),
+                conflict: false,
             }),
         );
         let plan = run(

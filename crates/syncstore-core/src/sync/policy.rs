@@ -327,7 +327,11 @@ impl Policies {
             .iter()
             .map(|(name, spec)| {
                 let strategy = match spec.conflicts {
-                    ConflictMode::ServerWins | ConflictMode::Custom => Strategy::ServerWins,
+                    // Manual: the server's document shows until the app
+                    // resolves (the binding keeps the conflict).
+                    ConflictMode::ServerWins | ConflictMode::Custom | ConflictMode::Manual => {
+                        Strategy::ServerWins
+                    }
                     ConflictMode::LastWriteWins => Strategy::LastWriteWins,
                     ConflictMode::FieldMerge => Strategy::FieldMerge {
                         lww: spec.fallback_lww,
