@@ -471,6 +471,13 @@ fn coll_arg(coll: &JsValue) -> JsResult<String> {
     })
 }
 
+/// A collection argument that names a declared collection.
+fn known_coll(inner: &Inner, coll: &JsValue) -> JsResult<String> {
+    let coll = coll_arg(coll)?;
+    inner.schema.collection(&coll).map_err(error::core)?;
+    Ok(coll)
+}
+
 /// Runs `f` as a promise; argument errors reject it rather than throwing.
 fn promise<F>(f: F) -> Promise
 where
@@ -707,8 +714,7 @@ impl SyncStore {
         let inner = self.inner.clone();
         promise(async move {
             inner.check_open()?;
-            let coll = coll_arg(&coll)?;
-            inner.schema.collection(&coll).map_err(error::core)?;
+            let coll = known_coll(&inner, &coll)?;
             let id = id_arg(&id)?;
             let id = inner.resolve_id(id.as_str().unwrap_or_default());
             let db = inner.db().await?;
@@ -777,8 +783,7 @@ impl SyncStore {
         #[wasm_bindgen(unchecked_param_type = "(rows: Doc[]) => void")] callback: Function,
     ) -> Result<Function, JsValue> {
         self.inner.check_open()?;
-        let coll = coll_arg(&coll)?;
-        self.inner.schema.collection(&coll).map_err(error::core)?;
+        let coll = known_coll(&self.inner, &coll)?;
         let q =
             Query::parse(&parse_json(&query, "query", "INVALID_QUERY")?).map_err(error::core)?;
         Ok(self.inner.live.subscribe(&self.inner, coll, q, callback))
@@ -915,8 +920,7 @@ impl SyncStore {
         let inner = self.inner.clone();
         promise(async move {
             inner.check_open()?;
-            let coll = coll_arg(&coll)?;
-            inner.schema.collection(&coll).map_err(error::core)?;
+            let coll = known_coll(&inner, &coll)?;
             let db = inner.db().await?;
             let tx = Inner::tx(&db, &[CONFLICTS], false)?;
             let range = crate::sync::coll_range(&coll)?;
@@ -949,8 +953,7 @@ impl SyncStore {
         let inner = self.inner.clone();
         promise(async move {
             inner.check_open()?;
-            let coll = coll_arg(&coll)?;
-            inner.schema.collection(&coll).map_err(error::core)?;
+            let coll = known_coll(&inner, &coll)?;
             let id = inner.resolve_id(id_arg(&id)?.as_str().unwrap_or_default());
             let resolution = parse_json(&resolution, "resolution", "INVALID_DOCUMENT")?;
             let db = inner.db().await?;
@@ -987,38 +990,39 @@ impl SyncStore {
                     json!({"op": "insert", "coll": coll, "doc": doc})
                 }
             };
-            let ops =
-                match (keep, &resolution) {
-                    (Some("remote"), _) => vec![],
-                    (Some("local"), _) => match local {
-                        Some(l) => vec![put(l)],
-                        None if exists => vec![json!({"op": "delete", "coll": coll, "id": id})],
-                        None => vec![],
-                    },
-                    (Some("both"), _) => match local {
-                        Some(mut l) => {
-                            l.remove("id");
-                            l.remove("$conflict");
-                            vec![json!({"op": "insert", "coll": coll, "doc": l})]
-                        }
-                        None => vec![],
-                    },
-                    (Some(other), _) => return Err(glue::make_error(
+            let ops = match (keep, &resolution) {
+                (Some("remote"), _) => vec![],
+                (Some("local"), _) => match local {
+                    Some(l) => vec![put(l)],
+                    None if exists => vec![json!({"op": "delete", "coll": coll, "id": id})],
+                    None => vec![],
+                },
+                (Some("both"), _) => match local {
+                    Some(mut l) => {
+                        l.remove("id");
+                        l.remove("$conflict");
+                        vec![json!({"op": "insert", "coll": coll, "doc": l})]
+                    }
+                    None => vec![],
+                },
+                (Some(other), _) => {
+                    return Err(glue::make_error(
                         "INVALID_DOCUMENT",
                         &format!(
                             "resolution.keep: {other:?} is not \"local\", \"remote\" or \"both\""
                         ),
                         false,
-                    )),
-                    (None, Value::Object(doc)) => vec![put(doc.clone())],
-                    (None, _) => {
-                        return Err(glue::make_error(
-                            "INVALID_DOCUMENT",
-                            "resolution: a document or { keep: \"local\" | \"remote\" | \"both\" }",
-                            false,
-                        ))
-                    }
-                };
+                    ))
+                }
+                (None, Value::Object(doc)) => vec![put(doc.clone())],
+                (None, _) => {
+                    return Err(glue::make_error(
+                        "INVALID_DOCUMENT",
+                        "resolution: a document or { keep: \"local\" | \"remote\" | \"both\" }",
+                        false,
+                    ))
+                }
+            };
             inner
                 .write(Value::Array(ops), false, Some(&(coll, id)))
                 .await?;

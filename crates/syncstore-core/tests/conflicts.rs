@@ -110,6 +110,15 @@ impl Client {
     }
 }
 
+/// A fresh server and two clients with the same strategy.
+fn pair(strategy: Strategy) -> (ModelServer, Client, Client) {
+    (
+        ModelServer::new(),
+        Client::new("a", strategy),
+        Client::new("b", strategy),
+    )
+}
+
 /// Both clients hold `doc` as `id` (inserted by a, pulled by b).
 fn setup(a: &mut Client, b: &mut Client, s: &mut ModelServer, id: &str, doc: Value) {
     a.write(MutationOp::Insert, id, doc);
@@ -145,11 +154,7 @@ fn race(
 
 #[test]
 fn server_wins_keeps_the_first_write_and_reports() {
-    let (mut s, mut a, mut b) = (
-        ModelServer::new(),
-        Client::new("a", Strategy::ServerWins),
-        Client::new("b", Strategy::ServerWins),
-    );
+    let (mut s, mut a, mut b) = pair(Strategy::ServerWins);
     setup(&mut a, &mut b, &mut s, "t", json!({"text": "milk"}));
     let doc = race(
         &mut a,
@@ -166,11 +171,7 @@ fn server_wins_keeps_the_first_write_and_reports() {
 #[test]
 fn last_write_wins_by_clock_either_way() {
     for b_later in [true, false] {
-        let (mut s, mut a, mut b) = (
-            ModelServer::new(),
-            Client::new("a", Strategy::LastWriteWins),
-            Client::new("b", Strategy::LastWriteWins),
-        );
+        let (mut s, mut a, mut b) = pair(Strategy::LastWriteWins);
         setup(&mut a, &mut b, &mut s, "t", json!({"text": "milk", "n": 1}));
         if b_later {
             b.wall += 1000;
@@ -206,11 +207,7 @@ fn last_write_wins_by_clock_either_way() {
 
 #[test]
 fn a_clock_far_ahead_wins_only_until_the_others_have_seen_it() {
-    let (mut s, mut a, mut b) = (
-        ModelServer::new(),
-        Client::new("a", Strategy::LastWriteWins),
-        Client::new("b", Strategy::LastWriteWins),
-    );
+    let (mut s, mut a, mut b) = pair(Strategy::LastWriteWins);
     a.wall += 3_600_000; // a's wall clock is an hour fast
     setup(&mut a, &mut b, &mut s, "t", json!({"text": "0"}));
     // b has seen a's clock (it pulled the insert): its next write, by its
@@ -244,11 +241,7 @@ fn a_clock_far_ahead_wins_only_until_the_others_have_seen_it() {
 #[test]
 fn field_merge_keeps_both_sides_and_falls_back_per_field() {
     for lww in [false, true] {
-        let (mut s, mut a, mut b) = (
-            ModelServer::new(),
-            Client::new("a", Strategy::FieldMerge { lww }),
-            Client::new("b", Strategy::FieldMerge { lww }),
-        );
+        let (mut s, mut a, mut b) = pair(Strategy::FieldMerge { lww });
         let base = json!({"text": "milk", "done": false, "meta": {"owner": "ann", "tags": ["x"], "n": 1}, "same": 0});
         setup(&mut a, &mut b, &mut s, "t", base);
         b.wall += 1000; // b's edits are later
@@ -278,11 +271,7 @@ fn field_merge_keeps_both_sides_and_falls_back_per_field() {
 
 #[test]
 fn field_merge_merges_arrays_by_id_in_declared_order() {
-    let (mut s, mut a, mut b) = (
-        ModelServer::new(),
-        Client::new("a", Strategy::FieldMerge { lww: false }),
-        Client::new("b", Strategy::FieldMerge { lww: false }),
-    );
+    let (mut s, mut a, mut b) = pair(Strategy::FieldMerge { lww: false });
     for c in [&mut a, &mut b] {
         c.policies
             .by_coll
@@ -330,11 +319,7 @@ fn delete_and_update_races_have_defined_outcomes() {
         (Strategy::FieldMerge { lww: true }, true),
         (Strategy::FieldMerge { lww: false }, false),
     ] {
-        let (mut s, mut a, mut b) = (
-            ModelServer::new(),
-            Client::new("a", strategy),
-            Client::new("b", strategy),
-        );
+        let (mut s, mut a, mut b) = pair(strategy);
         setup(&mut a, &mut b, &mut s, "t", json!({"text": "milk", "n": 1}));
         b.wall += 1000;
         let doc = race(
@@ -361,11 +346,7 @@ fn delete_and_update_races_have_defined_outcomes() {
         (Strategy::ServerWins, false),
         (Strategy::LastWriteWins, true),
     ] {
-        let (mut s, mut a, mut b) = (
-            ModelServer::new(),
-            Client::new("a", strategy),
-            Client::new("b", strategy),
-        );
+        let (mut s, mut a, mut b) = pair(strategy);
         setup(&mut a, &mut b, &mut s, "t", json!({"text": "milk"}));
         b.wall += 1000;
         let doc = race(
@@ -382,11 +363,7 @@ fn delete_and_update_races_have_defined_outcomes() {
 
 #[test]
 fn a_decided_fork_keeps_both_documents() {
-    let (mut s, mut a, mut b) = (
-        ModelServer::new(),
-        Client::new("a", Strategy::ServerWins),
-        Client::new("b", Strategy::ServerWins),
-    );
+    let (mut s, mut a, mut b) = pair(Strategy::ServerWins);
     setup(&mut a, &mut b, &mut s, "t", json!({"text": "milk"}));
     a.write(MutationOp::Update, "t", json!({"text": "a"}));
     b.write(MutationOp::Update, "t", json!({"text": "b"}));
@@ -438,11 +415,7 @@ fn decided_keep_local_and_documents_win() {
             json!({"id": "t", "text": "a+b"}),
         ),
     ] {
-        let (mut s, mut a, mut b) = (
-            ModelServer::new(),
-            Client::new("a", Strategy::ServerWins),
-            Client::new("b", Strategy::ServerWins),
-        );
+        let (mut s, mut a, mut b) = pair(Strategy::ServerWins);
         setup(&mut a, &mut b, &mut s, "t", json!({"text": "milk", "n": 1}));
         a.write(MutationOp::Update, "t", json!({"text": "a"}));
         b.write(MutationOp::Update, "t", json!({"text": "b"}));
