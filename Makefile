@@ -26,7 +26,7 @@ demo: pkg server
 	bash scripts/demo.sh $(DEMO_PORT) $(SERVER_PORT)
 
 # Every test tier; fails if any fails or runs no test.
-test: setup lint test-native test-browser test-e2e
+test: setup lint test-native test-browser test-e2e test-package
 	@echo "make test: all tiers passed"
 
 lint:
@@ -46,6 +46,16 @@ test-browser:
 # Page-level tests (playwright-core, Chromium); the tab tests sync with the real server.
 test-e2e: pkg
 	bash scripts/run-tier.sh e2e bash scripts/with-server.sh node --test --test-concurrency=1 tests/e2e/
+
+# The npm package: dist/package/ and dist/syncstore-<version>.tgz, with its sizes.
+.PHONY: package test-package
+package: pkg
+	bash scripts/package.sh
+
+# The package as users install it (tests/package/): a Vite app, a no-build
+# page (headless Chromium), TypeScript and React types.
+test-package: package
+	bash scripts/run-tier.sh package node --test --test-concurrency=1 --test-timeout=170000 tests/package/
 
 # Benchmarks against Dexie and raw IndexedDB (not part of `make test`).
 bench: pkg

@@ -51,4 +51,8 @@ if [ -f tests/e2e/package.json ] && [ ! -d tests/e2e/node_modules ]; then
   log "npm ci in tests/e2e"
   (cd tests/e2e && npm ci --no-audit --no-fund)
 fi
+if [ -f tests/package/package.json ] && [ ! -d tests/package/node_modules ]; then
+  log "npm ci in tests/package"
+  (cd tests/package && npm ci --no-audit --no-fund)
+fi
 log "ok"

@@ -1,0 +1,28 @@
+// Types of `syncstore/react`: React hooks over a SyncStore.
+import type { Doc, Query, SyncStatus, SyncStore } from "./index.js";
+
+/**
+ * The rows of a live query (`db.subscribe`): `undefined` until its first
+ * result, then the current result after every change that alters it.
+ * Subscribes again when `db`, `coll` or the JSON of `query` change, and stops
+ * on unmount. A `db` that is `null` or `undefined` (still opening) gives
+ * `undefined`.
+ *
+ * @example
+ * const open = useQuery(db, "todos", { where: { done: false }, orderBy: "createdAt" });
+ * if (open === undefined) return <p>Loading…</p>;
+ */
+export declare function useQuery(
+  db: SyncStore | null | undefined,
+  coll: string,
+  query?: Query,
+): Doc[] | undefined;
+
+/**
+ * `db.status()`, updated on every `status` event that changes it.
+ *
+ * @example
+ * const { connection, pending } = useStatus(db);
+ */
+export declare function useStatus(db: SyncStore): SyncStatus;
+export declare function useStatus(db: SyncStore | null | undefined): SyncStatus | undefined;
