@@ -38,6 +38,9 @@ test-native:
 	bash scripts/run-tier.sh native cargo test --workspace
 
 # Browser suites in Chromium and Firefox; tests/net.rs talks to a real server.
+# The runner's time limit covers a whole suite (its default, 20 s, is too
+# short for the sync scenarios on a busy 2-core machine).
+export WASM_BINDGEN_TEST_TIMEOUT ?= 300
 BROWSER_TESTS = cargo test --target wasm32-unknown-unknown --test browser --test net
 test-browser:
 	CHROMEDRIVER=$(CHROMEDRIVER) bash scripts/run-tier.sh chromium bash scripts/with-server.sh $(BROWSER_TESTS)

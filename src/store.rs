@@ -819,8 +819,9 @@ impl SyncStore {
     }
 
     /// The sync state: `{ connection: "websocket" | "polling" | "offline",
-    /// pending, lastPushAt, lastPullAt, cursor, lastError }`. A store opened
-    /// without `sync` is always `"offline"`.
+    /// pending, lastPushAt, lastPullAt, cursor, lastError, leader }` (in a
+    /// tab that does not lead sync, the leader's). A store opened without
+    /// `sync` is always `"offline"`.
     #[wasm_bindgen(unchecked_return_type = "SyncStatus")]
     pub fn status(&self) -> JsValue {
         match self.inner.sync.get() {

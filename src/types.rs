@@ -112,6 +112,15 @@ export interface SyncEvents {
   error: SyncStoreError;
 }
 export type SyncEventType = keyof SyncEvents;
+/** Overloads the generated class declaration cannot express (merged into it). */
+export interface SyncStore {
+  /** `on("status", (s) => s.connection)`: the listener gets the event type's payload. */
+  on<K extends SyncEventType>(type: K, callback: (event: SyncEvents[K]) => void): () => void;
+  /** All documents, in id order. */
+  query(coll: string): Promise<Doc[]>;
+  /** How many documents the collection holds. */
+  count(coll: string): Promise<number>;
+}
 export type Scalar = string | number | boolean;
 export interface Operators {
   $eq?: JsonValue; $ne?: JsonValue; $in?: JsonValue[];
