@@ -250,6 +250,8 @@ pub struct SyncClient {
     last_push_at: Cell<Option<f64>>,
     last_pull_at: Cell<Option<f64>>,
     last_error: RefCell<Option<ErrorInfo>>,
+    /// The last error published as an `error` event.
+    reported_error: RefCell<Option<ErrorInfo>>,
     /// The status last emitted.
     status: RefCell<Option<Status>>,
     on_online: RefCell<Option<OnlineWatch>>,
@@ -353,6 +355,7 @@ impl SyncClient {
             last_push_at: Cell::new(None),
             last_pull_at: Cell::new(None),
             last_error: RefCell::new(None),
+            reported_error: RefCell::new(None),
             status: RefCell::new(None),
             on_online: RefCell::new(None),
         });
@@ -524,6 +527,13 @@ impl SyncClient {
         }
         self.net_failures.set(0);
         self.net_retry_at.set(0.0);
+        // The server answers: what failed before is over, unless it is the
+        // socket that still fails (polling goes on meanwhile).
+        let socket_failing =
+            self.opts.websocket && self.ws.get() == Ws::Down && self.ws_failures.get() > 0;
+        if !socket_failing {
+            self.last_error.borrow_mut().take();
+        }
     }
 
     fn http_failed(&self, why: &Failure) {
@@ -617,7 +627,10 @@ impl SyncClient {
                 Err(e) => reject.call1(&JsValue::UNDEFINED, &e),
             };
         }
+        // The status first: an `error` listener then reads the status the
+        // error put the store in.
         self.report_status(inner);
+        self.report_error(inner);
     }
 
     /// Socket events of the current socket, as engine inputs; the rest
@@ -643,6 +656,7 @@ impl SyncClient {
                         // Reconnected: push what waited at once.
                         self.net_failures.set(0);
                         self.net_retry_at.set(0.0);
+                        self.last_error.borrow_mut().take();
                         frames.push(Input::Frame(m));
                     }
                     ServerMessage::Ping => {
@@ -692,14 +706,21 @@ impl SyncClient {
             self.net_failures.set(n);
             self.net_retry_at.set(Date::now() + backoff(n));
         }
-        let before = self.last_error.borrow().clone();
+        let _ = inner;
         self.note_error(f);
+    }
+
+    /// Emits `error` for a sync error not reported yet: once per outage,
+    /// not once per retry (a success clears `lastError`, so the next
+    /// failure is news again).
+    fn report_error(&self, inner: &Rc<Inner>) {
         let now = self.last_error.borrow().clone();
-        // Reported once per distinct error, not once per retry.
-        if now != before {
-            if let Some(e) = now {
-                inner.publish("error", to_value(&e));
-            }
+        if *self.reported_error.borrow() == now {
+            return;
+        }
+        *self.reported_error.borrow_mut() = now.clone();
+        if let Some(e) = now {
+            inner.publish("error", to_value(&e));
         }
     }
 

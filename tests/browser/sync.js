@@ -211,6 +211,8 @@ const scenarios = {
     const b = await device(env, coll);
     await a.insert(coll, { id: "before", n: 0 });
     await a.sync();
+    const errors = [];
+    a.on("error", (e) => errors.push(e));
     await ctl(env, "/stop");
     const ids = [];
     for (let i = 1; i <= 20; i++) ids.push(await a.insert(coll, { n: i, text: `offline ${i}` }));
@@ -222,8 +224,10 @@ const scenarios = {
     await until("status offline", () => a.status().connection === "offline");
     eq(a.status().pending, 23, "every write is queued: 20 inserts, 2 updates, 1 delete");
     ok(a.status().lastError && a.status().lastError.code === "NETWORK", "lastError says why");
+    await until("an error event", () => errors.some((e) => e.code === "NETWORK" && e instanceof env.SyncStoreError));
     await ctl(env, "/start");
     await synced(a);
+    eq(a.status().lastError, null, "lastError clears once the server answers");
     eq(a.status().pending, 0, "the outbox drained");
     const rows = await serverRows(env, coll);
     eq(rows.length, 21, "each insert reached the server once");

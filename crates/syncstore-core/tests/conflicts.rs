@@ -431,3 +431,24 @@ fn decided_keep_local_and_documents_win() {
         assert_eq!(b.view("t"), Some(want));
     }
 }
+
+#[test]
+fn the_conflict_event_carries_what_the_user_saw() {
+    // b edits a document a deleted: the event's `local` is b's edited view,
+    // not the (deleted) server state.
+    let (mut s, mut a, mut b) = pair(Strategy::ServerWins);
+    setup(&mut a, &mut b, &mut s, "t", json!({"text": "milk"}));
+    a.write(MutationOp::Delete, "t", json!(null));
+    b.write(MutationOp::Update, "t", json!({"text": "oat"}));
+    a.sync(&mut s);
+    b.sync(&mut s);
+    let local = b.events.iter().find_map(|e| match e {
+        Event::Conflict { local, remote, .. } => Some((local.clone(), remote.clone())),
+        _ => None,
+    });
+    assert_eq!(
+        local,
+        Some((Some(obj(json!({"id": "t", "text": "oat"}))), None)),
+        "local: the edit; remote: deleted"
+    );
+}

@@ -811,6 +811,8 @@ impl ClientSync {
     ) {
         self.observe(remote_ts);
         let coll = self.outbox[pos].mutation.coll.clone();
+        // What the user saw, before the server's state replaces the base.
+        let local = self.view_raw(&coll, &self.outbox[pos].mutation.id);
         if let Some(v) = version {
             let state = ServerDoc {
                 doc: remote.cloned(),
@@ -824,7 +826,6 @@ impl ClientSync {
                 });
             }
         }
-        let local = self.view_raw(&coll, &self.outbox[pos].mutation.id);
         let e = self.outbox.remove(pos);
         fx.outbox_drop.push(e.mutation.mid);
         let resolution = policy.resolve(&ConflictInfo {
