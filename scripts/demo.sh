@@ -17,7 +17,10 @@ for _ in $(seq 50); do
   (exec 3<>"/dev/tcp/127.0.0.1/$web_port") 2>/dev/null && break
   sleep 0.1
 done
+# The page talks to the sync server on port 8787 of its own host unless told.
+url="http://127.0.0.1:$web_port/"
+[ "$sync_port" = 8787 ] || url="${url}?server=http://127.0.0.1:$sync_port"
 echo
-echo "syncstore demo: http://127.0.0.1:$web_port/"
+echo "syncstore demo: $url"
 echo "(sync server on http://127.0.0.1:$sync_port, dev token: dev-token; Ctrl-C stops both)"
 wait
