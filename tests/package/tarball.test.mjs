@@ -57,3 +57,10 @@ test("README and LICENSE: quick start, API summary, both licenses", async () => 
   assert.match(license, /MIT License/);
   assert.match(license, /Apache License, Version 2\.0/);
 });
+
+test("the repository README shows the package's quick start", async () => {
+  const block = (text) => text.match(/<!-- quickstart:start -->\s*```js\n([\s\S]*?)```\s*<!-- quickstart:end -->/)?.[1];
+  const mine = block(await readFile(join(root, "README.md"), "utf8"));
+  assert.ok(mine, "README.md has a marked quick start");
+  assert.equal(mine, block(await readFile(join(root, "pkg-template", "README.md"), "utf8")));
+});
