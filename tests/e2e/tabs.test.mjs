@@ -106,7 +106,7 @@ test("three tabs: one leader, one WebSocket, concurrent writes converge", async 
   await until("the WebSocket closed with the tabs", async () => (await wsOpen()) === 0);
 });
 
-test("closing the leader hands over; writes queued meanwhile arrive exactly once", async () => {
+test("closing the leader hands over; writes queued meanwhile arrive exactly once", async (t) => {
   const db = names();
   const pages = [await tab(db), await tab(db), await tab(db)];
   const [leader] = await until("a leader", async () => {
@@ -121,12 +121,13 @@ test("closing the leader hands over; writes queued meanwhile arrive exactly once
   await until("a new leader", async () => (await leaders(rest)).length === 1, 5000);
   const handover = Date.now() - t0;
   assert.ok(handover < 2000, `taken over within a second or so (${handover} ms)`);
+  t.diagnostic(`hand-over after the leader closed: ${handover} ms`);
   await convergedOn(rest, db.coll, 15);
   await until("one WebSocket", async () => (await wsOpen()) === 1);
   for (const p of rest) await p.close();
 });
 
-test("a frozen leader is replaced and sync continues; a tab opened later catches up", async () => {
+test("a frozen leader is replaced and sync continues; a tab opened later catches up", async (t) => {
   const db = names();
   const pages = [await tab(db), await tab(db)];
   const [leader] = await until("a leader", async () => {
@@ -143,7 +144,9 @@ test("a frozen leader is replaced and sync continues; a tab opened later catches
   await cdp.send("Debugger.enable");
   await cdp.send("Debugger.pause");
   await insertMany(follower, db.coll, 0, 5);
+  const frozenAt = Date.now();
   await until("the follower takes over from the frozen leader", async () => (await status(follower)).leader, 10000);
+  t.diagnostic(`take-over from the frozen leader: ${Date.now() - frozenAt} ms`);
   await until("its writes reach the server", async () => (await serverRows(db.coll)).length === 5);
   // Another device (its own database) writes; a tab opened now catches up.
   const other = await tab({ name: `${db.name}-other`, coll: db.coll });
