@@ -452,3 +452,35 @@ fn the_conflict_event_carries_what_the_user_saw() {
         "local: the edit; remote: deleted"
     );
 }
+
+#[test]
+fn the_same_edit_on_both_sides_is_no_conflict() {
+    let (mut s, mut a, mut b) = pair(Strategy::ServerWins);
+    setup(
+        &mut a,
+        &mut b,
+        &mut s,
+        "t",
+        json!({"text": "milk", "done": false}),
+    );
+    let doc = race(
+        &mut a,
+        &mut b,
+        &mut s,
+        "t",
+        (MutationOp::Update, json!({"done": true})),
+        (MutationOp::Update, json!({"done": true})),
+    );
+    assert_eq!(doc.unwrap()["done"], true);
+    assert!(b.resolutions().is_empty(), "no conflict: {:?}", b.events);
+    let doc = race(
+        &mut a,
+        &mut b,
+        &mut s,
+        "t",
+        (MutationOp::Replace, json!({"text": "oat"})),
+        (MutationOp::Replace, json!({"text": "oat"})),
+    );
+    assert_eq!(doc.unwrap()["text"], "oat");
+    assert!(b.resolutions().is_empty(), "no conflict: {:?}", b.events);
+}

@@ -232,13 +232,8 @@ impl PushApply {
                     if let Some(r) = live {
                         return Ok(conflict_with(r));
                     }
-                } else {
-                    let Some(r) = live else {
-                        return Ok(conflict_missing(&id, row.as_ref()));
-                    };
-                    if changed_since(r) {
-                        return Ok(conflict_with(r));
-                    }
+                } else if live.is_none() {
+                    return Ok(conflict_missing(&id, row.as_ref()));
                 }
                 let mut doc = Value::Object(m.doc.clone().unwrap_or_default());
                 self.rewrite(s, &mut doc)?;
@@ -246,7 +241,15 @@ impl PushApply {
                     unreachable!("rewriting keeps the object")
                 };
                 doc.insert("id".into(), Value::String(id.clone()));
-                if live.and_then(|r| r.doc.as_ref()) == Some(&doc) {
+                // A replace that the document already equals is no conflict,
+                // whatever changed since its base (both sides agree).
+                let same = live.and_then(|r| r.doc.as_ref()) == Some(&doc);
+                if let Some(r) = live.filter(|_| !same && m.op == MutationOp::Replace) {
+                    if changed_since(r) {
+                        return Ok(conflict_with(r));
+                    }
+                }
+                if same {
                     let version = live.map_or(0, |r| r.version);
                     return Ok(MutationResult::Applied {
                         mid: m.mid,
@@ -274,17 +277,19 @@ impl PushApply {
                         ));
                     }
                 }
-                if let Some(base) = m.base {
+                let old = r.doc.clone().unwrap_or_default();
+                let mut merged = Value::Object(old.clone());
+                merge_patch(&mut merged, &Value::Object(patch.clone()));
+                let Value::Object(merged) = merged else {
+                    unreachable!("an object patch keeps an object")
+                };
+                // A patch the document already satisfies is no conflict,
+                // whatever changed since its base (both sides agree).
+                if let Some(base) = m.base.filter(|_| merged != old) {
                     if r.created > base || r.fields.conflicts(&touched_paths(&patch), base) {
                         return Ok(conflict_with(r));
                     }
                 }
-                let old = r.doc.clone().unwrap_or_default();
-                let mut merged = Value::Object(old.clone());
-                merge_patch(&mut merged, &Value::Object(patch));
-                let Value::Object(merged) = merged else {
-                    unreachable!("an object patch keeps an object")
-                };
                 if self.too_large(&merged) {
                     return Ok(rejected(
                         m,
