@@ -2,9 +2,17 @@
 // database (so they behave like two devices), and a combined event log fed
 // by the devices' postMessage calls.
 //
-// Query parameters: server (sync server base URL), a and b (database names).
+// Query parameters: server (sync server base URL), a and b (database names),
+// conflicts (the todos' conflict policy of both devices: "manual", the
+// default, "lastWriteWins" or "serverWins").
 const params = new URLSearchParams(location.search);
 const SERVER = params.get("server") || `${location.protocol}//${location.hostname}:8787`;
+const OUTCOMES = {
+  manual: "B, which syncs second, shows the server's version marked as a conflict, with both texts: Keep mine, Keep theirs or Keep both. The choice syncs to A.",
+  lastWriteWins: "The rename made last wins on both devices, whichever device syncs first.",
+  serverWins: "A's rename reaches the server first and stands; B's is dropped.",
+};
+let policy = Object.hasOwn(OUTCOMES, params.get("conflicts")) ? params.get("conflicts") : "manual";
 const DEVICES = [
   { frame: "device-a", label: "Device A", name: params.get("a") || "demo-device-a" },
   { frame: "device-b", label: "Device B", name: params.get("b") || "demo-device-b" },
@@ -65,9 +73,25 @@ $("log-clear").addEventListener("click", () => {
 });
 
 // The iframes load once the listener is in place, so no event is missed.
-for (const d of DEVICES) {
-  const q = new URLSearchParams({ name: d.name, label: d.label, server: SERVER });
-  const iframe = $(d.frame);
-  frames.set(iframe.contentWindow, d);
-  iframe.src = `/device.html?${q}`;
+function loadDevices() {
+  $("policy").value = policy;
+  $("hint-outcome").textContent = OUTCOMES[policy];
+  for (const d of DEVICES) {
+    const q = new URLSearchParams({ name: d.name, label: d.label, server: SERVER, conflicts: policy });
+    const iframe = $(d.frame);
+    frames.set(iframe.contentWindow, d);
+    iframe.src = `/device.html?${q}`;
+  }
 }
+
+// A new policy applies at open: both devices reload with it (and the page's
+// address keeps it, for a reload of the page).
+$("policy").addEventListener("change", () => {
+  policy = $("policy").value;
+  const url = new URL(location.href);
+  url.searchParams.set("conflicts", policy);
+  history.replaceState(null, "", url);
+  loadDevices();
+});
+
+loadDevices();

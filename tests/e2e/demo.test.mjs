@@ -49,14 +49,14 @@ async function until(what, fn, ms = WAIT) {
 
 let n = 0;
 /** Opens the demo page on fresh databases; `A` and `B` are the devices' frame locators. */
-async function openDemo(t, label, { width = 1366, height = 900 } = {}) {
+async function openDemo(t, label, { width = 1366, height = 900, conflicts } = {}) {
   n += 1;
   const tag = `${Date.now().toString(36)}${n}`;
   const names = { a: `demo-a-${tag}`, b: `demo-b-${tag}` };
   const page = await b.context.newPage();
   t.after(() => page.close()); // before the next test wipes the server
   await page.setViewportSize({ width, height });
-  const q = new URLSearchParams({ server: SERVER, ...names });
+  const q = new URLSearchParams({ server: SERVER, ...names, ...(conflicts ? { conflicts } : {}) });
   await page.goto(`${b.base}/?${q}`);
   const A = page.frameLocator("#device-a");
   const B = page.frameLocator("#device-b");
@@ -117,6 +117,28 @@ async function settled(dev, what) {
     return ok && Date.now() - since >= 300;
   });
 }
+
+/** Renames a todo inline: its ✎ button, the new text, Enter. */
+async function rename(dev, from, to) {
+  await todo(dev, from).locator("button.edit").click();
+  const input = dev.locator("#todos li input.text-edit");
+  await input.fill(to);
+  await input.press("Enter");
+  await until(`“${from}” renamed “${to}”`, async () => (await texts(dev)).includes(to) && !(await texts(dev)).includes(from), 5000);
+}
+
+/** The conflicts a device shows: per todo its text, Mine and Theirs, and the buttons offered. */
+const shownConflicts = (dev) =>
+  dev.locator("li:has(> .conflict-panel)").evaluateAll((lis) =>
+    lis.map((li) => ({
+      text: li.querySelector(".text").textContent,
+      inline: li.parentElement.id === "todos",
+      mine: li.querySelector(".version.mine dd").textContent,
+      theirs: li.querySelector(".version.theirs dd").textContent,
+      buttons: [...li.querySelectorAll(".choices button")].map((b) => b.textContent),
+    })),
+  );
+const conflictRow = (dev, text) => dev.locator("li:has(> .conflict-panel)").filter({ has: dev.locator(":scope > .text", { hasText: new RegExp(`^${text}$`) }) });
 
 async function setOffline(dev, off) {
   if (off) await dev.locator("#offline").check();
@@ -290,7 +312,7 @@ test("event log, lists and filters", async (t) => {
 });
 
 test("a conflicting edit: server wins, both devices converge, the log shows the conflict", async (t) => {
-  const { page, A, B, shot } = await openDemo(t, "conflict");
+  const { page, A, B, shot } = await openDemo(t, "conflict", { conflicts: "serverWins" });
   await addTodo(A, "contested");
   await addTodo(A, "other");
   await until("B has both", async () => (await texts(B)).length === 2);
@@ -306,6 +328,158 @@ test("a conflicting edit: server wins, both devices converge, the log shows the 
   assert.match(await page.locator("#log li[data-kind=conflict] .msg").textContent(), /^todo “contested”: deleted on the server; the local edit was dropped$/);
   await settled(A, "A");
   await shot("conflict");
+});
+
+test("manual conflicts: the same todos renamed on both devices offline; keep mine, keep theirs, keep both", async (t) => {
+  const { page, A, B, shot } = await openDemo(t, "manual");
+  for (const dev of [A, B]) assert.equal(await dev.locator("body").getAttribute("data-conflicts"), "manual", "manual is the demo's default");
+  assert.equal(await page.locator("#policy").inputValue(), "manual");
+  const start = ["milk", "bread", "eggs", "tea"];
+  for (const text of start) await addTodo(A, text);
+  await until("B has A's todos", async () => (await texts(B)).join() === start.join());
+  await settled(A, "A");
+  await settled(B, "B");
+
+  // Inline rename: double-click opens it, Escape leaves the text as it was.
+  await todo(A, "tea").locator(".text").dblclick();
+  await A.locator("#todos li input.text-edit").fill("not this");
+  await A.locator("#todos li input.text-edit").press("Escape");
+  assert.equal(await A.locator("#todos li input.text-edit").count(), 0);
+  assert.deepEqual(await texts(A), start);
+
+  // Both offline: each renames the same three todos its own way; A deletes "tea", which B renames.
+  await setOffline(A, true);
+  await setOffline(B, true);
+  await rename(A, "milk", "oat milk");
+  await rename(A, "bread", "rye bread");
+  await rename(A, "eggs", "brown eggs");
+  await todo(A, "tea").locator(".delete").click();
+  await rename(B, "milk", "soy milk");
+  await rename(B, "bread", "white bread");
+  await rename(B, "eggs", "free-range eggs");
+  await rename(B, "tea", "green tea");
+  const atA = ["oat milk", "rye bread", "brown eggs"];
+  assert.deepEqual(await texts(A), atA);
+  assert.deepEqual(await texts(B), ["soy milk", "white bread", "free-range eggs", "green tea"]);
+  await until("both count their queued writes", async () => (await pending(A)) === 4 && (await pending(B)) === 4, 5000);
+  await shot("both-offline");
+
+  // A syncs first: its writes stand on the server.
+  await setOffline(A, false);
+  await settled(A, "A");
+  await until("A's writes on the server", async () => {
+    const rows = (await serverRows("todos")).filter((r) => !r.deleted).map((r) => r.doc.text);
+    return rows.sort().join() === [...atA].sort().join();
+  });
+  assert.deepEqual(await texts(A), atA);
+
+  // B syncs second: each of its four writes conflicts and waits for a choice;
+  // meanwhile B shows the server's versions, marked.
+  await setOffline(B, false);
+  await settled(B, "B");
+  await until("B shows four conflicts", async () => (await B.locator("#conflict-count").textContent()) === "4 conflicts");
+  await until("B shows the server's texts, marked", async () => (await texts(B)).join() === atA.join() && (await B.locator("#todos li.conflict").count()) === 3);
+  const keepAll = ["Keep mine", "Keep theirs", "Keep both"];
+  assert.deepEqual(await shownConflicts(B), [
+    // Deleted on the server: not in the list, shown above it; keeping both means nothing there.
+    { text: "green tea", inline: false, mine: "green tea", theirs: "deleted", buttons: ["Keep mine", "Keep theirs"] },
+    { text: "oat milk", inline: true, mine: "soy milk", theirs: "oat milk", buttons: keepAll },
+    { text: "rye bread", inline: true, mine: "white bread", theirs: "rye bread", buttons: keepAll },
+    { text: "brown eggs", inline: true, mine: "free-range eggs", theirs: "brown eggs", buttons: keepAll },
+  ]);
+  assert.equal(await B.locator("#other-conflicts").isVisible(), true);
+  assert.deepEqual(await B.locator("#todos li.conflict .conflict-badge").allTextContents(), ["conflict", "conflict", "conflict"]);
+  // A, which synced first, has no conflict and still shows its own versions.
+  assert.equal(await A.locator("#conflict-count").isVisible(), false);
+  assert.equal(await A.locator(".conflict-panel").count(), 0);
+  assert.deepEqual(await texts(A), atA);
+  await until("B's conflicts in the log", async () => (await page.locator("#log li[data-kind=conflict][data-device=device-b]").count()) === 4);
+  const logged = await page.locator("#log li[data-kind=conflict][data-device=device-b] .msg").allTextContents();
+  assert.ok(
+    logged.includes("todo “oat milk”: changed here (to “soy milk”) and on the server; the server's version shows, marked, until you choose: keep mine, theirs or both"),
+    logged.join("\n"),
+  );
+  assert.ok(logged.includes("todo “green tea”: deleted on the server, edited here; it stays deleted until you choose: keep mine, theirs"), logged.join("\n"));
+  assert.equal(await page.locator("#log li[data-kind=conflict][data-device=device-a]").count(), 0);
+  await B.locator("#todos li.conflict").first().scrollIntoViewIfNeeded();
+  await shot("conflicts-on-b");
+
+  // The four choices, one per todo.
+  await conflictRow(B, "oat milk").getByRole("button", { name: "Keep mine" }).click();
+  await until("B keeps its milk", async () => (await texts(B)).includes("soy milk"), 5000);
+  await conflictRow(B, "rye bread").getByRole("button", { name: "Keep theirs" }).click();
+  await until("B's bread conflict gone", async () => (await conflictRow(B, "rye bread").count()) === 0, 5000);
+  await conflictRow(B, "brown eggs").getByRole("button", { name: "Keep both" }).click();
+  await until("B has both eggs", async () => (await texts(B)).includes("free-range eggs"), 5000);
+  await shot("three-resolved");
+  await conflictRow(B, "green tea").getByRole("button", { name: "Keep mine" }).click();
+
+  const want = ["soy milk", "rye bread", "brown eggs", "free-range eggs", "green tea"];
+  const same = (a, b) => [...a].sort().join("|") === [...b].sort().join("|");
+  await until("A and B converge", async () => same(await texts(A), want) && same(await texts(B), want));
+  await settled(A, "A");
+  await settled(B, "B");
+  assert.deepEqual(await texts(A), await texts(B), "both show the same list in the same order");
+  // The copy kept by "both" has the original's createdAt, so it sits next to it.
+  const order = await texts(B);
+  assert.equal(Math.abs(order.indexOf("brown eggs") - order.indexOf("free-range eggs")), 1, order.join());
+  for (const dev of [A, B]) {
+    assert.equal(await dev.locator("#todos li.conflict").count(), 0, "no todo marked any more");
+    assert.equal(await dev.locator(".conflict-panel").count(), 0, "no choice left");
+    assert.equal(await dev.locator("#conflict-count").isVisible(), false);
+    assert.equal(await dev.locator("#other-conflicts").isVisible(), false);
+  }
+  const rows = (await serverRows("todos")).filter((r) => !r.deleted);
+  assert.ok(same(rows.map((r) => r.doc.text), want), JSON.stringify(rows));
+  assert.ok(rows.every((r) => !("$conflict" in r.doc)), "the marker never reaches the server");
+  const resolved = await page.locator("#log li[data-kind=resolved][data-device=device-b] .msg").allTextContents();
+  assert.deepEqual(resolved.reverse(), [
+    "todo “oat milk”: kept mine, “soy milk”",
+    "todo “rye bread”: kept theirs, “rye bread”",
+    "todo “brown eggs”: kept both, “brown eggs” and “free-range eggs” as a new todo",
+    "todo “green tea”: kept mine: “green tea” is back",
+  ]);
+  assert.equal(await page.locator("#log li[data-kind=error]").count(), 0, "no errors logged");
+  await shot("converged");
+});
+
+test("the conflict policy selector: last write wins reloads both devices, and the later rename wins", async (t) => {
+  const { page, A, B, shot } = await openDemo(t, "lww");
+  await addTodo(A, "plan trip");
+  await addTodo(A, "book hotel");
+  await until("B has A's todos", async () => (await texts(B)).length === 2);
+  await settled(A, "A");
+  await settled(B, "B");
+  await page.locator("#policy").selectOption("lastWriteWins");
+  for (const dev of [A, B]) await dev.locator("body[data-conflicts=lastWriteWins][data-ready=true]").waitFor({ timeout: WAIT });
+  assert.match(page.url(), /[?&]conflicts=lastWriteWins(&|$)/, "the page's address keeps the policy");
+  assert.equal(await A.locator("#policy").textContent(), "conflicts: last write wins");
+  assert.match(await page.locator("#hint-outcome").textContent(), /last wins/);
+  await settled(A, "A");
+  await settled(B, "B");
+  assert.deepEqual(await texts(B), ["plan trip", "book hotel"], "the reload kept the data");
+
+  // A renames first, B later; A syncs first, yet B's later rename wins on both.
+  await setOffline(A, true);
+  await setOffline(B, true);
+  await rename(A, "plan trip", "plan trip to Rome");
+  await new Promise((r) => setTimeout(r, 50));
+  await rename(B, "plan trip", "plan trip to Oslo");
+  await setOffline(A, false);
+  await settled(A, "A");
+  await setOffline(B, false);
+  await until("both end with B's later rename", async () =>
+    (await texts(A)).join("|") === "plan trip to Oslo|book hotel" && (await texts(B)).join("|") === "plan trip to Oslo|book hotel",
+  );
+  await settled(A, "A");
+  await settled(B, "B");
+  assert.equal(await B.locator(".conflict-panel").count(), 0, "nothing left to choose");
+  await until("the conflict in the log", async () => (await page.locator("#log li[data-kind=conflict][data-device=device-b]").count()) === 1);
+  assert.equal(
+    await page.locator("#log li[data-kind=conflict][data-device=device-b] .msg").textContent(),
+    "todo “plan trip to Rome”: changed on the server too (here: “plan trip to Oslo”); the local edit is later, so it was sent again and wins",
+  );
+  await shot("converged");
 });
 
 test("the server goes down: both devices say so, keep working, and converge when it is back", async (t) => {
