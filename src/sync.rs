@@ -49,6 +49,8 @@ const PULL_LIMIT: u32 = 1000;
 /// Backoff after failures: first delay and ceiling, in ms.
 const BACKOFF_MIN_MS: f64 = 250.0;
 const BACKOFF_MAX_MS: f64 = 30_000.0;
+/// How long a connecting socket may take to catch up before polling starts.
+const SOCKET_GRACE_MS: f64 = 5000.0;
 /// Bounds on loops that talk to the server within one tick.
 const MAX_ROUNDS: usize = 10_000;
 
@@ -228,6 +230,8 @@ pub struct SyncClient {
     /// Bumped for every socket; frames of older sockets are ignored.
     socket_gen: Cell<u32>,
     ws: Cell<Ws>,
+    /// When the current socket was opened or last delivered something.
+    ws_since: Cell<f64>,
     inbox: RefCell<VecDeque<(u32, SocketEvent)>>,
     ws_failures: Cell<u32>,
     ws_retry_at: Cell<f64>,
@@ -334,6 +338,7 @@ impl SyncClient {
             socket: RefCell::new(None),
             socket_gen: Cell::new(0),
             ws: Cell::new(Ws::Down),
+            ws_since: Cell::new(0.0),
             inbox: RefCell::new(VecDeque::new()),
             ws_failures: Cell::new(0),
             ws_retry_at: Cell::new(0.0),
@@ -494,6 +499,7 @@ impl SyncClient {
         let opened = Socket::open(&self.remote, cursor, move |ev| {
             if let Some(s) = weak.upgrade() {
                 s.inbox.borrow_mut().push_back((gen, ev));
+                s.ws_since.set(Date::now()); // the socket is making progress
                 s.waker.wake();
             }
         });
@@ -501,6 +507,7 @@ impl SyncClient {
             Ok(sock) => {
                 *self.socket.borrow_mut() = Some(sock);
                 self.ws.set(Ws::Connecting);
+                self.ws_since.set(Date::now());
             }
             Err(e) => self.socket_failed(&Failure::Net(e)),
         }
@@ -586,8 +593,7 @@ impl SyncClient {
         {
             self.open_socket();
         }
-        let poll_due =
-            online && self.ws.get() != Ws::Live && Date::now() >= self.next_poll_at.get();
+        let poll_due = online && self.polling() && Date::now() >= self.next_poll_at.get();
         if result.is_ok() && (forced || poll_due) {
             result = self.pull_all(inner).await;
             let wait = match result {
@@ -744,8 +750,10 @@ impl SyncClient {
         let now = Date::now();
         let mut at = now + 30_000.0;
         if self.is_online() {
-            if self.ws.get() != Ws::Live {
+            if self.polling() {
                 at = at.min(self.next_poll_at.get());
+            } else if self.ws.get() == Ws::Connecting {
+                at = at.min(self.ws_since.get() + SOCKET_GRACE_MS);
             }
             if self.opts.websocket && self.socket.borrow().is_none() {
                 at = at.min(self.ws_retry_at.get());
@@ -760,6 +768,20 @@ impl SyncClient {
             at = at.min(now + 5.0);
         }
         (at - now).max(0.0)
+    }
+
+    /// True if changes must be pulled over HTTP: no live socket, and none
+    /// catching up (its catch-up brings the same changes: pulling beside it
+    /// did all the work twice), unless it has been silent for too long.
+    fn polling(&self) -> bool {
+        match self.ws.get() {
+            Ws::Live => false,
+            Ws::Connecting => {
+                self.inbox.borrow().is_empty()
+                    && Date::now() - self.ws_since.get() >= SOCKET_GRACE_MS
+            }
+            Ws::Down => true,
+        }
     }
 
     fn has_pushable(&self) -> bool {
