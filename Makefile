@@ -60,7 +60,8 @@ package: pkg
 test-package: package
 	bash scripts/run-tier.sh package node --test --test-concurrency=1 --test-timeout=170000 tests/package/
 
-# Benchmarks against Dexie and raw IndexedDB (not part of `make test`).
+# Benchmarks against Dexie and raw IndexedDB, and of sync with the real server
+# (not part of `make test`; ~10 min; BENCH_ONLY=sync|local runs one part).
 bench: pkg
 	bash bench/run.sh
 

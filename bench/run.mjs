@@ -1,19 +1,26 @@
 // Drives the bench pages in Debian's headless Chromium, one page load per
-// library, and writes results/latest.json and ../docs/benchmarks.md.
+// library (rows 1-7), then the sync rows against the real server (8-10,
+// sync.mjs), and writes results/latest.json and ../docs/benchmarks.md.
+// `--local` / `--sync` (or BENCH_ONLY=local|sync) run one part and keep the
+// other part's figures from the previous results/latest.json.
 import { chromium } from "playwright-core";
 import { mkdtemp, rm, readFile, writeFile, mkdir, readdir } from "node:fs/promises";
 import { execFileSync } from "node:child_process";
 import { gzipSync } from "node:zlib";
-import { tmpdir, cpus } from "node:os";
+import { tmpdir, cpus, totalmem } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { serve } from "./serve.mjs";
 import { report } from "./report.mjs";
+import { runSync } from "./sync.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "..");
 const REPS = Number(process.env.BENCH_REPS || 3);
 const LIBS = (process.env.BENCH_LIBS || "syncstore,dexie,raw").split(",");
+const ONLY = process.argv.includes("--sync") ? "sync" : process.argv.includes("--local") ? "local" : process.env.BENCH_ONLY || "";
+if (!["", "sync", "local"].includes(ONLY)) throw new Error(`BENCH_ONLY must be sync or local, not ${ONLY}`);
+const RUN_LOCAL = ONLY !== "sync", RUN_SYNC = ONLY !== "local";
 const ARGS = [
   "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -60,6 +67,8 @@ function machine(chromiumVersion) {
     node: process.version,
     commit: sh("git", ["-C", root, "rev-parse", "--short", "HEAD"]),
     dexie: JSON.parse(sh("cat", [join(here, "node_modules", "dexie", "package.json")])).version,
+    memGb: Math.round(totalmem() / 2 ** 30),
+    disk: `temporary files (server SQLite, browser profile) in ${tmpdir()}: ${sh("df", ["--output=fstype,source", tmpdir()]).split("\n").pop().trim().replace(/\s+/, " on ")}`,
   };
 }
 
@@ -84,6 +93,9 @@ const context = await chromium.launchPersistentContext(profile, {
 const results = {};
 let chromiumVersion = "unknown";
 let diagnostics = null;
+let sync = null;
+const previous = await readFile(join(here, "results", "latest.json"), "utf8").then(JSON.parse).catch(() => null);
+if (ONLY && !previous) console.warn(`bench: no previous results/latest.json: the ${ONLY === "sync" ? "local" : "sync"} section will be empty`);
 
 async function openPage() {
   const page = await context.newPage();
@@ -103,10 +115,12 @@ function categorize(profile) {
     const id = profile.samples[i];
     self.set(id, (self.get(id) || 0) + (profile.timeDeltas[i] || 0) / 1000);
   }
-  const cats = {}, natives = {};
+  const cats = {}, natives = {}, fns = {};
   let total = 0;
   for (const [id, t] of self) {
     const { functionName: fn, url } = byId.get(id).callFrame;
+    const where = `${fn || "(anonymous)"}${url ? ` ${url.split("/").pop()}` : ""}`;
+    fns[where] = (fns[where] || 0) + t;
     let cat;
     if (fn === "(idle)") cat = "idle (waiting on IndexedDB)";
     else if (fn === "(garbage collector)") cat = "garbage collection";
@@ -124,7 +138,12 @@ function categorize(profile) {
     total += t;
   }
   const round = (o) => Object.fromEntries(Object.entries(o).sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, Math.round(v)]));
-  return { totalMs: Math.round(total), categories: round(cats), topNatives: Object.fromEntries(Object.entries(round(natives)).slice(0, 6)) };
+  return {
+    totalMs: Math.round(total),
+    categories: round(cats),
+    topNatives: Object.fromEntries(Object.entries(round(natives)).slice(0, 6)),
+    topFunctions: Object.fromEntries(Object.entries(round(fns)).slice(0, 12)),
+  };
 }
 
 async function profileOne(lib, kind) {
@@ -162,7 +181,7 @@ async function diagnose() {
   return { rawLayout: layout.medians, rawLayoutRuns: layout.runs, spans, profiles };
 }
 try {
-  for (const lib of LIBS) {
+  for (const lib of RUN_LOCAL ? LIBS : []) {
     const page = await openPage();
     const errors = page.errors;
     chromiumVersion = await page.evaluate(() => navigator.userAgent.match(/Chrome\/([\d.]+)/)?.[1] || "unknown");
@@ -173,7 +192,13 @@ try {
     if (errors.length) throw new Error(`${lib} page errors: ${errors.join("; ")}`);
     await page.close();
   }
-  if (process.env.BENCH_DIAG !== "0") diagnostics = await diagnose();
+  if (RUN_LOCAL && process.env.BENCH_DIAG !== "0") diagnostics = await diagnose();
+  if (RUN_SYNC) {
+    const page = await openPage();
+    chromiumVersion = await page.evaluate(() => navigator.userAgent.match(/Chrome\/([\d.]+)/)?.[1] || "unknown");
+    await page.close();
+    sync = await runSync({ context, base, root, diag: process.env.BENCH_DIAG !== "0", categorize });
+  }
 } finally {
   await context.close();
   server.close();
@@ -182,24 +207,33 @@ try {
 
 // The libraries must have returned the same results.
 const checks = {};
-for (const lib of LIBS) for (const run of results[lib].runs) for (const [k, v] of Object.entries(run.check)) (checks[k] ||= new Set()).add(String(v));
+for (const lib of RUN_LOCAL ? LIBS : []) for (const run of results[lib].runs) for (const [k, v] of Object.entries(run.check)) (checks[k] ||= new Set()).add(String(v));
 const mismatched = Object.entries(checks).filter(([k, s]) => s.size > 1 && k !== "live").map(([k, s]) => `${k}: ${[...s].join(" / ")}`);
 if (mismatched.length) console.warn(`bench: WARNING results differ between libraries: ${mismatched.join("; ")}`);
 
+const seconds = Math.round((Date.now() - started) / 1000);
 const out = {
   date: new Date().toISOString(),
   machine: machine(chromiumVersion),
   reps: REPS,
-  seconds: Math.round((Date.now() - started) / 1000),
+  seconds,
   sizes: await sizes(),
-  medians: Object.fromEntries(LIBS.map((l) => [l, results[l].medians])),
-  runs: Object.fromEntries(LIBS.map((l) => [l, results[l].runs])),
+  medians: Object.fromEntries(LIBS.filter((l) => results[l]).map((l) => [l, results[l].medians])),
+  runs: Object.fromEntries(LIBS.filter((l) => results[l]).map((l) => [l, results[l].runs])),
   checksAgree: mismatched.length === 0,
   diagnostics,
+  sync,
 };
+if (!RUN_LOCAL && previous) {
+  // Keep the local rows (and their date and machine) from the last run.
+  for (const k of ["reps", "medians", "runs", "checksAgree", "diagnostics"]) out[k] = previous[k];
+  out.localFrom = { date: previous.localFrom?.date ?? previous.date, seconds: previous.localFrom?.seconds ?? previous.seconds, machine: previous.localFrom?.machine ?? previous.machine };
+}
+if (!RUN_SYNC && previous) out.sync = previous.sync ?? null;
+out.only = ONLY || undefined;
 await mkdir(join(here, "results"), { recursive: true });
 await writeFile(join(here, "results", "latest.json"), JSON.stringify(out, null, 2) + "\n");
 const md = await report(out, join(here, "findings.md"));
 await writeFile(join(root, "docs", "benchmarks.md"), md);
-console.log("\n" + md.split("<!-- table:end -->")[0].split("<!-- table:start -->")[1].trim());
+for (const part of md.split("<!-- table:start -->").slice(1)) console.log("\n" + part.split("<!-- table:end -->")[0].trim());
 console.log(`\nbench: wrote bench/results/latest.json and docs/benchmarks.md (${out.seconds} s)`);
