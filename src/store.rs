@@ -976,6 +976,7 @@ impl SyncStore {
             };
             let exists = !got[1].is_undefined();
             let local = entry.get("local").and_then(Value::as_object).cloned();
+            let remote = entry.get("remote").and_then(Value::as_object).cloned();
             let keep = resolution
                 .as_object()
                 .filter(|o| o.len() == 1)
@@ -993,10 +994,24 @@ impl SyncStore {
             };
             let ops = match (keep, &resolution) {
                 (Some("remote"), _) => vec![],
-                (Some("local"), _) => match local {
-                    Some(l) => vec![put(l)],
-                    None if exists => vec![json!({"op": "delete", "coll": coll, "id": id})],
-                    None => vec![],
+                (Some("local"), _) => match (local, remote) {
+                    // The local changes as a patch over the server's document
+                    // of the conflict, so that edits made since (on any
+                    // device) to other fields stay.
+                    (Some(l), Some(r)) if exists => {
+                        let mut patch = syncstore_core::sync::policy::diff_patch(&r, &l);
+                        patch.remove("$conflict");
+                        if patch.is_empty() {
+                            vec![]
+                        } else {
+                            vec![json!({"op": "update", "coll": coll, "id": id, "patch": patch})]
+                        }
+                    }
+                    (Some(l), _) => vec![put(l)],
+                    (None, _) if exists => {
+                        vec![json!({"op": "delete", "coll": coll, "id": id})]
+                    }
+                    (None, _) => vec![],
                 },
                 (Some("both"), _) => match local {
                     Some(mut l) => {

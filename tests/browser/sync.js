@@ -605,6 +605,7 @@ const scenarios = {
     await rejects(b.resolveConflict(coll, "y", { keep: "sideways" }), "INVALID_DOCUMENT", env, "a bad resolution");
     await rejects(b.resolveConflict(coll, "y", 42), "INVALID_DOCUMENT", env, "not a document");
     eq((await b.conflicts(coll)).length, 3, "a bad resolution changes nothing");
+    await b.update(coll, "x", { n: 5 }); // an edit of another field after the conflict
     await b.resolveConflict(coll, "x", { keep: "local" });
     await b.resolveConflict(coll, "y", { keep: "remote" });
     await b.resolveConflict(coll, "z", { keep: "both" });
@@ -616,6 +617,7 @@ const scenarios = {
     const docs = await converged(env, coll, [a, b]);
     const text = Object.fromEntries(docs.map((d) => [d.id, d.text]));
     eq([text.x, text.y, text.z], ["b", "a", "a"], "keep local, keep remote, keep both");
+    eq(docs.find((d) => d.id === "x").n, 5, "keep local kept the later edit of another field");
     eq(docs.length, 4, "keep both added the local document");
     ok(docs.some((d) => !["x", "y", "z"].includes(d.id) && d.text === "b"), "as a new document");
   },
