@@ -8,10 +8,8 @@
 import { test, before, beforeEach, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { launch, outDir } from "./lib.mjs";
+import { launch, outDir, SERVER, ctl, serverRows, until } from "./lib.mjs";
 
-const SERVER = process.env.SYNCSTORE_TEST_SERVER || "http://127.0.0.1:18787";
-const CTL = process.env.SYNCSTORE_TEST_CTL || "http://127.0.0.1:18786";
 const WAIT = 20000; // the bound of every wait
 
 let b;
@@ -25,27 +23,7 @@ beforeEach(async () => {
   await ctl("/wipe", "POST");
 });
 
-async function ctl(path, method = "GET") {
-  const r = await fetch(CTL + path, { method });
-  assert.ok(r.ok, `testctl ${path}: HTTP ${r.status}`);
-  return r.json();
-}
-const serverRows = async (coll) => (await ctl(`/docs?coll=${coll}`)).rows;
 
-async function until(what, fn, ms = WAIT) {
-  const end = Date.now() + ms;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
-}
 
 let n = 0;
 /** Opens the demo page on fresh databases; `A` and `B` are the devices' frame locators. */

@@ -5,6 +5,7 @@ import { mkdtemp, rm, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import assert from "node:assert/strict";
 import { startServer } from "../../scripts/serve.mjs";
 
 export const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
@@ -52,4 +53,34 @@ function watch(page, errors) {
   page.on("console", (m) => {
     if (m.type() === "error") errors.push(`console.error: ${m.text()}`);
   });
+}
+
+// The sync server of the tier (scripts/with-server.sh) and its control API
+// (scripts/testctl.mjs).
+export const SERVER = process.env.SYNCSTORE_TEST_SERVER || "http://127.0.0.1:18787";
+export const CTL = process.env.SYNCSTORE_TEST_CTL || "http://127.0.0.1:18786";
+
+export async function ctl(path, method = "GET") {
+  const r = await fetch(CTL + path, { method });
+  assert.ok(r.ok, `testctl ${path}: HTTP ${r.status}`);
+  return r.json();
+}
+
+/** The server's rows of `coll` (deleted ones included), by version. */
+export const serverRows = async (coll) => (await ctl(`/docs?coll=${coll}`)).rows;
+
+/** Waits until `fn()` returns something truthy (errors count as not yet), at most `ms`. */
+export async function until(what, fn, ms = 20000) {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
 }

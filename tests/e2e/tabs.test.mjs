@@ -5,10 +5,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { launch, outDir } from "./lib.mjs";
+import { launch, outDir, SERVER, ctl, serverRows, until } from "./lib.mjs";
 
-const SERVER = process.env.SYNCSTORE_TEST_SERVER || "http://127.0.0.1:18787";
-const CTL = process.env.SYNCSTORE_TEST_CTL || "http://127.0.0.1:18786";
 
 let b;
 before(async () => {
@@ -18,28 +16,8 @@ after(async () => {
   await b?.close();
 });
 
-async function ctl(path, method = "GET") {
-  const r = await fetch(CTL + path, { method });
-  assert.ok(r.ok, `testctl ${path}: HTTP ${r.status}`);
-  return r.json();
-}
 const wsOpen = async () => (await ctl("/state")).wsOpen;
-const serverRows = async (coll) => (await ctl(`/docs?coll=${coll}`)).rows;
 
-async function until(what, fn, ms = 20000) {
-  const end = Date.now() + ms;
-  let last;
-  while (Date.now() < end) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}; last: ${last}`);
-}
 
 let n = 0;
 function names() {
