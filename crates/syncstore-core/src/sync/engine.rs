@@ -638,16 +638,28 @@ impl ClientSync {
             }
             _ => None,
         };
-        Ok(self.with_views([key], |this, fx| {
-            this.max_mid = m.mid;
-            let e = Entry {
-                mutation: m,
-                state,
-                base_doc,
-            };
-            fx.outbox_put.push(e.clone());
-            this.outbox.push(e);
-        }))
+        // A new entry can change only its own document's view: diff that
+        // one (every write is queued here; diffing every outbox document, as
+        // other inputs must, made ingesting n writes cost n^3 replays).
+        let before = self.view_raw(&key.0, &key.1);
+        self.max_mid = m.mid;
+        let e = Entry {
+            mutation: m,
+            state,
+            base_doc,
+        };
+        let mut fx = Effects::default();
+        fx.outbox_put.push(e.clone());
+        self.outbox.push(e);
+        let after = self.view_raw(&key.0, &key.1);
+        if before != after {
+            fx.views.push(ViewChange {
+                coll: key.0,
+                id: key.1,
+                doc: after,
+            });
+        }
+        Ok(fx)
     }
 
     /// Rewrites mapped temporary ids in `m` (its id and string values).
