@@ -402,16 +402,20 @@ fn record_parts(rec: &JsValue) -> Option<(String, String, Value, Option<u64>)> {
     Some((id, text, doc, version))
 }
 
+/// True if the record carries the unresolved-conflict marker `c`.
+fn marked(rec: &JsValue) -> bool {
+    js_sys::Reflect::get(rec, &"c".into()).is_ok_and(|c| c.is_truthy())
+}
+
 fn stored(rec: &JsValue) -> Option<Stored> {
     if rec.is_undefined() {
         return None;
     }
     let (_, _, doc, version) = record_parts(rec)?;
-    let conflict = js_sys::Reflect::get(rec, &"c".into()).is_ok_and(|c| c.is_truthy());
     Some(Stored {
         doc,
         version,
-        conflict,
+        conflict: marked(rec),
     })
 }
 
@@ -424,7 +428,7 @@ fn rekey(schema: &Schema, coll: &str, records: &Array) -> Array {
     for rec in records.iter() {
         if let Some((id, text, doc, version)) = record_parts(&rec) {
             let mut r = write::record(spec, &id, &doc, text, version);
-            if js_sys::Reflect::get(&rec, &"c".into()).is_ok_and(|c| c.is_truthy()) {
+            if marked(&rec) {
                 r["c"] = json!(1); // an unresolved conflict stays marked
             }
             out.push(&to_js(&r));
@@ -826,11 +830,7 @@ impl SyncStore {
     pub fn status(&self) -> JsValue {
         match self.inner.sync.get() {
             Some(s) => to_js(&s.status(&self.inner)),
-            None => to_js(&json!({
-                "connection": "offline", "pending": self.inner.local_pending.get(),
-                "lastPushAt": null, "lastPullAt": null, "cursor": null, "lastError": null,
-                "leader": false,
-            })),
+            None => to_js(&crate::sync::Status::idle(self.inner.local_pending())),
         }
     }
 

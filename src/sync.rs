@@ -153,7 +153,8 @@ pub struct ErrorInfo {
 }
 
 impl ErrorInfo {
-    fn of(e: &JsValue) -> ErrorInfo {
+    /// The code, message and retryability of a thrown JS value.
+    pub fn of(e: &JsValue) -> ErrorInfo {
         let get = |k: &str| js_sys::Reflect::get(e, &k.into()).unwrap_or(JsValue::UNDEFINED);
         ErrorInfo {
             code: get("code").as_string().unwrap_or_else(|| "STORAGE".into()),
@@ -161,6 +162,22 @@ impl ErrorInfo {
                 .as_string()
                 .unwrap_or_else(|| format!("{e:?}")),
             retryable: get("retryable").as_bool().unwrap_or(true),
+        }
+    }
+}
+
+impl Status {
+    /// The status of an instance that does not sync (yet): offline, with
+    /// the writes it knows to be queued.
+    pub fn idle(pending: usize) -> Status {
+        Status {
+            connection: "offline",
+            pending,
+            last_push_at: None,
+            last_pull_at: None,
+            cursor: None,
+            last_error: None,
+            leader: false,
         }
     }
 }
@@ -565,7 +582,7 @@ impl SyncClient {
         if !frames.is_empty() {
             self.last_pull_at.set(Some(Date::now()));
             if let Err(e) = self.step(inner, frames).await {
-                self.failed(inner, &Failure::Storage(e));
+                self.failed(&Failure::Storage(e));
             }
         }
         let waiters: Vec<Waiter> = std::mem::take(&mut *self.waiters.borrow_mut());
@@ -603,7 +620,7 @@ impl SyncClient {
             self.next_poll_at.set(Date::now() + wait);
         }
         if let Err(f) = &result {
-            self.failed(inner, f);
+            self.failed(f);
         }
         if self.stopped.get() {
             // The new leader answers them (`tabs.rs` forwards them).
@@ -620,7 +637,7 @@ impl SyncClient {
                     Ask::Sync => Ok(()),
                     Ask::Push(coll) => match self.step(inner, vec![Input::Unpark(coll)]).await {
                         Ok(()) => self.push_all(inner).await.map_err(|f| {
-                            self.failed(inner, &f);
+                            self.failed(&f);
                             f.to_js()
                         }),
                         Err(e) => Err(e),
@@ -701,7 +718,7 @@ impl SyncClient {
         frames
     }
 
-    fn failed(&self, inner: &Rc<Inner>, f: &Failure) {
+    fn failed(&self, f: &Failure) {
         if self.stopped.get() {
             return; // not an error: another tab leads now
         }
@@ -712,7 +729,6 @@ impl SyncClient {
             self.net_failures.set(n);
             self.net_retry_at.set(Date::now() + backoff(n));
         }
-        let _ = inner;
         self.note_error(f);
     }
 

@@ -24,7 +24,7 @@ use crate::error::{storage, JsResult};
 use crate::glue;
 use crate::idb::{to_js, wait, HELD, META, OUTBOX};
 use crate::store::Inner;
-use crate::sync::{Ask, Status, SyncClient, SyncOptions, Waiter};
+use crate::sync::{Ask, ErrorInfo, Status, SyncClient, SyncOptions, Waiter};
 use js_sys::{Date, Function, Promise};
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
@@ -253,7 +253,10 @@ impl SyncHandle {
                 c.ask((ask, resolve, reject));
                 let (to, inner) = (from.to_owned(), inner.clone());
                 spawn_local(async move {
-                    let error = JsFuture::from(p).await.err().map(|e| error_value(&e));
+                    let error = JsFuture::from(p)
+                        .await
+                        .err()
+                        .and_then(|e| serde_json::to_value(ErrorInfo::of(&e)).ok());
                     inner.live.post(&message(
                         json!({"t": "answer", "to": to, "rid": rid, "error": error}),
                     ));
@@ -321,10 +324,7 @@ impl SyncHandle {
             return serde_json::to_value::<Status>(c.status()).unwrap_or(Value::Null);
         }
         let mut status = self.status.borrow().clone().unwrap_or_else(|| {
-            json!({
-                "connection": "offline", "pending": inner.local_pending(),
-                "lastPushAt": null, "lastPullAt": null, "cursor": null, "lastError": null,
-            })
+            serde_json::to_value(Status::idle(inner.local_pending())).unwrap_or(Value::Null)
         });
         status["leader"] = json!(false);
         status
@@ -348,16 +348,6 @@ impl SyncHandle {
             let _ = reject.call1(&JsValue::UNDEFINED, &closed);
         }
     }
-}
-
-/// `{code, message, retryable}` of an error, to cross the channel.
-fn error_value(e: &JsValue) -> Value {
-    let get = |k: &str| js_sys::Reflect::get(e, &k.into()).unwrap_or(JsValue::UNDEFINED);
-    json!({
-        "code": get("code").as_string().unwrap_or_else(|| "STORAGE".into()),
-        "message": get("message").as_string().unwrap_or_default(),
-        "retryable": get("retryable").as_bool().unwrap_or(true),
-    })
 }
 
 /// The `SyncStoreError` an error value stands for.
