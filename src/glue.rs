@@ -25,6 +25,10 @@ extern "C" {
     pub fn done(tx: &IdbTransaction) -> Promise;
     #[wasm_bindgen(js_name = writeAll)]
     pub fn write_all(store: &IdbObjectStore, records: &Array, add: bool) -> Array;
+    #[wasm_bindgen(js_name = serverDocsText)]
+    pub fn server_docs_text(records: &JsValue) -> String;
+    #[wasm_bindgen(js_name = addAbsent)]
+    pub fn add_absent(store: &IdbObjectStore, records: &Array);
     #[wasm_bindgen(js_name = failedRequest)]
     pub fn failed_request(reqs: &Array) -> i32;
     #[wasm_bindgen(js_name = cursorValues)]

@@ -5,7 +5,7 @@
 use crate::error::{self, closed, storage, JsResult};
 use crate::events::Events;
 use crate::glue;
-use crate::idb::{self, committed, to_js, Source, CONFLICTS, META, OUTBOX};
+use crate::idb::{self, committed, to_js, Source, CONFLICTS, META, OUTBOX, SERVER};
 use crate::live::Live;
 use crate::sync::{Ask, SyncOptions};
 use crate::tabs::{self, SyncHandle};
@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use syncstore_core::ids;
 use syncstore_core::query::{plan, Query};
-use syncstore_core::schema::Schema;
+use syncstore_core::schema::{Schema, SyncMode};
 use syncstore_core::write::{self, Key, Stored, WriteKind};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
@@ -184,6 +184,18 @@ impl Inner {
         stores.sort_unstable();
         stores.dedup();
         stores.push(OUTBOX);
+        // The first edit of a synced document saves the server's copy.
+        let edits_synced = muts.iter().any(|m| {
+            m.kind != write::OpKind::Insert
+                && self
+                    .schema
+                    .collections
+                    .get(&m.coll)
+                    .is_some_and(|s| s.sync != SyncMode::Local)
+        });
+        if edits_synced {
+            stores.push(SERVER);
+        }
         let db = self.db().await?;
         let tx = Self::tx(&db, &stores, true)?;
         let mut reads = write::reads_needed(&muts);
@@ -261,6 +273,10 @@ impl Inner {
             let entries: Array = to_js(&plan.outbox).unchecked_into();
             glue::write_all(&Self::store(&tx, OUTBOX)?, &entries, true);
         }
+        if !plan.server_copies.is_empty() {
+            let copies: Array = to_js(&plan.server_copies).unchecked_into();
+            glue::add_absent(&Self::store(&tx, SERVER)?, &copies);
+        }
         let mut colls = plan.colls.clone();
         if let Some((coll, id)) = resolving {
             let untouched = !plan.writes.iter().any(|w| &w.coll == coll && &w.id == id);
@@ -298,7 +314,12 @@ impl Inner {
             }
             return Err(e);
         }
-        self.live.changed(self, &colls, true);
+        if resolving.is_some() {
+            // The conflict's record changed outside the plan's writes.
+            self.live.changed(self, &colls, true);
+        } else {
+            self.live.wrote(self, &colls, &plan.writes);
+        }
         if !plan.outbox.is_empty() {
             self.local_pending
                 .set(self.local_pending.get() + plan.outbox.len());
@@ -318,7 +339,7 @@ impl Inner {
     ) -> JsResult<(Array, Option<Vec<u32>>)> {
         let spec = self.schema.collection(coll).map_err(error::core)?;
         let p = plan(spec, q);
-        if p.empty {
+        if p.empty || q.limit == Some(0) {
             return Ok((Array::new(), None));
         }
         let db = self.db().await?;
@@ -331,7 +352,7 @@ impl Inner {
                 source.get_all(range.as_ref(), limit).await?
             } else {
                 source
-                    .cursor(range.as_ref(), q.desc, q.offset as u32, limit)
+                    .ordered(range.as_ref(), q.desc, q.offset as u32, limit)
                     .await?
             };
             return Ok((records, None));
@@ -407,6 +428,12 @@ fn marked(rec: &JsValue) -> bool {
     js_sys::Reflect::get(rec, &"c".into()).is_ok_and(|c| c.is_truthy())
 }
 
+/// True if the record carries the marker `s`: `_server` holds the server's
+/// copy of the document (the record may differ from it).
+fn server_copied(rec: &JsValue) -> bool {
+    js_sys::Reflect::get(rec, &"s".into()).is_ok_and(|c| c.is_truthy())
+}
+
 fn stored(rec: &JsValue) -> Option<Stored> {
     if rec.is_undefined() {
         return None;
@@ -416,6 +443,7 @@ fn stored(rec: &JsValue) -> Option<Stored> {
         doc,
         version,
         conflict: marked(rec),
+        server_copy: server_copied(rec),
     })
 }
 
@@ -430,6 +458,9 @@ fn rekey(schema: &Schema, coll: &str, records: &Array) -> Array {
             let mut r = write::record(spec, &id, &doc, text, version);
             if marked(&rec) {
                 r["c"] = json!(1); // an unresolved conflict stays marked
+            }
+            if server_copied(&rec) {
+                r["s"] = json!(1);
             }
             out.push(&to_js(&r));
         }

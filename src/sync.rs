@@ -25,7 +25,7 @@ use js_sys::{Date, Function};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::rc::{Rc, Weak};
 use syncstore_core::protocol::MutationResult;
 use syncstore_core::protocol::{
@@ -34,7 +34,10 @@ use syncstore_core::protocol::{
 };
 use syncstore_core::schema::{ConflictMode, Schema, SyncMode};
 use syncstore_core::sync::policy::{Decision, Policies};
-use syncstore_core::sync::{ClientSync, Effects, Entry, Event, Meta, ServerRecord};
+use syncstore_core::sync::{ClientSync, Effects, Entry, Event, Meta, ServerDoc, ServerRecord};
+
+/// `(collection, id)`.
+type Key = (String, String);
 use syncstore_core::write;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -242,6 +245,8 @@ pub struct SyncClient {
     stopped: Cell<bool>,
     remote: Remote,
     engine: RefCell<ClientSync>,
+    /// The documents whose server state `_server` holds (see [`Self::copies`]).
+    copied: RefCell<HashSet<Key>>,
     waker: glue::Waker,
     socket: RefCell<Option<Socket>>,
     /// Bumped for every socket; frames of older sockets are ignored.
@@ -343,7 +348,7 @@ impl SyncClient {
         cut_off: bool,
     ) -> JsResult<Rc<SyncClient>> {
         let client_id = inner.client_id.borrow().clone();
-        let engine = Self::load(inner).await?;
+        let (engine, copied) = Self::load(inner).await?;
         let s = Rc::new(SyncClient {
             remote: Remote::new(&opts.url, &opts.token, &client_id),
             opts,
@@ -351,6 +356,7 @@ impl SyncClient {
             epoch,
             stopped: Cell::new(false),
             engine: RefCell::new(engine),
+            copied: RefCell::new(copied),
             waker: glue::Waker::new(),
             socket: RefCell::new(None),
             socket_gen: Cell::new(0),
@@ -395,37 +401,86 @@ impl SyncClient {
         Ok(s)
     }
 
-    /// The engine as IndexedDB holds it. Outbox entries above the engine's
-    /// last mid are left for the first step to ingest.
-    async fn load(inner: &Rc<Inner>) -> JsResult<ClientSync> {
+    /// The engine as IndexedDB holds it, and the keys `_server` holds.
+    /// The server state is `_server` plus every synced record with a
+    /// version and no marker `s` (such a record is the server's document).
+    /// Outbox entries above the engine's last mid are left for the first
+    /// step to ingest.
+    async fn load(inner: &Rc<Inner>) -> JsResult<(ClientSync, HashSet<Key>)> {
         let db = inner.db().await?;
-        let tx = Inner::tx(&db, &[META, SERVER, OUTBOX], false)?;
-        let meta_req = Inner::store(&tx, META)?
-            .get(&"sync".into())
-            .map_err(|e| storage(e, "read"))?;
-        let server_req = Inner::store(&tx, SERVER)?
-            .get_all()
-            .map_err(|e| storage(e, "read"))?;
-        let outbox_req = Inner::store(&tx, OUTBOX)?
-            .get_all()
-            .map_err(|e| storage(e, "read"))?;
-        let got =
-            crate::idb::wait_all(&[&meta_req, &server_req, &outbox_req], "read sync state").await?;
-        let (meta, server, outbox) = (&got[0], &got[1], &got[2]);
-        let meta: Option<Meta> = js_sys::Reflect::get(meta, &"v".into())
+        let colls: Vec<&str> = inner
+            .schema
+            .collections
+            .iter()
+            .filter(|(_, s)| s.sync != SyncMode::Local)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let mut stores = vec![META, SERVER, OUTBOX];
+        stores.extend(&colls);
+        let tx = Inner::tx(&db, &stores, false)?;
+        let mut reqs = vec![];
+        for (name, key) in [(META, Some("sync")), (SERVER, None), (OUTBOX, None)] {
+            let store = Inner::store(&tx, name)?;
+            reqs.push(
+                match key {
+                    Some(k) => store.get(&k.into()),
+                    None => store.get_all(),
+                }
+                .map_err(|e| storage(e, "read"))?,
+            );
+        }
+        for c in &colls {
+            reqs.push(
+                Inner::store(&tx, c)?
+                    .get_all()
+                    .map_err(|e| storage(e, "read"))?,
+            );
+        }
+        let got = crate::idb::wait_all(&reqs.iter().collect::<Vec<_>>(), "read sync state").await?;
+        let meta: Option<Meta> = js_sys::Reflect::get(&got[0], &"v".into())
             .ok()
             .filter(|v| !v.is_undefined())
             .and_then(|v| parse(&v));
         let Some(meta) = meta else {
-            return Ok(ClientSync::new());
+            return Ok((ClientSync::new(), HashSet::new()));
         };
-        let server: Vec<ServerRecord> = parse(server).unwrap_or_default();
-        let outbox: Vec<Entry> = parse::<Vec<Entry>>(outbox)
+        let mut server: Vec<ServerRecord> = parse(&got[1]).unwrap_or_default();
+        let copied: HashSet<Key> = server
+            .iter()
+            .map(|r| (r.coll.clone(), r.id.clone()))
+            .collect();
+        for (c, records) in colls.iter().zip(&got[3..]) {
+            let text = glue::server_docs_text(records);
+            let docs: Vec<(String, u64, JsonObject)> = match serde_json::from_str(&text) {
+                Ok(d) => d,
+                Err(e) => {
+                    return Err(storage(
+                        JsValue::from_str(&e.to_string()),
+                        "read the synced records",
+                    ))
+                }
+            };
+            for (id, version, doc) in docs {
+                let key = ((*c).to_owned(), id);
+                if copied.contains(&key) {
+                    continue;
+                }
+                server.push(ServerRecord {
+                    coll: key.0,
+                    id: key.1,
+                    state: ServerDoc {
+                        doc: Some(doc),
+                        version,
+                    },
+                });
+            }
+        }
+        let outbox: Vec<Entry> = parse::<Vec<Entry>>(&got[2])
             .unwrap_or_default()
             .into_iter()
             .filter(|e| e.mutation.mid <= meta.max_mid)
             .collect();
-        Ok(ClientSync::restore(meta, server, outbox))
+        Ok((ClientSync::restore(meta, server, outbox), copied))
     }
 
     /// `goOffline()` / `goOnline()`.
@@ -1050,8 +1105,9 @@ impl SyncClient {
         }
         if let Err(e) = crate::idb::committed(&tx, "sync").await {
             // The engine ran ahead of what was stored: start again from IndexedDB.
-            if let Ok(eng) = Self::load(inner).await {
+            if let Ok((eng, copied)) = Self::load(inner).await {
                 *self.engine.borrow_mut() = eng;
+                *self.copied.borrow_mut() = copied;
             }
             return Err(e);
         }
@@ -1201,6 +1257,15 @@ impl SyncClient {
         remote: bool,
     ) {
         let version = |coll: &str, id: &str| eng.server_doc(coll, id).map(|d| d.version);
+        let rewrite = self.copies(schema, eng, fx, ops);
+        let copied = self.copied.borrow();
+        // The marker `s`: `_server` holds this document's server state.
+        let flag = |coll: &str, id: &str, mut rec: Value| {
+            if copied.contains(&(coll.to_owned(), id.to_owned())) {
+                rec["s"] = json!(1);
+            }
+            rec
+        };
         // A conflict of a "manual" collection is kept for the app, and the
         // document (the server's, now) is marked.
         for e in &fx.events {
@@ -1227,12 +1292,13 @@ impl SyncClient {
                 .view(coll, id)
                 .and_then(|d| doc_record(schema, coll, id, &d, version(coll, id)))
             {
-                ops.push(json!({"s": coll, "put": marked(rec)}));
+                ops.push(json!({"s": coll, "put": flag(coll, id, marked(rec))}));
             }
             out.colls.insert(coll.clone());
         }
         let conflicted = &out.conflicted;
         let mark = |coll: &str, id: &str, rec: Value| {
+            let rec = flag(coll, id, rec);
             if conflicted.contains(&(coll.to_owned(), id.to_owned())) {
                 marked(rec)
             } else {
@@ -1272,19 +1338,111 @@ impl SyncClient {
                     .push(json!({"coll": v.coll, "id": v.id, "deleted": v.doc.is_none()}));
             }
         }
+        // A new server version of a document whose view did not change.
+        for (coll, id) in rewrite {
+            if let Some(rec) = eng
+                .view(&coll, &id)
+                .and_then(|d| doc_record(schema, &coll, &id, &d, version(&coll, &id)))
+            {
+                ops.push(json!({"s": coll, "put": mark(&coll, &id, rec)}));
+                out.colls.insert(coll);
+            }
+        }
         for e in &fx.outbox_put {
             ops.push(json!({"s": OUTBOX, "put": e}));
         }
         for mid in &fx.outbox_drop {
             ops.push(json!({"s": OUTBOX, "del": mid}));
         }
+        out.events.extend(fx.events.iter().cloned());
+    }
+
+    /// Keeps a document's server state in `_server` only while its record
+    /// cannot stand for it: a tombstone (no record), or a document with
+    /// outbox entries (the record shows the local edits). Every other
+    /// server document lives in its record alone (`v` = its version, no
+    /// marker `s`), so a pulled document costs one write, not two. Runs
+    /// before the records of `fx` are written (they carry `s` from
+    /// [`Self::copied`]); returns the documents whose record must be
+    /// rewritten only because their server version moved.
+    fn copies(
+        &self,
+        schema: &Schema,
+        eng: &ClientSync,
+        fx: &Effects,
+        ops: &mut Vec<Value>,
+    ) -> Vec<Key> {
+        let mut copied = self.copied.borrow_mut();
         if fx.server_reset {
             ops.push(json!({"s": SERVER, "clear": true}));
+            copied.clear();
         }
-        for r in &fx.server_put {
-            ops.push(json!({"s": SERVER, "put": r}));
+        let changed: HashSet<(&str, &str)> = fx
+            .server_put
+            .iter()
+            .map(|r| (r.coll.as_str(), r.id.as_str()))
+            .collect();
+        // Records this input writes (or deletes).
+        let mut written: HashSet<(&str, &str)> = fx
+            .views
+            .iter()
+            .map(|v| (v.coll.as_str(), v.id.as_str()))
+            .chain(fx.rekeys.iter().map(|r| (r.coll.as_str(), r.id.as_str())))
+            .collect();
+        for e in &fx.events {
+            if let Event::Conflict { coll, id, .. } = e {
+                if schema.collections.get(coll).map(|s| s.conflicts) == Some(ConflictMode::Manual) {
+                    written.insert((coll, id));
+                }
+            }
         }
-        out.events.extend(fx.events.iter().cloned());
+        let pending: HashSet<(&str, &str)> = eng
+            .outbox()
+            .iter()
+            .map(|e| (e.mutation.coll.as_str(), e.mutation.id.as_str()))
+            .collect();
+        let mut touched: BTreeSet<(&str, &str)> = changed.iter().copied().collect();
+        touched.extend(written.iter().copied());
+        touched.extend(
+            fx.outbox_put
+                .iter()
+                .map(|e| (e.mutation.coll.as_str(), e.mutation.id.as_str())),
+        );
+        let mut rewrite = vec![];
+        for (coll, id) in touched {
+            if synced_spec(schema, coll).is_none() {
+                continue;
+            }
+            // Server state is keyed by canonical ids; a mapped temporary id has none.
+            let state = (eng.resolve_id(id) == id)
+                .then(|| eng.server_doc(coll, id))
+                .flatten();
+            let need = state.is_some_and(|d| d.doc.is_none() || pending.contains(&(coll, id)));
+            let key = (coll.to_owned(), id.to_owned());
+            let has = copied.contains(&key);
+            let is_changed = changed.contains(&(coll, id));
+            let is_written = written.contains(&(coll, id));
+            if need {
+                if let Some(d) = state.filter(|_| !has || is_changed) {
+                    ops.push(json!({"s": SERVER, "put": {
+                        "coll": coll, "id": id, "doc": d.doc, "version": d.version,
+                    }}));
+                    copied.insert(key);
+                }
+            } else if has && (state.is_none() || is_written || is_changed) {
+                // No server state any more, or the record (rewritten now,
+                // without `s`) stands for it again. Otherwise a record
+                // keeps `s` and its copy until either moves.
+                ops.push(json!({"s": SERVER, "del": [coll, id]}));
+                copied.remove(&key);
+                if state.is_some() && !is_written {
+                    rewrite.push(key);
+                }
+            } else if !has && state.is_some() && is_changed && !is_written {
+                rewrite.push(key);
+            }
+        }
+        rewrite
     }
 
     fn after_commit(&self, inner: &Rc<Inner>, out: Outcome) {

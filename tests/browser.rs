@@ -124,6 +124,7 @@ scenarios!(run_sync:
     manual_collections_sync_only_on_demand,
     one_leader_per_database_followers_write_and_forward,
     rejected_mutations_roll_back,
+    pulled_documents_are_stored_once_and_edits_keep_the_server_state,
     conflicts_server_wins_by_default,
     conflicts_last_write_wins,
     conflicts_field_merge_nested_and_by_id,

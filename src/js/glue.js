@@ -150,6 +150,34 @@ export function writeAll(store, records, add) {
   return out;
 }
 
+/**
+ * `[[id, version, doc], ...]` (JSON text) of the records that are the
+ * server's document: a version `v` and no marker `s` (see src/sync.rs).
+ */
+export function serverDocsText(records) {
+  let s = "[";
+  let first = true;
+  for (const r of records) {
+    if (typeof r.v !== "number" || r.s) continue;
+    s += `${first ? "" : ","}[${JSON.stringify(r.id)},${r.v},${r.d}]`;
+    first = false;
+  }
+  return s + "]";
+}
+
+/**
+ * Adds each record whose key `store` does not hold yet; an existing one is
+ * kept (its constraint error is swallowed, so the transaction goes on).
+ */
+export function addAbsent(store, records) {
+  for (let i = 0; i < records.length; i++) {
+    const req = store.add(records[i]);
+    req.onerror = (e) => {
+      if (req.error && req.error.name === "ConstraintError") e.preventDefault();
+    };
+  }
+}
+
 /** The first request that failed with a constraint error, or -1. */
 export function failedRequest(reqs) {
   for (let i = 0; i < reqs.length; i++) {

@@ -622,6 +622,77 @@ const scenarios = {
     ok(docs.some((d) => !["x", "y", "z"].includes(d.id) && d.text === "b"), "as a new document");
   },
 
+  async pulled_documents_are_stored_once_and_edits_keep_the_server_state(env) {
+    // A document this client never edited lives in its record alone; the
+    // first local edit saves the server's copy in `_server`, in the same
+    // transaction: also when the store runs without sync (or the tab closes
+    // before the sync loop saw the edit), the reopened engine still knows
+    // the server's document, so a field merge keeps both sides.
+    const coll = collName("once");
+    const spec = { indexes: ["n"], conflicts: "fieldMerge" };
+    const name = dbName("once");
+    const open = async (sync) => {
+      const db = await env.open({
+        name,
+        collections: { [coll]: spec },
+        ...(sync ? { sync: { url: env.server, token: "dev-token", pollMs: 200 } } : {}),
+      });
+      env.opened.push(db);
+      return db;
+    };
+    const b = await device(env, coll, { spec });
+    for (let i = 0; i < 20; i++) await b.insert(coll, { id: `p${i}`, n: i, a: 1, b: 1 });
+    await b.sync();
+    let a = await open(true);
+    await until("a pulled the 20 documents", async () => (await a.count(coll, {})) === 20);
+    await synced(a);
+    const copies = async () => {
+      const idb = await new Promise((res, rej) => {
+        const r = indexedDB.open(name);
+        r.onsuccess = () => res(r.result);
+        r.onerror = () => rej(r.error);
+      });
+      try {
+        return await new Promise((res, rej) => {
+          const r = idb.transaction("_server").objectStore("_server").getAllKeys();
+          r.onsuccess = () => res(r.result.map((k) => k[1]).sort());
+          r.onerror = () => rej(r.error);
+        });
+      } finally {
+        idb.close();
+      }
+    };
+    eq(await copies(), [], "pulled documents have no second copy");
+    a.close();
+    // Edited without sync: the record shows the edit, `_server` keeps the server's document.
+    const local = await open(false);
+    await local.update(coll, "p1", { a: 2 });
+    await local.delete(coll, "p2");
+    eq(await copies(), ["p1", "p2"], "the first edits saved the server's copies");
+    local.close();
+    await b.update(coll, "p1", { b: 2 });
+    await b.update(coll, "p3", { b: 3 });
+    await b.sync();
+    a = await open(true);
+    await synced(a);
+    await synced(b);
+    await synced(a);
+    const docs = await converged(env, coll, [a, b]);
+    const p1 = docs.find((d) => d.id === "p1");
+    eq([p1.a, p1.b], [2, 2], "the field merge kept both edits (its base was the server's copy)");
+    eq(docs.length, 19, "the offline delete arrived");
+    eq((await a.get(coll, "p3")).b, 3, "a document without a copy took the server's change");
+    // Reopened once more: the engine restores the same state from the records.
+    a.close();
+    a = await open(true);
+    await b.update(coll, "p4", { b: 4 });
+    await a.update(coll, "p5", { a: 5 });
+    await synced(b);
+    await synced(a);
+    const again = await converged(env, coll, [a, b]);
+    eq([again.find((d) => d.id === "p4").b, again.find((d) => d.id === "p5").a], [4, 5], "edits both ways after the reopen");
+  },
+
   async rejected_mutations_roll_back(env) {
     const coll = collName("rej");
     const a = await device(env, coll);

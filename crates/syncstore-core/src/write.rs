@@ -226,6 +226,12 @@ pub struct Stored {
     /// The document has an unresolved conflict (`conflicts: "manual"`):
     /// its record carries the marker `c`, which edits keep.
     pub conflict: bool,
+    /// The sync engine keeps the server's copy of the document in
+    /// `_server` (record marker `s`): the record may differ from it. A
+    /// record with a `version` and no copy *is* the server's document, so
+    /// the first local edit must save it there first (see
+    /// [`WritePlan::server_copies`]).
+    pub server_copy: bool,
 }
 
 pub type Key = (String, String);
@@ -275,6 +281,10 @@ pub struct WritePlan {
     pub ids: Vec<String>,
     /// Collections the batch changed.
     pub colls: Vec<String>,
+    /// Server documents to save in `_server` (`{coll, id, doc, version}`)
+    /// because this batch is the first local edit of a record that held
+    /// the server's document; stored only where `_server` has no copy yet.
+    pub server_copies: Vec<Value>,
 }
 
 /// The record stored for a document: its id, its JSON text, its server
@@ -319,6 +329,23 @@ pub fn apply(
             coll: m.coll.clone(),
             id: m.id.clone(),
         };
+        // The first edit of a record that is the server's document saves
+        // that document, so the sync engine still knows it (also after a
+        // reload before the edit reached the engine).
+        let existing = match existing {
+            Some(mut old)
+                if m.kind != OpKind::Insert && spec.sync != SyncMode::Local && !old.server_copy =>
+            {
+                if let Some(version) = old.version {
+                    plan.server_copies.push(json!({
+                        "coll": m.coll, "id": m.id, "doc": old.doc, "version": version,
+                    }));
+                    old.server_copy = true;
+                }
+                Some(old)
+            }
+            other => other,
+        };
         let (next, kind) = match m.kind {
             OpKind::Insert => {
                 if overlay.get(&key).is_some_and(Option::is_some) {
@@ -333,6 +360,7 @@ pub fn apply(
                     doc,
                     version: None,
                     conflict: false,
+                    server_copy: false,
                 };
                 (Some(s), WriteKind::Add)
             }
@@ -344,6 +372,7 @@ pub fn apply(
                         doc,
                         version: old.version,
                         conflict: old.conflict,
+                        server_copy: old.server_copy,
                     }),
                     WriteKind::Put,
                 )
@@ -383,6 +412,9 @@ pub fn apply(
                 let mut r = record(spec, &m.id, &s.doc, text, s.version);
                 if s.conflict {
                     r["c"] = json!(1);
+                }
+                if s.server_copy {
+                    r["s"] = json!(1);
                 }
                 Some(r)
             }
@@ -493,6 +525,70 @@ mod tests {
         assert_eq!(plan.outbox.len(), 3);
     }
 
+    fn stored(doc: Value, version: Option<u64>, server_copy: bool) -> Option<Stored> {
+        Some(Stored {
+            doc,
+            version,
+            conflict: false,
+            server_copy,
+        })
+    }
+
+    #[test]
+    fn first_edit_of_a_server_document_saves_it_once() {
+        let key = |id: &str| ("todos".to_string(), id.to_string());
+        let mut cur = HashMap::new();
+        cur.insert(key("a"), stored(json!({"id": "a", "n": 1}), Some(7), false));
+        cur.insert(key("b"), stored(json!({"id": "b", "n": 1}), Some(3), true));
+        cur.insert(key("c"), stored(json!({"id": "c", "n": 1}), None, false));
+        cur.insert(key("d"), stored(json!({"id": "d", "n": 1}), Some(9), false));
+        let plan = run(
+            json!([
+                {"op": "update", "coll": "todos", "id": "a", "patch": {"n": 2}},
+                {"op": "update", "coll": "todos", "id": "a", "patch": {"n": 3}},
+                {"op": "update", "coll": "todos", "id": "b", "patch": {"n": 2}},
+                {"op": "update", "coll": "todos", "id": "c", "patch": {"n": 2}},
+                {"op": "delete", "coll": "todos", "id": "d"},
+            ]),
+            &cur,
+        )
+        .unwrap();
+        // `a` (the server's document before the edits) and `d`; `b` already
+        // has its copy, `c` never reached the server.
+        assert_eq!(
+            plan.server_copies,
+            vec![
+                json!({"coll": "todos", "id": "a", "doc": {"id": "a", "n": 1}, "version": 7}),
+                json!({"coll": "todos", "id": "d", "doc": {"id": "d", "n": 1}, "version": 9}),
+            ]
+        );
+        let rec = |i: usize| plan.writes[i].record.clone().unwrap();
+        assert_eq!(rec(0)["s"], json!(1));
+        assert_eq!(rec(1)["s"], json!(1));
+        assert_eq!(rec(2)["s"], json!(1));
+        assert_eq!(rec(3).get("s"), None);
+    }
+
+    #[test]
+    fn local_collections_and_inserts_save_no_server_copy() {
+        let mut cur = HashMap::new();
+        cur.insert(
+            ("drafts".to_string(), "a".to_string()),
+            stored(json!({"id": "a", "n": 1}), Some(7), false),
+        );
+        let plan = run(
+            json!([
+                {"op": "update", "coll": "drafts", "id": "a", "patch": {"n": 2}},
+                {"op": "insert", "coll": "todos", "doc": {"id": "z", "n": 1}},
+            ]),
+            &cur,
+        )
+        .unwrap();
+        assert!(plan.server_copies.is_empty());
+        assert_eq!(plan.writes[0].record.as_ref().unwrap().get("s"), None);
+        assert_eq!(plan.writes[1].record.as_ref().unwrap().get("s"), None);
+    }
+
     #[test]
     fn update_keeps_server_version_as_base() {
         let mut cur = HashMap::new();
@@ -502,6 +598,7 @@ mod tests {
                 doc: json!({"id": "a", "n": 1}),
                 version: Some(7),
                 conflict: false,
+                server_copy: false,
             }),
         );
         let plan = run(
