@@ -143,6 +143,10 @@ async function syncSection(r, L, findingsPath) {
     const x = ini.run;
     L(`| 9. initial sync: \`SyncStore.open\` to \`count("todos")\` = ${num(ini.docs)} (empty client, WebSocket on) | ${secs(x.countMs)} | < 5 s | ${mark(v.initial, `${(x.countMs / 5000).toFixed(1)}x the target`)} |`);
     L(`| 9. same, until a \`query("todos")\` of all ${num(ini.docs)} rows has returned | ${secs(x.queryMs)} | | no target |`);
+    if (ini.rawFloor) {
+      const f = ini.rawFloor;
+      L(`| 9. for scale: raw IndexedDB writing the same ${num(f.docs)} documents as plain objects (2 indexes) in transactions of ${num(f.per)}, no wasm, no network | ${secs(f.ms)} | | syncstore ${(x.countMs / f.ms).toFixed(2)}x this floor |`);
+    }
     L(`| 9. peak JS heap during the sync (CDP \`JSHeapUsedSize\`, sampled every 50 ms); wasm memory at the end | ${mb(x.heapPeakBytes)}; wasm ${mb(x.wasmMemoryBytes)} | | no target |`);
   }
   if (ld) {

@@ -214,6 +214,17 @@ async function seed(url, n) {
   return (Date.now() - t) / 1000;
 }
 
+// What raw IndexedDB needs to write the same documents in pages of 1,000
+// (no wasm, no network): the floor for row 9 on this machine.
+async function rawFloor(context, base, server) {
+  const page = await openSyncPage(context, `${base}sync.html?server=${encodeURIComponent(server.url)}`);
+  try {
+    return await page.evaluate(([n, c]) => window.syncBench.rawFloor(n, c), [`floor-${Date.now()}`, SYNC.initialDocs]);
+  } finally {
+    await page.close().catch(() => {});
+  }
+}
+
 // One initial sync in a fresh page and database; peak JS heap from CDP
 // Performance.getMetrics, sampled every 50 ms; a CPU profile if asked.
 async function initialOnce(context, base, server, { websocket, trace, count, profile, categorize }) {
@@ -272,6 +283,8 @@ async function initial(context, base, bin, log, { diag, categorize }) {
     log(`seeded in ${seedSeconds.toFixed(1)} s; initial sync`);
     const out = { docs: SYNC.initialDocs, seedSeconds, loadavgBefore: loadavg1(), server: server.args };
     out.run = await initialOnce(context, base, server, { websocket: true });
+    log("raw IndexedDB writing the same documents (the floor)");
+    out.rawFloor = await rawFloor(context, base, server);
     if (diag) {
       // Where the time goes: the same sync traced (pull and frame times) and
       // profiled; and once without the WebSocket (HTTP pulls only).

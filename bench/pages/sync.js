@@ -201,5 +201,38 @@ window.syncBench = {
     };
   },
   wasmMemoryBytes: () => wasm.memory.buffer.byteLength,
+  // Row 9's floor: raw IndexedDB (no wasm, no network, no sync) writing the
+  // same `n` documents as plain objects, with the same two indexes, in
+  // transactions of `per` (the pull page size). Ms of the writes alone.
+  async rawFloor(name, n, per = 1000) {
+    const docs = makeDocs(n);
+    const db = await new Promise((resolve, reject) => {
+      const req = indexedDB.open(name, 1);
+      req.onupgradeneeded = () => {
+        const s = req.result.createObjectStore("todos", { keyPath: "id" });
+        s.createIndex("priority", "priority");
+        s.createIndex("createdAt", "createdAt");
+      };
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+    const t0 = abs();
+    for (let i = 0; i < n; i += per) {
+      const tx = db.transaction("todos", "readwrite");
+      const s = tx.objectStore("todos");
+      for (let j = i; j < Math.min(n, i + per); j++) s.put(docs[j]);
+      await new Promise((resolve, reject) => {
+        tx.oncomplete = resolve;
+        tx.onabort = () => reject(tx.error);
+      });
+    }
+    const ms = abs() - t0;
+    db.close();
+    await new Promise((ok) => {
+      const q = indexedDB.deleteDatabase(name);
+      q.onsuccess = q.onerror = q.onblocked = () => ok();
+    });
+    return { ms, per, docs: n };
+  },
 };
 window.syncReady = true;
