@@ -1,23 +1,56 @@
 //! Shared server state: the store, auth, live fan-out, connection counts,
 //! rate limits, and the one push path used by HTTP and WebSocket alike.
+//!
+//! Pushes are committed by one committer thread, in groups: every push that
+//! arrives while a commit is running waits in a queue, and the next commit
+//! applies all of them in one SQLite transaction (one fsync), each push in a
+//! savepoint of its own ([`Store::push_group`]). Each push is answered with
+//! its own result once the group is durable; then each namespace gets one
+//! broadcast with the group's changes in seq order, its `changes` frame
+//! serialized once for every session.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use syncstore_core::protocol::{Change, PushRequest, PushResponse};
-use tokio::sync::{broadcast, watch};
+use axum::extract::ws::Utf8Bytes;
+use syncstore_core::protocol::{Change, PushRequest, PushResponse, ServerMessage};
+use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::config::Config;
 use crate::error::AppError;
-use crate::store::{ApplyLimits, Store};
+use crate::store::{ApplyLimits, PushOutcome, Store};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The changes of one commit in one namespace, in seq order, and the live
+/// `changes` frame that carries exactly them (serialized once, shared by
+/// every session that is up to date).
+#[derive(Debug)]
+pub struct Batch {
+    /// The changes, in seq order (never empty).
+    pub changes: Vec<Change>,
+    /// `{"type":"changes","changes":[...],"cursor":...}` for these changes.
+    pub frame: Utf8Bytes,
+}
+
+impl Batch {
+    /// Seq of the first change.
+    pub fn first_seq(&self) -> u64 {
+        self.changes.first().map_or(0, |c| c.seq)
+    }
+
+    /// Seq of the last change.
+    pub fn last_seq(&self) -> u64 {
+        self.changes.last().map_or(0, |c| c.seq)
+    }
+}
+
 /// A batch of changes from one commit.
-pub type ChangeBatch = Arc<Vec<Change>>;
+pub type ChangeBatch = Arc<Batch>;
 
 /// Per-namespace broadcast of committed changes.
 pub struct Hub {
@@ -41,17 +74,45 @@ impl Hub {
             .subscribe()
     }
 
-    /// Sends a commit's changes to the namespace's subscribers.
-    pub fn publish(&self, namespace: &str, changes: Vec<Change>) {
+    /// Sends a commit's changes (in seq order) to the namespace's
+    /// subscribers; `cursor` is the cursor after the last of them.
+    pub fn publish(&self, namespace: &str, changes: Vec<Change>, cursor: String) {
         if changes.is_empty() {
             return;
         }
-        let mut channels = lock(&self.channels);
-        if let Some(tx) = channels.get(namespace) {
-            if tx.send(Arc::new(changes)).is_err() {
-                // No subscriber left: forget the channel.
-                channels.remove(namespace);
+        let tx = lock(&self.channels).get(namespace).cloned();
+        let Some(tx) = tx else { return };
+        if tx.receiver_count() == 0 {
+            self.forget_if_unused(namespace);
+            return;
+        }
+        // Serialized outside the channel map's lock.
+        let msg = ServerMessage::Changes { changes, cursor };
+        let frame = match serde_json::to_string(&msg) {
+            Ok(text) => Utf8Bytes::from(text),
+            Err(e) => {
+                // Cannot happen (plain JSON values); sessions would lag
+                // and catch up from the store, so nothing is lost.
+                tracing::error!(detail = %e, "cannot serialize a changes frame");
+                return;
             }
+        };
+        let ServerMessage::Changes { changes, .. } = msg else {
+            unreachable!()
+        };
+        if tx.send(Arc::new(Batch { changes, frame })).is_err() {
+            self.forget_if_unused(namespace);
+        }
+    }
+
+    /// Drops the channel of `namespace` if nobody listens to it any more.
+    fn forget_if_unused(&self, namespace: &str) {
+        let mut channels = lock(&self.channels);
+        if channels
+            .get(namespace)
+            .is_some_and(|tx| tx.receiver_count() == 0)
+        {
+            channels.remove(namespace);
         }
     }
 }
@@ -131,11 +192,104 @@ impl RateLimiter {
     }
 }
 
-/// Counters of rare events.
+/// Counters for logs and tests.
 #[derive(Debug, Default)]
 pub struct Stats {
     /// WebSocket sessions that lagged the broadcast and caught up from the store.
-    pub lag_catch_ups: std::sync::atomic::AtomicU64,
+    pub lag_catch_ups: AtomicU64,
+    /// Pushes handed to the committer.
+    pub pushes_queued: AtomicU64,
+    /// Commits (groups of pushes, one transaction each) the committer ran.
+    pub commit_groups: AtomicU64,
+}
+
+/// Most pushes one group commit takes from the queue.
+const MAX_GROUP_PUSHES: usize = 512;
+/// A group stops taking pushes once it holds this many mutations.
+const MAX_GROUP_MUTATIONS: usize = 20_000;
+
+/// A push waiting for the committer.
+struct Job {
+    namespace: String,
+    req: PushRequest,
+    reply: oneshot::Sender<Result<PushResponse, AppError>>,
+}
+
+/// The committer thread's side: applies queued pushes in groups.
+struct Committer {
+    store: Arc<dyn Store>,
+    hub: Arc<Hub>,
+    stats: Arc<Stats>,
+    limits: ApplyLimits,
+    gate: Arc<Mutex<()>>,
+}
+
+impl Committer {
+    fn run(self, rx: mpsc::Receiver<Job>) {
+        // Ends when every sender (every clone of the state) is gone.
+        while let Ok(first) = rx.recv() {
+            let gate = lock(&self.gate);
+            let mut mutations = first.req.mutations.len();
+            let mut jobs = vec![first];
+            while jobs.len() < MAX_GROUP_PUSHES && mutations < MAX_GROUP_MUTATIONS {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        mutations += job.req.mutations.len();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            // A bug must not stop the thread (in builds that unwind): the
+            // group's waiting pushes then answer INTERNAL (their reply
+            // senders are dropped).
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit(jobs)));
+            drop(gate);
+        }
+    }
+
+    /// Commits `jobs` as one group, answers each, then publishes.
+    fn commit(&self, jobs: Vec<Job>) {
+        self.stats.commit_groups.fetch_add(1, Relaxed);
+        let pushes: Vec<(&str, &PushRequest)> = jobs
+            .iter()
+            .map(|j| (j.namespace.as_str(), &j.req))
+            .collect();
+        let results = match self.store.push_group(&pushes, self.limits) {
+            Ok(results) => results,
+            Err(e) => {
+                tracing::error!(detail = %e, pushes = jobs.len(), "group commit failed");
+                let detail = e.to_string();
+                for job in jobs {
+                    let _ = job.reply.send(Err(AppError::Internal(detail.clone())));
+                }
+                return;
+            }
+        };
+        // Answer first (every push of the group is durable now), then fan out.
+        let mut live: Vec<(String, Vec<Change>)> = Vec::new();
+        for (job, result) in jobs.into_iter().zip(results) {
+            match result {
+                Ok(PushOutcome { response, changes }) => {
+                    let _ = job.reply.send(Ok(response));
+                    if changes.is_empty() {
+                        continue;
+                    }
+                    match live.iter_mut().find(|(ns, _)| *ns == job.namespace) {
+                        Some((_, all)) => all.extend(changes),
+                        None => live.push((job.namespace, changes)),
+                    }
+                }
+                Err(e) => {
+                    let _ = job.reply.send(Err(AppError::from(e)));
+                }
+            }
+        }
+        for (ns, changes) in live {
+            let last = changes.last().map_or(0, |c| c.seq);
+            self.hub.publish(&ns, changes, self.store.cursor_for(last));
+        }
+    }
 }
 
 /// Shared state of the server; cheap to clone.
@@ -149,15 +303,18 @@ pub struct Inner {
     /// Tokens, origins, limits.
     pub config: Config,
     /// Live fan-out.
-    pub hub: Hub,
+    pub hub: Arc<Hub>,
     /// WebSocket connection counts.
     pub connections: Connections,
     /// Push rate limits.
     pub rate: RateLimiter,
     /// Counters for logs and tests.
-    pub stats: Stats,
-    /// Serializes commit + publish so subscribers see commits in seq order.
-    push_lock: tokio::sync::Mutex<()>,
+    pub stats: Arc<Stats>,
+    /// The committer's queue: it commits pushes in groups and publishes
+    /// them in seq order.
+    commits: mpsc::Sender<Job>,
+    /// Held by the committer while it commits a group (see [`AppState::hold_commits`]).
+    commit_gate: Arc<Mutex<()>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -172,9 +329,26 @@ impl AppState {
     /// State over `store` with `config`.
     pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
         let l = &config.limits;
+        let hub = Arc::new(Hub::new(l.broadcast_capacity));
+        let stats = Arc::new(Stats::default());
+        let commit_gate = Arc::new(Mutex::new(()));
+        let (commits, queue) = mpsc::channel();
+        let committer = Committer {
+            store: store.clone(),
+            hub: hub.clone(),
+            stats: stats.clone(),
+            limits: ApplyLimits {
+                max_doc_bytes: l.max_doc_bytes,
+            },
+            gate: commit_gate.clone(),
+        };
+        std::thread::Builder::new()
+            .name("syncstore-commit".into())
+            .spawn(move || committer.run(queue))
+            .expect("spawn the committer thread");
         let inner = Inner {
             store,
-            hub: Hub::new(l.broadcast_capacity),
+            hub,
             connections: Connections {
                 max: l.max_connections_per_namespace,
                 counts: Arc::default(),
@@ -183,8 +357,9 @@ impl AppState {
                 rate: l.pushes_per_second,
                 buckets: Mutex::default(),
             },
-            stats: Stats::default(),
-            push_lock: tokio::sync::Mutex::new(()),
+            stats,
+            commits,
+            commit_gate,
             shutdown: watch::channel(false).0,
             config,
         };
@@ -213,27 +388,33 @@ impl AppState {
         *self.shutdown.borrow()
     }
 
-    /// Applies a validated push and publishes its changes. Runs in its own
-    /// task so a client that disconnects mid-push cannot cancel the
-    /// publish after the commit.
+    /// Applies a validated push and publishes its changes: queues it for
+    /// the committer (which commits it together with every other push
+    /// waiting, see the module docs) and waits for its answer. Once queued,
+    /// the push commits and publishes even if the caller goes away.
     pub async fn push(
         &self,
         namespace: String,
         req: PushRequest,
     ) -> Result<PushResponse, AppError> {
-        let state = self.clone();
-        tokio::spawn(async move {
-            let _order = state.push_lock.lock().await;
-            let store = state.store.clone();
-            let limits = ApplyLimits {
-                max_doc_bytes: state.config.limits.max_doc_bytes,
-            };
-            let ns = namespace.clone();
-            let outcome =
-                tokio::task::spawn_blocking(move || store.push(&ns, &req, limits)).await??;
-            state.hub.publish(&namespace, outcome.changes);
-            Ok(outcome.response)
-        })
-        .await?
+        let (reply, answer) = oneshot::channel();
+        self.stats.pushes_queued.fetch_add(1, Relaxed);
+        self.commits
+            .send(Job {
+                namespace,
+                req,
+                reply,
+            })
+            .map_err(|_| AppError::Internal("the committer thread is gone".into()))?;
+        answer
+            .await
+            .map_err(|_| AppError::Internal("the committer dropped a push".into()))?
+    }
+
+    /// Test hook: while the returned guard lives, the committer does not
+    /// start a commit (pushes queue up and then commit as one group).
+    #[doc(hidden)]
+    pub fn hold_commits(&self) -> MutexGuard<'_, ()> {
+        lock(&self.commit_gate)
     }
 }

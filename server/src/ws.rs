@@ -5,6 +5,12 @@
 //! *before* reading the catch-up snapshot, and drops every live change whose
 //! seq it has already delivered. A session that lags the broadcast catches up
 //! from the store again instead of losing changes.
+//!
+//! Each session is two tasks: one reads the socket and hands frames over,
+//! the session itself serves them, forwards live changes and writes to the
+//! socket. A commit's `changes` frame is serialized once and the same bytes
+//! go to every session that is up to date; commits that queued up while a
+//! session was busy are written with one flush.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,6 +24,7 @@ use axum::response::Response;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use syncstore_core::protocol::{ClientMessage, PushRequest, ServerMessage};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::{timeout, Instant};
 
@@ -40,6 +47,13 @@ pub const CLOSE_GOING_AWAY: u16 = 1001;
 
 /// Changes per catch-up frame.
 const CATCH_UP_PAGE: usize = 500;
+
+/// Read buffer of a session's socket. tungstenite zero-fills up to this many
+/// bytes on every read attempt, and a session's `select!` polls the socket
+/// on every wake (each broadcast): the default 128 KiB cost ~128 MB of
+/// memset per commit with 1,000 sessions. Larger frames still arrive whole
+/// (the buffer grows to the frame), in reads of this size.
+const READ_BUFFER: usize = 16 * 1024;
 
 /// The upgrade handler. A token in the `Authorization` header or `?token=`
 /// is checked before upgrading (401/429 as HTTP); otherwise the hello's token.
@@ -69,6 +83,7 @@ pub async fn upgrade(
     };
     let max = state.config.limits.max_body_bytes;
     Ok(ws
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| run(state, socket, pre)))
@@ -84,18 +99,23 @@ enum End {
     CloseQuiet(u16, &'static str),
 }
 
+/// Live batches forwarded in one go before the session looks at its other
+/// duties (incoming frames, pings) again.
+const MAX_BATCHES_PER_FLUSH: usize = 64;
+
 async fn run(state: AppState, socket: WebSocket, pre: Option<(String, ConnectionGuard)>) {
-    let (sink, mut stream) = socket.split();
-    let (out, out_rx) = mpsc::channel::<Message>(16);
-    let writer = tokio::spawn(write_loop(sink, out_rx));
+    let (sink, stream) = socket.split();
+    let (inbox_tx, inbox) = mpsc::channel::<Message>(16);
+    let reader = tokio::spawn(read_loop(stream, inbox_tx));
     let mut session = Session {
         state,
-        out,
+        sink,
+        inbox,
         namespace: String::new(),
         client_id: String::new(),
         delivered: 0,
     };
-    let end = session.serve(&mut stream, pre).await;
+    let end = session.serve(pre).await;
     let close = |code: u16, reason: &str| {
         Message::Close(Some(CloseFrame {
             code,
@@ -113,33 +133,33 @@ async fn run(state: AppState, socket: WebSocket, pre: Option<(String, Connection
                     retry_after: None,
                 })
                 .await;
-            let _ = session.out.try_send(close(code, err_code));
+            session.close(close(code, err_code)).await;
         }
         End::CloseQuiet(code, reason) => {
-            let _ = session.out.try_send(close(code, reason));
+            session.close(close(code, reason)).await;
         }
     }
     tracing::info!(namespace = %session.namespace, client = %session.client_id, "websocket closed");
-    drop(session);
-    let abort = writer.abort_handle();
-    if timeout(Duration::from_secs(1), writer).await.is_err() {
-        abort.abort();
-    }
+    reader.abort();
 }
 
-async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Message>) {
-    while let Some(msg) = rx.recv().await {
+/// Reads the socket and hands every frame to the session, until the peer
+/// closes, the socket fails or the session is gone. Polled only when the
+/// socket is readable, never on the session's other wake-ups.
+async fn read_loop(mut stream: SplitStream<WebSocket>, inbox: mpsc::Sender<Message>) {
+    while let Some(Ok(msg)) = stream.next().await {
         let is_close = matches!(msg, Message::Close(_));
-        if sink.send(msg).await.is_err() || is_close {
+        if inbox.send(msg).await.is_err() || is_close {
             break;
         }
     }
-    let _ = sink.close().await;
 }
 
 struct Session {
     state: AppState,
-    out: mpsc::Sender<Message>,
+    sink: SplitSink<WebSocket, Message>,
+    /// Frames read by [`read_loop`]; closed when the socket is.
+    inbox: mpsc::Receiver<Message>,
     namespace: String,
     client_id: String,
     /// Highest seq this client has been brought up to.
@@ -147,16 +167,35 @@ struct Session {
 }
 
 impl Session {
-    /// Queues a frame; a peer that does not drain its socket within the idle
+    /// Writes a frame; a peer that does not drain its socket within the idle
     /// timeout is given up on.
-    async fn send(&self, msg: &ServerMessage) -> Result<(), End> {
+    async fn send(&mut self, msg: &ServerMessage) -> Result<(), End> {
         let text = serde_json::to_string(msg)
             .map_err(|e| End::Close(CLOSE_INTERNAL, "INTERNAL", e.to_string()))?;
         self.send_raw(Message::text(text)).await
     }
 
-    async fn send_raw(&self, msg: Message) -> Result<(), End> {
-        match timeout(self.state.config.limits.ws_idle_timeout, self.out.send(msg)).await {
+    async fn send_raw(&mut self, msg: Message) -> Result<(), End> {
+        let idle = self.state.config.limits.ws_idle_timeout;
+        let sent = timeout(idle, self.sink.send(msg)).await;
+        self.written(sent)
+    }
+
+    /// Buffers a frame (written at the next flush, or once the buffer is full).
+    async fn feed(&mut self, msg: Message) -> Result<(), End> {
+        let idle = self.state.config.limits.ws_idle_timeout;
+        let fed = timeout(idle, self.sink.feed(msg)).await;
+        self.written(fed)
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        let idle = self.state.config.limits.ws_idle_timeout;
+        let flushed = timeout(idle, self.sink.flush()).await;
+        self.written(flushed)
+    }
+
+    fn written<E>(&self, r: Result<Result<(), E>, tokio::time::error::Elapsed>) -> Result<(), End> {
+        match r {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(End::Gone),
             Err(_) => {
@@ -166,17 +205,48 @@ impl Session {
         }
     }
 
+    /// Sends the close frame (bounded wait) and closes the socket.
+    async fn close(&mut self, frame: Message) {
+        let _ = timeout(Duration::from_secs(1), async {
+            let _ = self.sink.send(frame).await;
+            let _ = self.sink.close().await;
+        })
+        .await;
+    }
+
+    /// The next frame from the peer; `None` once the socket is closed or failed.
+    async fn next_frame(&mut self) -> Option<Message> {
+        match self.inbox.recv().await {
+            None | Some(Message::Close(_)) => None,
+            Some(m) => Some(m),
+        }
+    }
+
     fn internal(e: impl std::fmt::Display) -> End {
         tracing::error!(detail = %e, "websocket internal error");
         End::Close(CLOSE_INTERNAL, "INTERNAL", "internal error".into())
     }
 
-    async fn serve(
-        &mut self,
-        stream: &mut SplitStream<WebSocket>,
-        pre: Option<(String, ConnectionGuard)>,
-    ) -> End {
-        match self.serve_inner(stream, pre).await {
+    /// Reads until a text frame (skipping control frames).
+    async fn next_text(&mut self) -> Result<String, End> {
+        loop {
+            match self.next_frame().await {
+                None | Some(Message::Close(_)) => return Err(End::Gone),
+                Some(Message::Text(t)) => return Ok(t.to_string()),
+                Some(Message::Binary(_)) => {
+                    return Err(End::Close(
+                        CLOSE_BAD_REQUEST,
+                        "BAD_HELLO",
+                        "the first frame must be a JSON text hello".into(),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    async fn serve(&mut self, pre: Option<(String, ConnectionGuard)>) -> End {
+        match self.serve_inner(pre).await {
             Ok(never) => match never {},
             Err(end) => end,
         }
@@ -184,14 +254,13 @@ impl Session {
 
     async fn serve_inner(
         &mut self,
-        stream: &mut SplitStream<WebSocket>,
         pre: Option<(String, ConnectionGuard)>,
     ) -> Result<std::convert::Infallible, End> {
         let limits = self.state.config.limits.clone();
         let bad = |m: String| End::Close(CLOSE_BAD_REQUEST, "BAD_HELLO", m);
 
         // 1. The hello.
-        let first = timeout(limits.ws_hello_timeout, next_text(stream))
+        let first = timeout(limits.ws_hello_timeout, self.next_text())
             .await
             .map_err(|_| bad("no hello within the hello timeout".into()))??;
         let (client_id, cursor, token) = match parse_json::<ClientMessage>(first.as_bytes()) {
@@ -281,24 +350,16 @@ impl Session {
         loop {
             tokio::select! {
                 _ = &mut shutdown => return Err(End::CloseQuiet(CLOSE_GOING_AWAY, "server shutting down")),
-                frame = stream.next() => {
+                frame = self.next_frame() => {
                     last_seen = Instant::now();
                     match frame {
-                        None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Err(End::Gone),
-                        Some(Ok(Message::Text(t))) => self.on_text(t.as_str()).await?,
-                        Some(Ok(Message::Binary(_))) => self.send(&error_frame(None, "INVALID_JSON", "binary frames are not supported")).await?,
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        None | Some(Message::Close(_)) => return Err(End::Gone),
+                        Some(Message::Text(t)) => self.on_text(t.as_str()).await?,
+                        Some(Message::Binary(_)) => self.send(&error_frame(None, "INVALID_JSON", "binary frames are not supported")).await?,
+                        Some(Message::Ping(_) | Message::Pong(_)) => {}
                     }
                 }
-                batch = live.recv() => match batch {
-                    Ok(batch) => self.forward(&batch).await?,
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::debug!(namespace = %self.namespace, skipped = n, "lagged; catching up from the store");
-                        self.state.stats.lag_catch_ups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        self.catch_up().await?;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return Err(End::Gone),
-                },
+                batch = live.recv() => self.forward_live(batch, &mut live).await?,
                 _ = ping.tick() => {
                     if last_seen.elapsed() >= limits.ws_idle_timeout {
                         tracing::info!(namespace = %self.namespace, client = %self.client_id, "websocket idle; dropped");
@@ -345,8 +406,51 @@ impl Session {
         }
     }
 
+    /// Forwards `first` and every batch queued behind it (up to
+    /// [`MAX_BATCHES_PER_FLUSH`]), then flushes once.
+    async fn forward_live(
+        &mut self,
+        first: Result<ChangeBatch, RecvError>,
+        live: &mut broadcast::Receiver<ChangeBatch>,
+    ) -> Result<(), End> {
+        let mut next = first;
+        for _ in 0..MAX_BATCHES_PER_FLUSH {
+            match next {
+                Ok(batch) => self.forward(&batch).await?,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::debug!(namespace = %self.namespace, skipped = n, "lagged; catching up from the store");
+                    self.state
+                        .stats
+                        .lag_catch_ups
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.flush().await?;
+                    self.catch_up().await?;
+                }
+                Err(RecvError::Closed) => return Err(End::Gone),
+            }
+            next = match live.try_recv() {
+                Ok(batch) => Ok(batch),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                Err(TryRecvError::Closed) => Err(RecvError::Closed),
+            };
+        }
+        self.flush().await
+    }
+
+    /// Buffers the part of `batch` this client has not had yet.
     async fn forward(&mut self, batch: &ChangeBatch) -> Result<(), End> {
+        if batch.last_seq() <= self.delivered {
+            return Ok(());
+        }
+        if batch.first_seq() > self.delivered {
+            // Up to date: the frame every such session gets, serialized once.
+            self.delivered = batch.last_seq();
+            return self.feed(Message::Text(batch.frame.clone())).await;
+        }
+        // Part of it came with the catch-up: only the rest.
         let changes: Vec<_> = batch
+            .changes
             .iter()
             .filter(|c| c.seq > self.delivered)
             .cloned()
@@ -355,11 +459,12 @@ impl Session {
             return Ok(());
         };
         self.delivered = last;
-        self.send(&ServerMessage::Changes {
+        let text = serde_json::to_string(&ServerMessage::Changes {
             changes,
             cursor: self.state.store.cursor_for(last),
         })
-        .await
+        .map_err(Self::internal)?;
+        self.feed(Message::text(text)).await
     }
 
     async fn on_text(&mut self, text: &str) -> Result<(), End> {
@@ -397,30 +502,12 @@ impl Session {
     }
 
     async fn push(
-        &self,
+        &mut self,
         req: PushRequest,
     ) -> Result<syncstore_core::protocol::PushResponse, AppError> {
         validate_push(&req, &self.state)?;
         rate_check(&self.state, &self.namespace, &req.client_id)?;
         self.state.push(self.namespace.clone(), req).await
-    }
-}
-
-/// Reads until a text frame (skipping control frames).
-async fn next_text(stream: &mut SplitStream<WebSocket>) -> Result<String, End> {
-    loop {
-        match stream.next().await {
-            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Err(End::Gone),
-            Some(Ok(Message::Text(t))) => return Ok(t.to_string()),
-            Some(Ok(Message::Binary(_))) => {
-                return Err(End::Close(
-                    CLOSE_BAD_REQUEST,
-                    "BAD_HELLO",
-                    "the first frame must be a JSON text hello".into(),
-                ))
-            }
-            Some(Ok(_)) => {}
-        }
     }
 }
 

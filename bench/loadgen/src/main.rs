@@ -228,6 +228,15 @@ async fn listen(
     hist
 }
 
+/// The clients' socket settings. tungstenite zero-fills its read buffer
+/// (128 KiB by default) before every read; with 1,000 sockets woken per
+/// commit that memset cost more than the reads, so the loadgen measured its
+/// own overhead. 32 KiB holds a typical changes frame; larger frames take
+/// several reads.
+fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(32 * 1024)
+}
+
 /// Connects one session, sends the hello, waits for `synced`; returns the
 /// socket and the cursor.
 async fn connect(
@@ -240,7 +249,7 @@ async fn connect(
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
         }
-        let fut = tokio_tungstenite::connect_async_with_config(ws_url, None, true);
+        let fut = tokio_tungstenite::connect_async_with_config(ws_url, Some(ws_config()), true);
         let mut ws = match tokio::time::timeout(Duration::from_secs(30), fut).await {
             Ok(Ok((ws, _))) => ws,
             Ok(Err(e)) => {

@@ -49,6 +49,25 @@ pub trait Store: Send + Sync + 'static {
         limits: ApplyLimits,
     ) -> Result<PushOutcome, StoreError>;
 
+    /// Applies several pushes, in order, in one transaction (one durable
+    /// commit): each push in a savepoint of its own, so a push that fails
+    /// rolls back only itself and gets its own error. Every push sees the
+    /// ones before it (a replay of an earlier push of the group answers its
+    /// stored results). `Err` means the group's transaction failed: then no
+    /// push of it is known to have committed.
+    ///
+    /// The default applies the pushes one transaction each.
+    fn push_group(
+        &self,
+        pushes: &[(&str, &PushRequest)],
+        limits: ApplyLimits,
+    ) -> Result<Vec<Result<PushOutcome, StoreError>>, StoreError> {
+        Ok(pushes
+            .iter()
+            .map(|(ns, req)| self.push(ns, req, limits))
+            .collect())
+    }
+
     /// Changes of `namespace` after `cursor` (at most `limit`), from one snapshot.
     fn pull(
         &self,

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
 use syncstore_core::protocol::{
     Change, ChangeOp, JsonObject, PullResponse, PushRequest, PushResponse, START_CURSOR,
@@ -111,12 +111,12 @@ impl SqliteStore {
     }
 }
 
-fn head_seq(tx: &Transaction<'_>) -> Result<u64, StoreError> {
+fn head_seq(tx: &Connection) -> Result<u64, StoreError> {
     let s: String = tx.query_row("SELECT value FROM meta WHERE key = 'seq'", [], |r| r.get(0))?;
     s.parse().map_err(corrupt)
 }
 
-fn last_mid(tx: &Transaction<'_>, ns: &str, client: &str) -> Result<u64, StoreError> {
+fn last_mid(tx: &Connection, ns: &str, client: &str) -> Result<u64, StoreError> {
     let v: Option<i64> = tx
         .query_row(
             "SELECT last_mid FROM clients WHERE ns = ?1 AND client_id = ?2",
@@ -127,28 +127,22 @@ fn last_mid(tx: &Transaction<'_>, ns: &str, client: &str) -> Result<u64, StoreEr
     Ok(v.unwrap_or(0) as u64)
 }
 
-fn load_row(
-    tx: &Transaction<'_>,
-    ns: &str,
-    coll: &str,
-    id: &str,
-) -> Result<Option<Row>, StoreError> {
+fn load_row(tx: &Connection, ns: &str, coll: &str, id: &str) -> Result<Option<Row>, StoreError> {
     let raw = tx
-        .query_row(
+        .prepare_cached(
             "SELECT doc, deleted, version, created, fields, ts FROM docs
              WHERE ns = ?1 AND coll = ?2 AND id = ?3",
-            params![ns, coll, id],
-            |r| {
-                Ok((
-                    r.get::<_, Option<String>>(0)?,
-                    r.get::<_, bool>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, Option<i64>>(5)?,
-                ))
-            },
-        )
+        )?
+        .query_row(params![ns, coll, id], |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?,
+                r.get::<_, bool>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+            ))
+        })
         .optional()?;
     let Some((doc, deleted, version, created, fields, ts)) = raw else {
         return Ok(None);
@@ -164,29 +158,28 @@ fn load_row(
 }
 
 fn lookup_tmp(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     ns: &str,
     client: &str,
     tmp: &str,
 ) -> Result<Option<String>, StoreError> {
     Ok(tx
-        .query_row(
+        .prepare_cached(
             "SELECT canonical FROM idmap WHERE ns = ?1 AND client_id = ?2 AND tmp_id = ?3",
-            params![ns, client, tmp],
-            |r| r.get(0),
-        )
+        )?
+        .query_row(params![ns, client, tmp], |r| r.get(0))
         .optional()?)
 }
 
 /// The documents of one namespace and client, inside a push transaction:
 /// what [`PushApply`] (the shared per-mutation rules) reads and writes.
-struct SqlDocs<'a, 'b> {
-    tx: &'a Transaction<'b>,
+struct SqlDocs<'a> {
+    tx: &'a Connection,
     ns: &'a str,
     client: &'a str,
 }
 
-impl DocStore for SqlDocs<'_, '_> {
+impl DocStore for SqlDocs<'_> {
     type Error = StoreError;
 
     fn load(&mut self, coll: &str, id: &str) -> Result<Option<Row>, StoreError> {
@@ -199,10 +192,11 @@ impl DocStore for SqlDocs<'_, '_> {
 
     fn map_tmp(&mut self, tmp: &str) -> Result<String, StoreError> {
         let c = uuid::Uuid::new_v4().simple().to_string();
-        self.tx.execute(
-            "INSERT INTO idmap (ns, client_id, tmp_id, canonical) VALUES (?1, ?2, ?3, ?4)",
-            params![self.ns, self.client, tmp, c],
-        )?;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO idmap (ns, client_id, tmp_id, canonical) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![self.ns, self.client, tmp, c])?;
         Ok(c)
     }
 
@@ -211,13 +205,15 @@ impl DocStore for SqlDocs<'_, '_> {
             .doc
             .as_ref()
             .map(|d| Value::Object(d.clone()).to_string());
-        self.tx.execute(
-            "INSERT INTO docs (ns, coll, id, doc, deleted, version, created, fields, ts)
+        self.tx
+            .prepare_cached(
+                "INSERT INTO docs (ns, coll, id, doc, deleted, version, created, fields, ts)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (ns, coll, id) DO UPDATE SET doc = excluded.doc,
                deleted = excluded.deleted, version = excluded.version,
                created = excluded.created, fields = excluded.fields, ts = excluded.ts",
-            params![
+            )?
+            .execute(params![
                 self.ns,
                 coll,
                 id,
@@ -227,10 +223,85 @@ impl DocStore for SqlDocs<'_, '_> {
                 row.created as i64,
                 serde_json::to_string(&row.fields).map_err(corrupt)?,
                 row.ts.map(|t| t as i64),
-            ],
-        )?;
+            ])?;
         Ok(())
     }
+}
+
+/// Applies one push inside the open transaction (or savepoint) `tx`: every
+/// mutation, the results, the id map and the client's last mutation id.
+fn apply_push(
+    tx: &Connection,
+    ns: &str,
+    req: &PushRequest,
+    limits: ApplyLimits,
+) -> Result<PushOutcome, StoreError> {
+    let client = req.client_id.as_str();
+    let start_seq = head_seq(tx)?;
+    let mut last = last_mid(tx, ns, client)?;
+    let mut docs = SqlDocs { tx, ns, client };
+    let mut ctx = PushApply::new(start_seq, limits.max_doc_bytes);
+    let mut results = Vec::with_capacity(req.mutations.len());
+    for m in &req.mutations {
+        if m.mid <= last {
+            // Already processed: answer with the remembered result.
+            let stored: Option<String> = tx
+                .prepare_cached(
+                    "SELECT result FROM results WHERE ns = ?1 AND client_id = ?2 AND mid = ?3",
+                )?
+                .query_row(params![ns, client, m.mid as i64], |r| r.get(0))
+                .optional()?;
+            let result = match stored {
+                Some(s) => serde_json::from_str(&s).map_err(corrupt)?,
+                None => rejected(
+                    m,
+                    "STALE_MUTATION_ID",
+                    format!(
+                        "mid {} is not above the last processed mid {last} and was never seen",
+                        m.mid
+                    ),
+                ),
+            };
+            ctx.note_replay(&mut docs, m)?;
+            results.push(result);
+            continue;
+        }
+        let result = ctx.apply(&mut docs, m)?;
+        tx.prepare_cached(
+            "INSERT INTO results (ns, client_id, mid, result) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
+            ns,
+            client,
+            m.mid as i64,
+            serde_json::to_string(&result).map_err(corrupt)?
+        ])?;
+        last = m.mid;
+        results.push(result);
+    }
+    let PushApply {
+        seq,
+        id_map,
+        changes,
+        ..
+    } = ctx;
+    tx.prepare_cached(
+        "INSERT INTO clients (ns, client_id, last_mid) VALUES (?1, ?2, ?3)
+         ON CONFLICT (ns, client_id) DO UPDATE SET last_mid = excluded.last_mid",
+    )?
+    .execute(params![ns, client, last as i64])?;
+    if seq != start_seq {
+        tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'seq'")?
+            .execute([seq.to_string()])?;
+    }
+    Ok(PushOutcome {
+        response: PushResponse {
+            results,
+            id_map,
+            last_mutation_id: last,
+        },
+        changes,
+    })
 }
 
 impl Store for SqliteStore {
@@ -242,81 +313,55 @@ impl Store for SqliteStore {
     ) -> Result<PushOutcome, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let client = req.client_id.as_str();
-        let start_seq = head_seq(&tx)?;
-        let mut last = last_mid(&tx, ns, client)?;
-        let mut docs = SqlDocs {
-            tx: &tx,
-            ns,
-            client,
-        };
-        let mut ctx = PushApply::new(start_seq, limits.max_doc_bytes);
-        let mut results = Vec::with_capacity(req.mutations.len());
-        for m in &req.mutations {
-            if m.mid <= last {
-                // Already processed: answer with the remembered result.
-                let stored: Option<String> = docs
-                    .tx
-                    .query_row(
-                        "SELECT result FROM results WHERE ns = ?1 AND client_id = ?2 AND mid = ?3",
-                        params![ns, client, m.mid as i64],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                let result = match stored {
-                    Some(s) => serde_json::from_str(&s).map_err(corrupt)?,
-                    None => rejected(
-                        m,
-                        "STALE_MUTATION_ID",
-                        format!(
-                            "mid {} is not above the last processed mid {last} and was never seen",
-                            m.mid
-                        ),
-                    ),
-                };
-                ctx.note_replay(&mut docs, m)?;
-                results.push(result);
-                continue;
+        let outcome = apply_push(&tx, ns, req, limits)?;
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    fn push_group(
+        &self,
+        pushes: &[(&str, &PushRequest)],
+        limits: ApplyLimits,
+    ) -> Result<Vec<Result<PushOutcome, StoreError>>, StoreError> {
+        let mut conn = self.lock();
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut out = Vec::with_capacity(pushes.len());
+        for &(ns, req) in pushes {
+            // Each push in a savepoint of its own: one that fails rolls back
+            // only itself, the others of the group still commit.
+            let sp = tx.savepoint()?;
+            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                apply_push(&sp, ns, req, limits)
+            }))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(StoreError::Corrupt(format!(
+                    "panic while applying a push: {what}"
+                )))
+            });
+            match applied {
+                Ok(outcome) => {
+                    sp.commit()?;
+                    out.push(Ok(outcome));
+                }
+                Err(e) => {
+                    // Dropping the savepoint rolls it back.
+                    drop(sp);
+                    if tx.is_autocommit() {
+                        // SQLite rolled the whole transaction back (I/O
+                        // error, disk full): nothing of the group stands.
+                        return Err(e);
+                    }
+                    out.push(Err(e));
+                }
             }
-            let result = ctx.apply(&mut docs, m)?;
-            docs.tx.execute(
-                "INSERT INTO results (ns, client_id, mid, result) VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    ns,
-                    client,
-                    m.mid as i64,
-                    serde_json::to_string(&result).map_err(corrupt)?
-                ],
-            )?;
-            last = m.mid;
-            results.push(result);
-        }
-        let PushApply {
-            seq,
-            id_map,
-            changes,
-            ..
-        } = ctx;
-        tx.execute(
-            "INSERT INTO clients (ns, client_id, last_mid) VALUES (?1, ?2, ?3)
-             ON CONFLICT (ns, client_id) DO UPDATE SET last_mid = excluded.last_mid",
-            params![ns, client, last as i64],
-        )?;
-        if seq != start_seq {
-            tx.execute(
-                "UPDATE meta SET value = ?1 WHERE key = 'seq'",
-                [seq.to_string()],
-            )?;
         }
         tx.commit()?;
-        Ok(PushOutcome {
-            response: PushResponse {
-                results,
-                id_map,
-                last_mutation_id: last,
-            },
-            changes,
-        })
+        Ok(out)
     }
 
     fn pull(
