@@ -221,6 +221,61 @@ impl Query {
     }
 }
 
+/// One document written by a committed change: its id and its new state
+/// (`None`: deleted).
+pub type Change<'a> = (&'a str, Option<&'a Value>);
+
+impl Query {
+    /// This query's result after `changes` (applied in order), computed
+    /// from `rows`, its result before them, without reading the store.
+    /// `None` when `rows` cannot tell: with an offset, or when a limited
+    /// result lost rows that documents outside it may replace.
+    ///
+    /// With a limit, full `rows` hold every matching document that sorts up
+    /// to their last one, `b`; after the changes, the patched rows are those
+    /// that sort up to `b`, so if at least `limit` remain they are the first
+    /// `limit` of the new result.
+    pub fn patch(&self, rows: &[Value], changes: &[Change]) -> Option<Vec<Value>> {
+        if self.offset > 0 {
+            return None;
+        }
+        if self.limit == Some(0) {
+            return Some(vec![]);
+        }
+        let full = match self.limit {
+            Some(l) if rows.len() > l => return None,
+            Some(l) => rows.len() == l,
+            None => false,
+        };
+        // `out` holds every matching document that sorts up to `bound`
+        // (all of them while there is no bound).
+        let mut bound: Option<Value> = if full { rows.last().cloned() } else { None };
+        let mut out: Vec<Value> = rows.to_vec();
+        for (id, doc) in changes {
+            if let Some(i) = out.iter().position(|r| id_of(r) == *id) {
+                out.remove(i);
+            }
+            let Some(doc) = doc else { continue };
+            if id_of(doc) != *id || !self.filter.matches(doc) {
+                continue;
+            }
+            if bound.as_ref().is_some_and(|b| self.compare(doc, b).is_gt()) {
+                continue;
+            }
+            let at = out.partition_point(|r| self.compare(r, doc).is_lt());
+            out.insert(at, (*doc).clone());
+            if self.limit.is_some_and(|l| out.len() > l) {
+                out.pop();
+                bound = out.last().cloned();
+            }
+        }
+        match (self.limit, &bound) {
+            (Some(l), Some(_)) if out.len() < l => None,
+            _ => Some(out),
+        }
+    }
+}
+
 fn count_arg(v: &Value, name: &str) -> Result<usize> {
     v.as_u64()
         .map(|n| n as usize)
@@ -548,6 +603,104 @@ mod tests {
         assert_eq!(by_s.index.as_deref(), Some("s"));
         assert!(by_s.exact && by_s.ordered);
         assert!(p(json!({"where": {"n": {"$gt": 9, "$lt": 1}}})).empty);
+    }
+
+    /// The result of `q` over `docs`, as documents.
+    fn result(q: &Query, docs: &[Value]) -> Vec<Value> {
+        q.run(docs)
+            .into_iter()
+            .map(|i| docs[i as usize].clone())
+            .collect()
+    }
+
+    #[test]
+    fn patched_results_equal_a_rerun_or_decline() {
+        let queries = [
+            json!({"orderBy": "at", "desc": true, "limit": 5}),
+            json!({"orderBy": "at", "limit": 5}),
+            json!({"where": {"done": true}, "orderBy": "n", "limit": 4}),
+            json!({"where": {"list": "l1"}, "orderBy": "at", "desc": true}),
+            json!({"where": {"n": {"$gte": 3}}}),
+            json!({"limit": 3}),
+            json!({"limit": 0}),
+            json!({"orderBy": "at", "limit": 5, "offset": 2}),
+        ];
+        let mut seed = 7u64;
+        let mut next = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let (mut patched, mut declined) = (0, 0);
+        for q in queries {
+            let q = Query::parse(&q).unwrap();
+            for _ in 0..300 {
+                let mut docs = docs();
+                docs.truncate(5 + next(20) as usize);
+                let before = result(&q, &docs);
+                // One to three writes: inserts, updates (also of the sort
+                // field and across the filter), deletes.
+                let mut changes: Vec<(String, Option<Value>)> = vec![];
+                for _ in 0..1 + next(3) {
+                    let id = format!("d{:02}", next(30));
+                    let pos = docs.iter().position(|d| id_of(d) == id);
+                    let doc = if next(4) == 0 {
+                        None
+                    } else {
+                        let mut d = pos.map_or_else(|| json!({"id": id}), |i| docs[i].clone());
+                        d["at"] = json!(900 + next(200) as i64);
+                        d["done"] = json!(next(2) == 0);
+                        d["n"] = json!(next(7));
+                        d["list"] = json!(format!("l{}", next(3)));
+                        Some(d)
+                    };
+                    match (pos, &doc) {
+                        (Some(i), Some(d)) => docs[i] = d.clone(),
+                        (Some(i), None) => {
+                            docs.remove(i);
+                        }
+                        (None, Some(d)) => docs.push(d.clone()),
+                        (None, None) => {}
+                    }
+                    changes.push((id, doc));
+                }
+                let list: Vec<Change> = changes
+                    .iter()
+                    .map(|(i, d)| (i.as_str(), d.as_ref()))
+                    .collect();
+                match q.patch(&before, &list) {
+                    Some(rows) => {
+                        assert_eq!(rows, result(&q, &docs), "{q:?} {changes:?}");
+                        patched += 1;
+                    }
+                    None => declined += 1,
+                }
+            }
+        }
+        assert!(
+            patched > 4 * declined,
+            "patched {patched}, declined {declined}"
+        );
+    }
+
+    #[test]
+    fn inserting_the_newest_patches_a_full_window() {
+        let q = Query::parse(&json!({"orderBy": "at", "desc": true, "limit": 3})).unwrap();
+        let docs = docs();
+        let rows = result(&q, &docs);
+        let new = json!({"id": "new", "at": 5000});
+        let got = q.patch(&rows, &[("new", Some(&new))]).unwrap();
+        assert_eq!(got[0], new);
+        assert_eq!(got[1..], rows[..2]);
+        // A delete inside a full window needs the row after it: declined.
+        assert_eq!(q.patch(&rows, &[(id_of(&rows[0]), None)]), None);
+        // With an offset the rows before the window are unknown.
+        let off = Query::parse(&json!({"orderBy": "at", "offset": 1})).unwrap();
+        assert_eq!(
+            off.patch(&result(&off, &docs), &[("new", Some(&new))]),
+            None
+        );
     }
 
     #[test]
