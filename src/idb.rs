@@ -16,6 +16,18 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{IdbIndex, IdbKeyRange, IdbObjectStore, IdbRequest, IdbTransaction};
 
+#[wasm_bindgen(module = "/src/js/glue.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = getAllOrdered)]
+    fn get_all_ordered(
+        source: &JsValue,
+        range: &JsValue,
+        direction: &str,
+        offset: u32,
+        limit: i32,
+    ) -> Option<js_sys::Promise>;
+}
+
 pub const OUTBOX: &str = "_outbox";
 pub const META: &str = "_meta";
 /// The sync engine's copy of the server state: `{coll, id, doc, version}`.
@@ -147,8 +159,9 @@ impl Source {
         Ok(wait(&req, "count").await?.as_f64().unwrap_or(0.0) as u32)
     }
 
-    /// Records in index order (reversed if `desc`), skipping `offset`.
-    pub async fn cursor(
+    /// Records in index order (reversed if `desc`), skipping `offset`: one
+    /// `getAll` with a direction where the browser has it, else a cursor.
+    pub async fn ordered(
         &self,
         range: Option<&IdbKeyRange>,
         desc: bool,
@@ -160,7 +173,8 @@ impl Source {
             .unwrap_or(JsValue::UNDEFINED);
         let dir = if desc { "prev" } else { "next" };
         let limit = limit.map_or(-1, |l| l.min(i32::MAX as u32) as i32);
-        let p = glue::cursor_values(self.as_js(), &r, dir, offset, limit);
+        let p = get_all_ordered(self.as_js(), &r, dir, offset, limit)
+            .unwrap_or_else(|| glue::cursor_values(self.as_js(), &r, dir, offset, limit));
         Ok(JsFuture::from(p)
             .await
             .map_err(|e| storage(e, "read"))?

@@ -1,6 +1,11 @@
 //! Live queries: subscriptions re-run after committed changes, coalesced,
 //! delivered in order, and fed by other tabs through a BroadcastChannel.
 //!
+//! After a write of this tab, a subscription whose last result is known is
+//! patched in memory with the committed documents (`Query::patch`) instead
+//! of re-reading IndexedDB, whenever the patch provably equals a re-query;
+//! any other change (another tab, sync, a patch that cannot tell) re-queries.
+//!
 //! User callbacks never run while a `RefCell` borrow is held, and one that
 //! throws is reported asynchronously without breaking the store.
 
@@ -8,13 +13,24 @@ use crate::error::JsResult;
 use crate::glue;
 use crate::store::Inner;
 use js_sys::{Array, Function};
+use serde_json::Value;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
 use std::rc::{Rc, Weak};
-use syncstore_core::query::Query;
+use syncstore_core::query::{Change, Query};
+use syncstore_core::write::Write;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{BroadcastChannel, MessageEvent};
+
+/// Results larger than this are re-queried, not held in memory and patched.
+const HOLD_ROWS: usize = 1000;
+/// Writes with more documents than this re-query.
+const PATCH_DOCS: usize = 1000;
+
+/// The documents one committed write of this tab left in a collection, in
+/// write order: id and document (`None`: deleted).
+type Written = Rc<Vec<(String, Option<Value>)>>;
 
 struct Sub {
     coll: String,
@@ -22,8 +38,26 @@ struct Sub {
     callback: Function,
     /// The JSON text of the last result delivered.
     last: Option<JsValue>,
+    /// How many rows `last` has (`usize::MAX` when the last run failed).
+    size: usize,
+    /// `last` parsed, once a patch needed it.
+    rows: Option<Vec<Value>>,
+    /// This tab's writes since `last`, while no other change came.
+    patches: Vec<Written>,
+    /// A change came that only a re-query can show.
+    requery: bool,
     running: bool,
     dirty: bool,
+}
+
+impl Sub {
+    fn patchable(&self) -> bool {
+        !self.running
+            && !self.requery
+            && self.last.is_some()
+            && self.size <= HOLD_ROWS
+            && self.query.offset == 0
+    }
 }
 
 type MessageHandler = Closure<dyn Fn(MessageEvent)>;
@@ -118,27 +152,100 @@ impl Live {
     /// are announced to other tabs.
     pub fn changed(&self, inner: &Rc<Inner>, colls: &[String], local: bool) {
         if local {
-            if let Some(ch) = self.channel.borrow().as_ref() {
-                let msg = js_sys::Object::new();
-                let list: Array = colls.iter().map(|c| JsValue::from_str(c)).collect();
-                let _ = js_sys::Reflect::set(&msg, &"colls".into(), &list);
-                let _ = ch.post_message(&msg);
-            }
+            self.announce(colls);
         }
-        {
-            let mut subs = self.subs.borrow_mut();
-            let mut pending = self.pending.borrow_mut();
-            for (id, s) in subs.iter_mut() {
-                if colls.contains(&s.coll) {
-                    if s.running {
-                        s.dirty = true;
-                    } else {
-                        pending.insert(*id);
-                    }
+        self.mark(colls, None);
+        self.schedule(inner);
+    }
+
+    /// After this tab's write committed `writes` (in `colls`): announces it
+    /// and marks the subscriptions on `colls` stale, with the documents
+    /// written for those that can be patched.
+    pub fn wrote(&self, inner: &Rc<Inner>, colls: &[String], writes: &[Write]) {
+        self.announce(colls);
+        self.mark(colls, Some(writes));
+        self.schedule(inner);
+    }
+
+    fn announce(&self, colls: &[String]) {
+        if let Some(ch) = self.channel.borrow().as_ref() {
+            let msg = js_sys::Object::new();
+            let list: Array = colls.iter().map(|c| JsValue::from_str(c)).collect();
+            let _ = js_sys::Reflect::set(&msg, &"colls".into(), &list);
+            let _ = ch.post_message(&msg);
+        }
+    }
+
+    fn mark(&self, colls: &[String], writes: Option<&[Write]>) {
+        let mut subs = self.subs.borrow_mut();
+        let mut pending = self.pending.borrow_mut();
+        // The documents written to each collection, parsed at most once.
+        let mut docs: HashMap<&str, Option<Written>> = HashMap::new();
+        for (id, s) in subs.iter_mut() {
+            if !colls.contains(&s.coll) {
+                continue;
+            }
+            if s.running {
+                s.dirty = true;
+                continue;
+            }
+            pending.insert(*id);
+            let patch = match writes {
+                Some(w) if s.patchable() => docs
+                    .entry(s.coll.as_str())
+                    .or_insert_with(|| written(w, &s.coll))
+                    .clone(),
+                _ => None,
+            };
+            match patch {
+                Some(p) => s.patches.push(p),
+                None => {
+                    s.requery = true;
+                    s.patches.clear();
                 }
             }
         }
-        self.schedule(inner);
+    }
+
+    /// Delivers a pending subscription's patched result when its patches
+    /// tell it; false when it must re-query.
+    fn apply_patches(&self, id: u32) -> bool {
+        let deliver = {
+            let mut subs = self.subs.borrow_mut();
+            let Some(s) = subs.get_mut(&id) else {
+                return true;
+            };
+            if !s.patchable() || s.patches.is_empty() {
+                return false;
+            }
+            let patches = std::mem::take(&mut s.patches);
+            if s.rows.is_none() {
+                let text = s.last.as_ref().and_then(JsValue::as_string);
+                s.rows = text.and_then(|t| serde_json::from_str(&t).ok());
+            }
+            let changes: Vec<Change> = patches
+                .iter()
+                .flat_map(|w| w.iter().map(|(id, doc)| (id.as_str(), doc.as_ref())))
+                .collect();
+            let rows = s.rows.as_deref().and_then(|r| s.query.patch(r, &changes));
+            let Some(rows) = rows else {
+                s.rows = None;
+                return false;
+            };
+            let text = JsValue::from_str(&serde_json::to_string(&rows).expect("JSON values"));
+            s.size = rows.len();
+            s.rows = Some(rows);
+            if s.last.as_ref() == Some(&text) {
+                None
+            } else {
+                s.last = Some(text.clone());
+                Some((s.callback.clone(), text))
+            }
+        };
+        if let Some((callback, text)) = deliver {
+            glue::call_listener(&callback, &glue::parse_json(&text));
+        }
+        true
     }
 
     fn schedule(&self, inner: &Rc<Inner>) {
@@ -160,7 +267,9 @@ impl Live {
                 .into_iter()
                 .collect();
             for id in ids {
-                spawn_local(refresh(inner.clone(), id));
+                if !inner.live.apply_patches(id) {
+                    spawn_local(refresh(inner.clone(), id));
+                }
             }
         });
     }
@@ -181,6 +290,10 @@ impl Live {
                 query,
                 callback,
                 last: None,
+                size: 0,
+                rows: None,
+                patches: vec![],
+                requery: false,
                 running: false,
                 dirty: false,
             },
@@ -226,6 +339,9 @@ async fn refresh(inner: Rc<Inner>, id: u32) {
             first = false;
             s.running = true;
             s.dirty = false;
+            // The query reads everything committed so far.
+            s.requery = false;
+            s.patches.clear();
             (s.coll.clone(), s.query.clone())
         };
         let result = inner.run_query(&coll, &query).await;
@@ -234,6 +350,8 @@ async fn refresh(inner: Rc<Inner>, id: u32) {
             let Some(s) = subs.get_mut(&id) else { return };
             match result {
                 Ok((records, picks)) => {
+                    s.size = picks.as_ref().map_or(records.length() as usize, Vec::len);
+                    s.rows = None;
                     let text: JsValue = glue::docs_text(&records, picks).into();
                     if s.last.as_ref() == Some(&text) {
                         None
@@ -244,6 +362,8 @@ async fn refresh(inner: Rc<Inner>, id: u32) {
                 }
                 Err(_) if inner.closed.get() => return,
                 Err(e) => {
+                    s.size = usize::MAX;
+                    s.rows = None;
                     glue::warn("syncstore: live query failed", &e);
                     None
                 }
@@ -260,4 +380,23 @@ async fn refresh(inner: Rc<Inner>, id: u32) {
             return;
         }
     }
+}
+
+/// The documents `writes` left in `coll`, or `None` when a patch could not
+/// show them exactly (too many, or a record with a conflict marker, whose
+/// document the store shows with `$conflict`).
+fn written(writes: &[Write], coll: &str) -> Option<Written> {
+    let mut out = vec![];
+    for w in writes.iter().filter(|w| w.coll == coll) {
+        if out.len() == PATCH_DOCS {
+            return None;
+        }
+        let doc = match &w.record {
+            None => None,
+            Some(r) if r.get("c").is_some() => return None,
+            Some(r) => Some(serde_json::from_str(r.get("d")?.as_str()?).ok()?),
+        };
+        out.push((w.id.clone(), doc));
+    }
+    Some(Rc::new(out))
 }

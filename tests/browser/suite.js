@@ -354,6 +354,172 @@ const scenarios = {
     db.close();
   },
 
+  async desc_queries_agree_with_and_without_get_all_options(env) {
+    // Ties on the index key: IndexedDB orders them by primary key (`prev`
+    // reverses both), as the core orders ties by id.
+    const db = await openTodos(env);
+    const plain = await openTodos(env, dbName("plain"), { todos: {}, lists: {}, drafts: {} });
+    const docs = [];
+    for (let i = 0; i < 300; i++) {
+      docs.push({ id: `d${String((i * 7919) % 1000).padStart(3, "0")}`, createdAt: 100 + (i % 9), listId: `l${i % 2}`, done: i % 4 === 0 });
+    }
+    for (const s of [db, plain]) await s.batch(docs.map((doc) => ({ op: "insert", coll: "todos", doc })));
+    const byAt = (a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1);
+    const newest = docs.slice().sort(byAt).reverse();
+    const l1 = docs.filter((d) => d.listId === "l1").sort(byAt);
+    const queries = [
+      [{ orderBy: "createdAt", desc: true, limit: 20 }, newest.slice(0, 20)],
+      [{ orderBy: "createdAt", desc: true, limit: 20, offset: 7 }, newest.slice(7, 27)],
+      [{ orderBy: "createdAt", desc: true, limit: 5, offset: 250 }, newest.slice(250, 255)],
+      [{ orderBy: "createdAt", desc: true, offset: 290 }, newest.slice(290)],
+      [{ orderBy: "createdAt", desc: true, offset: 30 }, newest.slice(30)],
+      [{ orderBy: "createdAt", desc: true }, newest],
+      [{ orderBy: "createdAt", desc: true, limit: 0 }, []],
+      [{ orderBy: "createdAt", limit: 0 }, []],
+      [{ orderBy: "createdAt", limit: 10, offset: 3 }, docs.slice().sort(byAt).slice(3, 13)],
+      [{ where: { createdAt: { $gte: 104 } }, orderBy: "createdAt", desc: true, limit: 40, offset: 1 }, newest.filter((d) => d.createdAt >= 104).slice(1, 41)],
+      [{ where: { listId: "l1" }, orderBy: "createdAt", desc: true, limit: 12, offset: 2 }, l1.slice().reverse().slice(2, 14)],
+      [{ desc: true, limit: 15, offset: 4 }, docs.slice().sort((a, b) => (a.id < b.id ? 1 : -1)).slice(4, 19)],
+      [{ where: { done: true }, desc: true, limit: 6 }, docs.filter((d) => d.done).sort((a, b) => (a.id < b.id ? 1 : -1)).slice(0, 6)],
+    ];
+    const run = async () => {
+      const out = [];
+      for (const [q] of queries) out.push(await db.query("todos", q));
+      return out;
+    };
+    const fast = await run();
+    // Firefox's way (no IndexedDB 3 getAll options): the cursor.
+    const saved = [];
+    for (const P of [IDBObjectStore.prototype, IDBIndex.prototype]) {
+      const d = Object.getOwnPropertyDescriptor(P, "getAllRecords");
+      if (d) {
+        saved.push([P, d]);
+        delete P.getAllRecords;
+      }
+    }
+    let slow;
+    try {
+      slow = await run();
+    } finally {
+      for (const [P, d] of saved) Object.defineProperty(P, "getAllRecords", d);
+    }
+    for (let i = 0; i < queries.length; i++) {
+      const [q, want] = queries[i];
+      const what = JSON.stringify(q);
+      eq(fast[i].map((d) => d.id), want.map((d) => d.id), `getAll options: ${what}`);
+      eq(slow[i], fast[i], `cursor: ${what}`);
+      eq(await plain.query("todos", q), fast[i], `scan: ${what}`);
+    }
+    db.close();
+    plain.close();
+  },
+
+  async live_limited_window_follows_every_kind_of_write(env) {
+    const db = await openTodos(env);
+    const docs = [];
+    for (let i = 0; i < 12; i++) docs.push({ id: `d${String(i).padStart(2, "0")}`, createdAt: 100 + (i >> 1), done: i % 3 === 0 });
+    await db.batch(docs.map((doc) => ({ op: "insert", coll: "todos", doc })));
+    const queries = [
+      { orderBy: "createdAt", desc: true, limit: 4 },
+      { where: { done: false }, orderBy: "createdAt", limit: 3 },
+      { where: { done: false } },
+      { orderBy: "createdAt", desc: true, limit: 3, offset: 2 },
+    ];
+    const seen = queries.map(() => []);
+    queries.forEach((q, i) => db.subscribe("todos", q, (rows) => seen[i].push(rows)));
+    await until(() => seen.every((s) => s.length === 1), 2000, "initial results");
+    // After each step: every subscription shows what a query shows now, and
+    // called back exactly when its result changed.
+    const step = async (what, write, writes = 1) => {
+      const before = seen.map((s) => s.length);
+      const prev = seen.map((s) => JSON.stringify(s[s.length - 1]));
+      await write();
+      const want = [];
+      for (const q of queries) want.push(await db.query("todos", q));
+      const changed = want.map((w, i) => JSON.stringify(w) !== prev[i]);
+      const shows = (i) => JSON.stringify(seen[i][seen[i].length - 1]) === JSON.stringify(want[i]);
+      await until(() => seen.every((s, i) => shows(i)), 2000, `${what}: callbacks`);
+      await sleep(30);
+      seen.forEach((s, i) => {
+        const calls = s.length - before[i];
+        // Awaited writes one after the other may each call back.
+        ok(changed[i] ? calls >= 1 && calls <= writes : calls === 0, `${what}: query ${i} called back ${calls} times (changed: ${changed[i]})`);
+        eq(s[s.length - 1], want[i], `${what}: query ${i}`);
+      });
+    };
+    await step("insert the newest", () => db.insert("todos", { id: "n1", createdAt: 200, done: false }));
+    await step("insert an old one", () => db.insert("todos", { id: "o1", createdAt: 1, done: true }));
+    await step("insert a tie with the window's last", () => db.insert("todos", { id: "d09z", createdAt: 104, done: false }));
+    await step("update inside the window, staying", () => db.update("todos", "n1", { text: "x" }));
+    await step("update moving a row out of the window", () => db.update("todos", "n1", { createdAt: 50 }));
+    await step("update moving a row into the window", () => db.update("todos", "d00", { createdAt: 300 }));
+    await step("update crossing the filter", () => db.update("todos", "d03", { done: false }));
+    await step("delete inside the window", () => db.delete("todos", "d00"));
+    await step("delete outside every window", () => db.delete("todos", "o1"));
+    await step("update without a visible change", () => db.update("todos", "d11", { createdAt: 105 }));
+    await step("a batch in and out of the window", () =>
+      db.batch([
+        { op: "insert", coll: "todos", doc: { id: "b1", createdAt: 400, done: false } },
+        { op: "insert", coll: "todos", doc: { id: "b2", createdAt: 401, done: true } },
+        { op: "update", coll: "todos", id: "b1", patch: { createdAt: 2 } },
+        { op: "delete", coll: "todos", id: "d10" },
+        { op: "replace", coll: "todos", id: "d08", doc: { createdAt: 402, done: false } },
+      ]));
+    await step("writes in one tick", () =>
+      Promise.all([
+        db.insert("todos", { id: "t1", createdAt: 500, done: false }),
+        db.update("todos", "t1", { createdAt: 3 }),
+        db.insert("todos", { id: "t2", createdAt: 501 }),
+      ]));
+    await step("sequential writes", async () => {
+      for (let i = 0; i < 5; i++) await db.insert("todos", { id: `s${i}`, createdAt: 600 + i, done: i % 2 === 0 });
+    }, 5);
+    // Writes that fail are rolled back and never show.
+    const counts = seen.map((s) => s.length);
+    await rejects(
+      db.batch([
+        { op: "insert", coll: "todos", doc: { id: "ghost", createdAt: 999, done: false } },
+        { op: "insert", coll: "todos", doc: { id: "d01", createdAt: 998 } },
+      ]),
+      "ALREADY_EXISTS", env, "a batch with a duplicate id");
+    await rejects(db.update("todos", "nobody", { createdAt: 997 }), "NOT_FOUND", env, "update of a missing document");
+    await rejects(db.insert("todos", { id: "s0", createdAt: 996 }), "ALREADY_EXISTS", env, "a duplicate insert");
+    await sleep(100);
+    eq(seen.map((s) => s.length), counts, "failed writes: no callback");
+    eq(await db.get("todos", "ghost"), undefined, "rolled back");
+    await step("a write after the failed ones", () => db.insert("todos", { id: "after", createdAt: 700, done: false }));
+    db.close();
+  },
+
+  async live_window_with_other_instances_and_throwing_listeners(env) {
+    // Another instance's writes re-query; this one's are patched; both show.
+    const name = dbName("live2");
+    const a = await openTodos(env, name);
+    const b = await openTodos(env, name);
+    const swallow = (ev) => ev.preventDefault();
+    self.addEventListener("error", swallow);
+    const q = { orderBy: "createdAt", desc: true, limit: 2 };
+    const seen = [];
+    a.subscribe("todos", q, () => {
+      throw new Error("listener bug");
+    });
+    a.subscribe("todos", q, (rows) => seen.push(rows.map((r) => r.id)));
+    await until(() => seen.length === 1, 2000, "initial");
+    await a.insert("todos", { id: "x1", createdAt: 1 });
+    await until(() => seen.length === 2, 2000, "own write");
+    await b.insert("todos", { id: "x2", createdAt: 2 });
+    await until(() => seen.length === 3, 3000, "other instance's write");
+    await b.delete("todos", "x2");
+    await until(() => seen.length === 4, 3000, "other instance's delete");
+    await a.insert("todos", { id: "x3", createdAt: 3 });
+    await until(() => seen.length === 5, 2000, "own write after theirs");
+    eq(seen, [[], ["x1"], ["x2", "x1"], ["x1"], ["x3", "x1"]], "results in order");
+    await sleep(20);
+    self.removeEventListener("error", swallow);
+    a.close();
+    b.close();
+  },
+
   async schema_upgrade_keeps_data_and_backfills_indexes(env) {
     const name = dbName("upgrade");
     const v1 = await env.open({ name, collections: { todos: { indexes: ["done"] } } });
