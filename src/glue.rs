@@ -27,6 +27,10 @@ extern "C" {
     pub fn write_all(store: &IdbObjectStore, records: &Array, add: bool) -> Array;
     #[wasm_bindgen(js_name = serverDocsText)]
     pub fn server_docs_text(records: &JsValue) -> String;
+    #[wasm_bindgen(js_name = addEntries)]
+    pub fn add_entries(store: &IdbObjectStore, entries: &Array);
+    #[wasm_bindgen(js_name = countOutbox)]
+    pub fn count_outbox(store: &IdbObjectStore) -> Promise;
     #[wasm_bindgen(js_name = addAbsent)]
     pub fn add_absent(store: &IdbObjectStore, records: &Array);
     #[wasm_bindgen(js_name = failedRequest)]

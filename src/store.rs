@@ -271,7 +271,7 @@ impl Inner {
         }
         if !plan.outbox.is_empty() {
             let entries: Array = to_js(&plan.outbox).unchecked_into();
-            glue::write_all(&Self::store(&tx, OUTBOX)?, &entries, true);
+            glue::add_entries(&Self::store(&tx, OUTBOX)?, &entries);
         }
         if !plan.server_copies.is_empty() {
             let copies: Array = to_js(&plan.server_copies).unchecked_into();
@@ -384,7 +384,10 @@ impl Inner {
     async fn outbox_count(self: &Rc<Self>) -> JsResult<u32> {
         let db = self.db().await?;
         let tx = Self::tx(&db, &[OUTBOX], false)?;
-        Source::Store(Self::store(&tx, OUTBOX)?).count(None).await
+        let n = JsFuture::from(glue::count_outbox(&Self::store(&tx, OUTBOX)?))
+            .await
+            .map_err(|e| storage(e, "count outbox"))?;
+        Ok(n.as_f64().unwrap_or(0.0) as u32)
     }
 
     async fn load_client_id(self: &Rc<Self>) -> JsResult<()> {

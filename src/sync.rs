@@ -475,9 +475,9 @@ impl SyncClient {
                 });
             }
         }
-        let outbox: Vec<Entry> = parse::<Vec<Entry>>(&got[2])
-            .unwrap_or_default()
+        let outbox: Vec<Entry> = outbox_entries(parse(&got[2]).unwrap_or_default())
             .into_iter()
+            .filter_map(|e| serde_json::from_value::<Entry>(e).ok())
             .filter(|e| e.mutation.mid <= meta.max_mid)
             .collect();
         Ok((ClientSync::restore(meta, server, outbox), copied))
@@ -997,7 +997,7 @@ impl SyncClient {
             .get_all_keys()
             .map_err(|e| storage(e, "read conflicts"))?;
         let got = crate::idb::wait_all(&[&req, &term, &open], "read outbox").await?;
-        let queued: Vec<Value> = parse(&got[0]).unwrap_or_default();
+        let queued = outbox_entries(parse(&got[0]).unwrap_or_default());
         let conflicted: Vec<(String, String)> = parse(&got[2]).unwrap_or_default();
         let term = js_sys::Reflect::get(&got[1], &"v".into())
             .ok()
@@ -1501,6 +1501,28 @@ fn marked(mut rec: Value) -> Value {
 
 fn to_value(v: &impl Serialize) -> Value {
     serde_json::to_value(v).expect("sync types serialize")
+}
+
+/// The entries of `_outbox` records, in mid order. A write of several
+/// mutations stores them as one record `{mid, n, batch: [entry, ...]}`
+/// (glue.js `addEntries`), whose entries have the mids `mid`, `mid + 1`,
+/// ...; a step that ingests them writes each back under its own mid.
+pub(crate) fn outbox_entries(records: Vec<Value>) -> Vec<Value> {
+    let mut out = Vec::with_capacity(records.len());
+    for mut r in records {
+        match (r.get("mid").and_then(Value::as_u64), r.get_mut("batch")) {
+            (Some(first), Some(Value::Array(batch))) => {
+                for (i, mut e) in std::mem::take(batch).into_iter().enumerate() {
+                    if let Value::Object(o) = &mut e {
+                        o.insert("mid".into(), json!(first + i as u64));
+                    }
+                    out.push(e);
+                }
+            }
+            _ => out.push(r),
+        }
+    }
+    out
 }
 
 /// Parses a JS value as JSON data of `T` (one stringify, one parse).

@@ -409,7 +409,7 @@ pub async fn divergence(inner: &Rc<Inner>, coll: &str) -> JsResult<(usize, u32)>
         .count_with_key(&crate::sync::coll_range(coll)?.into())
         .map_err(|e| storage(e, "count held changes"))?;
     let got = crate::idb::wait_all(&[&outbox, &held], "read outbox").await?;
-    let entries: Vec<Value> = crate::sync::parse(&got[0]).unwrap_or_default();
+    let entries = crate::sync::outbox_entries(crate::sync::parse(&got[0]).unwrap_or_default());
     let remote = got[1].as_f64().unwrap_or(0.0) as u32;
     let local = entries
         .iter()

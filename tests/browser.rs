@@ -128,6 +128,7 @@ scenarios!(run_sync:
     one_leader_per_database_followers_write_and_forward,
     rejected_mutations_roll_back,
     pulled_documents_are_stored_once_and_edits_keep_the_server_state,
+    batched_writes_queue_as_one_record_in_mid_order,
     conflicts_server_wins_by_default,
     conflicts_last_write_wins,
     conflicts_field_merge_nested_and_by_id,

@@ -166,6 +166,44 @@ export function serverDocsText(records) {
 }
 
 /**
+ * Adds the outbox entries of one write: a single one as its own record; n
+ * of them as one record `{mid, n, batch}` (one request and one structured
+ * clone instead of n), whose entries have the mids `mid` ... `mid + n - 1`
+ * (src/sync.rs `outbox_entries`). Once its key is known, a put and a delete
+ * of `mid + n - 1` move the key generator past those mids.
+ */
+export function addEntries(store, entries) {
+  const n = entries.length;
+  if (n === 0) return;
+  if (n === 1) {
+    store.add(entries[0]);
+    return;
+  }
+  const req = store.add({ n, batch: entries });
+  req.onsuccess = () => {
+    const last = req.result + n - 1;
+    store.put({ mid: last });
+    store.delete(last);
+  };
+}
+
+/** Resolves with the number of mutations in `_outbox` (a batch record holds `n`). */
+export function countOutbox(store) {
+  return new Promise((resolve, reject) => {
+    const all = store.count();
+    let extra = 0;
+    const batches = store.index("n").openKeyCursor();
+    batches.onerror = () => reject(batches.error);
+    batches.onsuccess = () => {
+      const c = batches.result;
+      if (!c) return resolve(all.result + extra);
+      extra += c.key - 1;
+      c.continue();
+    };
+  });
+}
+
+/**
  * Adds each record whose key `store` does not hold yet; an existing one is
  * kept (its constraint error is swallowed, so the transaction goes on).
  */

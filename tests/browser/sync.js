@@ -693,6 +693,47 @@ const scenarios = {
     eq([again.find((d) => d.id === "p4").b, again.find((d) => d.id === "p5").a], [4, 5], "edits both ways after the reopen");
   },
 
+  async batched_writes_queue_as_one_record_in_mid_order(env) {
+    // A batch's outbox entries are one record (their mids follow its key);
+    // single writes after it must get later mids, counted and pushed in
+    // order, also after a reopen and when written without sync.
+    const coll = collName("bat");
+    const name = dbName("bat");
+    const open = async (sync) => {
+      const db = await env.open({
+        name,
+        collections: { [coll]: { indexes: ["n"] } },
+        ...(sync ? { sync: { url: env.server, token: "dev-token", pollMs: 200 } } : {}),
+      });
+      env.opened.push(db);
+      return db;
+    };
+    let a = await open(false);
+    await a.batch([0, 1, 2].map((n) => ({ op: "insert", coll, doc: { id: `b${n}`, n } })));
+    await a.insert(coll, { id: "s1", n: 3 });
+    await a.batch([
+      { op: "update", coll, id: "b0", patch: { n: 10 } },
+      { op: "insert", coll, doc: { id: "b3", n: 4 } },
+      { op: "delete", coll, id: "b1" },
+    ]);
+    await a.insert(coll, { id: "s2", n: 5 });
+    eq(await a.pendingCount(), 8, "every mutation counted, batched or not");
+    a.close();
+    a = await open(true);
+    eq(await a.pendingCount(), 8, "the same after a reopen");
+    await synced(a);
+    eq(await a.pendingCount(), 0, "all pushed");
+    const rows = await serverRows(env, coll);
+    eq(rows.length, 6, "one server row per document (b1 deleted)");
+    const byId = (a, b) => (a.id < b.id ? -1 : 1);
+    eqDocs(live(rows).map((r) => r.doc).sort(byId), [
+      { id: "b0", n: 10 }, { id: "b2", n: 2 }, { id: "b3", n: 4 }, { id: "s1", n: 3 }, { id: "s2", n: 5 },
+    ], "applied in write order (the update after its insert, the delete after none)");
+    await a.batch([{ op: "insert", coll, doc: { id: "c1", n: 6 } }, { op: "update", coll, id: "c1", patch: { n: 7 } }]);
+    await synced(a);
+    eq(live(await serverRows(env, coll)).find((r) => r.doc.id === "c1").doc.n, 7, "a batch written while syncing");
+  },
+
   async rejected_mutations_roll_back(env) {
     const coll = collName("rej");
     const a = await device(env, coll);
