@@ -1,7 +1,7 @@
 // Diagnostic only (not a column of the table): syncstore's storage design
 // written in plain JS over raw IndexedDB. Records { id, d: JSON text, v,
-// x<hex>: tagged index key } plus one outbox entry per write in the same
-// transaction, as src/store.rs does. The gap between this and syncstore
+// x<hex>: tagged index key } plus the outbox entry of each write (one
+// record for a batch) in the same transaction, as src/store.rs does. The gap between this and syncstore
 // is the cost of getting there through wasm; the gap between this and raw
 // is the cost of the design (text documents, outbox, tagged keys).
 import { openDb, done, result, HAS_IDB3 } from "./lib-raw.js";
@@ -36,7 +36,8 @@ export default {
         const tx = rw();
         const t = tx.objectStore("todos"), o = tx.objectStore("_outbox");
         for (const doc of docs) t.add(record(doc));
-        for (const doc of docs) o.add({ coll: "todos", op: "insert", id: doc.id, doc, base: null });
+        // One outbox record for the batch, as src/store.rs writes it.
+        o.add({ n: docs.length, batch: docs.map((doc) => ({ coll: "todos", op: "insert", id: doc.id, doc, base: null })) });
         await done(tx);
       },
       all: async () => parseAll(await result(todos().getAll())),
