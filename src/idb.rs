@@ -53,8 +53,10 @@ pub fn layout(schema: &Schema) -> Value {
         .collect();
     // Index `n`: only the records holding several entries (see `addEntries`
     // in glue.js), so the mutations can be counted without reading them.
-    stores.push(json!({"name": OUTBOX, "keyPath": "mid", "autoIncrement": true,
-        "indexes": [{"name": "n", "keyPath": "n"}]}));
+    stores.push(
+        json!({"name": OUTBOX, "keyPath": "mid", "autoIncrement": true,
+        "indexes": [{"name": "n", "keyPath": "n"}]}),
+    );
     stores.push(json!({"name": META, "keyPath": "k", "indexes": []}));
     stores.push(json!({"name": SERVER, "keyPath": ["coll", "id"], "indexes": []}));
     stores.push(json!({"name": HELD, "keyPath": ["coll", "seq"], "indexes": []}));
