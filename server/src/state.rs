@@ -10,8 +10,8 @@
 //! serialized once for every session.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
@@ -35,6 +35,11 @@ pub struct Batch {
     pub changes: Vec<Change>,
     /// `{"type":"changes","changes":[...],"cursor":...}` for these changes.
     pub frame: Utf8Bytes,
+    /// Sessions that were subscribed when it was sent and have not handled
+    /// it yet (see [`Batch::handled`]).
+    pending: AtomicUsize,
+    /// How many sessions it was sent to.
+    sent_to: usize,
 }
 
 impl Batch {
@@ -46,6 +51,19 @@ impl Batch {
     /// Seq of the last change.
     pub fn last_seq(&self) -> u64 {
         self.changes.last().map_or(0, |c| c.seq)
+    }
+
+    /// A session has written (or skipped) this batch.
+    pub fn handled(&self) {
+        let _ = self
+            .pending
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// True once nearly every session has handled it (a session that
+    /// lags, or closes, does not hold the committer up).
+    fn mostly_handled(&self) -> bool {
+        self.pending.load(Relaxed) * 10 <= self.sent_to
     }
 }
 
@@ -76,15 +94,20 @@ impl Hub {
 
     /// Sends a commit's changes (in seq order) to the namespace's
     /// subscribers; `cursor` is the cursor after the last of them.
-    pub fn publish(&self, namespace: &str, changes: Vec<Change>, cursor: String) {
+    pub fn publish(
+        &self,
+        namespace: &str,
+        changes: Vec<Change>,
+        cursor: String,
+    ) -> Option<ChangeBatch> {
         if changes.is_empty() {
-            return;
+            return None;
         }
         let tx = lock(&self.channels).get(namespace).cloned();
-        let Some(tx) = tx else { return };
+        let tx = tx?;
         if tx.receiver_count() == 0 {
             self.forget_if_unused(namespace);
-            return;
+            return None;
         }
         // Serialized outside the channel map's lock.
         let msg = ServerMessage::Changes { changes, cursor };
@@ -94,15 +117,24 @@ impl Hub {
                 // Cannot happen (plain JSON values); sessions would lag
                 // and catch up from the store, so nothing is lost.
                 tracing::error!(detail = %e, "cannot serialize a changes frame");
-                return;
+                return None;
             }
         };
         let ServerMessage::Changes { changes, .. } = msg else {
             unreachable!()
         };
-        if tx.send(Arc::new(Batch { changes, frame })).is_err() {
+        let sent_to = tx.receiver_count();
+        let batch = Arc::new(Batch {
+            changes,
+            frame,
+            pending: AtomicUsize::new(sent_to),
+            sent_to,
+        });
+        if tx.send(batch.clone()).is_err() {
             self.forget_if_unused(namespace);
+            return None;
         }
+        Some(batch)
     }
 
     /// Drops the channel of `namespace` if nobody listens to it any more.
@@ -203,6 +235,12 @@ pub struct Stats {
     pub commit_groups: AtomicU64,
 }
 
+/// Longest the committer waits for the fan-out of its previous commit before
+/// it starts the next one. Waiting lets pushes pile up into one larger group
+/// (one frame per session instead of several) when the fan-out is what
+/// limits the server; with the fan-out done it does not wait at all.
+const MAX_FAN_OUT_WAIT: Duration = Duration::from_millis(10);
+
 /// Most pushes one group commit takes from the queue.
 const MAX_GROUP_PUSHES: usize = 512;
 /// A group stops taking pushes once it holds this many mutations.
@@ -221,14 +259,46 @@ struct Committer {
     hub: Arc<Hub>,
     stats: Arc<Stats>,
     limits: ApplyLimits,
-    gate: Arc<Mutex<()>>,
+    gate: Arc<Gate>,
+}
+
+/// Test hook: while `held`, the committer does not start a commit.
+#[derive(Default)]
+struct Gate {
+    held: Mutex<bool>,
+    released: Condvar,
+}
+
+/// Returned by [`AppState::hold_commits`]; releases the committer on drop.
+pub struct CommitHold(Arc<Gate>);
+
+impl Drop for CommitHold {
+    fn drop(&mut self) {
+        *lock(&self.0.held) = false;
+        self.0.released.notify_all();
+    }
 }
 
 impl Committer {
     fn run(self, rx: mpsc::Receiver<Job>) {
+        let mut fanning_out: Vec<(Instant, ChangeBatch)> = Vec::new();
         // Ends when every sender (every clone of the state) is gone.
         while let Ok(first) = rx.recv() {
-            let gate = lock(&self.gate);
+            for (published, batch) in fanning_out.drain(..) {
+                let until = published + MAX_FAN_OUT_WAIT;
+                while !batch.mostly_handled() && Instant::now() < until {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            let mut held = lock(&self.gate.held);
+            while *held {
+                held = self
+                    .gate
+                    .released
+                    .wait(held)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+            drop(held);
             let mut mutations = first.req.mutations.len();
             let mut jobs = vec![first];
             while jobs.len() < MAX_GROUP_PUSHES && mutations < MAX_GROUP_MUTATIONS {
@@ -243,13 +313,16 @@ impl Committer {
             // A bug must not stop the thread (in builds that unwind): the
             // group's waiting pushes then answer INTERNAL (their reply
             // senders are dropped).
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit(jobs)));
-            drop(gate);
+            let published =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit(jobs)));
+            let now = Instant::now();
+            fanning_out.extend(published.unwrap_or_default().into_iter().map(|b| (now, b)));
         }
     }
 
-    /// Commits `jobs` as one group, answers each, then publishes.
-    fn commit(&self, jobs: Vec<Job>) {
+    /// Commits `jobs` as one group, answers each, then publishes; returns
+    /// the batches published.
+    fn commit(&self, jobs: Vec<Job>) -> Vec<ChangeBatch> {
         self.stats.commit_groups.fetch_add(1, Relaxed);
         let pushes: Vec<(&str, &PushRequest)> = jobs
             .iter()
@@ -263,7 +336,7 @@ impl Committer {
                 for job in jobs {
                     let _ = job.reply.send(Err(AppError::Internal(detail.clone())));
                 }
-                return;
+                return Vec::new();
             }
         };
         // Answer first (every push of the group is durable now), then fan out.
@@ -285,10 +358,12 @@ impl Committer {
                 }
             }
         }
-        for (ns, changes) in live {
-            let last = changes.last().map_or(0, |c| c.seq);
-            self.hub.publish(&ns, changes, self.store.cursor_for(last));
-        }
+        live.into_iter()
+            .filter_map(|(ns, changes)| {
+                let last = changes.last().map_or(0, |c| c.seq);
+                self.hub.publish(&ns, changes, self.store.cursor_for(last))
+            })
+            .collect()
     }
 }
 
@@ -313,8 +388,8 @@ pub struct Inner {
     /// The committer's queue: it commits pushes in groups and publishes
     /// them in seq order.
     commits: mpsc::Sender<Job>,
-    /// Held by the committer while it commits a group (see [`AppState::hold_commits`]).
-    commit_gate: Arc<Mutex<()>>,
+    /// See [`AppState::hold_commits`].
+    commit_gate: Arc<Gate>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -331,7 +406,7 @@ impl AppState {
         let l = &config.limits;
         let hub = Arc::new(Hub::new(l.broadcast_capacity));
         let stats = Arc::new(Stats::default());
-        let commit_gate = Arc::new(Mutex::new(()));
+        let commit_gate = Arc::new(Gate::default());
         let (commits, queue) = mpsc::channel();
         let committer = Committer {
             store: store.clone(),
@@ -414,7 +489,8 @@ impl AppState {
     /// Test hook: while the returned guard lives, the committer does not
     /// start a commit (pushes queue up and then commit as one group).
     #[doc(hidden)]
-    pub fn hold_commits(&self) -> MutexGuard<'_, ()> {
-        lock(&self.commit_gate)
+    pub fn hold_commits(&self) -> CommitHold {
+        *lock(&self.commit_gate.held) = true;
+        CommitHold(self.commit_gate.clone())
     }
 }

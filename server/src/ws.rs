@@ -440,6 +440,7 @@ impl Session {
 
     /// Buffers the part of `batch` this client has not had yet.
     async fn forward(&mut self, batch: &ChangeBatch) -> Result<(), End> {
+        batch.handled();
         if batch.last_seq() <= self.delivered {
             return Ok(());
         }

@@ -171,6 +171,34 @@ struct Shared {
 
 const SENT: &str = "\"sentUs\":";
 
+/// Every `"sentUs":N` of a frame, in order. Looks for the rare `U` with
+/// `str::find(char)` (memchr) and checks the key around it: the plain
+/// substring search it replaces was a third of the load generator's CPU time.
+fn sent_times(s: &str) -> impl Iterator<Item = u64> + '_ {
+    let b = s.as_bytes();
+    let mut pos = 0;
+    std::iter::from_fn(move || loop {
+        let u = pos + s.get(pos..)?.find('U')?;
+        pos = u + 1;
+        // `"sentUs":` has its `U` at offset 5.
+        let Some(key) = u.checked_sub(5).and_then(|k| s.get(k..k + SENT.len())) else {
+            continue;
+        };
+        if key != SENT {
+            continue;
+        }
+        let start = u - 5 + SENT.len();
+        let end = b[start..]
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .map_or(b.len(), |e| start + e);
+        pos = end;
+        if let Ok(sent) = s[start..end].parse::<u64>() {
+            return Some(sent);
+        }
+    })
+}
+
 fn micros(base: Instant) -> u64 {
     base.elapsed().as_micros() as u64
 }
@@ -196,15 +224,9 @@ async fn listen(
                 if s.starts_with("{\"type\":\"changes\"") {
                     let now = micros(base);
                     let mut n = 0;
-                    for (i, _) in s.match_indices(SENT) {
-                        let digits = &s[i + SENT.len()..];
-                        let end = digits
-                            .find(|c: char| !c.is_ascii_digit())
-                            .unwrap_or(digits.len());
-                        if let Ok(sent) = digits[..end].parse::<u64>() {
-                            hist.record(now.saturating_sub(sent));
-                            n += 1;
-                        }
+                    for sent in sent_times(s) {
+                        hist.record(now.saturating_sub(sent));
+                        n += 1;
                     }
                     shared.changes.fetch_add(n, Relaxed);
                     shared.frames.fetch_add(1, Relaxed);
@@ -823,4 +845,17 @@ async fn run(args: Args) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sent_times_finds_every_key() {
+        let frame = r#"{"type":"changes","changes":[{"seq":1,"doc":{"id":"a","sentUs":12,"text":"U","x":"sentUs"}},{"seq":2,"doc":{"sentUs":345}},{"doc":{"sentUs":"no"}},{"doc":{"sentUs":7}}],"cursor":"abc.2"}"#;
+        assert_eq!(sent_times(frame).collect::<Vec<_>>(), [12, 345, 7]);
+        assert_eq!(sent_times("U").count(), 0);
+        assert_eq!(sent_times(r#""sentUs":9"#).collect::<Vec<_>>(), [9]);
+    }
 }

@@ -741,6 +741,83 @@ mod tests {
     }
 
     #[test]
+    fn a_group_commits_every_push_but_the_one_that_fails() {
+        let s = SqliteStore::open(":memory:").unwrap();
+        push(
+            &s,
+            "n",
+            "w",
+            json!([{"mid": 1, "coll": "c", "op": "insert", "id": "bad", "doc": {"v": 1}}]),
+        );
+        // A stored row that cannot be decoded: touching it fails the push.
+        s.lock()
+            .execute("UPDATE docs SET fields = 'garbage' WHERE id = 'bad'", [])
+            .unwrap();
+        let req = |client: &str, m: Value| PushRequest {
+            client_id: client.into(),
+            mutations: muts(m),
+        };
+        let a = req(
+            "a",
+            json!([{"mid": 1, "coll": "c", "op": "insert", "id": "tmp_a", "doc": {"n": 1}}]),
+        );
+        // Writes a document, then fails on the corrupt one: all of it rolls back.
+        let b = req(
+            "b",
+            json!([
+                {"mid": 1, "coll": "c", "op": "insert", "id": "b1", "doc": {}},
+                {"mid": 2, "coll": "c", "op": "update", "id": "bad", "patch": {"v": 2}},
+            ]),
+        );
+        let c = req(
+            "c",
+            json!([{"mid": 5, "coll": "c", "op": "insert", "id": "c1", "doc": {}}]),
+        );
+        let a_again = a.clone();
+        let out = s
+            .push_group(
+                &[("n", &a), ("n", &b), ("other", &c), ("n", &a_again)],
+                LIMITS,
+            )
+            .unwrap();
+        assert_eq!(out.len(), 4);
+        let a_out = out[0].as_ref().unwrap();
+        assert!(
+            matches!(out[1], Err(StoreError::Corrupt(_))),
+            "{:?}",
+            out[1]
+        );
+        let c_out = out[2].as_ref().unwrap();
+        // The replay inside the group answers the first result, changes nothing.
+        let replay = out[3].as_ref().unwrap();
+        assert_eq!(replay.response, a_out.response);
+        assert!(replay.changes.is_empty());
+        // Seqs continue across the failed push: nothing of it was kept.
+        assert_eq!(a_out.changes[0].seq + 1, c_out.changes[0].seq);
+        let ids: Vec<_> = all(&s, "n").into_iter().map(|c| c.id).collect();
+        assert_eq!(
+            ids,
+            ["bad".to_string(), a_out.response.id_map["tmp_a"].clone()]
+        );
+        assert_eq!(all(&s, "other").len(), 1);
+        assert_eq!(
+            s.pull("n", Some("b"), None, 10).unwrap().last_mutation_id,
+            0
+        );
+        // b's mids were not recorded: once fixed, its push applies whole.
+        s.lock()
+            .execute("UPDATE docs SET fields = '[]' WHERE id = 'bad'", [])
+            .unwrap();
+        let again = s.push("n", &b, LIMITS).unwrap();
+        assert!(again
+            .response
+            .results
+            .iter()
+            .all(|r| status(r) == "applied"));
+        assert_eq!(again.changes.len(), 2);
+    }
+
+    #[test]
     fn pull_pages_in_order_and_resyncs_bad_cursors() {
         let s = SqliteStore::open(":memory:").unwrap();
         for i in 1..=5u64 {
