@@ -251,8 +251,8 @@ function diagnostics(r, L) {
   L("## Where the time goes (measured in the same run)");
   L();
   L("**A. syncstore's storage design written in plain JS** (`bench/pages/lib-rawLayout.js`:");
-  L("the same records `{id, d: JSON text, v, x<hex>: tagged key}`, the same outbox entry");
-  L("per write in the same transaction, no wasm). The left gap is the cost of going");
+  L("the same records `{id, d: JSON text, v, x<hex>: tagged key}`, the same outbox entries");
+  L("(one record per call, a batch's in one) in the same transaction, no wasm). The left gap is the cost of going");
   L("through wasm; the right gap is the cost of the storage design itself.");
   L();
   L("| workload | syncstore | design in plain JS | raw IDB | syncstore/design | design/raw |");
