@@ -48,8 +48,9 @@ export async function report(r, findingsPath) {
   L("disk) on 127.0.0.1; see the Sync section.");
   L();
   L("**The machine is shared and noisy: read the ratios (measured in the same run), not");
-  L("the absolute times.** Other jobs ran beside the bench (see the load averages in the");
-  L("Sync section).");
+  L("the absolute times.** Other jobs may run beside the bench; the load average before");
+  L("each sync row is in the Sync section (the bench's own browser and server load the");
+  L("2 cores as well).");
   L();
   const mc = r.machine;
   L(`- date: ${r.date}${r.only ? ` (this run: \`BENCH_ONLY=${r.only}\`)` : ""}`);
