@@ -23,16 +23,12 @@ extern "C" {
     pub fn request(req: &IdbRequest) -> Promise;
     pub fn requests(reqs: &Array) -> Promise;
     pub fn done(tx: &IdbTransaction) -> Promise;
-    #[wasm_bindgen(js_name = writeAll)]
-    pub fn write_all(store: &IdbObjectStore, records: &Array, add: bool) -> Array;
     #[wasm_bindgen(js_name = serverDocsText)]
     pub fn server_docs_text(records: &JsValue) -> String;
-    #[wasm_bindgen(js_name = addEntries)]
-    pub fn add_entries(store: &IdbObjectStore, entries: &Array);
+    #[wasm_bindgen(catch, js_name = writePlan)]
+    pub fn write_plan(tx: &IdbTransaction, plan: &JsValue) -> Result<Array, JsValue>;
     #[wasm_bindgen(js_name = countOutbox)]
     pub fn count_outbox(store: &IdbObjectStore) -> Promise;
-    #[wasm_bindgen(js_name = addAbsent)]
-    pub fn add_absent(store: &IdbObjectStore, records: &Array);
     #[wasm_bindgen(js_name = failedRequest)]
     pub fn failed_request(reqs: &Array) -> i32;
     #[wasm_bindgen(js_name = cursorValues)]

@@ -237,46 +237,40 @@ impl Inner {
                 return Err(error::core(e));
             }
         };
-        // One JSON parse for all records, then one request each, unawaited.
-        let records = to_js(
-            &plan
-                .writes
-                .iter()
-                .filter_map(|w| w.record.as_ref())
-                .collect::<Vec<_>>(),
+        // The whole plan crosses once (one JSON parse); glue.js issues its
+        // requests, unawaited, and returns those of the adds.
+        let add_ops: Vec<&write::Write> = plan
+            .writes
+            .iter()
+            .filter(|w| w.kind == WriteKind::Add)
+            .collect();
+        let adds = glue::write_plan(
+            &tx,
+            &to_js(&PlanJs {
+                w: plan
+                    .writes
+                    .iter()
+                    .map(|w| {
+                        let kind = match w.kind {
+                            WriteKind::Add => 0,
+                            WriteKind::Put => 1,
+                            WriteKind::Delete => 2,
+                        };
+                        (kind, w.coll.as_str(), w.id.as_str())
+                    })
+                    .collect(),
+                r: plan
+                    .writes
+                    .iter()
+                    .filter_map(|w| w.record.as_ref())
+                    .collect(),
+                o: &plan.outbox,
+                c: &plan.server_copies,
+                outbox: OUTBOX,
+                server: SERVER,
+            }),
         )
-        .unchecked_into::<Array>();
-        let adds = Array::new();
-        let mut add_ops = vec![];
-        let mut next = 0;
-        for w in &plan.writes {
-            let store = Self::store(&tx, &w.coll)?;
-            let res = match w.kind {
-                WriteKind::Delete => store.delete(&JsValue::from_str(&w.id)),
-                WriteKind::Put => {
-                    next += 1;
-                    store.put(&records.get(next - 1))
-                }
-                WriteKind::Add => {
-                    next += 1;
-                    let r = store.add(&records.get(next - 1));
-                    if let Ok(req) = &r {
-                        adds.push(req);
-                        add_ops.push(w);
-                    }
-                    r
-                }
-            };
-            res.map_err(|e| storage(e, "write"))?;
-        }
-        if !plan.outbox.is_empty() {
-            let entries: Array = to_js(&plan.outbox).unchecked_into();
-            glue::add_entries(&Self::store(&tx, OUTBOX)?, &entries);
-        }
-        if !plan.server_copies.is_empty() {
-            let copies: Array = to_js(&plan.server_copies).unchecked_into();
-            glue::add_absent(&Self::store(&tx, SERVER)?, &copies);
-        }
+        .map_err(|e| storage(e, "write"))?;
         let mut colls = plan.colls.clone();
         if let Some((coll, id)) = resolving {
             let untouched = !plan.writes.iter().any(|w| &w.coll == coll && &w.id == id);
@@ -414,6 +408,21 @@ impl Inner {
         *self.client_id.borrow_mut() = id;
         Ok(())
     }
+}
+
+/// One write's requests as glue.js `writePlan` takes them.
+#[derive(serde::Serialize)]
+struct PlanJs<'a> {
+    /// `[kind, coll, id]`: 0 add, 1 put, 2 delete.
+    w: Vec<(u8, &'a str, &'a str)>,
+    /// The records of the adds and puts, in order.
+    r: Vec<&'a Value>,
+    /// Outbox entries.
+    o: &'a [Value],
+    /// Server copies to add where absent.
+    c: &'a [Value],
+    outbox: &'static str,
+    server: &'static str,
 }
 
 /// A record's id, document text, parsed document and server version.

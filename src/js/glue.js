@@ -141,15 +141,6 @@ export function done(tx) {
   });
 }
 
-/** Issues one request per record (put or add) without awaiting each. */
-export function writeAll(store, records, add) {
-  const out = new Array(records.length);
-  for (let i = 0; i < records.length; i++) {
-    out[i] = add ? store.add(records[i]) : store.put(records[i]);
-  }
-  return out;
-}
-
 /**
  * `[[id, version, doc], ...]` (JSON text) of the records that are the
  * server's document: a version `v` and no marker `s` (see src/sync.rs).
@@ -166,13 +157,42 @@ export function serverDocsText(records) {
 }
 
 /**
+ * Issues the requests of one write (src/store.rs `PlanJs`) in `tx` without
+ * awaiting each: `plan.w` holds `[kind, coll, id]` per write (0 add, 1 put,
+ * 2 delete), `plan.r` the records of the adds and puts in order, `plan.o`
+ * the outbox entries, `plan.c` the server copies. Returns the add requests.
+ */
+export function writePlan(tx, plan) {
+  const stores = new Map();
+  const store = (name) => {
+    let s = stores.get(name);
+    if (!s) {
+      s = tx.objectStore(name);
+      stores.set(name, s);
+    }
+    return s;
+  };
+  const adds = [];
+  let next = 0;
+  for (const [kind, coll, id] of plan.w) {
+    const s = store(coll);
+    if (kind === 2) s.delete(id);
+    else if (kind === 0) adds.push(s.add(plan.r[next++]));
+    else s.put(plan.r[next++]);
+  }
+  if (plan.o.length) addEntries(store(plan.outbox), plan.o);
+  if (plan.c.length) addAbsent(store(plan.server), plan.c);
+  return adds;
+}
+
+/**
  * Adds the outbox entries of one write: a single one as its own record; n
  * of them as one record `{mid, n, batch}` (one request and one structured
  * clone instead of n), whose entries have the mids `mid` ... `mid + n - 1`
  * (src/sync.rs `outbox_entries`). Once its key is known, a put and a delete
  * of `mid + n - 1` move the key generator past those mids.
  */
-export function addEntries(store, entries) {
+function addEntries(store, entries) {
   const n = entries.length;
   if (n === 0) return;
   if (n === 1) {
@@ -207,7 +227,7 @@ export function countOutbox(store) {
  * Adds each record whose key `store` does not hold yet; an existing one is
  * kept (its constraint error is swallowed, so the transaction goes on).
  */
-export function addAbsent(store, records) {
+function addAbsent(store, records) {
   for (let i = 0; i < records.length; i++) {
     const req = store.add(records[i]);
     req.onerror = (e) => {
