@@ -12,12 +12,12 @@ import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { serve } from "./serve.mjs";
 import { report } from "./report.mjs";
-import { runSync } from "./sync.mjs";
+import { runSync, build, startServer, LOAD_FLAGS } from "./sync.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "..");
 const REPS = Number(process.env.BENCH_REPS || 3);
-const LIBS = (process.env.BENCH_LIBS || "syncstore,dexie,raw").split(",");
+const LIBS = (process.env.BENCH_LIBS || "syncstore,syncstoreSync,dexie,raw").split(",");
 const ONLY = process.argv.includes("--sync") ? "sync" : process.argv.includes("--local") ? "local" : process.env.BENCH_ONLY || "";
 if (!["", "sync", "local"].includes(ONLY)) throw new Error(`BENCH_ONLY must be sync or local, not ${ONLY}`);
 const RUN_LOCAL = ONLY !== "sync", RUN_SYNC = ONLY !== "local";
@@ -97,12 +97,12 @@ let sync = null;
 const previous = await readFile(join(here, "results", "latest.json"), "utf8").then(JSON.parse).catch(() => null);
 if (ONLY && !previous) console.warn(`bench: no previous results/latest.json: the ${ONLY === "sync" ? "local" : "sync"} section will be empty`);
 
-async function openPage() {
+async function openPage(query = "") {
   const page = await context.newPage();
   page.errors = [];
   page.on("pageerror", (e) => page.errors.push(e.message));
   page.on("console", (m) => m.type() === "error" && page.errors.push(m.text()));
-  await page.goto(base);
+  await page.goto(base + query);
   await page.waitForFunction(() => window.benchReady === true, null, { timeout: 20000 });
   return page;
 }
@@ -182,7 +182,16 @@ async function diagnose() {
 }
 try {
   for (const lib of RUN_LOCAL ? LIBS : []) {
-    const page = await openPage();
+    // "syncstoreSync": the same store with sync on, against the release
+    // server on 127.0.0.1 (a fresh one per library run; one token, i.e. one
+    // namespace, per database the workloads open; push rate limit raised).
+    let syncServer = null;
+    if (lib === "syncstoreSync") {
+      const bins = build(root);
+      const tokens = Array.from({ length: 2 * REPS + 2 }, (_, i) => ["--token", `bench-${i}:bench${i}`]).flat();
+      syncServer = await startServer(bins.server, [...LOAD_FLAGS, ...tokens]);
+    }
+    const page = await openPage(syncServer ? `?server=${encodeURIComponent(syncServer.url)}` : "");
     const errors = page.errors;
     chromiumVersion = await page.evaluate(() => navigator.userAgent.match(/Chrome\/([\d.]+)/)?.[1] || "unknown");
     const t = Date.now();
@@ -191,6 +200,7 @@ try {
     console.log(`${((Date.now() - t) / 1000).toFixed(1)} s`);
     if (errors.length) throw new Error(`${lib} page errors: ${errors.join("; ")}`);
     await page.close();
+    if (syncServer) await syncServer.stop();
   }
   if (RUN_LOCAL && process.env.BENCH_DIAG !== "0") diagnostics = await diagnose();
   if (RUN_SYNC) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench: issue 7's benchmarks (not part of make test; ~10 minutes).
-#   rows 1-7  local workloads: syncstore against Dexie and raw IndexedDB in
-#             headless Chromium (bench/pages/, playwright-core)
+#   rows 1-7  local workloads: syncstore (local only, and with sync on
+#             against the release server) against Dexie and raw IndexedDB
+#             in headless Chromium (bench/pages/, playwright-core)
 #   rows 8-10 sync (bench/sync.mjs) against the real server, the release
 #             build of server/ started on 127.0.0.1 (a free port, a fresh
 #             SQLite file per row, token dev-token) and stopped after:
@@ -17,7 +18,7 @@
 # results/latest.json):
 #   BENCH_ONLY=sync make bench      (or: bash bench/run.sh --sync)
 #   BENCH_ONLY=local make bench     (or: bash bench/run.sh --local)
-# Knobs: BENCH_REPS (3), BENCH_LIBS, BENCH_DIAG=0 (skip the profiles and
+# Knobs: BENCH_REPS (3), BENCH_LIBS (syncstore,syncstoreSync,dexie,raw), BENCH_DIAG=0 (skip the profiles and
 # diagnostic runs), BENCH_SYNC_ROWS=8,9,10, BENCH_SYNC_SAMPLES (200),
 # BENCH_INITIAL_DOCS (100000), BENCH_LOAD_CLIENTS (1000),
 # BENCH_LOAD_PUSHERS (16), BENCH_LOAD_BATCH (10), BENCH_LOAD_SECONDS (30),

@@ -55,7 +55,7 @@ export function build(root) {
 }
 
 /** Starts the server on a free port with a fresh database; resolves once it listens. */
-async function startServer(bin, flags = []) {
+export async function startServer(bin, flags = []) {
   const dir = await mkdtemp(join(tmpdir(), "syncstore-bench-server-"));
   const log = join(dir, "server.log");
   const fd = openSync(log, "w");

@@ -39,6 +39,7 @@ async function rep(lib, r) {
   let t = now();
   for (const d of extra) await db.insert(d);
   out.insertEach = now() - t;
+  await db.settle?.();
   check.insertEach = (await db.all()).length;
   await db.destroy();
 
@@ -48,6 +49,7 @@ async function rep(lib, r) {
   t = now();
   await db.insertMany(docs);
   out.insertBulk = now() - t;
+  await db.settle?.();
   await tick();
 
   // 3. read all.
@@ -82,6 +84,7 @@ async function rep(lib, r) {
   t = now();
   for (let i = 0; i < N_SINGLE; i++) await db.update(ids[i], { done: i % 2 === 0, priority: (i * 3) % 5 });
   out.updateEach = now() - t;
+  await db.settle?.();
   check.updateEach = (await db.get(ids[N_SINGLE - 1])).priority;
 
   // 7. live query: newest 20 by createdAt; 200 single inserts, each timed
