@@ -644,7 +644,13 @@ impl SyncClient {
         let forced = !waiters.is_empty();
         let mut result: Result<(), Failure> = Ok(());
         // Writes still in flight in this tab wake the loop when they commit:
-        // wait for the last one, so that one push carries them all.
+        // wait for the last one, so that one push carries them all. A write
+        // issued as soon as the previous one resolved (a loop of awaited
+        // writes) starts within the current task: one task hop lets it, so
+        // that such a loop is not interleaved with a readwrite step per write.
+        if !forced && self.outbox_dirty.get() && inner.live.writes_in_flight() == 0 {
+            let _ = JsFuture::from(glue::next_task()).await;
+        }
         if forced || (self.outbox_dirty.get() && inner.live.writes_in_flight() == 0) {
             self.outbox_dirty.set(false);
             if let Err(e) = self.step(inner, vec![]).await {

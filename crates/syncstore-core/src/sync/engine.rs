@@ -522,6 +522,30 @@ impl ClientSync {
         out.into_iter().filter_map(|(k, d)| Some((k, d?))).collect()
     }
 
+    /// The views at exactly these keys, in one pass over the outbox
+    /// ([`Self::view_raw`] for each key would scan it once per key).
+    fn views_at(&self, keys: &BTreeSet<Key>) -> BTreeMap<Key, Option<JsonObject>> {
+        let mut out: BTreeMap<Key, Option<JsonObject>> = keys
+            .iter()
+            .map(|k| {
+                (
+                    k.clone(),
+                    get(&self.server, &k.0, &k.1).and_then(|d| d.doc.clone()),
+                )
+            })
+            .collect();
+        for e in &self.outbox {
+            if !Self::replayed(e) {
+                continue;
+            }
+            let k = (e.mutation.coll.clone(), e.mutation.id.clone());
+            if let Some(slot) = out.get_mut(&k) {
+                *slot = replay(slot.take(), &e.mutation);
+            }
+        }
+        out
+    }
+
     fn outbox_keys(&self) -> BTreeSet<Key> {
         self.outbox.iter().map(|e| key_of(&e.mutation)).collect()
     }
@@ -535,10 +559,7 @@ impl ClientSync {
     ) -> Effects {
         let mut keys = self.outbox_keys();
         keys.extend(extra);
-        let mut before: BTreeMap<Key, Option<JsonObject>> = keys
-            .iter()
-            .map(|k| (k.clone(), self.view_raw(&k.0, &k.1)))
-            .collect();
+        let mut before = self.views_at(&keys);
         let mut fx = Effects::default();
         f(self, &mut fx);
         // The binding moves records first: mirror that in `before`.
@@ -558,9 +579,10 @@ impl ClientSync {
         }
         keys.extend(before.keys().cloned());
         keys.extend(self.outbox_keys());
+        let mut after = self.views_at(&keys);
         for k in keys {
             let old = before.get(&k).cloned().flatten();
-            let new = self.view_raw(&k.0, &k.1);
+            let new = after.remove(&k).flatten();
             if old != new {
                 fx.views.push(ViewChange {
                     coll: k.0,
