@@ -281,11 +281,13 @@ impl Drop for CommitHold {
 
 impl Committer {
     fn run(self, rx: mpsc::Receiver<Job>) {
-        let mut fanning_out: Vec<(Instant, ChangeBatch)> = Vec::new();
+        // The batches of the previous commit, and when they were published.
+        let mut fanning_out: Vec<ChangeBatch> = Vec::new();
+        let mut published = Instant::now();
         // Ends when every sender (every clone of the state) is gone.
         while let Ok(first) = rx.recv() {
-            for (published, batch) in fanning_out.drain(..) {
-                let until = published + MAX_FAN_OUT_WAIT;
+            let until = published + MAX_FAN_OUT_WAIT;
+            for batch in fanning_out.drain(..) {
                 while !batch.mostly_handled() && Instant::now() < until {
                     std::thread::sleep(Duration::from_micros(200));
                 }
@@ -313,10 +315,10 @@ impl Committer {
             // A bug must not stop the thread (in builds that unwind): the
             // group's waiting pushes then answer INTERNAL (their reply
             // senders are dropped).
-            let published =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit(jobs)));
-            let now = Instant::now();
-            fanning_out.extend(published.unwrap_or_default().into_iter().map(|b| (now, b)));
+            fanning_out =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit(jobs)))
+                    .unwrap_or_default();
+            published = Instant::now();
         }
     }
 

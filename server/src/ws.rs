@@ -115,14 +115,7 @@ async fn run(state: AppState, socket: WebSocket, pre: Option<(String, Connection
         client_id: String::new(),
         delivered: 0,
     };
-    let end = session.serve(pre).await;
-    let close = |code: u16, reason: &str| {
-        Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        }))
-    };
-    match end {
+    match session.serve(pre).await {
         End::Gone => {}
         End::Close(code, err_code, message) => {
             let _ = session
@@ -133,10 +126,10 @@ async fn run(state: AppState, socket: WebSocket, pre: Option<(String, Connection
                     retry_after: None,
                 })
                 .await;
-            session.close(close(code, err_code)).await;
+            session.close(code, err_code).await;
         }
         End::CloseQuiet(code, reason) => {
-            session.close(close(code, reason)).await;
+            session.close(code, reason).await;
         }
     }
     tracing::info!(namespace = %session.namespace, client = %session.client_id, "websocket closed");
@@ -205,21 +198,17 @@ impl Session {
         }
     }
 
-    /// Sends the close frame (bounded wait) and closes the socket.
-    async fn close(&mut self, frame: Message) {
+    /// Sends a close frame (bounded wait) and closes the socket.
+    async fn close(&mut self, code: u16, reason: &str) {
+        let frame = Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }));
         let _ = timeout(Duration::from_secs(1), async {
             let _ = self.sink.send(frame).await;
             let _ = self.sink.close().await;
         })
         .await;
-    }
-
-    /// The next frame from the peer; `None` once the socket is closed or failed.
-    async fn next_frame(&mut self) -> Option<Message> {
-        match self.inbox.recv().await {
-            None | Some(Message::Close(_)) => None,
-            Some(m) => Some(m),
-        }
     }
 
     fn internal(e: impl std::fmt::Display) -> End {
@@ -230,7 +219,7 @@ impl Session {
     /// Reads until a text frame (skipping control frames).
     async fn next_text(&mut self) -> Result<String, End> {
         loop {
-            match self.next_frame().await {
+            match self.inbox.recv().await {
                 None | Some(Message::Close(_)) => return Err(End::Gone),
                 Some(Message::Text(t)) => return Ok(t.to_string()),
                 Some(Message::Binary(_)) => {
@@ -350,7 +339,7 @@ impl Session {
         loop {
             tokio::select! {
                 _ = &mut shutdown => return Err(End::CloseQuiet(CLOSE_GOING_AWAY, "server shutting down")),
-                frame = self.next_frame() => {
+                frame = self.inbox.recv() => {
                     last_seen = Instant::now();
                     match frame {
                         None | Some(Message::Close(_)) => return Err(End::Gone),
@@ -503,7 +492,7 @@ impl Session {
     }
 
     async fn push(
-        &mut self,
+        &self,
         req: PushRequest,
     ) -> Result<syncstore_core::protocol::PushResponse, AppError> {
         validate_push(&req, &self.state)?;

@@ -87,6 +87,12 @@ struct Hist {
     max: u64,
 }
 
+impl Default for Hist {
+    fn default() -> Self {
+        Hist::new()
+    }
+}
+
 impl Hist {
     fn new() -> Self {
         Hist {
@@ -356,7 +362,7 @@ fn doc(id: &str, k: u64, sent: u64) -> serde_json::Map<String, Value> {
 
 #[derive(Default)]
 struct PushOut {
-    ack: Option<Hist>,
+    ack: Hist,
     pushes: u64,
     applied: u64,
     not_applied: u64,
@@ -531,10 +537,7 @@ async fn push_loop(
     per_second: Arc<Vec<AtomicU64>>,
     base: Instant,
 ) -> Result<PushOut, String> {
-    let mut out = PushOut {
-        ack: Some(Hist::new()),
-        ..PushOut::default()
-    };
+    let mut out = PushOut::default();
     let client_id = format!("lg{run}-{who}");
     let mut mid = 0u64;
     while Instant::now() < until {
@@ -561,9 +564,7 @@ async fn push_loop(
             .map_err(|e| format!("pusher {who}: {e}"))?;
         let done = micros(base);
         out.pushes += 1;
-        if let Some(h) = out.ack.as_mut() {
-            h.record(done.saturating_sub(sent));
-        }
+        out.ack.record(done.saturating_sub(sent));
         match answer {
             Answer::Done(response) => {
                 let applied = response
@@ -716,11 +717,14 @@ async fn run(args: Args) -> Result<(), String> {
             .collect(),
     );
     let server_pid = args.server_pid.map(|p| p.to_string());
-    let cpu0 = (
-        server_pid.as_deref().and_then(|p| cpu_seconds(p, tck)),
-        cpu_seconds("self", tck),
-        machine_busy(tck),
-    );
+    let cpu_now = || {
+        (
+            server_pid.as_deref().and_then(|p| cpu_seconds(p, tck)),
+            cpu_seconds("self", tck),
+            machine_busy(tck),
+        )
+    };
+    let cpu0 = cpu_now();
     eprintln!(
         "loadgen: {} pushers x {} inserts per push over {} for {seconds} s...",
         args.pushers, args.batch, args.push_via
@@ -743,7 +747,6 @@ async fn run(args: Args) -> Result<(), String> {
         })
         .collect();
     let mut total = PushOut::default();
-    let mut ack = Hist::new();
     let mut failures = vec![];
     for p in pushers {
         match p.await {
@@ -754,20 +757,14 @@ async fn run(args: Args) -> Result<(), String> {
                 for (k, v) in o.errors {
                     *total.errors.entry(k).or_default() += v;
                 }
-                if let Some(h) = &o.ack {
-                    ack.merge(h);
-                }
+                total.ack.merge(&o.ack);
             }
             Ok(Err(e)) => failures.push(e),
             Err(e) => failures.push(e.to_string()),
         }
     }
     let push_seconds = start.elapsed().as_secs_f64();
-    let cpu1 = (
-        server_pid.as_deref().and_then(|p| cpu_seconds(p, tck)),
-        cpu_seconds("self", tck),
-        machine_busy(tck),
-    );
+    let cpu1 = cpu_now();
 
     // 4. Drain: wait until every applied change reached every client.
     let expected = total.applied * args.clients as u64;
@@ -818,7 +815,7 @@ async fn run(args: Args) -> Result<(), String> {
             "max": sorted.last(),
             "series": rates,
         },
-        "pushAck": ack.summary(),
+        "pushAck": total.ack.summary(),
         "errors": total.errors,
         "failures": failures,
         "fanout": {
@@ -838,11 +835,8 @@ async fn run(args: Args) -> Result<(), String> {
         },
     });
     println!("{report}");
-    if !report["failures"].as_array().is_some_and(|f| f.is_empty()) {
-        return Err(format!(
-            "{} pusher(s) failed",
-            report["failures"].as_array().map_or(0, |f| f.len())
-        ));
+    if !failures.is_empty() {
+        return Err(format!("{} pusher(s) failed", failures.len()));
     }
     Ok(())
 }
