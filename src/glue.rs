@@ -27,6 +27,14 @@ extern "C" {
     pub fn server_docs_text(records: &JsValue) -> String;
     #[wasm_bindgen(catch, js_name = writePlan)]
     pub fn write_plan(tx: &IdbTransaction, plan: &JsValue) -> Result<Array, JsValue>;
+    #[wasm_bindgen(js_name = getAllOrdered)]
+    pub fn get_all_ordered(
+        source: &JsValue,
+        range: &JsValue,
+        direction: &str,
+        offset: u32,
+        limit: i32,
+    ) -> Option<Promise>;
     #[wasm_bindgen(js_name = countOutbox)]
     pub fn count_outbox(store: &IdbObjectStore) -> Promise;
     #[wasm_bindgen(js_name = failedRequest)]

@@ -16,18 +16,6 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{IdbIndex, IdbKeyRange, IdbObjectStore, IdbRequest, IdbTransaction};
 
-#[wasm_bindgen(module = "/src/js/glue.js")]
-extern "C" {
-    #[wasm_bindgen(js_name = getAllOrdered)]
-    fn get_all_ordered(
-        source: &JsValue,
-        range: &JsValue,
-        direction: &str,
-        offset: u32,
-        limit: i32,
-    ) -> Option<js_sys::Promise>;
-}
-
 pub const OUTBOX: &str = "_outbox";
 pub const META: &str = "_meta";
 /// The sync engine's copy of the server state: `{coll, id, doc, version}`.
@@ -178,7 +166,7 @@ impl Source {
             .unwrap_or(JsValue::UNDEFINED);
         let dir = if desc { "prev" } else { "next" };
         let limit = limit.map_or(-1, |l| l.min(i32::MAX as u32) as i32);
-        let p = get_all_ordered(self.as_js(), &r, dir, offset, limit)
+        let p = glue::get_all_ordered(self.as_js(), &r, dir, offset, limit)
             .unwrap_or_else(|| glue::cursor_values(self.as_js(), &r, dir, offset, limit));
         Ok(JsFuture::from(p)
             .await

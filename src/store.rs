@@ -435,28 +435,29 @@ fn record_parts(rec: &JsValue) -> Option<(String, String, Value, Option<u64>)> {
     Some((id, text, doc, version))
 }
 
-/// True if the record carries the unresolved-conflict marker `c`.
-fn marked(rec: &JsValue) -> bool {
-    js_sys::Reflect::get(rec, &"c".into()).is_ok_and(|c| c.is_truthy())
+/// True if the record carries the marker `flag`: `c` (an unresolved
+/// conflict) or `s` (`_server` holds the server's copy of the document).
+fn has_flag(rec: &JsValue, flag: &str) -> bool {
+    js_sys::Reflect::get(rec, &flag.into()).is_ok_and(|c| c.is_truthy())
 }
 
-/// True if the record carries the marker `s`: `_server` holds the server's
-/// copy of the document (the record may differ from it).
-fn server_copied(rec: &JsValue) -> bool {
-    js_sys::Reflect::get(rec, &"s".into()).is_ok_and(|c| c.is_truthy())
+/// A record as the write path sees it, and its document's JSON text.
+fn stored_parts(rec: &JsValue) -> Option<(String, String, Stored)> {
+    let (id, text, doc, version) = record_parts(rec)?;
+    let s = Stored {
+        doc,
+        version,
+        conflict: has_flag(rec, "c"),
+        server_copy: has_flag(rec, "s"),
+    };
+    Some((id, text, s))
 }
 
 fn stored(rec: &JsValue) -> Option<Stored> {
     if rec.is_undefined() {
         return None;
     }
-    let (_, _, doc, version) = record_parts(rec)?;
-    Some(Stored {
-        doc,
-        version,
-        conflict: marked(rec),
-        server_copy: server_copied(rec),
-    })
+    stored_parts(rec).map(|(_, _, s)| s)
 }
 
 /// Re-computes index keys of existing records after an index was added.
@@ -466,15 +467,9 @@ fn rekey(schema: &Schema, coll: &str, records: &Array) -> Array {
     };
     let out = Array::new();
     for rec in records.iter() {
-        if let Some((id, text, doc, version)) = record_parts(&rec) {
-            let mut r = write::record(spec, &id, &doc, text, version);
-            if marked(&rec) {
-                r["c"] = json!(1); // an unresolved conflict stays marked
-            }
-            if server_copied(&rec) {
-                r["s"] = json!(1);
-            }
-            out.push(&to_js(&r));
+        // The markers stay (an unresolved conflict, the server's copy).
+        if let Some((id, text, s)) = stored_parts(&rec) {
+            out.push(&to_js(&write::stored_record(spec, &id, &s, text)));
         }
     }
     out

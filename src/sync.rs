@@ -35,10 +35,7 @@ use syncstore_core::protocol::{
 use syncstore_core::schema::{ConflictMode, Schema, SyncMode};
 use syncstore_core::sync::policy::{Decision, Policies};
 use syncstore_core::sync::{ClientSync, Effects, Entry, Event, Meta, ServerDoc, ServerRecord};
-
-/// `(collection, id)`.
-type Key = (String, String);
-use syncstore_core::write;
+use syncstore_core::write::{self, Key};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::IdbKeyRange;
@@ -418,23 +415,14 @@ impl SyncClient {
         let mut stores = vec![META, SERVER, OUTBOX];
         stores.extend(&colls);
         let tx = Inner::tx(&db, &stores, false)?;
-        let mut reqs = vec![];
-        for (name, key) in [(META, Some("sync")), (SERVER, None), (OUTBOX, None)] {
-            let store = Inner::store(&tx, name)?;
-            reqs.push(
-                match key {
-                    Some(k) => store.get(&k.into()),
-                    None => store.get_all(),
-                }
-                .map_err(|e| storage(e, "read"))?,
-            );
-        }
+        let read = |r: Result<web_sys::IdbRequest, JsValue>| r.map_err(|e| storage(e, "read"));
+        let mut reqs = vec![
+            read(Inner::store(&tx, META)?.get(&"sync".into()))?,
+            read(Inner::store(&tx, SERVER)?.get_all())?,
+            read(Inner::store(&tx, OUTBOX)?.get_all())?,
+        ];
         for c in &colls {
-            reqs.push(
-                Inner::store(&tx, c)?
-                    .get_all()
-                    .map_err(|e| storage(e, "read"))?,
-            );
+            reqs.push(read(Inner::store(&tx, c)?.get_all())?);
         }
         let got = crate::idb::wait_all(&reqs.iter().collect::<Vec<_>>(), "read sync state").await?;
         let meta: Option<Meta> = js_sys::Reflect::get(&got[0], &"v".into())
@@ -451,15 +439,10 @@ impl SyncClient {
             .collect();
         for (c, records) in colls.iter().zip(&got[3..]) {
             let text = glue::server_docs_text(records);
-            let docs: Vec<(String, u64, JsonObject)> = match serde_json::from_str(&text) {
-                Ok(d) => d,
-                Err(e) => {
-                    return Err(storage(
-                        JsValue::from_str(&e.to_string()),
-                        "read the synced records",
-                    ))
-                }
-            };
+            let docs: Vec<(String, u64, JsonObject)> =
+                serde_json::from_str(&text).map_err(|e| {
+                    storage(JsValue::from_str(&e.to_string()), "read the synced records")
+                })?;
             for (id, version, doc) in docs {
                 let key = ((*c).to_owned(), id);
                 if copied.contains(&key) {
@@ -1286,7 +1269,7 @@ impl SyncClient {
             else {
                 continue;
             };
-            if schema.collections.get(coll).map(|s| s.conflicts) != Some(ConflictMode::Manual) {
+            if !is_manual(schema, coll) {
                 continue;
             }
             ops.push(json!({"s": CONFLICTS, "put": {
@@ -1397,7 +1380,7 @@ impl SyncClient {
             .collect();
         for e in &fx.events {
             if let Event::Conflict { coll, id, .. } = e {
-                if schema.collections.get(coll).map(|s| s.conflicts) == Some(ConflictMode::Manual) {
+                if is_manual(schema, coll) {
                     written.insert((coll, id));
                 }
             }
@@ -1486,6 +1469,11 @@ pub(crate) fn coll_range(coll: &str) -> JsResult<IdbKeyRange> {
         .into_iter()
         .collect();
     IdbKeyRange::bound(&lo, &hi).map_err(|e| storage(e, "key range"))
+}
+
+/// True if conflicts of `coll` wait for the app (`conflicts: "manual"`).
+fn is_manual(schema: &Schema, coll: &str) -> bool {
+    schema.collections.get(coll).map(|s| s.conflicts) == Some(ConflictMode::Manual)
 }
 
 /// The name of a collection's conflict policy, as the options give it.

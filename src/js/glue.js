@@ -156,15 +156,10 @@ export function serverDocsText(records) {
   return s + "]";
 }
 
-/**
- * Issues the requests of one write (src/store.rs `PlanJs`) in `tx` without
- * awaiting each: `plan.w` holds `[kind, coll, id]` per write (0 add, 1 put,
- * 2 delete), `plan.r` the records of the adds and puts in order, `plan.o`
- * the outbox entries, `plan.c` the server copies. Returns the add requests.
- */
-export function writePlan(tx, plan) {
+/** `name => tx.objectStore(name)`, each store looked up once. */
+function storesOf(tx) {
   const stores = new Map();
-  const store = (name) => {
+  return (name) => {
     let s = stores.get(name);
     if (!s) {
       s = tx.objectStore(name);
@@ -172,6 +167,16 @@ export function writePlan(tx, plan) {
     }
     return s;
   };
+}
+
+/**
+ * Issues the requests of one write (src/store.rs `PlanJs`) in `tx` without
+ * awaiting each: `plan.w` holds `[kind, coll, id]` per write (0 add, 1 put,
+ * 2 delete), `plan.r` the records of the adds and puts in order, `plan.o`
+ * the outbox entries, `plan.c` the server copies. Returns the add requests.
+ */
+export function writePlan(tx, plan) {
+  const store = storesOf(tx);
   const adds = [];
   let next = 0;
   for (const [kind, coll, id] of plan.w) {
@@ -194,7 +199,6 @@ export function writePlan(tx, plan) {
  */
 function addEntries(store, entries) {
   const n = entries.length;
-  if (n === 0) return;
   if (n === 1) {
     store.add(entries[0]);
     return;
@@ -496,13 +500,9 @@ export class Waker {
  * `{s: store, put: record}`, `{s, del: key}` or `{s, clear: true}`.
  */
 export function applyOps(tx, ops) {
-  const stores = new Map();
+  const storeOf = storesOf(tx);
   for (const o of ops) {
-    let store = stores.get(o.s);
-    if (!store) {
-      store = tx.objectStore(o.s);
-      stores.set(o.s, store);
-    }
+    const store = storeOf(o.s);
     if (o.clear) store.clear();
     else if (o.del !== undefined) store.delete(o.del);
     else store.put(o.put);

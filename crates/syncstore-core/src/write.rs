@@ -306,6 +306,19 @@ pub fn record(
     Value::Object(r)
 }
 
+/// [`record`] for a stored document, with its markers: `c` (an unresolved
+/// conflict) and `s` (the sync engine holds the server's copy).
+pub fn stored_record(spec: &CollectionSpec, id: &str, s: &Stored, json: String) -> Value {
+    let mut r = record(spec, id, &s.doc, json, s.version);
+    if s.conflict {
+        r["c"] = json!(1);
+    }
+    if s.server_copy {
+        r["s"] = json!(1);
+    }
+    r
+}
+
 /// Applies validated mutations to the documents read for them (`current`,
 /// keyed by collection and id; `None` = absent), yielding the writes and
 /// outbox entries. Fails without side effects on the first invalid op.
@@ -409,14 +422,7 @@ pub fn apply(
                         limit: schema.max_doc_bytes,
                     });
                 }
-                let mut r = record(spec, &m.id, &s.doc, text, s.version);
-                if s.conflict {
-                    r["c"] = json!(1);
-                }
-                if s.server_copy {
-                    r["s"] = json!(1);
-                }
-                Some(r)
+                Some(stored_record(spec, &m.id, s, text))
             }
             None => None,
         };
