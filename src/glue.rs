@@ -23,8 +23,8 @@ extern "C" {
     pub fn request(req: &IdbRequest) -> Promise;
     pub fn requests(reqs: &Array) -> Promise;
     pub fn done(tx: &IdbTransaction) -> Promise;
-    #[wasm_bindgen(js_name = serverDocsText)]
-    pub fn server_docs_text(records: &JsValue) -> String;
+    #[wasm_bindgen(js_name = loadStates)]
+    pub fn load_states(tx: &IdbTransaction, server: &str, keys: &JsValue) -> Promise;
     #[wasm_bindgen(catch, js_name = writePlan)]
     pub fn write_plan(tx: &IdbTransaction, plan: &JsValue) -> Result<Array, JsValue>;
     #[wasm_bindgen(js_name = getAllOrdered)]
@@ -68,7 +68,7 @@ extern "C" {
     #[wasm_bindgen(js_name = callResolver)]
     pub fn call_resolver(f: &Function, ctx: &JsValue) -> JsValue;
     #[wasm_bindgen(js_name = applyOps)]
-    pub fn apply_ops(tx: &IdbTransaction, ops: &JsValue);
+    pub fn apply_ops(tx: &IdbTransaction, ops: &JsValue) -> Array;
     #[wasm_bindgen(js_name = watchOnline)]
     pub fn watch_online(cb: &Function) -> Function;
     #[wasm_bindgen(js_name = isOnline)]

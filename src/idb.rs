@@ -24,6 +24,9 @@ pub const SERVER: &str = "_server";
 pub const HELD: &str = "_held";
 /// Unresolved conflicts of `conflicts: "manual"` collections, by `[coll, id]`.
 pub const CONFLICTS: &str = "_conflicts";
+/// Temporary ids the server mapped: `{t: tmp, id: canonical}`, one record
+/// per mapping, written by the step that learns it (never the whole map).
+pub const IDS: &str = "_ids";
 
 /// The object stores and indexes the schema needs (see `openDb` in glue.js).
 pub fn layout(schema: &Schema) -> Value {
@@ -49,6 +52,7 @@ pub fn layout(schema: &Schema) -> Value {
     stores.push(json!({"name": SERVER, "keyPath": ["coll", "id"], "indexes": []}));
     stores.push(json!({"name": HELD, "keyPath": ["coll", "seq"], "indexes": []}));
     stores.push(json!({"name": CONFLICTS, "keyPath": ["coll", "id"], "indexes": []}));
+    stores.push(json!({"name": IDS, "keyPath": "t", "indexes": []}));
     Value::Array(stores)
 }
 

@@ -166,11 +166,30 @@ type OpenHandler = Closure<dyn Fn()>;
 pub enum SocketEvent {
     /// The hello was sent; frames follow.
     Open,
+    /// A text frame as it arrived, still a JS string: a burst of frames
+    /// (a catch-up) waits outside the wasm heap until the owner takes and
+    /// parses a bounded part of it ([`SocketEvent::parsed`]).
+    Text(js_sys::JsString),
     Frame(ServerMessage),
     /// A frame that is not the protocol (ignored after reporting).
     Garbled(String),
     /// The socket closed, with the close code (1006 when cut off).
     Closed(u16),
+}
+
+impl SocketEvent {
+    /// A `Text` frame parsed: a `Frame`, or `Garbled` if it is not the
+    /// protocol; other events as they are.
+    pub fn parsed(self) -> SocketEvent {
+        let SocketEvent::Text(text) = self else {
+            return self;
+        };
+        let text = String::from(text);
+        match serde_json::from_str::<ServerMessage>(&text) {
+            Ok(m) => SocketEvent::Frame(m),
+            Err(e) => SocketEvent::Garbled(format!("{e}")),
+        }
+    }
 }
 
 /// One WebSocket connection to `/v1/ws`. Dropping it closes the socket and
@@ -210,13 +229,9 @@ impl Socket {
         let frame = {
             let on_event = on_event.clone();
             Closure::<dyn Fn(MessageEvent)>::new(move |ev: MessageEvent| {
-                let Some(text) = ev.data().as_string() else {
-                    on_event(SocketEvent::Garbled("binary frame".into()));
-                    return;
-                };
-                match serde_json::from_str::<ServerMessage>(&text) {
-                    Ok(m) => on_event(SocketEvent::Frame(m)),
-                    Err(e) => on_event(SocketEvent::Garbled(format!("{e}"))),
+                match ev.data().dyn_into::<js_sys::JsString>() {
+                    Ok(text) => on_event(SocketEvent::Text(text)),
+                    Err(_) => on_event(SocketEvent::Garbled("binary frame".into())),
                 }
             })
         };

@@ -206,6 +206,9 @@ impl Inner {
         }
         let mut resolved_record = JsValue::UNDEFINED;
         let mut current: HashMap<Key, Option<Stored>> = HashMap::with_capacity(reads.len());
+        // The resync generation of each record read (see docs/sync-engine.md):
+        // a server copy the first edit saves keeps its record's.
+        let mut gens: HashMap<Key, f64> = HashMap::new();
         if !reads.is_empty() {
             let reqs = Array::new();
             for (coll, id) in &reads {
@@ -222,6 +225,12 @@ impl Inner {
                 if Some(&key) == resolving {
                     resolved_record = rec.clone();
                 }
+                if let Some(g) = js_sys::Reflect::get(&rec, &"g".into())
+                    .ok()
+                    .and_then(|g| g.as_f64())
+                {
+                    gens.insert(key.clone(), g);
+                }
                 current.insert(key, stored(&rec));
             }
         }
@@ -230,13 +239,22 @@ impl Inner {
                 s.conflict = false;
             }
         }
-        let plan = match write::apply(&muts, &self.schema, single, &current) {
+        let mut plan = match write::apply(&muts, &self.schema, single, &current) {
             Ok(p) => p,
             Err(e) => {
                 let _ = tx.abort();
                 return Err(error::core(e));
             }
         };
+        for c in &mut plan.server_copies {
+            let key = (
+                c["coll"].as_str().unwrap_or_default().to_owned(),
+                c["id"].as_str().unwrap_or_default().to_owned(),
+            );
+            if let Some(g) = gens.get(&key) {
+                c["g"] = serde_json::json!(g);
+            }
+        }
         // The whole plan crosses once (one JSON parse); glue.js issues its
         // requests, unawaited, and returns those of the adds.
         let add_ops: Vec<&write::Write> = plan

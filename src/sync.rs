@@ -18,7 +18,7 @@
 
 use crate::error::{storage, JsResult};
 use crate::glue;
-use crate::idb::{to_js, wait, CONFLICTS, HELD, META, OUTBOX, SERVER};
+use crate::idb::{to_js, wait, CONFLICTS, HELD, IDS, META, OUTBOX, SERVER};
 use crate::net::{NetError, Remote, Socket, SocketEvent};
 use crate::store::Inner;
 use js_sys::{Date, Function};
@@ -51,6 +51,9 @@ const BACKOFF_MIN_MS: f64 = 250.0;
 const BACKOFF_MAX_MS: f64 = 30_000.0;
 /// How long a connecting socket may take to catch up before polling starts.
 const SOCKET_GRACE_MS: f64 = 5000.0;
+/// Socket frame text taken into one step (UTF-16 units): bounds the wasm
+/// heap a burst of frames needs (about a pull page of 1,000 documents).
+const FRAME_CHARS_PER_STEP: usize = 512 * 1024;
 /// Bounds on loops that talk to the server within one tick.
 const MAX_ROUNDS: usize = 10_000;
 
@@ -242,8 +245,13 @@ pub struct SyncClient {
     stopped: Cell<bool>,
     remote: Remote,
     engine: RefCell<ClientSync>,
-    /// The documents whose server state `_server` holds (see [`Self::copies`]).
+    /// Of the documents whose server state the engine holds (those with
+    /// outbox entries, and those loaded for the current step), the ones
+    /// whose state `_server` holds (see [`Self::copies`]).
     copied: RefCell<HashSet<Key>>,
+    /// `_meta` still holds the id map (an older version kept it there):
+    /// the next step moves it to `_ids`.
+    legacy_ids: Cell<bool>,
     waker: glue::Waker,
     socket: RefCell<Option<Socket>>,
     /// Bumped for every socket; frames of older sockets are ignored.
@@ -297,13 +305,14 @@ fn synced_spec<'a>(
         .filter(|s| s.sync != SyncMode::Local)
 }
 
-/// The record of a document as `write.rs` lays it out, `id` first.
+/// The record of a document as `write.rs` lays it out, `id` first, with
+/// the resync generation `g` of its server state (see docs/sync-engine.md).
 fn doc_record(
     schema: &Schema,
     coll: &str,
     id: &str,
     doc: &JsonObject,
-    version: Option<u64>,
+    state: Option<&ServerDoc>,
 ) -> Option<Value> {
     let spec = synced_spec(schema, coll)?;
     let doc = if doc.keys().next().map(String::as_str) == Some("id")
@@ -321,7 +330,11 @@ fn doc_record(
         Value::Object(d)
     };
     let text = serde_json::to_string(&doc).expect("JSON values serialize");
-    Some(write::record(spec, id, &doc, text, version))
+    let mut rec = write::record(spec, id, &doc, text, state.map(|d| d.version));
+    if let Some(g) = state.map(|d| d.gen).filter(|g| *g > 0) {
+        rec["g"] = json!(g);
+    }
+    Some(rec)
 }
 
 /// What a committed step tells the app.
@@ -334,6 +347,8 @@ struct Outcome {
     events: Vec<Event>,
     /// Documents changed by the server (not by ingesting local writes).
     changes: Vec<Value>,
+    /// A resync completed: sweep what it did not see (the step's last request).
+    sweep: Option<u64>,
 }
 
 impl SyncClient {
@@ -345,7 +360,7 @@ impl SyncClient {
         cut_off: bool,
     ) -> JsResult<Rc<SyncClient>> {
         let client_id = inner.client_id.borrow().clone();
-        let (engine, copied) = Self::load(inner).await?;
+        let (engine, copied, legacy_ids) = Self::load(inner).await?;
         let s = Rc::new(SyncClient {
             remote: Remote::new(&opts.url, &opts.token, &client_id),
             opts,
@@ -354,6 +369,7 @@ impl SyncClient {
             stopped: Cell::new(false),
             engine: RefCell::new(engine),
             copied: RefCell::new(copied),
+            legacy_ids: Cell::new(legacy_ids),
             waker: glue::Waker::new(),
             socket: RefCell::new(None),
             socket_gen: Cell::new(0),
@@ -398,72 +414,51 @@ impl SyncClient {
         Ok(s)
     }
 
-    /// The engine as IndexedDB holds it, and the keys `_server` holds.
-    /// The server state is `_server` plus every synced record with a
-    /// version and no marker `s` (such a record is the server's document).
-    /// Outbox entries above the engine's last mid are left for the first
-    /// step to ingest.
-    async fn load(inner: &Rc<Inner>) -> JsResult<(ClientSync, HashSet<Key>)> {
+    /// The engine as IndexedDB holds it: `_meta`, the outbox, the id map
+    /// (`_ids`), and the server state of the documents with outbox entries
+    /// (every other document's lives in IndexedDB alone and is loaded by
+    /// the step that needs it); the keys among those that `_server` holds;
+    /// and whether the id map still sat in `_meta` (written by a version
+    /// before `_ids`: the first step moves it).
+    async fn load(inner: &Rc<Inner>) -> JsResult<(ClientSync, HashSet<Key>, bool)> {
         let db = inner.db().await?;
-        let colls: Vec<&str> = inner
-            .schema
-            .collections
-            .iter()
-            .filter(|(_, s)| s.sync != SyncMode::Local)
-            .map(|(n, _)| n.as_str())
-            .collect();
-        let mut stores = vec![META, SERVER, OUTBOX];
-        stores.extend(&colls);
+        let mut stores = vec![META, SERVER, OUTBOX, IDS];
+        stores.extend(synced_colls(&inner.schema));
         let tx = Inner::tx(&db, &stores, false)?;
         let read = |r: Result<web_sys::IdbRequest, JsValue>| r.map_err(|e| storage(e, "read"));
-        let mut reqs = vec![
+        let reqs = [
             read(Inner::store(&tx, META)?.get(&"sync".into()))?,
-            read(Inner::store(&tx, SERVER)?.get_all())?,
             read(Inner::store(&tx, OUTBOX)?.get_all())?,
+            read(Inner::store(&tx, IDS)?.get_all())?,
         ];
-        for c in &colls {
-            reqs.push(read(Inner::store(&tx, c)?.get_all())?);
-        }
         let got = crate::idb::wait_all(&reqs.iter().collect::<Vec<_>>(), "read sync state").await?;
         let meta: Option<Meta> = js_sys::Reflect::get(&got[0], &"v".into())
             .ok()
             .filter(|v| !v.is_undefined())
             .and_then(|v| parse(&v));
-        let Some(meta) = meta else {
-            return Ok((ClientSync::new(), HashSet::new()));
+        let Some(mut meta) = meta else {
+            return Ok((ClientSync::new(), HashSet::new(), false));
         };
-        let mut server: Vec<ServerRecord> = parse(&got[1]).unwrap_or_default();
-        let copied: HashSet<Key> = server
-            .iter()
-            .map(|r| (r.coll.clone(), r.id.clone()))
-            .collect();
-        for (c, records) in colls.iter().zip(&got[3..]) {
-            let text = glue::server_docs_text(records);
-            let docs: Vec<(String, u64, JsonObject)> =
-                serde_json::from_str(&text).map_err(|e| {
-                    storage(JsValue::from_str(&e.to_string()), "read the synced records")
-                })?;
-            for (id, version, doc) in docs {
-                let key = ((*c).to_owned(), id);
-                if copied.contains(&key) {
-                    continue;
-                }
-                server.push(ServerRecord {
-                    coll: key.0,
-                    id: key.1,
-                    state: ServerDoc {
-                        doc: Some(doc),
-                        version,
-                    },
-                });
-            }
-        }
-        let outbox: Vec<Entry> = outbox_entries(parse(&got[2]).unwrap_or_default())
+        let legacy_ids = !meta.id_map.is_empty();
+        let ids: Vec<IdRecord> = parse(&got[2]).unwrap_or_default();
+        meta.id_map.extend(ids.into_iter().map(|r| (r.t, r.id)));
+        let outbox: Vec<Entry> = outbox_entries(parse(&got[1]).unwrap_or_default())
             .into_iter()
             .filter_map(|e| serde_json::from_value::<Entry>(e).ok())
             .filter(|e| e.mutation.mid <= meta.max_mid)
             .collect();
-        Ok((ClientSync::restore(meta, server, outbox), copied))
+        let keys: BTreeSet<Key> = outbox
+            .iter()
+            .map(|e| (e.mutation.coll.clone(), e.mutation.id.clone()))
+            .filter(|(c, _)| synced_spec(&inner.schema, c).is_some())
+            .collect();
+        let keys: Vec<Key> = keys.into_iter().collect();
+        let (states, copied) = read_states(&tx, &keys).await?;
+        Ok((
+            ClientSync::restore(meta, states, outbox),
+            copied,
+            legacy_ids,
+        ))
     }
 
     /// `goOffline()` / `goOnline()`.
@@ -704,18 +699,31 @@ impl SyncClient {
     /// (open, close, keep-alive, errors) handled here.
     fn take_frames(self: &Rc<Self>) -> Vec<Input> {
         let events: Vec<SocketEvent> = {
+            // A bounded part of what arrived (a catch-up can be a burst of
+            // the whole dataset): frames stay JS strings until taken here,
+            // so the wasm heap holds one step's worth at a time.
             let gen = self.socket_gen.get();
-            self.inbox
-                .borrow_mut()
-                .drain(..)
-                .filter(|(g, _)| *g == gen)
-                .map(|(_, e)| e)
-                .collect()
+            let mut inbox = self.inbox.borrow_mut();
+            let mut taken = vec![];
+            let mut chars = 0;
+            while let Some((g, e)) = inbox.pop_front() {
+                if g != gen {
+                    continue;
+                }
+                if let SocketEvent::Text(t) = &e {
+                    chars += t.length() as usize;
+                }
+                taken.push(e);
+                if chars >= FRAME_CHARS_PER_STEP {
+                    break;
+                }
+            }
+            taken
         };
         let mut frames = vec![];
         for ev in events {
-            match ev {
-                SocketEvent::Open => {}
+            match ev.parsed() {
+                SocketEvent::Open | SocketEvent::Text(_) => {}
                 SocketEvent::Frame(m) => match &m {
                     ServerMessage::Synced { .. } => {
                         self.ws.set(Ws::Live);
@@ -826,6 +834,9 @@ impl SyncClient {
         }
         if self.outbox_dirty.get() {
             at = at.min(now + 5.0);
+        }
+        if !self.inbox.borrow().is_empty() {
+            at = now; // frames left for the next step
         }
         (at - now).max(0.0)
     }
@@ -949,17 +960,29 @@ impl SyncClient {
     }
 
     /// Runs engine inputs in one readwrite transaction: first the outbox
-    /// entries queued since the last step, then `inputs`; writes the effects,
-    /// and after the commit refreshes subscriptions and emits events.
-    async fn step(&self, inner: &Rc<Inner>, inputs: Vec<Input>) -> JsResult<()> {
+    /// entries queued since the last step, then `inputs`. Read, decide,
+    /// write: the server state of the documents they name is read in the
+    /// transaction (the engine holds only pending documents'), the engine
+    /// decides, the effects are written; after the commit, subscriptions
+    /// refresh and events fire.
+    async fn step(&self, inner: &Rc<Inner>, mut inputs: Vec<Input>) -> JsResult<()> {
         let schema = &inner.schema;
-        let mut stores: Vec<&str> = schema
-            .collections
-            .iter()
-            .filter(|(_, s)| s.sync != SyncMode::Local)
-            .map(|(n, _)| n.as_str())
-            .collect();
-        stores.extend([OUTBOX, SERVER, META, HELD, CONFLICTS]);
+        // Changes to collections this store does not sync (another app's,
+        // in the same namespace) are not its business: not loaded, not
+        // decided, not stored. The cursor still moves past them.
+        for input in &mut inputs {
+            let changes = match input {
+                Input::Pull(p) => &mut p.changes,
+                Input::Frame(ServerMessage::Changes { changes, .. }) => changes,
+                _ => continue,
+            };
+            changes.retain(|c| synced_spec(schema, &c.coll).is_some());
+        }
+        if let Some(frames) = self.echoes_only(&inputs) {
+            return self.echo_step(inner, frames).await;
+        }
+        let mut stores: Vec<&str> = synced_colls(schema).collect();
+        stores.extend([OUTBOX, SERVER, META, HELD, CONFLICTS, IDS]);
         let db = inner.db().await?;
         let tx = Inner::tx(&db, &stores, true)?;
         // Held changes of collections being pulled, read before the engine runs.
@@ -972,7 +995,6 @@ impl SyncClient {
                 released.push(parse(&wait(&req, "read held changes").await?).unwrap_or_default());
             }
         }
-        let mut released = released.into_iter();
         let last_mid = self.engine.borrow().next_mid() - 1;
         let range = IdbKeyRange::lower_bound_with_open(&JsValue::from_f64(last_mid as f64), true)
             .map_err(|e| storage(e, "key range"))?;
@@ -986,7 +1008,6 @@ impl SyncClient {
             .get_all_keys()
             .map_err(|e| storage(e, "read conflicts"))?;
         let got = crate::idb::wait_all(&[&req, &term, &open], "read outbox").await?;
-        let queued = outbox_entries(parse(&got[0]).unwrap_or_default());
         let conflicted: Vec<(String, String)> = parse(&got[2]).unwrap_or_default();
         let term = js_sys::Reflect::get(&got[1], &"v".into())
             .ok()
@@ -1004,6 +1025,67 @@ impl SyncClient {
             ));
         }
         let mut ops: Vec<Value> = vec![];
+        // The outbox entries queued since the last step.
+        let mut queued: Vec<Entry> = vec![];
+        for raw in outbox_entries(parse(&got[0]).unwrap_or_default()) {
+            let mid = raw.get("mid").cloned();
+            match serde_json::from_value::<Entry>(raw) {
+                Ok(e) => queued.push(e),
+                Err(why) => {
+                    // Cannot be sent as stored: drop it rather than block the queue.
+                    glue::warn(
+                        &format!("syncstore: dropping a malformed outbox entry: {why}"),
+                        &JsValue::UNDEFINED,
+                    );
+                    if let Some(mid) = mid {
+                        ops.push(json!({"s": OUTBOX, "del": mid}));
+                    }
+                }
+            }
+        }
+        // Read: the server state of every document the step names.
+        let needs = {
+            let eng = self.engine.borrow();
+            let mut keys: Vec<Key> = queued
+                .iter()
+                .map(|e| eng.keys_of_local(&e.mutation))
+                .collect();
+            let mut released_keys = released.iter();
+            for input in &inputs {
+                match input {
+                    Input::Push(r, _) => keys.extend(eng.keys_of_push(r)),
+                    Input::Pull(p) => keys.extend(ClientSync::keys_of_changes(&p.changes)),
+                    Input::Frame(m) => keys.extend(eng.keys_of_message(m)),
+                    Input::Release(_) => {
+                        if let Some(c) = released_keys.next() {
+                            keys.extend(ClientSync::keys_of_changes(c));
+                        }
+                    }
+                    Input::Unpark(_) => {}
+                }
+            }
+            eng.needs(keys)
+        };
+        let (states, copied) = read_states(&tx, &needs).await?;
+        {
+            let mut eng = self.engine.borrow_mut();
+            let mut held: BTreeMap<Key, ServerDoc> = states
+                .into_iter()
+                .map(|r| ((r.coll, r.id), r.state))
+                .collect();
+            for (coll, id) in &needs {
+                eng.load(coll, id, held.remove(&(coll.clone(), id.clone())));
+            }
+            let mut c = self.copied.borrow_mut();
+            for k in needs {
+                if copied.contains(&k) {
+                    c.insert(k);
+                } else {
+                    c.remove(&k);
+                }
+            }
+        }
+        let mut released = released.into_iter();
         let mut out = Outcome {
             conflicted: conflicted.into_iter().collect(),
             ..Outcome::default()
@@ -1011,39 +1093,42 @@ impl SyncClient {
         {
             let mut eng = self.engine.borrow_mut();
             let mut touched = false;
-            for raw in queued {
-                let mid = raw.get("mid").cloned();
-                let fx = serde_json::from_value::<Entry>(raw)
-                    .map_err(|e| e.to_string())
-                    .and_then(|e| {
-                        let mut m = e.mutation;
-                        // The base is the server version the write saw: the
-                        // engine's server state now (steps and writes are
-                        // serialized by IndexedDB), unless an unsettled
-                        // edit of the document comes first.
-                        m.base = eng.base_for(&m.coll, &m.id);
-                        m.ts = Some(eng.stamp(Date::now() as u64));
-                        if self.manual.contains(&m.coll) {
-                            eng.local_parked(m)
-                        } else {
-                            eng.local(m)
-                        }
-                        .map_err(|e| e.to_string())
-                    });
+            for e in queued {
+                let mut m = e.mutation;
+                // The base is the server version the write saw: the
+                // engine's server state now (steps and writes are
+                // serialized by IndexedDB), unless an unsettled
+                // edit of the document comes first.
+                m.base = eng.base_for(&m.coll, &m.id);
+                m.ts = Some(eng.stamp(Date::now() as u64));
+                let mid = m.mid;
+                let written = m.clone();
+                let fx = if self.manual.contains(&m.coll) {
+                    eng.local_parked(m)
+                } else {
+                    eng.local(m)
+                };
                 match fx {
-                    Ok(fx) => {
+                    Ok(mut fx) => {
                         touched = true;
+                        // The write path stored this view in the write's own
+                        // transaction (writes and steps are serialized, so
+                        // it applied the write to the view the engine has):
+                        // writing it again would be a second put and a
+                        // second refresh of every live query. Unless the
+                        // engine rewrote the entry (a temporary id it has
+                        // mapped since, e.g. in another tab's write).
+                        if fx.outbox_put.iter().all(|e| e.mutation == written) {
+                            fx.views.clear();
+                        }
                         self.effects(schema, &eng, &fx, &mut ops, &mut out, false);
                     }
                     Err(why) => {
-                        // Cannot be sent as stored: drop it rather than block the queue.
                         glue::warn(
                             &format!("syncstore: dropping a malformed outbox entry: {why}"),
                             &JsValue::UNDEFINED,
                         );
-                        if let Some(mid) = mid {
-                            ops.push(json!({"s": OUTBOX, "del": mid}));
-                        }
+                        ops.push(json!({"s": OUTBOX, "del": mid}));
                     }
                 }
             }
@@ -1085,22 +1170,134 @@ impl SyncClient {
                 touched |= !fx.is_empty();
                 self.effects(schema, &eng, &fx, &mut ops, &mut out, true);
             }
+            if self.legacy_ids.get() {
+                // Written by a version that kept the id map in `_meta`.
+                for (t, id) in eng.id_map() {
+                    ops.push(json!({"s": IDS, "put": {"t": t, "id": id}}));
+                }
+                touched = true;
+            }
             if touched {
-                ops.push(json!({"s": META, "put": {"k": "sync", "v": eng.meta()}}));
+                ops.push(json!({"s": META, "put": {"k": "sync", "v": eng.meta_without_ids()}}));
+            }
+            if let Some(gen) = out.sweep {
+                // Last: its cursors then see every record this step wrote.
+                let keep: Vec<String> = eng
+                    .outbox()
+                    .iter()
+                    .map(|e| format!("{}\u{0}{}", e.mutation.coll, e.mutation.id))
+                    .collect();
+                let colls: Vec<&str> = synced_colls(schema).collect();
+                ops.push(
+                    json!({"sweep": {"colls": colls, "server": SERVER, "gen": gen, "keep": keep}}),
+                );
             }
         }
-        if !ops.is_empty() {
-            glue::apply_ops(&tx, &to_js(&ops));
-        }
+        let swept = if ops.is_empty() {
+            js_sys::Array::new()
+        } else {
+            glue::apply_ops(&tx, &to_js(&ops))
+        };
         if let Err(e) = crate::idb::committed(&tx, "sync").await {
             // The engine ran ahead of what was stored: start again from IndexedDB.
-            if let Ok((eng, copied)) = Self::load(inner).await {
-                *self.engine.borrow_mut() = eng;
-                *self.copied.borrow_mut() = copied;
-            }
+            self.reload(inner).await;
             return Err(e);
         }
+        self.legacy_ids.set(false);
+        {
+            let mut eng = self.engine.borrow_mut();
+            eng.evict();
+            let pending: HashSet<(&str, &str)> = eng
+                .outbox()
+                .iter()
+                .map(|e| (e.mutation.coll.as_str(), e.mutation.id.as_str()))
+                .collect();
+            self.copied
+                .borrow_mut()
+                .retain(|(c, i)| pending.contains(&(c.as_str(), i.as_str())));
+        }
+        for k in swept.iter() {
+            let k: Option<(String, String)> = parse(&k);
+            if let Some((coll, id)) = k {
+                out.changes
+                    .push(json!({"coll": coll, "id": id, "deleted": true}));
+                out.colls.insert(coll);
+            }
+        }
         self.after_commit(inner, out);
+        Ok(())
+    }
+
+    /// Rebuilds the engine from IndexedDB after a step that did not commit.
+    async fn reload(&self, inner: &Rc<Inner>) {
+        if let Ok((eng, copied, legacy)) = Self::load(inner).await {
+            *self.engine.borrow_mut() = eng;
+            *self.copied.borrow_mut() = copied;
+            self.legacy_ids.set(legacy);
+        }
+    }
+
+    /// The changes of `inputs` if they are all socket frames carrying only
+    /// echoes of this client's writes that their push answers settled.
+    fn echoes_only(&self, inputs: &[Input]) -> Option<Vec<(Vec<Change>, String)>> {
+        if inputs.is_empty() || self.outbox_dirty.get() {
+            return None;
+        }
+        let eng = self.engine.borrow();
+        inputs
+            .iter()
+            .map(|i| match i {
+                Input::Frame(ServerMessage::Changes { changes, cursor })
+                    if eng.is_echo(changes) =>
+                {
+                    Some((changes.clone(), cursor.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Takes in echo frames ([`Self::echoes_only`]): only the cursor moves,
+    /// so the step writes `_meta` alone, and no read of a collection waits
+    /// behind it.
+    async fn echo_step(
+        &self,
+        inner: &Rc<Inner>,
+        frames: Vec<(Vec<Change>, String)>,
+    ) -> JsResult<()> {
+        let db = inner.db().await?;
+        let tx = Inner::tx(&db, &[META], true)?;
+        let term = Inner::store(&tx, META)?
+            .get(&"leader".into())
+            .map_err(|e| storage(e, "read leader"))?;
+        let got = wait(&term, "read leader").await?;
+        let term = js_sys::Reflect::get(&got, &"v".into())
+            .ok()
+            .and_then(|v| v.as_f64());
+        if term != Some(self.epoch) {
+            let _ = tx.abort();
+            self.stopped.set(true);
+            self.waker.wake();
+            return Err(glue::make_error(
+                "LEADERSHIP_LOST",
+                "another tab now syncs this database",
+                true,
+            ));
+        }
+        let meta = {
+            let mut eng = self.engine.borrow_mut();
+            for (changes, cursor) in &frames {
+                eng.skip_echo(changes, cursor);
+            }
+            eng.meta_without_ids()
+        };
+        Inner::store(&tx, META)?
+            .put(&to_js(&json!({"k": "sync", "v": meta})))
+            .map_err(|e| storage(e, "write"))?;
+        if let Err(e) = crate::idb::committed(&tx, "sync").await {
+            self.reload(inner).await;
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -1245,7 +1442,7 @@ impl SyncClient {
         out: &mut Outcome,
         remote: bool,
     ) {
-        let version = |coll: &str, id: &str| eng.server_doc(coll, id).map(|d| d.version);
+        let version = |coll: &str, id: &str| eng.server_doc(coll, id);
         let rewrite = self.copies(schema, eng, fx, ops);
         let copied = self.copied.borrow();
         // The marker `s`: `_server` holds this document's server state.
@@ -1343,6 +1540,15 @@ impl SyncClient {
         for mid in &fx.outbox_drop {
             ops.push(json!({"s": OUTBOX, "del": mid}));
         }
+        for e in &fx.events {
+            if let Event::Idmap { tmp, id } = e {
+                ops.push(json!({"s": IDS, "put": {"t": tmp, "id": id}}));
+            }
+        }
+        if fx.sweep.is_some() {
+            out.sweep = fx.sweep;
+            out.colls.extend(synced_colls(schema).map(str::to_owned));
+        }
         out.events.extend(fx.events.iter().cloned());
     }
 
@@ -1362,10 +1568,6 @@ impl SyncClient {
         ops: &mut Vec<Value>,
     ) -> Vec<Key> {
         let mut copied = self.copied.borrow_mut();
-        if fx.server_reset {
-            ops.push(json!({"s": SERVER, "clear": true}));
-            copied.clear();
-        }
         let changed: HashSet<(&str, &str)> = fx
             .server_put
             .iter()
@@ -1413,9 +1615,13 @@ impl SyncClient {
             let is_written = written.contains(&(coll, id));
             if need {
                 if let Some(d) = state.filter(|_| !has || is_changed) {
-                    ops.push(json!({"s": SERVER, "put": {
+                    let mut copy = json!({
                         "coll": coll, "id": id, "doc": d.doc, "version": d.version,
-                    }}));
+                    });
+                    if d.gen > 0 {
+                        copy["g"] = json!(d.gen);
+                    }
+                    ops.push(json!({"s": SERVER, "put": copy}));
                     copied.insert(key);
                 }
             } else if has && (state.is_none() || is_written || is_changed) {
@@ -1435,8 +1641,10 @@ impl SyncClient {
     }
 
     fn after_commit(&self, inner: &Rc<Inner>, out: Outcome) {
-        if out.events.iter().any(|e| matches!(e, Event::Idmap { .. })) {
-            inner.set_aliases(self.engine.borrow().id_map());
+        for e in &out.events {
+            if let Event::Idmap { tmp, id } = e {
+                inner.add_alias(tmp, id);
+            }
         }
         if !out.colls.is_empty() {
             let colls: Vec<String> = out.colls.into_iter().collect();
@@ -1458,6 +1666,78 @@ impl SyncClient {
             inner.publish("change", json!({"changes": out.changes}));
         }
     }
+}
+
+/// A record of `_ids`.
+#[derive(serde::Deserialize)]
+struct IdRecord {
+    t: String,
+    id: String,
+}
+
+/// The id map: `_ids`, plus what `_meta` still holds from a version that
+/// kept it there (true if it did).
+pub(crate) async fn read_id_map(inner: &Rc<Inner>) -> JsResult<(bool, BTreeMap<String, String>)> {
+    let db = inner.db().await?;
+    let tx = Inner::tx(&db, &[META, IDS], false)?;
+    let read = |r: Result<web_sys::IdbRequest, JsValue>| r.map_err(|e| storage(e, "read"));
+    let reqs = [
+        read(Inner::store(&tx, META)?.get(&"sync".into()))?,
+        read(Inner::store(&tx, IDS)?.get_all())?,
+    ];
+    let got = crate::idb::wait_all(&reqs.iter().collect::<Vec<_>>(), "read the id map").await?;
+    let mut map: BTreeMap<String, String> = js_sys::Reflect::get(&got[0], &"v".into())
+        .ok()
+        .filter(|v| !v.is_undefined())
+        .and_then(|v| js_sys::Reflect::get(&v, &"idMap".into()).ok())
+        .and_then(|m| parse::<BTreeMap<String, String>>(&m))
+        .unwrap_or_default();
+    let legacy = !map.is_empty();
+    let ids: Vec<IdRecord> = parse(&got[1]).unwrap_or_default();
+    map.extend(ids.into_iter().map(|r| (r.t, r.id)));
+    Ok((legacy, map))
+}
+
+/// The synced collections' names.
+fn synced_colls(schema: &Schema) -> impl Iterator<Item = &str> {
+    schema
+        .collections
+        .iter()
+        .filter(|(_, s)| s.sync != SyncMode::Local)
+        .map(|(n, _)| n.as_str())
+}
+
+/// The stored server state of `keys` (see glue.js `loadStates`), and the
+/// keys among them whose state `_server` holds.
+async fn read_states(
+    tx: &web_sys::IdbTransaction,
+    keys: &[Key],
+) -> JsResult<(Vec<ServerRecord>, HashSet<Key>)> {
+    if keys.is_empty() {
+        return Ok((vec![], HashSet::new()));
+    }
+    let text = JsFuture::from(glue::load_states(tx, SERVER, &to_js(&keys)))
+        .await
+        .map_err(|e| storage(e, "read server state"))?
+        .as_string()
+        .unwrap_or_default();
+    let got: Vec<(Option<ServerDoc>, bool)> = serde_json::from_str(&text)
+        .map_err(|e| storage(JsValue::from_str(&e.to_string()), "read server state"))?;
+    let mut states = vec![];
+    let mut copied = HashSet::new();
+    for ((coll, id), (state, has_copy)) in keys.iter().zip(got) {
+        if has_copy {
+            copied.insert((coll.clone(), id.clone()));
+        }
+        if let Some(state) = state {
+            states.push(ServerRecord {
+                coll: coll.clone(),
+                id: id.clone(),
+                state,
+            });
+        }
+    }
+    Ok((states, copied))
 }
 
 /// The keys `[coll, …]` of one collection in `_held` or `_conflicts`.

@@ -381,18 +381,7 @@ async fn bump_term(inner: &Rc<Inner>) -> JsResult<f64> {
 
 /// The temporary-id aliases the engine stored (followers use them too).
 async fn load_aliases(inner: &Rc<Inner>) -> JsResult<()> {
-    let db = inner.db().await?;
-    let tx = Inner::tx(&db, &[META], false)?;
-    let req = Inner::store(&tx, META)?
-        .get(&"sync".into())
-        .map_err(|e| storage(e, "read"))?;
-    let got = wait(&req, "read sync state").await?;
-    let map = js_sys::Reflect::get(&got, &"v".into())
-        .ok()
-        .filter(|v| !v.is_undefined())
-        .and_then(|v| js_sys::Reflect::get(&v, &"idMap".into()).ok())
-        .and_then(|m| crate::sync::parse::<BTreeMap<String, String>>(&m))
-        .unwrap_or_default();
+    let (_, map) = crate::sync::read_id_map(inner).await?;
     inner.set_aliases(&map);
     Ok(())
 }

@@ -121,7 +121,10 @@ async fn websocket_catches_up_then_streams_live_changes() {
     let coll = unique("live");
     let events = Rc::new(RefCell::new(vec![]));
     let sink = events.clone();
-    let socket = Socket::open(&reader, None, move |e| sink.borrow_mut().push(e)).expect("socket");
+    let socket = Socket::open(&reader, None, move |e: SocketEvent| {
+        sink.borrow_mut().push(e.parsed())
+    })
+    .expect("socket");
     wait_for(&events, "synced", |e| {
         matches!(e, SocketEvent::Frame(ServerMessage::Synced { .. }))
     })
@@ -150,8 +153,10 @@ async fn websocket_catches_up_then_streams_live_changes() {
         .unwrap();
     let again = Rc::new(RefCell::new(vec![]));
     let sink = again.clone();
-    let _socket =
-        Socket::open(&reader, Some(last), move |e| sink.borrow_mut().push(e)).expect("socket");
+    let _socket = Socket::open(&reader, Some(last), move |e: SocketEvent| {
+        sink.borrow_mut().push(e.parsed())
+    })
+    .expect("socket");
     wait_for(&again, "synced", |e| {
         matches!(e, SocketEvent::Frame(ServerMessage::Synced { .. }))
     })

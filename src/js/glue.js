@@ -142,18 +142,67 @@ export function done(tx) {
 }
 
 /**
- * `[[id, version, doc], ...]` (JSON text) of the records that are the
- * server's document: a version `v` and no marker `s` (see src/sync.rs).
+ * The server state of documents for the sync engine (src/sync.rs `load`),
+ * read in `tx`: for each `[coll, id]` of `keys`, its `_server` entry (a
+ * tombstone, or the server's copy of a document with local edits) if there
+ * is one, else its record if that has a version and no marker `s` (it is
+ * the server's document). Resolves with JSON text: per key,
+ * `[state | null, copied]` with `state` = `{doc, version, gen}`; documents
+ * cross as the records' text, unparsed.
  */
-export function serverDocsText(records) {
-  let s = "[";
-  let first = true;
-  for (const r of records) {
-    if (typeof r.v !== "number" || r.s) continue;
-    s += `${first ? "" : ","}[${JSON.stringify(r.id)},${r.v},${r.d}]`;
-    first = false;
+export function loadStates(tx, server, keys) {
+  const store = storesOf(tx);
+  const copies = keys.map((k) => store(server).get(k));
+  const records = keys.map(([coll, id]) => store(coll).get(id));
+  return requests(copies.concat(records)).then((got) => {
+    const n = keys.length;
+    let s = "[";
+    for (let i = 0; i < n; i++) {
+      const c = got[i];
+      const r = got[n + i];
+      let state = "null";
+      if (c) {
+        state = JSON.stringify({ doc: c.doc ?? null, version: c.version, gen: c.g || 0 });
+      } else if (r && typeof r.v === "number" && !r.s) {
+        state = `{"doc":${r.d},"version":${r.v},"gen":${r.g || 0}}`;
+      }
+      s += `${i ? "," : ""}[${state},${c ? "true" : "false"}]`;
+    }
+    return s + "]";
+  });
+}
+
+/**
+ * The sweep that completes a resync (src/sync.rs): in each store of
+ * `colls`, deletes the records that stand for a server document (a
+ * version) of another generation than `gen`, except those of `keep`
+ * (`"coll\u0000id"`: documents with outbox entries); in `server`, every
+ * entry of another generation. Pushes `[coll, id]` of each deleted record
+ * to `out` as it goes (complete when the transaction commits).
+ */
+function sweep(store, o, out) {
+  const keep = new Set(o.keep);
+  const visit = (s, f) => {
+    const req = s.openCursor();
+    req.onsuccess = () => {
+      const c = req.result;
+      if (!c) return;
+      f(c);
+      c.continue();
+    };
+  };
+  for (const coll of o.colls) {
+    visit(store(coll), (c) => {
+      const r = c.value;
+      if (typeof r.v === "number" && (r.g || 0) !== o.gen && !keep.has(`${coll}\u0000${r.id}`)) {
+        c.delete();
+        out.push([coll, r.id]);
+      }
+    });
   }
-  return s + "]";
+  visit(store(o.server), (c) => {
+    if ((c.value.g || 0) !== o.gen) c.delete();
+  });
 }
 
 /** `name => tx.objectStore(name)`, each store looked up once. */
@@ -497,16 +546,24 @@ export class Waker {
 
 /**
  * Issues the requests of one sync step in `tx` without awaiting each:
- * `{s: store, put: record}`, `{s, del: key}` or `{s, clear: true}`.
+ * `{s: store, put: record}`, `{s, del: key}`, `{s, clear: true}` or
+ * `{sweep: {colls, server, gen, keep}}` (see `sweep`). Returns the
+ * `[coll, id]` of the records a sweep deletes (filled as it runs).
  */
 export function applyOps(tx, ops) {
   const storeOf = storesOf(tx);
+  const swept = [];
   for (const o of ops) {
+    if (o.sweep !== undefined) {
+      sweep(storeOf, o.sweep, swept);
+      continue;
+    }
     const store = storeOf(o.s);
     if (o.clear) store.clear();
     else if (o.del !== undefined) store.delete(o.del);
     else store.put(o.put);
   }
+  return swept;
 }
 
 /** Calls `cb(online)` on the browser's online/offline events; returns a stop function. */

@@ -144,6 +144,12 @@ pub enum MutationResult {
         id: String,
         /// Server version of the document after this mutation.
         version: u64,
+        /// When this push wrote the document: its version before (0 = it
+        /// did not exist). A client holding exactly that version knows the
+        /// result without waiting for the change to come back. Absent when
+        /// the mutation changed nothing (a replay, a no-op).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prev: Option<u64>,
     },
     /// Not applied: the server's document differs from what the client assumed.
     Conflict {

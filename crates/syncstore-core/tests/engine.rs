@@ -134,11 +134,13 @@ fn rebase_replays_pending_in_mid_order_on_new_server_state() {
                     mid: 1,
                     id: "a".into(),
                     version: 3,
+                    prev: None,
                 },
                 MutationResult::Applied {
                     mid: 2,
                     id: "a".into(),
                     version: 4,
+                    prev: None,
                 },
             ],
             id_map: Default::default(),
@@ -180,6 +182,7 @@ fn an_applied_entry_is_not_dropped_before_its_version_arrives() {
                 mid: 1,
                 id: "a".into(),
                 version: 5,
+                prev: None,
             }],
             id_map: Default::default(),
             last_mutation_id: 1,
@@ -529,7 +532,7 @@ fn resync_keeps_pending_writes_and_shows_no_intermediate_state() {
         let fx = c.on_pull(&resp);
         assert!(fx.views.is_empty());
         if !more {
-            assert!(fx.server_reset);
+            assert!(fx.sweep.is_some());
             break;
         }
     }
@@ -698,6 +701,7 @@ fn awaited_versions() {
             mid: 2,
             id: "n1".into(),
             version: 7,
+            prev: None,
         }],
         id_map: Default::default(),
         last_mutation_id: 2,
@@ -706,4 +710,184 @@ fn awaited_versions() {
     assert_eq!(c.pending(), 2, "applied entries wait for their change");
     assert_eq!(c.awaited_version("notes", "n1"), Some(7));
     assert_eq!(c.awaited_version("todos", "a"), None, "not applied yet");
+}
+
+/// Feeds a pull page the way the binding does: loads what it names from
+/// `stored` (None: nothing stored), runs it, stores the effects, evicts.
+fn pull_bounded(
+    c: &mut ClientSync,
+    stored: &mut std::collections::BTreeMap<(String, String), syncstore_core::sync::ServerDoc>,
+    page: &PullResponse,
+) -> Effects {
+    let keys: Vec<(String, String)> = ClientSync::keys_of_changes(&page.changes).collect();
+    for (coll, id) in c.needs(keys) {
+        let state = stored.get(&(coll.clone(), id.clone())).cloned();
+        c.load(&coll, &id, state);
+    }
+    let fx = c.on_pull(page);
+    for r in &fx.server_put {
+        stored.insert((r.coll.clone(), r.id.clone()), r.state.clone());
+    }
+    c.evict();
+    fx
+}
+
+/// Loads what `keys` name from `stored` (the binding's read step).
+fn load_keys(
+    c: &mut ClientSync,
+    stored: &std::collections::BTreeMap<(String, String), syncstore_core::sync::ServerDoc>,
+    keys: Vec<(String, String)>,
+) {
+    for (coll, id) in c.needs(keys) {
+        let state = stored.get(&(coll.clone(), id.clone())).cloned();
+        c.load(&coll, &id, state);
+    }
+}
+
+#[test]
+fn engine_holds_only_documents_with_outbox_entries() {
+    let mut c = ClientSync::new();
+    let mut stored = std::collections::BTreeMap::new();
+    c.evict(); // the caller manages loads from here on
+    let mine = m(1, MutationOp::Insert, "mine", json!({"n": 0}), None);
+    let keys = vec![c.keys_of_local(&mine)];
+    load_keys(&mut c, &stored, keys);
+    c.local(mine).unwrap();
+    let doc = json!({"text": "a server document of a typical size", "done": false, "n": 1});
+    for page in 0..100u64 {
+        let changes = (0..1000u64)
+            .map(|i| {
+                let seq = page * 1000 + i + 1;
+                put(seq, &format!("d{seq}"), doc.clone())
+            })
+            .collect();
+        let fx = pull_bounded(
+            &mut c,
+            &mut stored,
+            &pull(changes, &format!("k{page}"), page < 99, 0),
+        );
+        assert_eq!(fx.server_put.len(), 1000);
+        assert_eq!(fx.views.len(), 1000, "every pulled document is written");
+    }
+    assert_eq!(stored.len(), 100_000);
+    assert_eq!(
+        c.held(),
+        0,
+        "no server state is held for 100,000 pulled documents"
+    );
+    assert_eq!(c.pending(), 1);
+    // A document edited locally keeps its server state while it is pending.
+    load_keys(
+        &mut c,
+        &stored,
+        vec![("todos".to_string(), "d5".to_string())],
+    );
+    assert_eq!(c.base_for("todos", "d5"), Some(5));
+    c.local(m(2, MutationOp::Update, "d5", json!({"n": 9}), Some(5)))
+        .unwrap();
+    c.evict();
+    assert_eq!(c.held(), 1);
+    assert_eq!(c.server_doc("todos", "d5").map(|d| d.version), Some(5));
+    // A change to a document already stored at that version changes nothing.
+    let fx = pull_bounded(
+        &mut c,
+        &mut stored,
+        &pull(vec![put(7, "d7", doc.clone())], "k100", false, 0),
+    );
+    assert!(fx.views.is_empty() && fx.server_put.is_empty());
+}
+
+#[test]
+fn a_write_applied_over_the_held_version_settles_on_its_answer() {
+    let mut s = ModelServer::new();
+    let mut c = ClientSync::new();
+    let none = std::collections::BTreeMap::new();
+    c.evict();
+    c.local(m(1, MutationOp::Insert, "tmp_a", json!({"n": 1}), None))
+        .unwrap();
+    let batch = c.next_push(100);
+    let (resp, _) = s.push("c1", &batch);
+    let keys = c.keys_of_push(&resp);
+    load_keys(&mut c, &none, keys);
+    let fx = c.on_push_response(&resp, &ServerWins);
+    let id = c.resolve_id("tmp_a").to_string();
+    assert_eq!(c.pending(), 0, "settled without waiting for the echo");
+    assert_eq!(fx.outbox_drop, vec![1]);
+    let put = &fx.server_put[0];
+    assert_eq!((put.coll.as_str(), put.id.as_str()), ("todos", id.as_str()));
+    assert_eq!(
+        put.state.doc.as_ref().map(|d| Value::Object(d.clone())),
+        Some(json!({"n": 1, "id": id}))
+    );
+    c.evict();
+    // Its echo is recognised without loading anything and moves the cursor only.
+    let page = s.pull("c1", None, 100);
+    assert!(c.is_echo(&page.changes));
+    let fx = c.skip_echo(&page.changes, &page.cursor);
+    assert!(fx.views.is_empty() && fx.server_put.is_empty());
+    assert_eq!(fx.cursor.as_deref(), Some(page.cursor.as_str()));
+    // An update over the version held settles too; one over an older one
+    // (another client wrote in between) waits for the server's document.
+    for (coll, i) in c.needs(vec![("todos".to_string(), id.clone())]) {
+        c.load(&coll, &i, Some(put.state.clone()));
+    }
+    c.local(m(
+        2,
+        MutationOp::Update,
+        &id,
+        json!({"n": 2}),
+        Some(put.state.version),
+    ))
+    .unwrap();
+    s.push(
+        "other",
+        &[m(1, MutationOp::Update, &id, json!({"x": 1}), None)],
+    );
+    let batch = c.next_push(100);
+    let (resp, _) = s.push("c1", &batch);
+    let keys = c.keys_of_push(&resp);
+    load_keys(&mut c, &none, keys);
+    let fx = c.on_push_response(&resp, &ServerWins);
+    assert!(fx.server_put.is_empty());
+    assert_eq!(
+        c.pending(),
+        1,
+        "applied over a version it has not seen: waits"
+    );
+    assert!(matches!(c.outbox()[0].state, EntryState::Applied { .. }));
+}
+
+#[test]
+fn resync_sweeps_what_it_did_not_see_by_generation() {
+    let mut c = ClientSync::new();
+    let mut stored = std::collections::BTreeMap::new();
+    c.evict();
+    pull_bounded(
+        &mut c,
+        &mut stored,
+        &pull(
+            vec![
+                put(1, "a", json!({"id": "a"})),
+                put(2, "b", json!({"id": "b"})),
+            ],
+            "k2",
+            false,
+            0,
+        ),
+    );
+    let before = c.gen();
+    c.start_resync();
+    assert_eq!(c.gen(), before + 1);
+    let fx = pull_bounded(
+        &mut c,
+        &mut stored,
+        &pull(vec![put(2, "b", json!({"id": "b"}))], "k3", false, 0),
+    );
+    // `b` was seen again: stamped with the new generation, not rewritten.
+    assert!(fx.views.is_empty());
+    assert_eq!(fx.server_put.len(), 1);
+    assert_eq!(fx.server_put[0].state.gen, c.gen());
+    assert_eq!(fx.sweep, Some(c.gen()), "`a` (older generation) is swept");
+    assert!(!c.resyncing());
+    assert_eq!(c.held(), 0);
 }

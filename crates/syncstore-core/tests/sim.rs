@@ -67,8 +67,9 @@ struct Client {
     saved_outbox: BTreeMap<u64, Entry>,
     saved_server: BTreeMap<Key, ServerDoc>,
     /// idmap, rejected, conflict events; completed resyncs; lost answers
-    /// recovered through lastMutationId; conflicts resolved by a write.
-    stats: [usize; 6],
+    /// recovered through lastMutationId; conflicts resolved by a write;
+    /// writes settled on their push answer; echo frames skipped.
+    stats: [usize; 8],
     policies: Policies,
     /// This client's wall clock is off by this much (ms).
     skew: i64,
@@ -79,6 +80,37 @@ fn obj(v: Value) -> JsonObject {
 }
 
 impl Client {
+    /// Loads what the next input names from what the binding would have
+    /// stored (read, decide, write: the engine holds only pending documents).
+    fn prepare(&mut self, keys: Vec<Key>) {
+        for (coll, id) in self.eng.needs(keys) {
+            let state = self.saved_server.get(&(coll.clone(), id.clone())).cloned();
+            self.eng.load(&coll, &id, state);
+        }
+    }
+
+    /// Every view, from the stored server state and the outbox (the engine
+    /// alone holds only the pending documents).
+    fn full_views(&self) -> BTreeMap<Key, JsonObject> {
+        let server: Vec<ServerRecord> = self
+            .saved_server
+            .iter()
+            .map(|((coll, id), d)| ServerRecord {
+                coll: coll.clone(),
+                id: id.clone(),
+                state: d.clone(),
+            })
+            .collect();
+        // `restore` keeps the states of documents with outbox entries;
+        // `load` gives the others.
+        let mut eng =
+            ClientSync::restore(self.eng.meta(), server.clone(), self.eng.outbox().to_vec());
+        for r in server {
+            eng.load(&r.coll, &r.id, Some(r.state));
+        }
+        eng.views()
+    }
+
     fn new(i: usize, policies: Policies, skew: i64) -> Self {
         Client {
             policies,
@@ -93,13 +125,14 @@ impl Client {
             acked_applied: vec![],
             saved_outbox: BTreeMap::new(),
             saved_server: BTreeMap::new(),
-            stats: [0; 6],
+            stats: [0; 8],
         }
     }
 
     /// Carries out effects the way the binding would, then checks that the
     /// stored views are exactly the engine's views.
     fn apply(&mut self, fx: Effects, ctx: &str) {
+        let dbg = format!("{fx:?}");
         for e in &fx.events {
             let i = match e {
                 Event::Idmap { .. } => 0,
@@ -113,7 +146,7 @@ impl Client {
             };
             self.stats[i] += 1;
         }
-        self.stats[3] += usize::from(fx.server_reset);
+        self.stats[3] += usize::from(fx.sweep.is_some());
         self.stats[4] += fx
             .outbox_put
             .iter()
@@ -137,33 +170,68 @@ impl Client {
                 None => self.store.remove(&(v.coll.clone(), v.id.clone())),
             };
         }
-        assert_eq!(
-            self.store,
-            self.eng.views(),
-            "{ctx}: effects left the stored views different from the engine's"
-        );
         for e in fx.outbox_put {
             self.saved_outbox.insert(e.mutation.mid, e);
         }
         for mid in fx.outbox_drop {
             self.saved_outbox.remove(&mid);
         }
-        if fx.server_reset {
-            self.saved_server.clear();
-        }
         for r in fx.server_put {
             self.saved_server.insert((r.coll, r.id), r.state);
+        }
+        if let Some(gen) = fx.sweep {
+            // The binding deletes the stored server state of an older
+            // generation, and the records of such documents without outbox
+            // entries (those with entries get their view in `views`).
+            let pending: std::collections::BTreeSet<Key> = self
+                .eng
+                .outbox()
+                .iter()
+                .map(|e| (e.mutation.coll.clone(), e.mutation.id.clone()))
+                .collect();
+            let store = &mut self.store;
+            self.saved_server.retain(|k, d| {
+                let keep = d.gen == gen;
+                if !keep && !pending.contains(k) {
+                    store.remove(k);
+                }
+                keep
+            });
         }
         assert!(
             self.saved_outbox.values().eq(self.eng.outbox().iter()),
             "{ctx}: persisted outbox differs from the engine's"
         );
+        for (c, i, d) in self.eng.server_docs() {
+            assert_eq!(
+                self.saved_server.get(&(c.to_string(), i.to_string())),
+                Some(d),
+                "{ctx}: persisted server state of {c}/{i} differs from the engine's"
+            );
+        }
+        self.eng.evict();
+        let pending: std::collections::BTreeSet<Key> = self
+            .eng
+            .outbox()
+            .iter()
+            .map(|e| (e.mutation.coll.clone(), e.mutation.id.clone()))
+            .collect();
+        let held: Vec<Key> = self
+            .eng
+            .server_docs()
+            .map(|(c, i, _)| (c.to_string(), i.to_string()))
+            .collect();
         assert!(
-            self.saved_server
-                .iter()
-                .map(|((c, i), d)| (c.as_str(), i.as_str(), d))
-                .eq(self.eng.server_docs()),
-            "{ctx}: persisted server state differs from the engine's"
+            held.iter().all(|k| pending.contains(k)),
+            "{ctx}: the engine holds server state of documents without outbox entries"
+        );
+        if std::env::var("SIM_TRACE").is_ok() && self.store != self.full_views() {
+            eprintln!("saved_server {:?}\nfx {dbg}", self.saved_server);
+        }
+        assert_eq!(
+            self.store,
+            self.full_views(),
+            "{ctx}: effects left the stored views different from the engine's"
         );
     }
 
@@ -175,14 +243,27 @@ impl Client {
                 }
             }
         }
+        self.prepare(self.eng.keys_of_push(resp));
         let fx = self.eng.on_push_response(resp, &self.policies);
+        self.stats[6] += fx
+            .server_put
+            .iter()
+            .filter(|r| {
+                resp.results.iter().any(|x| {
+                    matches!(x, MutationResult::Applied { id, version, .. }
+                        if *id == r.id && *version == r.state.version)
+                })
+            })
+            .count();
         if fx.events.is_empty() {
             // Without events, a view changes only because an applied entry
             // settled: the server state already holds the result's version
             // (dropping it earlier would flicker back to an older state).
             for v in &fx.views {
                 let settled = resp.results.iter().any(|r| match r {
-                    MutationResult::Applied { mid, id, version } => {
+                    MutationResult::Applied {
+                        mid, id, version, ..
+                    } => {
                         *id == v.id
                             && fx.outbox_drop.contains(mid)
                             && self
@@ -249,6 +330,7 @@ impl Client {
             }
         }
         let base = if rng.chance(75) {
+            self.prepare(vec![(coll.clone(), id.clone())]);
             self.eng.base_for(&coll, &id)
         } else {
             None
@@ -340,6 +422,7 @@ impl World {
             return false;
         }
         let more = resp.more;
+        c.prepare(ClientSync::keys_of_changes(&resp.changes).collect());
         let fx = c.eng.on_pull(&resp);
         c.apply(fx, "pull");
         more
@@ -380,6 +463,7 @@ impl World {
                 let mut m = m;
                 let wall = (1_700_000_000_000 + self.time as i64 * 7 + c.skew) as u64;
                 m.ts = Some(c.eng.stamp(wall));
+                c.prepare(vec![c.eng.keys_of_local(&m)]);
                 let fx = c.eng.local(m).expect("a valid local mutation is queued");
                 c.apply(fx, "local");
             }
@@ -406,8 +490,20 @@ impl World {
                     let Some(frame) = c.ws.as_mut().and_then(VecDeque::pop_front) else {
                         break;
                     };
-                    let fx = c.eng.on_server_message(&frame, &c.policies);
-                    if matches!(frame, ServerMessage::Changes { .. }) && !fx.server_reset {
+                    let fx = match &frame {
+                        ServerMessage::Changes { changes, cursor } if c.eng.is_echo(changes) => {
+                            // Own writes settled on their answer: only the cursor moves.
+                            let fx = c.eng.skip_echo(changes, cursor);
+                            c.stats[7] += 1;
+                            assert!(fx.views.is_empty() && fx.server_put.is_empty());
+                            fx
+                        }
+                        _ => {
+                            c.prepare(c.eng.keys_of_message(&frame));
+                            c.eng.on_server_message(&frame, &c.policies)
+                        }
+                    };
+                    if matches!(frame, ServerMessage::Changes { .. }) && fx.sweep.is_none() {
                         // Live changes only move views of documents they changed.
                         for v in &fx.views {
                             assert!(
@@ -465,7 +561,7 @@ impl World {
                 serde_json::from_value(serde_json::to_value(c.eng.outbox()).unwrap()).unwrap();
             ClientSync::restore(c.eng.meta(), server, outbox)
         };
-        assert_eq!(c.store, c.eng.views(), "reload changed the views");
+        assert_eq!(c.store, c.full_views(), "reload changed the views");
     }
 
     fn heal(&mut self) {
@@ -502,7 +598,13 @@ impl World {
         for c in &self.clients {
             assert_eq!(c.eng.pending(), 0, "{}: outbox not empty", c.id);
             assert_eq!(c.store, truth, "{}: replica differs from the server", c.id);
-            assert_eq!(c.eng.views(), truth, "{}: engine views differ", c.id);
+            assert_eq!(c.full_views(), truth, "{}: engine views differ", c.id);
+            assert_eq!(
+                c.eng.held(),
+                0,
+                "{}: server state held with nothing pending",
+                c.id
+            );
             for mid in &c.queued {
                 assert_eq!(
                     self.server.processed.get(&(c.id.clone(), *mid)),
@@ -525,7 +627,7 @@ impl World {
     }
 }
 
-fn run(seed: u64) -> [usize; 7] {
+fn run(seed: u64) -> [usize; 9] {
     let mut rng = Rng::new(seed);
     let n = 2 + rng.below(3) as usize;
     let steps = 50 + rng.below(100) as usize;
@@ -548,7 +650,7 @@ fn run(seed: u64) -> [usize; 7] {
     }
     world.heal();
     world.check();
-    let mut out = [0; 7];
+    let mut out = [0; 9];
     for c in &world.clients {
         out[0] += c.queued.len();
         for (o, s) in out[1..].iter_mut().zip(c.stats) {
@@ -577,7 +679,7 @@ fn run_half(half: u64) {
         seeds / 2..seeds
     };
     let start = std::time::Instant::now();
-    let mut total = [0usize; 7];
+    let mut total = [0usize; 9];
     for seed in range.clone() {
         match std::panic::catch_unwind(|| run(seed)) {
             Ok(counts) => {
@@ -591,7 +693,7 @@ fn run_half(half: u64) {
     println!(
         "seeds {range:?}: {} mutations, {} idmaps, {} rejected, {} conflicts, \
          {} resyncs, {} lost answers recovered by pull, {} conflicts resolved \
-         by a write, {:?}",
+         by a write, {} writes settled on their answer, {} echoes skipped, {:?}",
         total[0],
         total[1],
         total[2],
@@ -599,6 +701,8 @@ fn run_half(half: u64) {
         total[4],
         total[5],
         total[6],
+        total[7],
+        total[8],
         start.elapsed()
     );
     assert!(

@@ -116,6 +116,7 @@ impl PushApply {
     ) -> Result<MutationResult, S::Error> {
         self.seq += 1;
         let seq = self.seq;
+        let prev = row.as_ref().map_or(0, |r| r.version);
         let mut fields = row.as_ref().map(|r| r.fields.clone()).unwrap_or_default();
         let old_live = row
             .as_ref()
@@ -152,6 +153,7 @@ impl PushApply {
             mid: m.mid,
             id: id.to_string(),
             version: seq,
+            prev: Some(prev),
         })
     }
 
@@ -201,6 +203,7 @@ impl PushApply {
                                 mid: m.mid,
                                 id: c,
                                 version: row.version,
+                                prev: None,
                             });
                         }
                     }
@@ -255,6 +258,7 @@ impl PushApply {
                         mid: m.mid,
                         id,
                         version,
+                        prev: None,
                     });
                 }
                 self.write(s, m, &id, Some(doc), row)
@@ -302,6 +306,7 @@ impl PushApply {
                         mid: m.mid,
                         id,
                         version: r.version,
+                        prev: None,
                     });
                 }
                 self.write(s, m, &id, Some(merged), row)
@@ -311,6 +316,7 @@ impl PushApply {
                     mid: m.mid,
                     id,
                     version: r.version,
+                    prev: None,
                 }),
                 Some(r) if changed_since(r) => Ok(conflict_with(r)),
                 _ => self.write(s, m, &id, None, row),

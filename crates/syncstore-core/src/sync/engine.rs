@@ -10,13 +10,19 @@
 //! naming it replayed on top, in mid order (rebase). Every input computes the
 //! views it may have changed before and after, and reports each changed view
 //! once, settled: a document never shows an intermediate state of an input.
+//!
+//! The server state it holds is bounded by what is pending: between inputs,
+//! only documents with outbox entries keep theirs ([`ClientSync::evict`]).
+//! Before an input, the binding loads the server state of the documents the
+//! input names ([`ClientSync::needs`], [`ClientSync::load`]) from its
+//! storage, inside the transaction that will carry out the effects: read,
+//! decide, write.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::fields::rewrite_refs;
 use crate::json::merge_patch;
 use crate::protocol::{
     is_temp_id, Change, ChangeOp, JsonObject, Mutation, MutationError, MutationOp, MutationResult,
@@ -36,6 +42,13 @@ pub struct ServerDoc {
     pub doc: Option<JsonObject>,
     /// The server version (seq of its last change).
     pub version: u64,
+    /// The resync generation that last saw it (see [`Effects::sweep`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gen: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One server document, for persisting the server state.
@@ -174,9 +187,13 @@ pub struct Effects {
     pub outbox_put: Vec<Entry>,
     /// Outbox entries to delete (by mid).
     pub outbox_drop: Vec<u64>,
-    /// True if the stored server state must be cleared before `server_put`.
-    pub server_reset: bool,
-    /// Server documents to store.
+    /// A resync completed: delete every stored server state (records with a
+    /// version, `_server` copies and tombstones) whose generation is not
+    /// this one, except those of documents with outbox entries (their
+    /// server state is in the engine, and `views` carries their new view).
+    /// Before `server_put`.
+    pub sweep: Option<u64>,
+    /// Server documents to store (with their generation).
     pub server_put: Vec<ServerRecord>,
     /// The new cursor, if it changed.
     pub cursor: Option<String>,
@@ -279,15 +296,21 @@ pub enum SyncError {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientSync {
+    /// The server state of every document with an outbox entry, and of the
+    /// documents loaded for the current input.
     server: DocMap,
     outbox: Vec<Entry>,
     id_map: BTreeMap<String, String>,
     cursor: Option<String>,
     last_mutation_id: u64,
     max_mid: u64,
-    /// While a resync runs: the server state being rebuilt from the start.
-    /// The views keep using `server` until it is complete (no flicker).
-    resync: Option<DocMap>,
+    /// True while a resync runs: every change delivered is stamped with
+    /// `gen`; when it completes, server state of an older generation is
+    /// gone from the server ([`Effects::sweep`]).
+    resync: bool,
+    /// The resync generation (bumped when a resync starts).
+    #[serde(default)]
+    gen: u64,
     /// True if the open WebSocket's stream started from zero during the
     /// current resync (only such a stream may move the cursor or complete it).
     #[serde(default)]
@@ -295,7 +318,21 @@ pub struct ClientSync {
     /// The hybrid logical clock: the last `ts` stamped or seen.
     #[serde(default)]
     clock: u64,
+    /// Documents loaded for the current input (cleared by `evict`).
+    #[serde(skip)]
+    loaded: BTreeSet<Key>,
+    /// Set by the first `evict`: the caller loads what inputs name, and
+    /// debug builds check that it did.
+    #[serde(skip)]
+    bounded: bool,
+    /// Own writes settled on their push answer, by the version they made:
+    /// their echo is no news ([`ClientSync::is_echo`]). Bounded.
+    #[serde(skip)]
+    echoes: HashMap<Key, u64>,
 }
+
+/// Own settled writes remembered for recognising their echo.
+const MAX_ECHOES: usize = 4096;
 
 /// The small per-client record besides documents and outbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -314,6 +351,9 @@ pub struct Meta {
     /// The hybrid logical clock.
     #[serde(default)]
     pub clock: u64,
+    /// The resync generation.
+    #[serde(default)]
+    pub gen: u64,
 }
 
 fn replay(cur: Option<JsonObject>, m: &Mutation) -> Option<JsonObject> {
@@ -336,6 +376,61 @@ fn replay(cur: Option<JsonObject>, m: &Mutation) -> Option<JsonObject> {
     }
 }
 
+/// Rewrites the temporary ids of `map` in `m`: its id and string values
+/// equal to a mapped temporary id (as the server does). True if it changed.
+fn rewrite_with(m: &mut Mutation, map: &BTreeMap<String, String>) -> bool {
+    if map.is_empty() {
+        return false;
+    }
+    fn walk(v: &mut Value, map: &BTreeMap<String, String>, changed: &mut bool) {
+        match v {
+            Value::String(s) if is_temp_id(s) => {
+                if let Some(c) = map.get(s.as_str()) {
+                    *s = c.clone();
+                    *changed = true;
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|x| walk(x, map, changed)),
+            Value::Object(o) => o.values_mut().for_each(|x| walk(x, map, changed)),
+            _ => {}
+        }
+    }
+    let mut changed = false;
+    if let Some(c) = map.get(&m.id) {
+        m.id = c.clone();
+        changed = true;
+    }
+    for body in [&mut m.doc, &mut m.patch].into_iter().flatten() {
+        for v in body.values_mut() {
+            walk(v, map, &mut changed);
+        }
+    }
+    if changed {
+        if let Some(d) = m.doc.as_mut() {
+            if d.contains_key("id") {
+                d.insert("id".into(), Value::String(m.id.clone()));
+            }
+        }
+    }
+    changed
+}
+
+/// True if a string in the mutation's document or patch is a temporary id.
+fn names_temp_ids(m: &Mutation) -> bool {
+    fn walk(v: &Value) -> bool {
+        match v {
+            Value::String(s) => is_temp_id(s),
+            Value::Array(a) => a.iter().any(walk),
+            Value::Object(o) => o.values().any(walk),
+            _ => false,
+        }
+    }
+    [&m.doc, &m.patch]
+        .into_iter()
+        .flatten()
+        .any(|b| b.values().any(walk))
+}
+
 fn key_of(m: &Mutation) -> Key {
     (m.coll.clone(), m.id.clone())
 }
@@ -344,16 +439,10 @@ fn get<'a>(map: &'a DocMap, coll: &str, id: &str) -> Option<&'a ServerDoc> {
     map.get(coll)?.get(id)
 }
 
-/// Stores `doc` if it is newer than what `map` has; true if stored.
-fn put_newer(map: &mut DocMap, coll: &str, id: &str, doc: &ServerDoc) -> bool {
-    let slot = map.entry(coll.to_string()).or_default();
-    match slot.get(id) {
-        Some(old) if old.version >= doc.version => false,
-        _ => {
-            slot.insert(id.to_string(), doc.clone());
-            true
-        }
-    }
+fn put(map: &mut DocMap, coll: &str, id: &str, doc: ServerDoc) {
+    map.entry(coll.to_string())
+        .or_default()
+        .insert(id.to_string(), doc);
 }
 
 impl ClientSync {
@@ -392,44 +481,188 @@ impl ClientSync {
         self.id_map.get(id).map_or(id, String::as_str)
     }
 
-    /// The server state this client knows of a document.
+    /// The server state this client holds of a document (documents with
+    /// outbox entries, and those loaded for the current input).
     pub fn server_doc(&self, coll: &str, id: &str) -> Option<&ServerDoc> {
         get(&self.server, coll, self.resolve_id(id))
     }
 
-    /// Every server document this client knows (tombstones included).
+    /// Every server document this client holds (tombstones included).
     pub fn server_docs(&self) -> impl Iterator<Item = (&str, &str, &ServerDoc)> {
         self.server
             .iter()
             .flat_map(|(c, m)| m.iter().map(move |(i, d)| (c.as_str(), i.as_str(), d)))
     }
 
+    /// Of `keys`, those whose server state the caller must [`Self::load`]
+    /// before the input that names them: not held (no outbox entry) and not
+    /// loaded yet. Deduplicated, in order.
+    pub fn needs(&self, keys: impl IntoIterator<Item = Key>) -> Vec<Key> {
+        let pending = self.outbox_keys();
+        let mut seen = BTreeSet::new();
+        keys.into_iter()
+            .map(|(c, i)| {
+                let i = self.resolve_id(&i).to_owned();
+                (c, i)
+            })
+            .filter(|k| !pending.contains(k) && !self.loaded.contains(k) && seen.insert(k.clone()))
+            .collect()
+    }
+
+    /// The documents a local mutation names.
+    pub fn keys_of_local(&self, m: &Mutation) -> Key {
+        (m.coll.clone(), self.resolve_id(&m.id).to_owned())
+    }
+
+    /// The documents server changes name.
+    pub fn keys_of_changes(changes: &[Change]) -> impl Iterator<Item = Key> + '_ {
+        changes.iter().map(|c| (c.coll.clone(), c.id.clone()))
+    }
+
+    /// The documents a push answer names besides those with outbox entries:
+    /// the canonical ids of newly mapped temporary ids, and conflict ids.
+    pub fn keys_of_push(&self, resp: &PushResponse) -> Vec<Key> {
+        let mut out = vec![];
+        for e in &self.outbox {
+            if let Some(c) = resp.id_map.get(&e.mutation.id) {
+                out.push((e.mutation.coll.clone(), c.clone()));
+            }
+        }
+        for r in &resp.results {
+            if let MutationResult::Conflict { mid, id, .. } = r {
+                if let Some(e) = self.outbox.iter().find(|e| e.mutation.mid == *mid) {
+                    out.push((e.mutation.coll.clone(), id.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// The documents a server message names.
+    pub fn keys_of_message(&self, msg: &ServerMessage) -> Vec<Key> {
+        match msg {
+            ServerMessage::Changes { changes, .. } => Self::keys_of_changes(changes).collect(),
+            ServerMessage::PushResult { response, .. } => self.keys_of_push(response),
+            _ => vec![],
+        }
+    }
+
+    /// Takes in the stored server state of a document (`None`: none stored)
+    /// for the next input. A document with outbox entries keeps the state
+    /// the engine holds.
+    pub fn load(&mut self, coll: &str, id: &str, state: Option<ServerDoc>) {
+        let key = (coll.to_owned(), id.to_owned());
+        if self.outbox_keys().contains(&key) {
+            return;
+        }
+        match state {
+            Some(d) => {
+                self.server
+                    .entry(key.0.clone())
+                    .or_default()
+                    .insert(key.1.clone(), d);
+            }
+            None => {
+                if let Some(m) = self.server.get_mut(coll) {
+                    m.remove(id);
+                }
+            }
+        }
+        self.loaded.insert(key);
+    }
+
+    /// Drops the server state of every document without outbox entries
+    /// (the caller stored it from the effects): what the engine holds
+    /// between inputs is bounded by what is pending. From the first call
+    /// on, debug builds check that inputs name only loaded documents.
+    pub fn evict(&mut self) {
+        let pending = self.outbox_keys();
+        for (c, m) in self.server.iter_mut() {
+            m.retain(|i, _| pending.contains(&(c.clone(), i.clone())));
+        }
+        self.server.retain(|_, m| !m.is_empty());
+        self.loaded.clear();
+        self.bounded = true;
+    }
+
+    /// True if every change (if any) is the echo of a write of this client
+    /// that its push answer settled already: such a frame only moves the cursor
+    /// ([`Self::skip_echo`]) and needs no document loaded or written.
+    pub fn is_echo(&self, changes: &[Change]) -> bool {
+        !self.resync
+            && changes.iter().all(|c| {
+                self.echoes
+                    .get(&(c.coll.clone(), c.id.clone()))
+                    .is_some_and(|v| *v >= c.version)
+            })
+    }
+
+    /// Takes in a frame [`Self::is_echo`] recognised: the clock and the
+    /// cursor move, nothing else.
+    pub fn skip_echo(&mut self, changes: &[Change], cursor: &str) -> Effects {
+        let mut fx = Effects::default();
+        for c in changes {
+            self.observe(c.ts);
+            let key = (c.coll.clone(), c.id.clone());
+            if self.echoes.get(&key) == Some(&c.version) {
+                self.echoes.remove(&key);
+            }
+        }
+        if self.cursor.as_deref() != Some(cursor) {
+            self.cursor = Some(cursor.to_string());
+            fx.cursor = Some(cursor.to_string());
+        }
+        fx
+    }
+
+    /// Number of documents whose server state the engine holds.
+    pub fn held(&self) -> usize {
+        self.server.values().map(BTreeMap::len).sum()
+    }
+
     /// The cursor for the hello of a WebSocket being opened now (call it for
     /// every new socket: a socket opened during a resync carries it on).
     pub fn ws_hello_cursor(&mut self) -> Option<String> {
-        self.ws_resync_stream = self.resync.is_some();
+        self.ws_resync_stream = self.resync;
         self.cursor.clone()
     }
 
     /// True while a resync has not completed.
     pub fn resyncing(&self) -> bool {
-        self.resync.is_some()
+        self.resync
+    }
+
+    /// The resync generation that server state stored now must carry.
+    pub fn gen(&self) -> u64 {
+        self.gen
     }
 
     /// The small record to persist besides documents and outbox.
     pub fn meta(&self) -> Meta {
         Meta {
-            cursor: self.cursor.clone(),
-            last_mutation_id: self.last_mutation_id,
-            max_mid: self.max_mid,
             id_map: self.id_map.clone(),
-            resyncing: self.resync.is_some(),
-            clock: self.clock,
+            ..self.meta_without_ids()
         }
     }
 
-    /// Rebuilds the engine from what the binding persisted. An interrupted
-    /// resync restarts from the start.
+    /// [`Self::meta`] without the id map, for a binding that keeps the
+    /// mappings in a store of their own (from the `idmap` events).
+    pub fn meta_without_ids(&self) -> Meta {
+        Meta {
+            cursor: self.cursor.clone(),
+            last_mutation_id: self.last_mutation_id,
+            max_mid: self.max_mid,
+            id_map: BTreeMap::new(),
+            resyncing: self.resync,
+            clock: self.clock,
+            gen: self.gen,
+        }
+    }
+
+    /// Rebuilds the engine from what the binding persisted: `meta`, the
+    /// outbox and the server state of (at least) the documents with outbox
+    /// entries; other documents' state is dropped. An interrupted resync
+    /// restarts from the start, in a new generation.
     pub fn restore(meta: Meta, server: Vec<ServerRecord>, mut outbox: Vec<Entry>) -> Self {
         let mut map = DocMap::new();
         for r in server {
@@ -437,17 +670,25 @@ impl ClientSync {
         }
         outbox.sort_by_key(|e| e.mutation.mid);
         let resyncing = meta.resyncing;
-        ClientSync {
+        let mut eng = ClientSync {
             server: map,
             outbox,
             id_map: meta.id_map,
             cursor: if resyncing { None } else { meta.cursor },
             last_mutation_id: meta.last_mutation_id,
             max_mid: meta.max_mid,
-            resync: resyncing.then(DocMap::new),
+            resync: resyncing,
+            gen: meta.gen + u64::from(resyncing),
             ws_resync_stream: false,
             clock: meta.clock,
+            ..ClientSync::default()
+        };
+        let pending = eng.outbox_keys();
+        for (c, m) in eng.server.iter_mut() {
+            m.retain(|i, _| pending.contains(&(c.clone(), i.clone())));
         }
+        eng.server.retain(|_, m| !m.is_empty());
+        eng
     }
 
     /// A clock value for a local write made at `wall_ms` (ms since the
@@ -479,7 +720,24 @@ impl ClientSync {
         {
             return None;
         }
-        get(&self.server, coll, id).map(|d| d.version)
+        self.state(coll, id).map(|d| d.version)
+    }
+
+    /// The server state held for a document an input names: it must have
+    /// been loaded, or have outbox entries (checked in debug builds once
+    /// the caller manages loads).
+    fn state(&self, coll: &str, id: &str) -> Option<&ServerDoc> {
+        debug_assert!(
+            !self.bounded
+                || self.loaded.contains(&(coll.to_owned(), id.to_owned()))
+                || self
+                    .outbox
+                    .iter()
+                    .any(|e| e.mutation.coll == coll && e.mutation.id == id)
+                || is_temp_id(id),
+            "{coll}/{id}: an input named a document that was not loaded"
+        );
+        get(&self.server, coll, id)
     }
 
     fn replayed(e: &Entry) -> bool {
@@ -496,7 +754,7 @@ impl ClientSync {
 
     /// The view at exactly this key (a mapped temporary id has none).
     fn view_raw(&self, coll: &str, id: &str) -> Option<JsonObject> {
-        let mut cur = get(&self.server, coll, id).and_then(|d| d.doc.clone());
+        let mut cur = self.state(coll, id).and_then(|d| d.doc.clone());
         for e in &self.outbox {
             if e.mutation.coll == coll && e.mutation.id == id && Self::replayed(e) {
                 cur = replay(cur, &e.mutation);
@@ -505,7 +763,8 @@ impl ClientSync {
         cur
     }
 
-    /// Every live local view (server documents and outbox-only documents).
+    /// Every live local view the engine can compute: the documents whose
+    /// server state it holds and those with outbox entries.
     pub fn views(&self) -> BTreeMap<Key, JsonObject> {
         let mut out: BTreeMap<Key, Option<JsonObject>> = self
             .server
@@ -530,7 +789,7 @@ impl ClientSync {
             .map(|k| {
                 (
                     k.clone(),
-                    get(&self.server, &k.0, &k.1).and_then(|d| d.doc.clone()),
+                    self.state(&k.0, &k.1).and_then(|d| d.doc.clone()),
                 )
             })
             .collect();
@@ -558,6 +817,10 @@ impl ClientSync {
         f: impl FnOnce(&mut Self, &mut Effects),
     ) -> Effects {
         let mut keys = self.outbox_keys();
+        if self.bounded {
+            // Their state is held for the whole input, even if it settles them.
+            self.loaded.extend(keys.iter().cloned());
+        }
         keys.extend(extra);
         let mut before = self.views_at(&keys);
         let mut fx = Effects::default();
@@ -579,6 +842,9 @@ impl ClientSync {
         }
         keys.extend(before.keys().cloned());
         keys.extend(self.outbox_keys());
+        for v in &fx.views {
+            keys.remove(&(v.coll.clone(), v.id.clone()));
+        }
         let mut after = self.views_at(&keys);
         for k in keys {
             let old = before.get(&k).cloned().flatten();
@@ -604,7 +870,7 @@ impl ClientSync {
         // not change unless it also listed the key in `extra`.
         match before.get(canon) {
             Some(v) => v.clone(),
-            None => get(&self.server, &canon.0, &canon.1).and_then(|d| d.doc.clone()),
+            None => self.state(&canon.0, &canon.1).and_then(|d| d.doc.clone()),
         }
     }
 
@@ -653,11 +919,10 @@ impl ClientSync {
         self.rewrite_mutation(&mut m);
         let key = key_of(&m);
         let base_doc = match (m.op, m.base) {
-            (MutationOp::Update | MutationOp::Replace, Some(b)) => {
-                get(&self.server, &m.coll, &m.id)
-                    .filter(|d| d.version == b)
-                    .and_then(|d| d.doc.clone())
-            }
+            (MutationOp::Update | MutationOp::Replace, Some(b)) => self
+                .state(&m.coll, &m.id)
+                .filter(|d| d.version == b)
+                .and_then(|d| d.doc.clone()),
             _ => None,
         };
         // A new entry can change only its own document's view: diff that
@@ -686,31 +951,7 @@ impl ClientSync {
 
     /// Rewrites mapped temporary ids in `m` (its id and string values).
     fn rewrite_mutation(&self, m: &mut Mutation) -> bool {
-        if self.id_map.is_empty() {
-            return false;
-        }
-        let before = m.clone();
-        if let Some(c) = self.id_map.get(&m.id) {
-            m.id = c.clone();
-        }
-        let map: HashMap<String, String> = self
-            .id_map
-            .iter()
-            .map(|(a, b)| (a.clone(), b.clone()))
-            .collect();
-        for body in [&mut m.doc, &mut m.patch].into_iter().flatten() {
-            let mut v = Value::Object(std::mem::take(body));
-            rewrite_refs(&mut v, &map);
-            if let Value::Object(o) = v {
-                *body = o;
-            }
-        }
-        if let Some(d) = m.doc.as_mut() {
-            if d.contains_key("id") {
-                d.insert("id".into(), Value::String(m.id.clone()));
-            }
-        }
-        *m != before
+        rewrite_with(m, &self.id_map)
     }
 
     /// The next push: the oldest unsettled entries not known applied, at
@@ -768,13 +1009,13 @@ impl ClientSync {
                 tmp,
             });
         }
-        let mut outbox = std::mem::take(&mut self.outbox);
-        for e in &mut outbox {
-            if self.rewrite_mutation(&mut e.mutation) {
+        // Earlier mappings were applied to every entry when learned: only
+        // the new ones can change an entry.
+        for e in &mut self.outbox {
+            if rewrite_with(&mut e.mutation, &new) {
                 fx.outbox_put.push(e.clone());
             }
         }
-        self.outbox = outbox;
     }
 
     /// Feeds a push answer (HTTP or a WebSocket `pushResult`).
@@ -803,6 +1044,11 @@ impl ClientSync {
                     continue; // settled before (a duplicated answer)
                 };
                 match r {
+                    MutationResult::Applied {
+                        version,
+                        prev: Some(prev),
+                        ..
+                    } if this.settle_applied(pos, *version, *prev, fx) => {}
                     MutationResult::Applied { version, .. } => {
                         let e = &mut this.outbox[pos];
                         if !matches!(e.state, EntryState::Applied { .. }) {
@@ -851,8 +1097,9 @@ impl ClientSync {
             let state = ServerDoc {
                 doc: remote.cloned(),
                 version: v,
+                gen: self.gen,
             };
-            if !is_temp_id(id) && put_newer(&mut self.server, &coll, id, &state) {
+            if !is_temp_id(id) && self.put_newer(&coll, id, &state) {
                 fx.server_put.push(ServerRecord {
                     coll: coll.clone(),
                     id: id.to_string(),
@@ -914,6 +1161,58 @@ impl ClientSync {
                 self.outbox.push(e);
             }
         }
+    }
+
+    /// Stores `doc` if it is newer than the state held; true if stored.
+    fn put_newer(&mut self, coll: &str, id: &str, doc: &ServerDoc) -> bool {
+        let old = self.state(coll, id).map(|d| d.version);
+        if old.is_some_and(|v| v >= doc.version) {
+            return false;
+        }
+        put(&mut self.server, coll, id, doc.clone());
+        true
+    }
+
+    /// Settles an applied mutation on its push answer when the server says
+    /// it applied it over exactly the state this client holds (`prev`): the
+    /// new server state is the mutation replayed on that state, which the
+    /// view already shows. Not when an earlier entry of the document is
+    /// unsettled, nor when the mutation names temporary ids (the server may
+    /// have stored such a reference literally). True if settled.
+    fn settle_applied(&mut self, pos: usize, version: u64, prev: u64, fx: &mut Effects) -> bool {
+        let e = &self.outbox[pos];
+        let (coll, id) = key_of(&e.mutation);
+        if is_temp_id(&id)
+            || names_temp_ids(&e.mutation)
+            || self.outbox[..pos]
+                .iter()
+                .any(|x| x.mutation.coll == coll && x.mutation.id == id)
+        {
+            return false;
+        }
+        let held = self.state(&coll, &id);
+        if held.map_or(0, |d| d.version) != prev || held.is_some_and(|d| d.version >= version) {
+            return false;
+        }
+        let doc = replay(held.and_then(|d| d.doc.clone()), &e.mutation);
+        let state = ServerDoc {
+            doc,
+            version,
+            gen: self.gen,
+        };
+        put(&mut self.server, &coll, &id, state.clone());
+        fx.server_put.push(ServerRecord {
+            coll: coll.clone(),
+            id: id.clone(),
+            state,
+        });
+        let e = self.outbox.remove(pos);
+        fx.outbox_drop.push(e.mutation.mid);
+        if self.echoes.len() >= MAX_ECHOES {
+            self.echoes.clear();
+        }
+        self.echoes.insert((coll, id), version);
+        true
     }
 
     /// Drops applied entries whose effect the server state now contains.
@@ -980,7 +1279,9 @@ impl ClientSync {
     /// Starts a resync: pending writes stay, the server state is rebuilt
     /// from the start beside the current one and replaces it when complete.
     pub fn start_resync(&mut self) -> Effects {
-        self.resync = Some(DocMap::new());
+        self.resync = true;
+        self.gen += 1;
+        self.echoes.clear();
         self.ws_resync_stream = false;
         self.cursor = None;
         Effects {
@@ -1000,14 +1301,12 @@ impl ClientSync {
         last_mutation_id: Option<u64>,
         complete: bool,
     ) -> Effects {
-        let mut extra: Vec<Key> = changes
-            .iter()
-            .map(|c| (c.coll.clone(), c.id.clone()))
-            .collect();
-        if complete && self.resync.is_some() {
+        let mut extra: Vec<Key> = Self::keys_of_changes(changes).collect();
+        if complete && self.resync {
             extra.extend(self.server_keys());
         }
         self.with_views(extra, |this, fx| {
+            let mut put_at: HashMap<Key, usize> = HashMap::new();
             for c in changes {
                 this.observe(c.ts);
                 let state = ServerDoc {
@@ -1016,22 +1315,42 @@ impl ClientSync {
                         ChangeOp::Delete => None,
                     },
                     version: c.version,
+                    gen: this.gen,
                 };
-                if let Some(shadow) = this.resync.as_mut() {
-                    put_newer(shadow, &c.coll, &c.id, &state);
-                }
-                if put_newer(&mut this.server, &c.coll, &c.id, &state) {
-                    fx.server_put.push(ServerRecord {
-                        coll: c.coll.clone(),
-                        id: c.id.clone(),
+                let key = (c.coll.clone(), c.id.clone());
+                let stored = if this.put_newer(&c.coll, &c.id, &state) {
+                    Some(state)
+                } else if this.resync {
+                    // Seen by the resync: stamp what is held with its generation.
+                    match this.server.get_mut(&c.coll).and_then(|m| m.get_mut(&c.id)) {
+                        Some(d) if d.gen != this.gen => {
+                            d.gen = this.gen;
+                            Some(d.clone())
+                        }
+                        _ => None,
+                    }
+                } else {
+                    None
+                };
+                if let Some(state) = stored {
+                    let rec = ServerRecord {
+                        coll: key.0.clone(),
+                        id: key.1.clone(),
                         state,
-                    });
+                    };
+                    // One record per document and input: the last one.
+                    match put_at.get(&key) {
+                        Some(&i) => fx.server_put[i] = rec,
+                        None => {
+                            put_at.insert(key, fx.server_put.len());
+                            fx.server_put.push(rec);
+                        }
+                    }
                 }
             }
-            if complete {
-                if let Some(shadow) = this.resync.take() {
-                    this.finish_resync(shadow, fx);
-                }
+            if complete && this.resync {
+                this.resync = false;
+                this.finish_resync(fx);
             }
             if let Some(lmid) = last_mutation_id {
                 this.last_mutation_id = this.last_mutation_id.max(lmid);
@@ -1054,32 +1373,34 @@ impl ClientSync {
         })
     }
 
-    /// Replaces the server state by the rebuilt one (a document newer in the
-    /// old state, e.g. from a conflict answer, keeps its newer version).
-    fn finish_resync(&mut self, mut shadow: DocMap, fx: &mut Effects) {
-        let old = std::mem::take(&mut self.server);
-        for (coll, docs) in &old {
-            for (id, d) in docs {
-                if let Some(s) = shadow.get_mut(coll).and_then(|m| m.get_mut(id)) {
-                    if d.version > s.version {
-                        *s = d.clone();
-                    }
+    /// Completes a resync: a held server state the resync did not see (an
+    /// older generation) is gone from the server; the binding sweeps the
+    /// stored ones ([`Effects::sweep`]).
+    fn finish_resync(&mut self, fx: &mut Effects) {
+        let gen = self.gen;
+        let mut gone = vec![];
+        for (c, m) in self.server.iter_mut() {
+            m.retain(|i, d| {
+                let keep = d.gen == gen;
+                if !keep {
+                    gone.push((c.clone(), i.clone()));
                 }
-            }
+                keep
+            });
         }
-        self.server = shadow;
-        fx.server_reset = true;
-        fx.server_put = self
-            .server_docs()
-            .map(|(c, i, d)| ServerRecord {
-                coll: c.to_string(),
-                id: i.to_string(),
-                state: d.clone(),
-            })
-            .collect();
+        self.server.retain(|_, m| !m.is_empty());
+        fx.server_put.retain(|r| r.state.gen == gen);
+        fx.sweep = Some(gen);
+        // A document with outbox entries keeps its record through the
+        // sweep: rewrite it without the server state it no longer has.
+        let pending = self.outbox_keys();
+        for (coll, id) in gone.into_iter().filter(|k| pending.contains(k)) {
+            let doc = self.view_raw(&coll, &id);
+            fx.views.push(ViewChange { coll, id, doc });
+        }
     }
 
-    /// Keys of every document the old state had (for view diffs of a resync).
+    /// Keys of every document whose state is held (for view diffs of a resync).
     fn server_keys(&self) -> Vec<Key> {
         self.server
             .iter()
