@@ -1,5 +1,5 @@
 // Drives the bench pages in Debian's headless Chromium, one page load per
-// library (rows 1-7), then the sync rows against the real server (8-10,
+// library (rows 1-7), then the sync rows against the real server (8-11,
 // sync.mjs), and writes results/latest.json and ../docs/benchmarks.md.
 // `--local` / `--sync` (or BENCH_ONLY=local|sync) run one part and keep the
 // other part's figures from the previous results/latest.json.

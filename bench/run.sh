@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
-# make bench: issue 7's benchmarks (not part of make test; ~10 minutes).
+# make bench: the benchmarks of issues 7 and 13 (not part of make test; ~11 minutes).
 #   rows 1-7  local workloads: syncstore (local only, and with sync on
 #             against the release server) against Dexie and raw IndexedDB
-#             in headless Chromium (bench/pages/, playwright-core)
-#   rows 8-10 sync (bench/sync.mjs) against the real server, the release
+#             in headless Chromium (bench/pages/, playwright-core); the
+#             "sync on / local" ratio is issue 13's (<= 1.15x; p99 of row 7
+#             <= 2x)
+#   rows 8-11 sync (bench/sync.mjs) against the real server, the release
 #             build of server/ started on 127.0.0.1 (a free port, a fresh
 #             SQLite file per row, token dev-token) and stopped after:
 #             8  write on store A -> subscription on store B (two pages, two
 #                databases): over the WebSocket, and polling (pollMs 100)
 #             9  initial sync of 100,000 documents seeded over POST /v1/push:
-#                time to all rows, peak JS heap
+#                time to all rows, peak JS heap, wasm memory; the same for
+#                10,000 documents (a second server); for reference, Dexie
+#                bulkPut of the same 100,000 documents in pages of 1,000
+#                (same indexes, same page type) and raw IndexedDB writes
 #             10 bench/loadgen (crate syncstore-loadgen): 1,000 WebSocket
 #                clients, pushers for 30 s: mutations/s, fan-out latency
+#             11 10,000 inserts queued while offline (goOffline, 10 batch
+#                calls; push rate limit raised), then goOnline() until
+#                status().pending is 0: mutations/s end to end; the server
+#                is checked for all of them
 # Writes bench/results/latest.json and docs/benchmarks.md; prints the tables.
 #
 # Run one part (the other part's figures are kept from the last
@@ -19,8 +28,9 @@
 #   BENCH_ONLY=sync make bench      (or: bash bench/run.sh --sync)
 #   BENCH_ONLY=local make bench     (or: bash bench/run.sh --local)
 # Knobs: BENCH_REPS (3), BENCH_LIBS (syncstore,syncstoreSync,dexie,raw), BENCH_DIAG=0 (skip the profiles and
-# diagnostic runs), BENCH_SYNC_ROWS=8,9,10, BENCH_SYNC_SAMPLES (200),
-# BENCH_INITIAL_DOCS (100000), BENCH_LOAD_CLIENTS (1000),
+# diagnostic runs), BENCH_SYNC_ROWS=8,9,10,11, BENCH_SYNC_SAMPLES (200),
+# BENCH_INITIAL_DOCS (100000), BENCH_INITIAL_SMALL_DOCS (10000),
+# BENCH_PUSH_DOCS (10000, row 11), BENCH_LOAD_CLIENTS (1000),
 # BENCH_LOAD_PUSHERS (16), BENCH_LOAD_BATCH (10), BENCH_LOAD_SECONDS (30),
 # BENCH_LOAD_VIA (http | ws), BENCH_SERVER_LOG (RUST_LOG of the server, info).
 # `node bench/run.mjs --report` re-renders docs/benchmarks.md from latest.json.

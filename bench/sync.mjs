@@ -1,4 +1,4 @@
-// The sync rows of issue 7 (8, 9, 10) against the real sync server (the
+// The sync rows of issues 7 and 13 (8, 9, 10, 11) against the real sync server (the
 // release binary, started here on 127.0.0.1 with a free port and a fresh
 // SQLite file per row, stopped after). Called by run.mjs with the browser
 // context and the URL of the bench's static server.
@@ -15,6 +15,12 @@ export const SYNC = {
   pollMs: 100,
   gapMs: 100, // writes are spaced by a random pause of 0 to gapMs
   initialDocs: Number(process.env.BENCH_INITIAL_DOCS || 100_000),
+  // Row 9's second, smaller initial sync (issue 13: wasm memory must not
+  // grow with the dataset), against a server seeded with this many.
+  initialSmallDocs: Number(process.env.BENCH_INITIAL_SMALL_DOCS || 10_000),
+  // Row 11: inserts queued while offline, then pushed; `batch` calls of pushPer.
+  pushDocs: Number(process.env.BENCH_PUSH_DOCS || 10_000),
+  pushPer: 1000,
   seedBatch: 1000,
   load: {
     clients: Number(process.env.BENCH_LOAD_CLIENTS || 1000),
@@ -227,7 +233,7 @@ async function rawFloor(context, base, server) {
 
 // One initial sync in a fresh page and database; peak JS heap from CDP
 // Performance.getMetrics, sampled every 50 ms; a CPU profile if asked.
-async function initialOnce(context, base, server, { websocket, trace, count, profile, categorize }) {
+async function initialOnce(context, base, server, { websocket, trace, count, profile, categorize, docs = SYNC.initialDocs }) {
   const url = `${base}sync.html?server=${encodeURIComponent(server.url)}${trace ? "&trace=1" : ""}${count ? "&count=1" : ""}`;
   const page = await openSyncPage(context, url);
   try {
@@ -254,7 +260,7 @@ async function initialOnce(context, base, server, { websocket, trace, count, pro
     const name = `initial-${websocket ? "ws" : "http"}-${Date.now()}`;
     let r;
     try {
-      r = await page.evaluate(([n, e, w]) => window.syncBench.initialSync(n, e, w), [name, SYNC.initialDocs, websocket]);
+      r = await page.evaluate(([n, e, w]) => window.syncBench.initialSync(n, e, w), [name, docs, websocket]);
     } finally {
       done = true;
       await sampler;
@@ -263,6 +269,7 @@ async function initialOnce(context, base, server, { websocket, trace, count, pro
     r.heapBeforeBytes = before;
     r.heapPeakBytes = peak;
     r.websocket = websocket;
+    r.docs = docs;
     if (page.errors.length) throw new Error(`initial sync page errors: ${page.errors.join("; ")}`);
     await page.evaluate(() => window.syncBench.close());
     await page.evaluate((n) => new Promise((ok) => {
@@ -275,15 +282,49 @@ async function initialOnce(context, base, server, { websocket, trace, count, pro
   }
 }
 
+// Row 9's reference (issue 13): Dexie `bulkPut` of the same documents in
+// pages of 1,000, with the indexes the row's store declares, in a fresh
+// page of the same type.
+async function dexieReference(context, base, server) {
+  const page = await openSyncPage(context, `${base}sync.html?server=${encodeURIComponent(server.url)}`);
+  try {
+    const r = await page.evaluate(([n, c]) => window.syncBench.dexieBulkPut(n, c), [`dexie-${Date.now()}`, SYNC.initialDocs]);
+    if (r.stored !== r.docs) throw new Error(`Dexie reference: ${r.stored} of ${r.docs} documents stored`);
+    if (page.errors.length) throw new Error(`Dexie reference page errors: ${page.errors.join("; ")}`);
+    return r;
+  } finally {
+    await page.close().catch(() => {});
+  }
+}
+
+// Row 9's smaller initial sync (issue 13): its own server, seeded with
+// SYNC.initialSmallDocs, the same timed run in a fresh page (a fresh wasm
+// instance, so its memory is this sync's alone).
+async function initialSmall(context, base, bin, log) {
+  const server = await startServer(bin);
+  try {
+    log(`seeding ${SYNC.initialSmallDocs.toLocaleString("en-US")} documents (the smaller initial sync)`);
+    const seedSeconds = await seed(server.url, SYNC.initialSmallDocs);
+    log(`seeded in ${seedSeconds.toFixed(1)} s; initial sync of ${SYNC.initialSmallDocs.toLocaleString("en-US")}`);
+    const run = await initialOnce(context, base, server, { websocket: true, docs: SYNC.initialSmallDocs });
+    return { docs: SYNC.initialSmallDocs, seedSeconds, run };
+  } finally {
+    await server.stop();
+  }
+}
+
 async function initial(context, base, bin, log, { diag, categorize }) {
   const server = await startServer(bin);
+  let out;
   try {
     log(`seeding ${SYNC.initialDocs.toLocaleString("en-US")} documents`);
     const seedSeconds = await seed(server.url, SYNC.initialDocs);
     log(`seeded in ${seedSeconds.toFixed(1)} s; initial sync`);
-    const out = { docs: SYNC.initialDocs, seedSeconds, loadavgBefore: loadavg1(), server: server.args };
+    out = { docs: SYNC.initialDocs, seedSeconds, loadavgBefore: loadavg1(), server: server.args };
     out.run = await initialOnce(context, base, server, { websocket: true });
-    log("raw IndexedDB writing the same documents (the floor)");
+    log(`initial sync: ${(out.run.countMs / 1000).toFixed(2)} s, wasm memory ${(out.run.wasmAfterCountBytes / 1e6).toFixed(1)} MB; Dexie bulkPut of the same documents (the reference)`);
+    out.dexie = await dexieReference(context, base, server);
+    log(`Dexie bulkPut: ${(out.dexie.ms / 1000).toFixed(2)} s; raw IndexedDB writing the same documents (the floor)`);
     out.rawFloor = await rawFloor(context, base, server);
     if (diag) {
       // Where the time goes: the same sync traced (pull and frame times) and
@@ -293,8 +334,64 @@ async function initial(context, base, bin, log, { diag, categorize }) {
       log("initial sync without WebSocket, traced, IndexedDB calls counted");
       out.httpOnly = await initialOnce(context, base, server, { websocket: false, trace: true, count: true });
     }
-    return out;
   } finally {
+    await server.stop();
+  }
+  out.small = await initialSmall(context, base, bin, log);
+  log(`initial sync of ${out.small.docs.toLocaleString("en-US")}: ${(out.small.run.countMs / 1000).toFixed(2)} s, wasm memory ${(out.small.run.wasmAfterCountBytes / 1e6).toFixed(1)} MB`);
+  return out;
+}
+
+// Every document of the server's namespace (token dev-token), by pulling
+// from the start in pages of 5,000 (the server's largest).
+async function serverIds(url) {
+  const ids = new Set();
+  let cursor = null;
+  for (let i = 0; i < 10_000; i++) {
+    const q = new URLSearchParams({ limit: "5000" });
+    if (cursor) q.set("cursor", cursor);
+    const res = await fetch(`${url}/v1/pull?${q}`, { headers: { authorization: "Bearer dev-token" } });
+    if (res.status !== 200) throw new Error(`pull: HTTP ${res.status}: ${await res.text()}`);
+    const r = await res.json();
+    for (const c of r.changes) if (c.op !== "delete" && c.doc) ids.add(`${c.coll}/${c.id}`);
+    cursor = r.cursor;
+    if (!r.more) return ids;
+  }
+  throw new Error("pull: no end after 10,000 pages");
+}
+
+// Row 11 (issue 13): SYNC.pushDocs inserts queued while the store is cut
+// off, then pushed end to end; the server is asked afterwards whether all
+// of them arrived. The server's push rate limit (20 pushes/s per client by
+// default) is raised, as for the sync-on column: the row measures the
+// client, not the server's abuse limit.
+async function pushQueued(context, base, bin, log) {
+  const flags = ["--pushes-per-second", "100000"];
+  const server = await startServer(bin, flags);
+  const page = await openSyncPage(context, `${base}sync.html?server=${encodeURIComponent(server.url)}&pushes=1`);
+  const name = `push-${Date.now()}`;
+  try {
+    const loadavgBefore = loadavg1();
+    log(`row 11: ${SYNC.pushDocs.toLocaleString("en-US")} inserts queued offline (batches of ${SYNC.pushPer}), then goOnline()`);
+    const r = await page.evaluate(([n, c, p]) => window.syncBench.pushQueued(n, c, p), [name, SYNC.pushDocs, SYNC.pushPer]);
+    if (page.errors.length) throw new Error(`row 11 page errors: ${page.errors.join("; ")}`);
+    const ids = await serverIds(server.url);
+    const expected = makeDocs(SYNC.pushDocs).map((d) => `todos/${d.id}`);
+    r.onServer = expected.filter((k) => ids.has(k)).length;
+    r.serverDocs = ids.size;
+    r.loadavgBefore = loadavgBefore;
+    r.server = server.args;
+    r.serverFlagsRaised = flags.join(" ");
+    log(`row 11: ${(r.ms / 1000).toFixed(2)} s, ${Math.round(r.mutationsPerSec)} mutations/s; ${r.onServer} of ${SYNC.pushDocs} on the server`);
+    if (r.onServer !== SYNC.pushDocs) throw new Error(`row 11: only ${r.onServer} of ${SYNC.pushDocs} inserts reached the server`);
+    return r;
+  } finally {
+    await page.evaluate(() => window.syncBench.close()).catch(() => {});
+    await page.evaluate((n) => new Promise((ok) => {
+      const q = indexedDB.deleteDatabase(n);
+      q.onsuccess = q.onerror = q.onblocked = () => ok();
+    }), name).catch(() => {});
+    await page.close().catch(() => {});
     await server.stop();
   }
 }
@@ -336,9 +433,9 @@ async function load(bin, loadgen, log) {
   return { ...main, reference, serverFlagsRaised: LOAD_FLAGS.join(" ") };
 }
 
-/** Rows 8-10 (BENCH_SYNC_ROWS=8,9,10 picks some, for quicker iterations). */
+/** Rows 8-11 (BENCH_SYNC_ROWS=8,9,10,11 picks some, for quicker iterations). */
 export async function runSync({ context, base, root, diag, categorize }) {
-  const rows = (process.env.BENCH_SYNC_ROWS || "8,9,10").split(",").map(Number);
+  const rows = (process.env.BENCH_SYNC_ROWS || "8,9,10,11").split(",").map(Number);
   const log = (m) => console.log(`bench: sync: ${m}`);
   const t0 = Date.now();
   const ulimit = Number(execFileSync("bash", ["-c", "ulimit -n"], { encoding: "utf8" }).trim());
@@ -360,6 +457,7 @@ export async function runSync({ context, base, root, diag, categorize }) {
   });
   await row(9, "initial", () => initial(context, base, bins.server, log, { diag, categorize }));
   await row(10, "load", () => load(bins.server, bins.loadgen, log));
+  await row(11, "push", () => pushQueued(context, base, bins.server, log));
   return {
     ...out,
     ulimit,

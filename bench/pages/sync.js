@@ -1,6 +1,7 @@
-// The sync rows of issue 7 (8 and 9), one store per page: run.mjs opens
-// two pages (two databases) against the real sync server, whose URL comes
-// in the `server` query parameter, and drives them through window.syncBench.
+// The sync rows of issues 7 and 13 (8, 9 with its Dexie reference, 11), one
+// store per page: run.mjs opens pages (one database each) against the real
+// sync server, whose URL comes in the `server` query parameter, and drives
+// them through window.syncBench.
 //
 // Times are `performance.timeOrigin + performance.now()`, comparable across
 // the pages of one browser. The page also wraps `fetch` and `WebSocket`
@@ -18,7 +19,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // times; with `keepBodies` also their text, to find which one carried a
 // document. Off for the timed initial sync (row 9).
 const TRACE = new URLSearchParams(location.search).get("trace") === "1";
-const net = { pushes: [], pulls: [], frames: [], idb: {}, keepBodies: false };
+const net = { pushes: [], pulls: [], frames: [], idb: {}, keepBodies: false, pushStatus: {} };
 if (TRACE) {
   const realFetch = window.fetch.bind(window);
   window.fetch = async (url, init) => {
@@ -26,6 +27,7 @@ if (TRACE) {
     const kind = u.includes("/v1/push") ? "pushes" : u.includes("/v1/pull") ? "pulls" : null;
     const start = abs();
     const res = await realFetch(url, init);
+    if (kind === "pushes") net.pushStatus[res.status] = (net.pushStatus[res.status] || 0) + 1;
     if (!kind) return res;
     // Read the body here to time its arrival, then hand the store a copy.
     const text = await res.text();
@@ -52,6 +54,16 @@ if (TRACE) {
   }
   window.WebSocket = TimedWebSocket;
 }
+// `?pushes=1` (without trace): only the HTTP status of each push request,
+// counted, with no copy of any body (row 11: were pushes throttled?).
+else if (new URLSearchParams(location.search).get("pushes") === "1") {
+  const realFetch = window.fetch.bind(window);
+  window.fetch = async (url, init) => {
+    const res = await realFetch(url, init);
+    if (String(url).includes("/v1/push")) net.pushStatus[res.status] = (net.pushStatus[res.status] || 0) + 1;
+    return res;
+  };
+}
 // `?count=1`: IndexedDB requests by store, and transactions by mode (a
 // wrapper on every call: not in the timed or profiled runs).
 if (new URLSearchParams(location.search).get("count") === "1") {
@@ -76,10 +88,14 @@ let stopSub = null;
 const seen = new Map(); // id -> time the subscription first showed it
 const waiting = new Map(); // id -> resolve
 
+// The collection rows 8, 9 and 11 declare; row 9's Dexie reference
+// declares the same indexes (`id` is the key).
+const INDEXES = ["createdAt"];
+
 function open(name, websocket, pollMs) {
   return SyncStore.open({
     name,
-    collections: { todos: { indexes: ["createdAt"] } },
+    collections: { todos: { indexes: INDEXES } },
     sync: { url: SERVER, token: "dev-token", websocket, pollMs },
   });
 }
@@ -174,6 +190,9 @@ window.syncBench = {
     let polls = 0;
     await until(`${expect} documents`, async () => (polls++, (await db.count("todos")) >= expect), 600000, 50);
     const counted = abs() - t0;
+    // wasm memory never shrinks: its size here is the peak of the sync
+    // itself; `wasmMemoryBytes` below also covers the query of every row.
+    const wasmAfterCount = wasm.memory.buffer.byteLength;
     const rows = await db.query("todos");
     const queried = abs() - t0;
     const pulls = net.pulls.map((p) => ({ start: p.start - t0, end: p.end - t0, bytes: p.bytes }));
@@ -194,6 +213,7 @@ window.syncBench = {
       wsChangeBytes: frames.reduce((n, f) => n + f.bytes, 0),
       wsFirstMs: frames[0] ? frames[0].at - t0 : null,
       wsLastMs: frames.length ? frames.at(-1).at - t0 : null,
+      wasmAfterCountBytes: wasmAfterCount,
       wasmMemoryBytes: wasm.memory.buffer.byteLength,
       connection: db.status().connection,
       traced: TRACE,
@@ -234,5 +254,66 @@ window.syncBench = {
     });
     return { ms, per, docs: n };
   },
+};
+// Row 9's reference (issue 13): what an app without syncstore pays to
+// store the same `n` documents: Dexie `bulkPut` in pages of `per` (the
+// pull page size), one call (one transaction) per page, with the indexes
+// row 9's store declares. Ms of the writes alone (documents made before).
+window.syncBench.dexieBulkPut = async function (name, n, per = 1000) {
+  const { default: Dexie } = await import("/dexie/dexie.mjs");
+  const docs = makeDocs(n);
+  const dx = new Dexie(name);
+  dx.version(1).stores({ todos: ["id", ...INDEXES].join(", ") });
+  await dx.open();
+  const t0 = abs();
+  for (let i = 0; i < n; i += per) await dx.todos.bulkPut(docs.slice(i, i + per));
+  const ms = abs() - t0;
+  const stored = await dx.todos.count();
+  dx.close();
+  await Dexie.delete(name);
+  return { ms, per, docs: n, stored, schema: ["id", ...INDEXES].join(", "), dexie: Dexie.semVer };
+};
+
+// Row 11 (issue 13): open a syncing store, cut it off (`goOffline()`),
+// queue `n` inserts (`batch` calls of `per`), then `goOnline()` and time
+// until the outbox is empty: `status().pending` is 0 (a `status` event or
+// a 20 ms poll) and `pendingCount()` (the stored outbox) agrees.
+window.syncBench.pushQueued = async function (name, n, per = 1000, from = 0) {
+  net.pushStatus = {};
+  db = await open(name, true);
+  db.goOffline();
+  const docs = makeDocs(n, from);
+  const tw = abs();
+  for (let i = 0; i < n; i += per) await db.batch(docs.slice(i, i + per).map((doc) => ({ op: "insert", coll: "todos", doc })));
+  const writeMs = abs() - tw;
+  // The engine may take the queued writes in while offline; wait (up to
+  // 30 s) until it counts them, so that `pending` 0 below means pushed.
+  let ingested = true;
+  await until(`${n} pending`, () => db.status().pending >= n, 30000, 20).catch(() => (ingested = false));
+  const before = { pending: db.status().pending, pendingCount: await db.pendingCount(), connection: db.status().connection };
+  let wake = () => {};
+  const off = db.on("status", (s) => s.pending === 0 && wake());
+  const t0 = abs();
+  db.goOnline();
+  let statusZeroMs = null;
+  for (;;) {
+    if (db.status().pending === 0) {
+      statusZeroMs ??= abs() - t0;
+      if ((await db.pendingCount()) === 0) break;
+    }
+    if (abs() - t0 > 600000) throw new Error(`push of ${n} queued inserts: not done after 600 s: ${JSON.stringify(db.status())}`);
+    await Promise.race([new Promise((r) => (wake = r)), sleep(20)]);
+  }
+  const ms = abs() - t0;
+  off();
+  return {
+    docs: n, per, batches: Math.ceil(n / per), writeMs, ms, statusZeroMs,
+    mutationsPerSec: n / (ms / 1000),
+    ingestedOffline: ingested, before,
+    pushStatus: net.pushStatus,
+    lastPushAt: db.status().lastPushAt,
+    wasmMemoryBytes: wasm.memory.buffer.byteLength,
+    connection: db.status().connection,
+  };
 };
 window.syncReady = true;
