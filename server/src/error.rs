@@ -140,3 +140,13 @@ impl IntoResponse for AppError {
         resp
     }
 }
+
+/// The answer to a handler that panicked (a bug): logged, `500 INTERNAL`.
+pub fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(non-string payload)".into());
+    AppError::Internal(format!("handler panicked: {detail}")).into_response()
+}

@@ -26,6 +26,8 @@ pub mod ws;
 
 use std::future::Future;
 
+use axum::Router;
+
 pub use http::app;
 
 /// Serves `state` on `listener` until `shutdown` resolves; then stops
@@ -35,8 +37,22 @@ pub async fn serve(
     state: state::AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_router(listener, state.clone(), app(state), shutdown).await
+}
+
+/// [`serve`] with a router of the caller's (tests add routes to [`app`]).
+/// A handler that panics answers `500 INTERNAL`; the server keeps serving.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    state: state::AppState,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = router.layer(tower_http::catch_panic::CatchPanicLayer::custom(
+        error::panic_response,
+    ));
     let on_stop = state.clone();
-    axum::serve(listener, app(state))
+    axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
