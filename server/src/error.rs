@@ -45,6 +45,9 @@ pub enum AppError {
     /// Route exists, method does not.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The request body did not arrive within the deadline (ms).
+    #[error("request body not received within {0} ms")]
+    RequestTimeout(u64),
     /// The server is shutting down.
     #[error("server is shutting down")]
     ShuttingDown,
@@ -76,6 +79,7 @@ impl AppError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -94,6 +98,7 @@ impl AppError {
             AppError::TooManyConnections(_) => "TOO_MANY_CONNECTIONS",
             AppError::NotWebSocket => "NOT_WEBSOCKET",
             AppError::NotFound => "NOT_FOUND",
+            AppError::RequestTimeout(_) => "REQUEST_TIMEOUT",
             AppError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             AppError::ShuttingDown => "SHUTTING_DOWN",
             AppError::Internal(_) => "INTERNAL",

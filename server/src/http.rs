@@ -91,8 +91,20 @@ async fn healthz(State(state): State<AppState>) -> Result<Json<Value>, AppError>
     Ok(Json(json!({ "ok": true, "protocol": 1 })))
 }
 
-/// Reads a body of at most `max` bytes.
-pub async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Vec<u8>, AppError> {
+/// Reads a body of at most `max` bytes, within the body deadline.
+pub async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+) -> Result<Vec<u8>, AppError> {
+    let deadline = state.config.limits.body_timeout;
+    tokio::time::timeout(deadline, read_body_inner(headers, body, max))
+        .await
+        .map_err(|_| AppError::RequestTimeout(deadline.as_millis() as u64))?
+}
+
+async fn read_body_inner(headers: &HeaderMap, body: Body, max: usize) -> Result<Vec<u8>, AppError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -206,7 +218,7 @@ async fn push(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<PushResponse>, AppError> {
-    let bytes = read_body(&headers, body, state.config.limits.max_body_bytes).await?;
+    let bytes = read_body(&state, &headers, body, state.config.limits.max_body_bytes).await?;
     let req: PushRequest = parse_json(&bytes)?;
     validate_push(&req, &state)?;
     rate_check(&state, &ns, &req.client_id)?;

@@ -20,6 +20,7 @@
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod listen;
 pub mod state;
 pub mod store;
 pub mod ws;
@@ -31,7 +32,8 @@ use axum::Router;
 pub use http::app;
 
 /// Serves `state` on `listener` until `shutdown` resolves; then stops
-/// accepting, closes WebSockets, and waits for in-flight requests (pushes).
+/// accepting, closes WebSockets, and waits for in-flight requests (pushes)
+/// up to the shutdown deadline (see [`listen`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: state::AppState,
@@ -51,12 +53,5 @@ pub async fn serve_router(
     let router = router.layer(tower_http::catch_panic::CatchPanicLayer::custom(
         error::panic_response,
     ));
-    let on_stop = state.clone();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            on_stop.begin_shutdown();
-        })
-        .await
+    listen::run(listener, state, router, shutdown).await
 }

@@ -393,6 +393,10 @@ pub struct Inner {
     /// See [`AppState::hold_commits`].
     commit_gate: Arc<Gate>,
     shutdown: watch::Sender<bool>,
+    /// Set at the shutdown deadline: sessions still open drop their socket.
+    abort: watch::Sender<bool>,
+    /// Open connections (the global cap, see [`crate::listen`]).
+    pub slots: Arc<crate::listen::Slots>,
 }
 
 impl std::ops::Deref for AppState {
@@ -406,6 +410,15 @@ impl AppState {
     /// State over `store` with `config`.
     pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
         let l = &config.limits;
+        let max_connections = crate::listen::effective_max_connections(l.max_connections);
+        if max_connections < l.max_connections {
+            tracing::warn!(
+                max_connections,
+                configured = l.max_connections,
+                open_file_limit = crate::listen::open_file_limit(),
+                "--max-connections lowered to stay below the open-file limit"
+            );
+        }
         let hub = Arc::new(Hub::new(l.broadcast_capacity));
         let stats = Arc::new(Stats::default());
         let commit_gate = Arc::new(Gate::default());
@@ -438,6 +451,8 @@ impl AppState {
             commits,
             commit_gate,
             shutdown: watch::channel(false).0,
+            abort: watch::channel(false).0,
+            slots: crate::listen::Slots::new(max_connections),
             config,
         };
         AppState(Arc::new(inner))
@@ -457,6 +472,17 @@ impl AppState {
     pub async fn shutting_down(&self) {
         let mut rx = self.shutdown.subscribe();
         // An error means the sender is gone: the state is being dropped.
+        let _ = rx.wait_for(|v| *v).await;
+    }
+
+    /// The shutdown deadline passed: sessions still open drop their socket.
+    pub fn abort_sessions(&self) {
+        self.abort.send_replace(true);
+    }
+
+    /// Resolves at the shutdown deadline (see [`AppState::abort_sessions`]).
+    pub async fn aborted(&self) {
+        let mut rx = self.abort.subscribe();
         let _ = rx.wait_for(|v| *v).await;
     }
 

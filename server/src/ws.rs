@@ -13,6 +13,7 @@
 //! session was busy are written with one flush.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
@@ -21,6 +22,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use axum::Extension;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use syncstore_core::protocol::{ClientMessage, PushRequest, ServerMessage};
@@ -30,6 +32,7 @@ use tokio::time::{timeout, Instant};
 
 use crate::error::AppError;
 use crate::http::{bearer_token, parse_json, rate_check, validate_push};
+use crate::listen::ConnSlot;
 use crate::state::{AppState, ChangeBatch, ConnectionGuard};
 
 /// Close code: the first frame was not a valid hello, or a fatal bad request.
@@ -59,6 +62,7 @@ const READ_BUFFER: usize = 16 * 1024;
 /// is checked before upgrading (401/429 as HTTP); otherwise the hello's token.
 pub async fn upgrade(
     State(state): State<AppState>,
+    slot: Option<Extension<Arc<ConnSlot>>>,
     headers: HeaderMap,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -86,7 +90,17 @@ pub async fn upgrade(
         .read_buffer_size(READ_BUFFER)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| run(state, socket, pre)))
+        .on_upgrade(move |socket| async move {
+            // The session keeps its connection's place under the global
+            // cap, and is never evicted to make room.
+            let _busy = slot.as_ref().map(|s| s.busy());
+            let abort = state.clone();
+            tokio::select! {
+                _ = run(state, socket, pre) => {}
+                _ = abort.aborted() => {}
+            }
+            drop(slot);
+        }))
 }
 
 /// Why a session ended.
