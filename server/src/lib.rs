@@ -23,6 +23,7 @@ pub mod http;
 pub mod listen;
 pub mod state;
 pub mod store;
+pub mod validate;
 pub mod ws;
 
 use std::future::Future;

@@ -301,3 +301,193 @@ async fn sigterm_with_slow_clients_exits_within_the_deadline_and_keeps_acknowled
     println!("{} acknowledged pushes, {} lost", acked.len(), lost.len());
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
 }
+
+#[tokio::test]
+async fn a_token_rotating_client_ids_is_rate_limited() {
+    let limits = syncstore_server::config::Limits {
+        pushes_per_second: 5.0,
+        token_pushes_per_second: 20.0,
+        ..syncstore_server::config::Limits::default()
+    };
+    let s = Server::start_with(":memory:", limits).await;
+    let (mut ok, mut limited) = (0, 0);
+    for i in 0..60 {
+        let body = json!({"clientId": format!("rot-{i}"), "mutations": []});
+        let resp = client()
+            .post(s.url("/v1/push"))
+            .bearer_auth(TOKEN_A)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        match resp.status().as_u16() {
+            200 => ok += 1,
+            429 => {
+                assert!(resp.headers().contains_key("retry-after"));
+                limited += 1;
+            }
+            other => panic!("{other}"),
+        }
+    }
+    println!("60 pushes with 60 clientIds: {ok} ok, {limited} limited");
+    assert!(limited >= 30, "{ok} ok, {limited} limited");
+    // Another token is not affected.
+    s.push_ok(TOKEN_B, "other", json!([])).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_commit_queue_answers_503_with_retry_after() {
+    let limits = syncstore_server::config::Limits {
+        max_pending_pushes: 4,
+        ..test_limits()
+    };
+    let s = Server::start_with(":memory:", limits).await;
+    let hold = s.state.hold_commits();
+    let mut waiting = Vec::new();
+    for k in 0..4 {
+        let url = s.url("/v1/push");
+        waiting.push(tokio::spawn(async move {
+            client()
+                .post(url)
+                .bearer_auth(TOKEN_A)
+                .json(&json!({"clientId": format!("q{k}"), "mutations": [insert(1, "t", &format!("d{k}"), json!({}))]}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    // Wait until the four are queued.
+    for _ in 0..200 {
+        if s.state
+            .stats
+            .pushes_queued
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 4
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let resp = client()
+        .post(s.url("/v1/push"))
+        .bearer_auth(TOKEN_A)
+        .json(&json!({"clientId": "late", "mutations": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    let (_, body) = status_json(resp).await;
+    assert_eq!(body["error"]["code"], "OVERLOADED");
+    let ready = client().get(s.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert!(s.healthy().await, "liveness does not depend on the queue");
+    drop(hold);
+    for w in waiting {
+        assert_eq!(w.await.unwrap(), 200);
+    }
+    let ready = client().get(s.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    s.push_ok(TOKEN_A, "late", json!([])).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_id_belongs_to_the_token_that_first_used_it() {
+    let s = Server::start().await;
+    let (mut ws, _, _) = ws_hello(&s.ws_url, TOKEN_A, "mine", None).await;
+    s.push_ok(
+        TOKEN_A,
+        "mine",
+        json!([insert(1, "t", "a", json!({"v": 1}))]),
+    )
+    .await;
+    let _ = ws_collect(&mut ws, 1).await;
+    // Same namespace, another token: refused, and nothing is written.
+    let (st, body) = s
+        .push(
+            "token-a2",
+            json!({"clientId": "mine", "mutations": [insert(9_223_372_036_854_775_807, "t", "evil", json!({}))]}),
+        )
+        .await;
+    assert_eq!(st, 403, "{body}");
+    assert_eq!(body["error"]["code"], "CLIENT_ID_TAKEN");
+    // Over a WebSocket of the other token too.
+    let (mut other, _, _) = ws_hello(&s.ws_url, "token-a2", "x", None).await;
+    ws_send(
+        &mut other,
+        json!({"type": "push", "clientId": "mine", "rid": "r1", "mutations": [insert(99, "t", "evil2", json!({}))]}),
+    )
+    .await;
+    let f = ws_next(&mut other).await.unwrap();
+    assert_eq!(
+        (f["type"].as_str(), f["code"].as_str()),
+        (Some("error"), Some("CLIENT_ID_TAKEN")),
+        "{f}"
+    );
+    // The owner's stream goes on: next mid applies, nobody else's change came.
+    let r = s
+        .push_ok(
+            TOKEN_A,
+            "mine",
+            json!([insert(2, "t", "b", json!({"v": 2}))]),
+        )
+        .await;
+    assert_eq!(r["results"][0]["status"], "applied", "{r}");
+    assert_eq!(r["lastMutationId"], 2);
+    let got = ws_collect(&mut ws, 1).await;
+    assert_eq!(got[0]["id"], "b");
+    // The namespace's other token keeps its own clientIds.
+    s.push_ok(
+        "token-a2",
+        "theirs",
+        json!([insert(1, "t", "c", json!({}))]),
+    )
+    .await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bodies_and_frames_go_through_one_validator() {
+    let s = Server::start().await;
+    let (st, body) = s.push(TOKEN_A, json!([{"clientId": "c"}, []])).await;
+    assert_eq!(st, 400, "{body}");
+    // The hello's clientId is checked as HTTP's is (no forged log lines).
+    let mut ws = ws_connect(&s.ws_url, None).await.unwrap();
+    ws_send(
+        &mut ws,
+        json!({"type": "hello", "clientId": "a\nforged", "token": TOKEN_A}),
+    )
+    .await;
+    let f = ws_next_or_close(&mut ws).await.unwrap();
+    assert_eq!(f["code"], "BAD_HELLO", "{f}");
+    assert_eq!(ws_next_or_close(&mut ws).await, Err(Some(4400)));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn pull_and_catch_up_pages_are_bounded_in_bytes() {
+    let limits = syncstore_server::config::Limits {
+        max_page_bytes: 4096,
+        ..test_limits()
+    };
+    let s = Server::start_with(":memory:", limits).await;
+    let big = "x".repeat(1500);
+    let muts: Vec<_> = (1..=10)
+        .map(|i| insert(i, "t", &format!("d{i}"), json!({ "big": big })))
+        .collect();
+    s.push_ok(TOKEN_A, "c", json!(muts)).await;
+    let (st, page) = s.pull(TOKEN_A, "c", "0", 1000).await;
+    assert_eq!(st, 200);
+    let n = page["changes"].as_array().unwrap().len();
+    assert!((1..=3).contains(&n), "{n} changes in a 4 KB page");
+    assert_eq!(page["more"], true);
+    let (all, _, _) = s.pull_all(TOKEN_A, "c", "0").await;
+    assert_eq!(all.len(), 10);
+    let (_, caught_up, _) = ws_hello(&s.ws_url, TOKEN_A, "c", None).await;
+    assert_eq!(caught_up.len(), 10);
+    s.stop().await;
+}
