@@ -491,3 +491,100 @@ async fn pull_and_catch_up_pages_are_bounded_in_bytes() {
     assert_eq!(caught_up.len(), 10);
     s.stop().await;
 }
+
+/// p99 of `samples`.
+fn p99(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[(samples.len() * 99 / 100).min(samples.len() - 1)]
+}
+
+#[tokio::test]
+async fn expensive_pushes_of_one_namespace_do_not_hold_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Proc::start(
+        &dir.path().join("db"),
+        None,
+        &["--pushes-per-second", "1000"],
+    );
+    let http = client();
+    let (push_http, push_url) = (http.clone(), p.url("/v1/push"));
+    let push = move |token: &'static str, body: serde_json::Value| {
+        let http = push_http.clone();
+        let url = push_url.clone();
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    // The attacker's document: thousands of keys, a long field history.
+    let doc: serde_json::Map<_, _> = (0..4000).map(|i| (format!("k{i}"), json!(i))).collect();
+    let r = push(
+        TOKEN_A,
+        json!({"clientId": "atk", "mutations": [insert(1, "t", "big", json!(doc))]}),
+    )
+    .await;
+    let base = r["results"][0]["version"].as_u64().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attacker = {
+        let stop = stop.clone();
+        let push = push.clone();
+        tokio::spawn(async move {
+            let mut mid = 1;
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 200 {
+                // Remove and re-add every key, from an old base: the most
+                // expensive updates the limits allow for this document.
+                let muts: Vec<_> = (0..4)
+                    .map(|j| {
+                        mid += 1;
+                        let patch: serde_json::Map<_, _> = (0..4000)
+                            .map(|i| {
+                                (
+                                    format!("k{i}"),
+                                    if j % 2 == 0 { json!(null) } else { json!(i) },
+                                )
+                            })
+                            .collect();
+                        update(mid, "t", "big", json!(patch), Some(base))
+                    })
+                    .collect();
+                push(TOKEN_A, json!({"clientId": "atk", "mutations": muts})).await;
+                n += 1;
+            }
+            n
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut pushes, mut pulls, mut health) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 1..=40u64 {
+        let t = std::time::Instant::now();
+        push(TOKEN_B, json!({"clientId": "victim", "mutations": [insert(i, "t", &format!("v{i}"), json!({}))]})).await;
+        pushes.push(t.elapsed());
+        let t = std::time::Instant::now();
+        let r = http
+            .get(p.url("/v1/pull"))
+            .bearer_auth(TOKEN_B)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        pulls.push(t.elapsed());
+        health.push(healthz_latency(&p.base).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let n = attacker.await.unwrap();
+    let (a, b, c) = (p99(pushes), p99(pulls), p99(health));
+    println!("other namespace under {n} expensive pushes: push p99 {a:?}, pull p99 {b:?}, /healthz p99 {c:?}");
+    // Target 250 ms (release build); generous bound for debug builds on a busy machine.
+    for d in [a, b, c] {
+        assert!(d < Duration::from_secs(3), "{d:?}");
+    }
+}
