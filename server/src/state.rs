@@ -222,6 +222,9 @@ impl Bucket {
     }
 }
 
+/// (token owner, clientId) -> bucket.
+type ClientBuckets = HashMap<(Arc<str>, String), Bucket>;
+
 /// Most per-client buckets kept (two generations of half this each).
 const MAX_CLIENT_BUCKETS: usize = 100_000;
 
@@ -238,7 +241,7 @@ pub struct RateLimiter {
     client_rate: f64,
     token_rate: f64,
     tokens: Mutex<HashMap<Arc<str>, Bucket>>,
-    clients: Mutex<[HashMap<(Arc<str>, String), Bucket>; 2]>,
+    clients: Mutex<[ClientBuckets; 2]>,
 }
 
 impl RateLimiter {
