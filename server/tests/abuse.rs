@@ -588,3 +588,68 @@ async fn expensive_pushes_of_one_namespace_do_not_hold_another() {
         assert!(d < Duration::from_secs(3), "{d:?}");
     }
 }
+
+/// Peak resident memory of a process, from /proc (Linux).
+fn peak_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::test]
+async fn a_flood_of_maximum_size_pushes_keeps_memory_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Proc::start(
+        &dir.path().join("db"),
+        None,
+        &["--pushes-per-second", "1000"],
+    );
+    // ~4 MB bodies: 1000 inserts of ~4 KB documents each.
+    let doc = json!({ "text": "x".repeat(4000) });
+    let big: Vec<_> = (0..1000u64)
+        .map(|i| insert(i + 1, "t", &format!("tmp_{i}"), doc.clone()))
+        .collect();
+    let body = std::sync::Arc::new(
+        serde_json::to_vec(&json!({"clientId": "c", "mutations": big})).unwrap(),
+    );
+    println!("push body: {} bytes", body.len());
+    let mut tasks = Vec::new();
+    for k in 0..48 {
+        let (url, body) = (p.url("/v1/push"), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut codes = Vec::new();
+            for _ in 0..2 {
+                let r = client()
+                    .post(&url)
+                    .bearer_auth(if k % 2 == 0 { TOKEN_A } else { TOKEN_B })
+                    .header("content-type", "application/json")
+                    .body(body.as_ref().clone())
+                    .send()
+                    .await;
+                codes.push(r.map_or(0, |r| r.status().as_u16()));
+            }
+            codes
+        }));
+    }
+    let mut counts = std::collections::BTreeMap::new();
+    for t in tasks {
+        for c in t.await.unwrap() {
+            *counts.entry(c).or_insert(0) += 1;
+        }
+    }
+    let rss = peak_rss_kb(p.child.id()).unwrap_or(0);
+    println!(
+        "flood of 96 x 4 MB pushes: answers {counts:?}, peak RSS {} MB",
+        rss / 1024
+    );
+    // 0: refused (503) before the body was read, the connection closed
+    // while the client was still sending it.
+    assert!(counts.get(&200).copied().unwrap_or(0) > 0, "{counts:?}");
+    assert!(counts.get(&503).copied().unwrap_or(0) > 0, "{counts:?}");
+    assert!(
+        counts.keys().all(|c| [0, 200, 429, 503].contains(c)),
+        "{counts:?}"
+    );
+    assert!(rss < 1024 * 1024, "peak RSS {rss} kB");
+    assert!(healthz_latency(&p.base).await < Duration::from_secs(5));
+}
