@@ -188,6 +188,16 @@ pub enum ConfigError {
     },
 }
 
+/// [`in_range`] for rates, printed readably (`1e-300`, not 300 zeros).
+fn rate_in_range(name: &'static str, value: f64, min: f64, max: f64) -> Result<(), ConfigError> {
+    in_range(name, value, min, max).map_err(|_| ConfigError::OutOfRange {
+        name,
+        value: format!("{value:e}"),
+        min: min.to_string(),
+        max: max.to_string(),
+    })
+}
+
 /// Checks `value` is within `min..=max` (NaN never is).
 fn in_range<T: PartialOrd + std::fmt::Display>(
     name: &'static str,
@@ -271,9 +281,9 @@ impl Cli {
             1,
             1_000_000,
         )?;
-        in_range("--pushes-per-second", self.pushes_per_second, 0.001, 1e9)?;
+        rate_in_range("--pushes-per-second", self.pushes_per_second, 0.001, 1e9)?;
         if let Some(r) = self.token_pushes_per_second {
-            in_range("--token-pushes-per-second", r, 0.001, 1e10)?;
+            rate_in_range("--token-pushes-per-second", r, 0.001, 1e10)?;
         }
         in_range("--max-pull-limit", self.max_pull_limit, 1, 1_000_000)?;
         in_range(
