@@ -45,6 +45,15 @@ pub enum AppError {
     /// Route exists, method does not.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The request body did not arrive within the deadline (ms).
+    #[error("request body not received within {0} ms")]
+    RequestTimeout(u64),
+    /// The clientId belongs to another token of the namespace.
+    #[error("this clientId is used by another token of the namespace; pick a new one")]
+    ClientIdTaken,
+    /// Too many pushes pending; retry after the given seconds.
+    #[error("the server is busy; retry after {0} s")]
+    Overloaded(u64),
     /// The server is shutting down.
     #[error("server is shutting down")]
     ShuttingDown,
@@ -76,9 +85,20 @@ impl AppError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::ClientIdTaken => StatusCode::FORBIDDEN,
+            AppError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Seconds to wait before retrying, for the errors that have one.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            AppError::RateLimited(s) | AppError::Overloaded(s) => Some(*s),
+            _ => None,
         }
     }
 
@@ -94,6 +114,9 @@ impl AppError {
             AppError::TooManyConnections(_) => "TOO_MANY_CONNECTIONS",
             AppError::NotWebSocket => "NOT_WEBSOCKET",
             AppError::NotFound => "NOT_FOUND",
+            AppError::ClientIdTaken => "CLIENT_ID_TAKEN",
+            AppError::Overloaded(_) => "OVERLOADED",
+            AppError::RequestTimeout(_) => "REQUEST_TIMEOUT",
             AppError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             AppError::ShuttingDown => "SHUTTING_DOWN",
             AppError::Internal(_) => "INTERNAL",
@@ -117,7 +140,10 @@ impl AppError {
 
 impl From<crate::store::StoreError> for AppError {
     fn from(e: crate::store::StoreError) -> Self {
-        AppError::Internal(e.to_string())
+        match e {
+            crate::store::StoreError::ClientIdTaken => AppError::ClientIdTaken,
+            e => AppError::Internal(e.to_string()),
+        }
     }
 }
 
@@ -133,10 +159,20 @@ impl IntoResponse for AppError {
             tracing::error!(%detail, "internal error");
         }
         let mut resp = (self.status(), Json(self.body())).into_response();
-        if let AppError::RateLimited(secs) = self {
+        if let AppError::RateLimited(secs) | AppError::Overloaded(secs) = self {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }
+}
+
+/// The answer to a handler that panicked (a bug): logged, `500 INTERNAL`.
+pub fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(non-string payload)".into());
+    AppError::Internal(format!("handler panicked: {detail}")).into_response()
 }

@@ -6,16 +6,17 @@ use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use syncstore_core::protocol::{PullResponse, PushRequest, PushResponse, MAX_ID_LEN};
+use syncstore_core::protocol::{PullResponse, PushResponse};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::state::{AppState, Auth};
+use crate::validate;
 
 /// Header naming the calling client on pull.
 pub const CLIENT_ID_HEADER: &str = "x-client-id";
@@ -24,6 +25,7 @@ pub const CLIENT_ID_HEADER: &str = "x-client-id";
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/v1/push", post(push))
         .route("/v1/pull", get(pull))
         .route("/v1/ws", get(crate::ws::upgrade))
@@ -71,28 +73,58 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// The namespace granted by the request's bearer token.
-pub struct Namespace(pub String);
-
-impl FromRequestParts<AppState> for Namespace {
+impl FromRequestParts<AppState> for Auth {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         bearer_token(&parts.headers)
-            .and_then(|t| state.namespace_for(t))
-            .map(Namespace)
+            .and_then(|t| state.auth_for(t))
             .ok_or(AppError::Unauthorized)
     }
 }
 
-async fn healthz(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
-    let store = state.store.clone();
-    tokio::task::spawn_blocking(move || store.health()).await??;
-    Ok(Json(json!({ "ok": true, "protocol": 1 })))
+/// Liveness: the process serves requests. Touches nothing shared.
+async fn healthz() -> Json<Value> {
+    Json(json!({ "ok": true, "protocol": 1 }))
 }
 
-/// Reads a body of at most `max` bytes.
-pub async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Vec<u8>, AppError> {
+/// Readiness: not shutting down, room for pushes, and the database answers
+/// (checked without waiting on its lock: busy committing counts as ready).
+async fn readyz(State(state): State<AppState>) -> Response {
+    let why = if state.is_shutting_down() {
+        Some("shutting down")
+    } else if !state.has_push_room() {
+        Some("pending-push budget spent")
+    } else if let Err(e) = state.store.try_health() {
+        tracing::error!(detail = %e, "readiness: database check failed");
+        Some("database check failed")
+    } else {
+        None
+    };
+    match why {
+        None => Json(json!({ "ok": true, "protocol": 1 })).into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ok": false, "protocol": 1, "reason": why })),
+        )
+            .into_response(),
+    }
+}
+
+/// Reads a body of at most `max` bytes, within the body deadline.
+pub async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+) -> Result<Vec<u8>, AppError> {
+    let deadline = state.config.limits.body_timeout;
+    tokio::time::timeout(deadline, read_body_inner(headers, body, max))
+        .await
+        .map_err(|_| AppError::RequestTimeout(deadline.as_millis() as u64))?
+}
+
+async fn read_body_inner(headers: &HeaderMap, body: Body, max: usize) -> Result<Vec<u8>, AppError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -118,105 +150,51 @@ pub async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Ve
     }
 }
 
-/// Deserializes JSON, naming the offending field on a type error.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if !inner.is_data() {
-            return AppError::InvalidJson(format!("malformed JSON: {inner}"));
-        }
-        let msg = inner.to_string();
-        // serde reports a missing field at its parent; name the field itself.
-        let missing = msg
-            .strip_prefix("missing field `")
-            .and_then(|r| r.split('`').next());
-        let field = match (path.as_str(), missing) {
-            (".", Some(f)) => f.to_string(),
-            (p, Some(f)) => format!("{p}.{f}"),
-            (".", None) => "(root)".to_string(),
-            (p, None) => p.to_string(),
-        };
-        AppError::field(field, msg)
-    })?;
-    de.end()
-        .map_err(|e| AppError::InvalidJson(format!("malformed JSON: {e}")))?;
-    Ok(value)
+/// Takes one push from the token's rate limit, then (once the clientId is
+/// known) from the client's; or answers 429.
+pub fn rate_check(state: &AppState, auth: &Auth, client: Option<&str>) -> Result<(), AppError> {
+    let r = match client {
+        None => state.rate.check_token(&auth.owner),
+        Some(c) => state.rate.check_client(&auth.owner, c),
+    };
+    r.map_err(|wait| AppError::RateLimited(wait.as_secs_f64().ceil().clamp(1.0, 86_400.0) as u64))
 }
 
-fn check_client_id(field: &str, id: &str) -> Result<(), AppError> {
-    if id.is_empty() || id.len() > MAX_ID_LEN {
-        return Err(AppError::field(
-            field,
-            "must be a non-empty string of at most 256 bytes",
-        ));
-    }
-    if id.chars().any(char::is_control) {
-        return Err(AppError::field(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(())
-}
-
-/// Checks a parsed push against the limits and the numeric ranges the store keeps.
-pub fn validate_push(req: &PushRequest, state: &AppState) -> Result<(), AppError> {
-    check_client_id("clientId", &req.client_id)?;
-    let max = state.config.limits.max_mutations_per_push;
-    if req.mutations.len() > max {
-        return Err(AppError::TooManyMutations(max));
-    }
-    const MAX: u64 = i64::MAX as u64;
-    for (i, m) in req.mutations.iter().enumerate() {
-        if m.mid == 0 || m.mid > MAX {
-            return Err(AppError::field(
-                format!("mutations[{i}].mid"),
-                "must be between 1 and 2^63-1",
-            ));
-        }
-        if m.ts.is_some_and(|t| t > MAX) {
-            return Err(AppError::field(
-                format!("mutations[{i}].ts"),
-                "must be at most 2^63-1",
-            ));
-        }
-        if m.base.is_some_and(|t| t > MAX) {
-            return Err(AppError::field(
-                format!("mutations[{i}].base"),
-                "must be at most 2^63-1",
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Takes one push token for the client, or answers 429.
-pub fn rate_check(state: &AppState, ns: &str, client: &str) -> Result<(), AppError> {
-    state
-        .rate
-        .check(ns, client)
-        .map_err(|wait| AppError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64))
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 async fn push(
     State(state): State<AppState>,
-    Namespace(ns): Namespace,
+    auth: Auth,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<PushResponse>, AppError> {
-    let bytes = read_body(&headers, body, state.config.limits.max_body_bytes).await?;
-    let req: PushRequest = parse_json(&bytes)?;
-    validate_push(&req, &state)?;
-    rate_check(&state, &ns, &req.client_id)?;
-    tracing::debug!(namespace = %ns, client = %req.client_id, n = req.mutations.len(), "push");
-    Ok(Json(state.push(ns, req).await?))
+    let limits = &state.config.limits;
+    let max = limits.max_body_bytes;
+    let declared = declared_length(&headers);
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(AppError::PayloadTooLarge(max));
+    }
+    rate_check(&state, &auth, None)?;
+    // The body counts against the pending-push budget from before it is
+    // read until the push is answered (a chunked body counts as the limit).
+    let budget = state.reserve_push(declared.map_or(max, |n| n as usize))?;
+    let bytes = read_body(&state, &headers, body, max).await?;
+    let req = validate::decode_push(&bytes, limits)?;
+    rate_check(&state, &auth, Some(&req.client_id))?;
+    tracing::debug!(namespace = %auth.namespace, client = %req.client_id, n = req.mutations.len(), "push");
+    Ok(Json(
+        state.push(&auth, req, bytes.len(), Some(budget)).await?,
+    ))
 }
 
 async fn pull(
     State(state): State<AppState>,
-    Namespace(ns): Namespace,
+    auth: Auth,
     headers: HeaderMap,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<PullResponse>, AppError> {
@@ -243,12 +221,13 @@ async fn pull(
         None => q.get("clientId").cloned(),
     };
     if let Some(c) = &client {
-        check_client_id("X-Client-Id", c)?;
+        validate::short_id("X-Client-Id", c)?;
     }
     let cursor = q.get("cursor").cloned();
     let store = state.store.clone();
+    let (ns, max_bytes) = (auth.namespace, limits.max_page_bytes);
     let resp = tokio::task::spawn_blocking(move || {
-        store.pull(&ns, client.as_deref(), cursor.as_deref(), limit)
+        store.pull_page(&ns, client.as_deref(), cursor.as_deref(), limit, max_bytes)
     })
     .await??;
     Ok(Json(resp))

@@ -20,27 +20,39 @@
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod listen;
 pub mod state;
 pub mod store;
+pub mod validate;
 pub mod ws;
 
 use std::future::Future;
 
+use axum::Router;
+
 pub use http::app;
 
 /// Serves `state` on `listener` until `shutdown` resolves; then stops
-/// accepting, closes WebSockets, and waits for in-flight requests (pushes).
+/// accepting, closes WebSockets, and waits for in-flight requests (pushes)
+/// up to the shutdown deadline (see [`listen`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: state::AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let on_stop = state.clone();
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            on_stop.begin_shutdown();
-        })
-        .await
+    serve_router(listener, state.clone(), app(state), shutdown).await
+}
+
+/// [`serve`] with a router of the caller's (tests add routes to [`app`]).
+/// A handler that panics answers `500 INTERNAL`; the server keeps serving.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    state: state::AppState,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = router.layer(tower_http::catch_panic::CatchPanicLayer::custom(
+        error::panic_response,
+    ));
+    listen::run(listener, state, router, shutdown).await
 }

@@ -1,5 +1,12 @@
 //! `syncstore-server`: see `--help`.
 
+// The server relies on unwinding: a handler panic answers 500, the
+// committer survives a bug. The workspace release profile must not abort.
+#[cfg(not(panic = "unwind"))]
+compile_error!(
+    "syncstore-server must be built with panic = \"unwind\" (see [profile.release] in Cargo.toml)"
+);
+
 use std::process::ExitCode;
 use std::sync::Arc;
 

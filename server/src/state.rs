@@ -9,7 +9,7 @@
 //! broadcast with the group's changes in seq order, its `changes` frame
 //! serialized once for every session.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::config::Config;
 use crate::error::AppError;
-use crate::store::{ApplyLimits, PushOutcome, Store};
+use crate::store::{ApplyLimits, GroupPush, PushOutcome, Store};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -194,34 +194,128 @@ impl Drop for ConnectionGuard {
     }
 }
 
-/// Token bucket per (namespace, client id).
+/// One token bucket: `rate` per second, bursts of `rate` (at least 1).
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn full(rate: f64, now: Instant) -> Self {
+        Bucket {
+            tokens: rate.max(1.0),
+            last: now,
+        }
+    }
+
+    fn take(&mut self, rate: f64, now: Instant) -> Result<(), Duration> {
+        let burst = rate.max(1.0);
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * rate).min(burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::try_from_secs_f64((1.0 - self.tokens) / rate).unwrap_or(Duration::MAX))
+        }
+    }
+}
+
+/// (token owner, clientId) -> bucket.
+type ClientBuckets = HashMap<(Arc<str>, String), Bucket>;
+
+/// Most per-client buckets kept (two generations of half this each).
+const MAX_CLIENT_BUCKETS: usize = 100_000;
+
+/// Push rate limits: one bucket per token (whatever clientIds it uses: a
+/// client picks its clientId, so only the token bounds a user) and one per
+/// (token, clientId), so one device of a user cannot starve the others.
+///
+/// Token buckets are as many as configured tokens. Client buckets live in
+/// two generations: a lookup moves a bucket into the current one; when the
+/// current one is full the older is dropped whole (its clients had not
+/// pushed for a generation, so their buckets were full again anyway). O(1)
+/// per check, bounded memory, no scan.
 pub struct RateLimiter {
-    rate: f64,
-    buckets: Mutex<HashMap<(String, String), (f64, Instant)>>,
+    client_rate: f64,
+    token_rate: f64,
+    tokens: Mutex<HashMap<Arc<str>, Bucket>>,
+    clients: Mutex<[ClientBuckets; 2]>,
 }
 
 impl RateLimiter {
-    /// Takes one token, or returns how long until one is available.
-    pub fn check(&self, namespace: &str, client: &str) -> Result<(), Duration> {
-        let now = Instant::now();
-        let burst = self.rate.max(1.0);
-        let mut buckets = lock(&self.buckets);
-        if buckets.len() > 100_000 {
-            // Forget idle clients (their buckets are full again anyway).
-            buckets.retain(|_, (_, t)| now.duration_since(*t) < Duration::from_secs(60));
-        }
-        let (tokens, last) = buckets
-            .entry((namespace.to_string(), client.to_string()))
-            .or_insert((burst, now));
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - *tokens) / self.rate))
+    fn new(client_rate: f64, token_rate: f64) -> Self {
+        RateLimiter {
+            client_rate,
+            token_rate,
+            tokens: Mutex::default(),
+            clients: Mutex::default(),
         }
     }
+
+    /// Takes one push from the token's bucket, or returns how long until
+    /// one is available.
+    pub fn check_token(&self, owner: &Arc<str>) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut tokens = lock(&self.tokens);
+        tokens
+            .entry(owner.clone())
+            .or_insert_with(|| Bucket::full(self.token_rate, now))
+            .take(self.token_rate, now)
+    }
+
+    /// Takes one push from the (token, client) bucket.
+    pub fn check_client(&self, owner: &Arc<str>, client: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        let key = (owner.clone(), client.to_string());
+        let mut gens = lock(&self.clients);
+        let bucket = match gens[0].get_mut(&key) {
+            Some(b) => b,
+            None => {
+                let b = gens[1]
+                    .remove(&key)
+                    .unwrap_or_else(|| Bucket::full(self.client_rate, now));
+                if gens[0].len() >= MAX_CLIENT_BUCKETS / 2 {
+                    gens[1] = std::mem::take(&mut gens[0]);
+                }
+                gens[0].entry(key).or_insert(b)
+            }
+        };
+        bucket.take(self.client_rate, now)
+    }
+
+    /// Client buckets held (for tests).
+    pub fn client_buckets(&self) -> usize {
+        let gens = lock(&self.clients);
+        gens[0].len() + gens[1].len()
+    }
+}
+
+/// A push's share of the pending-push budget (see
+/// [`crate::config::Limits::max_pending_push_bytes`]); released when the
+/// push has been answered, or refused before it was queued.
+pub struct PushBudget {
+    _count: tokio::sync::OwnedSemaphorePermit,
+    _bytes: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Who a bearer token is: the namespace it grants and a stable, non-secret
+/// id of the token (owner of the clientIds it first pushes with).
+#[derive(Debug, Clone)]
+pub struct Auth {
+    /// The namespace the token grants.
+    pub namespace: String,
+    /// Hex of SHA-256 of the token (first 16 bytes); stored as the owner of
+    /// clientIds, never the token itself.
+    pub owner: Arc<str>,
+}
+
+/// The owner id of a token.
+pub fn owner_id(token: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("syncstore-owner:{token}").as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Counters for logs and tests.
@@ -233,6 +327,8 @@ pub struct Stats {
     pub pushes_queued: AtomicU64,
     /// Commits (groups of pushes, one transaction each) the committer ran.
     pub commit_groups: AtomicU64,
+    /// Pushes answered 503 because the pending-push budget was spent.
+    pub overloaded: AtomicU64,
 }
 
 /// Longest the committer waits for the fan-out of its previous commit before
@@ -243,14 +339,24 @@ const MAX_FAN_OUT_WAIT: Duration = Duration::from_millis(10);
 
 /// Most pushes one group commit takes from the queue.
 const MAX_GROUP_PUSHES: usize = 512;
-/// A group stops taking pushes once it holds this many mutations.
+/// A group stops taking pushes before it holds more than this many mutations.
 const MAX_GROUP_MUTATIONS: usize = 20_000;
+/// ...or more than this many request bytes.
+const MAX_GROUP_BYTES: usize = 8 * 1024 * 1024;
+/// A group stops applying pushes after this long (the rest go into the
+/// next group), so one namespace's heavy pushes hold the store briefly.
+const MAX_GROUP_TIME: Duration = Duration::from_millis(50);
 
 /// A push waiting for the committer.
 struct Job {
     namespace: String,
+    owner: Arc<str>,
     req: PushRequest,
     reply: oneshot::Sender<Result<PushResponse, AppError>>,
+    /// Request bytes (for the group's byte bound).
+    bytes: usize,
+    /// Held until the push is answered (dropped with the job).
+    _budget: Option<PushBudget>,
 }
 
 /// The committer thread's side: applies queued pushes in groups.
@@ -284,8 +390,17 @@ impl Committer {
         // The batches of the previous commit, and when they were published.
         let mut fanning_out: Vec<ChangeBatch> = Vec::new();
         let mut published = Instant::now();
-        // Ends when every sender (every clone of the state) is gone.
-        while let Ok(first) = rx.recv() {
+        // Pushes received, not committed yet (bounded by the pending-push
+        // budget every push holds).
+        let mut pending: VecDeque<Job> = VecDeque::new();
+        loop {
+            if pending.is_empty() {
+                // Ends when every sender (every clone of the state) is gone.
+                match rx.recv() {
+                    Ok(job) => pending.push_back(job),
+                    Err(_) => return,
+                }
+            }
             let until = published + MAX_FAN_OUT_WAIT;
             for batch in fanning_out.drain(..) {
                 while !batch.mostly_handled() && Instant::now() < until {
@@ -301,36 +416,37 @@ impl Committer {
                     .unwrap_or_else(|e| e.into_inner());
             }
             drop(held);
-            let mut mutations = first.req.mutations.len();
-            let mut jobs = vec![first];
-            while jobs.len() < MAX_GROUP_PUSHES && mutations < MAX_GROUP_MUTATIONS {
-                match rx.try_recv() {
-                    Ok(job) => {
-                        mutations += job.req.mutations.len();
-                        jobs.push(job);
-                    }
-                    Err(_) => break,
-                }
+            while let Ok(job) = rx.try_recv() {
+                pending.push_back(job);
             }
-            // A bug must not stop the thread (in builds that unwind): the
-            // group's waiting pushes then answer INTERNAL (their reply
-            // senders are dropped).
-            fanning_out =
+            let jobs = take_group(&mut pending);
+            // A bug must not stop the thread: the group's waiting pushes
+            // then answer INTERNAL (their reply senders are dropped).
+            let (batches, rest) =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit(jobs)))
                     .unwrap_or_default();
+            for job in rest.into_iter().rev() {
+                pending.push_front(job);
+            }
+            fanning_out = batches;
             published = Instant::now();
         }
     }
 
     /// Commits `jobs` as one group, answers each, then publishes; returns
-    /// the batches published.
-    fn commit(&self, jobs: Vec<Job>) -> Vec<ChangeBatch> {
+    /// the batches published, and the jobs the group had no time for.
+    fn commit(&self, mut jobs: Vec<Job>) -> (Vec<ChangeBatch>, Vec<Job>) {
         self.stats.commit_groups.fetch_add(1, Relaxed);
-        let pushes: Vec<(&str, &PushRequest)> = jobs
+        let pushes: Vec<GroupPush<'_>> = jobs
             .iter()
-            .map(|j| (j.namespace.as_str(), &j.req))
+            .map(|j| GroupPush {
+                namespace: &j.namespace,
+                owner: Some(&j.owner),
+                req: &j.req,
+            })
             .collect();
-        let results = match self.store.push_group(&pushes, self.limits) {
+        let deadline = Instant::now() + MAX_GROUP_TIME;
+        let results = match self.store.push_group(&pushes, self.limits, Some(deadline)) {
             Ok(results) => results,
             Err(e) => {
                 tracing::error!(detail = %e, pushes = jobs.len(), "group commit failed");
@@ -338,9 +454,11 @@ impl Committer {
                 for job in jobs {
                     let _ = job.reply.send(Err(AppError::Internal(detail.clone())));
                 }
-                return Vec::new();
+                return Default::default();
             }
         };
+        drop(pushes);
+        let rest = jobs.split_off(results.len().min(jobs.len()));
         // Answer first (every push of the group is durable now), then fan out.
         let mut live: Vec<(String, Vec<Change>)> = Vec::new();
         for (job, result) in jobs.into_iter().zip(results) {
@@ -360,13 +478,58 @@ impl Committer {
                 }
             }
         }
-        live.into_iter()
+        let batches = live
+            .into_iter()
             .filter_map(|(ns, changes)| {
                 let last = changes.last().map_or(0, |c| c.seq);
                 self.hub.publish(&ns, changes, self.store.cursor_for(last))
             })
-            .collect()
+            .collect();
+        (batches, rest)
     }
+}
+
+/// Takes the next group from `pending`: namespaces in turn (one push of
+/// each, then the next of each...), so a namespace with many or large
+/// pushes queued does not keep another's out of the group; pushes of one
+/// namespace keep their order. Bounded in pushes, mutations and bytes.
+fn take_group(pending: &mut VecDeque<Job>) -> Vec<Job> {
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut order: Vec<usize> = Vec::with_capacity(pending.len());
+    for job in pending.iter() {
+        let n = index.len();
+        order.push(*index.entry(job.namespace.as_str()).or_insert(n));
+    }
+    let mut queues: Vec<VecDeque<Job>> = (0..index.len()).map(|_| VecDeque::new()).collect();
+    drop(index);
+    for (job, q) in pending.drain(..).zip(order) {
+        queues[q].push_back(job);
+    }
+    let (mut group, mut mutations, mut bytes) = (Vec::new(), 0usize, 0usize);
+    'fill: loop {
+        let mut took = false;
+        for q in queues.iter_mut() {
+            let Some(job) = q.front() else { continue };
+            let full = group.len() >= MAX_GROUP_PUSHES
+                || mutations + job.req.mutations.len() > MAX_GROUP_MUTATIONS
+                || bytes + job.bytes > MAX_GROUP_BYTES;
+            if full && !group.is_empty() {
+                break 'fill;
+            }
+            let job = q.pop_front().expect("front exists");
+            mutations += job.req.mutations.len();
+            bytes += job.bytes;
+            group.push(job);
+            took = true;
+        }
+        if !took {
+            break;
+        }
+    }
+    for q in queues {
+        pending.extend(q);
+    }
+    group
 }
 
 /// Shared state of the server; cheap to clone.
@@ -385,6 +548,11 @@ pub struct Inner {
     pub connections: Connections,
     /// Push rate limits.
     pub rate: RateLimiter,
+    /// Token -> who it is.
+    auth: HashMap<String, Auth>,
+    /// Pending-push budget: pushes, and their request bytes.
+    pending_pushes: Arc<tokio::sync::Semaphore>,
+    pending_bytes: Arc<tokio::sync::Semaphore>,
     /// Counters for logs and tests.
     pub stats: Arc<Stats>,
     /// The committer's queue: it commits pushes in groups and publishes
@@ -393,6 +561,10 @@ pub struct Inner {
     /// See [`AppState::hold_commits`].
     commit_gate: Arc<Gate>,
     shutdown: watch::Sender<bool>,
+    /// Set at the shutdown deadline: sessions still open drop their socket.
+    abort: watch::Sender<bool>,
+    /// Open connections (the global cap, see [`crate::listen`]).
+    pub slots: Arc<crate::listen::Slots>,
 }
 
 impl std::ops::Deref for AppState {
@@ -406,6 +578,15 @@ impl AppState {
     /// State over `store` with `config`.
     pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
         let l = &config.limits;
+        let max_connections = crate::listen::effective_max_connections(l.max_connections);
+        if max_connections < l.max_connections {
+            tracing::warn!(
+                max_connections,
+                configured = l.max_connections,
+                open_file_limit = crate::listen::open_file_limit(),
+                "--max-connections lowered to stay below the open-file limit"
+            );
+        }
         let hub = Arc::new(Hub::new(l.broadcast_capacity));
         let stats = Arc::new(Stats::default());
         let commit_gate = Arc::new(Gate::default());
@@ -430,14 +611,26 @@ impl AppState {
                 max: l.max_connections_per_namespace,
                 counts: Arc::default(),
             },
-            rate: RateLimiter {
-                rate: l.pushes_per_second,
-                buckets: Mutex::default(),
-            },
+            rate: RateLimiter::new(l.pushes_per_second, l.token_pushes_per_second),
+            auth: config
+                .tokens
+                .iter()
+                .map(|(t, ns)| {
+                    let auth = Auth {
+                        namespace: ns.clone(),
+                        owner: owner_id(t).into(),
+                    };
+                    (t.clone(), auth)
+                })
+                .collect(),
+            pending_pushes: Arc::new(tokio::sync::Semaphore::new(l.max_pending_pushes)),
+            pending_bytes: Arc::new(tokio::sync::Semaphore::new(l.max_pending_push_bytes)),
             stats,
             commits,
             commit_gate,
             shutdown: watch::channel(false).0,
+            abort: watch::channel(false).0,
+            slots: crate::listen::Slots::new(max_connections),
             config,
         };
         AppState(Arc::new(inner))
@@ -445,7 +638,42 @@ impl AppState {
 
     /// The namespace a bearer token grants.
     pub fn namespace_for(&self, token: &str) -> Option<String> {
-        self.config.tokens.get(token).cloned()
+        self.auth.get(token).map(|a| a.namespace.clone())
+    }
+
+    /// Who a bearer token is, if it is known.
+    pub fn auth_for(&self, token: &str) -> Option<Auth> {
+        self.auth.get(token).cloned()
+    }
+
+    /// True if a push would find room in the pending-push budget.
+    pub fn has_push_room(&self) -> bool {
+        self.pending_pushes.available_permits() > 0
+            && self.pending_bytes.available_permits() >= self.config.limits.max_body_bytes
+    }
+
+    /// Takes a place for a push of about `bytes` request bytes among the
+    /// pending ones (read, parsed, queued or committing), or answers 503.
+    pub fn reserve_push(&self, bytes: usize) -> Result<PushBudget, AppError> {
+        let busy = || {
+            self.stats.overloaded.fetch_add(1, Relaxed);
+            AppError::Overloaded(1)
+        };
+        let count = self
+            .pending_pushes
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| busy())?;
+        let bytes = bytes.clamp(1, self.config.limits.max_pending_push_bytes) as u32;
+        let bytes = self
+            .pending_bytes
+            .clone()
+            .try_acquire_many_owned(bytes)
+            .map_err(|_| busy())?;
+        Ok(PushBudget {
+            _count: count,
+            _bytes: bytes,
+        })
     }
 
     /// Tells WebSocket sessions to close (HTTP requests finish on their own).
@@ -460,6 +688,17 @@ impl AppState {
         let _ = rx.wait_for(|v| *v).await;
     }
 
+    /// The shutdown deadline passed: sessions still open drop their socket.
+    pub fn abort_sessions(&self) {
+        self.abort.send_replace(true);
+    }
+
+    /// Resolves at the shutdown deadline (see [`AppState::abort_sessions`]).
+    pub async fn aborted(&self) {
+        let mut rx = self.abort.subscribe();
+        let _ = rx.wait_for(|v| *v).await;
+    }
+
     /// True once shutdown has begun.
     pub fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
@@ -471,16 +710,21 @@ impl AppState {
     /// the push commits and publishes even if the caller goes away.
     pub async fn push(
         &self,
-        namespace: String,
+        auth: &Auth,
         req: PushRequest,
+        bytes: usize,
+        budget: Option<PushBudget>,
     ) -> Result<PushResponse, AppError> {
         let (reply, answer) = oneshot::channel();
         self.stats.pushes_queued.fetch_add(1, Relaxed);
         self.commits
             .send(Job {
-                namespace,
+                namespace: auth.namespace.clone(),
+                owner: auth.owner.clone(),
                 req,
                 reply,
+                bytes,
+                _budget: budget,
             })
             .map_err(|_| AppError::Internal("the committer thread is gone".into()))?;
         answer

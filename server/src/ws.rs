@@ -13,6 +13,7 @@
 //! session was busy are written with one flush.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
@@ -21,6 +22,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use axum::Extension;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use syncstore_core::protocol::{ClientMessage, PushRequest, ServerMessage};
@@ -29,8 +31,10 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::{timeout, Instant};
 
 use crate::error::AppError;
-use crate::http::{bearer_token, parse_json, rate_check, validate_push};
-use crate::state::{AppState, ChangeBatch, ConnectionGuard};
+use crate::http::{bearer_token, rate_check};
+use crate::listen::ConnSlot;
+use crate::state::{AppState, Auth, ChangeBatch, ConnectionGuard};
+use crate::validate;
 
 /// Close code: the first frame was not a valid hello, or a fatal bad request.
 pub const CLOSE_BAD_REQUEST: u16 = 4400;
@@ -59,6 +63,7 @@ const READ_BUFFER: usize = 16 * 1024;
 /// is checked before upgrading (401/429 as HTTP); otherwise the hello's token.
 pub async fn upgrade(
     State(state): State<AppState>,
+    slot: Option<Extension<Arc<ConnSlot>>>,
     headers: HeaderMap,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
@@ -70,14 +75,11 @@ pub async fn upgrade(
         .or_else(|| query.get("token").cloned());
     let pre = match token {
         Some(t) => {
-            let ns = state.namespace_for(&t).ok_or(AppError::Unauthorized)?;
-            let guard = state
-                .connections
-                .try_acquire(&ns)
-                .ok_or(AppError::TooManyConnections(
-                    state.config.limits.max_connections_per_namespace,
-                ))?;
-            Some((ns, guard))
+            let auth = state.auth_for(&t).ok_or(AppError::Unauthorized)?;
+            let guard = state.connections.try_acquire(&auth.namespace).ok_or(
+                AppError::TooManyConnections(state.config.limits.max_connections_per_namespace),
+            )?;
+            Some((auth, guard))
         }
         None => None,
     };
@@ -86,7 +88,17 @@ pub async fn upgrade(
         .read_buffer_size(READ_BUFFER)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| run(state, socket, pre)))
+        .on_upgrade(move |socket| async move {
+            // The session keeps its connection's place under the global
+            // cap, and is never evicted to make room.
+            let _busy = slot.as_ref().map(|s| s.busy());
+            let abort = state.clone();
+            tokio::select! {
+                _ = run(state, socket, pre) => {}
+                _ = abort.aborted() => {}
+            }
+            drop(slot);
+        }))
 }
 
 /// Why a session ended.
@@ -103,7 +115,7 @@ enum End {
 /// duties (incoming frames, pings) again.
 const MAX_BATCHES_PER_FLUSH: usize = 64;
 
-async fn run(state: AppState, socket: WebSocket, pre: Option<(String, ConnectionGuard)>) {
+async fn run(state: AppState, socket: WebSocket, pre: Option<(Auth, ConnectionGuard)>) {
     let (sink, stream) = socket.split();
     let (inbox_tx, inbox) = mpsc::channel::<Message>(16);
     let reader = tokio::spawn(read_loop(stream, inbox_tx));
@@ -112,6 +124,7 @@ async fn run(state: AppState, socket: WebSocket, pre: Option<(String, Connection
         sink,
         inbox,
         namespace: String::new(),
+        owner: Arc::from(""),
         client_id: String::new(),
         delivered: 0,
     };
@@ -154,6 +167,8 @@ struct Session {
     /// Frames read by [`read_loop`]; closed when the socket is.
     inbox: mpsc::Receiver<Message>,
     namespace: String,
+    /// The token's owner id (see [`crate::state::owner_id`]).
+    owner: Arc<str>,
     client_id: String,
     /// Highest seq this client has been brought up to.
     delivered: u64,
@@ -234,7 +249,7 @@ impl Session {
         }
     }
 
-    async fn serve(&mut self, pre: Option<(String, ConnectionGuard)>) -> End {
+    async fn serve(&mut self, pre: Option<(Auth, ConnectionGuard)>) -> End {
         match self.serve_inner(pre).await {
             Ok(never) => match never {},
             Err(end) => end,
@@ -243,7 +258,7 @@ impl Session {
 
     async fn serve_inner(
         &mut self,
-        pre: Option<(String, ConnectionGuard)>,
+        pre: Option<(Auth, ConnectionGuard)>,
     ) -> Result<std::convert::Infallible, End> {
         let limits = self.state.config.limits.clone();
         let bad = |m: String| End::Close(CLOSE_BAD_REQUEST, "BAD_HELLO", m);
@@ -252,7 +267,9 @@ impl Session {
         let first = timeout(limits.ws_hello_timeout, self.next_text())
             .await
             .map_err(|_| bad("no hello within the hello timeout".into()))??;
-        let (client_id, cursor, token) = match parse_json::<ClientMessage>(first.as_bytes()) {
+        // The first frame may carry the token (keeps it out of URLs and
+        // proxy logs); it is never logged.
+        let (client_id, cursor, token) = match validate::decode_frame(&first) {
             Ok(ClientMessage::Hello {
                 client_id,
                 cursor,
@@ -261,11 +278,6 @@ impl Session {
             Ok(_) => return Err(bad("the first frame must be a hello".into())),
             Err(e) => return Err(bad(e.to_string())),
         };
-        if client_id.is_empty() || client_id.len() > syncstore_core::protocol::MAX_ID_LEN {
-            return Err(bad(
-                "clientId: must be a non-empty string of at most 256 bytes".into(),
-            ));
-        }
         let unauthorized = || {
             End::Close(
                 CLOSE_UNAUTHORIZED,
@@ -273,28 +285,34 @@ impl Session {
                 "missing or invalid bearer token".into(),
             )
         };
-        let hello_ns = match &token {
-            Some(t) => Some(self.state.namespace_for(t).ok_or_else(unauthorized)?),
+        let hello_auth = match &token {
+            Some(t) => Some(self.state.auth_for(t).ok_or_else(unauthorized)?),
             None => None,
         };
-        let (namespace, _guard) = match (pre, hello_ns) {
-            (Some((ns, g)), None) => (ns, g),
-            (Some((ns, g)), Some(h)) if h == ns => (ns, g),
+        let (auth, _guard) = match (pre, hello_auth) {
+            (Some((a, g)), None) => (a, g),
+            (Some((a, g)), Some(h)) if h.owner == a.owner => (a, g),
             (Some(_), Some(_)) | (None, None) => return Err(unauthorized()),
-            (None, Some(ns)) => {
-                let g = self.state.connections.try_acquire(&ns).ok_or_else(|| {
-                    End::Close(
-                        CLOSE_TOO_MANY_CONNECTIONS,
-                        "TOO_MANY_CONNECTIONS",
-                        format!(
-                            "too many connections for this namespace (max {})",
-                            limits.max_connections_per_namespace
-                        ),
-                    )
-                })?;
-                (ns, g)
+            (None, Some(a)) => {
+                let g = self
+                    .state
+                    .connections
+                    .try_acquire(&a.namespace)
+                    .ok_or_else(|| {
+                        End::Close(
+                            CLOSE_TOO_MANY_CONNECTIONS,
+                            "TOO_MANY_CONNECTIONS",
+                            format!(
+                                "too many connections for this namespace (max {})",
+                                limits.max_connections_per_namespace
+                            ),
+                        )
+                    })?;
+                (a, g)
             }
         };
+        let namespace = auth.namespace;
+        self.owner = auth.owner;
         self.namespace = namespace;
         self.client_id = client_id;
         tracing::info!(namespace = %self.namespace, client = %self.client_id, "websocket open");
@@ -367,8 +385,10 @@ impl Session {
             let store = self.state.store.clone();
             let (ns, client) = (self.namespace.clone(), self.client_id.clone());
             let from = store.cursor_for(self.delivered);
+            let max_bytes = self.state.config.limits.max_page_bytes;
             let page = tokio::task::spawn_blocking(move || {
-                let page = store.pull(&ns, Some(&client), Some(&from), CATCH_UP_PAGE)?;
+                let page =
+                    store.pull_page(&ns, Some(&client), Some(&from), CATCH_UP_PAGE, max_bytes)?;
                 let seq = store.cursor_seq(&page.cursor)?;
                 Ok::<_, crate::store::StoreError>((page, seq))
             })
@@ -458,7 +478,7 @@ impl Session {
     }
 
     async fn on_text(&mut self, text: &str) -> Result<(), End> {
-        let msg = match parse_json::<ClientMessage>(text.as_bytes()) {
+        let msg = match validate::decode_frame(text) {
             Ok(m) => m,
             Err(e) => return self.send(&app_error_frame(None, &e)).await,
         };
@@ -482,7 +502,7 @@ impl Session {
                     client_id: client_id.unwrap_or_else(|| self.client_id.clone()),
                     mutations,
                 };
-                let answer = match self.push(req).await {
+                let answer = match self.push(req, text.len()).await {
                     Ok(response) => ServerMessage::PushResult { rid, response },
                     Err(e) => app_error_frame(rid, &e),
                 };
@@ -494,10 +514,18 @@ impl Session {
     async fn push(
         &self,
         req: PushRequest,
+        bytes: usize,
     ) -> Result<syncstore_core::protocol::PushResponse, AppError> {
-        validate_push(&req, &self.state)?;
-        rate_check(&self.state, &self.namespace, &req.client_id)?;
-        self.state.push(self.namespace.clone(), req).await
+        let state = &self.state;
+        validate::push(&req, &state.config.limits)?;
+        let auth = Auth {
+            namespace: self.namespace.clone(),
+            owner: self.owner.clone(),
+        };
+        rate_check(state, &auth, None)?;
+        let budget = state.reserve_push(bytes)?;
+        rate_check(state, &auth, Some(&req.client_id))?;
+        state.push(&auth, req, bytes, Some(budget)).await
     }
 }
 
@@ -518,9 +546,6 @@ fn app_error_frame(rid: Option<String>, e: &AppError) -> ServerMessage {
         rid,
         code: e.code().to_string(),
         message: e.to_string(),
-        retry_after: match e {
-            AppError::RateLimited(s) => Some(*s),
-            _ => None,
-        },
+        retry_after: e.retry_after(),
     }
 }

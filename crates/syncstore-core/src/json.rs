@@ -38,9 +38,24 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
         *target = Value::Object(Map::new());
     }
     let obj = target.as_object_mut().expect("made an object above");
+    // Removing a key keeps the order of the others, which costs O(n) per
+    // key (`shift_remove`); many removals go in one pass instead, so a patch
+    // nulling every key of a large object stays linear. A key appears once
+    // in a patch, so removing first and merging after is the same result.
+    let removals = patch.values().filter(|v| v.is_null()).count();
+    if removals > 8 {
+        let gone: std::collections::HashSet<&str> = patch
+            .iter()
+            .filter(|(_, v)| v.is_null())
+            .map(|(k, _)| k.as_str())
+            .collect();
+        obj.retain(|k, _| !gone.contains(k.as_str()));
+    }
     for (k, v) in patch {
         if v.is_null() {
-            obj.shift_remove(k);
+            if removals <= 8 {
+                obj.shift_remove(k);
+            }
         } else {
             merge_patch(obj.entry(k.clone()).or_insert(Value::Null), v);
         }
@@ -151,6 +166,31 @@ mod tests {
             &json!({"m": {"y": null, "z": 3}, "gone": null, "b": [1]}),
         );
         assert_eq!(doc, json!({"a": 1, "m": {"x": 1, "z": 3}, "b": [1]}));
+    }
+
+    #[test]
+    fn removing_many_keys_is_linear_and_keeps_order() {
+        let n = 20_000;
+        let mut doc = Value::Object((0..n).map(|i| (format!("k{i}"), json!(i))).collect());
+        let mut patch: Map<String, Value> =
+            (0..n - 2).map(|i| (format!("k{i}"), Value::Null)).collect();
+        patch.insert("new".into(), json!(1));
+        let t = std::time::Instant::now();
+        merge_patch(&mut doc, &Value::Object(patch));
+        let took = t.elapsed();
+        let keys: Vec<_> = doc.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(
+            keys,
+            [format!("k{}", n - 2), format!("k{}", n - 1), "new".into()]
+        );
+        // Quadratic removal took seconds; linear is a few ms (debug build).
+        assert!(took < std::time::Duration::from_secs(2), "{took:?}");
+        let mut few = json!({"a": 1, "b": 2, "c": 3});
+        merge_patch(&mut few, &json!({"b": null, "d": 4}));
+        assert_eq!(
+            serde_json::to_string(&few).unwrap(),
+            r#"{"a":1,"c":3,"d":4}"#
+        );
     }
 
     #[test]

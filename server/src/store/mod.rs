@@ -24,9 +24,26 @@ pub struct PushOutcome {
     pub changes: Vec<Change>,
 }
 
-/// A storage failure. Never shown to clients (they see `INTERNAL`).
+/// One push of a group commit.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupPush<'a> {
+    /// The namespace the token grants.
+    pub namespace: &'a str,
+    /// The pushing token's owner id ([`crate::state::owner_id`]); a
+    /// clientId belongs to the first owner that pushed with it in its
+    /// namespace. `None` skips the check (tools and tests).
+    pub owner: Option<&'a str>,
+    /// The push.
+    pub req: &'a PushRequest,
+}
+
+/// A storage failure. Never shown to clients (they see `INTERNAL`), except
+/// [`StoreError::ClientIdTaken`].
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The push's clientId belongs to another token (`403 CLIENT_ID_TAKEN`).
+    #[error("clientId owned by another token")]
+    ClientIdTaken,
     /// The database failed.
     #[error("database: {0}")]
     Db(#[from] rusqlite::Error),
@@ -56,26 +73,46 @@ pub trait Store: Send + Sync + 'static {
     /// stored results). `Err` means the group's transaction failed: then no
     /// push of it is known to have committed.
     ///
+    /// A store may stop before the end once `deadline` has passed (it
+    /// applies at least one push): it answers a prefix, and the caller
+    /// submits the rest again.
+    ///
     /// The default applies the pushes one transaction each.
     fn push_group(
         &self,
-        pushes: &[(&str, &PushRequest)],
+        pushes: &[GroupPush<'_>],
         limits: ApplyLimits,
+        deadline: Option<std::time::Instant>,
     ) -> Result<Vec<Result<PushOutcome, StoreError>>, StoreError> {
+        let _ = deadline;
         Ok(pushes
             .iter()
-            .map(|(ns, req)| self.push(ns, req, limits))
+            .map(|p| self.push(p.namespace, p.req, limits))
             .collect())
     }
 
-    /// Changes of `namespace` after `cursor` (at most `limit`), from one snapshot.
+    /// Changes of `namespace` after `cursor`, from one snapshot: at most
+    /// `limit`, and no more than about `max_bytes` of serialized changes
+    /// (always at least one change, whatever its size).
+    fn pull_page(
+        &self,
+        namespace: &str,
+        client_id: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<PullResponse, StoreError>;
+
+    /// [`Store::pull_page`] bounded by count only.
     fn pull(
         &self,
         namespace: &str,
         client_id: Option<&str>,
         cursor: Option<&str>,
         limit: usize,
-    ) -> Result<PullResponse, StoreError>;
+    ) -> Result<PullResponse, StoreError> {
+        self.pull_page(namespace, client_id, cursor, limit, usize::MAX)
+    }
 
     /// The decoded sequence number of a cursor this store issued, or `None`
     /// if it cannot be served (the caller must resync).
@@ -86,4 +123,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// A cheap liveness check of the database.
     fn health(&self) -> Result<(), StoreError>;
+
+    /// [`Store::health`] that never waits: a store busy with another call
+    /// counts as healthy. The default calls `health`.
+    fn try_health(&self) -> Result<(), StoreError> {
+        self.health()
+    }
 }

@@ -13,7 +13,7 @@ use syncstore_core::protocol::{
     Change, ChangeOp, JsonObject, PullResponse, PushRequest, PushResponse, START_CURSOR,
 };
 
-use super::{ApplyLimits, PushOutcome, Store, StoreError};
+use super::{ApplyLimits, GroupPush, PushOutcome, Store, StoreError};
 use syncstore_core::sync::apply::{rejected, DocRow, DocStore, PushApply};
 
 const SCHEMA: &str = "
@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS docs (
 CREATE UNIQUE INDEX IF NOT EXISTS docs_by_version ON docs (ns, version);
 CREATE TABLE IF NOT EXISTS clients (
     ns TEXT NOT NULL, client_id TEXT NOT NULL, last_mid INTEGER NOT NULL,
+    owner TEXT,
     PRIMARY KEY (ns, client_id)
 );
 CREATE TABLE IF NOT EXISTS results (
@@ -73,6 +74,16 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        // Databases from before clientId ownership: rows without an owner
+        // are claimed by the next token that pushes with them.
+        let has_owner: bool = conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('clients') WHERE name = 'owner'",
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !has_owner {
+            conn.execute_batch("ALTER TABLE clients ADD COLUMN owner TEXT")?;
+        }
         let epoch = match conn
             .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| {
                 r.get::<_, String>(0)
@@ -233,10 +244,22 @@ impl DocStore for SqlDocs<'_> {
 fn apply_push(
     tx: &Connection,
     ns: &str,
+    owner: Option<&str>,
     req: &PushRequest,
     limits: ApplyLimits,
 ) -> Result<PushOutcome, StoreError> {
     let client = req.client_id.as_str();
+    if let Some(owner) = owner {
+        let stored: Option<Option<String>> = tx
+            .prepare_cached("SELECT owner FROM clients WHERE ns = ?1 AND client_id = ?2")?
+            .query_row(params![ns, client], |r| r.get(0))
+            .optional()?;
+        if let Some(Some(o)) = stored {
+            if o != owner {
+                return Err(StoreError::ClientIdTaken);
+            }
+        }
+    }
     let start_seq = head_seq(tx)?;
     let mut last = last_mid(tx, ns, client)?;
     let mut docs = SqlDocs { tx, ns, client };
@@ -286,10 +309,11 @@ fn apply_push(
         ..
     } = ctx;
     tx.prepare_cached(
-        "INSERT INTO clients (ns, client_id, last_mid) VALUES (?1, ?2, ?3)
-         ON CONFLICT (ns, client_id) DO UPDATE SET last_mid = excluded.last_mid",
+        "INSERT INTO clients (ns, client_id, last_mid, owner) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (ns, client_id) DO UPDATE SET last_mid = excluded.last_mid,
+           owner = COALESCE(clients.owner, excluded.owner)",
     )?
-    .execute(params![ns, client, last as i64])?;
+    .execute(params![ns, client, last as i64, owner])?;
     if seq != start_seq {
         tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'seq'")?
             .execute([seq.to_string()])?;
@@ -313,25 +337,32 @@ impl Store for SqliteStore {
     ) -> Result<PushOutcome, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let outcome = apply_push(&tx, ns, req, limits)?;
+        let outcome = apply_push(&tx, ns, None, req, limits)?;
         tx.commit()?;
         Ok(outcome)
     }
 
     fn push_group(
         &self,
-        pushes: &[(&str, &PushRequest)],
+        pushes: &[GroupPush<'_>],
         limits: ApplyLimits,
+        deadline: Option<std::time::Instant>,
     ) -> Result<Vec<Result<PushOutcome, StoreError>>, StoreError> {
         let mut conn = self.lock();
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut out = Vec::with_capacity(pushes.len());
-        for &(ns, req) in pushes {
+        for p in pushes {
+            if !out.is_empty() && deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                // The rest goes into the next group: one namespace's heavy
+                // pushes do not hold the others' for long.
+                break;
+            }
+            let (ns, req) = (p.namespace, p.req);
             // Each push in a savepoint of its own: one that fails rolls back
             // only itself, the others of the group still commit.
             let sp = tx.savepoint()?;
             let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                apply_push(&sp, ns, req, limits)
+                apply_push(&sp, ns, p.owner, req, limits)
             }))
             .unwrap_or_else(|panic| {
                 let what = panic
@@ -364,12 +395,13 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    fn pull(
+    fn pull_page(
         &self,
         ns: &str,
         client_id: Option<&str>,
         cursor: Option<&str>,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<PullResponse, StoreError> {
         let mut conn = self.lock();
         // One read transaction: changes, head and lastMutationId from one snapshot.
@@ -403,8 +435,18 @@ impl Store for SqliteStore {
             ))
         })?;
         let mut changes = Vec::new();
+        let mut bytes = 0usize;
+        let mut full = false;
         for row in rows {
             let (coll, id, doc, version, ts) = row?;
+            // About the change's serialized size (the document's text plus
+            // the envelope); a page holds at least one change.
+            let size = 96 + coll.len() + id.len() + doc.as_ref().map_or(0, String::len);
+            if !changes.is_empty() && bytes.saturating_add(size) > max_bytes {
+                full = true;
+                break;
+            }
+            bytes += size;
             let doc = doc.as_deref().map(parse_obj).transpose()?;
             changes.push(Change {
                 seq: version as u64,
@@ -421,7 +463,7 @@ impl Store for SqliteStore {
             });
         }
         drop(stmt);
-        let more = changes.len() > take;
+        let more = full || changes.len() > take;
         changes.truncate(take);
         let to = if more {
             changes.last().map_or(from, |c| c.seq)
@@ -457,6 +499,16 @@ impl Store for SqliteStore {
         self.lock().query_row("SELECT 1", [], |_| Ok(()))?;
         Ok(())
     }
+
+    fn try_health(&self) -> Result<(), StoreError> {
+        let conn = match self.conn.try_lock() {
+            Ok(c) => c,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(()),
+        };
+        conn.query_row("SELECT 1", [], |_| Ok(()))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -486,6 +538,14 @@ mod tests {
             MutationResult::Applied { .. } => "applied",
             MutationResult::Conflict { .. } => "conflict",
             MutationResult::Rejected { .. } => "rejected",
+        }
+    }
+
+    fn gp<'a>(namespace: &'a str, req: &'a PushRequest) -> GroupPush<'a> {
+        GroupPush {
+            namespace,
+            owner: None,
+            req,
         }
     }
 
@@ -776,8 +836,9 @@ mod tests {
         let a_again = a.clone();
         let out = s
             .push_group(
-                &[("n", &a), ("n", &b), ("other", &c), ("n", &a_again)],
+                &[gp("n", &a), gp("n", &b), gp("other", &c), gp("n", &a_again)],
                 LIMITS,
+                None,
             )
             .unwrap();
         assert_eq!(out.len(), 4);

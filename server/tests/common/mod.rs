@@ -36,6 +36,7 @@ pub struct Server {
 pub fn test_limits() -> Limits {
     Limits {
         pushes_per_second: 10_000.0,
+        token_pushes_per_second: 100_000.0,
         ..Limits::default()
     }
 }
@@ -46,6 +47,15 @@ impl Server {
     }
 
     pub async fn start_with(db: impl AsRef<Path>, limits: Limits) -> Server {
+        Self::start_router(db, limits, syncstore_server::app).await
+    }
+
+    /// Serves the router `make` builds over the state (tests add routes).
+    pub async fn start_router(
+        db: impl AsRef<Path>,
+        limits: Limits,
+        make: impl FnOnce(AppState) -> axum::Router,
+    ) -> Server {
         let store = SqliteStore::open(db).expect("open store");
         let mut config = Config {
             limits,
@@ -58,9 +68,15 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(syncstore_server::serve(listener, state.clone(), async {
-            let _ = stopped.await;
-        }));
+        let router = make(state.clone());
+        let task = tokio::spawn(syncstore_server::serve_router(
+            listener,
+            state.clone(),
+            router,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         Server {
             base: format!("http://{addr}"),
             ws_url: format!("ws://{addr}/v1/ws"),

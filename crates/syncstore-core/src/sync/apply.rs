@@ -123,6 +123,20 @@ impl PushApply {
             .filter(|r| !r.deleted)
             .and_then(|r| r.doc.as_ref());
         fields.record(old_live, doc.as_ref(), seq);
+        // The field versions are stored with the document: they count
+        // against the same limit (a document of many tiny leaves can carry
+        // more metadata than data).
+        if fields.stored_bytes() > self.max_doc_bytes {
+            self.seq -= 1;
+            return Ok(rejected(
+                m,
+                "DOC_TOO_LARGE",
+                format!(
+                    "the document's field versions would be larger than {} bytes",
+                    self.max_doc_bytes
+                ),
+            ));
+        }
         let created = match &row {
             Some(r) if !r.deleted => r.created,
             _ => seq,
@@ -287,19 +301,20 @@ impl PushApply {
                 let Value::Object(merged) = merged else {
                     unreachable!("an object patch keeps an object")
                 };
-                // A patch the document already satisfies is no conflict,
-                // whatever changed since its base (both sides agree).
-                if let Some(base) = m.base.filter(|_| merged != old) {
-                    if r.created > base || r.fields.conflicts(&touched_paths(&patch), base) {
-                        return Ok(conflict_with(r));
-                    }
-                }
+                // Size first: the checks below are linear in the document.
                 if self.too_large(&merged) {
                     return Ok(rejected(
                         m,
                         "DOC_TOO_LARGE",
                         format!("patched document larger than {} bytes", self.max_doc_bytes),
                     ));
+                }
+                // A patch the document already satisfies is no conflict,
+                // whatever changed since its base (both sides agree).
+                if let Some(base) = m.base.filter(|_| merged != old) {
+                    if r.created > base || r.fields.conflicts(&touched_paths(&patch), base) {
+                        return Ok(conflict_with(r));
+                    }
                 }
                 if merged == old {
                     return Ok(MutationResult::Applied {

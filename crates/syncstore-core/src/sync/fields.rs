@@ -3,7 +3,7 @@
 //! field-level conflict check, temp-id reference rewriting. (Moved here from
 //! `server/src/store/doc.rs` so both use one implementation.)
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::protocol::{is_temp_id, JsonObject};
 use serde::{Deserialize, Serialize};
@@ -40,46 +40,105 @@ pub fn touched_paths(patch: &JsonObject) -> Vec<Path> {
     leaves(patch).into_keys().collect()
 }
 
-fn related(a: &[String], b: &[String]) -> bool {
-    let n = a.len().min(b.len());
-    a[..n] == b[..n]
-}
-
-/// The version of every leaf path a document has ever had (removed paths
-/// keep theirs), so an update can be checked field by field.
+/// The version of every leaf path of a document, and of the last removal.
+///
+/// Stored as `[[path, version], ...]`; the entry with the empty path is the
+/// *floor*: the last version at which a path went away. Removed paths are
+/// pruned (the metadata stays proportional to the document, and is counted
+/// against the document size limit by the push rules); an update touching
+/// a path the document does not have conflicts if anything was removed
+/// after its base, since that path may have been one of them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct FieldVersions(Vec<(Path, u64)>);
 
 impl FieldVersions {
-    fn as_map(&self) -> BTreeMap<Path, u64> {
-        self.0.iter().cloned().collect()
+    /// The last version at which a path was removed (0 if none).
+    fn floor(&self) -> u64 {
+        self.0
+            .iter()
+            .filter(|(p, _)| p.is_empty())
+            .map(|(_, v)| *v)
+            .max()
+            .unwrap_or(0)
     }
 
-    /// Stamps `version` on every path whose value differs between `old` and `new`.
+    /// Stamps `version` on every path whose value differs between `old` and
+    /// `new`, drops the paths `new` does not have (raising the floor).
     pub fn record(&mut self, old: Option<&JsonObject>, new: Option<&JsonObject>, version: u64) {
         let empty = JsonObject::new();
         let old = leaves(old.unwrap_or(&empty));
         let new = leaves(new.unwrap_or(&empty));
-        let mut map = self.as_map();
+        let mut floor = self.floor();
+        let mut kept: HashMap<&[String], u64> = HashMap::with_capacity(self.0.len());
+        for (path, v) in &self.0 {
+            if path.is_empty() {
+                continue;
+            }
+            if new.contains_key(path) {
+                kept.insert(path.as_slice(), *v);
+            } else {
+                // Gone (now, or before this rule pruned removed paths).
+                floor = floor.max(if old.contains_key(path) { version } else { *v });
+            }
+        }
+        if old.keys().any(|p| !new.contains_key(p)) {
+            floor = version;
+        }
+        let mut out = Vec::with_capacity(new.len() + 1);
+        if floor > 0 {
+            out.push((Vec::new(), floor));
+        }
         for (path, value) in &new {
-            if old.get(path) != Some(value) {
-                map.insert(path.clone(), version);
-            }
+            let v = if old.get(path) == Some(value) {
+                kept.get(path.as_slice()).copied().unwrap_or(version)
+            } else {
+                version
+            };
+            out.push((path.clone(), v));
         }
-        for path in old.keys() {
-            if !new.contains_key(path) {
-                map.insert(path.clone(), version);
-            }
-        }
-        self.0 = map.into_iter().collect();
+        self.0 = out;
     }
 
-    /// True if any of `touched` (or a prefix or descendant of it) changed after `base`.
+    /// True if any of `touched` (or a prefix or descendant of it) changed
+    /// after `base`, or a path the document lacks may have been removed
+    /// after `base`. Linear in the number of paths (times their depth).
     pub fn conflicts(&self, touched: &[Path], base: u64) -> bool {
+        let touched_set: HashSet<&[String]> = touched.iter().map(Vec::as_slice).collect();
+        // Every proper prefix of a touched path (its ancestors).
+        let ancestors: HashSet<&[String]> = touched
+            .iter()
+            .flat_map(|t| (1..t.len()).map(move |n| &t[..n]))
+            .collect();
+        let mut present: HashSet<&[String]> = HashSet::new();
+        for (p, v) in &self.0 {
+            if p.is_empty() {
+                continue;
+            }
+            if touched_set.contains(p.as_slice()) {
+                present.insert(p.as_slice());
+            }
+            if *v <= base {
+                continue;
+            }
+            // p is a touched path or an ancestor of one, or a touched path
+            // is an ancestor of p.
+            if touched_set.contains(p.as_slice())
+                || ancestors.contains(p.as_slice())
+                || (1..p.len()).any(|n| touched_set.contains(&p[..n]))
+            {
+                return true;
+            }
+        }
+        self.floor() > base && touched_set.iter().any(|t| !present.contains(t))
+    }
+
+    /// Serialized size in bytes (as stored), without building the text.
+    pub fn stored_bytes(&self) -> usize {
         self.0
             .iter()
-            .any(|(p, v)| *v > base && touched.iter().any(|t| related(p, t)))
+            .map(|(p, _)| 24 + p.iter().map(|k| k.len() + 3).sum::<usize>())
+            .sum()
     }
 }
 
@@ -168,6 +227,45 @@ mod tests {
         let v4 = obj(json!({"meta": 7}));
         fv.record(Some(&v3), Some(&v4), 4);
         assert!(fv.conflicts(&[p("meta.zzz")], 3));
+        assert!(!fv.conflicts(&[p("meta")], 4));
+        // Removed paths are pruned: only the leaves and the floor remain.
+        assert_eq!(fv.0.len(), 2, "{fv:?}");
+        // A path untouched since the base, while another was removed later.
+        let v5 = obj(json!({"meta": 7, "x": 1, "y": 1}));
+        fv.record(Some(&v4), Some(&v5), 5);
+        let v6 = obj(json!({"meta": 7, "x": 1}));
+        fv.record(Some(&v5), Some(&v6), 6);
+        assert!(!fv.conflicts(&[p("x")], 5), "x is present and unchanged");
+        assert!(fv.conflicts(&[p("y")], 5), "y went away after 5");
+        assert!(!fv.conflicts(&[p("y")], 6));
+    }
+
+    #[test]
+    fn field_versions_stay_bounded_by_the_document() {
+        let mut fv = FieldVersions::default();
+        let mut old: Option<JsonObject> = None;
+        for v in 1..=64u64 {
+            let doc: JsonObject = (0..50)
+                .map(|i| (format!("k{v}_{i}"), json!("some value")))
+                .collect();
+            fv.record(old.as_ref(), Some(&doc), v);
+            old = Some(doc);
+        }
+        assert_eq!(fv.0.len(), 51);
+        assert!(fv.stored_bytes() < 4096, "{}", fv.stored_bytes());
+    }
+
+    #[test]
+    fn conflict_check_is_linear() {
+        let mut fv = FieldVersions::default();
+        let doc: JsonObject = (0..20_000).map(|i| (format!("k{i}"), json!(i))).collect();
+        fv.record(None, Some(&doc), 2);
+        let touched: Vec<Path> = (0..20_000).map(|i| vec![format!("t{i}")]).collect();
+        let t = std::time::Instant::now();
+        assert!(!fv.conflicts(&touched, 2));
+        assert!(!fv.conflicts(&touched[..1], 1));
+        let took = t.elapsed();
+        assert!(took < std::time::Duration::from_secs(2), "{took:?}");
     }
 
     #[test]
