@@ -608,6 +608,37 @@ const scenarios = {
     db.close();
   },
 
+  async where_keys_starting_with_dollar_must_be_known_operators(env) {
+    // Taken as field names, these would match nothing and raise no error.
+    const db = await openTodos(env);
+    await db.batch(sampleTodos(12).map((doc) => ({ op: "insert", coll: "todos", doc })));
+    const refused = [
+      { $or: [{ done: true }, { priority: 1 }] },
+      { $and: [{ done: true }] },
+      { $not: { done: true } },
+      { done: true, $nor: [] },
+      { "meta.$or": 1 },
+      { priority: { $gte: 1, $lte: 3, $lt3: 1 } },
+      { priority: { $GT: 1 } },
+      { priority: { $not: { $eq: 1 } } },
+      { meta: { owner: { $in: ["ann"] } } },
+      { meta: { $or: [{ owner: "ann" }] } },
+      { priority: { $in: [1, { $gt: 2 }] } },
+    ];
+    for (const where of refused) {
+      const what = JSON.stringify(where);
+      const e = await rejects(db.query("todos", { where }), "UNKNOWN_OPERATOR", env, `query ${what}`);
+      ok(e.message.includes("$"), `the message names the key: ${e.message}`);
+      eq(e.retryable, false, `${what}: not retryable`);
+      await rejects(db.count("todos", where), "UNKNOWN_OPERATOR", env, `count ${what}`);
+      await rejects(() => db.subscribe("todos", { where }, () => {}), "UNKNOWN_OPERATOR", env, `subscribe ${what}`);
+    }
+    // Known operators (including $eq) and values with "$" in strings still work.
+    eq((await db.query("todos", { where: { priority: { $eq: 1 } } })).map((d) => d.id), ["t001", "t006", "t011"], "$eq");
+    eq(await db.count("todos", { text: "$or" }), 0, "a string value starting with $ is a value");
+    db.close();
+  },
+
   async bad_schemas_are_rejected(env) {
     const bad = [
       [{ name: dbName("s"), collections: { t: { indexes: [5] } } }, "INVALID_SCHEMA"],

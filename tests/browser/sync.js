@@ -761,6 +761,8 @@ const scenarios = {
   },
 };
 
+export const syncNames = Object.keys(scenarios);
+
 export function syncScenario(name, open, SyncStoreError, server, ctlUrl) {
   const run = scenarios[name];
   if (!run) throw new Error(`no sync scenario ${name}`);
