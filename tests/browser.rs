@@ -141,6 +141,7 @@ scenarios!(run, LOCAL:
     bad_arguments_are_typed_errors,
     where_keys_starting_with_dollar_must_be_known_operators,
     bad_schemas_are_rejected,
+    corrupt_records_are_storage_errors,
     closed_store_rejects_calls,
 );
 
@@ -159,6 +160,7 @@ scenarios!(run_sync, SYNC:
     manual_collections_sync_only_on_demand,
     one_leader_per_database_followers_write_and_forward,
     rejected_mutations_roll_back,
+    a_refused_token_is_unauthorized_through_the_store,
     pulled_documents_are_stored_once_and_edits_keep_the_server_state,
     batched_writes_queue_as_one_record_in_mid_order,
     conflicts_server_wins_by_default,
