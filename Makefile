@@ -61,7 +61,7 @@ package: pkg
 	bash scripts/package.sh
 
 # The package as users install it (tests/package/): a Vite app, a no-build
-# page (headless Chromium), TypeScript and React types.
+# page (headless Chromium), a webpack 5 app, TypeScript and React types.
 test-package: package
 	bash scripts/run-tier.sh package $(NODE_TEST) --test-timeout=170000 tests/package/
 
