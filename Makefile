@@ -34,8 +34,9 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p syncstore --target wasm32-unknown-unknown --all-targets -- -D warnings
 
+# The wasm crate's tests run in the browser tier (natively it has none).
 test-native:
-	bash scripts/run-tier.sh native cargo test --workspace
+	bash scripts/run-tier.sh native cargo test --workspace --exclude syncstore
 
 # Browser suites in Chromium and Firefox; tests/net.rs talks to a real server.
 # The runner's time limit covers a whole suite (its default, 20 s, is too
@@ -46,9 +47,13 @@ test-browser:
 	CHROMEDRIVER=$(CHROMEDRIVER) bash scripts/run-tier.sh chromium bash scripts/with-server.sh $(BROWSER_TESTS)
 	GECKODRIVER=$(GECKODRIVER) bash scripts/run-tier.sh firefox bash scripts/with-server.sh $(BROWSER_TESTS)
 
+# node --test with per-file counts for scripts/run-tier.sh.
+NODE_TEST = node --test --test-concurrency=1 --test-reporter=spec --test-reporter-destination=stdout \
+	--test-reporter=./scripts/suite-counts.mjs --test-reporter-destination=stdout
+
 # Page-level tests (playwright-core, Chromium); the tab tests sync with the real server.
 test-e2e: pkg
-	bash scripts/run-tier.sh e2e bash scripts/with-server.sh node --test --test-concurrency=1 tests/e2e/
+	bash scripts/run-tier.sh e2e bash scripts/with-server.sh $(NODE_TEST) tests/e2e/
 
 # The npm package: dist/package/ and dist/syncstore-<version>.tgz, with its sizes.
 .PHONY: package test-package
@@ -56,9 +61,9 @@ package: pkg
 	bash scripts/package.sh
 
 # The package as users install it (tests/package/): a Vite app, a no-build
-# page (headless Chromium), TypeScript and React types.
+# page (headless Chromium), a webpack 5 app, TypeScript and React types.
 test-package: package
-	bash scripts/run-tier.sh package node --test --test-concurrency=1 --test-timeout=170000 tests/package/
+	bash scripts/run-tier.sh package $(NODE_TEST) --test-timeout=170000 tests/package/
 
 # Benchmarks against Dexie and raw IndexedDB, and of sync with the real server
 # (not part of `make test`; ~10 min; BENCH_ONLY=sync|local runs one part).

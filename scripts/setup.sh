@@ -10,6 +10,37 @@ WASM_BINDGEN_VERSION=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's
 export PATH="$HOME/.cargo/bin:$PATH"
 
 log() { echo "setup: $*"; }
+die() {
+  echo "setup: $*" >&2
+  exit 1
+}
+
+# Prerequisites this script does not install (README, "Prerequisites"):
+# a rustup-managed Rust toolchain and Node.js with npm.
+RUST_MIN=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+NODE_MIN=20
+# version_ge A B: A >= B, both dotted numbers.
+version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
+missing=()
+if ! command -v rustup >/dev/null || ! command -v cargo >/dev/null; then
+  missing+=("a Rust toolchain installed with rustup (https://rustup.rs), Rust $RUST_MIN or later")
+else
+  rust_v=$(rustc --version | awk '{print $2}')
+  version_ge "${rust_v%%-*}" "$RUST_MIN" ||
+    missing+=("Rust $RUST_MIN or later (found $rust_v; run: rustup update stable)")
+fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  missing+=("Node.js $NODE_MIN or later with npm (Debian 12's nodejs is 18: use NodeSource or nvm)")
+else
+  node_v=$(node --version | sed 's/^v//')
+  version_ge "$node_v" "$NODE_MIN" ||
+    missing+=("Node.js $NODE_MIN or later (found $node_v; Debian 12's nodejs is 18: use NodeSource or nvm)")
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: missing prerequisites:" >&2
+  for m in "${missing[@]}"; do echo "  - $m" >&2; done
+  die "install them, then run make again"
+fi
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   log "adding the wasm32-unknown-unknown target"
@@ -20,6 +51,12 @@ for c in rustfmt clippy; do
 done
 
 apt_pkgs=()
+# Building the server (bundled SQLite) and cargo-installed tools needs a C
+# toolchain; the tools fetch over HTTPS.
+command -v cc >/dev/null || apt_pkgs+=(build-essential)
+command -v pkg-config >/dev/null || apt_pkgs+=(pkg-config)
+command -v curl >/dev/null || apt_pkgs+=(curl)
+dpkg -s libssl-dev >/dev/null 2>&1 || apt_pkgs+=(libssl-dev)
 command -v chromium >/dev/null || apt_pkgs+=(chromium)
 command -v chromedriver >/dev/null || apt_pkgs+=(chromium-driver)
 command -v firefox-esr >/dev/null || apt_pkgs+=(firefox-esr)

@@ -13,6 +13,10 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 #[wasm_bindgen(module = "/tests/browser/suite.js")]
 extern "C" {
+    /// Every scenario `suite.js` defines.
+    #[wasm_bindgen(thread_local_v2, js_name = names)]
+    static SUITE_NAMES: js_sys::Array;
+
     #[wasm_bindgen(catch)]
     fn scenario(
         name: &str,
@@ -23,6 +27,10 @@ extern "C" {
 
 #[wasm_bindgen(module = "/tests/browser/sync.js")]
 extern "C" {
+    /// Every scenario `sync.js` defines.
+    #[wasm_bindgen(thread_local_v2, js_name = syncNames)]
+    static SYNC_NAMES: js_sys::Array;
+
     #[wasm_bindgen(catch, js_name = syncScenario)]
     fn sync_scenario(
         name: &str,
@@ -77,7 +85,8 @@ async fn run(name: &str) {
 }
 
 macro_rules! scenarios {
-    ($runner:ident: $($name:ident),* $(,)?) => {
+    ($runner:ident, $list:ident: $($name:ident),* $(,)?) => {
+        const $list: &[&str] = &[$(stringify!($name)),*];
         $(
             #[wasm_bindgen_test]
             async fn $name() {
@@ -87,7 +96,29 @@ macro_rules! scenarios {
     };
 }
 
-scenarios!(run:
+/// A scenario written in JS but missing from the lists below would never
+/// run: the lists and the JS suites must name the same scenarios.
+fn same_scenarios(file: &str, js: &js_sys::Array, rust: &[&str]) {
+    let mut js: Vec<String> = js.iter().map(|v| v.as_string().unwrap()).collect();
+    let mut rust: Vec<String> = rust.iter().map(|s| s.to_string()).collect();
+    js.sort();
+    rust.sort();
+    let missing: Vec<_> = js.iter().filter(|n| !rust.contains(n)).collect();
+    let unknown: Vec<_> = rust.iter().filter(|n| !js.contains(n)).collect();
+    assert!(
+        missing.is_empty() && unknown.is_empty(),
+        "{file}: scenarios not registered in tests/browser.rs: {missing:?}; \
+         registered but not in {file}: {unknown:?}"
+    );
+}
+
+#[wasm_bindgen_test]
+fn every_js_scenario_is_registered() {
+    SUITE_NAMES.with(|js| same_scenarios("suite.js", js, LOCAL));
+    SYNC_NAMES.with(|js| same_scenarios("sync.js", js, SYNC));
+}
+
+scenarios!(run, LOCAL:
     insert_get_update_replace_delete,
     temp_ids_are_unique_and_marked,
     batch_is_atomic_across_collections,
@@ -108,12 +139,14 @@ scenarios!(run:
     schema_upgrade_keeps_data_and_backfills_indexes,
     bad_documents_are_rejected_and_nothing_written,
     bad_arguments_are_typed_errors,
+    where_keys_starting_with_dollar_must_be_known_operators,
     bad_schemas_are_rejected,
+    corrupt_records_are_storage_errors,
     closed_store_rejects_calls,
 );
 
 // Two or more stores as devices against the real server (tests/browser/sync.js).
-scenarios!(run_sync:
+scenarios!(run_sync, SYNC:
     sync_options_status_and_events_are_checked,
     devices_converge_after_interleaved_writes,
     offline_writes_arrive_once_after_the_server_returns,
@@ -127,6 +160,7 @@ scenarios!(run_sync:
     manual_collections_sync_only_on_demand,
     one_leader_per_database_followers_write_and_forward,
     rejected_mutations_roll_back,
+    a_refused_token_is_unauthorized_through_the_store,
     pulled_documents_are_stored_once_and_edits_keep_the_server_state,
     batched_writes_queue_as_one_record_in_mid_order,
     conflicts_server_wins_by_default,

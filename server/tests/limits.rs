@@ -148,10 +148,21 @@ async fn push_rate_limit_is_429_with_retry_after() {
     assert_eq!(f["code"], "RATE_LIMITED");
     assert_eq!(f["rid"], "x");
     assert_eq!(f["retryAfter"], 1);
-    // Tokens refill.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let (st, _) = s.push(TOKEN_A, body.clone()).await;
-    assert_eq!(st, 200);
+    // Tokens refill: refused until then, accepted eventually (the time is
+    // the bucket's, not asserted here; WAIT is a hang guard).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (st, _) = s.push(TOKEN_A, body.clone()).await;
+        if st == 200 {
+            break;
+        }
+        assert_eq!(st, 429, "refused as rate limited until the bucket refills");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tokens never refilled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     s.stop().await;
 }
 

@@ -6,20 +6,19 @@
 
 import { dbName, eq, ok, rejects, sleep } from "./suite.js";
 
-/** Waits until `fn()` returns something truthy (errors count as not yet). */
+/**
+ * Waits until `fn()` returns something truthy, at most `ms` (a hang guard,
+ * not a measurement). An error thrown by `fn` fails at once.
+ */
 async function until(what, fn, ms = 20000) {
   const end = Date.now() + ms;
   let last;
   while (Date.now() < end) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
+    last = await fn();
+    if (last) return last;
     await sleep(20);
   }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}; last: ${last && last.stack ? last.stack : JSON.stringify(last)}`);
+  throw new Error(`timed out after ${ms} ms waiting for ${what}; last: ${JSON.stringify(last)}`);
 }
 
 async function ctl(env, path, method = "POST") {
@@ -64,12 +63,48 @@ async function device(env, coll, { sync = {}, more = {}, spec = {} } = {}) {
   return db;
 }
 
-/** `db.sync()` until it succeeds (the server may still be coming up). */
+/** `db.sync()`, which must succeed: the server is up. */
 async function synced(db) {
-  await until("a successful sync", async () => {
-    await db.sync();
-    return true;
+  await db.sync();
+}
+
+/**
+ * After the scenario made the server unavailable (stopped, wiped, killed):
+ * `db.sync()` until it succeeds, retrying only `NETWORK` failures (the sync
+ * loop's request in flight may still meet the outage). Any other error
+ * (PROTOCOL, LEADERSHIP_LOST, storage) fails at once.
+ */
+async function syncedAfterOutage(env, db) {
+  const end = Date.now() + 20000;
+  for (;;) {
+    try {
+      await db.sync();
+      return;
+    } catch (e) {
+      if (!(e instanceof env.SyncStoreError) || e.code !== "NETWORK" || Date.now() > end) throw e;
+    }
+    await sleep(50);
+  }
+}
+
+/**
+ * A push of its own straight to the server (through the test proxy, which
+ * counts pushes): the positive event that a "nothing was sent" check waits
+ * for. A push the store started before it would have reached the proxy first.
+ */
+async function markerPush(env, coll) {
+  const id = `marker-${Math.random().toString(36).slice(2)}`;
+  const r = await fetch(`${env.server}/v1/push`, {
+    method: "POST",
+    headers: { Authorization: "Bearer dev-token", "Content-Type": "application/json" },
+    body: JSON.stringify({ clientId: id, mutations: [{ mid: 1, coll, op: "insert", id, doc: { id } }] }),
   });
+  ok(r.ok, `the marker push: HTTP ${r.status}`);
+}
+
+/** Pushes the proxy saw since `before` (a `/state` answer), the marker's included. */
+async function pushesSince(env, before) {
+  return (await ctl(env, "/state", "GET")).pushes - before.pushes;
 }
 
 const all = (db, coll) => db.query(coll, {});
@@ -92,7 +127,8 @@ async function converged(env, coll, devices) {
 /**
  * Two devices with `spec` on one collection make a conflict: both hold
  * `seed`, both edit it while cut off (b later), a syncs first, then b.
- * Returns the converged documents and b's conflict events.
+ * Returns the converged documents, b's conflict events and both devices'
+ * error events.
  */
 async function conflict(env, spec, seed, editA, editB) {
   const coll = collName("cf");
@@ -101,6 +137,7 @@ async function conflict(env, spec, seed, editA, editB) {
   const events = [];
   b.on("conflict", (e) => events.push(e));
   const errors = [];
+  a.on("error", (e) => errors.push(e));
   b.on("error", (e) => errors.push(e));
   await a.insert(coll, seed);
   await a.sync();
@@ -226,7 +263,7 @@ const scenarios = {
     ok(a.status().lastError && a.status().lastError.code === "NETWORK", "lastError says why");
     await until("an error event", () => errors.some((e) => e.code === "NETWORK" && e instanceof env.SyncStoreError));
     await ctl(env, "/start");
-    await synced(a);
+    await syncedAfterOutage(env, a);
     eq(a.status().lastError, null, "lastError clears once the server answers");
     eq(a.status().pending, 0, "the outbox drained");
     const rows = await serverRows(env, coll);
@@ -243,18 +280,22 @@ const scenarios = {
     const a = await device(env, coll);
     const b = await device(env, coll);
     await a.sync();
+    const before = await ctl(env, "/state", "GET");
     await ctl(env, "/kill-on-push");
     const n = 300; // two pushes (250 + 50): the first commits, its answer is lost
     const ops = Array.from({ length: n }, (_, i) => ({ op: "insert", coll, doc: { n: i } }));
     await a.batch(ops);
-    await until("the server killed mid-push", async () => (await ctl(env, "/state", "GET")).killedOnPush >= 1);
+    await until("the server killed mid-push", async () => (await ctl(env, "/state", "GET")).killedOnPush > before.killedOnPush);
     const st = await ctl(env, "/state", "GET");
     ok(!st.running, "the server is down");
+    eq(st.pushes, before.pushes + 1, "one push reached the server before it died");
     const committed = (await serverRows(env, coll)).length;
-    ok(committed > 0, `the lost push was committed (${committed} rows)`);
+    eq(committed, 250, "the lost push was committed: one full batch of 250 mutations");
     eq(a.status().pending, n, "nothing left the outbox without an answer");
     await ctl(env, "/start");
-    await synced(a);
+    await syncedAfterOutage(env, a);
+    const pushes = (await ctl(env, "/state", "GET")).pushes - st.pushes;
+    ok(pushes >= 2, `after the restart the 250 were resent and the other 50 pushed: ${pushes} pushes`);
     const rows = await serverRows(env, coll);
     eq(rows.length, n, "every mutation applied exactly once");
     eq(new Set(rows.map((r) => r.doc.n)).size, n, "no duplicate");
@@ -280,7 +321,7 @@ const scenarios = {
     const z = await a.insert(coll, { text: "z", n: 3, parent: x });
     ok([x, y, z].every((id) => id.startsWith("tmp_")), "temporary ids");
     await ctl(env, "/start");
-    await synced(a);
+    await syncedAfterOutage(env, a);
     const X = a.resolveId(x);
     const Z = a.resolveId(z);
     ok(X !== x && !X.startsWith("tmp_"), `x mapped: ${X}`);
@@ -341,7 +382,7 @@ const scenarios = {
     await a.insert(coll, { id: "p1", n: 3 });
     await a.update(coll, "s1", { n: 10 }); // an edit of a document the server will no longer have
     await ctl(env, "/wipe"); // a new database: every cursor answers resync
-    await synced(a);
+    await syncedAfterOutage(env, a);
     eq(a.status().pending, 0, "pending writes survived the resync and were pushed");
     const docs = await converged(env, coll, [a, b]);
     eq(byId(docs), ["p1"], "documents the server lost are gone, the pending insert is there");
@@ -352,11 +393,14 @@ const scenarios = {
     const coll = collName("net");
     const a = await device(env, coll);
     await until("the WebSocket", () => a.status().connection === "websocket");
+    const markers = collName("marker");
     dispatchEvent(new Event("offline"));
     await until("offline", () => a.status().connection === "offline");
+    let before = await ctl(env, "/state", "GET");
     await a.insert(coll, { id: "o1", n: 1 });
-    await sleep(500);
-    eq(await serverRows(env, coll), [], "nothing is sent while the browser is offline");
+    await markerPush(env, markers);
+    eq(await pushesSince(env, before), 1, "only the marker's push: nothing is sent while the browser is offline");
+    eq(await serverRows(env, coll), [], "and nothing arrived");
     eq(a.status().pending, 1, "the write waits");
     dispatchEvent(new Event("online"));
     await until("the write arrives after online", async () => (await serverRows(env, coll)).length === 1);
@@ -364,9 +408,11 @@ const scenarios = {
     // The app's own switch does the same.
     a.goOffline();
     await until("offline by goOffline()", () => a.status().connection === "offline");
+    before = await ctl(env, "/state", "GET");
     await a.insert(coll, { id: "o2", n: 2 });
-    await sleep(500);
-    eq((await serverRows(env, coll)).length, 1, "nothing is sent while cut off");
+    await markerPush(env, markers);
+    eq(await pushesSince(env, before), 1, "only the marker's push: nothing is sent while cut off");
+    eq((await serverRows(env, coll)).length, 1, "and nothing arrived");
     a.goOnline();
     await until("the write arrives after goOnline()", async () => (await serverRows(env, coll)).length === 2);
     await until("back on the WebSocket again", () => a.status().connection === "websocket");
@@ -475,7 +521,7 @@ const scenarios = {
   },
 
   async conflicts_server_wins_by_default(env) {
-    const { docs, events } = await conflict(
+    const { docs, events, errors } = await conflict(
       env,
       {},
       { id: "t", text: "milk", n: 1 },
@@ -487,10 +533,11 @@ const scenarios = {
     eq([events[0].id, events[0].resolution, events[0].policy], ["t", "remote", "serverWins"], "reported");
     eq(events[0].local.text, "b", "with the local view");
     eq(events[0].remote.text, "a", "and the server's");
+    eq(errors.map((e) => `${e.code}: ${e.message}`), [], "no error event");
   },
 
   async conflicts_last_write_wins(env) {
-    const { docs, events } = await conflict(
+    const { docs, events, errors } = await conflict(
       env,
       { conflicts: "lastWriteWins" },
       { id: "t", text: "milk", n: 1 },
@@ -499,6 +546,7 @@ const scenarios = {
     );
     eqDocs(docs, [{ id: "t", text: "b", n: 2 }], "the later write wins, although it reached the server last");
     eq([events[0].resolution, events[0].policy], ["write", "lastWriteWins"], "reported");
+    eq(errors.map((e) => `${e.code}: ${e.message}`), [], "no error event");
   },
 
   async conflicts_field_merge_nested_and_by_id(env) {
@@ -506,7 +554,7 @@ const scenarios = {
       id: "t", text: "milk", done: false, meta: { owner: "ann", n: 1 },
       pauses: [{ id: 1, start: 10, end: 20 }, { id: 2, start: 30, end: 40 }],
     };
-    const { docs, events } = await conflict(
+    const { docs, events, errors } = await conflict(
       env,
       { conflicts: "fieldMerge", fallback: "lastWriteWins", mergeById: { pauses: "start" } },
       seed,
@@ -524,11 +572,12 @@ const scenarios = {
     eq(d.text, "soy milk", "the same field: the fallback (last write) decides");
     eq(d.pauses.map((p) => [p.id, p.end]), [[4, 6], [1, 25], [3, 60]], "pauses merged by id, ordered by start");
     eq([events[0].resolution, events[0].policy], ["write", "fieldMerge"], "reported");
+    eq(errors.map((e) => `${e.code}: ${e.message}`), [], "no error event");
   },
 
   async conflicts_custom_resolver(env) {
     const seen = [];
-    const { docs, events } = await conflict(
+    const { docs, events, errors } = await conflict(
       env,
       {
         conflicts: (ctx) => {
@@ -545,6 +594,7 @@ const scenarios = {
     eq([seen[0].id, seen[0].base.text, seen[0].remote.text, seen[0].local.text], ["t", "milk", "a", "b"], "with base, remote and local");
     ok(seen[0].collection.startsWith("cf_"), "and the collection");
     eq([events[0].resolution, events[0].policy], ["write", "custom"], "reported");
+    eq(errors.map((e) => `${e.code}: ${e.message}`), [], "no error event");
   },
 
   async conflicts_resolver_that_throws_falls_back_to_the_server(env) {
@@ -558,11 +608,13 @@ const scenarios = {
     eqDocs(docs, [{ id: "t", text: "a" }], "the server's document stands");
     eq(events[0].resolution, "remote", "reported as such");
     await until("an error event", () => errors.some((e) => e.code === "RESOLVER_FAILED"));
-    ok(errors.find((e) => e.code === "RESOLVER_FAILED").message.includes("resolver bug"), "saying why");
+    eq(errors.map((e) => e.code), ["RESOLVER_FAILED"], "one error event, and no other");
+    ok(errors[0] instanceof env.SyncStoreError, "a SyncStoreError");
+    ok(errors[0].message.includes("resolver bug"), `saying why: ${errors[0].message}`);
   },
 
   async conflicts_keep_both(env) {
-    const { docs, events } = await conflict(
+    const { docs, events, errors } = await conflict(
       env,
       { conflicts: () => ({ keep: "both" }) },
       { id: "t", text: "milk", n: 1 },
@@ -575,6 +627,7 @@ const scenarios = {
     ok(!copy.id.startsWith("tmp_"), "the copy has a canonical id");
     eq(copy.n, 1, "the copy is the local document");
     eq(events[0].resolution, "both", "reported");
+    eq(errors.map((e) => `${e.code}: ${e.message}`), [], "no error event");
   },
 
   async conflicts_manual_resolution(env) {
@@ -584,6 +637,9 @@ const scenarios = {
     const b = await device(env, coll, { spec });
     const events = [];
     b.on("conflict", (e) => events.push(e));
+    const errors = [];
+    a.on("error", (e) => errors.push(e));
+    b.on("error", (e) => errors.push(e));
     for (const id of ["x", "y", "z"]) await a.insert(coll, { id, text: "milk" });
     await a.sync();
     await until("b has them", async () => (await all(b, coll)).length === 3);
@@ -620,6 +676,7 @@ const scenarios = {
     eq(docs.find((d) => d.id === "x").n, 5, "keep local kept the later edit of another field");
     eq(docs.length, 4, "keep both added the local document");
     ok(docs.some((d) => !["x", "y", "z"].includes(d.id) && d.text === "b"), "as a new document");
+    eq(errors.map((e) => `${e.code}: ${e.message}`), [], "no error event");
   },
 
   async pulled_documents_are_stored_once_and_edits_keep_the_server_state(env) {
@@ -734,6 +791,20 @@ const scenarios = {
     eq(live(await serverRows(env, coll)).find((r) => r.doc.id === "c1").doc.n, 7, "a batch written while syncing");
   },
 
+  async a_refused_token_is_unauthorized_through_the_store(env) {
+    const coll = collName("auth");
+    const db = await device(env, coll, { sync: { token: "not-a-token" } });
+    const errors = [];
+    db.on("error", (e) => errors.push(e));
+    await db.insert(coll, { id: "u1", n: 1 });
+    const e = await rejects(db.sync(), "UNAUTHORIZED", env, "sync() with a token the server refuses");
+    eq(e.retryable, false, "not retryable");
+    await until("lastError", () => db.status().lastError && db.status().lastError.code === "UNAUTHORIZED");
+    await until("an error event", () => errors.some((x) => x.code === "UNAUTHORIZED" && x instanceof env.SyncStoreError));
+    eq(db.status().pending, 1, "the write stays queued");
+    eq(await serverRows(env, coll), [], "nothing reached the server");
+  },
+
   async rejected_mutations_roll_back(env) {
     const coll = collName("rej");
     const a = await device(env, coll);
@@ -760,6 +831,8 @@ const scenarios = {
     await converged(env, coll, [a, b]);
   },
 };
+
+export const syncNames = Object.keys(scenarios);
 
 export function syncScenario(name, open, SyncStoreError, server, ctlUrl) {
   const run = scenarios[name];

@@ -69,18 +69,18 @@ export async function ctl(path, method = "GET") {
 /** The server's rows of `coll` (deleted ones included), by version. */
 export const serverRows = async (coll) => (await ctl(`/docs?coll=${coll}`)).rows;
 
-/** Waits until `fn()` returns something truthy (errors count as not yet), at most `ms`. */
+/**
+ * Waits until `fn()` returns something truthy, at most `ms` (a hang guard,
+ * not a measurement). An error thrown by `fn` (a store call that rejected,
+ * testctl failing) fails at once: it is never taken for "not yet".
+ */
 export async function until(what, fn, ms = 20000) {
   const end = Date.now() + ms;
   let last;
   while (Date.now() < end) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
+    last = await fn();
+    if (last) return last;
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
+  throw new Error(`timed out after ${ms} ms waiting for ${what}; last: ${JSON.stringify(last)}`);
 }

