@@ -16,17 +16,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{IdbIndex, IdbKeyRange, IdbObjectStore, IdbRequest, IdbTransaction};
 
-pub const OUTBOX: &str = "_outbox";
-pub const META: &str = "_meta";
-/// The sync engine's copy of the server state: `{coll, id, doc, version}`.
-pub const SERVER: &str = "_server";
-/// Server changes to `"manual"` collections, held until `pull(coll)`.
-pub const HELD: &str = "_held";
-/// Unresolved conflicts of `conflicts: "manual"` collections, by `[coll, id]`.
-pub const CONFLICTS: &str = "_conflicts";
-/// Temporary ids the server mapped: `{t: tmp, id: canonical}`, one record
-/// per mapping, written by the step that learns it (never the whole map).
-pub const IDS: &str = "_ids";
+pub use syncstore_core::sync::plan::stores::{CONFLICTS, HELD, IDS, META, OUTBOX, SERVER};
 
 /// The object stores and indexes the schema needs (see `openDb` in glue.js).
 pub fn layout(schema: &Schema) -> Value {

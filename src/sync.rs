@@ -25,17 +25,18 @@ use js_sys::{Date, Function};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::rc::{Rc, Weak};
 use syncstore_core::protocol::MutationResult;
 use syncstore_core::protocol::{
-    Change, ClientMessage, JsonObject, Mutation, PullResponse, PushRequest, PushResponse,
-    ServerMessage, START_CURSOR,
+    Change, ClientMessage, Mutation, PullResponse, PushRequest, PushResponse, ServerMessage,
+    START_CURSOR,
 };
-use syncstore_core::schema::{ConflictMode, Schema, SyncMode};
+use syncstore_core::schema::{ConflictMode, SyncMode};
+use syncstore_core::sync::plan::{synced_colls, synced_spec, Planner, StepPlan};
 use syncstore_core::sync::policy::{Decision, Policies};
-use syncstore_core::sync::{ClientSync, Effects, Entry, Event, Meta, ServerDoc, ServerRecord};
-use syncstore_core::write::{self, Key};
+use syncstore_core::sync::{ClientSync, Entry, Event, Meta, ServerDoc, ServerRecord};
+use syncstore_core::write::Key;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::IdbKeyRange;
@@ -169,6 +170,13 @@ impl ErrorInfo {
     }
 }
 
+/// The progress of a sync from the start (see [`Status::progress`]).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Progress {
+    pub received: u64,
+    pub total: Option<u64>,
+}
+
 impl Status {
     /// The status of an instance that does not sync (yet): offline, with
     /// the writes it knows to be queued.
@@ -176,6 +184,7 @@ impl Status {
         Status {
             connection: "offline",
             pending,
+            progress: None,
             last_push_at: None,
             last_pull_at: None,
             cursor: None,
@@ -191,6 +200,10 @@ impl Status {
 pub struct Status {
     pub connection: &'static str,
     pub pending: usize,
+    /// While a sync from the start (a new store, or a resync) brings the
+    /// server's documents in: how many changes arrived, and how many the
+    /// whole sync brings when the server said so.
+    pub progress: Option<Progress>,
     pub last_push_at: Option<f64>,
     pub last_pull_at: Option<f64>,
     pub cursor: Option<String>,
@@ -285,6 +298,8 @@ pub struct SyncClient {
     reported_error: RefCell<Option<ErrorInfo>>,
     /// The status last emitted.
     status: RefCell<Option<Status>>,
+    /// A sync from the start in progress (see [`Status::progress`]).
+    progress: RefCell<Option<Progress>>,
     on_online: RefCell<Option<OnlineWatch>>,
 }
 
@@ -293,62 +308,6 @@ fn backoff(failures: u32) -> f64 {
     let capped = exp.min(BACKOFF_MAX_MS);
     // Full jitter over the upper half: clients that failed together spread out.
     capped * (0.5 + 0.5 * js_sys::Math::random())
-}
-
-fn synced_spec<'a>(
-    schema: &'a Schema,
-    coll: &str,
-) -> Option<&'a syncstore_core::schema::CollectionSpec> {
-    schema
-        .collections
-        .get(coll)
-        .filter(|s| s.sync != SyncMode::Local)
-}
-
-/// The record of a document as `write.rs` lays it out, `id` first, with
-/// the resync generation `g` of its server state (see docs/sync-engine.md).
-fn doc_record(
-    schema: &Schema,
-    coll: &str,
-    id: &str,
-    doc: &JsonObject,
-    state: Option<&ServerDoc>,
-) -> Option<Value> {
-    let spec = synced_spec(schema, coll)?;
-    let doc = if doc.keys().next().map(String::as_str) == Some("id")
-        && doc.get("id").and_then(Value::as_str) == Some(id)
-    {
-        Value::Object(doc.clone())
-    } else {
-        let mut d = JsonObject::with_capacity(doc.len() + 1);
-        d.insert("id".into(), Value::String(id.to_owned()));
-        d.extend(
-            doc.iter()
-                .filter(|(k, _)| *k != "id")
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
-        Value::Object(d)
-    };
-    let text = serde_json::to_string(&doc).expect("JSON values serialize");
-    let mut rec = write::record(spec, id, &doc, text, state.map(|d| d.version));
-    if let Some(g) = state.map(|d| d.gen).filter(|g| *g > 0) {
-        rec["g"] = json!(g);
-    }
-    Some(rec)
-}
-
-/// What a committed step tells the app.
-#[derive(Default)]
-struct Outcome {
-    /// Documents with an unresolved conflict (`conflicts: "manual"`): their
-    /// records carry the marker `c`.
-    conflicted: BTreeSet<(String, String)>,
-    colls: BTreeSet<String>,
-    events: Vec<Event>,
-    /// Documents changed by the server (not by ingesting local writes).
-    changes: Vec<Value>,
-    /// A resync completed: sweep what it did not see (the step's last request).
-    sweep: Option<u64>,
 }
 
 impl SyncClient {
@@ -398,6 +357,7 @@ impl SyncClient {
             last_error: RefCell::new(None),
             reported_error: RefCell::new(None),
             status: RefCell::new(None),
+            progress: RefCell::new(None),
             on_online: RefCell::new(None),
         });
         inner.set_aliases(s.engine.borrow().id_map());
@@ -514,6 +474,7 @@ impl SyncClient {
         Status {
             connection,
             pending: eng.pending(),
+            progress: self.progress.borrow().clone(),
             last_push_at: self.last_push_at.get(),
             last_pull_at: self.last_pull_at.get(),
             cursor: eng.cursor().map(str::to_owned),
@@ -938,6 +899,8 @@ impl SyncClient {
             self.step(inner, vec![Input::Pull(page)])
                 .await
                 .map_err(Failure::Storage)?;
+            // A status event per page: an app draws a first sync's progress.
+            self.report_status(inner);
             if resync {
                 resyncs += 1;
                 if resyncs > 2 {
@@ -967,6 +930,7 @@ impl SyncClient {
     /// refresh and events fire.
     async fn step(&self, inner: &Rc<Inner>, mut inputs: Vec<Input>) -> JsResult<()> {
         let schema = &inner.schema;
+        self.track_progress(&inputs);
         // Changes to collections this store does not sync (another app's,
         // in the same namespace) are not its business: not loaded, not
         // decided, not stored. The cursor still moves past them.
@@ -978,7 +942,7 @@ impl SyncClient {
             };
             changes.retain(|c| synced_spec(schema, &c.coll).is_some());
         }
-        if let Some(frames) = self.echoes_only(&inputs) {
+        if let Some(frames) = self.stale_frames(inner, &inputs).await? {
             return self.echo_step(inner, frames).await;
         }
         let mut stores: Vec<&str> = synced_colls(schema).collect();
@@ -1024,7 +988,10 @@ impl SyncClient {
                 true,
             ));
         }
-        let mut ops: Vec<Value> = vec![];
+        let mut out = StepPlan {
+            conflicted: conflicted.into_iter().collect(),
+            ..StepPlan::default()
+        };
         // The outbox entries queued since the last step.
         let mut queued: Vec<Entry> = vec![];
         for raw in outbox_entries(parse(&got[0]).unwrap_or_default()) {
@@ -1038,7 +1005,7 @@ impl SyncClient {
                         &JsValue::UNDEFINED,
                     );
                     if let Some(mid) = mid {
-                        ops.push(json!({"s": OUTBOX, "del": mid}));
+                        out.ops.push(json!({"s": OUTBOX, "del": mid}));
                     }
                 }
             }
@@ -1086,11 +1053,13 @@ impl SyncClient {
             }
         }
         let mut released = released.into_iter();
-        let mut out = Outcome {
-            conflicted: conflicted.into_iter().collect(),
-            ..Outcome::default()
-        };
         {
+            let mut copied = self.copied.borrow_mut();
+            let mut planner = Planner {
+                schema,
+                copied: &mut copied,
+                now: Date::now(),
+            };
             let mut eng = self.engine.borrow_mut();
             let mut touched = false;
             for e in queued {
@@ -1121,14 +1090,14 @@ impl SyncClient {
                         if fx.outbox_put.iter().all(|e| e.mutation == written) {
                             fx.views.clear();
                         }
-                        self.effects(schema, &eng, &fx, &mut ops, &mut out, false);
+                        planner.effects(&eng, &fx, &mut out, false);
                     }
                     Err(why) => {
                         glue::warn(
                             &format!("syncstore: dropping a malformed outbox entry: {why}"),
                             &JsValue::UNDEFINED,
                         );
-                        ops.push(json!({"s": OUTBOX, "del": mid}));
+                        out.ops.push(json!({"s": OUTBOX, "del": mid}));
                     }
                 }
             }
@@ -1142,16 +1111,16 @@ impl SyncClient {
                         eng.on_push_response(&r, &policies)
                     }
                     Input::Pull(mut p) => {
-                        self.hold(&eng, p.resync, &mut p.changes, &mut ops);
+                        self.hold(&eng, p.resync, &mut p.changes, &mut out.ops);
                         eng.on_pull(&p)
                     }
                     Input::Frame(mut m) => {
                         match &mut m {
                             ServerMessage::Changes { changes, .. } => {
-                                self.hold(&eng, false, changes, &mut ops)
+                                self.hold(&eng, false, changes, &mut out.ops)
                             }
                             ServerMessage::Resync { .. } => {
-                                self.hold(&eng, true, &mut vec![], &mut ops)
+                                self.hold(&eng, true, &mut vec![], &mut out.ops)
                             }
                             _ => {}
                         }
@@ -1160,7 +1129,7 @@ impl SyncClient {
                     Input::Release(_) => {
                         let changes = released.next().unwrap_or_default();
                         for c in &changes {
-                            ops.push(json!({"s": HELD, "del": [c.coll, c.seq]}));
+                            out.ops.push(json!({"s": HELD, "del": [c.coll, c.seq]}));
                         }
                         touched |= !changes.is_empty();
                         eng.on_changes(&changes, None, None, false)
@@ -1168,35 +1137,25 @@ impl SyncClient {
                     Input::Unpark(coll) => eng.unpark(&coll),
                 };
                 touched |= !fx.is_empty();
-                self.effects(schema, &eng, &fx, &mut ops, &mut out, true);
+                planner.effects(&eng, &fx, &mut out, true);
             }
             if self.legacy_ids.get() {
                 // Written by a version that kept the id map in `_meta`.
                 for (t, id) in eng.id_map() {
-                    ops.push(json!({"s": IDS, "put": {"t": t, "id": id}}));
+                    out.ops.push(json!({"s": IDS, "put": {"t": t, "id": id}}));
                 }
                 touched = true;
             }
             if touched {
-                ops.push(json!({"s": META, "put": {"k": "sync", "v": eng.meta_without_ids()}}));
+                out.ops
+                    .push(json!({"s": META, "put": {"k": "sync", "v": eng.meta_without_ids()}}));
             }
-            if let Some(gen) = out.sweep {
-                // Last: its cursors then see every record this step wrote.
-                let keep: Vec<String> = eng
-                    .outbox()
-                    .iter()
-                    .map(|e| format!("{}\u{0}{}", e.mutation.coll, e.mutation.id))
-                    .collect();
-                let colls: Vec<&str> = synced_colls(schema).collect();
-                ops.push(
-                    json!({"sweep": {"colls": colls, "server": SERVER, "gen": gen, "keep": keep}}),
-                );
-            }
+            planner.finish(&eng, &mut out);
         }
-        let swept = if ops.is_empty() {
+        let swept = if out.ops.is_empty() {
             js_sys::Array::new()
         } else {
-            glue::apply_ops(&tx, &to_js(&ops))
+            glue::apply_ops(&tx, &to_js(&out.ops))
         };
         if let Err(e) = crate::idb::committed(&tx, "sync").await {
             // The engine ran ahead of what was stored: start again from IndexedDB.
@@ -1207,14 +1166,13 @@ impl SyncClient {
         {
             let mut eng = self.engine.borrow_mut();
             eng.evict();
-            let pending: HashSet<(&str, &str)> = eng
-                .outbox()
-                .iter()
-                .map(|e| (e.mutation.coll.as_str(), e.mutation.id.as_str()))
-                .collect();
-            self.copied
-                .borrow_mut()
-                .retain(|(c, i)| pending.contains(&(c.as_str(), i.as_str())));
+            let mut copied = self.copied.borrow_mut();
+            Planner {
+                schema,
+                copied: &mut copied,
+                now: 0.0,
+            }
+            .evicted(&eng);
         }
         for k in swept.iter() {
             let k: Option<(String, String)> = parse(&k);
@@ -1226,6 +1184,58 @@ impl SyncClient {
         }
         self.after_commit(inner, out);
         Ok(())
+    }
+
+    /// Follows a sync from the start (a new store's first sync, a resync)
+    /// through the inputs that bring it: pull pages and socket frames.
+    fn track_progress(&self, inputs: &[Input]) {
+        let eng = self.engine.borrow();
+        let from_start = eng.cursor().is_none() || eng.resyncing();
+        let mut p = self.progress.borrow_mut();
+        for input in inputs {
+            match input {
+                Input::Pull(page) if page.resync => {
+                    *p = Some(Progress {
+                        received: 0,
+                        total: None,
+                    })
+                }
+                Input::Frame(ServerMessage::Resync { .. }) => {
+                    *p = Some(Progress {
+                        received: 0,
+                        total: None,
+                    })
+                }
+                Input::Pull(page) => {
+                    if p.is_none() && from_start {
+                        *p = Some(Progress {
+                            received: 0,
+                            total: None,
+                        });
+                    }
+                    if let Some(pr) = p.as_mut() {
+                        pr.received += page.changes.len() as u64;
+                        pr.total = pr.total.or(page.total);
+                    }
+                    if !page.more {
+                        *p = None;
+                    }
+                }
+                Input::Frame(ServerMessage::Changes { changes, .. }) => {
+                    if p.is_none() && from_start {
+                        *p = Some(Progress {
+                            received: 0,
+                            total: None,
+                        });
+                    }
+                    if let Some(pr) = p.as_mut() {
+                        pr.received += changes.len() as u64;
+                    }
+                }
+                Input::Frame(ServerMessage::Synced { .. }) => *p = None,
+                _ => {}
+            }
+        }
     }
 
     /// Rebuilds the engine from IndexedDB after a step that did not commit.
@@ -1257,9 +1267,67 @@ impl SyncClient {
             .collect()
     }
 
-    /// Takes in echo frames ([`Self::echoes_only`]): only the cursor moves,
-    /// so the step writes `_meta` alone, and no read of a collection waits
-    /// behind it.
+    /// The changes of `inputs` if they are all socket frames whose every
+    /// change is no news: echoes the engine recognises ([`Self::echoes_only`]),
+    /// or changes to documents without outbox entries that IndexedDB already
+    /// holds at that version or later (a frame repeating what a pull
+    /// brought, the echo of a write settled long ago). Those are read in a
+    /// readonly transaction, which neither waits for nor holds up the app's
+    /// reads; only this loop moves stored server versions, so what it reads
+    /// stays true until the step that follows.
+    async fn stale_frames(
+        &self,
+        inner: &Rc<Inner>,
+        inputs: &[Input],
+    ) -> JsResult<Option<Vec<(Vec<Change>, String)>>> {
+        if let Some(frames) = self.echoes_only(inputs) {
+            return Ok(Some(frames));
+        }
+        if inputs.is_empty() || self.outbox_dirty.get() {
+            return Ok(None);
+        }
+        let mut frames = vec![];
+        let mut keys: Vec<Key> = vec![];
+        {
+            let eng = self.engine.borrow();
+            if eng.resyncing() {
+                return Ok(None);
+            }
+            for i in inputs {
+                let Input::Frame(ServerMessage::Changes { changes, cursor }) = i else {
+                    return Ok(None);
+                };
+                if changes.iter().any(|c| eng.is_pending(&c.coll, &c.id)) {
+                    return Ok(None);
+                }
+                keys.extend(ClientSync::keys_of_changes(changes));
+                frames.push((changes.clone(), cursor.clone()));
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        let db = inner.db().await?;
+        let mut stores: Vec<&str> = synced_colls(&inner.schema).collect();
+        stores.push(SERVER);
+        let tx = Inner::tx(&db, &stores, false)?;
+        let (states, _) = read_states(&tx, &keys).await?;
+        let stored: HashMap<Key, u64> = states
+            .into_iter()
+            .map(|r| ((r.coll, r.id), r.state.version))
+            .collect();
+        let stale = frames.iter().all(|(changes, _)| {
+            changes.iter().all(|c| {
+                stored
+                    .get(&(c.coll.clone(), c.id.clone()))
+                    .is_some_and(|v| *v >= c.version)
+            })
+        });
+        Ok(stale.then_some(frames))
+    }
+
+    /// Takes in frames of no news ([`Self::stale_frames`]): only the cursor
+    /// moves, so the step writes `_meta` alone, and no read of a collection
+    /// waits behind it.
     async fn echo_step(
         &self,
         inner: &Rc<Inner>,
@@ -1432,215 +1500,7 @@ impl SyncClient {
         });
     }
 
-    /// The requests that carry out `fx` (see docs/sync-engine.md, Effects).
-    fn effects(
-        &self,
-        schema: &Schema,
-        eng: &ClientSync,
-        fx: &Effects,
-        ops: &mut Vec<Value>,
-        out: &mut Outcome,
-        remote: bool,
-    ) {
-        let version = |coll: &str, id: &str| eng.server_doc(coll, id);
-        let rewrite = self.copies(schema, eng, fx, ops);
-        let copied = self.copied.borrow();
-        // The marker `s`: `_server` holds this document's server state.
-        let flag = |coll: &str, id: &str, mut rec: Value| {
-            if copied.contains(&(coll.to_owned(), id.to_owned())) {
-                rec["s"] = json!(1);
-            }
-            rec
-        };
-        // A conflict of a "manual" collection is kept for the app, and the
-        // document (the server's, now) is marked.
-        for e in &fx.events {
-            let Event::Conflict {
-                coll,
-                id,
-                local,
-                remote,
-                mid,
-                ..
-            } = e
-            else {
-                continue;
-            };
-            if !is_manual(schema, coll) {
-                continue;
-            }
-            ops.push(json!({"s": CONFLICTS, "put": {
-                "coll": coll, "id": id, "local": local, "remote": remote, "mid": mid,
-                "at": Date::now(),
-            }}));
-            out.conflicted.insert((coll.clone(), id.clone()));
-            if let Some(rec) = eng
-                .view(coll, id)
-                .and_then(|d| doc_record(schema, coll, id, &d, version(coll, id)))
-            {
-                ops.push(json!({"s": coll, "put": flag(coll, id, marked(rec))}));
-            }
-            out.colls.insert(coll.clone());
-        }
-        let conflicted = &out.conflicted;
-        let mark = |coll: &str, id: &str, rec: Value| {
-            let rec = flag(coll, id, rec);
-            if conflicted.contains(&(coll.to_owned(), id.to_owned())) {
-                marked(rec)
-            } else {
-                rec
-            }
-        };
-        for r in &fx.rekeys {
-            if synced_spec(schema, &r.coll).is_none() {
-                continue;
-            }
-            ops.push(json!({"s": r.coll, "del": r.tmp}));
-            if let Some(rec) = eng
-                .view(&r.coll, &r.id)
-                .and_then(|d| doc_record(schema, &r.coll, &r.id, &d, version(&r.coll, &r.id)))
-            {
-                ops.push(json!({"s": r.coll, "put": mark(&r.coll, &r.id, rec)}));
-            }
-            out.colls.insert(r.coll.clone());
-        }
-        for v in &fx.views {
-            if synced_spec(schema, &v.coll).is_none() {
-                continue;
-            }
-            match &v.doc {
-                Some(d) => {
-                    if let Some(rec) =
-                        doc_record(schema, &v.coll, &v.id, d, version(&v.coll, &v.id))
-                    {
-                        ops.push(json!({"s": v.coll, "put": mark(&v.coll, &v.id, rec)}));
-                    }
-                }
-                None => ops.push(json!({"s": v.coll, "del": v.id})),
-            }
-            out.colls.insert(v.coll.clone());
-            if remote {
-                out.changes
-                    .push(json!({"coll": v.coll, "id": v.id, "deleted": v.doc.is_none()}));
-            }
-        }
-        // A new server version of a document whose view did not change.
-        for (coll, id) in rewrite {
-            if let Some(rec) = eng
-                .view(&coll, &id)
-                .and_then(|d| doc_record(schema, &coll, &id, &d, version(&coll, &id)))
-            {
-                ops.push(json!({"s": coll, "put": mark(&coll, &id, rec)}));
-                out.colls.insert(coll);
-            }
-        }
-        for e in &fx.outbox_put {
-            ops.push(json!({"s": OUTBOX, "put": e}));
-        }
-        for mid in &fx.outbox_drop {
-            ops.push(json!({"s": OUTBOX, "del": mid}));
-        }
-        for e in &fx.events {
-            if let Event::Idmap { tmp, id } = e {
-                ops.push(json!({"s": IDS, "put": {"t": tmp, "id": id}}));
-            }
-        }
-        if fx.sweep.is_some() {
-            out.sweep = fx.sweep;
-            out.colls.extend(synced_colls(schema).map(str::to_owned));
-        }
-        out.events.extend(fx.events.iter().cloned());
-    }
-
-    /// Keeps a document's server state in `_server` only while its record
-    /// cannot stand for it: a tombstone (no record), or a document with
-    /// outbox entries (the record shows the local edits). Every other
-    /// server document lives in its record alone (`v` = its version, no
-    /// marker `s`), so a pulled document costs one write, not two. Runs
-    /// before the records of `fx` are written (they carry `s` from
-    /// [`Self::copied`]); returns the documents whose record must be
-    /// rewritten only because their server version moved.
-    fn copies(
-        &self,
-        schema: &Schema,
-        eng: &ClientSync,
-        fx: &Effects,
-        ops: &mut Vec<Value>,
-    ) -> Vec<Key> {
-        let mut copied = self.copied.borrow_mut();
-        let changed: HashSet<(&str, &str)> = fx
-            .server_put
-            .iter()
-            .map(|r| (r.coll.as_str(), r.id.as_str()))
-            .collect();
-        // Records this input writes (or deletes).
-        let mut written: HashSet<(&str, &str)> = fx
-            .views
-            .iter()
-            .map(|v| (v.coll.as_str(), v.id.as_str()))
-            .chain(fx.rekeys.iter().map(|r| (r.coll.as_str(), r.id.as_str())))
-            .collect();
-        for e in &fx.events {
-            if let Event::Conflict { coll, id, .. } = e {
-                if is_manual(schema, coll) {
-                    written.insert((coll, id));
-                }
-            }
-        }
-        let pending: HashSet<(&str, &str)> = eng
-            .outbox()
-            .iter()
-            .map(|e| (e.mutation.coll.as_str(), e.mutation.id.as_str()))
-            .collect();
-        let mut touched: BTreeSet<(&str, &str)> = changed.iter().copied().collect();
-        touched.extend(written.iter().copied());
-        touched.extend(
-            fx.outbox_put
-                .iter()
-                .map(|e| (e.mutation.coll.as_str(), e.mutation.id.as_str())),
-        );
-        let mut rewrite = vec![];
-        for (coll, id) in touched {
-            if synced_spec(schema, coll).is_none() {
-                continue;
-            }
-            // Server state is keyed by canonical ids; a mapped temporary id has none.
-            let state = (eng.resolve_id(id) == id)
-                .then(|| eng.server_doc(coll, id))
-                .flatten();
-            let need = state.is_some_and(|d| d.doc.is_none() || pending.contains(&(coll, id)));
-            let key = (coll.to_owned(), id.to_owned());
-            let has = copied.contains(&key);
-            let is_changed = changed.contains(&(coll, id));
-            let is_written = written.contains(&(coll, id));
-            if need {
-                if let Some(d) = state.filter(|_| !has || is_changed) {
-                    let mut copy = json!({
-                        "coll": coll, "id": id, "doc": d.doc, "version": d.version,
-                    });
-                    if d.gen > 0 {
-                        copy["g"] = json!(d.gen);
-                    }
-                    ops.push(json!({"s": SERVER, "put": copy}));
-                    copied.insert(key);
-                }
-            } else if has && (state.is_none() || is_written || is_changed) {
-                // No server state any more, or the record (rewritten now,
-                // without `s`) stands for it again. Otherwise a record
-                // keeps `s` and its copy until either moves.
-                ops.push(json!({"s": SERVER, "del": [coll, id]}));
-                copied.remove(&key);
-                if state.is_some() && !is_written {
-                    rewrite.push(key);
-                }
-            } else if !has && state.is_some() && is_changed && !is_written {
-                rewrite.push(key);
-            }
-        }
-        rewrite
-    }
-
-    fn after_commit(&self, inner: &Rc<Inner>, out: Outcome) {
+    fn after_commit(&self, inner: &Rc<Inner>, out: StepPlan) {
         for e in &out.events {
             if let Event::Idmap { tmp, id } = e {
                 inner.add_alias(tmp, id);
@@ -1698,15 +1558,6 @@ pub(crate) async fn read_id_map(inner: &Rc<Inner>) -> JsResult<(bool, BTreeMap<S
     Ok((legacy, map))
 }
 
-/// The synced collections' names.
-fn synced_colls(schema: &Schema) -> impl Iterator<Item = &str> {
-    schema
-        .collections
-        .iter()
-        .filter(|(_, s)| s.sync != SyncMode::Local)
-        .map(|(n, _)| n.as_str())
-}
-
 /// The stored server state of `keys` (see glue.js `loadStates`), and the
 /// keys among them whose state `_server` holds.
 async fn read_states(
@@ -1752,10 +1603,6 @@ pub(crate) fn coll_range(coll: &str) -> JsResult<IdbKeyRange> {
 }
 
 /// True if conflicts of `coll` wait for the app (`conflicts: "manual"`).
-fn is_manual(schema: &Schema, coll: &str) -> bool {
-    schema.collections.get(coll).map(|s| s.conflicts) == Some(ConflictMode::Manual)
-}
-
 /// The name of a collection's conflict policy, as the options give it.
 fn policy_name(inner: &Inner, coll: &str) -> &'static str {
     match inner.schema.collections.get(coll).map(|s| s.conflicts) {
@@ -1765,12 +1612,6 @@ fn policy_name(inner: &Inner, coll: &str) -> &'static str {
         Some(ConflictMode::Manual) => "manual",
         _ => "serverWins",
     }
-}
-
-/// A record with the unresolved-conflict marker.
-fn marked(mut rec: Value) -> Value {
-    rec["c"] = json!(1);
-    rec
 }
 
 fn to_value(v: &impl Serialize) -> Value {

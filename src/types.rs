@@ -78,6 +78,13 @@ export interface SyncStatus {
   connection: "websocket" | "polling" | "offline";
   /** Mutations not yet settled by the server. */
   pending: number;
+  /**
+   * While a sync from the start runs (a new store's first sync, or a resync):
+   * changes received so far, and how many the whole sync brings when the
+   * server said so (a pull from the start tells it; a WebSocket catch-up
+   * does not). `null` otherwise. A `status` event follows every page.
+   */
+  progress: { received: number; total: number | null } | null;
   /** When the last push was answered (ms since the epoch), or null. */
   lastPushAt: number | null;
   /** When server changes last arrived (pull or WebSocket), or null. */

@@ -170,4 +170,5 @@ scenarios!(run_sync, SYNC:
     conflicts_resolver_that_throws_falls_back_to_the_server,
     conflicts_keep_both,
     conflicts_manual_resolution,
+    first_sync_reports_its_progress_page_by_page,
 );

@@ -191,7 +191,8 @@ const scenarios = {
     await db.insert(coll, { id: "s1", n: 1 });
     await db.sync();
     const s = db.status();
-    eq(Object.keys(s).sort(), ["connection", "cursor", "lastError", "lastPullAt", "lastPushAt", "leader", "pending"], "status fields");
+    eq(Object.keys(s).sort(), ["connection", "cursor", "lastError", "lastPullAt", "lastPushAt", "leader", "pending", "progress"], "status fields");
+    eq(s.progress, null, "no sync from the start in progress");
     ok(s.leader, "the only instance leads");
     eq(s.pending, 0, "nothing pending after sync");
     ok(typeof s.lastPushAt === "number" && typeof s.lastPullAt === "number", "push and pull times");
@@ -829,6 +830,34 @@ const scenarios = {
     await until("the live query shows the rollback", () => rows.length === 1 && rows[0].text === "small");
     eq(await a.pendingCount(), 0, "rejected entries left the outbox");
     await converged(env, coll, [a, b]);
+  },
+
+  async first_sync_reports_its_progress_page_by_page(env) {
+    // More than one pull page (1,000 changes) of documents: a new store's
+    // first sync shows how far it is in `status().progress` and a status
+    // event per page, and none once it is complete.
+    const coll = collName("first");
+    const a = await device(env, coll);
+    const n = 1200;
+    await a.batch(Array.from({ length: n }, (_, i) => ({ op: "insert", coll, doc: { id: `f${i}`, n: i } })));
+    await synced(a);
+    eq(await a.pendingCount(), 0, "all pushed");
+    const b = await device(env, coll, { sync: { websocket: false } });
+    const seen = [];
+    b.on("status", (s) => s.progress && seen.push(s.progress));
+    await until("b has every document", async () => (await b.count(coll, {})) === n);
+    await until("the first sync completed", () => b.status().progress === null);
+    ok(seen.length >= 1, `progress reported before completion (${JSON.stringify(seen)})`);
+    const first = seen[0];
+    ok(first.received >= 1000, "the first page counted");
+    ok(typeof first.total === "number" && first.total >= n, "the server told the total on the first page");
+    ok(seen.every((p) => p.received <= p.total), "received never passes the total");
+    for (let i = 1; i < seen.length; i++) ok(seen[i].received >= seen[i - 1].received, "received only grows");
+    // A store that already has everything: no progress on later pulls.
+    await a.insert(coll, { id: "later", n: -1 });
+    await synced(a);
+    await until("b pulls the later write", async () => (await b.get(coll, "later")) !== undefined);
+    eq(b.status().progress, null, "an incremental pull is no first sync");
   },
 };
 

@@ -247,6 +247,10 @@ pub struct PullResponse {
     pub more: bool,
     /// The highest mutation id the server has processed for the calling client.
     pub last_mutation_id: u64,
+    /// On the first page of a pull from the start: how many changes the
+    /// whole pull delivers (as of this page's snapshot), for a progress bar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
 }
 
 /// Frames a client sends over `/v1/ws`.

@@ -55,6 +55,7 @@ fn pull(changes: Vec<Change>, cursor: &str, more: bool, lmid: u64) -> PullRespon
         cursor: cursor.into(),
         more,
         last_mutation_id: lmid,
+        total: None,
     }
 }
 

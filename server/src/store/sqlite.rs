@@ -418,7 +418,19 @@ impl Store for SqliteStore {
                 cursor: START_CURSOR.to_string(),
                 more: true,
                 last_mutation_id: last,
+                total: None,
             });
+        };
+        // From the start: how many changes the whole pull will deliver.
+        let total = if from == 0 {
+            let n: i64 = tx.query_row(
+                "SELECT count(*) FROM docs WHERE ns = ?1",
+                params![ns],
+                |r| r.get(0),
+            )?;
+            Some(n as u64)
+        } else {
+            None
         };
         let mut stmt = tx.prepare_cached(
             "SELECT coll, id, doc, version, ts FROM docs WHERE ns = ?1 AND version > ?2
@@ -477,6 +489,7 @@ impl Store for SqliteStore {
             cursor: self.cursor_for(to),
             more,
             last_mutation_id: last,
+            total,
         })
     }
 

@@ -597,8 +597,18 @@ impl ClientSync {
             })
     }
 
-    /// Takes in a frame [`Self::is_echo`] recognised: the clock and the
-    /// cursor move, nothing else.
+    /// True if the document has outbox entries.
+    pub fn is_pending(&self, coll: &str, id: &str) -> bool {
+        let id = self.resolve_id(id);
+        self.outbox
+            .iter()
+            .any(|e| e.mutation.coll == coll && e.mutation.id == id)
+    }
+
+    /// Takes in a frame of no news: one [`Self::is_echo`] recognised, or
+    /// one whose every change the caller found stored at that version or a
+    /// later one, for documents without outbox entries, outside a resync.
+    /// The clock and the cursor move, nothing else.
     pub fn skip_echo(&mut self, changes: &[Change], cursor: &str) -> Effects {
         let mut fx = Effects::default();
         for c in changes {

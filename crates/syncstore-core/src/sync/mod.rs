@@ -8,6 +8,8 @@
 //!   ([`apply::DocStore`]), run by the reference server and the model server.
 //! - [`policy`]: conflict policies (server-wins, last-write-wins, field
 //!   merge) and per-collection dispatch.
+//! - [`plan`]: the step planner: what the browser binding writes for an
+//!   input's effects (records, `_server` copies, outbox, conflicts, sweep).
 //! - [`fields`]: the server's document rules (field versions, conflict
 //!   check, temp-id reference rewriting), shared by the reference server and
 //!   the model server of the tests.
@@ -15,6 +17,7 @@
 pub mod apply;
 pub mod engine;
 pub mod fields;
+pub mod plan;
 pub mod policy;
 
 pub use engine::{

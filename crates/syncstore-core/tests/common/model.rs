@@ -190,6 +190,7 @@ impl ModelServer {
                 cursor: START_CURSOR.into(),
                 more: true,
                 last_mutation_id: last,
+                total: None,
             };
         };
         let mut changes: Vec<Change> = self.changes_after(from);
@@ -207,6 +208,7 @@ impl ModelServer {
             cursor: self.cursor_for(to),
             more,
             last_mutation_id: last,
+            total: None,
         }
     }
 

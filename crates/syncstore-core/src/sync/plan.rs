@@ -1,0 +1,359 @@
+//! The step planner: what one sync step writes, decided from the engine's
+//! [`Effects`] and what the step read, with no I/O (the browser binding,
+//! `src/sync.rs`, carries the plan out in IndexedDB; native tests check
+//! its rules). One place for each storage rule of the client:
+//!
+//! - a document's record is laid out as `write.rs` lays it out, with its
+//!   server version `v` and the resync generation `g` of that state;
+//! - a server document is stored once, as its record, while the record
+//!   shows exactly the server's document; `_server` keeps a copy only for a
+//!   tombstone or a document with outbox entries, whose record carries the
+//!   marker `s` ([`Planner::copies`]);
+//! - a conflict of a `"manual"` collection is kept in `_conflicts` and its
+//!   record carries the marker `c`;
+//! - outbox entries by mid, id mappings one record each in `_ids`, and a
+//!   completed resync's sweep as the step's last request.
+
+use std::collections::{BTreeSet, HashSet};
+
+use serde_json::{json, Value};
+
+use super::engine::{ClientSync, Effects, Event, ServerDoc};
+use crate::protocol::JsonObject;
+use crate::schema::{CollectionSpec, ConflictMode, Schema, SyncMode};
+use crate::write::{self, Key};
+
+/// The client's internal object stores.
+pub mod stores {
+    /// Outbox entries by mid (auto-increment key).
+    pub const OUTBOX: &str = "_outbox";
+    /// The engine's meta (`sync`) and the leader term (`leader`).
+    pub const META: &str = "_meta";
+    /// Server state a record cannot stand for: `{coll, id, doc, version, g?}`.
+    pub const SERVER: &str = "_server";
+    /// Server changes to `"manual"` collections, held until `pull(coll)`.
+    pub const HELD: &str = "_held";
+    /// Unresolved conflicts of `conflicts: "manual"` collections, by `[coll, id]`.
+    pub const CONFLICTS: &str = "_conflicts";
+    /// Temporary ids the server mapped: `{t: tmp, id: canonical}`.
+    pub const IDS: &str = "_ids";
+}
+use stores::{CONFLICTS, IDS, OUTBOX, SERVER};
+
+/// Plans the writes of one step's inputs, in order.
+pub struct Planner<'a> {
+    /// The schema (which collections sync, their indexes and policies).
+    pub schema: &'a Schema,
+    /// Of the documents whose server state the engine holds (those with
+    /// outbox entries, and those loaded for this step), the ones whose
+    /// state `_server` holds. Kept up to date as the plan grows.
+    pub copied: &'a mut HashSet<Key>,
+    /// The time (ms since the epoch) stamped on kept conflicts.
+    pub now: f64,
+}
+
+impl Planner<'_> {
+    /// The requests that carry out `fx` (see docs/sync-engine.md, Effects).
+    pub fn effects(&mut self, eng: &ClientSync, fx: &Effects, out: &mut StepPlan, remote: bool) {
+        let schema = self.schema;
+        let ops = &mut out.ops;
+        let version = |coll: &str, id: &str| eng.server_doc(coll, id);
+        let rewrite = self.copies(eng, fx, ops);
+        let copied = &*self.copied;
+        // The marker `s`: `_server` holds this document's server state.
+        let flag = |coll: &str, id: &str, mut rec: Value| {
+            if copied.contains(&(coll.to_owned(), id.to_owned())) {
+                rec["s"] = json!(1);
+            }
+            rec
+        };
+        // A conflict of a "manual" collection is kept for the app, and the
+        // document (the server's, now) is marked.
+        for e in &fx.events {
+            let Event::Conflict {
+                coll,
+                id,
+                local,
+                remote,
+                mid,
+                ..
+            } = e
+            else {
+                continue;
+            };
+            if !is_manual(schema, coll) {
+                continue;
+            }
+            ops.push(json!({"s": CONFLICTS, "put": {
+                "coll": coll, "id": id, "local": local, "remote": remote, "mid": mid,
+                "at": self.now,
+            }}));
+            out.conflicted.insert((coll.clone(), id.clone()));
+            if let Some(rec) = eng
+                .view(coll, id)
+                .and_then(|d| doc_record(schema, coll, id, &d, version(coll, id)))
+            {
+                ops.push(json!({"s": coll, "put": flag(coll, id, marked(rec))}));
+            }
+            out.colls.insert(coll.clone());
+        }
+        let conflicted = &out.conflicted;
+        let mark = |coll: &str, id: &str, rec: Value| {
+            let rec = flag(coll, id, rec);
+            if conflicted.contains(&(coll.to_owned(), id.to_owned())) {
+                marked(rec)
+            } else {
+                rec
+            }
+        };
+        for r in &fx.rekeys {
+            if synced_spec(schema, &r.coll).is_none() {
+                continue;
+            }
+            ops.push(json!({"s": r.coll, "del": r.tmp}));
+            if let Some(rec) = eng
+                .view(&r.coll, &r.id)
+                .and_then(|d| doc_record(schema, &r.coll, &r.id, &d, version(&r.coll, &r.id)))
+            {
+                ops.push(json!({"s": r.coll, "put": mark(&r.coll, &r.id, rec)}));
+            }
+            out.colls.insert(r.coll.clone());
+        }
+        for v in &fx.views {
+            if synced_spec(schema, &v.coll).is_none() {
+                continue;
+            }
+            match &v.doc {
+                Some(d) => {
+                    if let Some(rec) =
+                        doc_record(schema, &v.coll, &v.id, d, version(&v.coll, &v.id))
+                    {
+                        ops.push(json!({"s": v.coll, "put": mark(&v.coll, &v.id, rec)}));
+                    }
+                }
+                None => ops.push(json!({"s": v.coll, "del": v.id})),
+            }
+            out.colls.insert(v.coll.clone());
+            if remote {
+                out.changes
+                    .push(json!({"coll": v.coll, "id": v.id, "deleted": v.doc.is_none()}));
+            }
+        }
+        // A new server version of a document whose view did not change.
+        for (coll, id) in rewrite {
+            if let Some(rec) = eng
+                .view(&coll, &id)
+                .and_then(|d| doc_record(schema, &coll, &id, &d, version(&coll, &id)))
+            {
+                ops.push(json!({"s": coll, "put": mark(&coll, &id, rec)}));
+                out.colls.insert(coll);
+            }
+        }
+        for e in &fx.outbox_put {
+            ops.push(json!({"s": OUTBOX, "put": e}));
+        }
+        for mid in &fx.outbox_drop {
+            ops.push(json!({"s": OUTBOX, "del": mid}));
+        }
+        for e in &fx.events {
+            if let Event::Idmap { tmp, id } = e {
+                ops.push(json!({"s": IDS, "put": {"t": tmp, "id": id}}));
+            }
+        }
+        if fx.sweep.is_some() {
+            out.sweep = fx.sweep;
+            out.colls.extend(synced_colls(schema).map(str::to_owned));
+        }
+        out.events.extend(fx.events.iter().cloned());
+    }
+
+    /// Keeps a document's server state in `_server` only while its record
+    /// cannot stand for it: a tombstone (no record), or a document with
+    /// outbox entries (the record shows the local edits). Every other
+    /// server document lives in its record alone (`v` = its version, no
+    /// marker `s`), so a pulled document costs one write, not two. Runs
+    /// before the records of `fx` are written (they carry `s` from
+    /// [`Planner::copied`]); returns the documents whose record must be
+    /// rewritten only because their server version moved.
+    fn copies(&mut self, eng: &ClientSync, fx: &Effects, ops: &mut Vec<Value>) -> Vec<Key> {
+        let schema = self.schema;
+        let copied = &mut *self.copied;
+        let changed: HashSet<(&str, &str)> = fx
+            .server_put
+            .iter()
+            .map(|r| (r.coll.as_str(), r.id.as_str()))
+            .collect();
+        // Records this input writes (or deletes).
+        let mut written: HashSet<(&str, &str)> = fx
+            .views
+            .iter()
+            .map(|v| (v.coll.as_str(), v.id.as_str()))
+            .chain(fx.rekeys.iter().map(|r| (r.coll.as_str(), r.id.as_str())))
+            .collect();
+        for e in &fx.events {
+            if let Event::Conflict { coll, id, .. } = e {
+                if is_manual(schema, coll) {
+                    written.insert((coll, id));
+                }
+            }
+        }
+        let pending: HashSet<(&str, &str)> = eng
+            .outbox()
+            .iter()
+            .map(|e| (e.mutation.coll.as_str(), e.mutation.id.as_str()))
+            .collect();
+        let mut touched: BTreeSet<(&str, &str)> = changed.iter().copied().collect();
+        touched.extend(written.iter().copied());
+        touched.extend(
+            fx.outbox_put
+                .iter()
+                .map(|e| (e.mutation.coll.as_str(), e.mutation.id.as_str())),
+        );
+        let mut rewrite = vec![];
+        for (coll, id) in touched {
+            if synced_spec(schema, coll).is_none() {
+                continue;
+            }
+            // Server state is keyed by canonical ids; a mapped temporary id has none.
+            let state = (eng.resolve_id(id) == id)
+                .then(|| eng.server_doc(coll, id))
+                .flatten();
+            let need = state.is_some_and(|d| d.doc.is_none() || pending.contains(&(coll, id)));
+            let key = (coll.to_owned(), id.to_owned());
+            let has = copied.contains(&key);
+            let is_changed = changed.contains(&(coll, id));
+            let is_written = written.contains(&(coll, id));
+            if need {
+                if let Some(d) = state.filter(|_| !has || is_changed) {
+                    let mut copy = json!({
+                        "coll": coll, "id": id, "doc": d.doc, "version": d.version,
+                    });
+                    if d.gen > 0 {
+                        copy["g"] = json!(d.gen);
+                    }
+                    ops.push(json!({"s": SERVER, "put": copy}));
+                    copied.insert(key);
+                }
+            } else if has && (state.is_none() || is_written || is_changed) {
+                // No server state any more, or the record (rewritten now,
+                // without `s`) stands for it again. Otherwise a record
+                // keeps `s` and its copy until either moves.
+                ops.push(json!({"s": SERVER, "del": [coll, id]}));
+                copied.remove(&key);
+                if state.is_some() && !is_written {
+                    rewrite.push(key);
+                }
+            } else if !has && state.is_some() && is_changed && !is_written {
+                rewrite.push(key);
+            }
+        }
+        rewrite
+    }
+
+    /// Ends the plan of a step: a completed resync's sweep goes last, so its
+    /// cursors see every record the step wrote. Documents with outbox
+    /// entries keep their records (their views are in the plan already).
+    pub fn finish(&mut self, eng: &ClientSync, out: &mut StepPlan) {
+        if let Some(gen) = out.sweep {
+            let keep: Vec<String> = eng
+                .outbox()
+                .iter()
+                .map(|e| format!("{}\u{0}{}", e.mutation.coll, e.mutation.id))
+                .collect();
+            let colls: Vec<&str> = synced_colls(self.schema).collect();
+            out.ops.push(
+                json!({"sweep": {"colls": colls, "server": SERVER, "gen": gen, "keep": keep}}),
+            );
+        }
+    }
+
+    /// After the commit: only the documents with outbox entries stay held.
+    pub fn evicted(&mut self, eng: &ClientSync) {
+        let pending: HashSet<(&str, &str)> = eng
+            .outbox()
+            .iter()
+            .map(|e| (e.mutation.coll.as_str(), e.mutation.id.as_str()))
+            .collect();
+        self.copied
+            .retain(|(c, i)| pending.contains(&(c.as_str(), i.as_str())));
+    }
+}
+
+/// The synced collections' names.
+pub fn synced_colls(schema: &Schema) -> impl Iterator<Item = &str> {
+    schema
+        .collections
+        .iter()
+        .filter(|(_, s)| s.sync != SyncMode::Local)
+        .map(|(n, _)| n.as_str())
+}
+
+/// The spec of a collection that syncs (`None`: unknown or local only).
+pub fn synced_spec<'a>(schema: &'a Schema, coll: &str) -> Option<&'a CollectionSpec> {
+    schema
+        .collections
+        .get(coll)
+        .filter(|s| s.sync != SyncMode::Local)
+}
+
+/// The record of a document as `write.rs` lays it out, `id` first, with
+/// the resync generation `g` of its server state (see docs/sync-engine.md).
+pub fn doc_record(
+    schema: &Schema,
+    coll: &str,
+    id: &str,
+    doc: &JsonObject,
+    state: Option<&ServerDoc>,
+) -> Option<Value> {
+    let spec = synced_spec(schema, coll)?;
+    let doc = if doc.keys().next().map(String::as_str) == Some("id")
+        && doc.get("id").and_then(Value::as_str) == Some(id)
+    {
+        Value::Object(doc.clone())
+    } else {
+        let mut d = JsonObject::with_capacity(doc.len() + 1);
+        d.insert("id".into(), Value::String(id.to_owned()));
+        d.extend(
+            doc.iter()
+                .filter(|(k, _)| *k != "id")
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        Value::Object(d)
+    };
+    let text = serde_json::to_string(&doc).expect("JSON values serialize");
+    let mut rec = write::record(spec, id, &doc, text, state.map(|d| d.version));
+    if let Some(g) = state.map(|d| d.gen).filter(|g| *g > 0) {
+        rec["g"] = json!(g);
+    }
+    Some(rec)
+}
+
+/// What a step writes (`ops`, in order) and, once committed, tells the app.
+#[derive(Debug, Default)]
+pub struct StepPlan {
+    /// The requests, for glue.js `applyOps`: `{s: store, put: value}`,
+    /// `{s, del: key}` or `{sweep: {...}}`.
+    pub ops: Vec<Value>,
+    /// Documents with an unresolved conflict (`conflicts: "manual"`): their
+    /// records carry the marker `c`.
+    pub conflicted: BTreeSet<(String, String)>,
+    /// Collections whose records changed (live queries refresh).
+    pub colls: BTreeSet<String>,
+    /// Events for the app, in order.
+    pub events: Vec<Event>,
+    /// Documents changed by the server (not by ingesting local writes).
+    pub changes: Vec<Value>,
+    /// A resync completed: sweep what it did not see ([`Planner::finish`]).
+    pub sweep: Option<u64>,
+}
+
+/// True if the collection keeps conflicts for the app (`conflicts: "manual"`).
+pub fn is_manual(schema: &Schema, coll: &str) -> bool {
+    schema.collections.get(coll).map(|s| s.conflicts) == Some(ConflictMode::Manual)
+}
+
+/// A record with the unresolved-conflict marker.
+fn marked(mut rec: Value) -> Value {
+    rec["c"] = json!(1);
+    rec
+}

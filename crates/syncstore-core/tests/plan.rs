@@ -1,0 +1,242 @@
+//! The step planner's storage rules (`syncstore_core::sync::plan`), one
+//! test per rule: what a step writes for the engine's effects.
+
+use std::collections::HashSet;
+
+use serde_json::{json, Value};
+use syncstore_core::protocol::{
+    Change, ChangeOp, JsonObject, Mutation, MutationOp, MutationResult, PullResponse, PushResponse,
+};
+use syncstore_core::schema::Schema;
+use syncstore_core::sync::plan::{Planner, StepPlan};
+use syncstore_core::sync::{ClientSync, ServerDoc, ServerWins};
+
+fn schema() -> Schema {
+    Schema::from_options(&json!({"collections": {
+        "todos": {"indexes": ["n"]},
+        "notes": {"sync": "local"},
+    }}))
+    .unwrap()
+}
+
+fn obj(v: Value) -> JsonObject {
+    v.as_object().unwrap().clone()
+}
+
+fn change(seq: u64, id: &str, doc: Option<Value>) -> Change {
+    Change {
+        seq,
+        coll: "todos".into(),
+        id: id.into(),
+        op: if doc.is_some() {
+            ChangeOp::Put
+        } else {
+            ChangeOp::Delete
+        },
+        doc: doc.map(obj),
+        version: seq,
+        ts: None,
+    }
+}
+
+fn page(changes: Vec<Change>) -> PullResponse {
+    PullResponse {
+        resync: false,
+        changes,
+        cursor: "k".into(),
+        more: false,
+        last_mutation_id: 0,
+        total: None,
+    }
+}
+
+/// The ops a plan writes to `store`.
+fn ops_on<'a>(plan: &'a StepPlan, store: &str) -> Vec<&'a Value> {
+    plan.ops.iter().filter(|o| o["s"] == store).collect()
+}
+
+fn plan(
+    eng: &mut ClientSync,
+    copied: &mut HashSet<(String, String)>,
+    input: impl FnOnce(&mut ClientSync) -> syncstore_core::sync::Effects,
+) -> StepPlan {
+    let s = schema();
+    let fx = input(eng);
+    let mut out = StepPlan::default();
+    let mut p = Planner {
+        schema: &s,
+        copied,
+        now: 1.0,
+    };
+    p.effects(eng, &fx, &mut out, true);
+    p.finish(eng, &mut out);
+    out
+}
+
+#[test]
+fn a_pulled_document_is_one_record_with_its_version() {
+    let mut eng = ClientSync::new();
+    let mut copied = HashSet::new();
+    eng.load("todos", "a", None);
+    let out = plan(&mut eng, &mut copied, |e| {
+        e.on_pull(&page(vec![change(
+            3,
+            "a",
+            Some(json!({"id": "a", "n": 1})),
+        )]))
+    });
+    let recs = ops_on(&out, "todos");
+    assert_eq!(recs.len(), 1);
+    let rec = &recs[0]["put"];
+    assert_eq!(rec["id"], "a");
+    assert_eq!(rec["v"], 3);
+    assert_eq!(rec["d"], "{\"id\":\"a\",\"n\":1}");
+    assert!(
+        rec.get("s").is_none(),
+        "no marker: the record is the server's document"
+    );
+    assert!(ops_on(&out, "_server").is_empty(), "no second copy");
+    assert_eq!(
+        out.changes,
+        vec![json!({"coll": "todos", "id": "a", "deleted": false})]
+    );
+}
+
+#[test]
+fn a_tombstone_is_kept_in_server_and_the_record_deleted() {
+    let mut eng = ClientSync::new();
+    let mut copied = HashSet::new();
+    eng.load(
+        "todos",
+        "a",
+        Some(ServerDoc {
+            doc: Some(obj(json!({"id": "a"}))),
+            version: 2,
+            gen: 0,
+        }),
+    );
+    let out = plan(&mut eng, &mut copied, |e| {
+        e.on_pull(&page(vec![change(5, "a", None)]))
+    });
+    assert_eq!(
+        ops_on(&out, "todos"),
+        vec![&json!({"s": "todos", "del": "a"})]
+    );
+    let server = ops_on(&out, "_server");
+    assert_eq!(server.len(), 1);
+    assert_eq!(server[0]["put"]["doc"], Value::Null);
+    assert_eq!(server[0]["put"]["version"], 5);
+    assert!(copied.contains(&("todos".to_string(), "a".to_string())));
+}
+
+#[test]
+fn an_edited_document_keeps_the_server_copy_until_it_settles() {
+    let mut eng = ClientSync::new();
+    let mut copied = HashSet::new();
+    let base = ServerDoc {
+        doc: Some(obj(json!({"id": "a", "n": 1}))),
+        version: 4,
+        gen: 0,
+    };
+    eng.load("todos", "a", Some(base.clone()));
+    let m = Mutation {
+        mid: 1,
+        coll: "todos".into(),
+        op: MutationOp::Update,
+        id: "a".into(),
+        doc: None,
+        patch: Some(obj(json!({"n": 2}))),
+        base: Some(4),
+        ts: None,
+    };
+    // The first edit: the record stood for the server's document, so its
+    // copy goes to `_server` and the record gets the marker `s`.
+    let out = plan(&mut eng, &mut copied, |e| e.local(m).unwrap());
+    let server = ops_on(&out, "_server");
+    assert_eq!(server.len(), 1, "the server's copy is saved");
+    assert_eq!(server[0]["put"]["version"], 4);
+    let rec = &ops_on(&out, "todos")[0]["put"];
+    assert_eq!(rec["s"], 1);
+    assert_eq!(
+        rec["v"], 4,
+        "the record keeps the server version it is based on"
+    );
+    assert_eq!(ops_on(&out, "_outbox").len(), 1);
+    // Applied over exactly version 4: settled on the answer; the record
+    // stands for the server's document again (new version, no marker) and
+    // the copy goes.
+    let resp = PushResponse {
+        results: vec![MutationResult::Applied {
+            mid: 1,
+            id: "a".into(),
+            version: 9,
+            prev: Some(4),
+        }],
+        id_map: Default::default(),
+        last_mutation_id: 1,
+    };
+    let out = plan(&mut eng, &mut copied, |e| {
+        e.on_push_response(&resp, &ServerWins)
+    });
+    assert_eq!(
+        ops_on(&out, "_server"),
+        vec![&json!({"s": "_server", "del": ["todos", "a"]})]
+    );
+    let rec = &ops_on(&out, "todos")[0]["put"];
+    assert_eq!(rec["v"], 9);
+    assert!(rec.get("s").is_none());
+    assert_eq!(rec["d"], "{\"id\":\"a\",\"n\":2}");
+    assert_eq!(
+        ops_on(&out, "_outbox"),
+        vec![&json!({"s": "_outbox", "del": 1})]
+    );
+    assert!(copied.is_empty());
+}
+
+#[test]
+fn local_only_collections_are_never_written_by_a_step() {
+    let mut eng = ClientSync::new();
+    let mut copied = HashSet::new();
+    eng.load("notes", "n1", None);
+    let out = plan(&mut eng, &mut copied, |e| {
+        e.on_pull(&page(vec![Change {
+            coll: "notes".into(),
+            ..change(1, "n1", Some(json!({"id": "n1"})))
+        }]))
+    });
+    assert!(ops_on(&out, "notes").is_empty());
+}
+
+#[test]
+fn a_completed_resync_sweeps_last_and_keeps_pending_documents() {
+    let mut eng = ClientSync::new();
+    let mut copied = HashSet::new();
+    eng.load("todos", "p", None);
+    eng.local(Mutation {
+        mid: 1,
+        coll: "todos".into(),
+        op: MutationOp::Insert,
+        id: "p".into(),
+        doc: Some(obj(json!({"id": "p"}))),
+        patch: None,
+        base: None,
+        ts: None,
+    })
+    .unwrap();
+    eng.start_resync();
+    eng.load("todos", "a", None);
+    let out = plan(&mut eng, &mut copied, |e| {
+        e.on_pull(&page(vec![change(7, "a", Some(json!({"id": "a"})))]))
+    });
+    let last = out.ops.last().unwrap();
+    assert_eq!(last["sweep"]["gen"], eng.gen());
+    assert_eq!(last["sweep"]["keep"], json!(["todos\u{0}p"]));
+    assert_eq!(last["sweep"]["colls"], json!(["todos"]));
+    let rec = &ops_on(&out, "todos")[0]["put"];
+    assert_eq!(
+        rec["g"],
+        eng.gen(),
+        "what the resync saw carries its generation"
+    );
+    assert_eq!(out.sweep, Some(eng.gen()));
+}
