@@ -1487,10 +1487,14 @@ impl SyncClient {
         }
         changes.retain(|c| {
             // This client's own writes coming back are not news: applying
-            // them settles their outbox entries.
+            // them settles their outbox entries, or their push answer did
+            // already (the stored version, loaded for this step, has them).
             let own = eng
                 .awaited_version(&c.coll, &c.id)
-                .is_some_and(|v| v >= c.version);
+                .is_some_and(|v| v >= c.version)
+                || eng
+                    .server_doc(&c.coll, &c.id)
+                    .is_some_and(|d| d.version >= c.version);
             if self.manual.contains(&c.coll) && !own {
                 ops.push(json!({"s": HELD, "put": c}));
                 false
