@@ -84,12 +84,14 @@ if ! command -v geckodriver >/dev/null; then
   cargo install --locked geckodriver || cargo install geckodriver
 fi
 
-if [ -f tests/e2e/package.json ] && [ ! -d tests/e2e/node_modules ]; then
-  log "npm ci in tests/e2e"
-  (cd tests/e2e && npm ci --no-audit --no-fund)
-fi
-if [ -f tests/package/package.json ] && [ ! -d tests/package/node_modules ]; then
-  log "npm ci in tests/package"
-  (cd tests/package && npm ci --no-audit --no-fund)
-fi
+# npm ci when node_modules is missing or older than the lock file (a pull
+# that added a package must not leave a stale install behind).
+for dir in tests/e2e tests/package; do
+  [ -f "$dir/package-lock.json" ] || continue
+  stamp="$dir/node_modules/.package-lock.json"
+  if [ ! -f "$stamp" ] || [ "$dir/package-lock.json" -nt "$stamp" ]; then
+    log "npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund)
+  fi
+done
 log "ok"
