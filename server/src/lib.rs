@@ -1,5 +1,6 @@
 //! The reference sync server of syncstore (protocol v1, see docs/protocol.md).
 //!
+//! - [`auth`]: static tokens and JWTs (keys pinned to one algorithm, reloadable)
 //! - [`http`]: routes, auth, parsing (`POST /v1/push`, `GET /v1/pull`, `/healthz`)
 //! - [`ws`]: `/v1/ws` sessions (catch-up, live changes, pushes, keep-alive)
 //! - [`state`]: shared state and the one push path (commit, then publish)
@@ -17,6 +18,7 @@
 //! # }
 //! ```
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -18,6 +18,7 @@ use axum::extract::ws::Utf8Bytes;
 use syncstore_core::protocol::{Change, PushRequest, PushResponse, ServerMessage};
 use tokio::sync::{broadcast, oneshot, watch};
 
+use crate::auth::{AuthTable, Authenticator, Jwt, TokenGrant};
 use crate::config::Config;
 use crate::error::AppError;
 use crate::store::{ApplyLimits, GroupPush, PushOutcome, Store};
@@ -300,23 +301,7 @@ pub struct PushBudget {
     _bytes: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// Who a bearer token is: the namespace it grants and a stable, non-secret
-/// id of the token (owner of the clientIds it first pushes with).
-#[derive(Debug, Clone)]
-pub struct Auth {
-    /// The namespace the token grants.
-    pub namespace: String,
-    /// Hex of SHA-256 of the token (first 16 bytes); stored as the owner of
-    /// clientIds, never the token itself.
-    pub owner: Arc<str>,
-}
-
-/// The owner id of a token.
-pub fn owner_id(token: &str) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(format!("syncstore-owner:{token}").as_bytes());
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::auth::{owner_id, Auth};
 
 /// Counters for logs and tests.
 #[derive(Debug, Default)]
@@ -548,8 +533,8 @@ pub struct Inner {
     pub connections: Connections,
     /// Push rate limits.
     pub rate: RateLimiter,
-    /// Token -> who it is.
-    auth: HashMap<String, Auth>,
+    /// Token -> who it is (static tokens, JWT keys); replaced on reload.
+    auth: Authenticator,
     /// Pending-push budget: pushes, and their request bytes.
     pending_pushes: Arc<tokio::sync::Semaphore>,
     pending_bytes: Arc<tokio::sync::Semaphore>,
@@ -612,17 +597,7 @@ impl AppState {
                 counts: Arc::default(),
             },
             rate: RateLimiter::new(l.pushes_per_second, l.token_pushes_per_second),
-            auth: config
-                .tokens
-                .iter()
-                .map(|(t, ns)| {
-                    let auth = Auth {
-                        namespace: ns.clone(),
-                        owner: owner_id(t).into(),
-                    };
-                    (t.clone(), auth)
-                })
-                .collect(),
+            auth: Authenticator::new(AuthTable::new(&config.tokens, config.jwt.clone())),
             pending_pushes: Arc::new(tokio::sync::Semaphore::new(l.max_pending_pushes)),
             pending_bytes: Arc::new(tokio::sync::Semaphore::new(l.max_pending_push_bytes)),
             stats,
@@ -638,12 +613,18 @@ impl AppState {
 
     /// The namespace a bearer token grants.
     pub fn namespace_for(&self, token: &str) -> Option<String> {
-        self.auth.get(token).map(|a| a.namespace.clone())
+        self.auth_for(token).map(|a| a.namespace)
     }
 
-    /// Who a bearer token is, if it is known.
+    /// Who a bearer token is, if it is a known static token or a valid JWT.
     pub fn auth_for(&self, token: &str) -> Option<Auth> {
-        self.auth.get(token).cloned()
+        self.auth.authenticate(token)
+    }
+
+    /// Replaces the static tokens and JWT keys (SIGHUP). Requests and
+    /// sessions already authenticated keep their identity.
+    pub fn reload_auth(&self, tokens: &HashMap<String, TokenGrant>, jwt: Option<Arc<Jwt>>) {
+        self.auth.replace(AuthTable::new(tokens, jwt));
     }
 
     /// True if a push would find room in the pending-push budget.

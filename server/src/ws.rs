@@ -125,6 +125,8 @@ async fn run(state: AppState, socket: WebSocket, pre: Option<(Auth, ConnectionGu
         inbox,
         namespace: String::new(),
         owner: Arc::from(""),
+        read_only: false,
+        expires_at: None,
         client_id: String::new(),
         delivered: 0,
     };
@@ -167,8 +169,12 @@ struct Session {
     /// Frames read by [`read_loop`]; closed when the socket is.
     inbox: mpsc::Receiver<Message>,
     namespace: String,
-    /// The token's owner id (see [`crate::state::owner_id`]).
+    /// The token's owner id (see [`crate::auth::Auth::owner`]).
     owner: Arc<str>,
+    /// Pushes are refused (see [`crate::auth::Auth::read_only`]).
+    read_only: bool,
+    /// When the token expires (unix s); the session closes with 4401 then.
+    expires_at: Option<u64>,
     client_id: String,
     /// Highest seq this client has been brought up to.
     delivered: u64,
@@ -313,6 +319,8 @@ impl Session {
         };
         let namespace = auth.namespace;
         self.owner = auth.owner;
+        self.read_only = auth.read_only;
+        self.expires_at = auth.expires_at;
         self.namespace = namespace;
         self.client_id = client_id;
         tracing::info!(namespace = %self.namespace, client = %self.client_id, "websocket open");
@@ -521,6 +529,8 @@ impl Session {
         let auth = Auth {
             namespace: self.namespace.clone(),
             owner: self.owner.clone(),
+            read_only: self.read_only,
+            expires_at: self.expires_at,
         };
         rate_check(state, &auth, None)?;
         let budget = state.reserve_push(bytes)?;
