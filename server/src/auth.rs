@@ -334,12 +334,18 @@ impl Jwt {
                 "must be 1-256 bytes without control characters",
             ));
         }
+        // RFC 7519: not accepted *on or after* exp (jsonwebtoken still
+        // accepts during the second of exp; open sockets close at exp).
         let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        let expires_at = exp.saturating_add(self.rules.leeway_s);
+        if jsonwebtoken::get_current_timestamp() >= expires_at {
+            return Err(JwtError::Claim("exp".into(), "expired"));
+        }
         Ok(Auth {
             namespace: namespace.clone(),
             owner: user_owner_id(sub).into(),
             read_only: self.read_only(&claims),
-            expires_at: Some(exp.saturating_add(self.rules.leeway_s)),
+            expires_at: Some(expires_at),
         })
     }
 
@@ -508,6 +514,10 @@ mod tests {
         for (claims, why) in [
             (json!({"sub": "u", "ns": "n"}), "no exp"),
             (json!({"sub": "u", "ns": "n", "exp": t - 100}), "expired"),
+            (
+                json!({"sub": "u", "ns": "n", "exp": t - 30}),
+                "at exp + leeway",
+            ),
             (
                 json!({"sub": "u", "ns": "n", "exp": t + 100, "nbf": t + 100}),
                 "not yet valid",

@@ -173,6 +173,9 @@ async fn push(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<PushResponse>, AppError> {
+    if auth.read_only {
+        return Err(AppError::Forbidden);
+    }
     let limits = &state.config.limits;
     let max = limits.max_body_bytes;
     let declared = declared_length(&headers);

@@ -38,7 +38,7 @@ use crate::validate;
 
 /// Close code: the first frame was not a valid hello, or a fatal bad request.
 pub const CLOSE_BAD_REQUEST: u16 = 4400;
-/// Close code: no or bad token.
+/// Close code: no or bad token, or the token expired while the socket was open.
 pub const CLOSE_UNAUTHORIZED: u16 = 4401;
 /// Close code: the client stopped answering.
 pub const CLOSE_IDLE: u16 = 4408;
@@ -362,9 +362,22 @@ impl Session {
         let shutdown = self.state.clone();
         let shutdown = shutdown.shutting_down();
         tokio::pin!(shutdown);
+        let expiry = expiry_instant(self.expires_at);
+        let expired = async move {
+            match expiry {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expired);
         loop {
             tokio::select! {
                 _ = &mut shutdown => return Err(End::CloseQuiet(CLOSE_GOING_AWAY, "server shutting down")),
+                // The client gets a new token (it reconnects on 4401).
+                _ = &mut expired => {
+                    tracing::info!(namespace = %self.namespace, client = %self.client_id, "token expired; websocket closed");
+                    return Err(End::Close(CLOSE_UNAUTHORIZED, "UNAUTHORIZED", "the token has expired".into()));
+                }
                 frame = self.inbox.recv() => {
                     last_seen = Instant::now();
                     match frame {
@@ -525,6 +538,9 @@ impl Session {
         bytes: usize,
     ) -> Result<syncstore_core::protocol::PushResponse, AppError> {
         let state = &self.state;
+        if self.read_only {
+            return Err(AppError::Forbidden);
+        }
         validate::push(&req, &state.config.limits)?;
         let auth = Auth {
             namespace: self.namespace.clone(),
@@ -537,6 +553,19 @@ impl Session {
         rate_check(state, &auth, Some(&req.client_id))?;
         state.push(&auth, req, bytes, Some(budget)).await
     }
+}
+
+/// When a token expiring at `expires_at` (unix s) runs out, on the runtime's clock.
+fn expiry_instant(expires_at: Option<u64>) -> Option<Instant> {
+    let exp = Duration::from_secs(expires_at?);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    // Far-future tokens: a deadline a year out is as good as none.
+    let left = exp
+        .saturating_sub(now)
+        .min(Duration::from_secs(366 * 86_400));
+    Some(Instant::now() + left)
 }
 
 fn error_frame(rid: Option<String>, code: &str, message: &str) -> ServerMessage {

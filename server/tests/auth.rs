@@ -470,3 +470,135 @@ async fn the_binary_reloads_the_tokens_file_and_jwt_keys_on_sighup() {
     let r = client().get(bin.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn an_open_socket_closes_with_4401_when_its_token_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = secret_file(&dir, SECRET);
+    let s = Server::start_args(&[
+        "--jwt-alg",
+        "HS256",
+        "--jwt-key-file",
+        &file,
+        "--jwt-leeway-s",
+        "0",
+    ])
+    .await;
+    let exp = now() + 2;
+    let short = hs256(SECRET, &json!({"sub": "alice", "ns": "team", "exp": exp}));
+    let long = hs256(SECRET, &claims("alice", "team"));
+    let opened = std::time::Instant::now();
+    let (mut ws, _, _) = ws_hello(&s.ws_url, &short, "c-short", None).await;
+    let (mut other, _, _) = ws_hello(&s.ws_url, &long, "c-long", None).await;
+    // Still live before expiry: a change arrives.
+    s.push_ok(&long, "c-long", json!([insert(1, "t", "a", json!({}))]))
+        .await;
+    assert_eq!(ws_collect(&mut ws, 1).await.len(), 1);
+    let f = loop {
+        match ws_next_or_close(&mut ws).await {
+            Ok(f) if f["type"] == "error" => break f,
+            Ok(_) => continue,
+            Err(code) => panic!("closed without an error frame: {code:?}"),
+        }
+    };
+    assert_eq!(f["code"], "UNAUTHORIZED", "{f}");
+    assert_eq!(ws_next_or_close(&mut ws).await, Err(Some(4401)));
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        at >= exp as f64 - 0.05,
+        "closed {:.2} s before exp",
+        exp as f64 - at
+    );
+    assert!(
+        at < exp as f64 + 2.0,
+        "closed {:.2} s after exp",
+        at - exp as f64
+    );
+    println!(
+        "closed {:.2} s after opening",
+        opened.elapsed().as_secs_f64()
+    );
+    // The other session (a longer token) is untouched.
+    s.push_ok(&long, "c-long", json!([insert(2, "t", "b", json!({}))]))
+        .await;
+    let got = ws_collect(&mut other, 2).await;
+    assert_eq!((&got[0]["id"], &got[1]["id"]), (&json!("a"), &json!("b")));
+    // The expired token is refused on reconnect; a fresh one is accepted.
+    let mut again = ws_connect(&s.ws_url, None).await.unwrap();
+    ws_send(
+        &mut again,
+        json!({"type": "hello", "clientId": "c-short", "token": short}),
+    )
+    .await;
+    let mut code = None;
+    for _ in 0..3 {
+        if let Err(c) = ws_next_or_close(&mut again).await {
+            code = c;
+            break;
+        }
+    }
+    assert_eq!(code, Some(4401));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn read_only_tokens_pull_and_listen_but_pushes_are_403_forbidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = secret_file(&dir, SECRET);
+    let s = Server::start_args(&[
+        "--token",
+        "writer:team",
+        "--token",
+        "reader:team:ro",
+        "--jwt-alg",
+        "HS256",
+        "--jwt-key-file",
+        &file,
+    ])
+    .await;
+    let mut ro_claims = claims("viewer", "team");
+    ro_claims["ro"] = json!(true);
+    let ro_jwt = hs256(SECRET, &ro_claims);
+    let (mut live, _, _) = ws_hello(&s.ws_url, "reader", "c-reader-ws", None).await;
+    s.push_ok(
+        "writer",
+        "c-writer",
+        json!([insert(1, "t", "a", json!({"v": 1}))]),
+    )
+    .await;
+    for token in ["reader", ro_jwt.as_str()] {
+        let (st, b) = push_one(&s, token, "c-reader", "x").await;
+        assert_eq!(st, 403, "{b}");
+        assert_eq!(b["error"]["code"], "FORBIDDEN");
+        let (changes, _, _) = s.pull_all(token, "c-reader", "0").await;
+        assert_eq!(changes.len(), 1, "pull works");
+        assert_eq!(changes[0]["id"], "a");
+    }
+    // Over the socket: live changes arrive, a push answers FORBIDDEN.
+    assert_eq!(ws_collect(&mut live, 1).await[0]["id"], "a");
+    ws_send(
+        &mut live,
+        json!({"type": "push", "rid": "r1", "mutations": [insert(1, "t", "y", json!({}))]}),
+    )
+    .await;
+    let f = ws_next(&mut live).await.unwrap();
+    assert_eq!(
+        (f["type"].clone(), f["code"].clone(), f["rid"].clone()),
+        (json!("error"), json!("FORBIDDEN"), json!("r1")),
+        "{f}"
+    );
+    // Non-fatal: the session stays and keeps receiving.
+    s.push_ok(
+        "writer",
+        "c-writer",
+        json!([insert(2, "t", "b", json!({}))]),
+    )
+    .await;
+    assert_eq!(ws_collect(&mut live, 1).await[0]["id"], "b");
+    let (changes, _, _) = s.pull_all("writer", "c-writer", "0").await;
+    assert_eq!(changes.len(), 2, "nothing of the refused pushes applied");
+    s.stop().await;
+}
