@@ -161,6 +161,18 @@ pub struct Cli {
     /// carries at least one change).
     #[arg(long, default_value_t = 4 * 1024 * 1024, env = "SYNCSTORE_MAX_PAGE_BYTES")]
     pub max_page_bytes: usize,
+    /// Namespaces that get their own `namespace` label in /metrics (the
+    /// first ones seen); the others count under `_other`. 0: none.
+    #[arg(long, default_value_t = 100, env = "SYNCSTORE_METRICS_NAMESPACES")]
+    pub metrics_namespaces: usize,
+    /// If set, `GET /metrics` requires `Authorization: Bearer` this token.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SYNCSTORE_METRICS_TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
 }
 
 /// Limits enforced by the server.
@@ -204,6 +216,8 @@ pub struct Limits {
     pub max_pending_push_bytes: usize,
     /// See [`Cli::max_page_bytes`].
     pub max_page_bytes: usize,
+    /// See [`Cli::metrics_namespaces`].
+    pub metrics_namespaces: usize,
 }
 
 impl Default for Limits {
@@ -221,6 +235,8 @@ pub struct Config {
     pub jwt: Option<Arc<Jwt>>,
     /// Allowed CORS origins; empty = any.
     pub cors_origins: Vec<String>,
+    /// Bearer token `GET /metrics` requires, if any.
+    pub metrics_token: Option<String>,
     /// Limits.
     pub limits: Limits,
 }
@@ -338,6 +354,7 @@ impl Cli {
             max_pending_pushes: self.max_pending_pushes,
             max_pending_push_bytes: self.max_pending_push_bytes,
             max_page_bytes: self.max_page_bytes,
+            metrics_namespaces: self.metrics_namespaces,
         }
     }
 
@@ -402,6 +419,7 @@ impl Cli {
         )?;
         in_range("--max-page-bytes", self.max_page_bytes, 1024, GIB)?;
         in_range("--jwt-leeway-s", self.jwt_leeway_s, 0, 300)?;
+        in_range("--metrics-namespaces", self.metrics_namespaces, 0, 10_000)?;
         if self.jwt_namespace_claim.is_empty() {
             return Err(ConfigError::OutOfRange {
                 name: "--jwt-namespace-claim",
@@ -464,6 +482,7 @@ impl Cli {
             tokens,
             jwt,
             cors_origins: self.cors_origins.clone(),
+            metrics_token: self.metrics_token.clone(),
             limits: self.limits(),
         })
     }

@@ -162,6 +162,7 @@ impl IntoResponse for AppError {
         if let AppError::Internal(detail) = &self {
             tracing::error!(%detail, "internal error");
         }
+        crate::metrics::error(self.code());
         let mut resp = (self.status(), Json(self.body())).into_response();
         if let AppError::RateLimited(secs) | AppError::Overloaded(secs) = self {
             resp.headers_mut()

@@ -60,6 +60,8 @@ fn reload_on_sighup(cli: Cli, state: AppState) {
                 Ok((tokens, jwt)) => {
                     let keys = jwt.as_ref().map_or(0, |j| j.key_count());
                     state.reload_auth(&tokens, jwt);
+                    metrics::counter!(syncstore_server::metrics::AUTH_RELOADS, "result" => "ok")
+                        .increment(1);
                     tracing::info!(
                         tokens = tokens.len(),
                         jwt_keys = keys,
@@ -67,6 +69,8 @@ fn reload_on_sighup(cli: Cli, state: AppState) {
                     );
                 }
                 Err(e) => {
+                    metrics::counter!(syncstore_server::metrics::AUTH_RELOADS, "result" => "error")
+                        .increment(1);
                     tracing::error!(error = %e, "SIGHUP: reload failed; keeping the previous tokens and keys");
                 }
             }

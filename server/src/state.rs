@@ -41,6 +41,8 @@ pub struct Batch {
     pending: AtomicUsize,
     /// How many sessions it was sent to.
     sent_to: usize,
+    /// When it was published (for the fan-out lag metric).
+    published: Instant,
 }
 
 impl Batch {
@@ -54,11 +56,17 @@ impl Batch {
         self.changes.last().map_or(0, |c| c.seq)
     }
 
-    /// A session has written (or skipped) this batch.
+    /// A session has written (or skipped) this batch. The last of the
+    /// sessions it was sent to records the fan-out lag.
     pub fn handled(&self) {
-        let _ = self
+        if self
             .pending
-            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+            == Ok(1)
+        {
+            metrics::histogram!(crate::metrics::FANOUT_SECONDS)
+                .record(self.published.elapsed().as_secs_f64());
+        }
     }
 
     /// True once nearly every session has handled it (a session that
@@ -130,6 +138,7 @@ impl Hub {
             frame,
             pending: AtomicUsize::new(sent_to),
             sent_to,
+            published: Instant::now(),
         });
         if tx.send(batch.clone()).is_err() {
             self.forget_if_unused(namespace);
@@ -430,8 +439,14 @@ impl Committer {
                 req: &j.req,
             })
             .collect();
-        let deadline = Instant::now() + MAX_GROUP_TIME;
-        let results = match self.store.push_group(&pushes, self.limits, Some(deadline)) {
+        let started = Instant::now();
+        let deadline = started + MAX_GROUP_TIME;
+        let results = self.store.push_group(&pushes, self.limits, Some(deadline));
+        metrics::histogram!(crate::metrics::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+        if let Ok(r) = &results {
+            metrics::histogram!(crate::metrics::COMMIT_PUSHES).record(r.len() as f64);
+        }
+        let results = match results {
             Ok(results) => results,
             Err(e) => {
                 tracing::error!(detail = %e, pushes = jobs.len(), "group commit failed");
@@ -550,6 +565,8 @@ pub struct Inner {
     abort: watch::Sender<bool>,
     /// Open connections (the global cap, see [`crate::listen`]).
     pub slots: Arc<crate::listen::Slots>,
+    /// Namespace label values of the metrics (bounded).
+    pub ns_labels: crate::metrics::NamespaceLabels,
 }
 
 impl std::ops::Deref for AppState {
@@ -562,6 +579,8 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// State over `store` with `config`.
     pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
+        // Before anything records a metric.
+        let _ = crate::metrics::handle();
         let l = &config.limits;
         let max_connections = crate::listen::effective_max_connections(l.max_connections);
         if max_connections < l.max_connections {
@@ -606,6 +625,7 @@ impl AppState {
             shutdown: watch::channel(false).0,
             abort: watch::channel(false).0,
             slots: crate::listen::Slots::new(max_connections),
+            ns_labels: crate::metrics::NamespaceLabels::new(l.metrics_namespaces),
             config,
         };
         AppState(Arc::new(inner))
@@ -625,6 +645,14 @@ impl AppState {
     /// sessions already authenticated keep their identity.
     pub fn reload_auth(&self, tokens: &HashMap<String, TokenGrant>, jwt: Option<Arc<Jwt>>) {
         self.auth.replace(AuthTable::new(tokens, jwt));
+    }
+
+    /// Pushes received or waiting for their commit (for /metrics).
+    pub fn pending_pushes(&self) -> usize {
+        self.config
+            .limits
+            .max_pending_pushes
+            .saturating_sub(self.pending_pushes.available_permits())
     }
 
     /// True if a push would find room in the pending-push budget.

@@ -133,6 +133,7 @@ async fn run(state: AppState, socket: WebSocket, pre: Option<(Auth, ConnectionGu
     match session.serve(pre).await {
         End::Gone => {}
         End::Close(code, err_code, message) => {
+            crate::metrics::error(err_code);
             let _ = session
                 .send(&ServerMessage::Error {
                     rid: None,
@@ -324,6 +325,8 @@ impl Session {
         self.namespace = namespace;
         self.client_id = client_id;
         tracing::info!(namespace = %self.namespace, client = %self.client_id, "websocket open");
+        let _gauge =
+            crate::metrics::SessionGauge::open(self.state.ns_labels.label(&self.namespace));
 
         // 2. Subscribe first, then catch up: nothing committed in between is lost.
         let mut live = self.state.hub.subscribe(&self.namespace);
@@ -453,6 +456,7 @@ impl Session {
                         .stats
                         .lag_catch_ups
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    metrics::counter!(crate::metrics::LAG_CATCH_UPS).increment(1);
                     self.flush().await?;
                     self.catch_up().await?;
                 }
@@ -551,7 +555,9 @@ impl Session {
         rate_check(state, &auth, None)?;
         let budget = state.reserve_push(bytes)?;
         rate_check(state, &auth, Some(&req.client_id))?;
-        state.push(&auth, req, bytes, Some(budget)).await
+        let resp = state.push(&auth, req, bytes, Some(budget)).await?;
+        crate::metrics::push_answered(state.ns_labels.label(&auth.namespace), "ws", &resp);
+        Ok(resp)
     }
 }
 
@@ -581,6 +587,7 @@ fn app_error_frame(rid: Option<String>, e: &AppError) -> ServerMessage {
     if let AppError::Internal(detail) = e {
         tracing::error!(%detail, "internal error");
     }
+    crate::metrics::error(e.code());
     ServerMessage::Error {
         rid,
         code: e.code().to_string(),
