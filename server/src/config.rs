@@ -220,6 +220,17 @@ pub struct Limits {
     pub metrics_namespaces: usize,
 }
 
+impl Limits {
+    /// What the server advertises to clients (`GET /v1/config`, `synced`).
+    pub fn advertised(&self) -> syncstore_core::protocol::ServerLimits {
+        syncstore_core::protocol::ServerLimits {
+            max_doc_bytes: self.max_doc_bytes as u64,
+            max_mutations_per_push: self.max_mutations_per_push as u64,
+            max_body_bytes: self.max_body_bytes as u64,
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Cli::parse_from(["syncstore-server"]).limits()

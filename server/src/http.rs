@@ -27,6 +27,7 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route("/v1/config", get(server_config))
         .route("/v1/push", post(push))
         .route("/v1/pull", get(pull))
         .route("/v1/ws", get(crate::ws::upgrade))
@@ -150,6 +151,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// `GET /v1/config` (no auth: limits are no secret, and a client may want
+/// them before it has a token): the protocol version and the limits.
+async fn server_config(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "protocol": syncstore_core::protocol::PROTOCOL_VERSION,
+        "limits": state.config.limits.advertised(),
+    }))
 }
 
 /// `GET /metrics`: Prometheus text format (see [`crate::metrics`]). No

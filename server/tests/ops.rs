@@ -230,3 +230,38 @@ async fn request_logs_name_the_request_and_never_the_token() {
     assert!(logs.contains("status=200"), "{logs}");
     assert!(!logs.contains("sekret-tok-123"), "{logs}");
 }
+
+#[tokio::test]
+async fn limits_are_advertised_in_v1_config_and_the_synced_frame() {
+    let bin = Bin::start(
+        &[
+            "--token",
+            "tok:team",
+            "--max-doc-bytes",
+            "1000",
+            "--max-mutations-per-push",
+            "7",
+            "--max-body-bytes",
+            "65536",
+        ],
+        &[],
+    );
+    let want = json!({"maxDocBytes": 1000, "maxMutationsPerPush": 7, "maxBodyBytes": 65536});
+    // No token needed.
+    let resp = client().get(bin.url("/v1/config")).send().await.unwrap();
+    let (st, body) = status_json(resp).await;
+    assert_eq!(st, 200);
+    assert_eq!(body, json!({"protocol": 1, "limits": want}));
+    // The wire type of the core reads it.
+    let limits: syncstore_core::protocol::ServerLimits =
+        serde_json::from_value(body["limits"].clone()).unwrap();
+    assert_eq!(limits.max_mutations_per_push, 7);
+    let (_, _, synced) = ws_hello(&bin.ws_url(), "tok", "c", None).await;
+    assert_eq!(synced["limits"], want, "{synced}");
+    // Clients that do not know the field still read the frame.
+    let msg: syncstore_core::protocol::ServerMessage = serde_json::from_value(synced).unwrap();
+    assert!(matches!(
+        msg,
+        syncstore_core::protocol::ServerMessage::Synced { .. }
+    ));
+}
