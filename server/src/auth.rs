@@ -391,6 +391,16 @@ pub fn load_jwt(
     }
 }
 
+/// What authenticates: static tokens and JWT verification (read at start
+/// and on SIGHUP, see [`crate::config::Cli::auth`]).
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// Static bearer token -> what it grants.
+    pub tokens: HashMap<String, TokenGrant>,
+    /// JWT verification, if configured.
+    pub jwt: Option<Arc<Jwt>>,
+}
+
 /// Static tokens and JWT verification, swapped whole on reload.
 #[derive(Debug, Default)]
 pub struct AuthTable {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::auth::{Jwt, JwtRules, TokenGrant};
+use crate::auth::{AuthConfig, Jwt, JwtRules, TokenGrant};
 
 /// The token the `--dev` flag enables, for demos only.
 pub const DEV_TOKEN: &str = "dev-token";
@@ -445,7 +445,7 @@ impl Cli {
     /// The authentication part: static tokens (`--dev`, the tokens file,
     /// `--token`, later ones winning) and JWT verification. Read at start
     /// and again on SIGHUP.
-    pub fn auth(&self) -> Result<(HashMap<String, TokenGrant>, Option<Arc<Jwt>>), ConfigError> {
+    pub fn auth(&self) -> Result<AuthConfig, ConfigError> {
         let mut tokens = HashMap::new();
         if self.dev {
             tokens.insert(DEV_TOKEN.to_string(), TokenGrant::from(DEV_NAMESPACE));
@@ -481,14 +481,17 @@ impl Cli {
             self.jwks_file.as_deref(),
             rules,
         )?;
-        Ok((tokens, jwt.map(Arc::new)))
+        Ok(AuthConfig {
+            tokens,
+            jwt: jwt.map(Arc::new),
+        })
     }
 
     /// Builds the runtime configuration, reading the tokens file and JWT
     /// keys if any.
     pub fn config(&self) -> Result<Config, ConfigError> {
         self.check_ranges()?;
-        let (tokens, jwt) = self.auth()?;
+        let AuthConfig { tokens, jwt } = self.auth()?;
         Ok(Config {
             tokens,
             jwt,

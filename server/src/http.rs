@@ -38,14 +38,16 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+type AccessLog = tower_http::trace::TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    fn(&axum::http::Request<Body>) -> tracing::Span,
+>;
+
 /// Request logs (target `tower_http::trace`): one span per request with
 /// the method and the URI, its `token` query value replaced by
 /// `[redacted]`; headers (Authorization) are never recorded. The response
 /// line (status, latency) is logged at INFO.
-fn access_log() -> tower_http::trace::TraceLayer<
-    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
-    fn(&axum::http::Request<Body>) -> tracing::Span,
-> {
+fn access_log() -> AccessLog {
     fn span(req: &axum::http::Request<Body>) -> tracing::Span {
         tracing::info_span!(
             "request",

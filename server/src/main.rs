@@ -57,16 +57,13 @@ fn reload_on_sighup(cli: Cli, state: AppState) {
         };
         while hup.recv().await.is_some() {
             match cli.auth() {
-                Ok((tokens, jwt)) => {
-                    let keys = jwt.as_ref().map_or(0, |j| j.key_count());
-                    state.reload_auth(&tokens, jwt);
+                Ok(auth) => {
+                    let keys = auth.jwt.as_ref().map_or(0, |j| j.key_count());
+                    let tokens = auth.tokens.len();
+                    state.reload_auth(auth);
                     metrics::counter!(syncstore_server::metrics::AUTH_RELOADS, "result" => "ok")
                         .increment(1);
-                    tracing::info!(
-                        tokens = tokens.len(),
-                        jwt_keys = keys,
-                        "SIGHUP: authentication reloaded"
-                    );
+                    tracing::info!(tokens, jwt_keys = keys, "SIGHUP: authentication reloaded");
                 }
                 Err(e) => {
                     metrics::counter!(syncstore_server::metrics::AUTH_RELOADS, "result" => "error")

@@ -18,7 +18,7 @@ use axum::extract::ws::Utf8Bytes;
 use syncstore_core::protocol::{Change, PushRequest, PushResponse, ServerMessage};
 use tokio::sync::{broadcast, oneshot, watch};
 
-use crate::auth::{AuthTable, Authenticator, Jwt, TokenGrant};
+use crate::auth::{AuthConfig, AuthTable, Authenticator};
 use crate::config::Config;
 use crate::error::AppError;
 use crate::store::{ApplyLimits, GroupPush, PushOutcome, Store};
@@ -643,8 +643,8 @@ impl AppState {
 
     /// Replaces the static tokens and JWT keys (SIGHUP). Requests and
     /// sessions already authenticated keep their identity.
-    pub fn reload_auth(&self, tokens: &HashMap<String, TokenGrant>, jwt: Option<Arc<Jwt>>) {
-        self.auth.replace(AuthTable::new(tokens, jwt));
+    pub fn reload_auth(&self, auth: AuthConfig) {
+        self.auth.replace(AuthTable::new(&auth.tokens, auth.jwt));
     }
 
     /// Pushes received or waiting for their commit (for /metrics).
