@@ -336,7 +336,11 @@ impl Jwt {
         }
         // RFC 7519: not accepted *on or after* exp (jsonwebtoken still
         // accepts during the second of exp; open sockets close at exp).
-        let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        // A NumericDate may have a fraction (jsonwebtoken accepted it).
+        let exp = claims.get("exp").map_or(0, |v| {
+            v.as_u64()
+                .unwrap_or_else(|| v.as_f64().map_or(0, |f| f.max(0.0) as u64))
+        });
         let expires_at = exp.saturating_add(self.rules.leeway_s);
         if jsonwebtoken::get_current_timestamp() >= expires_at {
             return Err(JwtError::Claim("exp".into(), "expired"));
@@ -515,6 +519,12 @@ mod tests {
             ))
             .unwrap();
         assert!(a.read_only);
+        // A NumericDate with a fraction.
+        let exp = now() as f64 + 60.5;
+        let a = jwt()
+            .verify(&hs(json!({"sub": "u1", "ns": "team", "exp": exp})))
+            .unwrap();
+        assert_eq!(a.expires_at, Some(exp as u64 + 30));
     }
 
     #[test]
