@@ -48,6 +48,9 @@ pub enum AppError {
     /// The request body did not arrive within the deadline (ms).
     #[error("request body not received within {0} ms")]
     RequestTimeout(u64),
+    /// The token may only read (pull, WebSocket); it pushed.
+    #[error("this token is read-only: it may pull and listen, not push")]
+    Forbidden,
     /// The clientId belongs to another token of the namespace.
     #[error("this clientId is used by another token of the namespace; pick a new one")]
     ClientIdTaken,
@@ -85,7 +88,7 @@ impl AppError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             AppError::NotFound => StatusCode::NOT_FOUND,
-            AppError::ClientIdTaken => StatusCode::FORBIDDEN,
+            AppError::ClientIdTaken | AppError::Forbidden => StatusCode::FORBIDDEN,
             AppError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -115,6 +118,7 @@ impl AppError {
             AppError::NotWebSocket => "NOT_WEBSOCKET",
             AppError::NotFound => "NOT_FOUND",
             AppError::ClientIdTaken => "CLIENT_ID_TAKEN",
+            AppError::Forbidden => "FORBIDDEN",
             AppError::Overloaded(_) => "OVERLOADED",
             AppError::RequestTimeout(_) => "REQUEST_TIMEOUT",
             AppError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
@@ -158,6 +162,7 @@ impl IntoResponse for AppError {
         if let AppError::Internal(detail) = &self {
             tracing::error!(%detail, "internal error");
         }
+        crate::metrics::error(self.code());
         let mut resp = (self.status(), Json(self.body())).into_response();
         if let AppError::RateLimited(secs) | AppError::Overloaded(secs) = self {
             resp.headers_mut()

@@ -26,13 +26,57 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/v1/config", get(server_config))
         .route("/v1/push", post(push))
         .route("/v1/pull", get(pull))
         .route("/v1/ws", get(crate::ws::upgrade))
         .fallback(|| async { AppError::NotFound })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .layer(cors(&state.config.cors_origins))
+        .layer(access_log())
         .with_state(state)
+}
+
+type AccessLog = tower_http::trace::TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    fn(&axum::http::Request<Body>) -> tracing::Span,
+>;
+
+/// Request logs (target `tower_http::trace`): one span per request with
+/// the method and the URI, its `token` query value replaced by
+/// `[redacted]`; headers (Authorization) are never recorded. The response
+/// line (status, latency) is logged at INFO.
+fn access_log() -> AccessLog {
+    fn span(req: &axum::http::Request<Body>) -> tracing::Span {
+        tracing::info_span!(
+            "request",
+            method = %req.method(),
+            uri = %redact_uri(req.uri()),
+        )
+    }
+    tower_http::trace::TraceLayer::new_for_http()
+        .make_span_with(span as fn(&axum::http::Request<Body>) -> tracing::Span)
+        .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO))
+}
+
+/// The path and query of `uri`, with the value of every `token` parameter
+/// replaced by `[redacted]` (and of every percent-encoded key, which the
+/// query parser would decode, e.g. `%74oken`).
+pub fn redact_uri(uri: &axum::http::Uri) -> String {
+    let Some(query) = uri.query() else {
+        return uri.path().to_string();
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("token") || k.contains('%') => {
+                format!("{k}=[redacted]")
+            }
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{}?{}", uri.path(), query.join("&"))
 }
 
 fn cors(origins: &[String]) -> CorsLayer {
@@ -111,6 +155,40 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// `GET /v1/config` (no auth: limits are no secret, and a client may want
+/// them before it has a token): the protocol version and the limits.
+async fn server_config(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "protocol": syncstore_core::protocol::PROTOCOL_VERSION,
+        "limits": state.config.limits.advertised(),
+    }))
+}
+
+/// `GET /metrics`: Prometheus text format (see [`crate::metrics`]). No
+/// auth unless `--metrics-token` is set.
+async fn metrics_text(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(want) = &state.config.metrics_token {
+        let given = bearer_token(&headers).unwrap_or("");
+        // Compared by hash: no early exit on the first differing byte.
+        if crate::auth::owner_id(given) != crate::auth::owner_id(want) {
+            return AppError::Unauthorized.into_response();
+        }
+    }
+    let Some(handle) = crate::metrics::handle() else {
+        return AppError::Internal("no metrics recorder".into()).into_response();
+    };
+    metrics::gauge!(crate::metrics::CONNECTIONS).set(state.slots.len() as f64);
+    metrics::gauge!(crate::metrics::PENDING_PUSHES).set(state.pending_pushes() as f64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        handle.render(),
+    )
+        .into_response()
+}
+
 /// Reads a body of at most `max` bytes, within the body deadline.
 pub async fn read_body(
     state: &AppState,
@@ -173,6 +251,9 @@ async fn push(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<PushResponse>, AppError> {
+    if auth.read_only {
+        return Err(AppError::Forbidden);
+    }
     let limits = &state.config.limits;
     let max = limits.max_body_bytes;
     let declared = declared_length(&headers);
@@ -187,9 +268,9 @@ async fn push(
     let req = validate::decode_push(&bytes, limits)?;
     rate_check(&state, &auth, Some(&req.client_id))?;
     tracing::debug!(namespace = %auth.namespace, client = %req.client_id, n = req.mutations.len(), "push");
-    Ok(Json(
-        state.push(&auth, req, bytes.len(), Some(budget)).await?,
-    ))
+    let resp = state.push(&auth, req, bytes.len(), Some(budget)).await?;
+    crate::metrics::push_answered(state.ns_labels.label(&auth.namespace), "http", &resp);
+    Ok(Json(resp))
 }
 
 async fn pull(
@@ -224,6 +305,8 @@ async fn pull(
         validate::short_id("X-Client-Id", c)?;
     }
     let cursor = q.get("cursor").cloned();
+    metrics::counter!(crate::metrics::PULLS, "namespace" => state.ns_labels.label(&auth.namespace))
+        .increment(1);
     let store = state.store.clone();
     let (ns, max_bytes) = (auth.namespace, limits.max_page_bytes);
     let resp = tokio::task::spawn_blocking(move || {
@@ -295,6 +378,22 @@ mod tests {
         let (st, b) = call(req).await;
         assert_eq!(st, StatusCode::OK);
         assert_eq!(b["results"][0]["status"], "applied");
+    }
+
+    #[test]
+    fn token_query_values_are_redacted() {
+        for (uri, want) in [
+            ("/v1/ws", "/v1/ws"),
+            ("/v1/ws?token=s3cret", "/v1/ws?token=[redacted]"),
+            (
+                "/v1/pull?cursor=0&TOKEN=s3cret&limit=5",
+                "/v1/pull?cursor=0&TOKEN=[redacted]&limit=5",
+            ),
+            ("/v1/pull?tokens=x", "/v1/pull?tokens=x"),
+            ("/v1/ws?%74oken=s3cret", "/v1/ws?%74oken=[redacted]"),
+        ] {
+            assert_eq!(redact_uri(&uri.parse().unwrap()), want);
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The reference sync server of syncstore (protocol v1, see docs/protocol.md).
 //!
+//! - [`auth`]: static tokens and JWTs (keys pinned to one algorithm, reloadable)
 //! - [`http`]: routes, auth, parsing (`POST /v1/push`, `GET /v1/pull`, `/healthz`)
+//! - [`metrics`]: Prometheus metrics (`GET /metrics`), bounded labels
 //! - [`ws`]: `/v1/ws` sessions (catch-up, live changes, pushes, keep-alive)
 //! - [`state`]: shared state and the one push path (commit, then publish)
 //! - [`store`]: the `Store` trait, conflict rules, the SQLite implementation
@@ -17,10 +19,12 @@
 //! # }
 //! ```
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod listen;
+pub mod metrics;
 pub mod state;
 pub mod store;
 pub mod validate;

@@ -42,6 +42,41 @@ async fn shutdown_signal() {
     }
 }
 
+/// On SIGHUP, reads the tokens file and the JWT keys again; a file that
+/// cannot be read or parsed keeps the previous configuration (logged).
+fn reload_on_sighup(cli: Cli, state: AppState) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP; no reloads");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            match cli.auth() {
+                Ok(auth) => {
+                    let keys = auth.jwt.as_ref().map_or(0, |j| j.key_count());
+                    let tokens = auth.tokens.len();
+                    state.reload_auth(auth);
+                    metrics::counter!(syncstore_server::metrics::AUTH_RELOADS, "result" => "ok")
+                        .increment(1);
+                    tracing::info!(tokens, jwt_keys = keys, "SIGHUP: authentication reloaded");
+                }
+                Err(e) => {
+                    metrics::counter!(syncstore_server::metrics::AUTH_RELOADS, "result" => "error")
+                        .increment(1);
+                    tracing::error!(error = %e, "SIGHUP: reload failed; keeping the previous tokens and keys");
+                }
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (cli, state);
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -59,8 +94,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if config.tokens.is_empty() {
-        tracing::warn!("no tokens configured: every request will be refused (use --token, --tokens-file or --dev)");
+    if config.tokens.is_empty() && config.jwt.is_none() {
+        tracing::warn!("no tokens configured: every request will be refused (use --token, --tokens-file, --jwt-key-file, --jwks-file or --dev)");
+    }
+    if let Some(jwt) = &config.jwt {
+        tracing::info!(keys = jwt.key_count(), namespace_claim = %cli.jwt_namespace_claim, "JWT authentication on");
     }
     if cli.dev {
         tracing::warn!("--dev: token `dev-token` grants namespace `dev`; never use in production");
@@ -90,6 +128,7 @@ async fn main() -> ExitCode {
     println!("syncstore-server listening on http://{addr}");
     tracing::info!(%addr, db = %cli.db.display(), "listening");
     let state = AppState::new(Arc::new(store), config);
+    reload_on_sighup(cli.clone(), state.clone());
     match syncstore_server::serve(listener, state, shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("stopped");

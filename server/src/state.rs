@@ -18,6 +18,7 @@ use axum::extract::ws::Utf8Bytes;
 use syncstore_core::protocol::{Change, PushRequest, PushResponse, ServerMessage};
 use tokio::sync::{broadcast, oneshot, watch};
 
+use crate::auth::{AuthConfig, AuthTable, Authenticator};
 use crate::config::Config;
 use crate::error::AppError;
 use crate::store::{ApplyLimits, GroupPush, PushOutcome, Store};
@@ -40,6 +41,8 @@ pub struct Batch {
     pending: AtomicUsize,
     /// How many sessions it was sent to.
     sent_to: usize,
+    /// When it was published (for the fan-out lag metric).
+    published: Instant,
 }
 
 impl Batch {
@@ -53,11 +56,17 @@ impl Batch {
         self.changes.last().map_or(0, |c| c.seq)
     }
 
-    /// A session has written (or skipped) this batch.
+    /// A session has written (or skipped) this batch. The last of the
+    /// sessions it was sent to records the fan-out lag.
     pub fn handled(&self) {
-        let _ = self
+        if self
             .pending
-            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+            == Ok(1)
+        {
+            metrics::histogram!(crate::metrics::FANOUT_SECONDS)
+                .record(self.published.elapsed().as_secs_f64());
+        }
     }
 
     /// True once nearly every session has handled it (a session that
@@ -129,6 +138,7 @@ impl Hub {
             frame,
             pending: AtomicUsize::new(sent_to),
             sent_to,
+            published: Instant::now(),
         });
         if tx.send(batch.clone()).is_err() {
             self.forget_if_unused(namespace);
@@ -300,23 +310,7 @@ pub struct PushBudget {
     _bytes: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// Who a bearer token is: the namespace it grants and a stable, non-secret
-/// id of the token (owner of the clientIds it first pushes with).
-#[derive(Debug, Clone)]
-pub struct Auth {
-    /// The namespace the token grants.
-    pub namespace: String,
-    /// Hex of SHA-256 of the token (first 16 bytes); stored as the owner of
-    /// clientIds, never the token itself.
-    pub owner: Arc<str>,
-}
-
-/// The owner id of a token.
-pub fn owner_id(token: &str) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(format!("syncstore-owner:{token}").as_bytes());
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::auth::{owner_id, Auth};
 
 /// Counters for logs and tests.
 #[derive(Debug, Default)]
@@ -445,8 +439,14 @@ impl Committer {
                 req: &j.req,
             })
             .collect();
-        let deadline = Instant::now() + MAX_GROUP_TIME;
-        let results = match self.store.push_group(&pushes, self.limits, Some(deadline)) {
+        let started = Instant::now();
+        let deadline = started + MAX_GROUP_TIME;
+        let results = self.store.push_group(&pushes, self.limits, Some(deadline));
+        metrics::histogram!(crate::metrics::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+        if let Ok(r) = &results {
+            metrics::histogram!(crate::metrics::COMMIT_PUSHES).record(r.len() as f64);
+        }
+        let results = match results {
             Ok(results) => results,
             Err(e) => {
                 tracing::error!(detail = %e, pushes = jobs.len(), "group commit failed");
@@ -548,8 +548,8 @@ pub struct Inner {
     pub connections: Connections,
     /// Push rate limits.
     pub rate: RateLimiter,
-    /// Token -> who it is.
-    auth: HashMap<String, Auth>,
+    /// Token -> who it is (static tokens, JWT keys); replaced on reload.
+    auth: Authenticator,
     /// Pending-push budget: pushes, and their request bytes.
     pending_pushes: Arc<tokio::sync::Semaphore>,
     pending_bytes: Arc<tokio::sync::Semaphore>,
@@ -565,6 +565,8 @@ pub struct Inner {
     abort: watch::Sender<bool>,
     /// Open connections (the global cap, see [`crate::listen`]).
     pub slots: Arc<crate::listen::Slots>,
+    /// Namespace label values of the metrics (bounded).
+    pub ns_labels: crate::metrics::NamespaceLabels,
 }
 
 impl std::ops::Deref for AppState {
@@ -577,6 +579,8 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// State over `store` with `config`.
     pub fn new(store: Arc<dyn Store>, config: Config) -> Self {
+        // Before anything records a metric.
+        let _ = crate::metrics::handle();
         let l = &config.limits;
         let max_connections = crate::listen::effective_max_connections(l.max_connections);
         if max_connections < l.max_connections {
@@ -612,17 +616,7 @@ impl AppState {
                 counts: Arc::default(),
             },
             rate: RateLimiter::new(l.pushes_per_second, l.token_pushes_per_second),
-            auth: config
-                .tokens
-                .iter()
-                .map(|(t, ns)| {
-                    let auth = Auth {
-                        namespace: ns.clone(),
-                        owner: owner_id(t).into(),
-                    };
-                    (t.clone(), auth)
-                })
-                .collect(),
+            auth: Authenticator::new(AuthTable::new(&config.tokens, config.jwt.clone())),
             pending_pushes: Arc::new(tokio::sync::Semaphore::new(l.max_pending_pushes)),
             pending_bytes: Arc::new(tokio::sync::Semaphore::new(l.max_pending_push_bytes)),
             stats,
@@ -631,6 +625,7 @@ impl AppState {
             shutdown: watch::channel(false).0,
             abort: watch::channel(false).0,
             slots: crate::listen::Slots::new(max_connections),
+            ns_labels: crate::metrics::NamespaceLabels::new(l.metrics_namespaces),
             config,
         };
         AppState(Arc::new(inner))
@@ -638,12 +633,26 @@ impl AppState {
 
     /// The namespace a bearer token grants.
     pub fn namespace_for(&self, token: &str) -> Option<String> {
-        self.auth.get(token).map(|a| a.namespace.clone())
+        self.auth_for(token).map(|a| a.namespace)
     }
 
-    /// Who a bearer token is, if it is known.
+    /// Who a bearer token is, if it is a known static token or a valid JWT.
     pub fn auth_for(&self, token: &str) -> Option<Auth> {
-        self.auth.get(token).cloned()
+        self.auth.authenticate(token)
+    }
+
+    /// Replaces the static tokens and JWT keys (SIGHUP). Requests and
+    /// sessions already authenticated keep their identity.
+    pub fn reload_auth(&self, auth: AuthConfig) {
+        self.auth.replace(AuthTable::new(&auth.tokens, auth.jwt));
+    }
+
+    /// Pushes received or waiting for their commit (for /metrics).
+    pub fn pending_pushes(&self) -> usize {
+        self.config
+            .limits
+            .max_pending_pushes
+            .saturating_sub(self.pending_pushes.available_permits())
     }
 
     /// True if a push would find room in the pending-push budget.

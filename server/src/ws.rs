@@ -38,7 +38,7 @@ use crate::validate;
 
 /// Close code: the first frame was not a valid hello, or a fatal bad request.
 pub const CLOSE_BAD_REQUEST: u16 = 4400;
-/// Close code: no or bad token.
+/// Close code: no or bad token, or the token expired while the socket was open.
 pub const CLOSE_UNAUTHORIZED: u16 = 4401;
 /// Close code: the client stopped answering.
 pub const CLOSE_IDLE: u16 = 4408;
@@ -125,12 +125,15 @@ async fn run(state: AppState, socket: WebSocket, pre: Option<(Auth, ConnectionGu
         inbox,
         namespace: String::new(),
         owner: Arc::from(""),
+        read_only: false,
+        expires_at: None,
         client_id: String::new(),
         delivered: 0,
     };
     match session.serve(pre).await {
         End::Gone => {}
         End::Close(code, err_code, message) => {
+            crate::metrics::error(err_code);
             let _ = session
                 .send(&ServerMessage::Error {
                     rid: None,
@@ -167,8 +170,12 @@ struct Session {
     /// Frames read by [`read_loop`]; closed when the socket is.
     inbox: mpsc::Receiver<Message>,
     namespace: String,
-    /// The token's owner id (see [`crate::state::owner_id`]).
+    /// The token's owner id (see [`crate::auth::Auth::owner`]).
     owner: Arc<str>,
+    /// Pushes are refused (see [`crate::auth::Auth::read_only`]).
+    read_only: bool,
+    /// When the token expires (unix s); the session closes with 4401 then.
+    expires_at: Option<u64>,
     client_id: String,
     /// Highest seq this client has been brought up to.
     delivered: u64,
@@ -313,9 +320,13 @@ impl Session {
         };
         let namespace = auth.namespace;
         self.owner = auth.owner;
+        self.read_only = auth.read_only;
+        self.expires_at = auth.expires_at;
         self.namespace = namespace;
         self.client_id = client_id;
         tracing::info!(namespace = %self.namespace, client = %self.client_id, "websocket open");
+        let _gauge =
+            crate::metrics::SessionGauge::open(self.state.ns_labels.label(&self.namespace));
 
         // 2. Subscribe first, then catch up: nothing committed in between is lost.
         let mut live = self.state.hub.subscribe(&self.namespace);
@@ -340,11 +351,15 @@ impl Session {
             }
         };
         let last_mutation_id = self.catch_up().await?;
-        self.send(&ServerMessage::Synced {
-            cursor: self.state.store.cursor_for(self.delivered),
-            last_mutation_id,
-        })
-        .await?;
+        let synced = synced_frame(
+            ServerMessage::Synced {
+                cursor: self.state.store.cursor_for(self.delivered),
+                last_mutation_id,
+            },
+            &limits,
+        )
+        .map_err(Self::internal)?;
+        self.send_raw(Message::text(synced)).await?;
 
         // 3. Live.
         let mut ping = tokio::time::interval(limits.ws_ping_interval);
@@ -354,9 +369,22 @@ impl Session {
         let shutdown = self.state.clone();
         let shutdown = shutdown.shutting_down();
         tokio::pin!(shutdown);
+        let expiry = expiry_instant(self.expires_at);
+        let expired = async move {
+            match expiry {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expired);
         loop {
             tokio::select! {
                 _ = &mut shutdown => return Err(End::CloseQuiet(CLOSE_GOING_AWAY, "server shutting down")),
+                // The client gets a new token (it reconnects on 4401).
+                _ = &mut expired => {
+                    tracing::info!(namespace = %self.namespace, client = %self.client_id, "token expired; websocket closed");
+                    return Err(End::Close(CLOSE_UNAUTHORIZED, "UNAUTHORIZED", "the token has expired".into()));
+                }
                 frame = self.inbox.recv() => {
                     last_seen = Instant::now();
                     match frame {
@@ -432,6 +460,7 @@ impl Session {
                         .stats
                         .lag_catch_ups
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    metrics::counter!(crate::metrics::LAG_CATCH_UPS).increment(1);
                     self.flush().await?;
                     self.catch_up().await?;
                 }
@@ -517,16 +546,46 @@ impl Session {
         bytes: usize,
     ) -> Result<syncstore_core::protocol::PushResponse, AppError> {
         let state = &self.state;
+        if self.read_only {
+            return Err(AppError::Forbidden);
+        }
         validate::push(&req, &state.config.limits)?;
         let auth = Auth {
             namespace: self.namespace.clone(),
             owner: self.owner.clone(),
+            read_only: self.read_only,
+            expires_at: self.expires_at,
         };
         rate_check(state, &auth, None)?;
         let budget = state.reserve_push(bytes)?;
         rate_check(state, &auth, Some(&req.client_id))?;
-        state.push(&auth, req, bytes, Some(budget)).await
+        let resp = state.push(&auth, req, bytes, Some(budget)).await?;
+        crate::metrics::push_answered(state.ns_labels.label(&auth.namespace), "ws", &resp);
+        Ok(resp)
     }
+}
+
+/// The `synced` frame with the server's limits added as `limits` (an
+/// optional field: clients that do not know it ignore it).
+fn synced_frame(msg: ServerMessage, limits: &crate::config::Limits) -> serde_json::Result<String> {
+    let mut v = serde_json::to_value(msg)?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("limits".into(), serde_json::to_value(limits.advertised())?);
+    }
+    serde_json::to_string(&v)
+}
+
+/// When a token expiring at `expires_at` (unix s) runs out, on the runtime's clock.
+fn expiry_instant(expires_at: Option<u64>) -> Option<Instant> {
+    let exp = Duration::from_secs(expires_at?);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    // Far-future tokens: a deadline a year out is as good as none.
+    let left = exp
+        .saturating_sub(now)
+        .min(Duration::from_secs(366 * 86_400));
+    Some(Instant::now() + left)
 }
 
 fn error_frame(rid: Option<String>, code: &str, message: &str) -> ServerMessage {
@@ -542,6 +601,7 @@ fn app_error_frame(rid: Option<String>, e: &AppError) -> ServerMessage {
     if let AppError::Internal(detail) = e {
         tracing::error!(%detail, "internal error");
     }
+    crate::metrics::error(e.code());
     ServerMessage::Error {
         rid,
         code: e.code().to_string(),

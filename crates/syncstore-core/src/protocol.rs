@@ -363,6 +363,21 @@ pub struct ErrorBody {
     pub field: Option<String>,
 }
 
+/// The limits a server enforces, so a client can refuse what the server
+/// would: `GET /v1/config` answers `{"protocol": 1, "limits": ServerLimits}`,
+/// and the WebSocket `synced` frame carries it as `limits` (optional: a
+/// server may omit it, a client ignores it if it does not know it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerLimits {
+    /// Largest serialized document or patch, in bytes (`DOC_TOO_LARGE`).
+    pub max_doc_bytes: u64,
+    /// Most mutations in one push (`TOO_MANY_MUTATIONS`).
+    pub max_mutations_per_push: u64,
+    /// Largest request body or WebSocket message, in bytes (`PAYLOAD_TOO_LARGE`).
+    pub max_body_bytes: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

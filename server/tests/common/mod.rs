@@ -7,9 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use syncstore_server::config::{Config, Limits};
+use syncstore_server::config::{Cli, Config, Limits};
 use syncstore_server::state::AppState;
 use syncstore_server::store::SqliteStore;
 use tokio::net::TcpStream;
@@ -56,7 +57,6 @@ impl Server {
         limits: Limits,
         make: impl FnOnce(AppState) -> axum::Router,
     ) -> Server {
-        let store = SqliteStore::open(db).expect("open store");
         let mut config = Config {
             limits,
             ..Config::default()
@@ -64,6 +64,26 @@ impl Server {
         config.tokens.insert(TOKEN_A.into(), "ns-a".into());
         config.tokens.insert(TOKEN_B.into(), "ns-b".into());
         config.tokens.insert("token-a2".into(), "ns-a".into());
+        Self::start_config(db, config, make).await
+    }
+
+    /// Serves `config` as the binary would build it from these flags
+    /// (test push rates), on an in-memory database.
+    pub async fn start_args(args: &[&str]) -> Server {
+        let mut all = vec!["syncstore-server"];
+        all.extend_from_slice(args);
+        let mut config = Cli::parse_from(all).config().expect("valid flags");
+        config.limits.pushes_per_second = 10_000.0;
+        config.limits.token_pushes_per_second = 100_000.0;
+        Self::start_config(":memory:", config, syncstore_server::app).await
+    }
+
+    pub async fn start_config(
+        db: impl AsRef<Path>,
+        config: Config,
+        make: impl FnOnce(AppState) -> axum::Router,
+    ) -> Server {
+        let store = SqliteStore::open(db).expect("open store");
         let state = AppState::new(Arc::new(store), config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -290,4 +310,118 @@ pub fn assert_increasing(s: &[u64]) {
         s.windows(2).all(|w| w[0] < w[1]),
         "not strictly increasing: {s:?}"
     );
+}
+
+/// The real binary, started on a free port of 127.0.0.1; killed on drop.
+pub struct Bin {
+    pub child: std::process::Child,
+    pub base: String,
+    /// Its stderr (logs), filled by a thread until the process exits.
+    pub stderr: Arc<std::sync::Mutex<String>>,
+}
+
+impl Bin {
+    /// Starts the binary with `args` (and `--listen 127.0.0.1:0 --db
+    /// :memory:` unless the environment sets them) and `env` added to its
+    /// environment; waits for its listening line.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Bin {
+        use std::io::{BufRead, BufReader, Read};
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_syncstore-server"));
+        if !env.iter().any(|(k, _)| *k == "SYNCSTORE_LISTEN") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        if !env.iter().any(|(k, _)| *k == "SYNCSTORE_DB") {
+            cmd.args(["--db", ":memory:"]);
+        }
+        cmd.args(args)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn the server");
+        let stderr = Arc::new(std::sync::Mutex::new(String::new()));
+        let mut err = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line.trim().rsplit(' ').next().unwrap_or("").to_string();
+        assert!(
+            base.starts_with("http://127.0.0.1:"),
+            "no listening line: {line:?}; stderr: {}",
+            stderr.lock().unwrap()
+        );
+        Bin {
+            child,
+            base,
+            stderr,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("{}/v1/ws", self.base.replacen("http://", "ws://", 1))
+    }
+
+    /// Sends a signal (`HUP`, `TERM`) with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let st = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    pub fn logs(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub async fn push(&self, token: &str, body: Value) -> (u16, Value) {
+        let resp = client()
+            .post(self.url("/v1/push"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        status_json(resp).await
+    }
+}
+
+impl Drop for Bin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Retries `check` every 50 ms until it is true (bounded by [`WAIT`]).
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    while start.elapsed() < WAIT {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("not in time: {what}");
 }
