@@ -58,8 +58,9 @@ pub async fn wait(req: &IdbRequest, what: &str) -> JsResult<JsValue> {
         .map_err(|e| storage(e, what))
 }
 
-/// The results of several requests issued together (handlers are attached
-/// to all at once: a request that succeeded unobserved is never awaited).
+/// The results of several requests of one transaction issued together
+/// (handlers are attached to all at once: a request that succeeded
+/// unobserved is never awaited; glue.js `requests` waits for the last).
 pub async fn wait_all(reqs: &[&IdbRequest], what: &str) -> JsResult<Vec<JsValue>> {
     let list: Array = reqs.iter().map(|r| JsValue::from(*r)).collect();
     let got: Array = JsFuture::from(glue::requests(&list))

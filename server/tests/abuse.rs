@@ -304,12 +304,15 @@ async fn sigterm_with_slow_clients_exits_within_the_deadline_and_keeps_acknowled
 
 #[tokio::test]
 async fn a_token_rotating_client_ids_is_rate_limited() {
+    // One push a second for the token, bursts of one: however slowly a
+    // busy machine sends the 60 pushes (up to ~29 s), most are refused.
     let limits = syncstore_server::config::Limits {
         pushes_per_second: 5.0,
-        token_pushes_per_second: 20.0,
+        token_pushes_per_second: 1.0,
         ..syncstore_server::config::Limits::default()
     };
     let s = Server::start_with(":memory:", limits).await;
+    let started = std::time::Instant::now();
     let (mut ok, mut limited) = (0, 0);
     for i in 0..60 {
         let body = json!({"clientId": format!("rot-{i}"), "mutations": []});
@@ -329,8 +332,14 @@ async fn a_token_rotating_client_ids_is_rate_limited() {
             other => panic!("{other}"),
         }
     }
-    println!("60 pushes with 60 clientIds: {ok} ok, {limited} limited");
-    assert!(limited >= 30, "{ok} ok, {limited} limited");
+    let took = started.elapsed().as_secs_f64();
+    println!("60 pushes with 60 clientIds in {took:.1} s: {ok} ok, {limited} limited");
+    // At most the burst plus one per second passed.
+    assert!(
+        ok as f64 <= 1.0 + took.ceil(),
+        "{ok} ok, {limited} limited in {took:.1} s"
+    );
+    assert!(limited > 0);
     // Another token is not affected.
     s.push_ok(TOKEN_B, "other", json!([])).await;
     s.stop().await;

@@ -128,9 +128,18 @@ export function request(req) {
   });
 }
 
-/** Resolves with the results of several requests. */
+/**
+ * Resolves with the results of several requests of one transaction. A
+ * transaction runs its requests in order, so the last one's success means
+ * every one is done: one promise for the lot, not one per request (a sync
+ * step reads two requests per document of a page).
+ */
 export function requests(reqs) {
-  return Promise.all(reqs.map(request));
+  if (reqs.length === 0) return Promise.resolve([]);
+  return new Promise((resolve, reject) => {
+    for (const r of reqs) r.onerror = () => reject(r.error);
+    reqs[reqs.length - 1].onsuccess = () => resolve(reqs.map((r) => r.result));
+  });
 }
 
 /** Resolves when the transaction commits; rejects with why it aborted. */
@@ -150,27 +159,76 @@ export function done(tx) {
  * `[state | null, copied]` with `state` = `{doc, version, gen}`; documents
  * cross as the records' text, unparsed.
  */
-export function loadStates(tx, server, keys) {
+export async function loadStates(tx, server, keys) {
   const store = storesOf(tx);
-  const copies = keys.map((k) => store(server).get(k));
-  const records = keys.map(([coll, id]) => store(coll).get(id));
-  return requests(copies.concat(records)).then((got) => {
-    const n = keys.length;
-    let s = "[";
-    for (let i = 0; i < n; i++) {
-      const c = got[i];
-      const r = got[n + i];
-      let state = "null";
-      if (c) {
-        state = JSON.stringify({ doc: c.doc ?? null, version: c.version, gen: c.g || 0 });
-      } else if (r && typeof r.v === "number" && !r.s) {
-        state = `{"doc":${r.d},"version":${r.v},"gen":${r.g || 0}}`;
-      }
-      s += `${i ? "," : ""}[${state},${c ? "true" : "false"}]`;
-    }
-    return s + "]";
+  const n = keys.length;
+  // Which keys can hold anything at all: for a collection's many keys, one
+  // `getAllKeys` over their id range (and one over `_server`'s) first,
+  // bounded in count; then `get` only the keys that exist. A new store's
+  // first sync then reads nothing but those probes. Few keys, or a range
+  // crowded with other records, fall back to a `get` per key.
+  const maybeCopy = new Array(n).fill(true);
+  const maybeRecord = new Array(n).fill(true);
+  const groups = new Map();
+  keys.forEach(([coll, id], i) => {
+    let g = groups.get(coll);
+    if (!g) groups.set(coll, (g = []));
+    g.push(i);
   });
+  const probes = [];
+  for (const [coll, idx] of groups) {
+    if (idx.length < PROBE_MIN) continue;
+    let lo = keys[idx[0]][1];
+    let hi = lo;
+    for (const i of idx) {
+      const id = keys[i][1];
+      if (indexedDB.cmp(id, lo) < 0) lo = id;
+      if (indexedDB.cmp(id, hi) > 0) hi = id;
+    }
+    const limit = PROBE_FACTOR * idx.length + 1;
+    const recs = store(coll).getAllKeys(IDBKeyRange.bound(lo, hi), limit);
+    const copies = store(server).getAllKeys(IDBKeyRange.bound([coll, lo], [coll, hi]), limit);
+    probes.push([coll, idx, limit, recs, copies]);
+  }
+  if (probes.length) {
+    await requests(probes.flatMap((p) => [p[3], p[4]]));
+    for (const [, idx, limit, recs, copies] of probes) {
+      if (recs.result.length < limit) {
+        const have = new Set(recs.result);
+        for (const i of idx) maybeRecord[i] = have.has(keys[i][1]);
+      }
+      if (copies.result.length < limit) {
+        const have = new Set(copies.result.map((k) => k[1]));
+        for (const i of idx) maybeCopy[i] = have.has(keys[i][1]);
+      }
+    }
+  }
+  const reqs = [];
+  const at = keys.map(([coll, id], i) => {
+    const c = maybeCopy[i] ? reqs.push(store(server).get([coll, id])) - 1 : -1;
+    const r = maybeRecord[i] ? reqs.push(store(coll).get(id)) - 1 : -1;
+    return [c, r];
+  });
+  const got = await requests(reqs);
+  let s = "[";
+  for (let i = 0; i < n; i++) {
+    const c = at[i][0] >= 0 ? got[at[i][0]] : undefined;
+    const r = at[i][1] >= 0 ? got[at[i][1]] : undefined;
+    let state = "null";
+    if (c) {
+      state = JSON.stringify({ doc: c.doc ?? null, version: c.version, gen: c.g || 0 });
+    } else if (r && typeof r.v === "number" && !r.s) {
+      state = `{"doc":${r.d},"version":${r.v},"gen":${r.g || 0}}`;
+    }
+    s += `${i ? "," : ""}[${state},${c ? "true" : "false"}]`;
+  }
+  return s + "]";
 }
+
+/** `loadStates` probes a collection's ids when it has at least this many. */
+const PROBE_MIN = 32;
+/** A probe that finds more keys than this many per id gives up (per-key gets). */
+const PROBE_FACTOR = 4;
 
 /**
  * The sweep that completes a resync (src/sync.rs): in each store of
