@@ -1,11 +1,12 @@
-//! The HTTP surface: routes, auth, request parsing and validation.
+//! The HTTP surface: the router (HTTP routes and the `/v1/ws` upgrade) and
+//! the HTTP handlers. Authentication and rate checks shared with the
+//! WebSocket live in [`crate::request`], so `ws` never imports `http`.
 
 use std::collections::HashMap;
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequestParts, Query, State};
-use axum::http::request::Parts;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,6 +16,7 @@ use syncstore_core::protocol::{PullResponse, PushResponse};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::error::AppError;
+use crate::request::{bearer_token, rate_check};
 use crate::state::{AppState, Auth};
 use crate::validate;
 
@@ -105,26 +107,6 @@ fn cors(origins: &[String]) -> CorsLayer {
         ])
         .expose_headers([header::RETRY_AFTER])
         .max_age(std::time::Duration::from_secs(600))
-}
-
-/// The token of an `Authorization: Bearer TOKEN` header, if any.
-pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
-
-impl FromRequestParts<AppState> for Auth {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        bearer_token(&parts.headers)
-            .and_then(|t| state.auth_for(t))
-            .ok_or(AppError::Unauthorized)
-    }
 }
 
 /// Liveness: the process serves requests. Touches nothing shared.
@@ -226,16 +208,6 @@ async fn read_body_inner(headers: &HeaderMap, body: Body, max: usize) -> Result<
             }
         }
     }
-}
-
-/// Takes one push from the token's rate limit, then (once the clientId is
-/// known) from the client's; or answers 429.
-pub fn rate_check(state: &AppState, auth: &Auth, client: Option<&str>) -> Result<(), AppError> {
-    let r = match client {
-        None => state.rate.check_token(&auth.owner),
-        Some(c) => state.rate.check_client(&auth.owner, c),
-    };
-    r.map_err(|wait| AppError::RateLimited(wait.as_secs_f64().ceil().clamp(1.0, 86_400.0) as u64))
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {

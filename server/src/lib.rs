@@ -1,7 +1,8 @@
 //! The reference sync server of syncstore (protocol v1, see docs/protocol.md).
 //!
 //! - [`auth`]: static tokens and JWTs (keys pinned to one algorithm, reloadable)
-//! - [`http`]: routes, auth, parsing (`POST /v1/push`, `GET /v1/pull`, `/healthz`)
+//! - [`http`]: the router and HTTP handlers (`POST /v1/push`, `GET /v1/pull`, `/healthz`)
+//! - [`request`]: the bearer token, its [`state::Auth`], rate checks (HTTP and WebSocket)
 //! - [`metrics`]: Prometheus metrics (`GET /metrics`), bounded labels
 //! - [`ws`]: `/v1/ws` sessions (catch-up, live changes, pushes, keep-alive)
 //! - [`state`]: shared state and the one push path (commit, then publish)
@@ -25,6 +26,7 @@ pub mod error;
 pub mod http;
 pub mod listen;
 pub mod metrics;
+pub mod request;
 pub mod state;
 pub mod store;
 pub mod validate;

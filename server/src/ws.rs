@@ -31,8 +31,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::{timeout, Instant};
 
 use crate::error::AppError;
-use crate::http::{bearer_token, rate_check};
 use crate::listen::ConnSlot;
+use crate::request::{bearer_token, rate_check};
 use crate::state::{AppState, Auth, ChangeBatch, ConnectionGuard};
 use crate::validate;
 
