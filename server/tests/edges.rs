@@ -1,6 +1,6 @@
 //! Server behaviour no other test produced (issue 20): a skipped mid
 //! answered `STALE_MUTATION_ID` on the SQLite path, binary frames refused,
-//! the hello timeout.
+//! the hello timeout, `--cors-origin` and the exposed Retry-After.
 
 mod common;
 
@@ -119,4 +119,46 @@ impl SendBinary for Ws {
         use futures_util::SinkExt;
         self.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn cors_origins_are_restricted_and_retry_after_is_exposed() {
+    let s = Server::start_args(&["--token", "t:ns", "--cors-origin", "https://app.example"]).await;
+    let preflight = |origin: &'static str| {
+        client()
+            .request(reqwest::Method::OPTIONS, s.url("/v1/push"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            )
+            .send()
+    };
+    let ok = preflight("https://app.example").await.unwrap();
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(
+        other.headers().get("access-control-allow-origin").is_none(),
+        "another origin is not allowed: {:?}",
+        other.headers()
+    );
+    // A browser may read Retry-After of a cross-origin answer.
+    let resp = client()
+        .post(s.url("/v1/push"))
+        .header("origin", "https://app.example")
+        .bearer_auth("t")
+        .json(&json!({"clientId": "c", "mutations": []}))
+        .send()
+        .await
+        .unwrap();
+    let exposed = resp.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("retry-after"), "{exposed}");
+    s.stop().await;
 }
