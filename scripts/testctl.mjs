@@ -13,6 +13,9 @@
 //
 // The server runs as
 //   <bin> --listen 127.0.0.1:<internal> --db <DIR>/sync.sqlite --dev
+//         --jwt-alg HS256 --jwt-key-file <DIR>/jwt-secret --jwt-leeway-s 0
+// (a random secret generated at start: /mint signs tokens with it; the
+// dev token keeps working beside JWTs)
 // with its output appended to <DIR>/server.log. DIR defaults to a fresh
 // temporary directory, removed on exit. <internal> is a free port picked
 // once, so every restart reuses the same address and the same database.
@@ -45,6 +48,11 @@
 //   GET  /docs[?coll=NAME]  {rows:[{coll,id,doc,deleted,version}]} from the
 //                      server's SQLite (via the sqlite3 CLI), by version.
 //   GET  /clients      {rows:[{client_id,last_mid}]}
+//   GET  /mint?sub=S&ns=N&ttl=SECONDS[&ro=1]
+//                      {token}: an HS256 JWT the server accepts, for user S
+//                      in namespace N (default dev), expiring `ttl` seconds
+//                      from now (default 3600; fractions allowed; no leeway),
+//                      read-only with ro=1.
 //
 // "Push" means a POST whose path starts with /v1/push: the CORS preflight
 // (OPTIONS) a browser sends first neither counts nor triggers kill-on-push.
@@ -57,6 +65,7 @@
 // testctl itself cannot be handled; the server would then stay up.
 
 import { spawn, execFile } from "node:child_process";
+import crypto from "node:crypto";
 import { once } from "node:events";
 import fs from "node:fs";
 import http from "node:http";
@@ -121,6 +130,17 @@ const DATA_DIR = path.resolve(
 fs.mkdirSync(DATA_DIR, { recursive: true });
 const DB_PATH = path.join(DATA_DIR, "sync.sqlite");
 const LOG_PATH = path.join(DATA_DIR, "server.log");
+const JWT_SECRET = crypto.randomBytes(32).toString("hex");
+const JWT_SECRET_PATH = path.join(DATA_DIR, "jwt-secret");
+fs.writeFileSync(JWT_SECRET_PATH, JWT_SECRET, { mode: 0o600 });
+
+/** An HS256 JWT signed with the server's secret. */
+function mintJwt(claims) {
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString("base64url");
+  const body = `${b64({ alg: "HS256", typ: "JWT" })}.${b64(claims)}`;
+  const sig = crypto.createHmac("sha256", JWT_SECRET).update(body).digest("base64url");
+  return `${body}.${sig}`;
+}
 
 // -------------------------------------------------------------------- state
 
@@ -236,7 +256,10 @@ async function startServer() {
     fs.writeSync(logFd, `\n--- testctl: starting server ${new Date().toISOString()}\n`);
     c = spawn(
       SERVER_BIN,
-      ["--listen", `${HOST}:${internalPort}`, "--db", DB_PATH, "--dev"],
+      [
+        "--listen", `${HOST}:${internalPort}`, "--db", DB_PATH, "--dev",
+        "--jwt-alg", "HS256", "--jwt-key-file", JWT_SECRET_PATH, "--jwt-leeway-s", "0",
+      ],
       { stdio: ["ignore", logFd, logFd] },
     );
   } finally {
@@ -522,6 +545,14 @@ const routes = {
       }
     }
     return [200, { rows }];
+  },
+  "GET /mint": async (url) => {
+    const q = url.searchParams;
+    const ttl = Number(q.get("ttl") ?? 3600);
+    if (!q.get("sub") || !Number.isFinite(ttl)) return [400, { error: "sub and a numeric ttl are required" }];
+    const claims = { sub: q.get("sub"), ns: q.get("ns") ?? "dev", exp: Date.now() / 1000 + ttl };
+    if (q.get("ro") === "1") claims.ro = true;
+    return [200, { token: mintJwt(claims) }];
   },
   "GET /clients": async () => [
     200,

@@ -65,6 +65,10 @@ extern "C" {
     pub fn random_seed() -> Array;
     #[wasm_bindgen(js_name = takeResolvers)]
     pub fn take_resolvers(options: &JsValue) -> Array;
+    /// `sync.getToken()`: a promise of a non-empty string, or a rejection
+    /// with the reason (see `callGetToken` in glue.js).
+    #[wasm_bindgen(js_name = callGetToken)]
+    pub fn call_get_token(f: &Function) -> Promise;
     #[wasm_bindgen(js_name = callResolver)]
     pub fn call_resolver(f: &Function, ctx: &JsValue) -> JsValue;
     #[wasm_bindgen(js_name = applyOps)]

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use std::cell::RefCell;
 use std::rc::Rc;
 use syncstore_core::protocol::{
-    ClientMessage, PullResponse, PushRequest, PushResponse, ServerMessage,
+    ClientMessage, PullResponse, PushRequest, PushResponse, ServerLimits, ServerMessage,
 };
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -20,8 +20,11 @@ use web_sys::{CloseEvent, MessageEvent, WebSocket};
 pub enum NetError {
     /// No answer: offline, refused, or cut off. Retry with backoff.
     Network(String),
-    /// The token was refused.
+    /// The token was refused (401), or `getToken` could not give one.
     Unauthorized(String),
+    /// The token may not do this (403), e.g. a push with a read-only token
+    /// (`FORBIDDEN`); the code is the server's.
+    Forbidden(String, String),
     /// Too many requests; retry after this many seconds.
     RateLimited { retry_after: f64, message: String },
     /// The server failed (5xx). Retry with backoff.
@@ -36,6 +39,7 @@ impl NetError {
         match self {
             NetError::Network(_) => "NETWORK",
             NetError::Unauthorized(_) => "UNAUTHORIZED",
+            NetError::Forbidden(..) => "FORBIDDEN",
             NetError::RateLimited { .. } => "RATE_LIMITED",
             NetError::Server(..) => "SERVER",
             NetError::Protocol(_) => "PROTOCOL",
@@ -52,7 +56,9 @@ impl NetError {
     pub fn message(&self) -> String {
         match self {
             NetError::Network(m) | NetError::Unauthorized(m) | NetError::Protocol(m) => m.clone(),
-            NetError::RateLimited { message, .. } => message.clone(),
+            NetError::RateLimited { message, .. } | NetError::Forbidden(_, message) => {
+                message.clone()
+            }
             NetError::Server(status, m) => format!("HTTP {status}: {m}"),
         }
     }
@@ -60,8 +66,18 @@ impl NetError {
 
 impl From<NetError> for JsValue {
     fn from(e: NetError) -> JsValue {
-        glue::make_error(e.code(), &e.message(), e.retryable())
+        let code = match &e {
+            NetError::Forbidden(code, _) => code.as_str(),
+            _ => e.code(),
+        };
+        glue::make_error(code, &e.message(), e.retryable())
     }
+}
+
+/// `GET /v1/config`'s answer (fields the client does not know are ignored).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct ServerConfig {
+    pub limits: Option<ServerLimits>,
 }
 
 /// A sync server endpoint and the credentials to use it.
@@ -69,12 +85,19 @@ impl From<NetError> for JsValue {
 pub struct Remote {
     /// Base URL, e.g. `http://127.0.0.1:8787` (no trailing slash).
     pub url: String,
-    pub token: String,
+    /// The token in use: replaced when `getToken` gives a new one.
+    pub token: RefCell<String>,
     pub client_id: String,
 }
 
 fn field(v: &JsValue, name: &str) -> JsValue {
     Reflect::get(v, &name.into()).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// The server's error code from a JSON error body.
+fn error_code(text: &str) -> Option<String> {
+    let v = serde_json::from_str::<serde_json::Value>(text).ok()?;
+    Some(v.get("error")?.get("code")?.as_str()?.to_owned())
 }
 
 /// The server's error message from a JSON error body, or the raw text.
@@ -96,7 +119,7 @@ impl Remote {
     pub fn new(url: &str, token: &str, client_id: &str) -> Remote {
         Remote {
             url: url.trim_end_matches('/').to_owned(),
-            token: token.to_owned(),
+            token: RefCell::new(token.to_owned()),
             client_id: client_id.to_owned(),
         }
     }
@@ -108,7 +131,8 @@ impl Remote {
         body: Option<String>,
     ) -> Result<T, NetError> {
         let url = format!("{}{path}", self.url);
-        let p = glue::http(method, &url, &self.token, &self.client_id, body);
+        let token = self.token.borrow().clone();
+        let p = glue::http(method, &url, &token, &self.client_id, body);
         let res = JsFuture::from(p)
             .await
             .map_err(|e| NetError::Network(format!("{e:?}")))?;
@@ -119,7 +143,11 @@ impl Remote {
                 NetError::Protocol(format!("{method} {path}: unexpected answer: {e}"))
             }),
             0 => Err(NetError::Network(format!("{method} {path}: {text}"))),
-            401 | 403 => Err(NetError::Unauthorized(error_message(&text))),
+            401 => Err(NetError::Unauthorized(error_message(&text))),
+            403 => Err(NetError::Forbidden(
+                error_code(&text).unwrap_or_else(|| "FORBIDDEN".into()),
+                error_message(&text),
+            )),
             429 => Err(NetError::RateLimited {
                 retry_after: field(&res, "retryAfter")
                     .as_string()
@@ -148,6 +176,11 @@ impl Remote {
             js_sys::encode_uri_component(cursor)
         );
         self.exchange("GET", &path, None).await
+    }
+
+    /// `GET /v1/config`: the server's limits.
+    pub async fn config(&self) -> Result<ServerConfig, NetError> {
+        self.exchange("GET", "/v1/config", None).await
     }
 
     /// The WebSocket URL (`ws:` for `http:`, `wss:` for `https:`).
@@ -212,7 +245,7 @@ impl Socket {
         let hello = serde_json::to_string(&ClientMessage::Hello {
             client_id: remote.client_id.clone(),
             cursor,
-            token: Some(remote.token.clone()),
+            token: Some(remote.token.borrow().clone()),
         })
         .expect("protocol types serialize");
         let sender = Rc::new(RefCell::new(Some(ws.clone())));

@@ -44,6 +44,8 @@ pub struct Inner {
     local_pending: Cell<usize>,
     /// Conflict resolver functions by collection (`conflicts: fn`).
     pub resolvers: BTreeMap<String, Function>,
+    /// The sync server's document limit, once the sync loop learnt it.
+    pub server_max_doc_bytes: Cell<Option<usize>>,
 }
 
 fn splitmix(state: &Cell<u64>) -> u64 {
@@ -239,7 +241,8 @@ impl Inner {
                 s.conflict = false;
             }
         }
-        let mut plan = match write::apply(&muts, &self.schema, single, &current) {
+        let limit = self.server_max_doc_bytes.get();
+        let mut plan = match write::apply_limited(&muts, &self.schema, single, &current, limit) {
             Ok(p) => p,
             Err(e) => {
                 let _ = tx.abort();
@@ -641,7 +644,7 @@ impl SyncStore {
             }
         };
         let schema = Schema::from_options(&opts).map_err(error::core)?;
-        let sync = SyncOptions::parse(&opts)?;
+        let sync = SyncOptions::parse(&opts, taken.get(2).dyn_into::<Function>().ok())?;
         let mut resolvers = BTreeMap::new();
         for (coll, spec) in &schema.collections {
             if spec.conflicts != syncstore_core::schema::ConflictMode::Custom {
@@ -689,6 +692,7 @@ impl SyncStore {
             aliases: RefCell::new(HashMap::new()),
             local_pending: Cell::new(0),
             resolvers,
+            server_max_doc_bytes: Cell::new(None),
         });
         inner.db().await?;
         inner.load_client_id().await?;

@@ -29,8 +29,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::rc::{Rc, Weak};
 use syncstore_core::protocol::MutationResult;
 use syncstore_core::protocol::{
-    Change, ClientMessage, Mutation, PullResponse, PushRequest, PushResponse, ServerMessage,
-    START_CURSOR,
+    Change, ClientMessage, Mutation, PullResponse, PushRequest, PushResponse, ServerLimits,
+    ServerMessage, START_CURSOR,
 };
 use syncstore_core::schema::{ConflictMode, SyncMode};
 use syncstore_core::sync::plan::{synced_colls, synced_spec, Planner, StepPlan};
@@ -62,7 +62,11 @@ const MAX_ROUNDS: usize = 10_000;
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncOptions {
     pub url: String,
-    pub token: String,
+    /// The static token; with `get_token`, the one to start with.
+    pub token: Option<String>,
+    /// `getToken`: asked for a token at start (unless `token` is given)
+    /// and whenever the server refuses the one in use (401, close 4401).
+    pub get_token: Option<Function>,
     pub websocket: bool,
     pub poll_ms: f64,
 }
@@ -72,17 +76,22 @@ fn invalid(msg: &str) -> JsValue {
 }
 
 impl SyncOptions {
-    /// `options.sync`: `{ url, token, websocket = true, pollMs = 5000 }`.
-    pub fn parse(opts: &Value) -> JsResult<Option<SyncOptions>> {
+    /// `options.sync`: `{ url, token?, getToken?, websocket = true,
+    /// pollMs = 5000 }`, at least one of `token` and `getToken`; `getToken`
+    /// stands as `true` in `opts` (glue.js `takeResolvers` took it out).
+    pub fn parse(opts: &Value, get_token: Option<Function>) -> JsResult<Option<SyncOptions>> {
         let sync = match opts.get("sync") {
             None | Some(Value::Null) => return Ok(None),
             Some(Value::Object(o)) => o,
             Some(_) => return Err(invalid("options.sync must be an object")),
         };
         for k in sync.keys() {
-            if !matches!(k.as_str(), "url" | "token" | "websocket" | "pollMs") {
+            if !matches!(
+                k.as_str(),
+                "url" | "token" | "getToken" | "websocket" | "pollMs"
+            ) {
                 return Err(invalid(&format!(
-                    "options.sync: unknown field {k:?} (known: url token websocket pollMs)"
+                    "options.sync: unknown field {k:?} (known: url token getToken websocket pollMs)"
                 )));
             }
         }
@@ -96,10 +105,23 @@ impl SyncOptions {
                 ))
             }
         };
-        let token = match sync.get("token") {
-            Some(Value::String(t)) if !t.is_empty() => t.clone(),
-            _ => return Err(invalid("options.sync.token must be a non-empty string")),
+        let get_token = match (sync.get("getToken"), get_token) {
+            (None, _) => None,
+            (Some(Value::Bool(true)), Some(f)) => Some(f),
+            _ => {
+                return Err(invalid(
+                    "options.sync.getToken must be a function returning a promise of a token",
+                ))
+            }
         };
+        let token =
+            match sync.get("token") {
+                Some(Value::String(t)) if !t.is_empty() => Some(t.clone()),
+                None if get_token.is_some() => None,
+                _ => return Err(invalid(
+                    "options.sync.token must be a non-empty string (or give options.sync.getToken)",
+                )),
+            };
         let websocket = match sync.get("websocket") {
             None => true,
             Some(Value::Bool(b)) => *b,
@@ -122,6 +144,7 @@ impl SyncOptions {
         Ok(Some(SyncOptions {
             url,
             token,
+            get_token,
             websocket,
             poll_ms,
         }))
@@ -257,6 +280,11 @@ pub struct SyncClient {
     /// Set when the store closes or this tab stops leading; ends the loop.
     stopped: Cell<bool>,
     remote: Remote,
+    /// The token in use was refused (or there is none yet): ask `getToken`
+    /// before the next request.
+    token_stale: Cell<bool>,
+    /// The server's limits are known (`GET /v1/config` or a `synced` frame).
+    limits_known: Cell<bool>,
     engine: RefCell<ClientSync>,
     /// Of the documents whose server state the engine holds (those with
     /// outbox entries, and those loaded for the current step), the ones
@@ -321,7 +349,9 @@ impl SyncClient {
         let client_id = inner.client_id.borrow().clone();
         let (engine, copied, legacy_ids) = Self::load(inner).await?;
         let s = Rc::new(SyncClient {
-            remote: Remote::new(&opts.url, &opts.token, &client_id),
+            remote: Remote::new(&opts.url, opts.token.as_deref().unwrap_or(""), &client_id),
+            token_stale: Cell::new(opts.token.is_none()),
+            limits_known: Cell::new(false),
             opts,
             policies: Policies::from_schema(&inner.schema),
             epoch,
@@ -572,7 +602,7 @@ impl SyncClient {
     /// push), then the socket, then a poll if one is due; finally answers
     /// `sync()` callers and reports a changed status.
     async fn tick(self: &Rc<Self>, inner: &Rc<Inner>) {
-        let frames = self.take_frames();
+        let frames = self.take_frames(inner);
         if !frames.is_empty() {
             self.last_pull_at.set(Some(Date::now()));
             if let Err(e) = self.step(inner, frames).await {
@@ -608,9 +638,16 @@ impl SyncClient {
             && self.socket.borrow().is_none()
             && Date::now() >= self.ws_retry_at.get()
         {
-            self.open_socket();
+            match self.ensure_token().await {
+                Ok(()) => self.open_socket(),
+                Err(f) => self.socket_failed(&f),
+            }
         }
         let poll_due = online && self.polling() && Date::now() >= self.next_poll_at.get();
+        if poll_due && !self.limits_known.get() {
+            // Without a socket (whose `synced` frame brings them).
+            self.fetch_limits(inner).await;
+        }
         if result.is_ok() && (forced || poll_due) {
             result = self.pull_all(inner).await;
             let wait = match result {
@@ -658,7 +695,7 @@ impl SyncClient {
 
     /// Socket events of the current socket, as engine inputs; the rest
     /// (open, close, keep-alive, errors) handled here.
-    fn take_frames(self: &Rc<Self>) -> Vec<Input> {
+    fn take_frames(self: &Rc<Self>, inner: &Rc<Inner>) -> Vec<Input> {
         let events: Vec<SocketEvent> = {
             // A bounded part of what arrived (a catch-up can be a burst of
             // the whole dataset): frames stay JS strings until taken here,
@@ -686,7 +723,10 @@ impl SyncClient {
             match ev.parsed() {
                 SocketEvent::Open | SocketEvent::Text(_) => {}
                 SocketEvent::Frame(m) => match &m {
-                    ServerMessage::Synced { .. } => {
+                    ServerMessage::Synced { limits, .. } => {
+                        if let Some(l) = limits {
+                            self.learn_limits(inner, l);
+                        }
                         self.ws.set(Ws::Live);
                         self.ws_failures.set(0);
                         // Reconnected: push what waited at once.
@@ -701,6 +741,13 @@ impl SyncClient {
                         }
                     }
                     ServerMessage::Pong => {}
+                    ServerMessage::Error { code, .. }
+                        if code == "UNAUTHORIZED" && self.opts.get_token.is_some() =>
+                    {
+                        // The token expired: a 4401 close follows, and a
+                        // new token from getToken (not an error unless
+                        // getToken fails).
+                    }
                     ServerMessage::Error { code, message, .. } => {
                         *self.last_error.borrow_mut() = Some(ErrorInfo {
                             retryable: code != "UNAUTHORIZED",
@@ -713,6 +760,17 @@ impl SyncClient {
                 SocketEvent::Garbled(why) => self.note_error(&Failure::Net(NetError::Protocol(
                     format!("WebSocket frame: {why}"),
                 ))),
+                SocketEvent::Closed(4401) if self.opts.get_token.is_some() => {
+                    // Expired or refused: reconnect, after the socket's
+                    // backoff, with a token from getToken; poll meanwhile.
+                    self.token_stale.set(true);
+                    self.socket.borrow_mut().take();
+                    self.ws.set(Ws::Down);
+                    let n = self.ws_failures.get() + 1;
+                    self.ws_failures.set(n);
+                    self.ws_retry_at.set(Date::now() + backoff(n));
+                    self.next_poll_at.set(0.0);
+                }
                 SocketEvent::Closed(code) => {
                     let why = if code == 4401 {
                         NetError::Unauthorized("the WebSocket was refused: unauthorized".into())
@@ -836,6 +894,81 @@ impl SyncClient {
         batch
     }
 
+    /// Asks `getToken` for a token if the one in use was refused or there
+    /// is none yet (with a static token alone, there is nothing to ask).
+    /// A failure of `getToken` is `UNAUTHORIZED`.
+    async fn ensure_token(&self) -> Result<(), Failure> {
+        let Some(f) = self
+            .opts
+            .get_token
+            .as_ref()
+            .filter(|_| self.token_stale.get())
+        else {
+            return Ok(());
+        };
+        match JsFuture::from(glue::call_get_token(f)).await {
+            Ok(t) => {
+                *self.remote.token.borrow_mut() = t.as_string().unwrap_or_default();
+                self.token_stale.set(false);
+                Ok(())
+            }
+            Err(e) => Err(Failure::Net(NetError::Unauthorized(format!(
+                "sync.getToken failed: {}",
+                e.as_string().unwrap_or_else(|| format!("{e:?}"))
+            )))),
+        }
+    }
+
+    /// Runs a request with a current token: if the server refuses the
+    /// token (401) and `getToken` is given, asks it for a new one and tries
+    /// again, once.
+    async fn authorized<T, F, Fut>(&self, request: F) -> Result<T, Failure>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, NetError>>,
+    {
+        self.ensure_token().await?;
+        let refused = |e: NetError| {
+            if matches!(e, NetError::Unauthorized(_)) && self.opts.get_token.is_some() {
+                self.token_stale.set(true);
+            }
+            Failure::Net(e)
+        };
+        match request().await {
+            Err(NetError::Unauthorized(_)) if self.opts.get_token.is_some() => {
+                self.token_stale.set(true);
+                self.ensure_token().await?;
+                request().await.map_err(refused)
+            }
+            r => r.map_err(refused),
+        }
+    }
+
+    /// `GET /v1/config`, once: the server's limits. An answer that is not
+    /// a config (an older server) is taken as no limits; a network failure
+    /// leaves them to the next try (or the socket's `synced` frame).
+    async fn fetch_limits(&self, inner: &Rc<Inner>) {
+        match self.remote.config().await {
+            Ok(c) => {
+                self.limits_known.set(true);
+                if let Some(l) = c.limits {
+                    self.learn_limits(inner, &l);
+                }
+            }
+            Err(NetError::Network(_)) => {}
+            Err(_) => self.limits_known.set(true),
+        }
+    }
+
+    /// The server's limits: writes to synced collections larger than its
+    /// document limit fail at write time (`DOC_TOO_LARGE`).
+    fn learn_limits(&self, inner: &Inner, limits: &ServerLimits) {
+        self.limits_known.set(true);
+        inner.server_max_doc_bytes.set(Some(
+            usize::try_from(limits.max_doc_bytes).unwrap_or(usize::MAX),
+        ));
+    }
+
     /// Pushes until nothing is left to send; every answer is one step.
     async fn push_all(self: &Rc<Self>, inner: &Rc<Inner>) -> Result<(), Failure> {
         let mut last: Vec<u64> = vec![];
@@ -855,10 +988,26 @@ impl SyncClient {
                 client_id: self.remote.client_id.clone(),
                 mutations,
             };
-            let resp = match self.remote.push(&req).await {
+            let resp = match self.authorized(|| self.remote.push(&req)).await {
                 Ok(r) => r,
-                Err(e) => {
-                    let f = Failure::Net(e);
+                Err(Failure::Net(NetError::Forbidden(code, message))) if code == "FORBIDDEN" => {
+                    // A read-only token: the server applied nothing and
+                    // never will. Roll the batch back like rejections.
+                    PushResponse {
+                        results: req
+                            .mutations
+                            .iter()
+                            .map(|m| MutationResult::Rejected {
+                                mid: m.mid,
+                                code: code.clone(),
+                                message: message.clone(),
+                            })
+                            .collect(),
+                        id_map: BTreeMap::new(),
+                        last_mutation_id: 0,
+                    }
+                }
+                Err(f) => {
                     self.http_failed(&f);
                     return Err(f);
                 }
@@ -886,10 +1035,12 @@ impl SyncClient {
                 .cursor()
                 .unwrap_or(START_CURSOR)
                 .to_owned();
-            let page = match self.remote.pull(&cursor, PULL_LIMIT).await {
+            let page = match self
+                .authorized(|| self.remote.pull(&cursor, PULL_LIMIT))
+                .await
+            {
                 Ok(p) => p,
-                Err(e) => {
-                    let f = Failure::Net(e);
+                Err(f) => {
                     self.http_failed(&f);
                     return Err(f);
                 }

@@ -53,11 +53,35 @@ export interface ConflictContext {
 export type ConflictResolver = (ctx: ConflictContext) =>
   | NewDoc | { keep: "local" | "remote" | "both" }
   | Promise<NewDoc | { keep: "local" | "remote" | "both" }>;
-export interface SyncOptions {
+/** `sync` of the open options: a static `token`, a `getToken` function, or both. */
+export type SyncOptions = SyncOptionsCommon & (
+  | {
+      /** Bearer token the server maps to a namespace (and user). */
+      token: string;
+      /** Asked for a new token when the server refuses `token` (it expired). */
+      getToken?: () => Promise<string>;
+    }
+  | {
+      /** Bearer token to start with; without it, `getToken` gives the first. */
+      token?: string;
+      /**
+       * Gives a current token (e.g. a short-lived JWT from the identity
+       * provider): called at start and whenever the server refuses the
+       * token in use (HTTP 401, WebSocket close 4401); the request is then
+       * retried once with the new token. If it throws, rejects or gives no
+       * non-empty string, sync reports `UNAUTHORIZED` (`status().lastError`
+       * and an `error` event) and tries again later; queued writes wait.
+       *
+       * @example
+       * const db = await SyncStore.open({ name: "app", collections: { todos: {} },
+       *   sync: { url: "https://sync.example.com", getToken: () => auth.getAccessToken() } });
+       */
+      getToken: () => Promise<string>;
+    }
+);
+export interface SyncOptionsCommon {
   /** The sync server's base URL, `http://` or `https://`. */
   url: string;
-  /** Bearer token the server maps to a namespace. */
-  token: string;
   /** Receive changes over a WebSocket (default true); polling is the fallback. */
   websocket?: boolean;
   /** Polling interval in ms while no WebSocket is live (default 5000, 50 to 86400000). */
@@ -67,7 +91,11 @@ export interface OpenOptions {
   /** The IndexedDB database name. */
   name: string;
   collections: { [name: string]: CollectionOptions };
-  /** The largest document accepted, in bytes of JSON (default 1 MiB). */
+  /**
+   * The largest document accepted, in bytes of JSON (default 256 KiB, the
+   * reference server's default). Once the sync server's own limit is known,
+   * documents of synced collections are also held to it.
+   */
   maxDocBytes?: number;
   /** Sync with a server; without it the store is local only. */
   sync?: SyncOptions;
@@ -154,7 +182,7 @@ export type ErrorCode =
   | "INVALID_QUERY" | "UNKNOWN_OPERATOR" | "UNKNOWN_COLLECTION" | "DOC_TOO_LARGE" | "NOT_FOUND"
   | "ALREADY_EXISTS" | "QUOTA_EXCEEDED" | "CLOSED" | "TRANSACTION_ABORTED" | "STORAGE_CLOSED"
   | "STORAGE_VERSION" | "STORAGE" | "INVALID_EVENT" | "SYNC_DISABLED"
-  | "NETWORK" | "UNAUTHORIZED" | "RATE_LIMITED" | "SERVER" | "PROTOCOL"
+  | "NETWORK" | "UNAUTHORIZED" | "FORBIDDEN" | "CLIENT_ID_TAKEN" | "RATE_LIMITED" | "SERVER" | "PROTOCOL"
   | "RESOLVER_FAILED" | "LEADERSHIP_LOST";
 /** The error every syncstore call rejects with. */
 export declare class SyncStoreError extends Error {

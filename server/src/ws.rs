@@ -351,15 +351,12 @@ impl Session {
             }
         };
         let last_mutation_id = self.catch_up().await?;
-        let synced = synced_frame(
-            ServerMessage::Synced {
-                cursor: self.state.store.cursor_for(self.delivered),
-                last_mutation_id,
-            },
-            &limits,
-        )
-        .map_err(Self::internal)?;
-        self.send_raw(Message::text(synced)).await?;
+        self.send(&ServerMessage::Synced {
+            cursor: self.state.store.cursor_for(self.delivered),
+            last_mutation_id,
+            limits: Some(limits.advertised()),
+        })
+        .await?;
 
         // 3. Live.
         let mut ping = tokio::time::interval(limits.ws_ping_interval);
@@ -563,16 +560,6 @@ impl Session {
         crate::metrics::push_answered(state.ns_labels.label(&auth.namespace), "ws", &resp);
         Ok(resp)
     }
-}
-
-/// The `synced` frame with the server's limits added as `limits` (an
-/// optional field: clients that do not know it ignore it).
-fn synced_frame(msg: ServerMessage, limits: &crate::config::Limits) -> serde_json::Result<String> {
-    let mut v = serde_json::to_value(msg)?;
-    if let Some(o) = v.as_object_mut() {
-        o.insert("limits".into(), serde_json::to_value(limits.advertised())?);
-    }
-    serde_json::to_string(&v)
 }
 
 /// When a token expiring at `expires_at` (unix s) runs out, on the runtime's clock.

@@ -728,12 +728,21 @@ export function isVisible() {
 /**
  * Takes the resolver functions out of the open options (`conflicts` given as
  * a function), so the rest can be checked as JSON: `[options, {coll: fn}]`,
- * the options with `"custom"` in each function's place.
+ * the options with `"custom"` in each function's place; and likewise
+ * `sync.getToken` (`true` in its place): `[options, {coll: fn}, getToken]`.
  */
 export function takeResolvers(options) {
   const resolvers = {};
+  let getToken;
+  if (options && typeof options === "object") {
+    const sync = options.sync;
+    if (sync && typeof sync === "object" && typeof sync.getToken === "function") {
+      getToken = sync.getToken;
+      options = { ...options, sync: { ...sync, getToken: true } };
+    }
+  }
   const colls = options && typeof options === "object" ? options.collections : undefined;
-  if (!colls || typeof colls !== "object") return [options, resolvers];
+  if (!colls || typeof colls !== "object") return [options, resolvers, getToken];
   const collections = {};
   for (const [name, spec] of Object.entries(colls)) {
     if (spec && typeof spec === "object" && typeof spec.conflicts === "function") {
@@ -743,7 +752,25 @@ export function takeResolvers(options) {
       collections[name] = spec;
     }
   }
-  return [{ ...options, collections }, resolvers];
+  return [{ ...options, collections }, resolvers, getToken];
+}
+
+/**
+ * Asks the app's `sync.getToken` for a token: resolves with a non-empty
+ * string, rejects (with a message) if it throws, rejects or answers
+ * anything else.
+ */
+export async function callGetToken(fn) {
+  let token;
+  try {
+    token = await fn();
+  } catch (e) {
+    throw String((e && e.message) || e);
+  }
+  if (typeof token !== "string" || token === "") {
+    throw `it must resolve to a non-empty string, not ${token === "" ? "\"\"" : typeof token}`;
+  }
+  return token;
 }
 
 /** Calls an app's conflict resolver: `{ ok: result }` or `{ error }`, never throws. */

@@ -63,6 +63,14 @@ async function device(env, coll, { sync = {}, more = {}, spec = {} } = {}) {
   return db;
 }
 
+/**
+ * An HS256 JWT the test server accepts (testctl `/mint`): user `sub` in
+ * namespace `dev` (the dev token's), expiring `ttl` seconds from now.
+ */
+async function mint(env, sub, { ttl = 3600, ro = false } = {}) {
+  return (await ctl(env, `/mint?sub=${sub}&ttl=${ttl}${ro ? "&ro=1" : ""}`, "GET")).token;
+}
+
 /** `db.sync()`, which must succeed: the server is up. */
 async function synced(db) {
   await db.sync();
@@ -166,6 +174,7 @@ const scenarios = {
       [{ url: env.server, token: "dev-token", pollMs: 1 }, "pollMs"],
       [{ url: env.server, token: "dev-token", websocket: "yes" }, "websocket"],
       [{ url: env.server, token: "dev-token", colour: 1 }, "unknown field"],
+      [{ url: env.server, getToken: "dev-token" }, "getToken not a function"],
       ["http://x", "not an object"],
     ];
     for (const [sync, what] of bad) {
@@ -806,30 +815,154 @@ const scenarios = {
     eq(await serverRows(env, coll), [], "nothing reached the server");
   },
 
-  async rejected_mutations_roll_back(env) {
-    const coll = collName("rej");
+  async a_read_only_user_sees_the_data_and_its_writes_are_rejected(env) {
+    // A read-only JWT (`ro: true`): it pulls and streams like any other, and
+    // the server answers its pushes 403 FORBIDDEN: its writes show, then
+    // roll back with `rejected` events (like any rejection), and the store
+    // keeps pulling.
+    const coll = collName("ro");
     const a = await device(env, coll);
-    const b = await device(env, coll);
-    const rejected = [];
-    a.on("rejected", (e) => rejected.push(e));
-    let rows = [];
-    a.subscribe(coll, {}, (r) => (rows = r));
     await a.insert(coll, { id: "r1", text: "small" });
     await a.sync();
-    // The server refuses documents over 256 KiB; the store accepts up to 1 MiB.
-    const big = "x".repeat(300 * 1024);
-    await a.update(coll, "r1", { text: big });
-    await a.insert(coll, { id: "r2", text: big });
-    eq((await a.get(coll, "r1")).text.length, big.length, "optimistic update shows");
-    await a.sync();
+    const token = await mint(env, `reader_${coll}`, { ro: true });
+    const reader = await device(env, coll, { sync: { token } });
+    await until("the reader sees the data", async () => (await reader.get(coll, "r1")) !== undefined);
+    const rejected = [];
+    reader.on("rejected", (e) => rejected.push(e));
+    let rows = [];
+    reader.subscribe(coll, {}, (r) => (rows = r));
+    await reader.update(coll, "r1", { text: "edited by the reader" });
+    await reader.insert(coll, { id: "r2", text: "new" });
+    eq((await reader.get(coll, "r1")).text, "edited by the reader", "the optimistic update shows");
+    await reader.sync();
     await until("two rejected events", () => rejected.length === 2);
-    eq(rejected.map((e) => [e.id, e.code]).sort(), [["r1", "DOC_TOO_LARGE"], ["r2", "DOC_TOO_LARGE"]], "rejections");
+    eq(rejected.map((e) => [e.id, e.code]).sort(), [["r1", "FORBIDDEN"], ["r2", "FORBIDDEN"]], "rejections");
     ok(rejected.every((e) => typeof e.message === "string" && e.message.length > 0), "with a reason");
-    eq((await a.get(coll, "r1")).text, "small", "the update rolled back to the server's state");
-    eq(await a.get(coll, "r2"), undefined, "the insert rolled back");
+    eq((await reader.get(coll, "r1")).text, "small", "the update rolled back to the server's state");
+    eq(await reader.get(coll, "r2"), undefined, "the insert rolled back");
     await until("the live query shows the rollback", () => rows.length === 1 && rows[0].text === "small");
-    eq(await a.pendingCount(), 0, "rejected entries left the outbox");
-    await converged(env, coll, [a, b]);
+    eq(await reader.pendingCount(), 0, "rejected entries left the outbox");
+    eq(reader.status().lastError, null, "a rejection is no sync error");
+    await a.update(coll, "r1", { text: "later" });
+    await a.sync();
+    await until("the reader keeps pulling", async () => (await reader.get(coll, "r1")).text === "later");
+    eqDocs(live(await serverRows(env, coll)).map((r) => r.doc), [{ id: "r1", text: "later" }], "nothing of the reader reached the server");
+    await converged(env, coll, [a, reader]);
+  },
+
+  async a_document_over_the_server_limit_is_refused_locally(env) {
+    // The test server refuses documents over 256 KiB. A store's default
+    // limit is the same; a store allowing more locally (maxDocBytes 1 MiB)
+    // learns the server's limit (from the socket's synced frame, or
+    // GET /v1/config without a socket) and refuses larger writes to synced
+    // collections at write time: nothing shows, nothing is queued.
+    const big = "x".repeat(300 * 1024);
+    const plain = await env.open({ name: dbName("lim"), collections: { docs: {} } });
+    env.opened.push(plain);
+    await rejects(plain.insert("docs", { id: "b", text: big }), "DOC_TOO_LARGE", env, "the default limit is the server's");
+    for (const websocket of [true, false]) {
+      const coll = collName(websocket ? "limws" : "limhttp");
+      const db = await env.open({
+        name: dbName("lim"),
+        collections: { [coll]: {}, drafts: { sync: "local" } },
+        maxDocBytes: 1 << 20,
+        sync: { url: env.server, token: "dev-token", pollMs: 200, websocket },
+      });
+      env.opened.push(db);
+      if (websocket) await until("the WebSocket", () => db.status().connection === "websocket");
+      await db.insert(coll, { id: "small", text: "small" });
+      await db.sync();
+      let rows = [];
+      db.subscribe(coll, {}, (r) => (rows = r));
+      const e = await rejects(db.insert(coll, { id: "b1", text: big }), "DOC_TOO_LARGE", env, `an insert over the server's limit (websocket ${websocket})`);
+      ok(e.message.length > 0, "with a reason");
+      await rejects(db.update(coll, "small", { text: big }), "DOC_TOO_LARGE", env, "an update making it too large");
+      eq(await db.get(coll, "b1"), undefined, "the insert never showed");
+      eq((await db.get(coll, "small")).text, "small", "the update never showed");
+      eq(await db.pendingCount(), 0, "nothing queued");
+      await db.insert("drafts", { id: "d", text: big });
+      eq((await db.get("drafts", "d")).text.length, big.length, "a local collection keeps the local limit");
+      const fits = "y".repeat(200 * 1024);
+      await db.insert(coll, { id: "fits", text: fits });
+      await db.sync();
+      await until("the live query", () => rows.length === 2);
+      eq(live(await serverRows(env, coll)).map((r) => r.id).sort(), ["fits", "small"], "what fits reached the server");
+    }
+  },
+
+  async get_token_refreshes_a_token_expiring_mid_session(env) {
+    // Short-lived JWTs (2 s, no leeway): the server closes the WebSocket
+    // with 4401 at expiry and answers HTTP requests 401 after it; the store
+    // asks getToken for a new one and goes on, with no write lost or
+    // applied twice, and no error.
+    for (const websocket of [true, false]) {
+      const coll = collName(websocket ? "jwtws" : "jwthttp");
+      const user = `user_${coll}`;
+      let calls = 0;
+      const getToken = async () => {
+        calls += 1;
+        return mint(env, user, { ttl: 2 });
+      };
+      const db = await device(env, coll, { sync: { token: undefined, getToken, websocket } });
+      const errors = [];
+      db.on("error", (e) => errors.push(e));
+      if (websocket) await until("the WebSocket", () => db.status().connection === "websocket");
+      for (let i = 0; i < 5; i++) await db.insert(coll, { id: `w${i}`, n: i });
+      await db.sync();
+      ok(calls >= 1, "getToken gave the first token");
+      const first = calls;
+      await sleep(2300); // the token expired
+      if (websocket) {
+        await until("a new token", () => calls > first);
+        await until("the WebSocket again", () => db.status().connection === "websocket");
+      }
+      for (let i = 5; i < 10; i++) await db.insert(coll, { id: `w${i}`, n: i });
+      await db.update(coll, "w0", { n: 100 });
+      await db.sync();
+      ok(calls > first, `getToken was asked again (${calls} calls)`);
+      eq(db.status().pending, 0, "nothing left queued");
+      eq(db.status().lastError, null, "no error");
+      const rows = await serverRows(env, coll);
+      eq(rows.length, 10, "each insert reached the server once");
+      eqDocs(
+        rows.map((r) => r.doc).sort((x, y) => x.id.localeCompare(y.id, "en", { numeric: true })),
+        Array.from({ length: 10 }, (_, i) => ({ id: `w${i}`, n: i === 0 ? 100 : i })),
+        "the server has every write",
+      );
+      eq(errors.filter((e) => e.code === "UNAUTHORIZED"), [], `no UNAUTHORIZED error events (websocket ${websocket})`);
+    }
+  },
+
+  async get_token_failures_are_unauthorized_and_lose_nothing(env) {
+    const coll = collName("gettok");
+    let mode = "throw";
+    const getToken = () => {
+      if (mode === "throw") throw new Error("signed out");
+      if (mode === "reject") return Promise.reject(new Error("no session"));
+      if (mode === "number") return Promise.resolve(42);
+      return mint(env, `user_${coll}`);
+    };
+    const db = await device(env, coll, { sync: { token: undefined, getToken, websocket: false } });
+    await db.insert(coll, { id: "q1", n: 1 });
+    const e = await rejects(db.sync(), "UNAUTHORIZED", env, "sync() while getToken throws");
+    ok(e.message.includes("signed out"), `the message says why: ${e.message}`);
+    await until("lastError", () => db.status().lastError && db.status().lastError.code === "UNAUTHORIZED");
+    const errors = [];
+    db.on("error", (x) => errors.push(x));
+    mode = "reject";
+    await db.insert(coll, { id: "q2", n: 2 });
+    await rejects(db.sync(), "UNAUTHORIZED", env, "sync() while getToken rejects");
+    await until("an error event", () => errors.some((x) => x.code === "UNAUTHORIZED" && x.message.includes("no session") && x instanceof env.SyncStoreError));
+    mode = "number";
+    const e2 = await rejects(db.sync(), "UNAUTHORIZED", env, "sync() while getToken answers a number");
+    ok(e2.message.includes("string"), `the message says why: ${e2.message}`);
+    eq(db.status().pending, 2, "the writes stay queued");
+    eq(await serverRows(env, coll), [], "nothing reached the server");
+    mode = "ok";
+    await syncedAfterOutage(env, db);
+    eq(db.status().pending, 0, "the outbox drained");
+    eq(db.status().lastError, null, "lastError clears");
+    eq(live(await serverRows(env, coll)).map((r) => r.id).sort(), ["q1", "q2"], "every write arrived once");
   },
 
   async first_sync_reports_its_progress_page_by_page(env) {

@@ -306,6 +306,9 @@ pub enum ServerMessage {
         cursor: String,
         /// The highest mutation id the server has processed for this client.
         last_mutation_id: u64,
+        /// The server's limits (absent from servers that do not advertise them).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limits: Option<ServerLimits>,
     },
     /// The hello cursor could not be served: drop the server state (keep
     /// pending mutations); the catch-up from the start follows.

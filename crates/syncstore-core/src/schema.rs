@@ -5,8 +5,10 @@ use crate::json::{type_name, Path};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// Default per-document size limit (bytes of JSON).
-pub const DEFAULT_MAX_DOC_BYTES: usize = 1 << 20;
+/// Default per-document size limit (bytes of JSON): the reference
+/// server's default (`--max-doc-bytes`, 256 KiB), so that what a store
+/// accepts is what the server does.
+pub const DEFAULT_MAX_DOC_BYTES: usize = 256 * 1024;
 
 /// Whether a collection's writes leave the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -328,6 +328,18 @@ pub fn apply(
     single: bool,
     current: &HashMap<Key, Option<Stored>>,
 ) -> Result<WritePlan> {
+    apply_limited(muts, schema, single, current, None)
+}
+
+/// [`apply`], with documents of synced collections also bounded by
+/// `server_max_doc_bytes` (the sync server's limit, once known).
+pub fn apply_limited(
+    muts: &[Mutation],
+    schema: &Schema,
+    single: bool,
+    current: &HashMap<Key, Option<Stored>>,
+    server_max_doc_bytes: Option<usize>,
+) -> Result<WritePlan> {
     let mut overlay: HashMap<Key, Option<Stored>> = HashMap::new();
     let mut plan = WritePlan::default();
     for (i, m) in muts.iter().enumerate() {
@@ -407,7 +419,13 @@ pub fn apply(
         let record = match &next {
             Some(s) => {
                 let text = serde_json::to_string(&s.doc).expect("JSON values serialize");
-                if text.len() > schema.max_doc_bytes {
+                let limit = match server_max_doc_bytes {
+                    Some(server) if spec.sync != SyncMode::Local => {
+                        server.min(schema.max_doc_bytes)
+                    }
+                    _ => schema.max_doc_bytes,
+                };
+                if text.len() > limit {
                     return Err(CoreError::DocTooLarge {
                         path: at(
                             single,
@@ -419,7 +437,7 @@ pub fn apply(
                             },
                         ),
                         size: text.len(),
-                        limit: schema.max_doc_bytes,
+                        limit,
                     });
                 }
                 Some(stored_record(spec, &m.id, s, text))

@@ -570,6 +570,7 @@ fn resync_drops_documents_the_server_no_longer_has() {
         &ServerMessage::Synced {
             cursor: "new.1".into(),
             last_mutation_id: 0,
+            limits: None,
         },
         &ServerWins,
     );
@@ -600,6 +601,7 @@ fn a_socket_opened_before_a_resync_cannot_complete_it() {
         &ServerMessage::Synced {
             cursor: "e1.2".into(),
             last_mutation_id: 0,
+            limits: None,
         },
         &ServerWins,
     );

@@ -1269,6 +1269,7 @@ impl ClientSync {
             ServerMessage::Synced {
                 cursor,
                 last_mutation_id,
+                ..
             } => {
                 if self.resyncing() && !self.ws_resync_stream {
                     // The catch-up of a socket opened before the resync.

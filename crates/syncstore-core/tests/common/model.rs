@@ -258,6 +258,7 @@ impl ModelServer {
         out.push(ServerMessage::Synced {
             cursor: self.cursor_for(self.seq.max(from)),
             last_mutation_id: self.last_mid(client),
+            limits: None,
         });
         out
     }
