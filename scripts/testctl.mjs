@@ -33,6 +33,10 @@
 //                      fresh one (clients' cursors then answer resync).
 //                                                                -> {ok:true}
 //   POST /drop-ws      cut all proxied WebSockets (both sides).  -> {dropped:n}
+//   POST /stall-ws     make the open proxied WebSockets half-open: their bytes
+//                      stop flowing in both directions, but neither side is
+//                      closed (a NAT or middlebox that lost the connection).
+//                      Later sockets are not affected.      -> {stalled:n}
 //   POST /block-ws     refuse WebSocket upgrades (socket destroyed); plain
 //   POST /unblock-ws   HTTP still passes.                        -> {ok:true}
 //   POST /kill-on-push one-shot: the next POST /v1/push* is forwarded in full;
@@ -377,7 +381,7 @@ proxy.on("upgrade", (req, client, head) => {
   }
   stats.wsTotal++;
   const upstream = net.connect({ host: HOST, port: internalPort });
-  const pair = { client, upstream };
+  const pair = { client, upstream, stalled: false };
   wsPairs.add(pair);
   let closed = false;
   const close = () => {
@@ -402,6 +406,7 @@ proxy.on("upgrade", (req, client, head) => {
     if (head && head.length) upstream.write(head);
     upstream.setNoDelay(true);
     client.setNoDelay(true);
+    if (pair.stalled) return;
     upstream.pipe(client);
     client.pipe(upstream);
   });
@@ -478,6 +483,21 @@ const routes = {
     }
     wsPairs.clear();
     return [200, { dropped }];
+  },
+  "POST /stall-ws": async () => {
+    let stalled = 0;
+    for (const pair of wsPairs) {
+      if (pair.stalled) continue;
+      pair.stalled = true;
+      stalled++;
+      const { client, upstream } = pair;
+      upstream.unpipe(client);
+      client.unpipe(upstream);
+      // Read nothing more (what arrives stays in the kernel's buffers).
+      client.pause();
+      upstream.pause();
+    }
+    return [200, { stalled }];
   },
   "POST /block-ws": async () => {
     blocked = true;

@@ -15,6 +15,10 @@
 //! - Push goes over HTTP in bounded batches, oldest first; pull over the
 //!   WebSocket stream when one is up, else by polling every `pollMs`.
 //!   Failures back off exponentially with jitter, bounded.
+//! - The socket is kept alive with protocol `ping`s every `keepAliveMs` of
+//!   quiet; one that delivers nothing for twice that is dead (half-open):
+//!   it is closed, a poll runs at once and a new socket follows with
+//!   backoff (`syncstore_core::sync::schedule::KeepAlive`).
 
 use crate::error::{storage, JsResult};
 use crate::glue;
@@ -35,6 +39,7 @@ use syncstore_core::protocol::{
 use syncstore_core::schema::{ConflictMode, SyncMode};
 use syncstore_core::sync::plan::{synced_colls, synced_spec, Planner, StepPlan};
 use syncstore_core::sync::policy::{Decision, Policies};
+use syncstore_core::sync::schedule::KeepAlive;
 use syncstore_core::sync::{ClientSync, Entry, Event, Meta, ServerDoc, ServerRecord};
 use syncstore_core::write::Key;
 use wasm_bindgen::prelude::*;
@@ -65,6 +70,9 @@ pub struct SyncOptions {
     pub token: String,
     pub websocket: bool,
     pub poll_ms: f64,
+    /// Quiet time before the socket is pinged; twice it without a frame
+    /// and the socket is dead.
+    pub keep_alive_ms: f64,
 }
 
 fn invalid(msg: &str) -> JsValue {
@@ -72,7 +80,8 @@ fn invalid(msg: &str) -> JsValue {
 }
 
 impl SyncOptions {
-    /// `options.sync`: `{ url, token, websocket = true, pollMs = 5000 }`.
+    /// `options.sync`: `{ url, token, websocket = true, pollMs = 5000,
+    /// keepAliveMs = 15000 }`.
     pub fn parse(opts: &Value) -> JsResult<Option<SyncOptions>> {
         let sync = match opts.get("sync") {
             None | Some(Value::Null) => return Ok(None),
@@ -80,9 +89,12 @@ impl SyncOptions {
             Some(_) => return Err(invalid("options.sync must be an object")),
         };
         for k in sync.keys() {
-            if !matches!(k.as_str(), "url" | "token" | "websocket" | "pollMs") {
+            if !matches!(
+                k.as_str(),
+                "url" | "token" | "websocket" | "pollMs" | "keepAliveMs"
+            ) {
                 return Err(invalid(&format!(
-                    "options.sync: unknown field {k:?} (known: url token websocket pollMs)"
+                    "options.sync: unknown field {k:?} (known: url token websocket pollMs keepAliveMs)"
                 )));
             }
         }
@@ -119,11 +131,25 @@ impl SyncOptions {
                 ))
             }
         };
+        let keep_alive_ms =
+            match sync.get("keepAliveMs") {
+                None => 15_000.0,
+                Some(Value::Number(n))
+                    if n.as_f64()
+                        .is_some_and(|v| (100.0..=3_600_000.0).contains(&v)) =>
+                {
+                    n.as_f64().unwrap_or(15_000.0)
+                }
+                Some(_) => return Err(invalid(
+                    "options.sync.keepAliveMs must be a number of milliseconds from 100 to 3600000",
+                )),
+            };
         Ok(Some(SyncOptions {
             url,
             token,
             websocket,
             poll_ms,
+            keep_alive_ms,
         }))
     }
 }
@@ -270,8 +296,9 @@ pub struct SyncClient {
     /// Bumped for every socket; frames of older sockets are ignored.
     socket_gen: Cell<u32>,
     ws: Cell<Ws>,
-    /// When the current socket was opened or last delivered something.
-    ws_since: Cell<f64>,
+    /// The current socket's keep-alive: when it last delivered something
+    /// (or opened), when it was pinged.
+    keep_alive: Cell<KeepAlive>,
     inbox: RefCell<VecDeque<(u32, SocketEvent)>>,
     ws_failures: Cell<u32>,
     ws_retry_at: Cell<f64>,
@@ -320,6 +347,7 @@ impl SyncClient {
     ) -> JsResult<Rc<SyncClient>> {
         let client_id = inner.client_id.borrow().clone();
         let (engine, copied, legacy_ids) = Self::load(inner).await?;
+        let keep_alive_ms = opts.keep_alive_ms;
         let s = Rc::new(SyncClient {
             remote: Remote::new(&opts.url, &opts.token, &client_id),
             opts,
@@ -333,7 +361,7 @@ impl SyncClient {
             socket: RefCell::new(None),
             socket_gen: Cell::new(0),
             ws: Cell::new(Ws::Down),
-            ws_since: Cell::new(0.0),
+            keep_alive: Cell::new(KeepAlive::new(keep_alive_ms, 0.0)),
             inbox: RefCell::new(VecDeque::new()),
             ws_failures: Cell::new(0),
             ws_retry_at: Cell::new(0.0),
@@ -509,8 +537,14 @@ impl SyncClient {
         let weak: Weak<SyncClient> = Rc::downgrade(self);
         let opened = Socket::open(&self.remote, cursor, move |ev| {
             if let Some(s) = weak.upgrade() {
+                if gen != s.socket_gen.get() {
+                    return;
+                }
                 s.inbox.borrow_mut().push_back((gen, ev));
-                s.ws_since.set(Date::now()); // the socket is making progress
+                // The socket is making progress.
+                let mut k = s.keep_alive.get();
+                k.heard(Date::now());
+                s.keep_alive.set(k);
                 s.waker.wake();
             }
         });
@@ -518,7 +552,8 @@ impl SyncClient {
             Ok(sock) => {
                 *self.socket.borrow_mut() = Some(sock);
                 self.ws.set(Ws::Connecting);
-                self.ws_since.set(Date::now());
+                self.keep_alive
+                    .set(KeepAlive::new(self.opts.keep_alive_ms, Date::now()));
             }
             Err(e) => self.socket_failed(&Failure::Net(e)),
         }
@@ -573,6 +608,7 @@ impl SyncClient {
     /// `sync()` callers and reports a changed status.
     async fn tick(self: &Rc<Self>, inner: &Rc<Inner>) {
         let frames = self.take_frames();
+        self.keep_socket_alive();
         if !frames.is_empty() {
             self.last_pull_at.set(Some(Date::now()));
             if let Err(e) = self.step(inner, frames).await {
@@ -731,6 +767,36 @@ impl SyncClient {
         frames
     }
 
+    /// Pings the socket when it has been quiet for `keepAliveMs`; drops it
+    /// when it has delivered nothing for twice that (a half-open
+    /// connection never closes by itself): a poll runs at once, and a new
+    /// socket follows after the socket backoff.
+    fn keep_socket_alive(&self) {
+        if self.socket.borrow().is_none() {
+            return;
+        }
+        let now = Date::now();
+        let mut k = self.keep_alive.get();
+        if k.is_dead(now) {
+            let quiet = now - k.heard_at();
+            self.socket_failed(&Failure::Net(NetError::Network(format!(
+                "the WebSocket delivered nothing for {quiet:.0} ms (keepAliveMs {}): closed as dead",
+                self.opts.keep_alive_ms
+            ))));
+            self.drop_socket();
+            self.next_poll_at.set(0.0);
+            return;
+        }
+        if k.ping_due(now) {
+            // Before the socket opened, `send` fails: nothing to ping yet.
+            if let Some(s) = self.socket.borrow().as_ref() {
+                let _ = s.send(&ClientMessage::Ping);
+            }
+            k.pinged(now);
+            self.keep_alive.set(k);
+        }
+    }
+
     fn failed(&self, f: &Failure) {
         if self.stopped.get() {
             return; // not an error: another tab leads now
@@ -782,7 +848,10 @@ impl SyncClient {
             if self.polling() {
                 at = at.min(self.next_poll_at.get());
             } else if self.ws.get() == Ws::Connecting {
-                at = at.min(self.ws_since.get() + SOCKET_GRACE_MS);
+                at = at.min(self.keep_alive.get().heard_at() + SOCKET_GRACE_MS);
+            }
+            if self.socket.borrow().is_some() {
+                at = at.min(self.keep_alive.get().next_at());
             }
             if self.opts.websocket && self.socket.borrow().is_none() {
                 at = at.min(self.ws_retry_at.get());
@@ -810,7 +879,7 @@ impl SyncClient {
             Ws::Live => false,
             Ws::Connecting => {
                 self.inbox.borrow().is_empty()
-                    && Date::now() - self.ws_since.get() >= SOCKET_GRACE_MS
+                    && Date::now() - self.keep_alive.get().heard_at() >= SOCKET_GRACE_MS
             }
             Ws::Down => true,
         }

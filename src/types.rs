@@ -62,6 +62,12 @@ export interface SyncOptions {
   websocket?: boolean;
   /** Polling interval in ms while no WebSocket is live (default 5000, 50 to 86400000). */
   pollMs?: number;
+  /**
+   * A protocol ping after this many ms without a frame on the WebSocket
+   * (default 15000, 100 to 3600000); a socket silent for twice this is
+   * closed as dead (half-open), polled past and reopened.
+   */
+  keepAliveMs?: number;
 }
 export interface OpenOptions {
   /** The IndexedDB database name. */

@@ -165,6 +165,8 @@ const scenarios = {
       [{ url: env.server }, "token"],
       [{ url: env.server, token: "dev-token", pollMs: 1 }, "pollMs"],
       [{ url: env.server, token: "dev-token", websocket: "yes" }, "websocket"],
+      [{ url: env.server, token: "dev-token", keepAliveMs: 10 }, "keepAliveMs"],
+      [{ url: env.server, token: "dev-token", keepAliveMs: "1s" }, "keepAliveMs type"],
       [{ url: env.server, token: "dev-token", colour: 1 }, "unknown field"],
       ["http://x", "not an object"],
     ];
@@ -369,6 +371,43 @@ const scenarios = {
     const docs = await converged(env, coll, [a, b]);
     eq(docs.length, 10, "every change arrived");
     eq(docs.find((d) => d.id === "p0").n, 50, "the later edit too");
+  },
+
+  async a_half_open_websocket_is_detected_by_the_keep_alive(env) {
+    // The proxy stops forwarding b's socket in both directions without
+    // closing it (what a NAT that lost the connection does): b must notice
+    // by its keep-alive, poll, and reconnect.
+    const coll = collName("half");
+    const keepAliveMs = 500;
+    const pollMs = 500;
+    const a = await device(env, coll, { sync: { websocket: false } });
+    const b = await device(env, coll, { sync: { keepAliveMs, pollMs } });
+    await until("b on the WebSocket", () => b.status().connection === "websocket");
+    // A healthy quiet socket stays: the pings are answered.
+    const before = await ctl(env, "/state", "GET");
+    await sleep(4 * keepAliveMs);
+    eq(b.status().connection, "websocket", "a quiet healthy socket stays up");
+    eq((await ctl(env, "/state", "GET")).wsTotal, before.wsTotal, "and is not reopened");
+    const seen = [];
+    b.on("status", (s) => seen.push(s.connection));
+    const { stalled } = await ctl(env, "/stall-ws");
+    eq(stalled, 1, "b's socket is half-open");
+    await a.insert(coll, { id: "h1", n: 1 });
+    await a.sync();
+    const t0 = Date.now();
+    await until("the change reaches b", async () => (await b.get(coll, "h1")) !== undefined);
+    const took = Date.now() - t0;
+    ok(took <= 2 * keepAliveMs + pollMs, `arrived within 2 x keepAliveMs + pollMs: ${took} ms`);
+    await until("b back on the WebSocket", () => b.status().connection === "websocket" && seen.length > 1);
+    ok((await ctl(env, "/state", "GET")).wsTotal > before.wsTotal, "a new socket was opened");
+    const down = seen.findIndex((c) => c !== "websocket");
+    ok(down >= 0 && ["polling", "connecting"].includes(seen[down]), `websocket -> polling: ${seen}`);
+    ok(seen.slice(down).includes("websocket"), `-> websocket: ${seen}`);
+    ok(!seen.includes("offline"), `never offline: ${seen}`);
+    // The new socket streams.
+    await a.insert(coll, { id: "h2", n: 2 });
+    await until("b gets the next change", async () => (await b.get(coll, "h2")) !== undefined);
+    eq(b.status().connection, "websocket", "over the new socket");
   },
 
   async resync_after_the_server_lost_its_data_keeps_pending_writes(env) {
