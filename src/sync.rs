@@ -493,8 +493,16 @@ impl SyncClient {
             "offline"
         } else if self.ws.get() == Ws::Live {
             "websocket"
+        } else if self.ws.get() == Ws::Connecting && self.ws_failures.get() == 0 && !self.polling()
+        {
+            // The first socket, or the first one after a live one dropped
+            // (or the network came back), before polling takes over.
+            "connecting"
         } else if self.reachable.get() {
             "polling"
+        } else if self.ws_failures.get() == 0 && self.net_failures.get() == 0 {
+            // Nothing has failed yet: the start, before the first answer.
+            "connecting"
         } else {
             "offline"
         };
@@ -560,11 +568,18 @@ impl SyncClient {
     }
 
     fn socket_failed(&self, why: &Failure) {
+        // A live socket that drops is no failed attempt: its reconnect is
+        // a first one again (status "connecting"), after the first delay.
+        let was_live = self.ws.get() == Ws::Live;
         self.socket.borrow_mut().take();
         self.ws.set(Ws::Down);
-        let n = self.ws_failures.get() + 1;
+        let n = if was_live {
+            0
+        } else {
+            self.ws_failures.get() + 1
+        };
         self.ws_failures.set(n);
-        self.ws_retry_at.set(Date::now() + backoff(n));
+        self.ws_retry_at.set(Date::now() + backoff(n.max(1)));
         self.note_error(why);
     }
 

@@ -80,8 +80,13 @@ export interface OpenOptions {
 }
 /** What `status()` returns and the `status` event carries. */
 export interface SyncStatus {
-  /** "websocket": live changes stream; "polling": the server answers HTTP; "offline": it does not (or no sync). */
-  connection: "websocket" | "polling" | "offline";
+  /**
+   * "websocket": live changes stream; "connecting": the first socket (or the
+   * first after a live one dropped, or after coming back online) is being set
+   * up, and nothing has failed yet; "polling": the server answers HTTP;
+   * "offline": it does not, the browser is offline (or no sync).
+   */
+  connection: "websocket" | "connecting" | "polling" | "offline";
   /** Mutations not yet settled by the server. */
   pending: number;
   /**

@@ -189,7 +189,11 @@ const scenarios = {
     const db = await device(env, coll);
     const statuses = [];
     const stop = db.on("status", (s) => statuses.push(s));
+    eq(db.status().connection, "connecting", "a store that starts to sync is connecting, not offline");
     await until("the WebSocket", () => db.status().connection === "websocket");
+    const seen = statuses.map((x) => x.connection);
+    eq(seen[0], "connecting", `the first status event: ${seen}`);
+    ok(!seen.includes("offline") && !seen.includes("polling"), `a healthy start: connecting -> websocket: ${seen}`);
     await db.insert(coll, { id: "s1", n: 1 });
     await db.sync();
     const s = db.status();
