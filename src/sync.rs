@@ -39,7 +39,7 @@ use syncstore_core::protocol::{
 use syncstore_core::schema::{ConflictMode, SyncMode};
 use syncstore_core::sync::plan::{synced_colls, synced_spec, Planner, StepPlan};
 use syncstore_core::sync::policy::{Decision, Policies};
-use syncstore_core::sync::schedule::KeepAlive;
+use syncstore_core::sync::schedule::{Backoff, KeepAlive, BACKOFF_MAX_MS};
 use syncstore_core::sync::{ClientSync, Entry, Event, Meta, ServerDoc, ServerRecord};
 use syncstore_core::write::Key;
 use wasm_bindgen::prelude::*;
@@ -52,9 +52,6 @@ const PUSH_BATCH: usize = 250;
 const PUSH_BYTES: usize = 1 << 20;
 /// Changes per pull page.
 const PULL_LIMIT: u32 = 1000;
-/// Backoff after failures: first delay and ceiling, in ms.
-const BACKOFF_MIN_MS: f64 = 250.0;
-const BACKOFF_MAX_MS: f64 = 30_000.0;
 /// How long a connecting socket may take to catch up before polling starts.
 const SOCKET_GRACE_MS: f64 = 5000.0;
 /// Socket frame text taken into one step (UTF-16 units): bounds the wasm
@@ -302,8 +299,10 @@ pub struct SyncClient {
     inbox: RefCell<VecDeque<(u32, SocketEvent)>>,
     ws_failures: Cell<u32>,
     ws_retry_at: Cell<f64>,
-    net_failures: Cell<u32>,
-    net_retry_at: Cell<f64>,
+    /// The backoff of HTTP requests: a push waits for it, a poll for it
+    /// and `pollMs`. Any answer of the server (a pull, a socket frame, a
+    /// push) ends it; an explicit `sync()` never lengthens it.
+    net: Cell<Backoff>,
     next_poll_at: Cell<f64>,
     /// Local writes committed since the outbox was last read.
     outbox_dirty: Cell<bool>,
@@ -330,11 +329,9 @@ pub struct SyncClient {
     on_online: RefCell<Option<OnlineWatch>>,
 }
 
+/// The wait after `failures` failures, jittered ([`Backoff::delay`]).
 fn backoff(failures: u32) -> f64 {
-    let exp = BACKOFF_MIN_MS * 2f64.powi(failures.saturating_sub(1).min(16) as i32);
-    let capped = exp.min(BACKOFF_MAX_MS);
-    // Full jitter over the upper half: clients that failed together spread out.
-    capped * (0.5 + 0.5 * js_sys::Math::random())
+    Backoff::delay(failures, js_sys::Math::random())
 }
 
 impl SyncClient {
@@ -365,8 +362,7 @@ impl SyncClient {
             inbox: RefCell::new(VecDeque::new()),
             ws_failures: Cell::new(0),
             ws_retry_at: Cell::new(0.0),
-            net_failures: Cell::new(0),
-            net_retry_at: Cell::new(0.0),
+            net: Cell::new(Backoff::default()),
             next_poll_at: Cell::new(0.0),
             outbox_dirty: Cell::new(true),
             online: Cell::new(glue::is_online()),
@@ -464,8 +460,7 @@ impl SyncClient {
             // Back online: try everything now.
             self.ws_failures.set(0);
             self.ws_retry_at.set(0.0);
-            self.net_failures.set(0);
-            self.net_retry_at.set(0.0);
+            self.net.set(Backoff::default());
             self.next_poll_at.set(0.0);
         } else {
             self.drop_socket();
@@ -500,7 +495,7 @@ impl SyncClient {
             "connecting"
         } else if self.reachable.get() {
             "polling"
-        } else if self.ws_failures.get() == 0 && self.net_failures.get() == 0 {
+        } else if self.ws_failures.get() == 0 && self.net.get().failures() == 0 {
             // Nothing has failed yet: the start, before the first answer.
             "connecting"
         } else {
@@ -588,13 +583,12 @@ impl SyncClient {
     }
 
     fn http_ok(&self) {
-        if !self.reachable.replace(true) || self.net_failures.get() > 0 {
+        if !self.reachable.replace(true) || self.net.get().failures() > 0 {
             // The server is back: retry the socket now rather than after its backoff.
             self.ws_failures.set(0);
             self.ws_retry_at.set(0.0);
         }
-        self.net_failures.set(0);
-        self.net_retry_at.set(0.0);
+        self.server_answered();
         // The server answers: what failed before is over, unless it is the
         // socket that still fails (polling goes on meanwhile).
         let socket_failing =
@@ -604,17 +598,27 @@ impl SyncClient {
         }
     }
 
-    fn http_failed(&self, why: &Failure) {
+    /// The server answered something: the HTTP backoff ends, so what is
+    /// queued is pushed at once (see [`Backoff::answered`]).
+    fn server_answered(&self) {
+        let mut b = self.net.get();
+        b.answered();
+        self.net.set(b);
+    }
+
+    /// `forced`: the app asked for the request (`sync()`, `push(coll)`);
+    /// its failure never lengthens the loop's backoff.
+    fn http_failed(&self, why: &Failure, forced: bool) {
         if matches!(why, Failure::Net(NetError::Network(_))) {
             self.reachable.set(false);
         }
-        let n = self.net_failures.get() + 1;
-        self.net_failures.set(n);
-        let mut wait = backoff(n);
-        if let Failure::Net(NetError::RateLimited { retry_after, .. }) = why {
-            wait = wait.max(retry_after * 1000.0);
-        }
-        self.net_retry_at.set(Date::now() + wait);
+        let min_wait = match why {
+            Failure::Net(NetError::RateLimited { retry_after, .. }) => retry_after * 1000.0,
+            _ => 0.0,
+        };
+        let mut b = self.net.get();
+        b.failed(Date::now(), js_sys::Math::random(), min_wait, forced);
+        self.net.set(b);
         self.note_error(why);
     }
 
@@ -649,10 +653,10 @@ impl SyncClient {
         }
         let online = self.is_online();
         if result.is_ok()
-            && (forced || (online && Date::now() >= self.net_retry_at.get()))
+            && (forced || (online && self.net.get().ready(Date::now())))
             && self.has_pushable()
         {
-            result = self.push_all(inner).await;
+            result = self.push_all(inner, forced).await;
         }
         if self.opts.websocket
             && online
@@ -663,10 +667,10 @@ impl SyncClient {
         }
         let poll_due = online && self.polling() && Date::now() >= self.next_poll_at.get();
         if result.is_ok() && (forced || poll_due) {
-            result = self.pull_all(inner).await;
+            result = self.pull_all(inner, forced).await;
             let wait = match result {
                 Ok(()) => self.opts.poll_ms,
-                Err(_) => self.opts.poll_ms.max(backoff(self.net_failures.get())),
+                Err(_) => self.opts.poll_ms.max(backoff(self.net.get().failures())),
             };
             self.next_poll_at.set(Date::now() + wait);
         }
@@ -687,7 +691,7 @@ impl SyncClient {
                 result = match ask {
                     Ask::Sync => Ok(()),
                     Ask::Push(coll) => match self.step(inner, vec![Input::Unpark(coll)]).await {
-                        Ok(()) => self.push_all(inner).await.map_err(|f| {
+                        Ok(()) => self.push_all(inner, true).await.map_err(|f| {
                             self.failed(&f);
                             f.to_js()
                         }),
@@ -734,15 +738,19 @@ impl SyncClient {
         };
         let mut frames = vec![];
         for ev in events {
-            match ev.parsed() {
+            let ev = ev.parsed();
+            if let SocketEvent::Frame(m) = &ev {
+                if !matches!(m, ServerMessage::Error { .. }) {
+                    // The server answers: what is queued goes out at once.
+                    self.server_answered();
+                }
+            }
+            match ev {
                 SocketEvent::Open | SocketEvent::Text(_) => {}
                 SocketEvent::Frame(m) => match &m {
                     ServerMessage::Synced { .. } => {
                         self.ws.set(Ws::Live);
                         self.ws_failures.set(0);
-                        // Reconnected: push what waited at once.
-                        self.net_failures.set(0);
-                        self.net_retry_at.set(0.0);
                         self.last_error.borrow_mut().take();
                         frames.push(Input::Frame(m));
                     }
@@ -819,9 +827,9 @@ impl SyncClient {
         if let Failure::Storage(_) = f {
             // IndexedDB refused a step (quota, a closed connection): back
             // off as for the network; the outbox and engine are intact.
-            let n = self.net_failures.get() + 1;
-            self.net_failures.set(n);
-            self.net_retry_at.set(Date::now() + backoff(n));
+            let mut b = self.net.get();
+            b.failed(Date::now(), js_sys::Math::random(), 0.0, false);
+            self.net.set(b);
         }
         self.note_error(f);
     }
@@ -874,7 +882,7 @@ impl SyncClient {
             if self.has_pushable() {
                 // Queued writes go out as soon as the server is reachable
                 // again (a poll succeeded) or their backoff ends.
-                at = at.min(self.net_retry_at.get());
+                at = at.min(self.net.get().retry_at());
             }
         }
         if self.outbox_dirty.get() {
@@ -921,7 +929,7 @@ impl SyncClient {
     }
 
     /// Pushes until nothing is left to send; every answer is one step.
-    async fn push_all(self: &Rc<Self>, inner: &Rc<Inner>) -> Result<(), Failure> {
+    async fn push_all(self: &Rc<Self>, inner: &Rc<Inner>, forced: bool) -> Result<(), Failure> {
         let mut last: Vec<u64> = vec![];
         for _ in 0..MAX_ROUNDS {
             let mutations = self.batch();
@@ -943,7 +951,7 @@ impl SyncClient {
                 Ok(r) => r,
                 Err(e) => {
                     let f = Failure::Net(e);
-                    self.http_failed(&f);
+                    self.http_failed(&f, forced);
                     return Err(f);
                 }
             };
@@ -961,7 +969,7 @@ impl SyncClient {
     /// Pulls pages until the server has nothing more; a `resync` answer
     /// restarts from the start (and restarts the socket, whose stream
     /// predates it).
-    async fn pull_all(self: &Rc<Self>, inner: &Rc<Inner>) -> Result<(), Failure> {
+    async fn pull_all(self: &Rc<Self>, inner: &Rc<Inner>, forced: bool) -> Result<(), Failure> {
         let mut resyncs = 0;
         for _ in 0..MAX_ROUNDS {
             let cursor = self
@@ -974,7 +982,7 @@ impl SyncClient {
                 Ok(p) => p,
                 Err(e) => {
                     let f = Failure::Net(e);
-                    self.http_failed(&f);
+                    self.http_failed(&f, forced);
                     return Err(f);
                 }
             };

@@ -414,6 +414,42 @@ const scenarios = {
     eq(b.status().connection, "websocket", "over the new socket");
   },
 
+  async an_outage_of_503s_ends_with_the_first_answer_of_the_server(env) {
+    // The server answers 503 to HTTP for a while; a's socket stays healthy
+    // (and is pinged every keepAliveMs). Once HTTP recovers, the queued
+    // write lands at the first answer of the server (a pong), not after a
+    // backoff grown during the outage; sync() calls during the outage do
+    // not lengthen it.
+    const coll = collName("outage");
+    const keepAliveMs = 500;
+    const a = await device(env, coll, { sync: { keepAliveMs } });
+    const errors = [];
+    a.on("error", (e) => errors.push(e));
+    await until("a on the WebSocket", () => a.status().connection === "websocket");
+    const seen = [];
+    a.on("status", (s) => seen.push(s.connection));
+    const before = await ctl(env, "/state", "GET");
+    await ctl(env, "/fail-http");
+    await a.insert(coll, { id: "w1", n: 1 });
+    await until("a's push meets the outage", async () => (await ctl(env, "/state", "GET")).failedHttp > before.failedHttp);
+    for (let i = 0; i < 4; i++) await rejects(a.sync(), "SERVER", env, "sync() during the outage");
+    await until("an error event", () => errors.some((e) => e.code === "SERVER"));
+    eq(a.status().lastError.code, "SERVER", "lastError says why");
+    await sleep(3000); // long enough for a backoff to grow (4 s after 5 failures)
+    const during = (await ctl(env, "/state", "GET")).failedHttp - before.failedHttp;
+    ok(during >= 5, `the loop kept retrying during the outage: ${during} failed requests`);
+    eq(a.status().pending, 1, "the write waits");
+    eq(await serverRows(env, coll), [], "nothing landed");
+    await ctl(env, "/heal-http");
+    const healed = Date.now();
+    await until("the write lands", async () => (await serverRows(env, coll)).length === 1);
+    const took = Date.now() - healed;
+    ok(took <= 2500, `the queued write landed about a second after the recovery: ${took} ms`);
+    await until("settled", () => a.status().pending === 0);
+    eq(a.status().lastError, null, "lastError clears");
+    ok(seen.every((c) => c === "websocket"), `the socket stayed healthy: ${seen}`);
+  },
+
   async resync_after_the_server_lost_its_data_keeps_pending_writes(env) {
     const coll = collName("resync");
     const a = await device(env, coll);
@@ -917,6 +953,7 @@ export function syncScenario(name, open, SyncStoreError, server, ctlUrl) {
       for (const db of env.opened) db.close();
       // A scenario that failed with the server stopped must not break the next.
       await ctl(env, "/unblock-ws").catch(() => {});
+      await ctl(env, "/heal-http").catch(() => {});
       await ctl(env, "/start").catch(() => {});
     }
   })();

@@ -11,7 +11,7 @@
 //! - [`plan`]: the step planner: what the browser binding writes for an
 //!   input's effects (records, `_server` copies, outbox, conflicts, sweep).
 //! - [`schedule`]: the loop's timing rules as data: the WebSocket
-//!   keep-alive.
+//!   keep-alive and the push backoff.
 //! - [`fields`]: the server's document rules (field versions, conflict
 //!   check, temp-id reference rewriting), shared by the reference server and
 //!   the model server of the tests.
