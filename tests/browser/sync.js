@@ -432,12 +432,14 @@ const scenarios = {
     await ctl(env, "/fail-http");
     await a.insert(coll, { id: "w1", n: 1 });
     await until("a's push meets the outage", async () => (await ctl(env, "/state", "GET")).failedHttp > before.failedHttp);
-    for (let i = 0; i < 4; i++) await rejects(a.sync(), "SERVER", env, "sync() during the outage");
+    // Were each failed sync() to lengthen the backoff, nine failures would
+    // make it 15-30 s.
+    for (let i = 0; i < 8; i++) await rejects(a.sync(), "SERVER", env, "sync() during the outage");
     await until("an error event", () => errors.some((e) => e.code === "SERVER"));
     eq(a.status().lastError.code, "SERVER", "lastError says why");
-    await sleep(3000); // long enough for a backoff to grow (4 s after 5 failures)
+    await sleep(2000);
     const during = (await ctl(env, "/state", "GET")).failedHttp - before.failedHttp;
-    ok(during >= 5, `the loop kept retrying during the outage: ${during} failed requests`);
+    ok(during >= 9, `the loop kept retrying during the outage: ${during} failed requests`);
     eq(a.status().pending, 1, "the write waits");
     eq(await serverRows(env, coll), [], "nothing landed");
     await ctl(env, "/heal-http");
