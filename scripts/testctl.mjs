@@ -36,6 +36,14 @@
 //                      fresh one (clients' cursors then answer resync).
 //                                                                -> {ok:true}
 //   POST /drop-ws      cut all proxied WebSockets (both sides).  -> {dropped:n}
+//   POST /stall-ws     make the open proxied WebSockets half-open: their bytes
+//                      stop flowing in both directions, but neither side is
+//                      closed (a NAT or middlebox that lost the connection).
+//                      Later sockets are not affected.      -> {stalled:n}
+//   POST /fail-http    answer every proxied HTTP request (but CORS preflights)
+//                      with 503 SERVICE_UNAVAILABLE without forwarding it;
+//   POST /heal-http    WebSockets are not affected.           -> {ok:true}
+//                      A 503 answer counts in `failedHttp` of /state.
 //   POST /block-ws     refuse WebSocket upgrades (socket destroyed); plain
 //   POST /unblock-ws   HTTP still passes.                        -> {ok:true}
 //   POST /kill-on-push one-shot: the next POST /v1/push* is forwarded in full;
@@ -44,7 +52,7 @@
 //                      is committed but the client never learns it.
 //                                                                -> {armed:true}
 //   GET  /state        {running, wsOpen, wsTotal, pushes, killedOnPush,
-//                       blocked, armed}
+//                       failedHttp, blocked, armed, failing}
 //   GET  /docs[?coll=NAME]  {rows:[{coll,id,doc,deleted,version}]} from the
 //                      server's SQLite (via the sqlite3 CLI), by version.
 //   GET  /clients      {rows:[{client_id,last_mid}]}
@@ -149,7 +157,8 @@ let child = null; // the server ChildProcess, or null
 let running = false; // server started and accepting; false as soon as we kill it
 let blocked = false; // /block-ws
 let armed = false; // /kill-on-push
-const stats = { wsTotal: 0, pushes: 0, killedOnPush: 0 };
+let failing = false; // /fail-http
+const stats = { wsTotal: 0, pushes: 0, killedOnPush: 0, failedHttp: 0 };
 
 const clientSockets = new Set(); // every socket accepted by the proxy
 const upstreamRequests = new Set(); // in-flight proxied HTTP requests to the server
@@ -351,6 +360,17 @@ proxy.on("request", (req, res) => {
   // preflight, which must neither count nor trigger the fault.
   const isPush = req.method === "POST" && req.url.startsWith("/v1/push");
   if (isPush) stats.pushes++;
+  if (failing && req.method !== "OPTIONS") {
+    stats.failedHttp++;
+    req.resume();
+    res.writeHead(503, {
+      "access-control-allow-origin": "*",
+      "content-type": "application/json",
+      "cache-control": "no-store",
+    });
+    res.end(JSON.stringify({ error: { code: "UNAVAILABLE", message: "testctl: /fail-http" } }));
+    return;
+  }
   const killThis = isPush && armed;
   if (killThis) armed = false; // one-shot
 
@@ -400,7 +420,7 @@ proxy.on("upgrade", (req, client, head) => {
   }
   stats.wsTotal++;
   const upstream = net.connect({ host: HOST, port: internalPort });
-  const pair = { client, upstream };
+  const pair = { client, upstream, stalled: false };
   wsPairs.add(pair);
   let closed = false;
   const close = () => {
@@ -425,6 +445,7 @@ proxy.on("upgrade", (req, client, head) => {
     if (head && head.length) upstream.write(head);
     upstream.setNoDelay(true);
     client.setNoDelay(true);
+    if (pair.stalled) return;
     upstream.pipe(client);
     client.pipe(upstream);
   });
@@ -502,6 +523,29 @@ const routes = {
     wsPairs.clear();
     return [200, { dropped }];
   },
+  "POST /stall-ws": async () => {
+    let stalled = 0;
+    for (const pair of wsPairs) {
+      if (pair.stalled) continue;
+      pair.stalled = true;
+      stalled++;
+      const { client, upstream } = pair;
+      upstream.unpipe(client);
+      client.unpipe(upstream);
+      // Read nothing more (what arrives stays in the kernel's buffers).
+      client.pause();
+      upstream.pause();
+    }
+    return [200, { stalled }];
+  },
+  "POST /fail-http": async () => {
+    failing = true;
+    return [200, { ok: true }];
+  },
+  "POST /heal-http": async () => {
+    failing = false;
+    return [200, { ok: true }];
+  },
   "POST /block-ws": async () => {
     blocked = true;
     return [200, { ok: true }];
@@ -522,6 +566,8 @@ const routes = {
       wsTotal: stats.wsTotal,
       pushes: stats.pushes,
       killedOnPush: stats.killedOnPush,
+      failedHttp: stats.failedHttp,
+      failing,
       blocked,
       armed,
     },

@@ -882,7 +882,8 @@ impl SyncStore {
         self.inner.events.close();
     }
 
-    /// The sync state: `{ connection: "websocket" | "polling" | "offline",
+    /// The sync state: `{ connection: "websocket" | "connecting" | "polling"
+    /// | "offline",
     /// pending, lastPushAt, lastPullAt, cursor, lastError, leader }` (in a
     /// tab that does not lead sync, the leader's). A store opened without
     /// `sync` is always `"offline"`.

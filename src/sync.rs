@@ -15,6 +15,10 @@
 //! - Push goes over HTTP in bounded batches, oldest first; pull over the
 //!   WebSocket stream when one is up, else by polling every `pollMs`.
 //!   Failures back off exponentially with jitter, bounded.
+//! - The socket is kept alive with protocol `ping`s every `keepAliveMs` of
+//!   quiet; one that delivers nothing for twice that is dead (half-open):
+//!   it is closed, a poll runs at once and a new socket follows with
+//!   backoff (`syncstore_core::sync::schedule::KeepAlive`).
 
 use crate::error::{storage, JsResult};
 use crate::glue;
@@ -35,6 +39,7 @@ use syncstore_core::protocol::{
 use syncstore_core::schema::{ConflictMode, SyncMode};
 use syncstore_core::sync::plan::{synced_colls, synced_spec, Planner, StepPlan};
 use syncstore_core::sync::policy::{Decision, Policies};
+use syncstore_core::sync::schedule::{Backoff, KeepAlive, BACKOFF_MAX_MS};
 use syncstore_core::sync::{ClientSync, Entry, Event, Meta, ServerDoc, ServerRecord};
 use syncstore_core::write::Key;
 use wasm_bindgen::prelude::*;
@@ -47,9 +52,6 @@ const PUSH_BATCH: usize = 250;
 const PUSH_BYTES: usize = 1 << 20;
 /// Changes per pull page.
 const PULL_LIMIT: u32 = 1000;
-/// Backoff after failures: first delay and ceiling, in ms.
-const BACKOFF_MIN_MS: f64 = 250.0;
-const BACKOFF_MAX_MS: f64 = 30_000.0;
 /// How long a connecting socket may take to catch up before polling starts.
 const SOCKET_GRACE_MS: f64 = 5000.0;
 /// Socket frame text taken into one step (UTF-16 units): bounds the wasm
@@ -69,6 +71,9 @@ pub struct SyncOptions {
     pub get_token: Option<Function>,
     pub websocket: bool,
     pub poll_ms: f64,
+    /// Quiet time before the socket is pinged; twice it without a frame
+    /// and the socket is dead.
+    pub keep_alive_ms: f64,
 }
 
 fn invalid(msg: &str) -> JsValue {
@@ -77,8 +82,9 @@ fn invalid(msg: &str) -> JsValue {
 
 impl SyncOptions {
     /// `options.sync`: `{ url, token?, getToken?, websocket = true,
-    /// pollMs = 5000 }`, at least one of `token` and `getToken`; `getToken`
-    /// stands as `true` in `opts` (glue.js `takeResolvers` took it out).
+    /// pollMs = 5000, keepAliveMs = 15000 }`, at least one of `token` and
+    /// `getToken`; `getToken` stands as `true` in `opts` (glue.js
+    /// `takeResolvers` took it out).
     pub fn parse(opts: &Value, get_token: Option<Function>) -> JsResult<Option<SyncOptions>> {
         let sync = match opts.get("sync") {
             None | Some(Value::Null) => return Ok(None),
@@ -88,10 +94,10 @@ impl SyncOptions {
         for k in sync.keys() {
             if !matches!(
                 k.as_str(),
-                "url" | "token" | "getToken" | "websocket" | "pollMs"
+                "url" | "token" | "getToken" | "websocket" | "pollMs" | "keepAliveMs"
             ) {
                 return Err(invalid(&format!(
-                    "options.sync: unknown field {k:?} (known: url token getToken websocket pollMs)"
+                    "options.sync: unknown field {k:?} (known: url token getToken websocket pollMs keepAliveMs)"
                 )));
             }
         }
@@ -141,12 +147,26 @@ impl SyncOptions {
                 ))
             }
         };
+        let keep_alive_ms =
+            match sync.get("keepAliveMs") {
+                None => 15_000.0,
+                Some(Value::Number(n))
+                    if n.as_f64()
+                        .is_some_and(|v| (100.0..=3_600_000.0).contains(&v)) =>
+                {
+                    n.as_f64().unwrap_or(15_000.0)
+                }
+                Some(_) => return Err(invalid(
+                    "options.sync.keepAliveMs must be a number of milliseconds from 100 to 3600000",
+                )),
+            };
         Ok(Some(SyncOptions {
             url,
             token,
             get_token,
             websocket,
             poll_ms,
+            keep_alive_ms,
         }))
     }
 }
@@ -298,13 +318,16 @@ pub struct SyncClient {
     /// Bumped for every socket; frames of older sockets are ignored.
     socket_gen: Cell<u32>,
     ws: Cell<Ws>,
-    /// When the current socket was opened or last delivered something.
-    ws_since: Cell<f64>,
+    /// The current socket's keep-alive: when it last delivered something
+    /// (or opened), when it was pinged.
+    keep_alive: Cell<KeepAlive>,
     inbox: RefCell<VecDeque<(u32, SocketEvent)>>,
     ws_failures: Cell<u32>,
     ws_retry_at: Cell<f64>,
-    net_failures: Cell<u32>,
-    net_retry_at: Cell<f64>,
+    /// The backoff of HTTP requests: a push waits for it, a poll for it
+    /// and `pollMs`. Any answer of the server (a pull, a socket frame, a
+    /// push) ends it; an explicit `sync()` never lengthens it.
+    net: Cell<Backoff>,
     next_poll_at: Cell<f64>,
     /// Local writes committed since the outbox was last read.
     outbox_dirty: Cell<bool>,
@@ -331,11 +354,9 @@ pub struct SyncClient {
     on_online: RefCell<Option<OnlineWatch>>,
 }
 
+/// The wait after `failures` failures, jittered ([`Backoff::delay`]).
 fn backoff(failures: u32) -> f64 {
-    let exp = BACKOFF_MIN_MS * 2f64.powi(failures.saturating_sub(1).min(16) as i32);
-    let capped = exp.min(BACKOFF_MAX_MS);
-    // Full jitter over the upper half: clients that failed together spread out.
-    capped * (0.5 + 0.5 * js_sys::Math::random())
+    Backoff::delay(failures, js_sys::Math::random())
 }
 
 impl SyncClient {
@@ -348,6 +369,7 @@ impl SyncClient {
     ) -> JsResult<Rc<SyncClient>> {
         let client_id = inner.client_id.borrow().clone();
         let (engine, copied, legacy_ids) = Self::load(inner).await?;
+        let keep_alive_ms = opts.keep_alive_ms;
         let s = Rc::new(SyncClient {
             remote: Remote::new(&opts.url, opts.token.as_deref().unwrap_or(""), &client_id),
             token_stale: Cell::new(opts.token.is_none()),
@@ -363,12 +385,11 @@ impl SyncClient {
             socket: RefCell::new(None),
             socket_gen: Cell::new(0),
             ws: Cell::new(Ws::Down),
-            ws_since: Cell::new(0.0),
+            keep_alive: Cell::new(KeepAlive::new(keep_alive_ms, 0.0)),
             inbox: RefCell::new(VecDeque::new()),
             ws_failures: Cell::new(0),
             ws_retry_at: Cell::new(0.0),
-            net_failures: Cell::new(0),
-            net_retry_at: Cell::new(0.0),
+            net: Cell::new(Backoff::default()),
             next_poll_at: Cell::new(0.0),
             outbox_dirty: Cell::new(true),
             online: Cell::new(glue::is_online()),
@@ -466,8 +487,7 @@ impl SyncClient {
             // Back online: try everything now.
             self.ws_failures.set(0);
             self.ws_retry_at.set(0.0);
-            self.net_failures.set(0);
-            self.net_retry_at.set(0.0);
+            self.net.set(Backoff::default());
             self.next_poll_at.set(0.0);
         } else {
             self.drop_socket();
@@ -495,8 +515,16 @@ impl SyncClient {
             "offline"
         } else if self.ws.get() == Ws::Live {
             "websocket"
+        } else if self.ws.get() == Ws::Connecting && self.ws_failures.get() == 0 && !self.polling()
+        {
+            // The first socket, or the first one after a live one dropped
+            // (or the network came back), before polling takes over.
+            "connecting"
         } else if self.reachable.get() {
             "polling"
+        } else if self.ws_failures.get() == 0 && self.net.get().failures() == 0 {
+            // Nothing has failed yet: the start, before the first answer.
+            "connecting"
         } else {
             "offline"
         };
@@ -539,8 +567,14 @@ impl SyncClient {
         let weak: Weak<SyncClient> = Rc::downgrade(self);
         let opened = Socket::open(&self.remote, cursor, move |ev| {
             if let Some(s) = weak.upgrade() {
+                if gen != s.socket_gen.get() {
+                    return;
+                }
                 s.inbox.borrow_mut().push_back((gen, ev));
-                s.ws_since.set(Date::now()); // the socket is making progress
+                // The socket is making progress.
+                let mut k = s.keep_alive.get();
+                k.heard(Date::now());
+                s.keep_alive.set(k);
                 s.waker.wake();
             }
         });
@@ -548,18 +582,26 @@ impl SyncClient {
             Ok(sock) => {
                 *self.socket.borrow_mut() = Some(sock);
                 self.ws.set(Ws::Connecting);
-                self.ws_since.set(Date::now());
+                self.keep_alive
+                    .set(KeepAlive::new(self.opts.keep_alive_ms, Date::now()));
             }
             Err(e) => self.socket_failed(&Failure::Net(e)),
         }
     }
 
     fn socket_failed(&self, why: &Failure) {
+        // A live socket that drops is no failed attempt: its reconnect is
+        // a first one again (status "connecting"), after the first delay.
+        let was_live = self.ws.get() == Ws::Live;
         self.socket.borrow_mut().take();
         self.ws.set(Ws::Down);
-        let n = self.ws_failures.get() + 1;
+        let n = if was_live {
+            0
+        } else {
+            self.ws_failures.get() + 1
+        };
         self.ws_failures.set(n);
-        self.ws_retry_at.set(Date::now() + backoff(n));
+        self.ws_retry_at.set(Date::now() + backoff(n.max(1)));
         self.note_error(why);
     }
 
@@ -568,13 +610,12 @@ impl SyncClient {
     }
 
     fn http_ok(&self) {
-        if !self.reachable.replace(true) || self.net_failures.get() > 0 {
+        if !self.reachable.replace(true) || self.net.get().failures() > 0 {
             // The server is back: retry the socket now rather than after its backoff.
             self.ws_failures.set(0);
             self.ws_retry_at.set(0.0);
         }
-        self.net_failures.set(0);
-        self.net_retry_at.set(0.0);
+        self.server_answered();
         // The server answers: what failed before is over, unless it is the
         // socket that still fails (polling goes on meanwhile).
         let socket_failing =
@@ -584,17 +625,27 @@ impl SyncClient {
         }
     }
 
-    fn http_failed(&self, why: &Failure) {
+    /// The server answered something: the HTTP backoff ends, so what is
+    /// queued is pushed at once (see [`Backoff::answered`]).
+    fn server_answered(&self) {
+        let mut b = self.net.get();
+        b.answered();
+        self.net.set(b);
+    }
+
+    /// `forced`: the app asked for the request (`sync()`, `push(coll)`);
+    /// its failure never lengthens the loop's backoff.
+    fn http_failed(&self, why: &Failure, forced: bool) {
         if matches!(why, Failure::Net(NetError::Network(_))) {
             self.reachable.set(false);
         }
-        let n = self.net_failures.get() + 1;
-        self.net_failures.set(n);
-        let mut wait = backoff(n);
-        if let Failure::Net(NetError::RateLimited { retry_after, .. }) = why {
-            wait = wait.max(retry_after * 1000.0);
-        }
-        self.net_retry_at.set(Date::now() + wait);
+        let min_wait = match why {
+            Failure::Net(NetError::RateLimited { retry_after, .. }) => retry_after * 1000.0,
+            _ => 0.0,
+        };
+        let mut b = self.net.get();
+        b.failed(Date::now(), js_sys::Math::random(), min_wait, forced);
+        self.net.set(b);
         self.note_error(why);
     }
 
@@ -603,6 +654,7 @@ impl SyncClient {
     /// `sync()` callers and reports a changed status.
     async fn tick(self: &Rc<Self>, inner: &Rc<Inner>) {
         let frames = self.take_frames(inner);
+        self.keep_socket_alive();
         if !frames.is_empty() {
             self.last_pull_at.set(Some(Date::now()));
             if let Err(e) = self.step(inner, frames).await {
@@ -628,10 +680,10 @@ impl SyncClient {
         }
         let online = self.is_online();
         if result.is_ok()
-            && (forced || (online && Date::now() >= self.net_retry_at.get()))
+            && (forced || (online && self.net.get().ready(Date::now())))
             && self.has_pushable()
         {
-            result = self.push_all(inner).await;
+            result = self.push_all(inner, forced).await;
         }
         if self.opts.websocket
             && online
@@ -649,10 +701,10 @@ impl SyncClient {
             self.fetch_limits(inner).await;
         }
         if result.is_ok() && (forced || poll_due) {
-            result = self.pull_all(inner).await;
+            result = self.pull_all(inner, forced).await;
             let wait = match result {
                 Ok(()) => self.opts.poll_ms,
-                Err(_) => self.opts.poll_ms.max(backoff(self.net_failures.get())),
+                Err(_) => self.opts.poll_ms.max(backoff(self.net.get().failures())),
             };
             self.next_poll_at.set(Date::now() + wait);
         }
@@ -673,7 +725,7 @@ impl SyncClient {
                 result = match ask {
                     Ask::Sync => Ok(()),
                     Ask::Push(coll) => match self.step(inner, vec![Input::Unpark(coll)]).await {
-                        Ok(()) => self.push_all(inner).await.map_err(|f| {
+                        Ok(()) => self.push_all(inner, true).await.map_err(|f| {
                             self.failed(&f);
                             f.to_js()
                         }),
@@ -720,7 +772,14 @@ impl SyncClient {
         };
         let mut frames = vec![];
         for ev in events {
-            match ev.parsed() {
+            let ev = ev.parsed();
+            if let SocketEvent::Frame(m) = &ev {
+                if !matches!(m, ServerMessage::Error { .. }) {
+                    // The server answers: what is queued goes out at once.
+                    self.server_answered();
+                }
+            }
+            match ev {
                 SocketEvent::Open | SocketEvent::Text(_) => {}
                 SocketEvent::Frame(m) => match &m {
                     ServerMessage::Synced { limits, .. } => {
@@ -729,9 +788,6 @@ impl SyncClient {
                         }
                         self.ws.set(Ws::Live);
                         self.ws_failures.set(0);
-                        // Reconnected: push what waited at once.
-                        self.net_failures.set(0);
-                        self.net_retry_at.set(0.0);
                         self.last_error.borrow_mut().take();
                         frames.push(Input::Frame(m));
                     }
@@ -789,6 +845,36 @@ impl SyncClient {
         frames
     }
 
+    /// Pings the socket when it has been quiet for `keepAliveMs`; drops it
+    /// when it has delivered nothing for twice that (a half-open
+    /// connection never closes by itself): a poll runs at once, and a new
+    /// socket follows after the socket backoff.
+    fn keep_socket_alive(&self) {
+        if self.socket.borrow().is_none() {
+            return;
+        }
+        let now = Date::now();
+        let mut k = self.keep_alive.get();
+        if k.is_dead(now) {
+            let quiet = now - k.heard_at();
+            self.socket_failed(&Failure::Net(NetError::Network(format!(
+                "the WebSocket delivered nothing for {quiet:.0} ms (keepAliveMs {}): closed as dead",
+                self.opts.keep_alive_ms
+            ))));
+            self.drop_socket();
+            self.next_poll_at.set(0.0);
+            return;
+        }
+        if k.ping_due(now) {
+            // Before the socket opened, `send` fails: nothing to ping yet.
+            if let Some(s) = self.socket.borrow().as_ref() {
+                let _ = s.send(&ClientMessage::Ping);
+            }
+            k.pinged(now);
+            self.keep_alive.set(k);
+        }
+    }
+
     fn failed(&self, f: &Failure) {
         if self.stopped.get() {
             return; // not an error: another tab leads now
@@ -796,9 +882,9 @@ impl SyncClient {
         if let Failure::Storage(_) = f {
             // IndexedDB refused a step (quota, a closed connection): back
             // off as for the network; the outbox and engine are intact.
-            let n = self.net_failures.get() + 1;
-            self.net_failures.set(n);
-            self.net_retry_at.set(Date::now() + backoff(n));
+            let mut b = self.net.get();
+            b.failed(Date::now(), js_sys::Math::random(), 0.0, false);
+            self.net.set(b);
         }
         self.note_error(f);
     }
@@ -840,7 +926,10 @@ impl SyncClient {
             if self.polling() {
                 at = at.min(self.next_poll_at.get());
             } else if self.ws.get() == Ws::Connecting {
-                at = at.min(self.ws_since.get() + SOCKET_GRACE_MS);
+                at = at.min(self.keep_alive.get().heard_at() + SOCKET_GRACE_MS);
+            }
+            if self.socket.borrow().is_some() {
+                at = at.min(self.keep_alive.get().next_at());
             }
             if self.opts.websocket && self.socket.borrow().is_none() {
                 at = at.min(self.ws_retry_at.get());
@@ -848,7 +937,7 @@ impl SyncClient {
             if self.has_pushable() {
                 // Queued writes go out as soon as the server is reachable
                 // again (a poll succeeded) or their backoff ends.
-                at = at.min(self.net_retry_at.get());
+                at = at.min(self.net.get().retry_at());
             }
         }
         if self.outbox_dirty.get() {
@@ -868,7 +957,7 @@ impl SyncClient {
             Ws::Live => false,
             Ws::Connecting => {
                 self.inbox.borrow().is_empty()
-                    && Date::now() - self.ws_since.get() >= SOCKET_GRACE_MS
+                    && Date::now() - self.keep_alive.get().heard_at() >= SOCKET_GRACE_MS
             }
             Ws::Down => true,
         }
@@ -970,7 +1059,7 @@ impl SyncClient {
     }
 
     /// Pushes until nothing is left to send; every answer is one step.
-    async fn push_all(self: &Rc<Self>, inner: &Rc<Inner>) -> Result<(), Failure> {
+    async fn push_all(self: &Rc<Self>, inner: &Rc<Inner>, forced: bool) -> Result<(), Failure> {
         let mut last: Vec<u64> = vec![];
         for _ in 0..MAX_ROUNDS {
             let mutations = self.batch();
@@ -1008,7 +1097,7 @@ impl SyncClient {
                     }
                 }
                 Err(f) => {
-                    self.http_failed(&f);
+                    self.http_failed(&f, forced);
                     return Err(f);
                 }
             };
@@ -1026,7 +1115,7 @@ impl SyncClient {
     /// Pulls pages until the server has nothing more; a `resync` answer
     /// restarts from the start (and restarts the socket, whose stream
     /// predates it).
-    async fn pull_all(self: &Rc<Self>, inner: &Rc<Inner>) -> Result<(), Failure> {
+    async fn pull_all(self: &Rc<Self>, inner: &Rc<Inner>, forced: bool) -> Result<(), Failure> {
         let mut resyncs = 0;
         for _ in 0..MAX_ROUNDS {
             let cursor = self
@@ -1041,7 +1130,7 @@ impl SyncClient {
             {
                 Ok(p) => p,
                 Err(f) => {
-                    self.http_failed(&f);
+                    self.http_failed(&f, forced);
                     return Err(f);
                 }
             };

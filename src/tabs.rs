@@ -324,7 +324,12 @@ impl SyncHandle {
             return serde_json::to_value::<Status>(c.status()).unwrap_or(Value::Null);
         }
         let mut status = self.status.borrow().clone().unwrap_or_else(|| {
-            serde_json::to_value(Status::idle(inner.local_pending())).unwrap_or(Value::Null)
+            // Starting: this instance will lead or hear the leader soon.
+            let mut s = Status::idle(inner.local_pending());
+            if !self.cut_off.get() && glue::is_online() {
+                s.connection = "connecting";
+            }
+            serde_json::to_value(s).unwrap_or(Value::Null)
         });
         status["leader"] = json!(false);
         status

@@ -86,6 +86,12 @@ export interface SyncOptionsCommon {
   websocket?: boolean;
   /** Polling interval in ms while no WebSocket is live (default 5000, 50 to 86400000). */
   pollMs?: number;
+  /**
+   * A protocol ping after this many ms without a frame on the WebSocket
+   * (default 15000, 100 to 3600000); a socket silent for twice this is
+   * closed as dead (half-open), polled past and reopened.
+   */
+  keepAliveMs?: number;
 }
 export interface OpenOptions {
   /** The IndexedDB database name. */
@@ -102,8 +108,13 @@ export interface OpenOptions {
 }
 /** What `status()` returns and the `status` event carries. */
 export interface SyncStatus {
-  /** "websocket": live changes stream; "polling": the server answers HTTP; "offline": it does not (or no sync). */
-  connection: "websocket" | "polling" | "offline";
+  /**
+   * "websocket": live changes stream; "connecting": the first socket (or the
+   * first after a live one dropped, or after coming back online) is being set
+   * up, and nothing has failed yet; "polling": the server answers HTTP;
+   * "offline": it does not, the browser is offline (or no sync).
+   */
+  connection: "websocket" | "connecting" | "polling" | "offline";
   /** Mutations not yet settled by the server. */
   pending: number;
   /**

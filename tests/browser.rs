@@ -153,6 +153,8 @@ scenarios!(run_sync, SYNC:
     server_killed_in_the_middle_of_a_push_loses_and_duplicates_nothing,
     temporary_ids_are_remapped_with_queued_updates_and_deletes,
     websocket_dropped_and_restored_misses_no_change,
+    a_half_open_websocket_is_detected_by_the_keep_alive,
+    an_outage_of_503s_ends_with_the_first_answer_of_the_server,
     resync_after_the_server_lost_its_data_keeps_pending_writes,
     browser_offline_and_online_events_pause_and_resume_sync,
     polling_only_mode_never_opens_a_websocket,

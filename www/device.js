@@ -93,7 +93,7 @@ function attempt(fn) {
 
 // ----------------------------------------------------------- sync indicator
 
-const CONNECTION_LABELS = { websocket: "Live (WebSocket)", polling: "Polling", offline: "Offline" };
+const CONNECTION_LABELS = { websocket: "Live (WebSocket)", connecting: "Connecting…", polling: "Polling", offline: "Offline" };
 
 function renderStatus(s) {
   const conn = $("connection");

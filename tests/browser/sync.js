@@ -173,6 +173,8 @@ const scenarios = {
       [{ url: env.server }, "token"],
       [{ url: env.server, token: "dev-token", pollMs: 1 }, "pollMs"],
       [{ url: env.server, token: "dev-token", websocket: "yes" }, "websocket"],
+      [{ url: env.server, token: "dev-token", keepAliveMs: 10 }, "keepAliveMs"],
+      [{ url: env.server, token: "dev-token", keepAliveMs: "1s" }, "keepAliveMs type"],
       [{ url: env.server, token: "dev-token", colour: 1 }, "unknown field"],
       [{ url: env.server, getToken: "dev-token" }, "getToken not a function"],
       ["http://x", "not an object"],
@@ -196,7 +198,11 @@ const scenarios = {
     const db = await device(env, coll);
     const statuses = [];
     const stop = db.on("status", (s) => statuses.push(s));
+    eq(db.status().connection, "connecting", "a store that starts to sync is connecting, not offline");
     await until("the WebSocket", () => db.status().connection === "websocket");
+    const seen = statuses.map((x) => x.connection);
+    eq(seen[0], "connecting", `the first status event: ${seen}`);
+    ok(!seen.includes("offline") && !seen.includes("polling"), `a healthy start: connecting -> websocket: ${seen}`);
     await db.insert(coll, { id: "s1", n: 1 });
     await db.sync();
     const s = db.status();
@@ -378,6 +384,81 @@ const scenarios = {
     const docs = await converged(env, coll, [a, b]);
     eq(docs.length, 10, "every change arrived");
     eq(docs.find((d) => d.id === "p0").n, 50, "the later edit too");
+  },
+
+  async a_half_open_websocket_is_detected_by_the_keep_alive(env) {
+    // The proxy stops forwarding b's socket in both directions without
+    // closing it (what a NAT that lost the connection does): b must notice
+    // by its keep-alive, poll, and reconnect.
+    const coll = collName("half");
+    const keepAliveMs = 500;
+    const pollMs = 500;
+    const a = await device(env, coll, { sync: { websocket: false } });
+    const b = await device(env, coll, { sync: { keepAliveMs, pollMs } });
+    await until("b on the WebSocket", () => b.status().connection === "websocket");
+    // A healthy quiet socket stays: the pings are answered.
+    const before = await ctl(env, "/state", "GET");
+    await sleep(4 * keepAliveMs);
+    eq(b.status().connection, "websocket", "a quiet healthy socket stays up");
+    eq((await ctl(env, "/state", "GET")).wsTotal, before.wsTotal, "and is not reopened");
+    const seen = [];
+    b.on("status", (s) => seen.push(s.connection));
+    const { stalled } = await ctl(env, "/stall-ws");
+    eq(stalled, 1, "b's socket is half-open");
+    await a.insert(coll, { id: "h1", n: 1 });
+    await a.sync();
+    const t0 = Date.now();
+    await until("the change reaches b", async () => (await b.get(coll, "h1")) !== undefined);
+    const took = Date.now() - t0;
+    ok(took <= 2 * keepAliveMs + pollMs, `arrived within 2 x keepAliveMs + pollMs: ${took} ms`);
+    await until("b back on the WebSocket", () => b.status().connection === "websocket" && seen.length > 1);
+    ok((await ctl(env, "/state", "GET")).wsTotal > before.wsTotal, "a new socket was opened");
+    const down = seen.findIndex((c) => c !== "websocket");
+    ok(down >= 0 && ["polling", "connecting"].includes(seen[down]), `websocket -> polling: ${seen}`);
+    ok(seen.slice(down).includes("websocket"), `-> websocket: ${seen}`);
+    ok(!seen.includes("offline"), `never offline: ${seen}`);
+    // The new socket streams.
+    await a.insert(coll, { id: "h2", n: 2 });
+    await until("b gets the next change", async () => (await b.get(coll, "h2")) !== undefined);
+    eq(b.status().connection, "websocket", "over the new socket");
+  },
+
+  async an_outage_of_503s_ends_with_the_first_answer_of_the_server(env) {
+    // The server answers 503 to HTTP for a while; a's socket stays healthy
+    // (and is pinged every keepAliveMs). Once HTTP recovers, the queued
+    // write lands at the first answer of the server (a pong), not after a
+    // backoff grown during the outage; sync() calls during the outage do
+    // not lengthen it.
+    const coll = collName("outage");
+    const keepAliveMs = 500;
+    const a = await device(env, coll, { sync: { keepAliveMs } });
+    const errors = [];
+    a.on("error", (e) => errors.push(e));
+    await until("a on the WebSocket", () => a.status().connection === "websocket");
+    const seen = [];
+    a.on("status", (s) => seen.push(s.connection));
+    const before = await ctl(env, "/state", "GET");
+    await ctl(env, "/fail-http");
+    await a.insert(coll, { id: "w1", n: 1 });
+    await until("a's push meets the outage", async () => (await ctl(env, "/state", "GET")).failedHttp > before.failedHttp);
+    // Were each failed sync() to lengthen the backoff, nine failures would
+    // make it 15-30 s.
+    for (let i = 0; i < 8; i++) await rejects(a.sync(), "SERVER", env, "sync() during the outage");
+    await until("an error event", () => errors.some((e) => e.code === "SERVER"));
+    eq(a.status().lastError.code, "SERVER", "lastError says why");
+    await sleep(2000);
+    const during = (await ctl(env, "/state", "GET")).failedHttp - before.failedHttp;
+    ok(during >= 9, `the loop kept retrying during the outage: ${during} failed requests`);
+    eq(a.status().pending, 1, "the write waits");
+    eq(await serverRows(env, coll), [], "nothing landed");
+    await ctl(env, "/heal-http");
+    const healed = Date.now();
+    await until("the write lands", async () => (await serverRows(env, coll)).length === 1);
+    const took = Date.now() - healed;
+    ok(took <= 2500, `the queued write landed about a second after the recovery: ${took} ms`);
+    await until("settled", () => a.status().pending === 0);
+    eq(a.status().lastError, null, "lastError clears");
+    ok(seen.every((c) => c === "websocket"), `the socket stayed healthy: ${seen}`);
   },
 
   async resync_after_the_server_lost_its_data_keeps_pending_writes(env) {
@@ -1007,6 +1088,7 @@ export function syncScenario(name, open, SyncStoreError, server, ctlUrl) {
       for (const db of env.opened) db.close();
       // A scenario that failed with the server stopped must not break the next.
       await ctl(env, "/unblock-ws").catch(() => {});
+      await ctl(env, "/heal-http").catch(() => {});
       await ctl(env, "/start").catch(() => {});
     }
   })();

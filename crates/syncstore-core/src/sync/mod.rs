@@ -10,6 +10,8 @@
 //!   merge) and per-collection dispatch.
 //! - [`plan`]: the step planner: what the browser binding writes for an
 //!   input's effects (records, `_server` copies, outbox, conflicts, sweep).
+//! - [`schedule`]: the loop's timing rules as data: the WebSocket
+//!   keep-alive and the push backoff.
 //! - [`fields`]: the server's document rules (field versions, conflict
 //!   check, temp-id reference rewriting), shared by the reference server and
 //!   the model server of the tests.
@@ -19,6 +21,7 @@ pub mod engine;
 pub mod fields;
 pub mod plan;
 pub mod policy;
+pub mod schedule;
 
 pub use engine::{
     ClientSync, ConflictInfo, ConflictPolicy, Effects, Entry, EntryState, Event, Meta, Rekey,

@@ -1,0 +1,267 @@
+//! The timing rules of the client's sync loop, as plain data fed with
+//! `now` (ms, any epoch) and, for jitter, a number in `[0, 1)`: when a
+//! WebSocket is pinged and when it is dead ([`KeepAlive`]), and how long
+//! failed pushes wait ([`Backoff`]). The browser binding holds them and
+//! asks; nothing here reads a clock.
+
+/// First delay after a failure, in ms.
+pub const BACKOFF_MIN_MS: f64 = 250.0;
+/// Ceiling of the delay after failures, in ms.
+pub const BACKOFF_MAX_MS: f64 = 30_000.0;
+
+/// The keep-alive of one WebSocket (docs/protocol.md, 7.3). The client
+/// sends a protocol `ping` when it has heard nothing (and sent no ping)
+/// for `interval_ms`; the server answers `pong`. A socket that delivered
+/// nothing at all for twice the interval, and nothing for an interval
+/// since a ping, is dead: a half-open connection (a NAT or middlebox
+/// dropped it) sends no close and no error. Without a ping since it was
+/// last heard, a socket is never dead: a loop woken late (a background
+/// tab's throttled timers) pings first and waits an interval for the
+/// answer, rather than dropping a healthy socket.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KeepAlive {
+    interval_ms: f64,
+    heard_at: f64,
+    pinged_at: f64,
+}
+
+impl KeepAlive {
+    /// A socket opened at `now` (opening counts as hearing from it).
+    pub fn new(interval_ms: f64, now: f64) -> KeepAlive {
+        KeepAlive {
+            interval_ms,
+            heard_at: now,
+            pinged_at: now,
+        }
+    }
+
+    /// The socket delivered something (it opened, or a frame arrived).
+    pub fn heard(&mut self, now: f64) {
+        self.heard_at = self.heard_at.max(now);
+    }
+
+    /// When the socket last delivered something.
+    pub fn heard_at(&self) -> f64 {
+        self.heard_at
+    }
+
+    /// When the next `ping` is due.
+    pub fn ping_at(&self) -> f64 {
+        self.heard_at.max(self.pinged_at) + self.interval_ms
+    }
+
+    pub fn ping_due(&self, now: f64) -> bool {
+        now >= self.ping_at()
+    }
+
+    /// A `ping` was sent.
+    pub fn pinged(&mut self, now: f64) {
+        self.pinged_at = now;
+    }
+
+    /// When the socket counts as dead unless it delivers something first
+    /// (never, if no ping went out since it was last heard).
+    pub fn dead_at(&self) -> f64 {
+        if self.pinged_at > self.heard_at {
+            (self.heard_at + 2.0 * self.interval_ms).max(self.pinged_at + self.interval_ms)
+        } else {
+            f64::INFINITY
+        }
+    }
+
+    pub fn is_dead(&self, now: f64) -> bool {
+        now >= self.dead_at()
+    }
+
+    /// The next moment something is due (a ping, or the death).
+    pub fn next_at(&self) -> f64 {
+        self.ping_at().min(self.dead_at())
+    }
+}
+
+/// The exponential backoff of one kind of request (the push), with jitter.
+///
+/// - A failure of the loop's own attempt doubles the wait (bounded).
+/// - A failure of an attempt the app asked for (`sync()`) never lengthens
+///   a running backoff: only when nothing failed before does it count, as
+///   the first failure the loop would have met itself.
+/// - Any answer from the server (a pull, a socket frame, a push) ends the
+///   backoff: the next attempt is due at once, though not sooner than
+///   [`BACKOFF_MIN_MS`] after the last failure (so a burst of frames
+///   during an outage of the push endpoint does not become a burst of
+///   pushes), nor before a server's `Retry-After` ends.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Backoff {
+    failures: u32,
+    retry_at: f64,
+    /// The earliest retry after the last failure, whatever answers.
+    floor_at: f64,
+}
+
+impl Backoff {
+    /// The wait after `failures` consecutive failures: 250 ms doubling up
+    /// to 30 s, jittered over its upper half (`jitter` in `[0, 1)`), so
+    /// clients that failed together spread out.
+    pub fn delay(failures: u32, jitter: f64) -> f64 {
+        let exp = BACKOFF_MIN_MS * 2f64.powi(failures.saturating_sub(1).min(16) as i32);
+        exp.min(BACKOFF_MAX_MS) * (0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+    }
+
+    /// Consecutive failures since the last answer.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// When the next attempt may start.
+    pub fn retry_at(&self) -> f64 {
+        self.retry_at
+    }
+
+    pub fn ready(&self, now: f64) -> bool {
+        now >= self.retry_at
+    }
+
+    /// An attempt failed; the next waits at least `min_wait` ms (a
+    /// server's `Retry-After`, 0 if none). `forced`: the app asked for it.
+    pub fn failed(&mut self, now: f64, jitter: f64, min_wait: f64, forced: bool) {
+        self.floor_at = self.floor_at.max(now + min_wait.max(BACKOFF_MIN_MS));
+        if forced && self.failures > 0 {
+            // The server's Retry-After still holds.
+            self.retry_at = self.retry_at.max(now + min_wait);
+            return;
+        }
+        self.failures += 1;
+        let wait = Backoff::delay(self.failures, jitter).max(min_wait);
+        self.retry_at = now + wait;
+    }
+
+    /// The server answered something: the backoff ends.
+    pub fn answered(&mut self) {
+        self.failures = 0;
+        self.retry_at = self.retry_at.min(self.floor_at);
+    }
+
+    /// Everything may be tried at once (the network came back).
+    pub fn reset(&mut self) {
+        *self = Backoff::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quiet_socket_is_pinged_then_declared_dead_at_twice_the_interval() {
+        let mut k = KeepAlive::new(1000.0, 10_000.0);
+        assert!(!k.ping_due(10_999.0));
+        assert!(k.ping_due(11_000.0));
+        k.pinged(11_000.0);
+        // No second ping before another interval; no answer: dead at 2x.
+        assert!(!k.ping_due(11_999.0));
+        assert!(!k.is_dead(11_999.0));
+        assert_eq!(k.dead_at(), 12_000.0);
+        assert!(k.is_dead(12_000.0));
+        assert_eq!(k.next_at(), 12_000.0);
+    }
+
+    #[test]
+    fn any_frame_keeps_the_socket_alive_and_postpones_the_ping() {
+        let mut k = KeepAlive::new(1000.0, 0.0);
+        k.heard(900.0);
+        assert!(!k.ping_due(1000.0));
+        assert_eq!(k.ping_at(), 1900.0);
+        k.pinged(1900.0);
+        assert_eq!(k.dead_at(), 2900.0);
+        k.heard(1950.0); // the pong
+        assert_eq!(k.ping_at(), 2950.0);
+        assert!(!k.is_dead(1e12), "no ping since the pong");
+        k.pinged(2950.0);
+        assert_eq!(k.dead_at(), 3950.0);
+        assert!(!k.is_dead(3949.0));
+        assert!(k.is_dead(3950.0));
+        // A late event stamped earlier does not move time back.
+        k.heard(1000.0);
+        assert_eq!(k.heard_at(), 1950.0);
+    }
+
+    #[test]
+    fn a_loop_woken_late_pings_before_it_declares_the_socket_dead() {
+        // A background tab's timer fired a minute late: the socket was
+        // quiet, but it was never asked.
+        let mut k = KeepAlive::new(1000.0, 0.0);
+        assert!(k.ping_due(60_000.0));
+        assert!(!k.is_dead(60_000.0));
+        k.pinged(60_000.0);
+        assert_eq!(k.dead_at(), 61_000.0);
+        k.heard(60_040.0);
+        assert!(!k.is_dead(61_000.0));
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_ceiling() {
+        assert_eq!(Backoff::delay(1, 1.0), 250.0);
+        assert_eq!(Backoff::delay(1, 0.0), 125.0);
+        assert_eq!(Backoff::delay(3, 1.0), 1000.0);
+        assert_eq!(Backoff::delay(40, 1.0), BACKOFF_MAX_MS);
+        let mut b = Backoff::default();
+        assert!(b.ready(0.0));
+        b.failed(0.0, 1.0, 0.0, false);
+        assert_eq!(b.retry_at(), 250.0);
+        b.failed(250.0, 1.0, 0.0, false);
+        assert_eq!(b.retry_at(), 750.0);
+        assert_eq!(b.failures(), 2);
+        // Retry-After is a floor.
+        b.failed(750.0, 1.0, 5000.0, false);
+        assert_eq!(b.retry_at(), 5750.0);
+    }
+
+    #[test]
+    fn an_explicit_attempt_never_lengthens_the_backoff() {
+        let mut b = Backoff::default();
+        for t in [0.0, 250.0, 750.0, 1750.0] {
+            b.failed(t, 1.0, 0.0, false);
+        }
+        let (n, at) = (b.failures(), b.retry_at());
+        assert_eq!(at, 1750.0 + 2000.0);
+        for t in [1800.0, 1900.0, 3000.0] {
+            b.failed(t, 1.0, 0.0, true);
+        }
+        assert_eq!((b.failures(), b.retry_at()), (n, at));
+        // With nothing failed before, it is the first failure.
+        let mut b = Backoff::default();
+        b.failed(100.0, 1.0, 0.0, true);
+        assert_eq!((b.failures(), b.retry_at()), (1, 350.0));
+    }
+
+    #[test]
+    fn an_answer_ends_the_backoff_and_retries_at_once() {
+        let mut b = Backoff::default();
+        for i in 0..8 {
+            b.failed(i as f64 * 1000.0, 1.0, 0.0, false);
+        }
+        assert_eq!(b.retry_at(), 7000.0 + BACKOFF_MAX_MS);
+        b.answered();
+        assert_eq!(b.failures(), 0);
+        assert_eq!(b.retry_at(), 7000.0 + BACKOFF_MIN_MS);
+        assert!(b.ready(7250.0));
+        // The next failure starts over from the first delay.
+        b.failed(8000.0, 1.0, 0.0, false);
+        assert_eq!(b.retry_at(), 8250.0);
+        // An answer long after the failure: due now.
+        b.answered();
+        assert!(b.ready(8250.0));
+        // A Retry-After holds through an answer.
+        b.failed(9000.0, 1.0, 5000.0, false);
+        b.answered();
+        assert_eq!(b.retry_at(), 14_000.0);
+        b.failed(9500.0, 1.0, 8000.0, true);
+        assert_eq!(b.retry_at(), 17_500.0);
+        // No failure at all: an answer changes nothing.
+        let mut c = Backoff::default();
+        c.answered();
+        assert_eq!(c, Backoff::default());
+        b.reset();
+        assert_eq!(b, Backoff::default());
+    }
+}
