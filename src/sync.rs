@@ -1213,21 +1213,7 @@ impl SyncClient {
             .map_err(|e| storage(e, "read conflicts"))?;
         let got = crate::idb::wait_all(&[&req, &term, &open], "read outbox").await?;
         let conflicted: Vec<(String, String)> = parse(&got[2]).unwrap_or_default();
-        let term = js_sys::Reflect::get(&got[1], &"v".into())
-            .ok()
-            .and_then(|v| v.as_f64());
-        if term != Some(self.epoch) {
-            // Another tab took over (this one froze, or its lock was stolen):
-            // write nothing, stop.
-            let _ = tx.abort();
-            self.stopped.set(true);
-            self.waker.wake();
-            return Err(glue::make_error(
-                "LEADERSHIP_LOST",
-                "another tab now syncs this database",
-                true,
-            ));
-        }
+        self.hold_the_lead(&tx, &got[1])?;
         let mut out = StepPlan {
             conflicted: conflicted.into_iter().collect(),
             ..StepPlan::default()
@@ -1478,6 +1464,26 @@ impl SyncClient {
         }
     }
 
+    /// Checks the leader term a step read (`_meta` `leader`): if another
+    /// tab took over (this one froze, or its lock was stolen), the step
+    /// writes nothing and this client stops.
+    fn hold_the_lead(&self, tx: &web_sys::IdbTransaction, leader: &JsValue) -> JsResult<()> {
+        let term = js_sys::Reflect::get(leader, &"v".into())
+            .ok()
+            .and_then(|v| v.as_f64());
+        if term == Some(self.epoch) {
+            return Ok(());
+        }
+        let _ = tx.abort();
+        self.stopped.set(true);
+        self.waker.wake();
+        Err(glue::make_error(
+            "LEADERSHIP_LOST",
+            "another tab now syncs this database",
+            true,
+        ))
+    }
+
     /// Rebuilds the engine from IndexedDB after a step that did not commit.
     async fn reload(&self, inner: &Rc<Inner>) {
         if let Ok((eng, copied, legacy)) = Self::load(inner).await {
@@ -1578,20 +1584,7 @@ impl SyncClient {
         let term = Inner::store(&tx, META)?
             .get(&"leader".into())
             .map_err(|e| storage(e, "read leader"))?;
-        let got = wait(&term, "read leader").await?;
-        let term = js_sys::Reflect::get(&got, &"v".into())
-            .ok()
-            .and_then(|v| v.as_f64());
-        if term != Some(self.epoch) {
-            let _ = tx.abort();
-            self.stopped.set(true);
-            self.waker.wake();
-            return Err(glue::make_error(
-                "LEADERSHIP_LOST",
-                "another tab now syncs this database",
-                true,
-            ));
-        }
+        self.hold_the_lead(&tx, &wait(&term, "read leader").await?)?;
         let meta = {
             let mut eng = self.engine.borrow_mut();
             for (changes, cursor) in &frames {

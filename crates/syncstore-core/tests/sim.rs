@@ -89,6 +89,15 @@ impl Client {
         }
     }
 
+    /// The documents with outbox entries.
+    fn pending_keys(&self) -> std::collections::BTreeSet<Key> {
+        self.eng
+            .outbox()
+            .iter()
+            .map(|e| (e.mutation.coll.clone(), e.mutation.id.clone()))
+            .collect()
+    }
+
     /// Every view, from the stored server state and the outbox (the engine
     /// alone holds only the pending documents).
     fn full_views(&self) -> BTreeMap<Key, JsonObject> {
@@ -183,12 +192,7 @@ impl Client {
             // The binding deletes the stored server state of an older
             // generation, and the records of such documents without outbox
             // entries (those with entries get their view in `views`).
-            let pending: std::collections::BTreeSet<Key> = self
-                .eng
-                .outbox()
-                .iter()
-                .map(|e| (e.mutation.coll.clone(), e.mutation.id.clone()))
-                .collect();
+            let pending = self.pending_keys();
             let store = &mut self.store;
             self.saved_server.retain(|k, d| {
                 let keep = d.gen == gen;
@@ -210,12 +214,7 @@ impl Client {
             );
         }
         self.eng.evict();
-        let pending: std::collections::BTreeSet<Key> = self
-            .eng
-            .outbox()
-            .iter()
-            .map(|e| (e.mutation.coll.clone(), e.mutation.id.clone()))
-            .collect();
+        let pending = self.pending_keys();
         let held: Vec<Key> = self
             .eng
             .server_docs()
