@@ -208,9 +208,6 @@ impl Inner {
         }
         let mut resolved_record = JsValue::UNDEFINED;
         let mut current: HashMap<Key, Option<Stored>> = HashMap::with_capacity(reads.len());
-        // The resync generation of each record read (see docs/sync-engine.md):
-        // a server copy the first edit saves keeps its record's.
-        let mut gens: HashMap<Key, f64> = HashMap::new();
         if !reads.is_empty() {
             let reqs = Array::new();
             for (coll, id) in &reads {
@@ -227,12 +224,6 @@ impl Inner {
                 if Some(&key) == resolving {
                     resolved_record = rec.clone();
                 }
-                if let Some(g) = js_sys::Reflect::get(&rec, &"g".into())
-                    .ok()
-                    .and_then(|g| g.as_f64())
-                {
-                    gens.insert(key.clone(), g);
-                }
                 current.insert(key, stored(&rec));
             }
         }
@@ -242,22 +233,13 @@ impl Inner {
             }
         }
         let limit = self.server_max_doc_bytes.get();
-        let mut plan = match write::apply_limited(&muts, &self.schema, single, &current, limit) {
+        let plan = match write::apply_limited(&muts, &self.schema, single, &current, limit) {
             Ok(p) => p,
             Err(e) => {
                 let _ = tx.abort();
                 return Err(error::core(e));
             }
         };
-        for c in &mut plan.server_copies {
-            let key = (
-                c["coll"].as_str().unwrap_or_default().to_owned(),
-                c["id"].as_str().unwrap_or_default().to_owned(),
-            );
-            if let Some(g) = gens.get(&key) {
-                c["g"] = serde_json::json!(g);
-            }
-        }
         // The whole plan crosses once (one JSON parse); glue.js issues its
         // requests, unawaited, and returns those of the adds.
         let add_ops: Vec<&write::Write> = plan
@@ -465,9 +447,14 @@ fn has_flag(rec: &JsValue, flag: &str) -> bool {
 /// A record as the write path sees it, and its document's JSON text.
 fn stored_parts(rec: &JsValue) -> Option<(String, String, Stored)> {
     let (id, text, doc, version) = record_parts(rec)?;
+    let gen = js_sys::Reflect::get(rec, &"g".into())
+        .ok()
+        .and_then(|g| g.as_f64())
+        .map_or(0, |g| g as u64);
     let s = Stored {
         doc,
         version,
+        gen,
         conflict: has_flag(rec, "c"),
         server_copy: has_flag(rec, "s"),
     };

@@ -451,8 +451,7 @@ impl SyncClient {
             return Ok((ClientSync::new(), HashSet::new(), false));
         };
         let legacy_ids = !meta.id_map.is_empty();
-        let ids: Vec<IdRecord> = parse(&got[2]).unwrap_or_default();
-        meta.id_map.extend(ids.into_iter().map(|r| (r.t, r.id)));
+        add_ids(&mut meta.id_map, &got[2]);
         let outbox: Vec<Entry> = outbox_entries(parse(&got[1]).unwrap_or_default())
             .into_iter()
             .filter_map(|e| serde_json::from_value::<Entry>(e).ok())
@@ -1790,9 +1789,14 @@ pub(crate) async fn read_id_map(inner: &Rc<Inner>) -> JsResult<(bool, BTreeMap<S
         .and_then(|m| parse::<BTreeMap<String, String>>(&m))
         .unwrap_or_default();
     let legacy = !map.is_empty();
-    let ids: Vec<IdRecord> = parse(&got[1]).unwrap_or_default();
-    map.extend(ids.into_iter().map(|r| (r.t, r.id)));
+    add_ids(&mut map, &got[1]);
     Ok((legacy, map))
+}
+
+/// Adds the records of `_ids` (a `getAll`) to an id map.
+fn add_ids(map: &mut BTreeMap<String, String>, records: &JsValue) {
+    let ids: Vec<IdRecord> = parse(records).unwrap_or_default();
+    map.extend(ids.into_iter().map(|r| (r.t, r.id)));
 }
 
 /// The stored server state of `keys` (see glue.js `loadStates`), and the

@@ -223,6 +223,9 @@ fn with_id_first(id: &str, mut doc: Map<String, Value>) -> Value {
 pub struct Stored {
     pub doc: Value,
     pub version: Option<u64>,
+    /// The resync generation of the record's server state (`g`; 0 = none):
+    /// the server copy a first edit saves keeps it.
+    pub gen: u64,
     /// The document has an unresolved conflict (`conflicts: "manual"`):
     /// its record carries the marker `c`, which edits keep.
     pub conflict: bool,
@@ -362,9 +365,13 @@ pub fn apply_limited(
                 if m.kind != OpKind::Insert && spec.sync != SyncMode::Local && !old.server_copy =>
             {
                 if let Some(version) = old.version {
-                    plan.server_copies.push(json!({
+                    let mut copy = json!({
                         "coll": m.coll, "id": m.id, "doc": old.doc, "version": version,
-                    }));
+                    });
+                    if old.gen > 0 {
+                        copy["g"] = json!(old.gen);
+                    }
+                    plan.server_copies.push(copy);
                     old.server_copy = true;
                 }
                 Some(old)
@@ -384,6 +391,7 @@ pub fn apply_limited(
                 let s = Stored {
                     doc,
                     version: None,
+                    gen: 0,
                     conflict: false,
                     server_copy: false,
                 };
@@ -396,6 +404,7 @@ pub fn apply_limited(
                     Some(Stored {
                         doc,
                         version: old.version,
+                        gen: old.gen,
                         conflict: old.conflict,
                         server_copy: old.server_copy,
                     }),
@@ -553,6 +562,7 @@ mod tests {
         Some(Stored {
             doc,
             version,
+            gen: 0,
             conflict: false,
             server_copy,
         })
@@ -621,6 +631,7 @@ mod tests {
             Some(Stored {
                 doc: json!({"id": "a", "n": 1}),
                 version: Some(7),
+                gen: 0,
                 conflict: false,
                 server_copy: false,
             }),
