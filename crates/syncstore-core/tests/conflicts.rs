@@ -222,8 +222,8 @@ fn a_clock_far_ahead_wins_only_until_the_others_have_seen_it() {
     // ...but once b has seen a's edit, b's next edit is later than it.
     b.write(MutationOp::Update, "t", json!({"text": "b2"}));
     a.write(MutationOp::Update, "t", json!({"text": "a2"}));
-    let b_ts = b.eng.outbox().last().unwrap().mutation.ts.unwrap();
-    let a_ts = a.eng.outbox().last().unwrap().mutation.ts.unwrap();
+    let b_ts = b.eng.outbox().back().unwrap().mutation.ts.unwrap();
+    let a_ts = a.eng.outbox().back().unwrap().mutation.ts.unwrap();
     assert!(
         b_ts > (a.wall - 3_600_000) << 16,
         "b stamps above its own wall clock"
@@ -367,7 +367,7 @@ fn a_decided_fork_keeps_both_documents() {
     setup(&mut a, &mut b, &mut s, "t", json!({"text": "milk"}));
     a.write(MutationOp::Update, "t", json!({"text": "a"}));
     b.write(MutationOp::Update, "t", json!({"text": "b"}));
-    let mid = b.eng.outbox().last().unwrap().mutation.mid;
+    let mid = b.eng.outbox().back().unwrap().mutation.mid;
     b.policies.decided.insert(
         mid,
         Decision::KeepBoth {
@@ -419,7 +419,7 @@ fn decided_keep_local_and_documents_win() {
         setup(&mut a, &mut b, &mut s, "t", json!({"text": "milk", "n": 1}));
         a.write(MutationOp::Update, "t", json!({"text": "a"}));
         b.write(MutationOp::Update, "t", json!({"text": "b"}));
-        let mid = b.eng.outbox().last().unwrap().mutation.mid;
+        let mid = b.eng.outbox().back().unwrap().mutation.mid;
         b.policies.decided.insert(mid, decision.clone());
         a.sync(&mut s);
         b.sync(&mut s);

@@ -269,7 +269,7 @@ fn tmp_id_remap_rewrites_queued_update_delete_and_references() {
         None,
     ))
     .unwrap();
-    let last = c.outbox().last().unwrap();
+    let last = c.outbox().back().unwrap();
     assert_eq!(last.mutation.id, ca);
     assert_eq!(last.mutation.patch.as_ref().unwrap()["ref"], json!(cb));
 
@@ -642,7 +642,7 @@ fn state_round_trips_through_json() {
                 state: d.clone(),
             })
             .collect(),
-        c.outbox().to_vec(),
+        c.outbox().iter().cloned().collect(),
     );
     assert_eq!(restored.views(), c.views());
     assert_eq!(restored.next_push(10), c.next_push(10));

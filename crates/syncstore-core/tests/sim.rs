@@ -112,8 +112,11 @@ impl Client {
             .collect();
         // `restore` keeps the states of documents with outbox entries;
         // `load` gives the others.
-        let mut eng =
-            ClientSync::restore(self.eng.meta(), server.clone(), self.eng.outbox().to_vec());
+        let mut eng = ClientSync::restore(
+            self.eng.meta(),
+            server.clone(),
+            self.eng.outbox().iter().cloned().collect(),
+        );
         for r in server {
             eng.load(&r.coll, &r.id, Some(r.state));
         }

@@ -18,7 +18,7 @@
 //! storage, inside the transaction that will carry out the effects: read,
 //! decide, write.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -28,6 +28,8 @@ use crate::protocol::{
     is_temp_id, Change, ChangeOp, JsonObject, Mutation, MutationError, MutationOp, MutationResult,
     PullResponse, PushResponse, ServerMessage, START_CURSOR,
 };
+
+use super::outbox::Outbox;
 
 /// `(collection, id)`.
 type Key = (String, String);
@@ -299,7 +301,7 @@ pub struct ClientSync {
     /// The server state of every document with an outbox entry, and of the
     /// documents loaded for the current input.
     server: DocMap,
-    outbox: Vec<Entry>,
+    outbox: Outbox,
     id_map: BTreeMap<String, String>,
     cursor: Option<String>,
     last_mutation_id: u64,
@@ -417,18 +419,23 @@ fn rewrite_with(m: &mut Mutation, map: &BTreeMap<String, String>) -> bool {
 
 /// True if a string in the mutation's document or patch is a temporary id.
 fn names_temp_ids(m: &Mutation) -> bool {
-    fn walk(v: &Value) -> bool {
+    any_string(m, &is_temp_id)
+}
+
+/// True if a string value of `m`'s document or patch satisfies `f`.
+fn any_string(m: &Mutation, f: &dyn Fn(&str) -> bool) -> bool {
+    fn walk(v: &Value, f: &dyn Fn(&str) -> bool) -> bool {
         match v {
-            Value::String(s) => is_temp_id(s),
-            Value::Array(a) => a.iter().any(walk),
-            Value::Object(o) => o.values().any(walk),
+            Value::String(s) => f(s),
+            Value::Array(a) => a.iter().any(|x| walk(x, f)),
+            Value::Object(o) => o.values().any(|x| walk(x, f)),
             _ => false,
         }
     }
     [&m.doc, &m.patch]
         .into_iter()
         .flatten()
-        .any(|b| b.values().any(walk))
+        .any(|b| b.values().any(|x| walk(x, f)))
 }
 
 fn key_of(m: &Mutation) -> Key {
@@ -457,8 +464,8 @@ impl ClientSync {
     }
 
     /// The outbox, in mid order.
-    pub fn outbox(&self) -> &[Entry] {
-        &self.outbox
+    pub fn outbox(&self) -> &VecDeque<Entry> {
+        self.outbox.entries()
     }
 
     /// Number of mutations not yet settled (the `pending` of the status).
@@ -498,14 +505,15 @@ impl ClientSync {
     /// before the input that names them: not held (no outbox entry) and not
     /// loaded yet. Deduplicated, in order.
     pub fn needs(&self, keys: impl IntoIterator<Item = Key>) -> Vec<Key> {
-        let pending = self.outbox_keys();
         let mut seen = BTreeSet::new();
         keys.into_iter()
             .map(|(c, i)| {
                 let i = self.resolve_id(&i).to_owned();
                 (c, i)
             })
-            .filter(|k| !pending.contains(k) && !self.loaded.contains(k) && seen.insert(k.clone()))
+            .filter(|k| {
+                !self.outbox.has(&k.0, &k.1) && !self.loaded.contains(k) && seen.insert(k.clone())
+            })
             .collect()
     }
 
@@ -523,15 +531,15 @@ impl ClientSync {
     /// the canonical ids of newly mapped temporary ids, and conflict ids.
     pub fn keys_of_push(&self, resp: &PushResponse) -> Vec<Key> {
         let mut out = vec![];
-        for e in &self.outbox {
+        for e in self.outbox.iter() {
             if let Some(c) = resp.id_map.get(&e.mutation.id) {
                 out.push((e.mutation.coll.clone(), c.clone()));
             }
         }
         for r in &resp.results {
             if let MutationResult::Conflict { mid, id, .. } = r {
-                if let Some(e) = self.outbox.iter().find(|e| e.mutation.mid == *mid) {
-                    out.push((e.mutation.coll.clone(), id.clone()));
+                if let Some(p) = self.outbox.pos(*mid) {
+                    out.push((self.outbox[p].mutation.coll.clone(), id.clone()));
                 }
             }
         }
@@ -551,10 +559,10 @@ impl ClientSync {
     /// for the next input. A document with outbox entries keeps the state
     /// the engine holds.
     pub fn load(&mut self, coll: &str, id: &str, state: Option<ServerDoc>) {
-        let key = (coll.to_owned(), id.to_owned());
-        if self.outbox_keys().contains(&key) {
+        if self.outbox.has(coll, id) {
             return;
         }
+        let key = (coll.to_owned(), id.to_owned());
         match state {
             Some(d) => {
                 self.server
@@ -576,9 +584,9 @@ impl ClientSync {
     /// between inputs is bounded by what is pending. From the first call
     /// on, debug builds check that inputs name only loaded documents.
     pub fn evict(&mut self) {
-        let pending = self.outbox_keys();
+        let outbox = &self.outbox;
         for (c, m) in self.server.iter_mut() {
-            m.retain(|i, _| pending.contains(&(c.clone(), i.clone())));
+            m.retain(|i, _| outbox.has(c, i));
         }
         self.server.retain(|_, m| !m.is_empty());
         self.loaded.clear();
@@ -597,12 +605,14 @@ impl ClientSync {
             })
     }
 
+    /// True if the document has outbox entries under exactly this id.
+    pub fn has_entries(&self, coll: &str, id: &str) -> bool {
+        self.outbox.has(coll, id)
+    }
+
     /// True if the document has outbox entries.
     pub fn is_pending(&self, coll: &str, id: &str) -> bool {
-        let id = self.resolve_id(id);
-        self.outbox
-            .iter()
-            .any(|e| e.mutation.coll == coll && e.mutation.id == id)
+        self.outbox.has(coll, self.resolve_id(id))
     }
 
     /// Takes in a frame of no news: one [`Self::is_echo`] recognised, or
@@ -673,16 +683,15 @@ impl ClientSync {
     /// outbox and the server state of (at least) the documents with outbox
     /// entries; other documents' state is dropped. An interrupted resync
     /// restarts from the start, in a new generation.
-    pub fn restore(meta: Meta, server: Vec<ServerRecord>, mut outbox: Vec<Entry>) -> Self {
+    pub fn restore(meta: Meta, server: Vec<ServerRecord>, outbox: Vec<Entry>) -> Self {
         let mut map = DocMap::new();
         for r in server {
             map.entry(r.coll).or_default().insert(r.id, r.state);
         }
-        outbox.sort_by_key(|e| e.mutation.mid);
         let resyncing = meta.resyncing;
         let mut eng = ClientSync {
             server: map,
-            outbox,
+            outbox: outbox.into(),
             id_map: meta.id_map,
             cursor: if resyncing { None } else { meta.cursor },
             last_mutation_id: meta.last_mutation_id,
@@ -693,9 +702,9 @@ impl ClientSync {
             clock: meta.clock,
             ..ClientSync::default()
         };
-        let pending = eng.outbox_keys();
+        let outbox = &eng.outbox;
         for (c, m) in eng.server.iter_mut() {
-            m.retain(|i, _| pending.contains(&(c.clone(), i.clone())));
+            m.retain(|i, _| outbox.has(c, i));
         }
         eng.server.retain(|_, m| !m.is_empty());
         eng
@@ -723,11 +732,7 @@ impl ClientSync {
     /// already carries the check; its server version cannot be known yet).
     pub fn base_for(&self, coll: &str, id: &str) -> Option<u64> {
         let id = self.resolve_id(id);
-        if self
-            .outbox
-            .iter()
-            .any(|e| e.mutation.coll == coll && e.mutation.id == id)
-        {
+        if self.outbox.has(coll, id) {
             return None;
         }
         self.state(coll, id).map(|d| d.version)
@@ -740,10 +745,7 @@ impl ClientSync {
         debug_assert!(
             !self.bounded
                 || self.loaded.contains(&(coll.to_owned(), id.to_owned()))
-                || self
-                    .outbox
-                    .iter()
-                    .any(|e| e.mutation.coll == coll && e.mutation.id == id)
+                || self.outbox.has(coll, id)
                 || is_temp_id(id),
             "{coll}/{id}: an input named a document that was not loaded"
         );
@@ -765,8 +767,8 @@ impl ClientSync {
     /// The view at exactly this key (a mapped temporary id has none).
     fn view_raw(&self, coll: &str, id: &str) -> Option<JsonObject> {
         let mut cur = self.state(coll, id).and_then(|d| d.doc.clone());
-        for e in &self.outbox {
-            if e.mutation.coll == coll && e.mutation.id == id && Self::replayed(e) {
+        for e in self.outbox.of(coll, id) {
+            if Self::replayed(e) {
                 cur = replay(cur, &e.mutation);
             }
         }
@@ -794,44 +796,30 @@ impl ClientSync {
     /// The views at exactly these keys, in one pass over the outbox
     /// ([`Self::view_raw`] for each key would scan it once per key).
     fn views_at(&self, keys: &BTreeSet<Key>) -> BTreeMap<Key, Option<JsonObject>> {
-        let mut out: BTreeMap<Key, Option<JsonObject>> = keys
-            .iter()
-            .map(|k| {
-                (
-                    k.clone(),
-                    self.state(&k.0, &k.1).and_then(|d| d.doc.clone()),
-                )
-            })
-            .collect();
-        for e in &self.outbox {
-            if !Self::replayed(e) {
-                continue;
-            }
-            let k = (e.mutation.coll.clone(), e.mutation.id.clone());
-            if let Some(slot) = out.get_mut(&k) {
-                *slot = replay(slot.take(), &e.mutation);
-            }
-        }
-        out
+        keys.iter()
+            .map(|k| (k.clone(), self.view_raw(&k.0, &k.1)))
+            .collect()
     }
 
-    fn outbox_keys(&self) -> BTreeSet<Key> {
-        self.outbox.iter().map(|e| key_of(&e.mutation)).collect()
-    }
-
-    /// Runs `f`, then reports the views of `extra` and of every outbox
-    /// document (before or after) that differ from before.
+    /// Runs `f`, then reports the views that differ from before among
+    /// `keys`, the documents of the entries `f` queued and the canonical
+    /// ids of re-keyed documents. `keys` must name every document whose
+    /// view the input can change (its caller knows which: the outbox
+    /// entries it settles, rewrites or acknowledges, the documents it
+    /// names), so that an input costs what it names, not the queue.
     fn with_views(
         &mut self,
-        extra: impl IntoIterator<Item = Key>,
+        keys: impl IntoIterator<Item = Key>,
         f: impl FnOnce(&mut Self, &mut Effects),
     ) -> Effects {
-        let mut keys = self.outbox_keys();
+        let mut keys: BTreeSet<Key> = keys.into_iter().collect();
         if self.bounded {
             // Their state is held for the whole input, even if it settles them.
-            self.loaded.extend(keys.iter().cloned());
+            let outbox = &self.outbox;
+            self.loaded
+                .extend(keys.iter().filter(|k| outbox.has(&k.0, &k.1)).cloned());
         }
-        keys.extend(extra);
+        let last_mid = self.max_mid;
         let mut before = self.views_at(&keys);
         let mut fx = Effects::default();
         f(self, &mut fx);
@@ -851,7 +839,14 @@ impl ClientSync {
             }
         }
         keys.extend(before.keys().cloned());
-        keys.extend(self.outbox_keys());
+        // Entries `f` queued (a conflict's resolution) name their documents.
+        keys.extend(
+            self.outbox
+                .iter()
+                .rev()
+                .take_while(|e| e.mutation.mid > last_mid)
+                .map(|e| key_of(&e.mutation)),
+        );
         for v in &fx.views {
             keys.remove(&(v.coll.clone(), v.id.clone()));
         }
@@ -903,10 +898,12 @@ impl ClientSync {
     /// order among themselves is kept.
     pub fn unpark(&mut self, coll: &str) -> Effects {
         let mut fx = Effects::default();
-        let (parked, rest): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut self.outbox)
+        let (parked, rest): (Vec<Entry>, Vec<Entry>) = self
+            .outbox
+            .take()
             .into_iter()
             .partition(|e| e.state == EntryState::Parked && e.mutation.coll == coll);
-        self.outbox = rest;
+        self.outbox = rest.into();
         for mut e in parked {
             fx.outbox_drop.push(e.mutation.mid);
             self.max_mid += 1;
@@ -980,13 +977,33 @@ impl ClientSync {
     /// write coming back.
     pub fn awaited_version(&self, coll: &str, id: &str) -> Option<u64> {
         self.outbox
-            .iter()
-            .filter(|e| e.mutation.coll == coll && e.mutation.id == id)
+            .of(coll, id)
             .filter_map(|e| match e.state {
                 EntryState::Applied { version } => Some(version),
                 _ => None,
             })
             .max()
+    }
+
+    /// The documents of outbox entries that learning `id_map` rewrites: their
+    /// id or one of their values is a temporary id it maps for the first time.
+    fn keys_rewritten_by(&self, id_map: &BTreeMap<String, String>) -> Vec<Key> {
+        let new: BTreeMap<&str, &str> = id_map
+            .iter()
+            .filter(|(t, c)| is_temp_id(t) && self.id_map.get(*t) != Some(*c))
+            .map(|(t, c)| (t.as_str(), c.as_str()))
+            .collect();
+        if new.is_empty() {
+            return vec![];
+        }
+        self.outbox
+            .iter()
+            .filter(|e| {
+                new.contains_key(e.mutation.id.as_str())
+                    || any_string(&e.mutation, &|s| new.contains_key(s))
+            })
+            .map(|e| key_of(&e.mutation))
+            .collect()
     }
 
     /// Learns id mappings: re-keys documents, rewrites the outbox.
@@ -1021,9 +1038,9 @@ impl ClientSync {
         }
         // Earlier mappings were applied to every entry when learned: only
         // the new ones can change an entry.
-        for e in &mut self.outbox {
-            if rewrite_with(&mut e.mutation, &new) {
-                fx.outbox_put.push(e.clone());
+        for pos in 0..self.outbox.len() {
+            if self.outbox.rewrite(pos, |m| rewrite_with(m, &new)) {
+                fx.outbox_put.push(self.outbox[pos].clone());
             }
         }
     }
@@ -1034,23 +1051,25 @@ impl ClientSync {
         resp: &PushResponse,
         policy: &dyn ConflictPolicy,
     ) -> Effects {
-        let extra: Vec<Key> = resp
-            .results
-            .iter()
-            .filter_map(|r| match r {
-                MutationResult::Conflict { id, .. } => self
-                    .outbox
-                    .iter()
-                    .find(|e| e.mutation.mid == r.mid())
-                    .map(|e| (e.mutation.coll.clone(), id.clone())),
-                _ => None,
-            })
-            .collect();
-        self.with_views(extra, |this, fx| {
+        // The documents it can change: those of the entries it answers (and
+        // the ids conflicts name), and those whose entries new id mappings
+        // rewrite.
+        let mut keys = self.keys_rewritten_by(&resp.id_map);
+        for r in &resp.results {
+            let Some(pos) = self.outbox.pos(r.mid()) else {
+                continue;
+            };
+            let m = &self.outbox[pos].mutation;
+            keys.push(key_of(m));
+            if let MutationResult::Conflict { id, .. } = r {
+                keys.push((m.coll.clone(), id.clone()));
+            }
+        }
+        self.with_views(keys, |this, fx| {
             this.learn_ids(&resp.id_map, fx);
             this.last_mutation_id = this.last_mutation_id.max(resp.last_mutation_id);
             for r in &resp.results {
-                let Some(pos) = this.outbox.iter().position(|e| e.mutation.mid == r.mid()) else {
+                let Some(pos) = this.outbox.pos(r.mid()) else {
                     continue; // settled before (a duplicated answer)
                 };
                 match r {
@@ -1060,10 +1079,10 @@ impl ClientSync {
                         ..
                     } if this.settle_applied(pos, *version, *prev, fx) => {}
                     MutationResult::Applied { version, .. } => {
-                        let e = &mut this.outbox[pos];
-                        if !matches!(e.state, EntryState::Applied { .. }) {
-                            e.state = EntryState::Applied { version: *version };
-                            fx.outbox_put.push(e.clone());
+                        let state = this.outbox.state_mut(pos);
+                        if !matches!(state, EntryState::Applied { .. }) {
+                            *state = EntryState::Applied { version: *version };
+                            fx.outbox_put.push(this.outbox[pos].clone());
                         }
                     }
                     MutationResult::Rejected { code, message, .. } => {
@@ -1194,9 +1213,7 @@ impl ClientSync {
         let (coll, id) = key_of(&e.mutation);
         if is_temp_id(&id)
             || names_temp_ids(&e.mutation)
-            || self.outbox[..pos]
-                .iter()
-                .any(|x| x.mutation.coll == coll && x.mutation.id == id)
+            || self.outbox.mids(&coll, &id).first() != Some(&e.mutation.mid)
         {
             return false;
         }
@@ -1312,11 +1329,22 @@ impl ClientSync {
         last_mutation_id: Option<u64>,
         complete: bool,
     ) -> Effects {
-        let mut extra: Vec<Key> = Self::keys_of_changes(changes).collect();
+        // The documents it can change: those it names, those of the entries
+        // it acknowledges, and when it completes a resync every one held.
+        let mut keys: Vec<Key> = Self::keys_of_changes(changes).collect();
         if complete && self.resync {
-            extra.extend(self.server_keys());
+            keys.extend(self.server_keys());
         }
-        self.with_views(extra, |this, fx| {
+        if let Some(lmid) = last_mutation_id {
+            keys.extend(
+                self.outbox
+                    .iter()
+                    .take_while(|e| e.mutation.mid <= lmid)
+                    .filter(|e| e.state == EntryState::Pending)
+                    .map(|e| key_of(&e.mutation)),
+            );
+        }
+        self.with_views(keys, |this, fx| {
             let mut put_at: HashMap<Key, usize> = HashMap::new();
             for c in changes {
                 this.observe(c.ts);
@@ -1365,14 +1393,16 @@ impl ClientSync {
             }
             if let Some(lmid) = last_mutation_id {
                 this.last_mutation_id = this.last_mutation_id.max(lmid);
-                let mut acked = Vec::new();
-                for e in &mut this.outbox {
-                    if e.mutation.mid <= lmid && e.state == EntryState::Pending {
-                        e.state = EntryState::Acked;
-                        acked.push(e.clone());
+                for pos in 0..this.outbox.len() {
+                    if this.outbox[pos].mutation.mid > lmid {
+                        break;
+                    }
+                    let state = this.outbox.state_mut(pos);
+                    if *state == EntryState::Pending {
+                        *state = EntryState::Acked;
+                        fx.outbox_put.push(this.outbox[pos].clone());
                     }
                 }
-                fx.outbox_put.extend(acked);
             }
             this.settle(fx);
             if let Some(cursor) = cursor {
@@ -1404,8 +1434,11 @@ impl ClientSync {
         fx.sweep = Some(gen);
         // A document with outbox entries keeps its record through the
         // sweep: rewrite it without the server state it no longer has.
-        let pending = self.outbox_keys();
-        for (coll, id) in gone.into_iter().filter(|k| pending.contains(k)) {
+        let gone: Vec<Key> = gone
+            .into_iter()
+            .filter(|k| self.outbox.has(&k.0, &k.1))
+            .collect();
+        for (coll, id) in gone {
             let doc = self.view_raw(&coll, &id);
             fx.views.push(ViewChange { coll, id, doc });
         }

@@ -19,6 +19,7 @@
 pub mod apply;
 pub mod engine;
 pub mod fields;
+pub mod outbox;
 pub mod plan;
 pub mod policy;
 pub mod schedule;

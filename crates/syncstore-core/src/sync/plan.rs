@@ -197,11 +197,6 @@ impl Planner<'_> {
                 }
             }
         }
-        let pending: HashSet<(&str, &str)> = eng
-            .outbox()
-            .iter()
-            .map(|e| (e.mutation.coll.as_str(), e.mutation.id.as_str()))
-            .collect();
         let mut touched: BTreeSet<(&str, &str)> = changed.iter().copied().collect();
         touched.extend(written.iter().copied());
         touched.extend(
@@ -218,7 +213,7 @@ impl Planner<'_> {
             let state = (eng.resolve_id(id) == id)
                 .then(|| eng.server_doc(coll, id))
                 .flatten();
-            let need = state.is_some_and(|d| d.doc.is_none() || pending.contains(&(coll, id)));
+            let need = state.is_some_and(|d| d.doc.is_none() || eng.has_entries(coll, id));
             let key = (coll.to_owned(), id.to_owned());
             let has = copied.contains(&key);
             let is_changed = changed.contains(&(coll, id));
@@ -269,13 +264,7 @@ impl Planner<'_> {
 
     /// After the commit: only the documents with outbox entries stay held.
     pub fn evicted(&mut self, eng: &ClientSync) {
-        let pending: HashSet<(&str, &str)> = eng
-            .outbox()
-            .iter()
-            .map(|e| (e.mutation.coll.as_str(), e.mutation.id.as_str()))
-            .collect();
-        self.copied
-            .retain(|(c, i)| pending.contains(&(c.as_str(), i.as_str())));
+        self.copied.retain(|(c, i)| eng.has_entries(c, i));
     }
 }
 

@@ -1,0 +1,212 @@
+//! The engine's outbox: entries in mid order, indexed by document, so
+//! that what one input costs grows with what it names, not with the queue
+//! (10,000 queued writes made every push answer replay and clone the whole
+//! queue: bench row 11).
+
+use std::collections::{HashMap, VecDeque};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::engine::{Entry, EntryState};
+use crate::protocol::Mutation;
+use crate::write::Key;
+
+/// Outbox entries in ascending mid order, with the mids of each document's
+/// entries. Serialized as the list of entries.
+#[derive(Debug, Clone, Default)]
+pub struct Outbox {
+    entries: VecDeque<Entry>,
+    /// collection -> id -> the mids of the document's entries, ascending.
+    by_key: HashMap<String, HashMap<String, Vec<u64>>>,
+}
+
+impl std::ops::Index<usize> for Outbox {
+    type Output = Entry;
+    fn index(&self, pos: usize) -> &Entry {
+        &self.entries[pos]
+    }
+}
+
+impl PartialEq for Outbox {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl Serialize for Outbox {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.entries.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Outbox {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<Entry>::deserialize(d).map(Outbox::from)
+    }
+}
+
+impl From<Vec<Entry>> for Outbox {
+    /// Sorts the entries by mid.
+    fn from(mut entries: Vec<Entry>) -> Self {
+        entries.sort_by_key(|e| e.mutation.mid);
+        let mut out = Outbox::default();
+        for e in entries {
+            out.push(e);
+        }
+        out
+    }
+}
+
+impl Outbox {
+    /// The entries, in mid order.
+    pub fn entries(&self) -> &VecDeque<Entry> {
+        &self.entries
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True if there is none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entries, in mid order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Entry> + '_ {
+        self.entries.iter()
+    }
+
+    /// The position of the entry with this mid.
+    pub fn pos(&self, mid: u64) -> Option<usize> {
+        self.entries
+            .binary_search_by_key(&mid, |e| e.mutation.mid)
+            .ok()
+    }
+
+    /// The mids of the document's entries, ascending.
+    pub fn mids(&self, coll: &str, id: &str) -> &[u64] {
+        self.by_key
+            .get(coll)
+            .and_then(|m| m.get(id))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// True if the document has entries.
+    pub fn has(&self, coll: &str, id: &str) -> bool {
+        !self.mids(coll, id).is_empty()
+    }
+
+    /// The document's entries, in mid order.
+    pub fn of<'a>(&'a self, coll: &str, id: &str) -> impl Iterator<Item = &'a Entry> + 'a {
+        let mids = self.mids(coll, id);
+        mids.iter()
+            .filter_map(move |m| self.pos(*m).map(|p| &self.entries[p]))
+    }
+
+    /// The documents with entries.
+    pub fn keys(&self) -> impl Iterator<Item = Key> + '_ {
+        self.by_key
+            .iter()
+            .flat_map(|(c, m)| m.keys().map(move |i| (c.clone(), i.clone())))
+    }
+
+    /// Appends an entry; its mid must be above every other.
+    pub fn push(&mut self, e: Entry) {
+        debug_assert!(
+            self.entries
+                .back()
+                .is_none_or(|l| l.mutation.mid < e.mutation.mid),
+            "outbox entries are appended in mid order"
+        );
+        self.index(&e.mutation);
+        self.entries.push_back(e);
+    }
+
+    /// Removes and returns the entry at `pos`.
+    pub fn remove(&mut self, pos: usize) -> Entry {
+        let e = self.entries.remove(pos).expect("outbox position in range");
+        self.unindex(&e.mutation);
+        e
+    }
+
+    /// The state of the entry at `pos` (its document stays the same).
+    pub fn state_mut(&mut self, pos: usize) -> &mut EntryState {
+        &mut self.entries[pos].state
+    }
+
+    /// Runs `f` on the mutation of the entry at `pos` (which may move it
+    /// to another id, not another mid); returns what `f` returns.
+    pub fn rewrite(&mut self, pos: usize, f: impl FnOnce(&mut Mutation) -> bool) -> bool {
+        let old = self.entries[pos].mutation.id.clone();
+        let changed = f(&mut self.entries[pos].mutation);
+        let m = &self.entries[pos].mutation;
+        debug_assert!(self.pos(m.mid) == Some(pos), "a rewrite keeps the mid");
+        if m.id != old {
+            let (coll, mid, new) = (m.coll.clone(), m.mid, m.id.clone());
+            self.unindex_at(&coll, &old, mid);
+            self.index_at(&coll, &new, mid);
+        }
+        changed
+    }
+
+    /// Keeps the entries for which `keep` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Entry) -> bool) {
+        let mut dropped = vec![];
+        self.entries.retain(|e| {
+            let k = keep(e);
+            if !k {
+                dropped.push((
+                    e.mutation.coll.clone(),
+                    e.mutation.id.clone(),
+                    e.mutation.mid,
+                ));
+            }
+            k
+        });
+        for (c, i, mid) in dropped {
+            self.unindex_at(&c, &i, mid);
+        }
+    }
+
+    /// Removes and returns every entry.
+    pub fn take(&mut self) -> Vec<Entry> {
+        self.by_key.clear();
+        std::mem::take(&mut self.entries).into()
+    }
+
+    fn index(&mut self, m: &Mutation) {
+        self.index_at(&m.coll, &m.id, m.mid);
+    }
+
+    fn unindex(&mut self, m: &Mutation) {
+        self.unindex_at(&m.coll, &m.id, m.mid);
+    }
+
+    fn index_at(&mut self, coll: &str, id: &str, mid: u64) {
+        let mids = self
+            .by_key
+            .entry(coll.to_owned())
+            .or_default()
+            .entry(id.to_owned())
+            .or_default();
+        let at = mids.partition_point(|m| *m < mid);
+        mids.insert(at, mid);
+    }
+
+    fn unindex_at(&mut self, coll: &str, id: &str, mid: u64) {
+        let Some(m) = self.by_key.get_mut(coll) else {
+            return;
+        };
+        if let Some(mids) = m.get_mut(id) {
+            mids.retain(|x| *x != mid);
+            if mids.is_empty() {
+                m.remove(id);
+            }
+        }
+        if m.is_empty() {
+            self.by_key.remove(coll);
+        }
+    }
+}
