@@ -4,7 +4,7 @@
 //! again later can help.
 
 use crate::glue;
-use js_sys::Reflect;
+use js_sys::{Promise, Reflect};
 use serde::de::DeserializeOwned;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -126,14 +126,74 @@ impl Remote {
 
     async fn exchange<T: DeserializeOwned>(
         &self,
-        method: &str,
+        method: &'static str,
         path: &str,
         body: Option<String>,
     ) -> Result<T, NetError> {
+        self.send(method, path, body).answer().await
+    }
+
+    /// Sends a request now; its answer is read by [`Sent::answer`].
+    fn send(&self, method: &'static str, path: &str, body: Option<String>) -> Sent {
         let url = format!("{}{path}", self.url);
         let token = self.token.borrow().clone();
-        let p = glue::http(method, &url, &token, &self.client_id, body);
-        let res = JsFuture::from(p)
+        Sent {
+            answer: glue::http(method, &url, &token, &self.client_id, body),
+            method,
+            path: path.to_owned(),
+        }
+    }
+
+    /// `POST /v1/push`, sent now and answered later (a push sent while the
+    /// previous answer is being stored).
+    pub fn push_ahead(&self, req: &PushRequest) -> Sent {
+        let body = serde_json::to_string(req).expect("protocol types serialize");
+        self.send("POST", "/v1/push", Some(body))
+    }
+
+    /// `POST /v1/push`.
+    pub async fn push(&self, req: &PushRequest) -> Result<PushResponse, NetError> {
+        self.push_ahead(req).answer().await
+    }
+
+    /// `GET /v1/pull` from `cursor`, at most `limit` changes.
+    pub async fn pull(&self, cursor: &str, limit: u32) -> Result<PullResponse, NetError> {
+        let path = format!(
+            "/v1/pull?cursor={}&limit={limit}",
+            js_sys::encode_uri_component(cursor)
+        );
+        self.exchange("GET", &path, None).await
+    }
+
+    /// `GET /v1/config`: the server's limits.
+    pub async fn config(&self) -> Result<ServerConfig, NetError> {
+        self.exchange("GET", "/v1/config", None).await
+    }
+
+    /// The WebSocket URL (`ws:` for `http:`, `wss:` for `https:`).
+    pub fn ws_url(&self) -> String {
+        let rest = self.url.strip_prefix("http").unwrap_or(&self.url);
+        format!("ws{rest}/v1/ws")
+    }
+}
+
+/// A request on its way (the fetch started when it was made).
+pub struct Sent {
+    answer: Promise,
+    method: &'static str,
+    path: String,
+}
+
+impl Sent {
+    /// Waits for the answer: the JSON body of a 2xx, else the error its
+    /// status means.
+    pub async fn answer<T: DeserializeOwned>(self) -> Result<T, NetError> {
+        let Sent {
+            answer,
+            method,
+            path,
+        } = self;
+        let res = JsFuture::from(answer)
             .await
             .map_err(|e| NetError::Network(format!("{e:?}")))?;
         let status = field(&res, "status").as_f64().unwrap_or(0.0) as u16;
@@ -161,32 +221,6 @@ impl Remote {
                 error_message(&text)
             ))),
         }
-    }
-
-    /// `POST /v1/push`.
-    pub async fn push(&self, req: &PushRequest) -> Result<PushResponse, NetError> {
-        let body = serde_json::to_string(req).expect("protocol types serialize");
-        self.exchange("POST", "/v1/push", Some(body)).await
-    }
-
-    /// `GET /v1/pull` from `cursor`, at most `limit` changes.
-    pub async fn pull(&self, cursor: &str, limit: u32) -> Result<PullResponse, NetError> {
-        let path = format!(
-            "/v1/pull?cursor={}&limit={limit}",
-            js_sys::encode_uri_component(cursor)
-        );
-        self.exchange("GET", &path, None).await
-    }
-
-    /// `GET /v1/config`: the server's limits.
-    pub async fn config(&self) -> Result<ServerConfig, NetError> {
-        self.exchange("GET", "/v1/config", None).await
-    }
-
-    /// The WebSocket URL (`ws:` for `http:`, `wss:` for `https:`).
-    pub fn ws_url(&self) -> String {
-        let rest = self.url.strip_prefix("http").unwrap_or(&self.url);
-        format!("ws{rest}/v1/ws")
     }
 }
 

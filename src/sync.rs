@@ -23,7 +23,7 @@
 use crate::error::{storage, JsResult};
 use crate::glue;
 use crate::idb::{to_js, wait, CONFLICTS, HELD, IDS, META, OUTBOX, SERVER};
-use crate::net::{NetError, Remote, Socket, SocketEvent};
+use crate::net::{NetError, Remote, Sent, Socket, SocketEvent};
 use crate::store::Inner;
 use js_sys::{Date, Function};
 use serde::Serialize;
@@ -966,9 +966,10 @@ impl SyncClient {
         !self.engine.borrow().next_push(1).is_empty()
     }
 
-    /// The next push: oldest first, bounded in count and bytes.
-    fn batch(&self) -> Vec<Mutation> {
-        let mut batch = self.engine.borrow().next_push(PUSH_BATCH);
+    /// The next push of the entries above mid `after` (0: all): oldest
+    /// first, bounded in count and bytes.
+    fn batch(&self, after: u64) -> Vec<Mutation> {
+        let mut batch = self.engine.borrow().next_push_after(PUSH_BATCH, after);
         let mut bytes = 0;
         let mut keep = 0;
         for m in &batch {
@@ -1058,25 +1059,41 @@ impl SyncClient {
     }
 
     /// Pushes until nothing is left to send; every answer is one step.
+    /// While an answer is being stored, the next batch (the entries above
+    /// it) is already on its way: the request and the server's commit
+    /// overlap the step instead of following it. A push sent ahead that
+    /// fails is sent again the usual way (resending is safe: the server
+    /// answers a mid it applied with its stored result).
     async fn push_all(self: &Rc<Self>, inner: &Rc<Inner>, forced: bool) -> Result<(), Failure> {
         let mut last: Vec<u64> = vec![];
+        let mut ahead: Option<(PushRequest, Sent)> = None;
         for _ in 0..MAX_ROUNDS {
-            let mutations = self.batch();
-            if mutations.is_empty() {
-                return Ok(());
-            }
-            let mids: Vec<u64> = mutations.iter().map(|m| m.mid).collect();
-            if mids == last {
-                // An answer that settles nothing would make us resend forever.
-                return Err(Failure::Net(NetError::Protocol(
-                    "the push answer settled none of the mutations sent".into(),
-                )));
-            }
-            let req = PushRequest {
-                client_id: self.remote.client_id.clone(),
-                mutations,
+            let (req, answer) = match ahead.take() {
+                Some((req, sent)) => match sent.answer().await {
+                    Ok(r) => (req, Ok(r)),
+                    Err(_) => {
+                        let answer = self.authorized(|| self.remote.push(&req)).await;
+                        (req, answer)
+                    }
+                },
+                None => {
+                    let mutations = self.batch(0);
+                    if mutations.is_empty() {
+                        return Ok(());
+                    }
+                    let mids: Vec<u64> = mutations.iter().map(|m| m.mid).collect();
+                    if mids == last {
+                        // An answer that settles nothing would make us resend forever.
+                        return Err(Failure::Net(NetError::Protocol(
+                            "the push answer settled none of the mutations sent".into(),
+                        )));
+                    }
+                    let req = self.push_request(mutations);
+                    let answer = self.authorized(|| self.remote.push(&req)).await;
+                    (req, answer)
+                }
             };
-            let resp = match self.authorized(|| self.remote.push(&req)).await {
+            let resp = match answer {
                 Ok(r) => r,
                 Err(Failure::Net(NetError::Forbidden(code, message))) if code == "FORBIDDEN" => {
                     // A read-only token: the server applied nothing and
@@ -1102,6 +1119,22 @@ impl SyncClient {
             };
             self.http_ok();
             self.last_push_at.set(Some(Date::now()));
+            let mids: Vec<u64> = req.mutations.iter().map(|m| m.mid).collect();
+            // Only after an answer for every mutation sent: a server may
+            // answer a prefix (its per-push budget), and the rest must go
+            // before anything above it.
+            let answered: HashSet<u64> = resp.results.iter().map(MutationResult::mid).collect();
+            if let Some(&top) = mids
+                .last()
+                .filter(|_| mids.iter().all(|m| answered.contains(m)))
+            {
+                let next = self.batch(top);
+                if !next.is_empty() {
+                    let next = self.push_request(next);
+                    let sent = self.remote.push_ahead(&next);
+                    ahead = Some((next, sent));
+                }
+            }
             let decided = self.decide(inner, &resp).await;
             self.step(inner, vec![Input::Push(resp, decided)])
                 .await
@@ -1109,6 +1142,13 @@ impl SyncClient {
             last = mids;
         }
         Ok(())
+    }
+
+    fn push_request(&self, mutations: Vec<Mutation>) -> PushRequest {
+        PushRequest {
+            client_id: self.remote.client_id.clone(),
+            mutations,
+        }
     }
 
     /// Pulls pages until the server has nothing more; a `resync` answer

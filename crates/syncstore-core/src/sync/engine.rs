@@ -964,8 +964,15 @@ impl ClientSync {
     /// The next push: the oldest unsettled entries not known applied, at
     /// most `max`, in mid order. Resending after a lost answer is safe.
     pub fn next_push(&self, max: usize) -> Vec<Mutation> {
+        self.next_push_after(max, 0)
+    }
+
+    /// [`Self::next_push`] of the entries above mid `after`: the next push
+    /// while the one up to `after` is still unanswered.
+    pub fn next_push_after(&self, max: usize, after: u64) -> Vec<Mutation> {
         self.outbox
             .iter()
+            .skip_while(|e| e.mutation.mid <= after)
             .filter(|e| matches!(e.state, EntryState::Pending | EntryState::Acked))
             .take(max)
             .map(|e| e.mutation.clone())
