@@ -24,7 +24,7 @@ as_pg "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir
   { echo "with-postgres: initdb failed:" >&2; cat "$dir/initdb.log" >&2; exit 1; }
 # Throwaway data: no fsync (speed); sockets in the temp folder only.
 as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-  -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+  -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=600" \
   >/dev/null ||
   { echo "with-postgres: PostgreSQL did not start on port $port:" >&2; cat "$dir/server.log" >&2; exit 1; }
 export SYNCSTORE_TEST_PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
