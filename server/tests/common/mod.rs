@@ -134,6 +134,18 @@ pub fn test_limits() -> Limits {
     }
 }
 
+/// Tokens A (ns-a), B (ns-b) and a2 (ns-a) with `limits`.
+pub fn test_config(limits: Limits) -> Config {
+    let mut config = Config {
+        limits,
+        ..Config::default()
+    };
+    config.tokens.insert(TOKEN_A.into(), "ns-a".into());
+    config.tokens.insert(TOKEN_B.into(), "ns-b".into());
+    config.tokens.insert("token-a2".into(), "ns-a".into());
+    config
+}
+
 impl Server {
     pub async fn start() -> Server {
         Self::start_with(":memory:", test_limits()).await
@@ -149,14 +161,7 @@ impl Server {
         limits: Limits,
         make: impl FnOnce(AppState) -> axum::Router,
     ) -> Server {
-        let mut config = Config {
-            limits,
-            ..Config::default()
-        };
-        config.tokens.insert(TOKEN_A.into(), "ns-a".into());
-        config.tokens.insert(TOKEN_B.into(), "ns-b".into());
-        config.tokens.insert("token-a2".into(), "ns-a".into());
-        Self::start_config(db, config, make).await
+        Self::start_config(db, test_config(limits), make).await
     }
 
     /// Serves `config` as the binary would build it from these flags
