@@ -589,3 +589,36 @@ async fn three_nodes_fan_out_and_survive_a_sigkill() {
     }
     drop(nodes);
 }
+
+/// Nodes starting together on an empty database: one migrates, the others
+/// wait for it and find the schema done; all of them serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_together_migrate_once() {
+    let url = url();
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || PgStore::open(&url, Retention::default()))
+        })
+        .collect();
+    let stores: Vec<PgStore> = opens
+        .into_iter()
+        .map(|t| t.join().unwrap().expect("every node starts"))
+        .collect();
+    let admin = connect(&url).await;
+    let applied: Vec<i32> = admin
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(applied, [1]);
+    let epochs: std::collections::HashSet<String> =
+        stores.iter().map(|s| s.cursor_for(1)).collect();
+    assert_eq!(epochs.len(), 1, "one database, one epoch: {epochs:?}");
+    drop(stores);
+}

@@ -968,3 +968,62 @@ mod tests {
         assert_eq!(r.response.id_map["tmp_1"], p.changes[0].id);
     }
 }
+
+#[cfg(test)]
+mod migration_tests {
+    use super::*;
+
+    /// A database of the first schema (one global sequence in `meta`, no
+    /// `heads`, no `user_version`) opens, and the cursors it issued stay valid.
+    #[test]
+    fn a_database_from_before_versioned_migrations_keeps_its_cursors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.execute_batch(
+                "ALTER TABLE clients ADD COLUMN owner TEXT;
+                 INSERT INTO meta VALUES ('epoch', 'oldepoch'), ('seq', '7');
+                 INSERT INTO docs VALUES ('n', 'c', 'a', '{\"id\":\"a\"}', 0, 3, 3, '{}', NULL);
+                 INSERT INTO docs VALUES ('m', 'c', 'b', '{\"id\":\"b\"}', 0, 7, 7, '{}', NULL);
+                 INSERT INTO idmap VALUES ('n', 'w', 'tmp_a', 'a');",
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        // Cursors issued at the old global head stay valid in every namespace.
+        assert_eq!(s.cursor_seq("n", "oldepoch.7").unwrap(), Some(7));
+        assert_eq!(s.cursor_seq("m", "oldepoch.7").unwrap(), Some(7));
+        let p = s.pull("n", None, Some("oldepoch.2"), 10).unwrap();
+        assert_eq!(p.changes.len(), 1);
+        assert_eq!(p.cursor, "oldepoch.7");
+        // New changes continue each namespace's sequence after the old head.
+        let req = PushRequest {
+            client_id: "w".into(),
+            mutations: serde_json::from_value(serde_json::json!([
+                {"mid": 1, "coll": "c", "op": "insert", "id": "x", "doc": {}}
+            ]))
+            .unwrap(),
+        };
+        let out = s
+            .push(
+                "n",
+                &req,
+                ApplyLimits {
+                    max_doc_bytes: 1024,
+                },
+            )
+            .unwrap();
+        assert_eq!(out.changes[0].seq, 8);
+        let version: i64 = s
+            .lock()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version as usize, MIGRATIONS.len());
+        drop(s);
+        // Opening again applies nothing more.
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.cursor_seq("n", "oldepoch.8").unwrap(), Some(8));
+    }
+}
