@@ -22,9 +22,11 @@ trap stop EXIT
 trap 'exit 130' INT TERM
 as_pg "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 ||
   { echo "with-postgres: initdb failed:" >&2; cat "$dir/initdb.log" >&2; exit 1; }
-# Throwaway data: no fsync (speed); sockets in the temp folder only.
-as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-  -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=600" \
+# Throwaway data: no fsync (speed) unless SYNCSTORE_PG_DURABLE=1 (benchmarks);
+# sockets in the temp folder only.
+opts="-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=600"
+[ "${SYNCSTORE_PG_DURABLE:-0}" = 1 ] || opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start -o "$opts" \
   >/dev/null ||
   { echo "with-postgres: PostgreSQL did not start on port $port:" >&2; cat "$dir/server.log" >&2; exit 1; }
 export SYNCSTORE_TEST_PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
