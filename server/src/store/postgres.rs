@@ -40,6 +40,8 @@ const CHANNEL: &str = "syncstore_changes";
 const MIGRATION_LOCK: i64 = 0x5359_4e43_5354_4f52; // "SYNCSTOR"
 /// Connections per node.
 const POOL_SIZE: usize = 16;
+/// Longest wait for a pooled connection, or to open or check one.
+const DB_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a node waits before listening again after losing its
 /// notification connection.
 const RELISTEN_DELAY: Duration = Duration::from_secs(1);
@@ -121,6 +123,11 @@ impl PgStore {
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(deadpool_postgres::Runtime::Tokio1)
+            // A database that does not answer fails calls (503 on /readyz,
+            // INTERNAL on pushes) instead of hanging them.
+            .wait_timeout(Some(DB_TIMEOUT))
+            .create_timeout(Some(DB_TIMEOUT))
+            .recycle_timeout(Some(DB_TIMEOUT))
             .build()
             .map_err(pg)?;
         let mut store = PgStore {
@@ -644,7 +651,8 @@ impl Store for PgStore {
     }
 
     fn listen(&self, wake: Wake) -> bool {
-        let config = self.config.clone();
+        let mut config = self.config.clone();
+        config.connect_timeout(DB_TIMEOUT);
         self.rt().spawn(async move {
             loop {
                 if let Err(e) = listen_once(&config, &wake).await {
