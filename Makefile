@@ -35,8 +35,12 @@ lint:
 	cargo clippy -p syncstore --target wasm32-unknown-unknown --all-targets -- -D warnings
 
 # The wasm crate's tests run in the browser tier (natively it has none).
+# The server's suite runs again on PostgreSQL (a throwaway cluster), with
+# the tests that need it (tests/scale.rs: several nodes, the commit-order race).
+PG_TESTS = cargo test -p syncstore-server --test '*'
 test-native:
 	bash scripts/run-tier.sh native cargo test --workspace --exclude syncstore
+	SYNCSTORE_TEST_STORE=postgres bash scripts/run-tier.sh native-postgres bash scripts/with-postgres.sh $(PG_TESTS)
 
 # Browser suites in Chromium and Firefox; tests/net.rs talks to a real server.
 # The runner's time limit covers a whole suite (its default, 20 s, is too

@@ -62,6 +62,9 @@ command -v chromedriver >/dev/null || apt_pkgs+=(chromium-driver)
 command -v firefox-esr >/dev/null || apt_pkgs+=(firefox-esr)
 command -v wasm-opt >/dev/null || apt_pkgs+=(binaryen)
 command -v sqlite3 >/dev/null || apt_pkgs+=(sqlite3)
+# The server's PostgreSQL store is tested against a real server
+# (scripts/with-postgres.sh starts a throwaway cluster with initdb/pg_ctl).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || apt_pkgs+=(postgresql)
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   log "apt-get install ${apt_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive

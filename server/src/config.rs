@@ -22,9 +22,23 @@ pub struct Cli {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8787", env = "SYNCSTORE_LISTEN")]
     pub listen: SocketAddr,
-    /// SQLite database file (created if missing); `:memory:` keeps nothing.
+    /// The store: a SQLite database file (created if missing; `:memory:`
+    /// keeps nothing), or a PostgreSQL URL (`postgres://user:pass@host/db`),
+    /// which many server nodes can share (docs/deploy.md).
     #[arg(long, default_value = "syncstore.db", env = "SYNCSTORE_DB")]
-    pub db: PathBuf,
+    pub db: String,
+    /// Mutation results and temporary-id mappings kept per client: those of
+    /// its last this-many mutation ids (a resent older mid answers
+    /// STALE_MUTATION_ID).
+    #[arg(long, default_value_t = 10_000, env = "SYNCSTORE_RESULTS_PER_CLIENT")]
+    pub results_per_client: u64,
+    /// Tombstones (deleted documents) older than this are compacted; a
+    /// client whose cursor is older than the newest compacted one resyncs.
+    #[arg(long, default_value_t = 30 * 86_400, env = "SYNCSTORE_TOMBSTONE_HORIZON_SECS")]
+    pub tombstone_horizon_secs: u64,
+    /// How often tombstones are compacted, in seconds.
+    #[arg(long, default_value_t = 3600, env = "SYNCSTORE_COMPACT_INTERVAL_SECS")]
+    pub compact_interval_secs: u64,
     /// A bearer token and the namespace it grants, as TOKEN:NAMESPACE, or
     /// TOKEN:NAMESPACE:ro for read-only. Repeatable (one from the environment).
     #[arg(
@@ -218,6 +232,8 @@ pub struct Limits {
     pub max_page_bytes: usize,
     /// See [`Cli::metrics_namespaces`].
     pub metrics_namespaces: usize,
+    /// See [`Cli::compact_interval_secs`].
+    pub compact_interval: Duration,
 }
 
 impl Limits {
@@ -366,6 +382,15 @@ impl Cli {
             max_pending_push_bytes: self.max_pending_push_bytes,
             max_page_bytes: self.max_page_bytes,
             metrics_namespaces: self.metrics_namespaces,
+            compact_interval: Duration::from_secs(self.compact_interval_secs),
+        }
+    }
+
+    /// What the store keeps of the past.
+    pub fn retention(&self) -> crate::store::Retention {
+        crate::store::Retention {
+            results_per_client: self.results_per_client,
+            tombstone_horizon: Duration::from_secs(self.tombstone_horizon_secs),
         }
     }
 
@@ -375,6 +400,19 @@ impl Cli {
         const GIB: usize = 1 << 30;
         const DAY_MS: u64 = 24 * 3600 * 1000;
         in_range("--max-body-bytes", self.max_body_bytes, 1024, GIB)?;
+        in_range("--results-per-client", self.results_per_client, 1, 1 << 40)?;
+        in_range(
+            "--tombstone-horizon-secs",
+            self.tombstone_horizon_secs,
+            1,
+            100 * 365 * 86_400,
+        )?;
+        in_range(
+            "--compact-interval-secs",
+            self.compact_interval_secs,
+            1,
+            365 * 86_400,
+        )?;
         in_range(
             "--max-mutations-per-push",
             self.max_mutations_per_push,

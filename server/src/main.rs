@@ -8,12 +8,10 @@ compile_error!(
 );
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Parser;
 use syncstore_server::config::Cli;
 use syncstore_server::state::AppState;
-use syncstore_server::store::SqliteStore;
 
 async fn shutdown_signal() {
     let ctrl_c = async {
@@ -77,6 +75,20 @@ fn reload_on_sighup(cli: Cli, state: AppState) {
     let _ = (cli, state);
 }
 
+/// The database as logged: a URL's password is never shown.
+fn redact_db(db: &str) -> String {
+    match (db.find("://"), db.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &db[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &db[..scheme + 3], &db[at..]),
+                None => db.to_string(),
+            }
+        }
+        _ => db.to_string(),
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -103,12 +115,12 @@ async fn main() -> ExitCode {
     if cli.dev {
         tracing::warn!("--dev: token `dev-token` grants namespace `dev`; never use in production");
     }
-    let store = match SqliteStore::open(&cli.db) {
+    let store = match syncstore_server::store::open(&cli.db, cli.retention()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!(
                 "syncstore-server: cannot open database {}: {e}",
-                cli.db.display()
+                redact_db(&cli.db)
             );
             return ExitCode::FAILURE;
         }
@@ -126,8 +138,8 @@ async fn main() -> ExitCode {
         .unwrap_or_default();
     // Scripts and tests read this line to learn the port.
     println!("syncstore-server listening on http://{addr}");
-    tracing::info!(%addr, db = %cli.db.display(), "listening");
-    let state = AppState::new(Arc::new(store), config);
+    tracing::info!(%addr, db = %redact_db(&cli.db), "listening");
+    let state = AppState::new(store, config);
     reload_on_sighup(cli.clone(), state.clone());
     match syncstore_server::serve(listener, state, shutdown_signal()).await {
         Ok(()) => {

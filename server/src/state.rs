@@ -79,10 +79,23 @@ impl Batch {
 /// A batch of changes from one commit.
 pub type ChangeBatch = Arc<Batch>;
 
+/// One namespace's broadcast channel.
+struct Channel {
+    tx: broadcast::Sender<ChangeBatch>,
+    /// When changes are read from the store (several nodes, see [`Feed`]):
+    /// the seq up to which they have been published, set by the first
+    /// session's catch-up (lowered by any later one: what its catch-up did
+    /// not see is published again, and sessions drop what they have).
+    from: Option<u64>,
+}
+
 /// Per-namespace broadcast of committed changes.
 pub struct Hub {
     capacity: usize,
-    channels: Mutex<HashMap<String, broadcast::Sender<ChangeBatch>>>,
+    channels: Mutex<HashMap<String, Channel>>,
+    /// Held while a batch is published at a position and the position
+    /// moves (the committer's and the feed's batches keep seq order).
+    order: Mutex<()>,
 }
 
 impl Hub {
@@ -90,6 +103,7 @@ impl Hub {
         Self {
             capacity,
             channels: Mutex::new(HashMap::new()),
+            order: Mutex::new(()),
         }
     }
 
@@ -97,8 +111,58 @@ impl Hub {
     pub fn subscribe(&self, namespace: &str) -> broadcast::Receiver<ChangeBatch> {
         lock(&self.channels)
             .entry(namespace.to_string())
-            .or_insert_with(|| broadcast::channel(self.capacity).0)
+            .or_insert_with(|| Channel {
+                tx: broadcast::channel(self.capacity).0,
+                from: None,
+            })
+            .tx
             .subscribe()
+    }
+
+    /// A session of `namespace` has caught up to `seq` from the store: live
+    /// changes after it must be published.
+    pub fn caught_up(&self, namespace: &str, seq: u64) {
+        if let Some(c) = lock(&self.channels).get_mut(namespace) {
+            c.from = Some(c.from.map_or(seq, |f| f.min(seq)));
+        }
+    }
+
+    /// Namespaces with subscribers whose changes are read from the store,
+    /// and the seq each is published up to.
+    fn positions(&self, only: Option<&str>) -> Vec<(String, u64)> {
+        lock(&self.channels)
+            .iter()
+            .filter(|(ns, c)| only.is_none_or(|o| o == *ns) && c.tx.receiver_count() > 0)
+            .filter_map(|(ns, c)| Some((ns.clone(), c.from?)))
+            .collect()
+    }
+
+    /// Publishes `changes`, which are every change of `namespace` after
+    /// seq `from` up to `to`, if the namespace's position is `from` (or
+    /// unset), and moves the position to `to`. `false` if the position is
+    /// elsewhere: the feed reads what lies between from the store.
+    fn publish_at(
+        &self,
+        namespace: &str,
+        from: u64,
+        to: u64,
+        changes: Vec<Change>,
+        cursor: String,
+    ) -> (bool, Option<ChangeBatch>) {
+        let _order = lock(&self.order);
+        let at = lock(&self.channels).get(namespace).map(|c| c.from);
+        match at {
+            Some(Some(p)) if p != from => return (false, None),
+            None => return (true, None),
+            _ => {}
+        }
+        let batch = self.publish(namespace, changes, cursor);
+        if let Some(c) = lock(&self.channels).get_mut(namespace) {
+            if c.from == Some(from) {
+                c.from = Some(to);
+            }
+        }
+        (true, batch)
     }
 
     /// Sends a commit's changes (in seq order) to the namespace's
@@ -112,7 +176,7 @@ impl Hub {
         if changes.is_empty() {
             return None;
         }
-        let tx = lock(&self.channels).get(namespace).cloned();
+        let tx = lock(&self.channels).get(namespace).map(|c| c.tx.clone());
         let tx = tx?;
         if tx.receiver_count() == 0 {
             self.forget_if_unused(namespace);
@@ -152,9 +216,99 @@ impl Hub {
         let mut channels = lock(&self.channels);
         if channels
             .get(namespace)
-            .is_some_and(|tx| tx.receiver_count() == 0)
+            .is_some_and(|c| c.tx.receiver_count() == 0)
         {
             channels.remove(namespace);
+        }
+    }
+}
+
+/// How often the feed reads every live namespace even without a
+/// notification (a lost one only delays a change by this much).
+const FEED_POLL: Duration = Duration::from_secs(1);
+/// Changes per page the feed reads.
+const FEED_PAGE: usize = 500;
+
+/// Live changes when other nodes commit to the store too: woken by the
+/// store's notifications (and every [`FEED_POLL`]), reads each live
+/// namespace's changes after its published position, by seq, and
+/// publishes them. Ends when the store is dropped.
+struct Feed {
+    store: std::sync::Weak<dyn Store>,
+    hub: std::sync::Weak<Hub>,
+    max_page_bytes: usize,
+}
+
+impl Feed {
+    fn run(self, wake: mpsc::Receiver<Option<String>>) {
+        loop {
+            let only = match wake.recv_timeout(FEED_POLL) {
+                Ok(ns) => ns,
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+            // Wakes that queued up meanwhile are served by this round.
+            let mut all = only.is_none();
+            let mut some: Vec<String> = only.into_iter().collect();
+            while let Ok(more) = wake.try_recv() {
+                match more {
+                    Some(ns) => some.push(ns),
+                    None => all = true,
+                }
+            }
+            let (Some(store), Some(hub)) = (self.store.upgrade(), self.hub.upgrade()) else {
+                return;
+            };
+            let positions = if all {
+                hub.positions(None)
+            } else {
+                some.sort_unstable();
+                some.dedup();
+                some.iter().flat_map(|ns| hub.positions(Some(ns))).collect()
+            };
+            for (ns, from) in positions {
+                if let Err(e) = self.publish_from(&*store, &hub, &ns, from) {
+                    tracing::warn!(namespace = %ns, error = %e, "cannot read live changes; retrying");
+                }
+            }
+        }
+    }
+
+    fn publish_from(
+        &self,
+        store: &dyn Store,
+        hub: &Hub,
+        ns: &str,
+        mut from: u64,
+    ) -> Result<(), crate::store::StoreError> {
+        loop {
+            let page = store.pull_page(
+                ns,
+                None,
+                Some(&store.cursor_for(from)),
+                FEED_PAGE,
+                self.max_page_bytes,
+            )?;
+            if page.resync {
+                // Compacted past this position (a horizon shorter than a
+                // session's life): its sessions resync when they reconnect.
+                tracing::warn!(namespace = %ns, "live position compacted away");
+                return Ok(());
+            }
+            let Some(to) = store.cursor_seq(ns, &page.cursor)? else {
+                return Ok(());
+            };
+            if to == from {
+                return Ok(());
+            }
+            if !hub.publish_at(ns, from, to, page.changes, page.cursor).0 {
+                // Lowered by a session meanwhile: the next round reads again.
+                return Ok(());
+            }
+            from = to;
+            if !page.more {
+                return Ok(());
+            }
         }
     }
 }
@@ -360,6 +514,9 @@ struct Committer {
     stats: Arc<Stats>,
     limits: ApplyLimits,
     gate: Arc<Gate>,
+    /// Set when other nodes commit too: commits are published only at
+    /// their namespace's position, and the [`Feed`] is woken for the rest.
+    feed: Option<mpsc::Sender<Option<String>>>,
 }
 
 /// Test hook: while `held`, the committer does not start a commit.
@@ -481,11 +638,52 @@ impl Committer {
         let batches = live
             .into_iter()
             .filter_map(|(ns, changes)| {
+                let first = changes.first().map_or(0, |c| c.seq);
                 let last = changes.last().map_or(0, |c| c.seq);
-                self.hub.publish(&ns, changes, self.store.cursor_for(last))
+                let cursor = self.store.cursor_for(last);
+                let Some(feed) = &self.feed else {
+                    return self.hub.publish(&ns, changes, cursor);
+                };
+                // A push's changes follow its namespace's head: contiguous.
+                let (published, batch) =
+                    self.hub
+                        .publish_at(&ns, first.saturating_sub(1), last, changes, cursor);
+                if !published {
+                    let _ = feed.send(Some(ns));
+                }
+                batch
             })
             .collect();
         (batches, rest)
+    }
+}
+
+/// Compacts every namespace (see [`Store::compact`]) every `interval`, on
+/// a thread that ends once the store is dropped.
+fn spawn_compaction(store: &Arc<dyn Store>, interval: Duration) {
+    let store = Arc::downgrade(store);
+    let spawned = std::thread::Builder::new()
+        .name("syncstore-compact".into())
+        .spawn(move || loop {
+            std::thread::sleep(interval);
+            let Some(store) = store.upgrade() else { return };
+            let namespaces = match store.namespaces() {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "compaction: cannot list namespaces");
+                    continue;
+                }
+            };
+            for ns in namespaces {
+                match store.compact(&ns) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(namespace = %ns, tombstones = n, "compacted"),
+                    Err(e) => tracing::warn!(namespace = %ns, error = %e, "compaction failed"),
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot spawn the compaction thread");
     }
 }
 
@@ -560,6 +758,8 @@ pub struct Inner {
     commits: mpsc::Sender<Job>,
     /// See [`AppState::hold_commits`].
     commit_gate: Arc<Gate>,
+    /// Wakes the [`Feed`] (when other nodes commit to the store too).
+    feed_wake: Option<mpsc::Sender<Option<String>>>,
     shutdown: watch::Sender<bool>,
     /// Set at the shutdown deadline: sessions still open drop their socket.
     abort: watch::Sender<bool>,
@@ -594,6 +794,24 @@ impl AppState {
         let hub = Arc::new(Hub::new(l.broadcast_capacity));
         let stats = Arc::new(Stats::default());
         let commit_gate = Arc::new(Gate::default());
+        let (wake, woken) = mpsc::channel::<Option<String>>();
+        let feed_wake = wake.clone();
+        let wake: crate::store::Wake = Arc::new(move |ns: Option<&str>| {
+            let _ = wake.send(ns.map(str::to_string));
+        });
+        let feed = store.listen(wake);
+        if feed {
+            let feed = Feed {
+                store: Arc::downgrade(&store),
+                hub: Arc::downgrade(&hub),
+                max_page_bytes: l.max_page_bytes,
+            };
+            std::thread::Builder::new()
+                .name("syncstore-feed".into())
+                .spawn(move || feed.run(woken))
+                .expect("spawn the feed thread");
+        }
+        spawn_compaction(&store, l.compact_interval);
         let (commits, queue) = mpsc::channel();
         let committer = Committer {
             store: store.clone(),
@@ -603,6 +821,7 @@ impl AppState {
                 max_doc_bytes: l.max_doc_bytes,
             },
             gate: commit_gate.clone(),
+            feed: feed.then(|| feed_wake.clone()),
         };
         std::thread::Builder::new()
             .name("syncstore-commit".into())
@@ -622,6 +841,7 @@ impl AppState {
             stats,
             commits,
             commit_gate,
+            feed_wake: feed.then_some(feed_wake),
             shutdown: watch::channel(false).0,
             abort: watch::channel(false).0,
             slots: crate::listen::Slots::new(max_connections),
@@ -739,6 +959,15 @@ impl AppState {
         answer
             .await
             .map_err(|_| AppError::Internal("the committer dropped a push".into()))?
+    }
+
+    /// A session of `namespace` has caught up to `seq` from the store and
+    /// listens for live changes after it.
+    pub fn caught_up(&self, namespace: &str, seq: u64) {
+        self.hub.caught_up(namespace, seq);
+        if let Some(wake) = &self.feed_wake {
+            let _ = wake.send(Some(namespace.to_string()));
+        }
     }
 
     /// Test hook: while the returned guard lives, the committer does not

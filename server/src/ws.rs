@@ -334,7 +334,8 @@ impl Session {
         self.delivered = match cursor {
             None => 0,
             Some(c) => {
-                match tokio::task::spawn_blocking(move || store.cursor_seq(&c))
+                let ns = self.namespace.clone();
+                match tokio::task::spawn_blocking(move || store.cursor_seq(&ns, &c))
                     .await
                     .map_err(Self::internal)?
                     .map_err(Self::internal)?
@@ -351,6 +352,7 @@ impl Session {
             }
         };
         let last_mutation_id = self.catch_up().await?;
+        self.state.caught_up(&self.namespace, self.delivered);
         self.send(&ServerMessage::Synced {
             cursor: self.state.store.cursor_for(self.delivered),
             last_mutation_id,
@@ -414,7 +416,7 @@ impl Session {
             let page = tokio::task::spawn_blocking(move || {
                 let page =
                     store.pull_page(&ns, Some(&client), Some(&from), CATCH_UP_PAGE, max_bytes)?;
-                let seq = store.cursor_seq(&page.cursor)?;
+                let seq = store.cursor_seq(&ns, &page.cursor)?;
                 Ok::<_, crate::store::StoreError>((page, seq))
             })
             .await

@@ -83,7 +83,7 @@ impl Proc {
             .arg(format!("{ulimit}exec \"$0\" \"$@\""))
             .arg(server_bin())
             .args(["--listen", "127.0.0.1:0", "--db"])
-            .arg(db)
+            .arg(db_arg(db))
             .args(["--token", "token-a:ns-a", "--token", "token-b:ns-b"])
             .args(["--token", "token-a2:ns-a"])
             .args(args)
@@ -285,8 +285,7 @@ async fn sigterm_with_slow_clients_exits_within_the_deadline_and_keeps_acknowled
         acked.extend(pusher.await.unwrap());
     }
     assert!(!acked.is_empty());
-    let store = syncstore_server::store::SqliteStore::open(&db).unwrap();
-    use syncstore_server::store::Store;
+    let store = open_store(&db);
     let mut ids = std::collections::HashSet::new();
     let mut cursor = None;
     for _ in 0..1000 {

@@ -407,7 +407,7 @@ async fn the_binary_serves_the_dev_token_and_stops_cleanly_on_sigterm() {
     let start = || {
         let mut child = bin()
             .args(["--listen", "127.0.0.1:0", "--dev", "--db"])
-            .arg(&db)
+            .arg(db_arg(&db))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -1,11 +1,13 @@
 //! Property tests of the server's decoders and push rules (stable Rust,
 //! proptest): thousands of generated pushes per run, in-process.
 
+mod common;
+
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use syncstore_core::protocol::{MutationResult, PushRequest};
 use syncstore_server::config::Limits;
-use syncstore_server::store::{ApplyLimits, GroupPush, SqliteStore, Store};
+use syncstore_server::store::{ApplyLimits, GroupPush};
 use syncstore_server::validate;
 
 fn value() -> impl Strategy<Value = Value> {
@@ -75,7 +77,7 @@ proptest! {
     #[test]
     fn decoders_and_push_rules_hold(bodies in prop::collection::vec(body(), 40..80)) {
         let limits = Limits::default();
-        let store = SqliteStore::open(":memory:").unwrap();
+        let store = common::open_store(":memory:");
         let apply = ApplyLimits { max_doc_bytes: 4096 };
         let mut last: std::collections::HashMap<String, u64> = Default::default();
         for bytes in &bodies {

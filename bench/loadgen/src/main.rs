@@ -45,7 +45,8 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 #[derive(Debug, Parser)]
 #[command(name = "syncstore-loadgen", version, about)]
 struct Args {
-    /// Server base URL, e.g. http://127.0.0.1:3000
+    /// Server base URL, e.g. http://127.0.0.1:3000; several, comma-separated
+    /// (nodes of one database): clients and pushers take them in turn.
     #[arg(long)]
     url: String,
     /// Bearer token.
@@ -640,12 +641,22 @@ async fn run(args: Args) -> Result<(), String> {
     if args.pushers == 0 || args.pushers > args.clients || args.batch == 0 {
         return Err("need 1 <= --pushers <= --clients and --batch >= 1".into());
     }
-    let host = args
+    let hosts: Vec<String> = args
         .url
-        .trim_end_matches('/')
-        .trim_start_matches("http://")
-        .trim_start_matches("ws://");
-    let ws_url = format!("ws://{host}/v1/ws?token={}", args.token);
+        .split(',')
+        .map(|u| {
+            u.trim()
+                .trim_end_matches('/')
+                .trim_start_matches("http://")
+                .trim_start_matches("ws://")
+                .to_string()
+        })
+        .collect();
+    let ws_urls: Vec<String> = hosts
+        .iter()
+        .map(|h| format!("ws://{h}/v1/ws?token={}", args.token))
+        .collect();
+    let ws_url = &ws_urls[0];
     let run = format!(
         "{:x}",
         std::process::id() as u64 * 1_000_003 + base.elapsed().as_nanos() as u64 % 1_000_003
@@ -653,7 +664,7 @@ async fn run(args: Args) -> Result<(), String> {
     let tck = clock_ticks();
 
     // 1. The head cursor.
-    let (probe, head) = connect(&ws_url, &format!("lg{run}-probe"), None)
+    let (probe, head) = connect(ws_url, &format!("lg{run}-probe"), None)
         .await
         .map_err(|e| format!("probe: {e}"))?;
     drop(probe);
@@ -663,7 +674,8 @@ async fn run(args: Args) -> Result<(), String> {
     let t = Instant::now();
     let mut opened: Vec<(usize, Ws)> = futures_util::stream::iter(0..args.clients)
         .map(|i| {
-            let (url, head, id) = (ws_url.clone(), head.clone(), format!("lg{run}-{i}"));
+            let url = ws_urls[i % ws_urls.len()].clone();
+            let (head, id) = (head.clone(), format!("lg{run}-{i}"));
             async move {
                 connect(&url, &id, Some(head))
                     .await
@@ -697,6 +709,7 @@ async fn run(args: Args) -> Result<(), String> {
             Some(tx)
         } else {
             if i < args.pushers {
+                let host = &hosts[i % hosts.len()];
                 pusher_parts.push((i, Via::Http(Http::open(host, &args.token).await?)));
             }
             sinks.push(sink);

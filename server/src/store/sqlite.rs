@@ -1,22 +1,29 @@
 //! The embedded SQLite store: one connection, one transaction per call.
 //!
 //! The `docs` table doubles as the change log: a document's `version` is the
-//! global seq of its last change, so "changes after cursor C" is "documents
-//! (and tombstones) whose version is greater than C", latest state only.
+//! seq of its last change in its namespace, so "changes after cursor C" is
+//! "documents (and tombstones) of the namespace whose version is greater
+//! than C", latest state only. `heads` holds each namespace's last seq and
+//! compaction floor.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
-use syncstore_core::protocol::{
-    Change, ChangeOp, JsonObject, PullResponse, PushRequest, PushResponse, START_CURSOR,
+use syncstore_core::protocol::{JsonObject, PullResponse, PushRequest};
+
+use super::push::{apply_push, Page, PushTx, RawChange};
+use super::{
+    resync, unix_now, ApplyLimits, Cursors, GroupPush, PushOutcome, Retention, Store, StoreError,
 };
+use syncstore_core::sync::apply::{DocRow, DocStore};
 
-use super::{ApplyLimits, GroupPush, PushOutcome, Store, StoreError};
-use syncstore_core::sync::apply::{rejected, DocRow, DocStore, PushApply};
-
-const SCHEMA: &str = "
+/// Versioned migrations; `PRAGMA user_version` counts those applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: the original schema (databases from before versioning have it,
+    // maybe without clients.owner: added below).
+    "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS docs (
     ns TEXT NOT NULL, coll TEXT NOT NULL, id TEXT NOT NULL,
@@ -27,7 +34,6 @@ CREATE TABLE IF NOT EXISTS docs (
 CREATE UNIQUE INDEX IF NOT EXISTS docs_by_version ON docs (ns, version);
 CREATE TABLE IF NOT EXISTS clients (
     ns TEXT NOT NULL, client_id TEXT NOT NULL, last_mid INTEGER NOT NULL,
-    owner TEXT,
     PRIMARY KEY (ns, client_id)
 );
 CREATE TABLE IF NOT EXISTS results (
@@ -38,18 +44,28 @@ CREATE TABLE IF NOT EXISTS idmap (
     ns TEXT NOT NULL, client_id TEXT NOT NULL, tmp_id TEXT NOT NULL, canonical TEXT NOT NULL,
     PRIMARY KEY (ns, client_id, tmp_id)
 );
-";
+",
+    // 2: a sequence per namespace (continuing from the old global one, so
+    // issued cursors stay valid), id mappings by mid and tombstone times
+    // (retention).
+    "
+CREATE TABLE heads (ns TEXT PRIMARY KEY, seq INTEGER NOT NULL, floor INTEGER NOT NULL DEFAULT 0);
+INSERT INTO heads (ns, seq)
+    SELECT DISTINCT ns, COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'seq'), 0) FROM docs;
+DELETE FROM meta WHERE key = 'seq';
+ALTER TABLE idmap ADD COLUMN mid INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX idmap_by_mid ON idmap (ns, client_id, mid);
+ALTER TABLE docs ADD COLUMN changed_at INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX docs_tombstones ON docs (ns, changed_at) WHERE deleted;
+",
+];
 
 /// SQLite-backed [`Store`].
 pub struct SqliteStore {
     conn: Mutex<Connection>,
-    /// Random per-database id baked into cursors, so a cursor from another
-    /// (or a recreated) database is detected and answered with a resync.
-    epoch: String,
+    cursors: Cursors,
+    retention: Retention,
 }
-
-/// A stored document: the shared rules' row type.
-type Row = DocRow;
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
@@ -59,11 +75,40 @@ fn parse_obj(s: &str) -> Result<JsonObject, StoreError> {
     serde_json::from_str(s).map_err(corrupt)
 }
 
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let done: usize = tx.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        tx.execute_batch(sql)?;
+        if i == 0 {
+            // Databases from before clientId ownership: rows without an
+            // owner are claimed by the next token that pushes with them.
+            let has_owner: bool = tx.query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('clients') WHERE name = 'owner'",
+                [],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            )?;
+            if !has_owner {
+                tx.execute_batch("ALTER TABLE clients ADD COLUMN owner TEXT")?;
+            }
+        }
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path`; `:memory:` is in-memory.
+    /// Opens (creating if needed) the database at `path`; `:memory:` is
+    /// in-memory. Default retention.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, Retention::default())
+    }
+
+    /// [`SqliteStore::open`] with `retention`.
+    pub fn open_with(path: impl AsRef<Path>, retention: Retention) -> Result<Self, StoreError> {
         let path = path.as_ref();
-        let conn = if path.as_os_str() == ":memory:" {
+        let mut conn = if path.as_os_str() == ":memory:" {
             Connection::open_in_memory()?
         } else {
             let c = Connection::open(path)?;
@@ -73,17 +118,7 @@ impl SqliteStore {
         // Durable at commit, even across power loss: a push answered is kept.
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
-        // Databases from before clientId ownership: rows without an owner
-        // are claimed by the next token that pushes with them.
-        let has_owner: bool = conn.query_row(
-            "SELECT COUNT(*) FROM pragma_table_info('clients') WHERE name = 'owner'",
-            [],
-            |r| r.get::<_, i64>(0).map(|n| n > 0),
-        )?;
-        if !has_owner {
-            conn.execute_batch("ALTER TABLE clients ADD COLUMN owner TEXT")?;
-        }
+        migrate(&mut conn)?;
         let epoch = match conn
             .query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| {
                 r.get::<_, String>(0)
@@ -92,17 +127,15 @@ impl SqliteStore {
         {
             Some(e) => e,
             None => {
-                let e = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('epoch', ?1), ('seq', '0')",
-                    [&e],
-                )?;
+                let e = Cursors::new_epoch();
+                conn.execute("INSERT INTO meta (key, value) VALUES ('epoch', ?1)", [&e])?;
                 e
             }
         };
         Ok(Self {
             conn: Mutex::new(conn),
-            epoch,
+            cursors: Cursors { epoch },
+            retention,
         })
     }
 
@@ -110,119 +143,101 @@ impl SqliteStore {
         // A panic mid-call rolled its transaction back on drop; the connection is fine.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
-
-    fn decode_cursor(&self, cursor: &str, head: u64) -> Option<u64> {
-        if cursor == START_CURSOR {
-            return Some(0);
-        }
-        let (epoch, digits) = cursor.split_once('.')?;
-        let seq: u64 = digits.parse().ok()?;
-        // Only the exact form this store issues ("007" or "+7" are garbage).
-        (epoch == self.epoch && seq <= head && seq.to_string() == digits).then_some(seq)
-    }
 }
 
-fn head_seq(tx: &Connection) -> Result<u64, StoreError> {
-    let s: String = tx.query_row("SELECT value FROM meta WHERE key = 'seq'", [], |r| r.get(0))?;
-    s.parse().map_err(corrupt)
+/// The namespace's (head seq, compaction floor).
+fn head(tx: &Connection, ns: &str) -> Result<(u64, u64), StoreError> {
+    let v: Option<(i64, i64)> = tx
+        .prepare_cached("SELECT seq, floor FROM heads WHERE ns = ?1")?
+        .query_row([ns], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(v.map_or((0, 0), |(s, f)| (s as u64, f as u64)))
 }
 
 fn last_mid(tx: &Connection, ns: &str, client: &str) -> Result<u64, StoreError> {
     let v: Option<i64> = tx
-        .query_row(
-            "SELECT last_mid FROM clients WHERE ns = ?1 AND client_id = ?2",
-            params![ns, client],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT last_mid FROM clients WHERE ns = ?1 AND client_id = ?2")?
+        .query_row(params![ns, client], |r| r.get(0))
         .optional()?;
     Ok(v.unwrap_or(0) as u64)
 }
 
-fn load_row(tx: &Connection, ns: &str, coll: &str, id: &str) -> Result<Option<Row>, StoreError> {
-    let raw = tx
-        .prepare_cached(
-            "SELECT doc, deleted, version, created, fields, ts FROM docs
-             WHERE ns = ?1 AND coll = ?2 AND id = ?3",
-        )?
-        .query_row(params![ns, coll, id], |r| {
-            Ok((
-                r.get::<_, Option<String>>(0)?,
-                r.get::<_, bool>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, Option<i64>>(5)?,
-            ))
-        })
-        .optional()?;
-    let Some((doc, deleted, version, created, fields, ts)) = raw else {
-        return Ok(None);
-    };
-    Ok(Some(Row {
-        doc: doc.as_deref().map(parse_obj).transpose()?,
-        deleted,
-        version: version as u64,
-        created: created as u64,
-        fields: serde_json::from_str(&fields).map_err(corrupt)?,
-        ts: ts.map(|t| t as u64),
-    }))
-}
-
-fn lookup_tmp(
-    tx: &Connection,
-    ns: &str,
-    client: &str,
-    tmp: &str,
-) -> Result<Option<String>, StoreError> {
-    Ok(tx
-        .prepare_cached(
-            "SELECT canonical FROM idmap WHERE ns = ?1 AND client_id = ?2 AND tmp_id = ?3",
-        )?
-        .query_row(params![ns, client, tmp], |r| r.get(0))
-        .optional()?)
-}
-
-/// The documents of one namespace and client, inside a push transaction:
-/// what [`PushApply`] (the shared per-mutation rules) reads and writes.
-struct SqlDocs<'a> {
+/// The documents and client state of one namespace and client, inside a
+/// push transaction: what [`apply_push`] reads and writes.
+struct SqlTx<'a> {
     tx: &'a Connection,
     ns: &'a str,
     client: &'a str,
+    mid: u64,
 }
 
-impl DocStore for SqlDocs<'_> {
+impl DocStore for SqlTx<'_> {
     type Error = StoreError;
 
-    fn load(&mut self, coll: &str, id: &str) -> Result<Option<Row>, StoreError> {
-        load_row(self.tx, self.ns, coll, id)
+    fn load(&mut self, coll: &str, id: &str) -> Result<Option<DocRow>, StoreError> {
+        let raw = self
+            .tx
+            .prepare_cached(
+                "SELECT doc, deleted, version, created, fields, ts FROM docs
+                 WHERE ns = ?1 AND coll = ?2 AND id = ?3",
+            )?
+            .query_row(params![self.ns, coll, id], |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?,
+                    r.get::<_, bool>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                ))
+            })
+            .optional()?;
+        let Some((doc, deleted, version, created, fields, ts)) = raw else {
+            return Ok(None);
+        };
+        Ok(Some(DocRow {
+            doc: doc.as_deref().map(parse_obj).transpose()?,
+            deleted,
+            version: version as u64,
+            created: created as u64,
+            fields: serde_json::from_str(&fields).map_err(corrupt)?,
+            ts: ts.map(|t| t as u64),
+        }))
     }
 
     fn lookup_tmp(&mut self, tmp: &str) -> Result<Option<String>, StoreError> {
-        lookup_tmp(self.tx, self.ns, self.client, tmp)
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT canonical FROM idmap WHERE ns = ?1 AND client_id = ?2 AND tmp_id = ?3",
+            )?
+            .query_row(params![self.ns, self.client, tmp], |r| r.get(0))
+            .optional()?)
     }
 
     fn map_tmp(&mut self, tmp: &str) -> Result<String, StoreError> {
         let c = uuid::Uuid::new_v4().simple().to_string();
         self.tx
             .prepare_cached(
-                "INSERT INTO idmap (ns, client_id, tmp_id, canonical) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO idmap (ns, client_id, tmp_id, canonical, mid) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![self.ns, self.client, tmp, c])?;
+            .execute(params![self.ns, self.client, tmp, c, self.mid as i64])?;
         Ok(c)
     }
 
-    fn store(&mut self, coll: &str, id: &str, row: &Row) -> Result<(), StoreError> {
+    fn store(&mut self, coll: &str, id: &str, row: &DocRow) -> Result<(), StoreError> {
         let doc_text = row
             .doc
             .as_ref()
             .map(|d| Value::Object(d.clone()).to_string());
         self.tx
             .prepare_cached(
-                "INSERT INTO docs (ns, coll, id, doc, deleted, version, created, fields, ts)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                "INSERT INTO docs (ns, coll, id, doc, deleted, version, created, fields, ts, changed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT (ns, coll, id) DO UPDATE SET doc = excluded.doc,
                deleted = excluded.deleted, version = excluded.version,
-               created = excluded.created, fields = excluded.fields, ts = excluded.ts",
+               created = excluded.created, fields = excluded.fields, ts = excluded.ts,
+               changed_at = excluded.changed_at",
             )?
             .execute(params![
                 self.ns,
@@ -234,98 +249,103 @@ impl DocStore for SqlDocs<'_> {
                 row.created as i64,
                 serde_json::to_string(&row.fields).map_err(corrupt)?,
                 row.ts.map(|t| t as i64),
+                unix_now() as i64,
             ])?;
         Ok(())
     }
 }
 
-/// Applies one push inside the open transaction (or savepoint) `tx`: every
-/// mutation, the results, the id map and the client's last mutation id.
-fn apply_push(
-    tx: &Connection,
-    ns: &str,
-    owner: Option<&str>,
-    req: &PushRequest,
-    limits: ApplyLimits,
-) -> Result<PushOutcome, StoreError> {
-    let client = req.client_id.as_str();
-    if let Some(owner) = owner {
-        let stored: Option<Option<String>> = tx
-            .prepare_cached("SELECT owner FROM clients WHERE ns = ?1 AND client_id = ?2")?
-            .query_row(params![ns, client], |r| r.get(0))
-            .optional()?;
-        if let Some(Some(o)) = stored {
-            if o != owner {
-                return Err(StoreError::ClientIdTaken);
-            }
-        }
+impl PushTx for SqlTx<'_> {
+    fn lock_head(&mut self) -> Result<u64, StoreError> {
+        // The write transaction (BEGIN IMMEDIATE) already serializes writers.
+        Ok(head(self.tx, self.ns)?.0)
     }
-    let start_seq = head_seq(tx)?;
-    let mut last = last_mid(tx, ns, client)?;
-    let mut docs = SqlDocs { tx, ns, client };
-    let mut ctx = PushApply::new(start_seq, limits.max_doc_bytes);
-    let mut results = Vec::with_capacity(req.mutations.len());
-    for m in &req.mutations {
-        if m.mid <= last {
-            // Already processed: answer with the remembered result.
-            let stored: Option<String> = tx
-                .prepare_cached(
-                    "SELECT result FROM results WHERE ns = ?1 AND client_id = ?2 AND mid = ?3",
-                )?
-                .query_row(params![ns, client, m.mid as i64], |r| r.get(0))
-                .optional()?;
-            let result = match stored {
-                Some(s) => serde_json::from_str(&s).map_err(corrupt)?,
-                None => rejected(
-                    m,
-                    "STALE_MUTATION_ID",
-                    format!(
-                        "mid {} is not above the last processed mid {last} and was never seen",
-                        m.mid
-                    ),
-                ),
-            };
-            ctx.note_replay(&mut docs, m)?;
-            results.push(result);
-            continue;
+
+    fn set_head(&mut self, seq: u64) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO heads (ns, seq) VALUES (?1, ?2)
+                 ON CONFLICT (ns) DO UPDATE SET seq = excluded.seq",
+            )?
+            .execute(params![self.ns, seq as i64])?;
+        Ok(())
+    }
+
+    fn client(&mut self) -> Result<Option<(u64, Option<String>)>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT last_mid, owner FROM clients WHERE ns = ?1 AND client_id = ?2")?
+            .query_row(params![self.ns, self.client], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+            })
+            .optional()?)
+    }
+
+    fn save_client(&mut self, last: u64, owner: Option<&str>) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO clients (ns, client_id, last_mid, owner) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (ns, client_id) DO UPDATE SET last_mid = excluded.last_mid,
+                   owner = COALESCE(clients.owner, excluded.owner)",
+            )?
+            .execute(params![self.ns, self.client, last as i64, owner])?;
+        Ok(())
+    }
+
+    fn stored_result(&mut self, mid: u64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT result FROM results WHERE ns = ?1 AND client_id = ?2 AND mid = ?3",
+            )?
+            .query_row(params![self.ns, self.client, mid as i64], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn save_result(&mut self, mid: u64, result: &str) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO results (ns, client_id, mid, result) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![self.ns, self.client, mid as i64, result])?;
+        Ok(())
+    }
+
+    fn set_mid(&mut self, mid: u64) {
+        self.mid = mid;
+    }
+
+    fn prune(&mut self, below: u64) -> Result<(), StoreError> {
+        for sql in [
+            "DELETE FROM results WHERE ns = ?1 AND client_id = ?2 AND mid < ?3",
+            "DELETE FROM idmap WHERE ns = ?1 AND client_id = ?2 AND mid < ?3",
+        ] {
+            self.tx
+                .prepare_cached(sql)?
+                .execute(params![self.ns, self.client, below as i64])?;
         }
-        let result = ctx.apply(&mut docs, m)?;
-        tx.prepare_cached(
-            "INSERT INTO results (ns, client_id, mid, result) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![
+        Ok(())
+    }
+}
+
+impl SqliteStore {
+    /// One push inside the open transaction (or savepoint) `tx`.
+    fn apply(
+        &self,
+        tx: &Connection,
+        ns: &str,
+        owner: Option<&str>,
+        req: &PushRequest,
+        limits: ApplyLimits,
+    ) -> Result<PushOutcome, StoreError> {
+        let mut t = SqlTx {
+            tx,
             ns,
-            client,
-            m.mid as i64,
-            serde_json::to_string(&result).map_err(corrupt)?
-        ])?;
-        last = m.mid;
-        results.push(result);
+            client: &req.client_id,
+            mid: 0,
+        };
+        apply_push(&mut t, owner, req, limits, self.retention)
     }
-    let PushApply {
-        seq,
-        id_map,
-        changes,
-        ..
-    } = ctx;
-    tx.prepare_cached(
-        "INSERT INTO clients (ns, client_id, last_mid, owner) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (ns, client_id) DO UPDATE SET last_mid = excluded.last_mid,
-           owner = COALESCE(clients.owner, excluded.owner)",
-    )?
-    .execute(params![ns, client, last as i64, owner])?;
-    if seq != start_seq {
-        tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'seq'")?
-            .execute([seq.to_string()])?;
-    }
-    Ok(PushOutcome {
-        response: PushResponse {
-            results,
-            id_map,
-            last_mutation_id: last,
-        },
-        changes,
-    })
 }
 
 impl Store for SqliteStore {
@@ -337,7 +357,7 @@ impl Store for SqliteStore {
     ) -> Result<PushOutcome, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let outcome = apply_push(&tx, ns, None, req, limits)?;
+        let outcome = self.apply(&tx, ns, None, req, limits)?;
         tx.commit()?;
         Ok(outcome)
     }
@@ -357,23 +377,11 @@ impl Store for SqliteStore {
                 // pushes do not hold the others' for long.
                 break;
             }
-            let (ns, req) = (p.namespace, p.req);
             // Each push in a savepoint of its own: one that fails rolls back
             // only itself, the others of the group still commit.
             let sp = tx.savepoint()?;
-            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                apply_push(&sp, ns, p.owner, req, limits)
-            }))
-            .unwrap_or_else(|panic| {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                Err(StoreError::Corrupt(format!(
-                    "panic while applying a push: {what}"
-                )))
-            });
+            let applied =
+                super::catch_panic(|| self.apply(&sp, p.namespace, p.owner, p.req, limits));
             match applied {
                 Ok(outcome) => {
                     sp.commit()?;
@@ -406,20 +414,14 @@ impl Store for SqliteStore {
         let mut conn = self.lock();
         // One read transaction: changes, head and lastMutationId from one snapshot.
         let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let head = head_seq(&tx)?;
+        let (head, floor) = head(&tx, ns)?;
         let last = match client_id {
             Some(c) => last_mid(&tx, ns, c)?,
             None => 0,
         };
-        let Some(from) = self.decode_cursor(cursor.unwrap_or(START_CURSOR), head) else {
-            return Ok(PullResponse {
-                resync: true,
-                changes: Vec::new(),
-                cursor: START_CURSOR.to_string(),
-                more: true,
-                last_mutation_id: last,
-                total: None,
-            });
+        let cursor = cursor.unwrap_or(syncstore_core::protocol::START_CURSOR);
+        let Some(from) = self.cursors.decode(cursor, head, floor) else {
+            return Ok(resync(last));
         };
         // From the start: how many changes the whole pull will deliver.
         let total = if from == 0 {
@@ -438,74 +440,34 @@ impl Store for SqliteStore {
         )?;
         let take = limit.max(1);
         let rows = stmt.query_map(params![ns, from as i64, (take + 1) as i64], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, Option<i64>>(4)?,
-            ))
+            Ok(RawChange {
+                coll: r.get(0)?,
+                id: r.get(1)?,
+                doc: r.get(2)?,
+                version: r.get::<_, i64>(3)? as u64,
+                ts: r.get::<_, Option<i64>>(4)?.map(|t| t as u64),
+            })
         })?;
-        let mut changes = Vec::new();
-        let mut bytes = 0usize;
-        let mut full = false;
+        let mut page = Page::new(take, max_bytes);
         for row in rows {
-            let (coll, id, doc, version, ts) = row?;
-            // About the change's serialized size (the document's text plus
-            // the envelope); a page holds at least one change.
-            let size = 96 + coll.len() + id.len() + doc.as_ref().map_or(0, String::len);
-            if !changes.is_empty() && bytes.saturating_add(size) > max_bytes {
-                full = true;
+            if !page.add(row?)? {
                 break;
             }
-            bytes += size;
-            let doc = doc.as_deref().map(parse_obj).transpose()?;
-            changes.push(Change {
-                seq: version as u64,
-                coll,
-                id,
-                op: if doc.is_some() {
-                    ChangeOp::Put
-                } else {
-                    ChangeOp::Delete
-                },
-                doc,
-                version: version as u64,
-                ts: ts.map(|t| t as u64),
-            });
         }
         drop(stmt);
-        let more = full || changes.len() > take;
-        changes.truncate(take);
-        let to = if more {
-            changes.last().map_or(from, |c| c.seq)
-        } else {
-            head.max(from)
-        };
         tx.finish()?;
-        Ok(PullResponse {
-            resync: false,
-            changes,
-            cursor: self.cursor_for(to),
-            more,
-            last_mutation_id: last,
-            total,
-        })
+        Ok(page.finish(from, head, total, last, &self.cursors))
     }
 
-    fn cursor_seq(&self, cursor: &str) -> Result<Option<u64>, StoreError> {
+    fn cursor_seq(&self, ns: &str, cursor: &str) -> Result<Option<u64>, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let head = head_seq(&tx)?;
-        Ok(self.decode_cursor(cursor, head))
+        let (head, floor) = head(&tx, ns)?;
+        Ok(self.cursors.decode(cursor, head, floor))
     }
 
     fn cursor_for(&self, seq: u64) -> String {
-        if seq == 0 {
-            START_CURSOR.to_string()
-        } else {
-            format!("{}.{}", self.epoch, seq)
-        }
+        self.cursors.encode(seq)
     }
 
     fn health(&self) -> Result<(), StoreError> {
@@ -522,13 +484,44 @@ impl Store for SqliteStore {
         conn.query_row("SELECT 1", [], |_| Ok(()))?;
         Ok(())
     }
+
+    fn compact(&self, ns: &str) -> Result<u64, StoreError> {
+        let before = unix_now().saturating_sub(self.retention.tombstone_horizon.as_secs());
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let top: Option<i64> = tx.query_row(
+            "SELECT max(version) FROM docs WHERE ns = ?1 AND deleted AND changed_at < ?2",
+            params![ns, before as i64],
+            |r| r.get(0),
+        )?;
+        let Some(top) = top else {
+            return Ok(0);
+        };
+        let n = tx.execute(
+            "DELETE FROM docs WHERE ns = ?1 AND deleted AND version <= ?2",
+            params![ns, top],
+        )?;
+        tx.execute(
+            "UPDATE heads SET floor = max(floor, ?2) WHERE ns = ?1",
+            params![ns, top],
+        )?;
+        tx.commit()?;
+        Ok(n as u64)
+    }
+
+    fn namespaces(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT ns FROM heads ORDER BY ns")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-    use syncstore_core::protocol::{is_temp_id, Mutation, MutationResult};
+    use syncstore_core::protocol::{is_temp_id, Change, Mutation, MutationResult, START_CURSOR};
 
     const LIMITS: ApplyLimits = ApplyLimits {
         max_doc_bytes: 1024,
@@ -866,8 +859,9 @@ mod tests {
         let replay = out[3].as_ref().unwrap();
         assert_eq!(replay.response, a_out.response);
         assert!(replay.changes.is_empty());
-        // Seqs continue across the failed push: nothing of it was kept.
-        assert_eq!(a_out.changes[0].seq + 1, c_out.changes[0].seq);
+        // Each namespace has its own sequence.
+        assert_eq!(a_out.changes[0].seq, 2);
+        assert_eq!(c_out.changes[0].seq, 1);
         let ids: Vec<_> = all(&s, "n").into_iter().map(|c| c.id).collect();
         assert_eq!(
             ids,
@@ -889,6 +883,8 @@ mod tests {
             .iter()
             .all(|r| status(r) == "applied"));
         assert_eq!(again.changes.len(), 2);
+        // Seqs continue after the failed push: nothing of it was kept.
+        assert_eq!(again.changes[0].seq, 3);
     }
 
     #[test]
@@ -933,8 +929,8 @@ mod tests {
             "",
             "1",
             "x.1",
-            &format!("{}.999", s.epoch),
-            &format!("{}.01", s.epoch),
+            &format!("{}.999", s.cursors.epoch),
+            &format!("{}.01", s.cursors.epoch),
             "other.3",
         ] {
             let p = s.pull("n", None, Some(bad), 10).unwrap();
@@ -970,5 +966,64 @@ mod tests {
         );
         assert!(r.changes.is_empty());
         assert_eq!(r.response.id_map["tmp_1"], p.changes[0].id);
+    }
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use super::*;
+
+    /// A database of the first schema (one global sequence in `meta`, no
+    /// `heads`, no `user_version`) opens, and the cursors it issued stay valid.
+    #[test]
+    fn a_database_from_before_versioned_migrations_keeps_its_cursors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.execute_batch(
+                "ALTER TABLE clients ADD COLUMN owner TEXT;
+                 INSERT INTO meta VALUES ('epoch', 'oldepoch'), ('seq', '7');
+                 INSERT INTO docs VALUES ('n', 'c', 'a', '{\"id\":\"a\"}', 0, 3, 3, '{}', NULL);
+                 INSERT INTO docs VALUES ('m', 'c', 'b', '{\"id\":\"b\"}', 0, 7, 7, '{}', NULL);
+                 INSERT INTO idmap VALUES ('n', 'w', 'tmp_a', 'a');",
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        // Cursors issued at the old global head stay valid in every namespace.
+        assert_eq!(s.cursor_seq("n", "oldepoch.7").unwrap(), Some(7));
+        assert_eq!(s.cursor_seq("m", "oldepoch.7").unwrap(), Some(7));
+        let p = s.pull("n", None, Some("oldepoch.2"), 10).unwrap();
+        assert_eq!(p.changes.len(), 1);
+        assert_eq!(p.cursor, "oldepoch.7");
+        // New changes continue each namespace's sequence after the old head.
+        let req = PushRequest {
+            client_id: "w".into(),
+            mutations: serde_json::from_value(serde_json::json!([
+                {"mid": 1, "coll": "c", "op": "insert", "id": "x", "doc": {}}
+            ]))
+            .unwrap(),
+        };
+        let out = s
+            .push(
+                "n",
+                &req,
+                ApplyLimits {
+                    max_doc_bytes: 1024,
+                },
+            )
+            .unwrap();
+        assert_eq!(out.changes[0].seq, 8);
+        let version: i64 = s
+            .lock()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version as usize, MIGRATIONS.len());
+        drop(s);
+        // Opening again applies nothing more.
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.cursor_seq("n", "oldepoch.8").unwrap(), Some(8));
     }
 }

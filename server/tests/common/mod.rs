@@ -12,13 +12,105 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use syncstore_server::config::{Cli, Config, Limits};
 use syncstore_server::state::AppState;
-use syncstore_server::store::SqliteStore;
+use syncstore_server::store::Store;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The PostgreSQL server the suite runs against, when
+/// `SYNCSTORE_TEST_STORE=postgres` (scripts/with-postgres.sh sets
+/// `SYNCSTORE_TEST_PG_URL`); SQLite otherwise.
+pub fn pg_url() -> Option<String> {
+    match std::env::var("SYNCSTORE_TEST_STORE").as_deref() {
+        Ok("postgres") => Some(
+            std::env::var("SYNCSTORE_TEST_PG_URL")
+                .expect("SYNCSTORE_TEST_STORE=postgres needs SYNCSTORE_TEST_PG_URL"),
+        ),
+        Ok("sqlite") | Err(_) => None,
+        Ok(other) => panic!("SYNCSTORE_TEST_STORE={other}: sqlite or postgres"),
+    }
+}
+
+/// Creates `schema` on the test PostgreSQL server (from any thread).
+fn create_schema(url: &str, schema: &str) {
+    let (url, sql) = (
+        url.to_string(),
+        format!("CREATE SCHEMA IF NOT EXISTS {schema}"),
+    );
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect to the test PostgreSQL");
+            let conn = tokio::spawn(conn);
+            client.batch_execute(&sql).await.expect("create the schema");
+            drop(client);
+            let _ = conn.await;
+        });
+    })
+    .join()
+    .unwrap();
+}
+
+/// The `--db` of the test database `db` (a SQLite path, or `:memory:` for
+/// a fresh one): on PostgreSQL, a URL to a schema of its own (the same path
+/// gives the same schema, so a restarted server finds its data).
+pub fn db_arg(db: impl AsRef<Path>) -> String {
+    let db = db.as_ref();
+    let Some(url) = pg_url() else {
+        return db.display().to_string();
+    };
+    let schema = if db.as_os_str() == ":memory:" {
+        format!("t_{}", uuid_like())
+    } else {
+        use sha2::Digest;
+        let h = sha2::Sha256::digest(db.display().to_string().as_bytes());
+        format!(
+            "t_{}",
+            h[..10]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        )
+    };
+    create_schema(&url, &schema);
+    format!("{url}?options=-c%20search_path%3D{schema}")
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{:x}_{}_{}",
+        t,
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Opens the test store `db` (see [`db_arg`]).
+pub fn open_store(db: impl AsRef<Path>) -> Arc<dyn Store> {
+    open_store_with(db, syncstore_server::store::Retention::default())
+}
+
+/// [`open_store`] with `retention`.
+pub fn open_store_with(
+    db: impl AsRef<Path>,
+    retention: syncstore_server::store::Retention,
+) -> Arc<dyn Store> {
+    syncstore_server::store::open(&db_arg(db), retention).expect("open store")
+}
 
 /// Upper bound for any single wait in the tests.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -42,6 +134,18 @@ pub fn test_limits() -> Limits {
     }
 }
 
+/// Tokens A (ns-a), B (ns-b) and a2 (ns-a) with `limits`.
+pub fn test_config(limits: Limits) -> Config {
+    let mut config = Config {
+        limits,
+        ..Config::default()
+    };
+    config.tokens.insert(TOKEN_A.into(), "ns-a".into());
+    config.tokens.insert(TOKEN_B.into(), "ns-b".into());
+    config.tokens.insert("token-a2".into(), "ns-a".into());
+    config
+}
+
 impl Server {
     pub async fn start() -> Server {
         Self::start_with(":memory:", test_limits()).await
@@ -57,14 +161,7 @@ impl Server {
         limits: Limits,
         make: impl FnOnce(AppState) -> axum::Router,
     ) -> Server {
-        let mut config = Config {
-            limits,
-            ..Config::default()
-        };
-        config.tokens.insert(TOKEN_A.into(), "ns-a".into());
-        config.tokens.insert(TOKEN_B.into(), "ns-b".into());
-        config.tokens.insert("token-a2".into(), "ns-a".into());
-        Self::start_config(db, config, make).await
+        Self::start_config(db, test_config(limits), make).await
     }
 
     /// Serves `config` as the binary would build it from these flags
@@ -83,8 +180,16 @@ impl Server {
         config: Config,
         make: impl FnOnce(AppState) -> axum::Router,
     ) -> Server {
-        let store = SqliteStore::open(db).expect("open store");
-        let state = AppState::new(Arc::new(store), config);
+        Self::start_store(open_store(db), config, make).await
+    }
+
+    /// Serves `config` over `store`.
+    pub async fn start_store(
+        store: Arc<dyn Store>,
+        config: Config,
+        make: impl FnOnce(AppState) -> axum::Router,
+    ) -> Server {
+        let state = AppState::new(store, config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -331,7 +436,7 @@ impl Bin {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
         if !env.iter().any(|(k, _)| *k == "SYNCSTORE_DB") {
-            cmd.args(["--db", ":memory:"]);
+            cmd.args(["--db", &db_arg(":memory:")]);
         }
         cmd.args(args)
             .envs(env.iter().copied())
