@@ -37,6 +37,17 @@ pub struct GroupPush<'a> {
     pub req: &'a PushRequest,
 }
 
+/// The client a pull reports `lastMutationId` for.
+#[derive(Debug, Clone, Copy)]
+pub struct PullClient<'a> {
+    /// Its clientId.
+    pub id: &'a str,
+    /// The pulling token's owner id: a clientId another owner holds
+    /// reports `lastMutationId` 0 (nothing about another user's client is
+    /// revealed). `None` skips the check (tools and tests).
+    pub owner: Option<&'a str>,
+}
+
 /// A storage failure. Never shown to clients (they see `INTERNAL`), except
 /// [`StoreError::ClientIdTaken`].
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +108,7 @@ pub trait Store: Send + Sync + 'static {
     fn pull_page(
         &self,
         namespace: &str,
-        client_id: Option<&str>,
+        client: Option<PullClient<'_>>,
         cursor: Option<&str>,
         limit: usize,
         max_bytes: usize,
@@ -111,7 +122,8 @@ pub trait Store: Send + Sync + 'static {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<PullResponse, StoreError> {
-        self.pull_page(namespace, client_id, cursor, limit, usize::MAX)
+        let client = client_id.map(|id| PullClient { id, owner: None });
+        self.pull_page(namespace, client, cursor, limit, usize::MAX)
     }
 
     /// The decoded sequence number of a cursor this store issued, or `None`

@@ -13,7 +13,7 @@ use syncstore_core::protocol::{
     Change, ChangeOp, JsonObject, PullResponse, PushRequest, PushResponse, START_CURSOR,
 };
 
-use super::{ApplyLimits, GroupPush, PushOutcome, Store, StoreError};
+use super::{ApplyLimits, GroupPush, PullClient, PushOutcome, Store, StoreError};
 use syncstore_core::sync::apply::{rejected, DocRow, DocStore, PushApply};
 
 const SCHEMA: &str = "
@@ -136,6 +136,22 @@ fn last_mid(tx: &Connection, ns: &str, client: &str) -> Result<u64, StoreError> 
         )
         .optional()?;
     Ok(v.unwrap_or(0) as u64)
+}
+
+/// The last mid of the pulling client, 0 if another owner holds its clientId.
+fn pulled_last_mid(tx: &Connection, ns: &str, c: PullClient<'_>) -> Result<u64, StoreError> {
+    let v: Option<(i64, Option<String>)> = tx
+        .query_row(
+            "SELECT last_mid, owner FROM clients WHERE ns = ?1 AND client_id = ?2",
+            params![ns, c.id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(match v {
+        Some((_, Some(o))) if c.owner.is_some_and(|want| want != o) => 0,
+        Some((n, _)) => n as u64,
+        None => 0,
+    })
 }
 
 fn load_row(tx: &Connection, ns: &str, coll: &str, id: &str) -> Result<Option<Row>, StoreError> {
@@ -398,7 +414,7 @@ impl Store for SqliteStore {
     fn pull_page(
         &self,
         ns: &str,
-        client_id: Option<&str>,
+        client: Option<PullClient<'_>>,
         cursor: Option<&str>,
         limit: usize,
         max_bytes: usize,
@@ -407,8 +423,8 @@ impl Store for SqliteStore {
         // One read transaction: changes, head and lastMutationId from one snapshot.
         let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
         let head = head_seq(&tx)?;
-        let last = match client_id {
-            Some(c) => last_mid(&tx, ns, c)?,
+        let last = match client {
+            Some(c) => pulled_last_mid(&tx, ns, c)?,
             None => 0,
         };
         let Some(from) = self.decode_cursor(cursor.unwrap_or(START_CURSOR), head) else {
