@@ -13,6 +13,11 @@ pub use sqlite::SqliteStore;
 pub struct ApplyLimits {
     /// Largest serialized document or patch (and merged result), in bytes.
     pub max_doc_bytes: usize,
+    /// Most stored bytes (documents, field versions, results) one push
+    /// reads and writes: a push that reaches it stops after the mutation
+    /// that did, commits what it applied and answers for those mutations
+    /// only (a prefix, at least one; docs/protocol.md 3.2).
+    pub max_push_work_bytes: usize,
 }
 
 /// What a committed push produced.
@@ -68,8 +73,10 @@ pub enum StoreError {
 /// Methods are blocking; the server calls them from `spawn_blocking`.
 /// Every method is one database transaction.
 pub trait Store: Send + Sync + 'static {
-    /// Applies a push atomically: every mutation, the results, the id map and
-    /// the client's last mutation id commit together or not at all.
+    /// Applies a push atomically: every mutation applied, the results, the
+    /// id map and the client's last mutation id commit together or not at
+    /// all. The answer covers a prefix of the mutations when the push's
+    /// work budget ([`ApplyLimits::max_push_work_bytes`]) ran out.
     fn push(
         &self,
         namespace: &str,

@@ -154,7 +154,13 @@ fn pulled_last_mid(tx: &Connection, ns: &str, c: PullClient<'_>) -> Result<u64, 
     })
 }
 
-fn load_row(tx: &Connection, ns: &str, coll: &str, id: &str) -> Result<Option<Row>, StoreError> {
+/// The stored row of `coll/id`, and how many stored bytes it took to read.
+fn load_row(
+    tx: &Connection,
+    ns: &str,
+    coll: &str,
+    id: &str,
+) -> Result<(Option<Row>, usize), StoreError> {
     let raw = tx
         .prepare_cached(
             "SELECT doc, deleted, version, created, fields, ts FROM docs
@@ -172,16 +178,18 @@ fn load_row(tx: &Connection, ns: &str, coll: &str, id: &str) -> Result<Option<Ro
         })
         .optional()?;
     let Some((doc, deleted, version, created, fields, ts)) = raw else {
-        return Ok(None);
+        return Ok((None, 0));
     };
-    Ok(Some(Row {
+    let bytes = doc.as_ref().map_or(0, String::len) + fields.len();
+    let row = Row {
         doc: doc.as_deref().map(parse_obj).transpose()?,
         deleted,
         version: version as u64,
         created: created as u64,
         fields: serde_json::from_str(&fields).map_err(corrupt)?,
         ts: ts.map(|t| t as u64),
-    }))
+    };
+    Ok((Some(row), bytes))
 }
 
 fn lookup_tmp(
@@ -204,13 +212,17 @@ struct SqlDocs<'a> {
     tx: &'a Connection,
     ns: &'a str,
     client: &'a str,
+    /// Stored bytes read and written so far (the push's work budget).
+    work: usize,
 }
 
 impl DocStore for SqlDocs<'_> {
     type Error = StoreError;
 
     fn load(&mut self, coll: &str, id: &str) -> Result<Option<Row>, StoreError> {
-        load_row(self.tx, self.ns, coll, id)
+        let (row, bytes) = load_row(self.tx, self.ns, coll, id)?;
+        self.work += bytes;
+        Ok(row)
     }
 
     fn lookup_tmp(&mut self, tmp: &str) -> Result<Option<String>, StoreError> {
@@ -232,6 +244,8 @@ impl DocStore for SqlDocs<'_> {
             .doc
             .as_ref()
             .map(|d| Value::Object(d.clone()).to_string());
+        let fields = serde_json::to_string(&row.fields).map_err(corrupt)?;
+        self.work += doc_text.as_ref().map_or(0, String::len) + fields.len();
         self.tx
             .prepare_cached(
                 "INSERT INTO docs (ns, coll, id, doc, deleted, version, created, fields, ts)
@@ -248,7 +262,7 @@ impl DocStore for SqlDocs<'_> {
                 row.deleted,
                 row.version as i64,
                 row.created as i64,
-                serde_json::to_string(&row.fields).map_err(corrupt)?,
+                fields,
                 row.ts.map(|t| t as i64),
             ])?;
         Ok(())
@@ -278,7 +292,12 @@ fn apply_push(
     }
     let start_seq = head_seq(tx)?;
     let mut last = last_mid(tx, ns, client)?;
-    let mut docs = SqlDocs { tx, ns, client };
+    let mut docs = SqlDocs {
+        tx,
+        ns,
+        client,
+        work: 0,
+    };
     let mut ctx = PushApply::new(start_seq, limits.max_doc_bytes);
     let mut results = Vec::with_capacity(req.mutations.len());
     for m in &req.mutations {
@@ -303,20 +322,22 @@ fn apply_push(
             };
             ctx.note_replay(&mut docs, m)?;
             results.push(result);
-            continue;
+        } else {
+            let result = ctx.apply(&mut docs, m)?;
+            let text = serde_json::to_string(&result).map_err(corrupt)?;
+            docs.work += text.len();
+            tx.prepare_cached(
+                "INSERT INTO results (ns, client_id, mid, result) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![ns, client, m.mid as i64, text])?;
+            last = m.mid;
+            results.push(result);
         }
-        let result = ctx.apply(&mut docs, m)?;
-        tx.prepare_cached(
-            "INSERT INTO results (ns, client_id, mid, result) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![
-            ns,
-            client,
-            m.mid as i64,
-            serde_json::to_string(&result).map_err(corrupt)?
-        ])?;
-        last = m.mid;
-        results.push(result);
+        if docs.work >= limits.max_push_work_bytes {
+            // The work budget is spent: answer for what was applied; the
+            // client pushes the rest again.
+            break;
+        }
     }
     let PushApply {
         seq,
@@ -548,6 +569,7 @@ mod tests {
 
     const LIMITS: ApplyLimits = ApplyLimits {
         max_doc_bytes: 1024,
+        max_push_work_bytes: usize::MAX,
     };
 
     fn muts(v: Value) -> Vec<Mutation> {
@@ -986,5 +1008,59 @@ mod tests {
         );
         assert!(r.changes.is_empty());
         assert_eq!(r.response.id_map["tmp_1"], p.changes[0].id);
+    }
+
+    #[test]
+    fn a_push_over_its_work_budget_is_answered_for_a_prefix_and_resumed() {
+        let s = SqliteStore::open(":memory:").unwrap();
+        let big = "x".repeat(900);
+        push(
+            &s,
+            "n",
+            "c",
+            json!([{"mid": 1, "coll": "t", "op": "insert", "id": "a", "doc": {"big": big}}]),
+        );
+        let limits = ApplyLimits {
+            max_doc_bytes: 1024,
+            max_push_work_bytes: 4000,
+        };
+        let updates: Vec<Value> = (2..=10)
+            .map(|mid| json!({"mid": mid, "coll": "t", "op": "update", "id": "a", "patch": {"n": mid}}))
+            .collect();
+        let req = PushRequest {
+            client_id: "c".into(),
+            mutations: muts(json!(updates)),
+        };
+        // Each update reads and writes the ~900-byte document: the budget
+        // stops the push after a few, which commit together.
+        let first = s.push("n", &req, limits).unwrap();
+        let n = first.response.results.len();
+        assert!((1..9).contains(&n), "{n} of 9 answered");
+        assert_eq!(first.response.last_mutation_id, 1 + n as u64);
+        assert_eq!(first.changes.len(), n);
+        let pulled = s.pull("n", Some("c"), None, 100).unwrap();
+        assert_eq!(pulled.last_mutation_id, 1 + n as u64);
+        assert_eq!(
+            pulled.changes[0].doc.as_ref().unwrap()["n"],
+            json!(1 + n as u64)
+        );
+        // The same push again: replays for the prefix, then the rest, in
+        // order, until everything is answered.
+        let mut rounds = 1;
+        let mut answer = first;
+        while answer.response.results.len() < 9 {
+            answer = s.push("n", &req, limits).unwrap();
+            rounds += 1;
+            assert!(rounds < 20);
+        }
+        assert!(rounds > 1);
+        assert_eq!(answer.response.last_mutation_id, 10);
+        let statuses: Vec<_> = answer.response.results.iter().map(status).collect();
+        assert_eq!(statuses, vec!["applied"; 9]);
+        let doc = s.pull("n", Some("c"), None, 100).unwrap().changes[0]
+            .doc
+            .clone()
+            .unwrap();
+        assert_eq!(doc["n"], json!(10));
     }
 }
