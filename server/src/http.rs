@@ -241,6 +241,11 @@ async fn push(
         }
     };
     let bytes = read_body(&state, &headers, body, max).await?;
+    if state.is_shutting_down() {
+        // The body finished arriving after the signal: nothing is queued
+        // any more (what is queued commits and is answered).
+        return Err(AppError::ShuttingDown);
+    }
     let req = validate::decode_push(&bytes, limits)?;
     rate_check(&state, &auth, Some(&req.client_id))?;
     tracing::debug!(namespace = %auth.namespace, client = %req.client_id, n = req.mutations.len(), "push");
@@ -250,7 +255,7 @@ async fn push(
 }
 
 /// The checks a push passes before its body is read: the token may push,
-/// its rate, and a place in the pending-push budget (the body counts
+/// the server is not shutting down, its rate, and a place in the pending-push budget (the body counts
 /// against it from before it is read until the push is answered; a
 /// chunked body counts as the limit).
 fn admit_push(
@@ -260,6 +265,9 @@ fn admit_push(
 ) -> Result<crate::state::PushBudget, AppError> {
     if auth.read_only {
         return Err(AppError::Forbidden);
+    }
+    if state.is_shutting_down() {
+        return Err(AppError::ShuttingDown);
     }
     rate_check(state, auth, None)?;
     let max = state.config.limits.max_body_bytes;

@@ -506,6 +506,45 @@ async fn a_push_refused_before_its_body_is_read_still_gets_its_answer() {
 }
 
 #[tokio::test]
+async fn a_push_arriving_during_shutdown_is_refused_with_shutting_down() {
+    use tokio::io::AsyncWriteExt;
+    let s = Server::start().await;
+    let state = s.state.clone();
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let body = serde_json::to_vec(
+        &json!({"clientId": "late", "mutations": [insert(1, "t", "late", json!({}))]}),
+    )
+    .unwrap();
+    let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN_A}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    c.write_all(&body[..10]).await.unwrap();
+    // The push is inside its handler, reading its body, when the signal comes.
+    let stopping = tokio::spawn(s.stop());
+    for _ in 0..500 {
+        if state.is_shutting_down() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(state.is_shutting_down());
+    c.write_all(&body[10..]).await.unwrap();
+    let answer = read_response(&mut c).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.to_lowercase().contains("retry-after: 1"), "{answer}");
+    assert!(answer.contains("\"SHUTTING_DOWN\""), "{answer}");
+    drop(c);
+    stopping.await.unwrap();
+    // Nothing of it was applied.
+    let page = state.store.pull("ns-a", None, None, 10).unwrap();
+    assert!(page.changes.is_empty(), "{:?}", page.changes);
+}
+
+#[tokio::test]
 async fn the_connection_cap_never_cuts_a_response_being_written() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let limits = syncstore_server::config::Limits {
