@@ -345,16 +345,11 @@ async fn a_token_rotating_client_ids_is_rate_limited() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn a_full_commit_queue_answers_503_with_retry_after() {
-    let limits = syncstore_server::config::Limits {
-        max_pending_pushes: 4,
-        ..test_limits()
-    };
-    let s = Server::start_with(":memory:", limits).await;
-    let hold = s.state.hold_commits();
+/// Sends `n` pushes (clientIds q0, q1...) while commits are held, and
+/// waits until all are queued; each task yields its status.
+async fn queue_held_pushes(s: &Server, n: usize) -> Vec<tokio::task::JoinHandle<u16>> {
     let mut waiting = Vec::new();
-    for k in 0..4 {
+    for k in 0..n {
         let url = s.url("/v1/push");
         waiting.push(tokio::spawn(async move {
             client()
@@ -368,18 +363,29 @@ async fn a_full_commit_queue_answers_503_with_retry_after() {
                 .as_u16()
         }));
     }
-    // Wait until the four are queued.
     for _ in 0..200 {
-        if s.state
+        let queued = s
+            .state
             .stats
             .pushes_queued
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 4
-        {
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if queued >= n as u64 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    waiting
+}
+
+#[tokio::test]
+async fn a_full_commit_queue_answers_503_with_retry_after() {
+    let limits = syncstore_server::config::Limits {
+        max_pending_pushes: 4,
+        ..test_limits()
+    };
+    let s = Server::start_with(":memory:", limits).await;
+    let hold = s.state.hold_commits();
+    let waiting = queue_held_pushes(&s, 4).await;
     let resp = client()
         .post(s.url("/v1/push"))
         .bearer_auth(TOKEN_A)
@@ -412,31 +418,7 @@ async fn a_push_refused_before_its_body_is_read_still_gets_its_answer() {
     };
     let s = Server::start_with(":memory:", limits).await;
     let hold = s.state.hold_commits();
-    let queued = {
-        let url = s.url("/v1/push");
-        tokio::spawn(async move {
-            client()
-                .post(url)
-                .bearer_auth(TOKEN_A)
-                .json(&json!({"clientId": "q", "mutations": [insert(1, "t", "d", json!({}))]}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        })
-    };
-    for _ in 0..200 {
-        if s.state
-            .stats
-            .pushes_queued
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 1
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let queued = queue_held_pushes(&s, 1).await.remove(0);
     // 1 MB bodies, refused before they are read: each client gets its 503
     // (not a reset connection while it is still sending), on a connection
     // it may reuse.
@@ -877,26 +859,9 @@ async fn expensive_pushes_of_one_namespace_do_not_hold_another() {
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (mut pushes, mut pulls, mut health) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 1..=40u64 {
-        let t = std::time::Instant::now();
-        push(TOKEN_B, json!({"clientId": "victim", "mutations": [insert(i, "t", &format!("v{i}"), json!({}))]})).await;
-        pushes.push(t.elapsed());
-        let t = std::time::Instant::now();
-        let r = http
-            .get(p.url("/v1/pull"))
-            .bearer_auth(TOKEN_B)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        pulls.push(t.elapsed());
-        health.push(healthz_latency(&p.base).await);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (a, b, c) = victim_latencies(&p).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let n = attacker.await.unwrap();
-    let (a, b, c) = (p99(pushes), p99(pulls), p99(health));
     println!("other namespace under {n} expensive pushes: push p99 {a:?}, pull p99 {b:?}, /healthz p99 {c:?}");
     // Target 250 ms (release build); generous bound for debug builds on a busy machine.
     for d in [a, b, c] {
