@@ -35,6 +35,11 @@
 //   POST /wipe         stop the server, delete its database, start it on a
 //                      fresh one (clients' cursors then answer resync).
 //                                                                -> {ok:true}
+//   POST /push-work?bytes=N
+//                      restart the server (same database) with
+//                      `--max-push-work-bytes N` (its per-push work budget),
+//                      kept across /start and /wipe; without `bytes`, the
+//                      server's default again.                   -> {ok:true}
 //   POST /drop-ws      cut all proxied WebSockets (both sides).  -> {dropped:n}
 //   POST /stall-ws     make the open proxied WebSockets half-open: their bytes
 //                      stop flowing in both directions, but neither side is
@@ -51,6 +56,18 @@
 //                      SIGKILLed and the client socket destroyed, so the push
 //                      is committed but the client never learns it.
 //                                                                -> {armed:true}
+//   POST /answer?method=M&path=P&status=S[&body=TEXT][&retryAfter=SECONDS][&times=N]
+//                      canned answers: the next N (default 1) proxied
+//                      requests `M P` (default POST; path without query) get
+//                      status S with body TEXT (default empty) and, if
+//                      given, `Retry-After` (exposed to pages by CORS),
+//                      without reaching the server. For answers the server
+//                      never gives: a 429 of a chosen length, a malformed
+//                      200.                                   -> {ok:true}
+//   POST /clear-answers drop the canned answers not used yet.  -> {ok:true}
+//   GET  /requests     {requests:[{at, method, path, status, canned}]}: the
+//                      last 500 proxied requests but CORS preflights, with
+//                      the time (ms since the epoch) each reached the proxy.
 //   GET  /state        {running, wsOpen, wsTotal, pushes, killedOnPush,
 //                       failedHttp, blocked, armed, failing}
 //   GET  /docs[?coll=NAME]  {rows:[{coll,id,doc,deleted,version}]} from the
@@ -159,6 +176,28 @@ let blocked = false; // /block-ws
 let armed = false; // /kill-on-push
 let failing = false; // /fail-http
 const stats = { wsTotal: 0, pushes: 0, killedOnPush: 0, failedHttp: 0 };
+let pushWorkArgs = []; // /push-work: ["--max-push-work-bytes", N] or none
+const canned = []; // /answer: {method, path, status, body, retryAfter, times}
+const requestLog = []; // /requests, the last REQUEST_LOG_MAX
+const REQUEST_LOG_MAX = 500;
+
+/** Records a proxied request (not a CORS preflight) for /requests. */
+function logRequest(req, status, isCanned) {
+  if (req.method === "OPTIONS") return;
+  requestLog.push({ at: Date.now(), method: req.method, path: req.url.split("?")[0], status, canned: isCanned });
+  if (requestLog.length > REQUEST_LOG_MAX) requestLog.shift();
+}
+
+/** The canned answer for `req`, if one is armed (it is used up). */
+function takeCanned(req) {
+  if (req.method === "OPTIONS") return null;
+  const path = req.url.split("?")[0];
+  const i = canned.findIndex((c) => c.method === req.method && c.path === path);
+  if (i < 0) return null;
+  const c = canned[i];
+  if (--c.times <= 0) canned.splice(i, 1);
+  return c;
+}
 
 const clientSockets = new Set(); // every socket accepted by the proxy
 const upstreamRequests = new Set(); // in-flight proxied HTTP requests to the server
@@ -268,6 +307,7 @@ async function startServer() {
       [
         "--listen", `${HOST}:${internalPort}`, "--db", DB_PATH, "--dev",
         "--jwt-alg", "HS256", "--jwt-key-file", JWT_SECRET_PATH, "--jwt-leeway-s", "0",
+        ...pushWorkArgs,
       ],
       { stdio: ["ignore", logFd, logFd] },
     );
@@ -371,6 +411,22 @@ proxy.on("request", (req, res) => {
     res.end(JSON.stringify({ error: { code: "UNAVAILABLE", message: "testctl: /fail-http" } }));
     return;
   }
+  const answer = takeCanned(req);
+  if (answer) {
+    logRequest(req, answer.status, true);
+    req.resume();
+    const headers = {
+      "access-control-allow-origin": "*",
+      "access-control-expose-headers": "retry-after",
+      "content-type": "application/json",
+      "cache-control": "no-store",
+    };
+    if (answer.retryAfter !== null) headers["retry-after"] = answer.retryAfter;
+    res.writeHead(answer.status, headers);
+    res.end(answer.body);
+    return;
+  }
+  logRequest(req, null, false);
   const killThis = isPush && armed;
   if (killThis) armed = false; // one-shot
 
@@ -514,6 +570,16 @@ const routes = {
     });
     return [200, { ok: true }];
   },
+  "POST /push-work": async (url) => {
+    const bytes = url.searchParams.get("bytes");
+    if (bytes !== null && !/^[1-9][0-9]*$/.test(bytes)) return [400, { error: "bytes: a positive integer" }];
+    await serialized(async () => {
+      await stopServer();
+      pushWorkArgs = bytes === null ? [] : ["--max-push-work-bytes", bytes];
+      await startServer();
+    });
+    return [200, { ok: true }];
+  },
   "POST /drop-ws": async () => {
     const dropped = wsPairs.size;
     for (const { client, upstream } of [...wsPairs]) {
@@ -558,6 +624,28 @@ const routes = {
     armed = true;
     return [200, { armed: true }];
   },
+  "POST /answer": async (url) => {
+    const q = url.searchParams;
+    const status = Number(q.get("status"));
+    const times = Number(q.get("times") ?? 1);
+    if (!q.get("path") || !Number.isInteger(status) || status < 100 || status > 599 || !(times >= 1)) {
+      return [400, { error: "path, a status 100-599 and times >= 1 are required" }];
+    }
+    canned.push({
+      method: q.get("method") ?? "POST",
+      path: q.get("path"),
+      status,
+      body: q.get("body") ?? "",
+      retryAfter: q.get("retryAfter"),
+      times,
+    });
+    return [200, { ok: true }];
+  },
+  "POST /clear-answers": async () => {
+    canned.length = 0;
+    return [200, { ok: true }];
+  },
+  "GET /requests": async () => [200, { requests: requestLog }],
   "GET /state": async () => [
     200,
     {

@@ -175,6 +175,13 @@ pub struct Cli {
     /// carries at least one change).
     #[arg(long, default_value_t = 4 * 1024 * 1024, env = "SYNCSTORE_MAX_PAGE_BYTES")]
     pub max_page_bytes: usize,
+    /// Most stored bytes one push may read and write (the documents and
+    /// field versions its mutations load and store). A push that reaches it
+    /// is answered for the mutations applied so far (at least one); the
+    /// client pushes the rest again. Bounds how long one push holds the
+    /// store.
+    #[arg(long, default_value_t = 1024 * 1024, env = "SYNCSTORE_MAX_PUSH_WORK_BYTES")]
+    pub max_push_work_bytes: usize,
     /// Namespaces that get their own `namespace` label in /metrics (the
     /// first ones seen); the others count under `_other`. 0: none.
     #[arg(long, default_value_t = 100, env = "SYNCSTORE_METRICS_NAMESPACES")]
@@ -230,6 +237,8 @@ pub struct Limits {
     pub max_pending_push_bytes: usize,
     /// See [`Cli::max_page_bytes`].
     pub max_page_bytes: usize,
+    /// See [`Cli::max_push_work_bytes`].
+    pub max_push_work_bytes: usize,
     /// See [`Cli::metrics_namespaces`].
     pub metrics_namespaces: usize,
     /// See [`Cli::compact_interval_secs`].
@@ -381,6 +390,7 @@ impl Cli {
             max_pending_pushes: self.max_pending_pushes,
             max_pending_push_bytes: self.max_pending_push_bytes,
             max_page_bytes: self.max_page_bytes,
+            max_push_work_bytes: self.max_push_work_bytes,
             metrics_namespaces: self.metrics_namespaces,
             compact_interval: Duration::from_secs(self.compact_interval_secs),
         }
@@ -467,6 +477,12 @@ impl Cli {
             64 * GIB,
         )?;
         in_range("--max-page-bytes", self.max_page_bytes, 1024, GIB)?;
+        in_range(
+            "--max-push-work-bytes",
+            self.max_push_work_bytes,
+            1024,
+            64 * GIB,
+        )?;
         in_range("--jwt-leeway-s", self.jwt_leeway_s, 0, 300)?;
         in_range("--metrics-namespaces", self.metrics_namespaces, 0, 10_000)?;
         if self.jwt_namespace_claim.is_empty() {

@@ -57,7 +57,9 @@ pub enum AppError {
     /// Too many pushes pending; retry after the given seconds.
     #[error("the server is busy; retry after {0} s")]
     Overloaded(u64),
-    /// The server is shutting down.
+    /// The server is shutting down: a push that arrives (or finishes
+    /// arriving) after the signal is not taken; retry after 1 s (another
+    /// instance, or this one restarted).
     #[error("server is shutting down")]
     ShuttingDown,
     /// A bug or a storage failure; the detail is logged only.
@@ -101,6 +103,7 @@ impl AppError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             AppError::RateLimited(s) | AppError::Overloaded(s) => Some(*s),
+            AppError::ShuttingDown => Some(1),
             _ => None,
         }
     }
@@ -164,7 +167,7 @@ impl IntoResponse for AppError {
         }
         crate::metrics::error(self.code());
         let mut resp = (self.status(), Json(self.body())).into_response();
-        if let AppError::RateLimited(secs) | AppError::Overloaded(secs) = self {
+        if let Some(secs) = self.retry_after() {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }

@@ -18,6 +18,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::error::AppError;
 use crate::request::{bearer_token, rate_check};
 use crate::state::{AppState, Auth};
+use crate::store::PullClient;
 use crate::validate;
 
 /// Header naming the calling client on pull.
@@ -223,26 +224,72 @@ async fn push(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<PushResponse>, AppError> {
-    if auth.read_only {
-        return Err(AppError::Forbidden);
-    }
     let limits = &state.config.limits;
     let max = limits.max_body_bytes;
     let declared = declared_length(&headers);
     if declared.is_some_and(|n| n > max as u64) {
         return Err(AppError::PayloadTooLarge(max));
     }
-    rate_check(&state, &auth, None)?;
-    // The body counts against the pending-push budget from before it is
-    // read until the push is answered (a chunked body counts as the limit).
-    let budget = state.reserve_push(declared.map_or(max, |n| n as usize))?;
+    let budget = match admit_push(&state, &auth, declared) {
+        Ok(budget) => budget,
+        Err(e) => {
+            // Refused before the body is read: read it away (within the
+            // body bounds) so the client, still sending, gets the answer
+            // instead of a reset connection.
+            drain_body(&state, body, max).await;
+            return Err(e);
+        }
+    };
     let bytes = read_body(&state, &headers, body, max).await?;
+    if state.is_shutting_down() {
+        // The body finished arriving after the signal: nothing is queued
+        // any more (what is queued commits and is answered).
+        return Err(AppError::ShuttingDown);
+    }
     let req = validate::decode_push(&bytes, limits)?;
     rate_check(&state, &auth, Some(&req.client_id))?;
     tracing::debug!(namespace = %auth.namespace, client = %req.client_id, n = req.mutations.len(), "push");
     let resp = state.push(&auth, req, bytes.len(), Some(budget)).await?;
     crate::metrics::push_answered(state.ns_labels.label(&auth.namespace), "http", &resp);
     Ok(Json(resp))
+}
+
+/// The checks a push passes before its body is read: the token may push,
+/// the server is not shutting down, its rate, and a place in the pending-push budget (the body counts
+/// against it from before it is read until the push is answered; a
+/// chunked body counts as the limit).
+fn admit_push(
+    state: &AppState,
+    auth: &Auth,
+    declared: Option<u64>,
+) -> Result<crate::state::PushBudget, AppError> {
+    if auth.read_only {
+        return Err(AppError::Forbidden);
+    }
+    if state.is_shutting_down() {
+        return Err(AppError::ShuttingDown);
+    }
+    rate_check(state, auth, None)?;
+    let max = state.config.limits.max_body_bytes;
+    state.reserve_push(declared.map_or(max, |n| n as usize))
+}
+
+/// Reads and discards a request body of at most `max` bytes, within the
+/// body deadline; nothing is kept. A larger or slower body is left (the
+/// connection then closes after the answer).
+async fn drain_body(state: &AppState, body: Body, max: usize) {
+    use http_body_util::BodyExt;
+    let drain = async {
+        let mut body = body;
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > max {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(state.config.limits.body_timeout, drain).await;
 }
 
 async fn pull(
@@ -280,9 +327,13 @@ async fn pull(
     metrics::counter!(crate::metrics::PULLS, "namespace" => state.ns_labels.label(&auth.namespace))
         .increment(1);
     let store = state.store.clone();
-    let (ns, max_bytes) = (auth.namespace, limits.max_page_bytes);
+    let (ns, owner, max_bytes) = (auth.namespace, auth.owner, limits.max_page_bytes);
     let resp = tokio::task::spawn_blocking(move || {
-        store.pull_page(&ns, client.as_deref(), cursor.as_deref(), limit, max_bytes)
+        let client = client.as_deref().map(|id| PullClient {
+            id,
+            owner: Some(&owner),
+        });
+        store.pull_page(&ns, client, cursor.as_deref(), limit, max_bytes)
     })
     .await??;
     Ok(Json(resp))

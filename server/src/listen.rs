@@ -9,6 +9,11 @@
 //!   oldest connection that is not inside a request (a silent or slow
 //!   client, or an idle keep-alive) is closed to make room; if every
 //!   connection is busy, the new one is closed at once. Either is logged.
+//!   A connection is inside a request from its head until its response
+//!   body has been handed to the socket whole ([`Guarded`]); an evicted
+//!   connection that has answered a request is shut down gracefully, so
+//!   the last bytes of a response still being flushed are sent (within
+//!   the body deadline) before it closes.
 //! - A shutdown deadline: after the signal, connections finish their
 //!   request (WebSockets close with 1001); whatever is still open when
 //!   [`crate::config::Limits::shutdown_timeout`] has passed is dropped.
@@ -68,6 +73,9 @@ pub fn effective_max_connections(configured: usize) -> usize {
 /// One open connection.
 pub struct Slot {
     id: u64,
+    /// It has produced a response (evicting it then lets the response
+    /// finish instead of cutting it).
+    responded: AtomicBool,
     /// Requests (or a WebSocket session) in progress on it.
     busy: AtomicUsize,
     evict: Notify,
@@ -168,6 +176,7 @@ impl Slots {
         }
         let slot = Arc::new(Slot {
             id: self.next_id.fetch_add(1, Relaxed),
+            responded: AtomicBool::new(false),
             busy: AtomicUsize::new(0),
             evict: Notify::new(),
             evicted: AtomicBool::new(false),
@@ -204,6 +213,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let limits = state.config.limits.clone();
     let slots = state.slots.clone();
+    let flush_grace = limits.body_timeout;
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -222,7 +232,7 @@ pub async fn run(
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
-                    conns.spawn(connection(stream, slot, router.clone(), http.clone(), stop_rx.clone()));
+                    conns.spawn(connection(stream, slot, router.clone(), http.clone(), stop_rx.clone(), flush_grace));
                 }
                 Err(e) => {
                     // EMFILE and the like: let connections close, don't spin.
@@ -270,16 +280,19 @@ async fn connection(
     router: Router,
     http: hyper::server::conn::http1::Builder,
     mut stop: watch::Receiver<bool>,
+    flush_grace: Duration,
 ) {
     let svc_slot = slot.clone();
     let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         let busy = svc_slot.busy();
         req.extensions_mut().insert(svc_slot.clone());
         let router = router.clone();
+        let slot = svc_slot.slot.clone();
         async move {
             let resp = router.oneshot(req.map(Body::new)).await;
-            drop(busy);
-            resp
+            slot.responded.store(true, Relaxed);
+            // Busy until the body has been handed to hyper whole.
+            resp.map(|r| r.map(|body| Body::new(Guarded::new(body, busy))))
         }
     });
     let conn = http
@@ -288,14 +301,93 @@ async fn connection(
     tokio::pin!(conn);
     let evicted = slot.slot.evict.notified();
     tokio::pin!(evicted);
-    tokio::select! {
+    let was_evicted = tokio::select! {
         _ = conn.as_mut() => return,
-        _ = &mut evicted => return,
-        _ = stop.wait_for(|s| *s) => {}
+        _ = &mut evicted => true,
+        _ = stop.wait_for(|s| *s) => false,
+    };
+    if was_evicted {
+        if slot.slot.responded.load(Relaxed) {
+            // Idle between requests: closes at once; flushing the end of
+            // a response: finishes it first.
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(flush_grace, conn.as_mut()).await;
+        }
+        return;
     }
     conn.as_mut().graceful_shutdown();
     tokio::select! {
         _ = conn.as_mut() => {}
         _ = &mut evicted => {}
+    }
+}
+
+/// Largest frame a [`Guarded`] body hands to hyper: hyper buffers frames
+/// until its write buffer is full, so the part of a response still unsent
+/// when the body ends is about one buffer, not the whole body.
+const GUARDED_FRAME: usize = 64 * 1024;
+
+/// A response body that keeps its connection marked busy (not evictable)
+/// until hyper has taken all of it, handed over in frames of at most
+/// [`GUARDED_FRAME`] bytes.
+struct Guarded {
+    inner: Body,
+    /// The rest of a data frame larger than [`GUARDED_FRAME`].
+    rest: axum::body::Bytes,
+    _busy: Busy,
+}
+
+impl Guarded {
+    fn new(inner: Body, busy: Busy) -> Self {
+        Guarded {
+            inner,
+            rest: axum::body::Bytes::new(),
+            _busy: busy,
+        }
+    }
+
+    fn piece(&mut self, mut data: axum::body::Bytes) -> hyper::body::Frame<axum::body::Bytes> {
+        if data.len() > GUARDED_FRAME {
+            self.rest = data.split_off(GUARDED_FRAME);
+        }
+        hyper::body::Frame::data(data)
+    }
+}
+
+impl hyper::body::Body for Guarded {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<axum::body::Bytes>, axum::Error>>> {
+        use std::task::Poll;
+        if !self.rest.is_empty() {
+            let rest = std::mem::take(&mut self.rest);
+            return Poll::Ready(Some(Ok(self.piece(rest))));
+        }
+        match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => Poll::Ready(Some(Ok(self.piece(data)))),
+                Err(frame) => Poll::Ready(Some(Ok(frame))),
+            },
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        let inner = self.inner.size_hint();
+        let rest = self.rest.len() as u64;
+        let mut hint = hyper::body::SizeHint::new();
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + rest);
+        }
+        hint.set_lower(inner.lower() + rest);
+        hint
     }
 }

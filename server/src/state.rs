@@ -819,6 +819,7 @@ impl AppState {
             stats: stats.clone(),
             limits: ApplyLimits {
                 max_doc_bytes: l.max_doc_bytes,
+                max_push_work_bytes: l.max_push_work_bytes,
             },
             gate: commit_gate.clone(),
             feed: feed.then(|| feed_wake.clone()),

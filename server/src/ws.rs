@@ -410,12 +410,17 @@ impl Session {
     async fn catch_up(&mut self) -> Result<u64, End> {
         loop {
             let store = self.state.store.clone();
-            let (ns, client) = (self.namespace.clone(), self.client_id.clone());
+            let (ns, id) = (self.namespace.clone(), self.client_id.clone());
+            let owner = self.owner.clone();
             let from = store.cursor_for(self.delivered);
             let max_bytes = self.state.config.limits.max_page_bytes;
             let page = tokio::task::spawn_blocking(move || {
+                let client = crate::store::PullClient {
+                    id: &id,
+                    owner: Some(&owner),
+                };
                 let page =
-                    store.pull_page(&ns, Some(&client), Some(&from), CATCH_UP_PAGE, max_bytes)?;
+                    store.pull_page(&ns, Some(client), Some(&from), CATCH_UP_PAGE, max_bytes)?;
                 let seq = store.cursor_seq(&ns, &page.cursor)?;
                 Ok::<_, crate::store::StoreError>((page, seq))
             })

@@ -344,16 +344,11 @@ async fn a_token_rotating_client_ids_is_rate_limited() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn a_full_commit_queue_answers_503_with_retry_after() {
-    let limits = syncstore_server::config::Limits {
-        max_pending_pushes: 4,
-        ..test_limits()
-    };
-    let s = Server::start_with(":memory:", limits).await;
-    let hold = s.state.hold_commits();
+/// Sends `n` pushes (clientIds q0, q1...) while commits are held, and
+/// waits until all are queued; each task yields its status.
+async fn queue_held_pushes(s: &Server, n: usize) -> Vec<tokio::task::JoinHandle<u16>> {
     let mut waiting = Vec::new();
-    for k in 0..4 {
+    for k in 0..n {
         let url = s.url("/v1/push");
         waiting.push(tokio::spawn(async move {
             client()
@@ -367,18 +362,29 @@ async fn a_full_commit_queue_answers_503_with_retry_after() {
                 .as_u16()
         }));
     }
-    // Wait until the four are queued.
     for _ in 0..200 {
-        if s.state
+        let queued = s
+            .state
             .stats
             .pushes_queued
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 4
-        {
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if queued >= n as u64 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    waiting
+}
+
+#[tokio::test]
+async fn a_full_commit_queue_answers_503_with_retry_after() {
+    let limits = syncstore_server::config::Limits {
+        max_pending_pushes: 4,
+        ..test_limits()
+    };
+    let s = Server::start_with(":memory:", limits).await;
+    let hold = s.state.hold_commits();
+    let waiting = queue_held_pushes(&s, 4).await;
     let resp = client()
         .post(s.url("/v1/push"))
         .bearer_auth(TOKEN_A)
@@ -401,6 +407,222 @@ async fn a_full_commit_queue_answers_503_with_retry_after() {
     assert_eq!(ready.status(), 200);
     s.push_ok(TOKEN_A, "late", json!([])).await;
     s.stop().await;
+}
+
+#[tokio::test]
+async fn a_push_refused_before_its_body_is_read_still_gets_its_answer() {
+    let limits = syncstore_server::config::Limits {
+        max_pending_pushes: 1,
+        ..test_limits()
+    };
+    let s = Server::start_with(":memory:", limits).await;
+    let hold = s.state.hold_commits();
+    let queued = queue_held_pushes(&s, 1).await.remove(0);
+    // 1 MB bodies, refused before they are read: each client gets its 503
+    // (not a reset connection while it is still sending), on a connection
+    // it may reuse.
+    let doc = json!({ "text": "x".repeat(1000) });
+    let muts: Vec<_> = (0..1000u64)
+        .map(|i| insert(i + 1, "t", &format!("e{i}"), doc.clone()))
+        .collect();
+    let body = serde_json::to_vec(&json!({"clientId": "late", "mutations": muts})).unwrap();
+    let http = client();
+    for _ in 0..3 {
+        let resp = http
+            .post(s.url("/v1/push"))
+            .bearer_auth(TOKEN_A)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("the 503 arrives");
+        assert_eq!(resp.status(), 503);
+        assert_eq!(resp.headers()["retry-after"], "1");
+        let (_, answer) = status_json(resp).await;
+        assert_eq!(answer["error"]["code"], "OVERLOADED");
+    }
+    // Over a raw connection: the whole answer arrives, and the connection
+    // stays usable (the body was read away, not left in the socket).
+    {
+        use tokio::io::AsyncWriteExt;
+        let addr = s.base.trim_start_matches("http://").to_string();
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /v1/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN_A}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        c.write_all(head.as_bytes()).await.unwrap();
+        c.write_all(&body).await.unwrap();
+        let answer = read_response(&mut c).await;
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains("OVERLOADED"), "{answer}");
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_response(&mut c).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    drop(hold);
+    assert_eq!(queued.await.unwrap(), 200);
+    // The queued push's place is freed just after its answer.
+    let mut status = 0;
+    for _ in 0..100 {
+        let r = http
+            .post(s.url("/v1/push"))
+            .bearer_auth(TOKEN_A)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        status = r.status().as_u16();
+        if status != 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_push_arriving_during_shutdown_is_refused_with_shutting_down() {
+    use tokio::io::AsyncWriteExt;
+    let s = Server::start().await;
+    let state = s.state.clone();
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let body = serde_json::to_vec(
+        &json!({"clientId": "late", "mutations": [insert(1, "t", "late", json!({}))]}),
+    )
+    .unwrap();
+    let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN_A}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    c.write_all(head.as_bytes()).await.unwrap();
+    c.write_all(&body[..10]).await.unwrap();
+    // The push is inside its handler, reading its body, when the signal comes.
+    let stopping = tokio::spawn(s.stop());
+    for _ in 0..500 {
+        if state.is_shutting_down() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(state.is_shutting_down());
+    c.write_all(&body[10..]).await.unwrap();
+    let answer = read_response(&mut c).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.to_lowercase().contains("retry-after: 1"), "{answer}");
+    assert!(answer.contains("\"SHUTTING_DOWN\""), "{answer}");
+    drop(c);
+    stopping.await.unwrap();
+    // Nothing of it was applied.
+    let page = state.store.pull("ns-a", None, None, 10).unwrap();
+    assert!(page.changes.is_empty(), "{:?}", page.changes);
+}
+
+#[tokio::test]
+async fn the_connection_cap_never_cuts_a_response_being_written() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limits = syncstore_server::config::Limits {
+        max_connections: 4,
+        max_page_bytes: 64 << 20,
+        max_push_work_bytes: 64 << 20,
+        ..test_limits()
+    };
+    let s = Server::start_with(":memory:", limits).await;
+    // About 12 MB of documents, pulled as one page.
+    let doc = json!({ "text": "y".repeat(4000) });
+    for round in 0..3u64 {
+        let muts: Vec<_> = (0..1000u64)
+            .map(|i| {
+                insert(
+                    round * 1000 + i + 1,
+                    "t",
+                    &format!("d{round}-{i}"),
+                    doc.clone(),
+                )
+            })
+            .collect();
+        s.push_ok(TOKEN_A, "c", json!(muts)).await;
+    }
+    let addr: std::net::SocketAddr = s.base.trim_start_matches("http://").parse().unwrap();
+    // A reader with a small receive window: the response stays in the
+    // server's hands while the cap is reached.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut reader = sock.connect(addr).await.unwrap();
+    reader
+        .write_all(
+            format!("GET /v1/pull?limit=5000 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN_A}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), reader.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed before the head");
+        got.extend_from_slice(&buf[..n]);
+    }
+    // Fill the cap with idle keep-alive connections, then one more: a
+    // connection must go, and it must not be the one being answered.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(10), c.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        idle.push(c);
+    }
+    assert!(
+        s.state
+            .slots
+            .evicted
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1,
+        "the cap was reached"
+    );
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(20), reader.read(&mut buf))
+            .await
+            .expect("the response goes on")
+            .unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&got[..head_end]).to_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .expect("a content-length")
+            .trim()
+            .parse()
+            .unwrap();
+        if got.len() >= head_end + len {
+            let page: serde_json::Value = serde_json::from_slice(&got[head_end..]).unwrap();
+            assert_eq!(page["changes"].as_array().unwrap().len(), 3000);
+            drop(idle);
+            s.stop().await;
+            return;
+        }
+    }
+    panic!("the response was cut after {} bytes", got.len());
 }
 
 #[tokio::test]
@@ -459,6 +681,47 @@ async fn a_client_id_belongs_to_the_token_that_first_used_it() {
 }
 
 #[tokio::test]
+async fn a_pull_never_reveals_another_tokens_client_state() {
+    let s = Server::start().await;
+    s.push_ok(
+        TOKEN_A,
+        "mine",
+        json!([
+            insert(1, "t", "a", json!({})),
+            insert(2, "t", "b", json!({}))
+        ]),
+    )
+    .await;
+    // The owner sees its last mid, over HTTP and in the hello's synced frame.
+    let (st, page) = s.pull(TOKEN_A, "mine", "0", 10).await;
+    assert_eq!((st, page["lastMutationId"].as_u64()), (200, Some(2)));
+    let (_, _, synced) = ws_hello(&s.ws_url, TOKEN_A, "mine", None).await;
+    assert_eq!(synced["lastMutationId"], 2, "{synced}");
+    // Another token of the namespace naming that clientId learns nothing
+    // (the changes are the namespace's, which it may read).
+    let (st, page) = s.pull("token-a2", "mine", "0", 10).await;
+    assert_eq!(st, 200, "{page}");
+    assert_eq!(page["lastMutationId"], 0, "{page}");
+    assert_eq!(page["changes"].as_array().unwrap().len(), 2);
+    let resp = client()
+        .get(s.url("/v1/pull?clientId=mine"))
+        .bearer_auth("token-a2")
+        .send()
+        .await
+        .unwrap();
+    let (_, page) = status_json(resp).await;
+    assert_eq!(page["lastMutationId"], 0, "{page}");
+    let (_, _, synced) = ws_hello(&s.ws_url, "token-a2", "mine", None).await;
+    assert_eq!(synced["lastMutationId"], 0, "{synced}");
+    // A clientId nobody owns yet reports 0 too; the owner's view is unchanged.
+    let (_, page) = s.pull("token-a2", "fresh", "0", 10).await;
+    assert_eq!(page["lastMutationId"], 0);
+    let (_, page) = s.pull(TOKEN_A, "mine", "0", 10).await;
+    assert_eq!(page["lastMutationId"], 2);
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn bodies_and_frames_go_through_one_validator() {
     let s = Server::start().await;
     let (st, body) = s.push(TOKEN_A, json!([{"clientId": "c"}, []])).await;
@@ -498,6 +761,31 @@ async fn pull_and_catch_up_pages_are_bounded_in_bytes() {
     let (_, caught_up, _) = ws_hello(&s.ws_url, TOKEN_A, "c", None).await;
     assert_eq!(caught_up.len(), 10);
     s.stop().await;
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body (as text).
+async fn read_response(c: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if got.len() >= end + 4 + len {
+                return String::from_utf8_lossy(&got[..end + 4 + len]).into_owned();
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), c.read(&mut buf))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap_or(0);
+        assert!(n > 0, "connection closed after {} bytes", got.len());
+        got.extend_from_slice(&buf[..n]);
+    }
 }
 
 /// p99 of `samples`.
@@ -570,10 +858,30 @@ async fn expensive_pushes_of_one_namespace_do_not_hold_another() {
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let (a, b, c) = victim_latencies(&p).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let n = attacker.await.unwrap();
+    println!("other namespace under {n} expensive pushes: push p99 {a:?}, pull p99 {b:?}, /healthz p99 {c:?}");
+    // Target 250 ms (release build); generous bound for debug builds on a busy machine.
+    for d in [a, b, c] {
+        assert!(d < Duration::from_secs(3), "{d:?}");
+    }
+}
+
+/// The other namespace's push, pull and `/healthz` latencies, 40 rounds.
+async fn victim_latencies(p: &Proc) -> (Duration, Duration, Duration) {
+    let http = client();
     let (mut pushes, mut pulls, mut health) = (Vec::new(), Vec::new(), Vec::new());
     for i in 1..=40u64 {
         let t = std::time::Instant::now();
-        push(TOKEN_B, json!({"clientId": "victim", "mutations": [insert(i, "t", &format!("v{i}"), json!({}))]})).await;
+        let r = http
+            .post(p.url("/v1/push"))
+            .bearer_auth(TOKEN_B)
+            .json(&json!({"clientId": "victim", "mutations": [insert(i, "t", &format!("v{i}"), json!({}))]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
         pushes.push(t.elapsed());
         let t = std::time::Instant::now();
         let r = http
@@ -587,10 +895,100 @@ async fn expensive_pushes_of_one_namespace_do_not_hold_another() {
         health.push(healthz_latency(&p.base).await);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    (p99(pushes), p99(pulls), p99(health))
+}
+
+/// One push of 1,000 updates, each rewriting a ~230 KB document (the most
+/// work a valid push can ask for under the default limits), answered for a
+/// prefix once its work budget is spent. `SYNCSTORE_TEST_PUSH_WORK_BYTES`
+/// overrides `--max-push-work-bytes` (a huge value measures the push
+/// without a budget).
+#[tokio::test]
+async fn the_most_expensive_single_push_does_not_hold_another_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = std::env::var("SYNCSTORE_TEST_PUSH_WORK_BYTES").ok();
+    let mut args = vec!["--pushes-per-second", "1000"];
+    if let Some(w) = &work {
+        args.extend(["--max-push-work-bytes", w.as_str()]);
+    }
+    let p = Proc::start(&dir.path().join("db"), None, &args);
+    let http = client();
+    let push = |body: serde_json::Value| {
+        let (http, url) = (http.clone(), p.url("/v1/push"));
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(TOKEN_A)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    // Four documents of 2,000 keys, ~230 KB each.
+    let doc: serde_json::Map<_, _> = (0..2000)
+        .map(|i| (format!("k{i}"), json!("z".repeat(100))))
+        .collect();
+    for d in 0..4u64 {
+        let r = push(json!({"clientId": "atk", "mutations": [insert(d + 1, "t", &format!("big{d}"), json!(doc))]})).await;
+        assert_eq!(r["results"][0]["status"], "applied", "{r}");
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attacker = {
+        let (stop, http, url) = (stop.clone(), http.clone(), p.url("/v1/push"));
+        tokio::spawn(async move {
+            let (mut mid, mut pushes, mut answered, mut took) = (4u64, 0, 0, Duration::ZERO);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && pushes < 100 {
+                let muts: Vec<_> = (0..1000u64)
+                    .map(|j| {
+                        let m = mid + 1 + j;
+                        update(
+                            m,
+                            "t",
+                            &format!("big{}", j % 4),
+                            json!({ format!("k{}", j % 2000): m }),
+                            None,
+                        )
+                    })
+                    .collect();
+                let t = std::time::Instant::now();
+                let r = http
+                    .post(&url)
+                    .bearer_auth(TOKEN_A)
+                    .json(&json!({"clientId": "atk", "mutations": muts}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                let r: serde_json::Value = r.json().await.unwrap();
+                took = took.max(t.elapsed());
+                let n = r["results"].as_array().unwrap().len() as u64;
+                assert!(n >= 1);
+                // A prefix: lastMutationId is its last mid.
+                assert_eq!(r["lastMutationId"], mid + n, "{}", r["results"][0]);
+                mid += n;
+                answered += n;
+                pushes += 1;
+            }
+            (pushes, answered, took)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (a, b, c) = victim_latencies(&p).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let n = attacker.await.unwrap();
-    let (a, b, c) = (p99(pushes), p99(pulls), p99(health));
-    println!("other namespace under {n} expensive pushes: push p99 {a:?}, pull p99 {b:?}, /healthz p99 {c:?}");
+    let (pushes, answered, took) = attacker.await.unwrap();
+    println!(
+        "other namespace under {pushes} pushes of 1,000 updates to ~230 KB documents \
+         ({answered} mutations answered, slowest push {took:?}, budget {}): \
+         push p99 {a:?}, pull p99 {b:?}, /healthz p99 {c:?}",
+        work.as_deref().unwrap_or("default")
+    );
+    if work.is_none() {
+        // With the default budget each answer covers a prefix.
+        assert!(answered < pushes * 1000, "{answered} of {pushes} x 1000");
+    }
     // Target 250 ms (release build); generous bound for debug builds on a busy machine.
     for d in [a, b, c] {
         assert!(d < Duration::from_secs(3), "{d:?}");
@@ -627,14 +1025,25 @@ async fn a_flood_of_maximum_size_pushes_keeps_memory_bounded() {
         tasks.push(tokio::spawn(async move {
             let mut codes = Vec::new();
             for _ in 0..2 {
-                let r = client()
+                // A generous timeout: a debug build on a loaded machine
+                // can take long to commit; a refused push must not fail.
+                let r = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(60))
+                    .build()
+                    .unwrap()
                     .post(&url)
                     .bearer_auth(if k % 2 == 0 { TOKEN_A } else { TOKEN_B })
                     .header("content-type", "application/json")
                     .body(body.as_ref().clone())
                     .send()
                     .await;
-                codes.push(r.map_or(0, |r| r.status().as_u16()));
+                codes.push(match r {
+                    Ok(r) => r.status().as_u16(),
+                    Err(e) => {
+                        eprintln!("push failed: {e:?}");
+                        0
+                    }
+                });
             }
             codes
         }));
@@ -650,12 +1059,12 @@ async fn a_flood_of_maximum_size_pushes_keeps_memory_bounded() {
         "flood of 96 x 4 MB pushes: answers {counts:?}, peak RSS {} MB",
         rss / 1024
     );
-    // 0: refused (503) before the body was read, the connection closed
-    // while the client was still sending it.
+    // Every push gets an answer (a push refused before its body was read
+    // too: the server reads the body away first).
     assert!(counts.get(&200).copied().unwrap_or(0) > 0, "{counts:?}");
     assert!(counts.get(&503).copied().unwrap_or(0) > 0, "{counts:?}");
     assert!(
-        counts.keys().all(|c| [0, 200, 429, 503].contains(c)),
+        counts.keys().all(|c| [200, 429, 503].contains(c)),
         "{counts:?}"
     );
     assert!(rss < 1024 * 1024, "peak RSS {rss} kB");

@@ -102,6 +102,52 @@ async fn doc_size_limit_rejects_the_mutation_only() {
     s.stop().await;
 }
 
+/// The work budget (`--max-push-work-bytes`), on either store: a push
+/// that spends it is answered for a prefix of its mutations (committed
+/// together); the same push sent again (as the client does) replays that
+/// prefix and applies the rest, in order, until all are answered.
+#[tokio::test]
+async fn a_push_over_its_work_budget_is_answered_for_a_prefix_and_resumed() {
+    let limits = Limits {
+        max_push_work_bytes: 4000,
+        ..test_limits()
+    };
+    let s = Server::start_with(":memory:", limits).await;
+    s.push_ok(
+        TOKEN_A,
+        "c",
+        json!([insert(1, "t", "a", json!({"big": "x".repeat(900)}))]),
+    )
+    .await;
+    let updates: Vec<Value> = (2..=10)
+        .map(|mid| update(mid, "t", "a", json!({ "n": mid }), None))
+        .collect();
+    // Each update reads and writes the ~900-byte document: the budget stops
+    // the push after a few, which commit together.
+    let first = s.push_ok(TOKEN_A, "c", json!(updates)).await;
+    let n = first["results"].as_array().unwrap().len() as u64;
+    assert!((1..9).contains(&n), "{n} of 9 answered: {first}");
+    assert_eq!(first["lastMutationId"], 1 + n);
+    let (changes, _, last) = s.pull_all(TOKEN_A, "c", "0").await;
+    assert_eq!(last, 1 + n);
+    assert_eq!(changes[0]["doc"]["n"], 1 + n);
+    let mut rounds = 1;
+    let mut answer = first;
+    while answer["results"].as_array().unwrap().len() < 9 {
+        answer = s.push_ok(TOKEN_A, "c", json!(updates)).await;
+        rounds += 1;
+        assert!(rounds < 20, "{answer}");
+    }
+    assert!(rounds > 1);
+    assert_eq!(answer["lastMutationId"], 10);
+    for r in answer["results"].as_array().unwrap() {
+        assert_eq!(r["status"], "applied", "{answer}");
+    }
+    let (changes, _, _) = s.pull_all(TOKEN_A, "c", "0").await;
+    assert_eq!(changes[0]["doc"]["n"], 10);
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn push_rate_limit_is_429_with_retry_after() {
     let limits = Limits {

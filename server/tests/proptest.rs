@@ -78,7 +78,10 @@ proptest! {
     fn decoders_and_push_rules_hold(bodies in prop::collection::vec(body(), 40..80)) {
         let limits = Limits::default();
         let store = common::open_store(":memory:");
-        let apply = ApplyLimits { max_doc_bytes: 4096 };
+        let apply = ApplyLimits {
+            max_doc_bytes: 4096,
+            max_push_work_bytes: usize::MAX,
+        };
         let mut last: std::collections::HashMap<String, u64> = Default::default();
         for bytes in &bodies {
             let req: PushRequest = match validate::decode_push(bytes, &limits) {

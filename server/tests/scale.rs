@@ -27,6 +27,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 const LIMITS: ApplyLimits = ApplyLimits {
     max_doc_bytes: 64 * 1024,
+    max_push_work_bytes: usize::MAX,
 };
 
 fn url() -> String {

@@ -80,7 +80,7 @@ async function synced(db) {
  * After the scenario made the server unavailable (stopped, wiped, killed):
  * `db.sync()` until it succeeds, retrying only `NETWORK` failures (the sync
  * loop's request in flight may still meet the outage). Any other error
- * (PROTOCOL, LEADERSHIP_LOST, storage) fails at once.
+ * (PROTOCOL, storage) fails at once.
  */
 async function syncedAfterOutage(env, db) {
   const end = Date.now() + 20000;
@@ -1073,6 +1073,282 @@ const scenarios = {
     await until("b pulls the later write", async () => (await b.get(coll, "later")) !== undefined);
     eq(b.status().progress, null, "an incremental pull is no first sync");
   },
+
+  async rate_limited_through_the_store_and_its_retry_after_is_honoured(env) {
+    // The server answers a push 429 with Retry-After: 2 (testctl /answer):
+    // the store reports RATE_LIMITED (error event, lastError), keeps the
+    // write, and does not push again before the 2 s are over (times from
+    // the proxy's clock: a lower bound, which a slow machine only widens).
+    const coll = collName("rate");
+    const a = await device(env, coll, { sync: { websocket: false, pollMs: 60000 } });
+    await synced(a);
+    const errors = [];
+    a.on("error", (e) => errors.push(e));
+    const body = JSON.stringify({ error: { code: "RATE_LIMITED", message: "testctl: slow down" } });
+    await ctl(env, `/answer?method=POST&path=/v1/push&status=429&retryAfter=2&body=${encodeURIComponent(body)}`);
+    await a.insert(coll, { id: "r1", n: 1 });
+    await until("a RATE_LIMITED error event", () => errors.some((e) => e.code === "RATE_LIMITED"));
+    const e = errors.find((x) => x.code === "RATE_LIMITED");
+    ok(e instanceof env.SyncStoreError, "a SyncStoreError");
+    eq(e.retryable, true, "retryable");
+    eq(a.status().lastError.code, "RATE_LIMITED", "lastError says why");
+    eq(a.status().pending, 1, "the write waits");
+    await until("the write lands after the wait", async () => (await serverRows(env, coll)).length === 1);
+    const pushes = (await ctl(env, "/requests", "GET")).requests.filter((r) => r.method === "POST" && r.path === "/v1/push");
+    const refused = pushes.findIndex((r) => r.canned && r.status === 429);
+    ok(refused >= 0, "the 429 was given");
+    const next = pushes[refused + 1];
+    ok(next !== undefined, "a push followed it");
+    ok(next.at - pushes[refused].at >= 2000, `the next push waited for Retry-After: ${next.at - pushes[refused].at} ms`);
+    await until("settled", () => a.status().pending === 0);
+    eq(a.status().lastError, null, "lastError clears");
+    eq(errors.map((x) => x.code), ["RATE_LIMITED"], "no other error");
+  },
+
+  async a_malformed_answer_is_protocol_through_the_store(env) {
+    // A pull answered 200 with a body that is not a pull page: sync()
+    // rejects PROTOCOL, which also shows in lastError and an error event;
+    // nothing is lost and the next sync works.
+    const coll = collName("proto");
+    const a = await device(env, coll, { sync: { websocket: false, pollMs: 60000 } });
+    const b = await device(env, coll);
+    await synced(a);
+    const errors = [];
+    a.on("error", (e) => errors.push(e));
+    await a.insert(coll, { id: "p1", n: 1 });
+    await ctl(env, `/answer?method=GET&path=/v1/pull&status=200&body=${encodeURIComponent("<html>not a pull page</html>")}`);
+    const e = await rejects(a.sync(), "PROTOCOL", env, "sync() meeting a malformed pull answer");
+    eq(e.retryable, false, "not retryable");
+    eq(a.status().lastError.code, "PROTOCOL", "lastError says why");
+    await until("an error event", () => errors.some((x) => x.code === "PROTOCOL" && x instanceof env.SyncStoreError));
+    await b.insert(coll, { id: "p2", n: 2 });
+    await synced(b);
+    await synced(a);
+    eq(a.status().lastError, null, "lastError clears");
+    eqDocs(await converged(env, coll, [a, b]), [{ id: "p1", n: 1 }, { id: "p2", n: 2 }], "nothing lost");
+  },
+
+  async change_events_reach_a_listener_registered_at_run_time(env) {
+    // `on("change")` registered while the store syncs gets the server's
+    // changes from then on; after its unsubscribe it gets none (checked
+    // against a listener registered later, which must see the change).
+    const coll = collName("chg");
+    const a = await device(env, coll);
+    const b = await device(env, coll);
+    await b.insert(coll, { id: "c1", n: 1 });
+    await synced(b);
+    await until("a has c1", () => a.get(coll, "c1"));
+    const first = [];
+    const stop = a.on("change", (e) => first.push(e));
+    ok(typeof stop === "function", "on() returns an unsubscribe function");
+    await b.update(coll, "c1", { n: 2 });
+    await b.insert(coll, { id: "c2", n: 3 });
+    await synced(b);
+    const ids = () => first.flatMap((e) => e.changes.map((c) => `${c.coll}/${c.id}/${c.deleted}`));
+    await until("change events for c1 and c2", () => ids().includes(`${coll}/c1/false`) && ids().includes(`${coll}/c2/false`));
+    stop();
+    const before = first.length;
+    const second = [];
+    a.on("change", (e) => second.push(e));
+    await b.delete(coll, "c1");
+    await synced(b);
+    await until("the later listener sees the delete", () => second.some((e) => e.changes.some((c) => c.id === "c1" && c.deleted)));
+    eq(first.length, before, "nothing after the unsubscribe");
+  },
+
+  async conflict_resolvers_returning_promises_keeps_and_bad_documents(env) {
+    // One resolver function, five conflicts: a promise of a document, keep
+    // local, keep remote, a document with another id and one too large
+    // (the last two: RESOLVER_FAILED, the server's document stands).
+    const coll = collName("rv");
+    const ids = ["p", "l", "r", "d", "o"];
+    const resolver = async (ctx) => {
+      switch (ctx.id) {
+        case "p":
+          await sleep(5);
+          return { text: `promised ${ctx.remote.text}+${ctx.local.text}` };
+        case "l":
+          return { keep: "local" };
+        case "r":
+          return { keep: "remote" };
+        case "d":
+          return { id: "elsewhere", text: "x" };
+        default:
+          return { text: "x".repeat(300 * 1024) };
+      }
+    };
+    const spec = { conflicts: resolver };
+    const a = await device(env, coll, { spec });
+    const b = await device(env, coll, { spec });
+    const events = [];
+    b.on("conflict", (e) => events.push(e));
+    const errors = [];
+    a.on("error", (e) => errors.push(e));
+    b.on("error", (e) => errors.push(e));
+    for (const id of ids) await a.insert(coll, { id, text: "milk" });
+    await synced(a);
+    await until("b has them", async () => (await all(b, coll)).length === ids.length);
+    a.goOffline();
+    b.goOffline();
+    for (const id of ids) await a.update(coll, id, { text: "a" });
+    for (const id of ids) await b.update(coll, id, { text: "b" });
+    a.goOnline();
+    await synced(a);
+    b.goOnline();
+    await synced(b);
+    await until("five conflict events", () => events.length === ids.length);
+    await synced(b);
+    await synced(a);
+    const docs = await converged(env, coll, [a, b]);
+    const text = Object.fromEntries(docs.map((d) => [d.id, d.text]));
+    eq(ids.map((id) => text[id]), ["promised a+b", "b", "a", "a", "a"], "promise, keep local, keep remote, bad id, too large");
+    eq(docs.length, ids.length, "no document added");
+    const res = Object.fromEntries(events.map((e) => [e.id, e.resolution]));
+    eq(ids.map((id) => res[id]), ["write", "write", "remote", "remote", "remote"], "reported");
+    await until("two RESOLVER_FAILED events", () => errors.length >= 2);
+    eq(errors.map((e) => e.code), ["RESOLVER_FAILED", "RESOLVER_FAILED"], "one per unusable answer, no other error");
+    ok(errors.every((e) => e instanceof env.SyncStoreError), "SyncStoreErrors");
+  },
+
+  async a_manual_conflict_resolved_with_a_document(env) {
+    const coll = collName("mandoc");
+    const spec = { conflicts: "manual" };
+    const a = await device(env, coll, { spec });
+    const b = await device(env, coll, { spec });
+    await a.insert(coll, { id: "x", text: "milk", n: 1 });
+    await synced(a);
+    await until("b has it", () => b.get(coll, "x"));
+    a.goOffline();
+    b.goOffline();
+    await a.update(coll, "x", { text: "a" });
+    await b.update(coll, "x", { text: "b" });
+    a.goOnline();
+    await synced(a);
+    b.goOnline();
+    await synced(b);
+    eq((await b.conflicts(coll)).map((c) => c.id), ["x"], "the conflict is kept");
+    await b.resolveConflict(coll, "x", { text: "a and b", n: 2 });
+    eq(await b.conflicts(coll), [], "resolved");
+    const x = await b.get(coll, "x");
+    eq([x.text, x.n, x.$conflict], ["a and b", 2, undefined], "the document shows, unmarked");
+    await synced(b);
+    await synced(a);
+    eqDocs(await converged(env, coll, [a, b]), [{ id: "x", text: "a and b", n: 2 }], "the resolving document is everyone's");
+  },
+
+  async a_loop_fenced_off_by_a_newer_leader_term_stops_quietly_and_leads_again(env) {
+    // What a tab that takes over does first (a new leader term in `_meta`,
+    // as tabs.rs `bump_term`), done here through IndexedDB from the page:
+    // the running loop's next step writes nothing and the loop stops (its
+    // internal LEADERSHIP_LOST is not an error the app sees); this
+    // instance still holds the lock, so it starts a newer term, answers
+    // the sync() and pushes the write once.
+    const coll = collName("fence");
+    const name = dbName("fence");
+    const a = await env.open({
+      name,
+      collections: { [coll]: {} },
+      sync: { url: env.server, token: "dev-token", pollMs: 200 },
+    });
+    env.opened.push(a);
+    await until("a leads", () => a.status().leader);
+    await synced(a);
+    const errors = [];
+    a.on("error", (e) => errors.push(e));
+    const raw = await new Promise((resolve, reject) => {
+      const r = indexedDB.open(name);
+      r.onsuccess = () => resolve(r.result);
+      r.onerror = () => reject(r.error);
+    });
+    const meta = (write) =>
+      new Promise((resolve, reject) => {
+        const tx = raw.transaction("_meta", write ? "readwrite" : "readonly");
+        const store = tx.objectStore("_meta");
+        const got = store.get("leader");
+        let term;
+        got.onsuccess = () => {
+          term = got.result.v;
+          if (write) store.put({ k: "leader", v: term + 1 });
+        };
+        tx.oncomplete = () => resolve(write ? term + 1 : term);
+        tx.onerror = () => reject(tx.error);
+      });
+    const taken = await meta(true);
+    await a.insert(coll, { id: "f1", n: 1 });
+    await synced(a);
+    await until("the write lands", async () => (await serverRows(env, coll)).length === 1);
+    await until("a newer term than the one that fenced the loop off", async () => (await meta(false)) > taken);
+    raw.close();
+    ok(a.status().leader, "a leads again");
+    await until("settled", () => a.status().pending === 0);
+    await synced(a);
+    eq((await serverRows(env, coll)).length, 1, "the write landed once");
+    eq(errors.map((e) => e.code), [], "fencing is no error for the app");
+  },
+
+  async followers_forward_push_and_pull_of_manual_collections(env) {
+    // Two instances of one database: the follower's push(coll) and
+    // pull(coll) are carried out by the leader.
+    const notes = collName("fwd");
+    const name = dbName("fwd");
+    const open = async () => {
+      const db = await env.open({
+        name,
+        collections: { [notes]: { sync: "manual" } },
+        sync: { url: env.server, token: "dev-token", pollMs: 200 },
+      });
+      env.opened.push(db);
+      return db;
+    };
+    const tabs = [await open(), await open()];
+    await until("one leader", () => tabs.filter((t) => t.status().leader).length === 1);
+    const follower = tabs.find((t) => !t.status().leader);
+    await follower.insert(notes, { id: "n1", text: "from the follower" });
+    await synced(follower);
+    eq(await serverRows(env, notes), [], "a manual collection waits for push(coll)");
+    await follower.push(notes);
+    eqDocs(live(await serverRows(env, notes)).map((r) => r.doc), [{ id: "n1", text: "from the follower" }], "pushed through the leader");
+    const other = await device(env, collName("unused"), { more: { [notes]: { sync: "manual" } } });
+    await other.pull(notes);
+    await other.insert(notes, { id: "n2", text: "from another device" });
+    await other.push(notes);
+    await synced(follower);
+    eq(await follower.get(notes, "n2"), undefined, "a manual collection waits for pull(coll)");
+    await follower.pull(notes);
+    eq((await follower.get(notes, "n2")).text, "from another device", "pulled through the leader");
+    await until("the leader has it too", async () => (await tabs.find((t) => t.status().leader).get(notes, "n2")) !== undefined);
+  },
+
+  async prefix_answers_are_followed_by_the_rest_in_order(env) {
+    // The server restarted with the smallest work budget (testctl
+    // /push-work): every mutation here reads and writes a ~1.5 KB document,
+    // so each push is answered for its first mutation only (a prefix). The
+    // store pushes the rest, in mid order, until the outbox is empty.
+    const coll = collName("pre");
+    await ctl(env, "/push-work?bytes=1024");
+    try {
+      const a = await device(env, coll, { sync: { websocket: false, pollMs: 60000 } });
+      const errors = [];
+      a.on("error", (e) => errors.push(e));
+      const before = await ctl(env, "/state", "GET");
+      await a.insert(coll, { id: "p", n: 0, big: "x".repeat(1500) });
+      const updates = 12;
+      for (let i = 1; i <= updates; i++) await a.update(coll, "p", { n: i, [`f${i}`]: i });
+      await syncedAfterOutage(env, a);
+      await until("the outbox drained", () => a.status().pending === 0);
+      const rows = await serverRows(env, coll);
+      eq(rows.length, 1, "one document");
+      const doc = rows[0].doc;
+      eq(doc.n, updates, "the last update is the last applied");
+      for (let i = 1; i <= updates; i++) eq(doc[`f${i}`], i, `update ${i} arrived`);
+      const pushes = await pushesSince(env, before);
+      ok(pushes >= updates + 1, `one push per mutation (each answer a prefix of one): ${pushes}`);
+      eq(errors.map((x) => x.code), [], "no error");
+      eq((await a.get(coll, "p")).n, updates, "the local document agrees");
+    } finally {
+      await ctl(env, "/push-work");
+    }
+  },
 };
 
 export const syncNames = Object.keys(scenarios);
@@ -1089,6 +1365,7 @@ export function syncScenario(name, open, SyncStoreError, server, ctlUrl) {
       // A scenario that failed with the server stopped must not break the next.
       await ctl(env, "/unblock-ws").catch(() => {});
       await ctl(env, "/heal-http").catch(() => {});
+      await ctl(env, "/clear-answers").catch(() => {});
       await ctl(env, "/start").catch(() => {});
     }
   })();

@@ -133,6 +133,11 @@ pub type Wake = Arc<dyn Fn(Option<&str>) + Send + Sync>;
 pub struct ApplyLimits {
     /// Largest serialized document or patch (and merged result), in bytes.
     pub max_doc_bytes: usize,
+    /// Most stored bytes (documents, field versions, results) one push
+    /// reads and writes: a push that reaches it stops after the mutation
+    /// that did, commits what it applied and answers for those mutations
+    /// only (a prefix, at least one; docs/protocol.md 3.2).
+    pub max_push_work_bytes: usize,
 }
 
 /// What a committed push produced.
@@ -155,6 +160,17 @@ pub struct GroupPush<'a> {
     pub owner: Option<&'a str>,
     /// The push.
     pub req: &'a PushRequest,
+}
+
+/// The client a pull reports `lastMutationId` for.
+#[derive(Debug, Clone, Copy)]
+pub struct PullClient<'a> {
+    /// Its clientId.
+    pub id: &'a str,
+    /// The pulling token's owner id: a clientId another owner holds
+    /// reports `lastMutationId` 0 (nothing about another user's client is
+    /// revealed). `None` skips the check (tools and tests).
+    pub owner: Option<&'a str>,
 }
 
 /// A storage failure. Never shown to clients (they see `INTERNAL`), except
@@ -180,8 +196,10 @@ pub enum StoreError {
 /// Methods are blocking; the server calls them from `spawn_blocking`.
 /// Every method is one database transaction.
 pub trait Store: Send + Sync + 'static {
-    /// Applies a push atomically: every mutation, the results, the id map and
-    /// the client's last mutation id commit together or not at all.
+    /// Applies a push atomically: every mutation applied, the results, the
+    /// id map and the client's last mutation id commit together or not at
+    /// all. The answer covers a prefix of the mutations when the push's
+    /// work budget ([`ApplyLimits::max_push_work_bytes`]) ran out.
     fn push(
         &self,
         namespace: &str,
@@ -220,7 +238,7 @@ pub trait Store: Send + Sync + 'static {
     fn pull_page(
         &self,
         namespace: &str,
-        client_id: Option<&str>,
+        client: Option<PullClient<'_>>,
         cursor: Option<&str>,
         limit: usize,
         max_bytes: usize,
@@ -234,7 +252,8 @@ pub trait Store: Send + Sync + 'static {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<PullResponse, StoreError> {
-        self.pull_page(namespace, client_id, cursor, limit, usize::MAX)
+        let client = client_id.map(|id| PullClient { id, owner: None });
+        self.pull_page(namespace, client, cursor, limit, usize::MAX)
     }
 
     /// The decoded sequence number of a cursor this store issued for

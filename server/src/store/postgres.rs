@@ -28,10 +28,10 @@ use tokio::runtime::Handle;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls, Row};
 
-use super::push::{apply_push, Page, PushTx, RawChange};
+use super::push::{apply_push, pulled_last_mid, Page, PushTx, RawChange};
 use super::{
-    catch_panic, resync, unix_now, ApplyLimits, Cursors, GroupPush, PushOutcome, Retention, Store,
-    StoreError, Wake,
+    catch_panic, resync, unix_now, ApplyLimits, Cursors, GroupPush, PullClient, PushOutcome,
+    Retention, Store, StoreError, Wake,
 };
 
 /// The channel pushes notify and nodes listen on.
@@ -209,6 +209,7 @@ impl PgStore {
                         ns,
                         client: &req.client_id,
                         mid: 0,
+                        work: 0,
                     };
                     apply_push(&mut t, owner.as_deref(), req, limits, retention)
                 });
@@ -308,6 +309,8 @@ struct PgTx<'a, 'b> {
     ns: &'a str,
     client: &'a str,
     mid: u64,
+    /// Stored bytes read and written so far (the push's work budget).
+    work: usize,
 }
 
 impl PgTx<'_, '_> {
@@ -334,6 +337,7 @@ impl DocStore for PgTx<'_, '_> {
         };
         let doc: Option<String> = r.get(0);
         let fields: String = r.get(4);
+        self.work += doc.as_ref().map_or(0, String::len) + fields.len();
         Ok(Some(DocRow {
             doc: doc
                 .as_deref()
@@ -372,6 +376,7 @@ impl DocStore for PgTx<'_, '_> {
             .as_ref()
             .map(|d| Value::Object(d.clone()).to_string());
         let fields = serde_json::to_string(&row.fields).map_err(corrupt)?;
+        self.work += doc_text.as_ref().map_or(0, String::len) + fields.len();
         self.exec(
             "INSERT INTO docs (ns, coll, id, doc, deleted, version, created, fields, ts, changed_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
@@ -412,12 +417,7 @@ impl PushTx for PgTx<'_, '_> {
     }
 
     fn client(&mut self) -> Result<Option<(u64, Option<String>)>, StoreError> {
-        Ok(self
-            .opt(
-                "SELECT last_mid, owner FROM clients WHERE ns = $1 AND client_id = $2",
-                &[&self.ns, &self.client],
-            )?
-            .map(|r| (r.get::<_, i64>(0) as u64, r.get(1))))
+        client_row(self.h, self.tx, self.ns, self.client)
     }
 
     fn save_client(&mut self, last: u64, owner: Option<&str>) -> Result<(), StoreError> {
@@ -451,6 +451,10 @@ impl PushTx for PgTx<'_, '_> {
         self.mid = mid;
     }
 
+    fn work(&self) -> usize {
+        self.work
+    }
+
     fn prune(&mut self, below: u64) -> Result<(), StoreError> {
         for sql in [
             "DELETE FROM results WHERE ns = $1 AND client_id = $2 AND mid < $3",
@@ -460,6 +464,22 @@ impl PushTx for PgTx<'_, '_> {
         }
         Ok(())
     }
+}
+
+/// The clientId's last processed mid and owner, if it ever pushed.
+fn client_row(
+    h: &Handle,
+    tx: &Transaction<'_>,
+    ns: &str,
+    client: &str,
+) -> Result<Option<(u64, Option<String>)>, StoreError> {
+    Ok(query_opt(
+        h,
+        tx,
+        "SELECT last_mid, owner FROM clients WHERE ns = $1 AND client_id = $2",
+        &[&ns, &client],
+    )?
+    .map(|r| (r.get::<_, i64>(0) as u64, r.get(1))))
 }
 
 /// The namespace's (head seq, compaction floor) as `tx` sees them.
@@ -518,27 +538,27 @@ impl Store for PgStore {
     fn pull_page(
         &self,
         ns: &str,
-        client_id: Option<&str>,
+        client: Option<PullClient<'_>>,
         cursor: Option<&str>,
         limit: usize,
         max_bytes: usize,
     ) -> Result<PullResponse, StoreError> {
         let ns = ns.to_string();
-        let client_id = client_id.map(str::to_string);
+        let puller = client.map(|c| (c.id.to_string(), c.owner.map(str::to_string)));
         let cursor = cursor.unwrap_or(START_CURSOR).to_string();
         let cursors = self.cursors.clone();
         self.call(move |h, pool| {
             let mut client = h.block_on(pool.get()).map_err(pg)?;
             let tx = h.block_on(snapshot(&mut client)).map_err(pg)?;
             let (head, floor) = head(h, &tx, &ns)?;
-            let last = match &client_id {
-                Some(c) => query_opt(
-                    h,
-                    &tx,
-                    "SELECT last_mid FROM clients WHERE ns = $1 AND client_id = $2",
-                    &[&ns, c],
-                )?
-                .map_or(0, |r| r.get::<_, i64>(0) as u64),
+            let last = match &puller {
+                Some((id, owner)) => {
+                    let c = PullClient {
+                        id,
+                        owner: owner.as_deref(),
+                    };
+                    pulled_last_mid(c, client_row(h, &tx, &ns, id)?)
+                }
                 None => 0,
             };
             let Some(from) = cursors.decode(&cursor, head, floor) else {

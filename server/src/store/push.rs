@@ -2,15 +2,16 @@
 //! namespace's sequence taken first (so pushes to a namespace commit in seq
 //! order), the clientId's owner, replays answered from stored results, new
 //! mutations through the core's rules, results and the client's last mid
-//! recorded, old results and id mappings pruned. And a pull page, filled
-//! from either store's rows.
+//! recorded, old results and id mappings pruned, the work budget
+//! ([`ApplyLimits::max_push_work_bytes`]) enforced. And a pull page, filled
+//! from either store's rows, and the `lastMutationId` a pull reports.
 
 use syncstore_core::protocol::{
     Change, ChangeOp, JsonObject, PullResponse, PushRequest, PushResponse,
 };
 use syncstore_core::sync::apply::{rejected, DocStore, PushApply};
 
-use super::{ApplyLimits, Cursors, PushOutcome, Retention, StoreError};
+use super::{ApplyLimits, Cursors, PullClient, PushOutcome, Retention, StoreError};
 
 /// What a push needs of a store's open transaction, scoped to one namespace
 /// and client, on top of the documents ([`DocStore`]).
@@ -32,6 +33,9 @@ pub(crate) trait PushTx: DocStore<Error = StoreError> {
     fn save_result(&mut self, mid: u64, result: &str) -> Result<(), StoreError>;
     /// The mid whose temporary ids `map_tmp` records next.
     fn set_mid(&mut self, mid: u64);
+    /// Stored bytes of documents and field versions read (`load`) and
+    /// written (`store`) so far in this push: its work budget's measure.
+    fn work(&self) -> usize;
     /// Deletes the client's results and id mappings of mids below `mid`.
     fn prune(&mut self, below: u64) -> Result<(), StoreError>;
 }
@@ -59,6 +63,8 @@ pub(crate) fn apply_push<T: PushTx>(
     let mut last = first_last;
     let mut ctx = PushApply::new(start_seq, limits.max_doc_bytes);
     let mut results = Vec::with_capacity(req.mutations.len());
+    // Result bytes written; documents are counted by `tx.work()`.
+    let mut result_bytes = 0;
     for m in &req.mutations {
         if m.mid <= last {
             // Already processed: answer with the remembered result.
@@ -76,13 +82,20 @@ pub(crate) fn apply_push<T: PushTx>(
             };
             ctx.note_replay(tx, m)?;
             results.push(result);
-            continue;
+        } else {
+            tx.set_mid(m.mid);
+            let result = ctx.apply(tx, m)?;
+            let text = serde_json::to_string(&result).map_err(corrupt)?;
+            result_bytes += text.len();
+            tx.save_result(m.mid, &text)?;
+            last = m.mid;
+            results.push(result);
         }
-        tx.set_mid(m.mid);
-        let result = ctx.apply(tx, m)?;
-        tx.save_result(m.mid, &serde_json::to_string(&result).map_err(corrupt)?)?;
-        last = m.mid;
-        results.push(result);
+        if tx.work() + result_bytes >= limits.max_push_work_bytes {
+            // The work budget is spent: answer for what was applied (a
+            // prefix, at least one mutation); the client pushes the rest.
+            break;
+        }
     }
     let PushApply {
         seq,
@@ -108,6 +121,17 @@ pub(crate) fn apply_push<T: PushTx>(
         },
         changes,
     })
+}
+
+/// The `lastMutationId` a pull by `c` reports, from the stored `row` of its
+/// clientId (last mid, owner): 0 if it never pushed, or if another owner
+/// holds it (nothing about another user's client is revealed).
+pub(crate) fn pulled_last_mid(c: PullClient<'_>, row: Option<(u64, Option<String>)>) -> u64 {
+    match row {
+        Some((_, Some(held))) if c.owner.is_some_and(|o| o != held) => 0,
+        Some((last, _)) => last,
+        None => 0,
+    }
 }
 
 /// A stored change as read for a pull page.

@@ -13,9 +13,10 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
 use syncstore_core::protocol::{JsonObject, PullResponse, PushRequest};
 
-use super::push::{apply_push, Page, PushTx, RawChange};
+use super::push::{apply_push, pulled_last_mid, Page, PushTx, RawChange};
 use super::{
-    resync, unix_now, ApplyLimits, Cursors, GroupPush, PushOutcome, Retention, Store, StoreError,
+    resync, unix_now, ApplyLimits, Cursors, GroupPush, PullClient, PushOutcome, Retention, Store,
+    StoreError,
 };
 use syncstore_core::sync::apply::{DocRow, DocStore};
 
@@ -154,12 +155,18 @@ fn head(tx: &Connection, ns: &str) -> Result<(u64, u64), StoreError> {
     Ok(v.map_or((0, 0), |(s, f)| (s as u64, f as u64)))
 }
 
-fn last_mid(tx: &Connection, ns: &str, client: &str) -> Result<u64, StoreError> {
-    let v: Option<i64> = tx
-        .prepare_cached("SELECT last_mid FROM clients WHERE ns = ?1 AND client_id = ?2")?
-        .query_row(params![ns, client], |r| r.get(0))
-        .optional()?;
-    Ok(v.unwrap_or(0) as u64)
+/// The clientId's last processed mid and owner, if it ever pushed.
+fn client_row(
+    tx: &Connection,
+    ns: &str,
+    client: &str,
+) -> Result<Option<(u64, Option<String>)>, StoreError> {
+    Ok(tx
+        .prepare_cached("SELECT last_mid, owner FROM clients WHERE ns = ?1 AND client_id = ?2")?
+        .query_row(params![ns, client], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+        })
+        .optional()?)
 }
 
 /// The documents and client state of one namespace and client, inside a
@@ -169,6 +176,8 @@ struct SqlTx<'a> {
     ns: &'a str,
     client: &'a str,
     mid: u64,
+    /// Stored bytes read and written so far (the push's work budget).
+    work: usize,
 }
 
 impl DocStore for SqlTx<'_> {
@@ -195,6 +204,7 @@ impl DocStore for SqlTx<'_> {
         let Some((doc, deleted, version, created, fields, ts)) = raw else {
             return Ok(None);
         };
+        self.work += doc.as_ref().map_or(0, String::len) + fields.len();
         Ok(Some(DocRow {
             doc: doc.as_deref().map(parse_obj).transpose()?,
             deleted,
@@ -230,6 +240,8 @@ impl DocStore for SqlTx<'_> {
             .doc
             .as_ref()
             .map(|d| Value::Object(d.clone()).to_string());
+        let fields = serde_json::to_string(&row.fields).map_err(corrupt)?;
+        self.work += doc_text.as_ref().map_or(0, String::len) + fields.len();
         self.tx
             .prepare_cached(
                 "INSERT INTO docs (ns, coll, id, doc, deleted, version, created, fields, ts, changed_at)
@@ -247,7 +259,7 @@ impl DocStore for SqlTx<'_> {
                 row.deleted,
                 row.version as i64,
                 row.created as i64,
-                serde_json::to_string(&row.fields).map_err(corrupt)?,
+                fields,
                 row.ts.map(|t| t as i64),
                 unix_now() as i64,
             ])?;
@@ -272,13 +284,7 @@ impl PushTx for SqlTx<'_> {
     }
 
     fn client(&mut self) -> Result<Option<(u64, Option<String>)>, StoreError> {
-        Ok(self
-            .tx
-            .prepare_cached("SELECT last_mid, owner FROM clients WHERE ns = ?1 AND client_id = ?2")?
-            .query_row(params![self.ns, self.client], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
-            })
-            .optional()?)
+        client_row(self.tx, self.ns, self.client)
     }
 
     fn save_client(&mut self, last: u64, owner: Option<&str>) -> Result<(), StoreError> {
@@ -315,6 +321,10 @@ impl PushTx for SqlTx<'_> {
         self.mid = mid;
     }
 
+    fn work(&self) -> usize {
+        self.work
+    }
+
     fn prune(&mut self, below: u64) -> Result<(), StoreError> {
         for sql in [
             "DELETE FROM results WHERE ns = ?1 AND client_id = ?2 AND mid < ?3",
@@ -343,6 +353,7 @@ impl SqliteStore {
             ns,
             client: &req.client_id,
             mid: 0,
+            work: 0,
         };
         apply_push(&mut t, owner, req, limits, self.retention)
     }
@@ -406,7 +417,7 @@ impl Store for SqliteStore {
     fn pull_page(
         &self,
         ns: &str,
-        client_id: Option<&str>,
+        client: Option<PullClient<'_>>,
         cursor: Option<&str>,
         limit: usize,
         max_bytes: usize,
@@ -415,8 +426,8 @@ impl Store for SqliteStore {
         // One read transaction: changes, head and lastMutationId from one snapshot.
         let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
         let (head, floor) = head(&tx, ns)?;
-        let last = match client_id {
-            Some(c) => last_mid(&tx, ns, c)?,
+        let last = match client {
+            Some(c) => pulled_last_mid(c, client_row(&tx, ns, c.id)?),
             None => 0,
         };
         let cursor = cursor.unwrap_or(syncstore_core::protocol::START_CURSOR);
@@ -525,6 +536,7 @@ mod tests {
 
     const LIMITS: ApplyLimits = ApplyLimits {
         max_doc_bytes: 1024,
+        max_push_work_bytes: usize::MAX,
     };
 
     fn muts(v: Value) -> Vec<Mutation> {
@@ -1012,6 +1024,7 @@ mod migration_tests {
                 &req,
                 ApplyLimits {
                     max_doc_bytes: 1024,
+                    max_push_work_bytes: usize::MAX,
                 },
             )
             .unwrap();
