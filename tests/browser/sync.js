@@ -1330,10 +1330,15 @@ const scenarios = {
       const a = await device(env, coll, { sync: { websocket: false, pollMs: 60000 } });
       const errors = [];
       a.on("error", (e) => errors.push(e));
-      const before = await ctl(env, "/state", "GET");
+      // Written while offline: one batch of 13 mutations (one push without
+      // a budget).
+      a.goOffline();
       await a.insert(coll, { id: "p", n: 0, big: "x".repeat(1500) });
       const updates = 12;
       for (let i = 1; i <= updates; i++) await a.update(coll, "p", { n: i, [`f${i}`]: i });
+      eq(await a.pendingCount(), updates + 1, "all queued");
+      const before = await ctl(env, "/state", "GET");
+      a.goOnline();
       await syncedAfterOutage(env, a);
       await until("the outbox drained", () => a.status().pending === 0);
       const rows = await serverRows(env, coll);
