@@ -20,6 +20,10 @@ extern "C" {
     pub fn parse_json(text: &JsValue) -> JsValue;
     #[wasm_bindgen(js_name = parseDoc)]
     pub fn parse_doc(record: &JsValue) -> JsValue;
+    #[wasm_bindgen(js_name = parseDocs)]
+    pub fn parse_docs(records: &Array) -> Array;
+    #[wasm_bindgen(js_name = unionRecords)]
+    pub fn union_records(lists: &Array) -> Array;
     pub fn request(req: &IdbRequest) -> Promise;
     pub fn requests(reqs: &Array) -> Promise;
     pub fn done(tx: &IdbTransaction) -> Promise;

@@ -124,16 +124,25 @@ impl Source {
         range: Option<&IdbKeyRange>,
         limit: Option<u32>,
     ) -> JsResult<Array> {
+        let req = self.get_all_request(range, limit)?;
+        Ok(wait(&req, "read").await?.unchecked_into())
+    }
+
+    /// Issues [`Source::get_all`]'s request without awaiting it.
+    pub fn get_all_request(
+        &self,
+        range: Option<&IdbKeyRange>,
+        limit: Option<u32>,
+    ) -> JsResult<IdbRequest> {
         let undef = JsValue::UNDEFINED;
         let key: &JsValue = range.map(AsRef::as_ref).unwrap_or(&undef);
-        let req = match (self, limit) {
+        match (self, limit) {
             (Source::Store(s), None) => s.get_all_with_key(key),
             (Source::Store(s), Some(l)) => s.get_all_with_key_and_limit(key, l),
             (Source::Index(i), None) => i.get_all_with_key(key),
             (Source::Index(i), Some(l)) => i.get_all_with_key_and_limit(key, l),
         }
-        .map_err(|e| storage(e, "read"))?;
-        Ok(wait(&req, "read").await?.unchecked_into())
+        .map_err(|e| storage(e, "read"))
     }
 
     pub async fn count(&self, range: Option<&IdbKeyRange>) -> JsResult<u32> {

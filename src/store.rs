@@ -15,7 +15,7 @@ use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use syncstore_core::ids;
-use syncstore_core::query::{plan, Query};
+use syncstore_core::query::{reads, Plan, Query, Reads};
 use syncstore_core::schema::{Schema, SyncMode};
 use syncstore_core::write::{self, Key, Stored, WriteKind};
 use wasm_bindgen::prelude::*;
@@ -335,7 +335,10 @@ impl Inner {
         q: &Query,
     ) -> JsResult<(Array, Option<Vec<u32>>)> {
         let spec = self.schema.collection(coll).map_err(error::core)?;
-        let p = plan(spec, q);
+        let p = match reads(spec, q) {
+            Reads::One(p) => p,
+            Reads::Union(plans) => return self.run_union(coll, q, &plans).await,
+        };
         if p.empty || q.limit == Some(0) {
             return Ok((Array::new(), None));
         }
@@ -355,6 +358,16 @@ impl Inner {
             return Ok((records, None));
         }
         let records = source.get_all(range.as_ref(), None).await?;
+        Self::filter_records(coll, q, records)
+    }
+
+    /// The records the core must filter, order and slice, with the
+    /// positions of the result rows.
+    fn filter_records(
+        coll: &str,
+        q: &Query,
+        records: Array,
+    ) -> JsResult<(Array, Option<Vec<u32>>)> {
         let text: String = glue::docs_text(&records, None).into();
         let docs: Vec<Value> = serde_json::from_str(&text).map_err(|e| {
             glue::make_error("STORAGE", &format!("corrupt record in {coll}: {e}"), false)
@@ -362,9 +375,37 @@ impl Inner {
         Ok((records, Some(q.run(&docs))))
     }
 
+    /// An `$or` read branch by branch: every branch's key range in one
+    /// transaction, the records merged without duplicates, then filtered,
+    /// ordered and sliced as one result.
+    async fn run_union(
+        self: &Rc<Self>,
+        coll: &str,
+        q: &Query,
+        plans: &[Plan],
+    ) -> JsResult<(Array, Option<Vec<u32>>)> {
+        if plans.is_empty() || q.limit == Some(0) {
+            return Ok((Array::new(), None));
+        }
+        let db = self.db().await?;
+        let tx = Self::tx(&db, &[coll], false)?;
+        let store = Self::store(&tx, coll)?;
+        let mut reqs = vec![];
+        for p in plans {
+            let source = Source::open(store.clone(), p.index.as_deref())?;
+            reqs.push(source.get_all_request(idb::range(p)?.as_ref(), None)?);
+        }
+        let got = idb::wait_all(&reqs.iter().collect::<Vec<_>>(), "read").await?;
+        let records = glue::union_records(&got.into_iter().collect());
+        Self::filter_records(coll, q, records)
+    }
+
     pub async fn count(self: &Rc<Self>, coll: &str, q: &Query) -> JsResult<u32> {
         let spec = self.schema.collection(coll).map_err(error::core)?;
-        let p = plan(spec, q);
+        let Reads::One(p) = reads(spec, q) else {
+            let (_, picks) = self.run_query(coll, q).await?;
+            return Ok(picks.map_or(0, |p| p.len() as u32));
+        };
         if p.empty {
             return Ok(0);
         }
@@ -509,6 +550,30 @@ fn id_arg(id: &JsValue) -> JsResult<Value> {
             false,
         )),
     }
+}
+
+/// A list of ids (`getMany`): an array of strings.
+fn ids_arg(ids: &JsValue) -> JsResult<Vec<String>> {
+    if !Array::is_array(ids) {
+        return Err(glue::make_error(
+            "INVALID_ID",
+            "ids: an array of ids is required",
+            false,
+        ));
+    }
+    Array::from(ids)
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            id.as_string().filter(|s| !s.is_empty()).ok_or_else(|| {
+                glue::make_error(
+                    "INVALID_ID",
+                    &format!("ids[{i}]: an id must be a non-empty string"),
+                    false,
+                )
+            })
+        })
+        .collect()
 }
 
 fn coll_arg(coll: &JsValue) -> JsResult<String> {
@@ -774,6 +839,42 @@ impl SyncStore {
                 .get(&JsValue::from_str(&id))
                 .map_err(|e| storage(e, "read"))?;
             Ok(glue::parse_doc(&idb::wait(&req, "read").await?))
+        })
+    }
+
+    /// The documents with these ids, read in one transaction, in the order
+    /// of `ids`: `undefined` in the place of each id with no document.
+    ///
+    /// @example
+    /// const [a, b] = await db.getMany("todos", ["a", "b"]);
+    #[wasm_bindgen(js_name = getMany, unchecked_return_type = "Promise<(Doc | undefined)[]>")]
+    pub fn get_many(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string[]")] ids: JsValue,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            inner.check_open()?;
+            let coll = known_coll(&inner, &coll)?;
+            let ids = ids_arg(&ids)?;
+            if ids.is_empty() {
+                return Ok(Array::new().into());
+            }
+            let db = inner.db().await?;
+            let tx = Inner::tx(&db, &[&coll], false)?;
+            let store = Inner::store(&tx, &coll)?;
+            let mut reqs = Vec::with_capacity(ids.len());
+            for id in &ids {
+                let id = inner.resolve_id(id);
+                reqs.push(
+                    store
+                        .get(&JsValue::from_str(&id))
+                        .map_err(|e| storage(e, "read"))?,
+                );
+            }
+            let got = idb::wait_all(&reqs.iter().collect::<Vec<_>>(), "read").await?;
+            Ok(glue::parse_docs(&got.into_iter().collect()).into())
         })
     }
 

@@ -169,11 +169,21 @@ export interface SyncStore {
 }
 export type Scalar = string | number | boolean;
 export interface Operators {
-  $eq?: JsonValue; $ne?: JsonValue; $in?: JsonValue[];
+  $eq?: JsonValue; $ne?: JsonValue; $in?: JsonValue[]; $nin?: JsonValue[];
   $gt?: Scalar; $gte?: Scalar; $lt?: Scalar; $lte?: Scalar;
+  /** A string starting with this (UTF-16 code units); never another type. */
+  $startsWith?: string;
+  /** `true`: the field is present (also when `null`); `false`: absent. */
+  $exists?: boolean;
 }
-/** Field paths to equality values or operator objects; all must hold. */
-export type Where = { [path: string]: JsonValue | Operators };
+/**
+ * Field paths to equality values or operator objects; all must hold, and
+ * of `$or` at least one branch.
+ */
+export interface Where {
+  [path: string]: JsonValue | Operators | Where[] | undefined;
+  $or?: Where[];
+}
 export interface Query {
   where?: Where;
   /** A field path; ties are ordered by id. */

@@ -119,6 +119,25 @@ export function parseDoc(record) {
   return record === undefined ? undefined : JSON.parse(docText(record));
 }
 
+/** `parseDoc` of each record: `undefined` where a record is missing. */
+export function parseDocs(records) {
+  return records.map(parseDoc);
+}
+
+/** The records of several lists, each id once, in the order first seen. */
+export function unionRecords(lists) {
+  const seen = new Set();
+  const out = [];
+  for (const list of lists) {
+    for (const r of list) {
+      if (seen.has(r.id)) continue;
+      seen.add(r.id);
+      out.push(r);
+    }
+  }
+  return out;
+}
+
 /** Resolves with the request's result; rejects with its error. */
 export function request(req) {
   return new Promise((resolve, reject) => {
