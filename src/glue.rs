@@ -73,6 +73,10 @@ extern "C" {
     /// with the reason (see `callGetToken` in glue.js).
     #[wasm_bindgen(js_name = callGetToken)]
     pub fn call_get_token(f: &Function) -> Promise;
+    /// An `update` function's answer: `[whole, json]` (see `callModifier`
+    /// in glue.js), or the typed error it caused.
+    #[wasm_bindgen(catch, js_name = callModifier)]
+    pub fn call_modifier(f: &Function, doc: &JsValue) -> Result<Array, JsValue>;
     #[wasm_bindgen(js_name = callResolver)]
     pub fn call_resolver(f: &Function, ctx: &JsValue) -> JsValue;
     #[wasm_bindgen(js_name = applyOps)]

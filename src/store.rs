@@ -165,11 +165,16 @@ impl Inner {
     /// `resolving`: the document whose unresolved conflict these ops
     /// resolve: in the same transaction its conflict entry goes and its
     /// record loses the conflict marker.
+    ///
+    /// `modify`: an `update(coll, id, fn)` function, called with the
+    /// current document once it is read (in this transaction, so no other
+    /// write comes between); its answer becomes the update's patch.
     pub async fn write(
         self: &Rc<Self>,
         ops: Value,
         single: bool,
         resolving: Option<&Key>,
+        modify: Option<&Function>,
     ) -> JsResult<Vec<String>> {
         self.check_open()?;
         // Counted from the start, so that writes issued in one tick
@@ -230,6 +235,15 @@ impl Inner {
         if let Some(key) = resolving {
             if let Some(Some(s)) = current.get_mut(key) {
                 s.conflict = false;
+            }
+        }
+        if let Some(f) = modify {
+            match self.modified(f, &muts, &current) {
+                Ok(m) => muts = m,
+                Err(e) => {
+                    let _ = tx.abort();
+                    return Err(e);
+                }
             }
         }
         let limit = self.server_max_doc_bytes.get();
@@ -325,6 +339,43 @@ impl Inner {
             }
         }
         Ok(plan.ids)
+    }
+
+    /// The single update of `muts` with its patch from `f`, called on the
+    /// document read for it: `f`'s return value is a merge patch; if it
+    /// returns nothing, the document it was given (changed in place) is
+    /// the new document, sent as the patch from the old one.
+    fn modified(
+        &self,
+        f: &Function,
+        muts: &[write::Mutation],
+        current: &HashMap<Key, Option<Stored>>,
+    ) -> JsResult<Vec<write::Mutation>> {
+        let m = &muts[0];
+        let key = (m.coll.clone(), m.id.clone());
+        let Some(Some(cur)) = current.get(&key) else {
+            return Err(error::core(syncstore_core::CoreError::NotFound {
+                path: "id".into(),
+                coll: m.coll.clone(),
+                id: m.id.clone(),
+            }));
+        };
+        let text = serde_json::to_string(&cur.doc).expect("JSON values serialize");
+        let answer = glue::call_modifier(f, &glue::parse_json(&JsValue::from_str(&text)))?;
+        let (whole, text) = (answer.get(0).is_truthy(), answer.get(1).as_string());
+        let body: Value =
+            serde_json::from_str(&text.unwrap_or_default()).expect("JSON.stringify output parses");
+        let patch = match (whole, &cur.doc, &body) {
+            (true, Value::Object(from), Value::Object(to)) => {
+                Value::Object(syncstore_core::sync::policy::diff_patch(from, to))
+            }
+            _ => body,
+        };
+        let op = json!([{"op": "update", "coll": m.coll, "id": m.id, "patch": patch}]);
+        let mut out = write::parse_ops(&op, &self.schema, true, || self.new_temp_id())
+            .map_err(error::core)?;
+        write::resolve_aliases(&mut out, &self.aliases.borrow());
+        Ok(out)
     }
 
     /// Runs a query: the records read and, when the core had to filter or
@@ -612,6 +663,13 @@ impl SyncStore {
         body: Option<(&'static str, JsValue)>,
     ) -> Promise {
         let inner = self.inner.clone();
+        // `update(coll, id, fn)`: the patch comes from `fn`, in the write.
+        let (body, modify) = match body {
+            Some(("patch", f)) if f.is_function() => {
+                (Some(("patch", to_js(&json!({})))), Some(Function::from(f)))
+            }
+            other => (other, None),
+        };
         promise(async move {
             let mut m = serde_json::Map::new();
             m.insert("op".into(), json!(op));
@@ -627,7 +685,7 @@ impl SyncStore {
                 };
                 m.insert(field.into(), parse_json(&v, field, code)?);
             }
-            let ids = inner.write(json!([m]), true, None).await?;
+            let ids = inner.write(json!([m]), true, None, modify.as_ref()).await?;
             Ok(if op == "insert" {
                 JsValue::from_str(&ids[0])
             } else {
@@ -771,12 +829,24 @@ impl SyncStore {
 
     /// Merges `patch` into the document (JSON merge patch: nested objects
     /// merge, `null` removes a field).
+    ///
+    /// Given a function instead, calls it with the current document inside
+    /// the write's transaction (no write of this or another tab comes
+    /// between the read and the write) and applies what it returns as the
+    /// patch; if it returns nothing, the document it changed in place is
+    /// the new one. It must be synchronous. If it throws, nothing is
+    /// written and the call rejects with `UPDATER_FAILED` (its `cause` is
+    /// what was thrown).
+    ///
+    /// @example
+    /// await db.update("counters", "c", (doc) => ({ n: doc.n + 1 }));
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn update(
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
         #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "Patch")] patch: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Patch | ((doc: Doc) => Patch | void)")]
+        patch: JsValue,
     ) -> Promise {
         self.one_op("update", coll, Some(id), Some(("patch", patch)))
     }
@@ -815,7 +885,7 @@ impl SyncStore {
         let inner = self.inner.clone();
         promise(async move {
             let ops = parse_json(&ops, "ops", "INVALID_DOCUMENT")?;
-            let ids = inner.write(ops, false, None).await?;
+            let ids = inner.write(ops, false, None, None).await?;
             Ok(ids.into_iter().map(JsValue::from).collect::<Array>().into())
         })
     }
@@ -1189,7 +1259,7 @@ impl SyncStore {
                 }
             };
             inner
-                .write(Value::Array(ops), false, Some(&(coll, id)))
+                .write(Value::Array(ops), false, Some(&(coll, id)), None)
                 .await?;
             Ok(JsValue::UNDEFINED)
         })

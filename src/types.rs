@@ -204,7 +204,7 @@ export type ErrorCode =
   | "ALREADY_EXISTS" | "QUOTA_EXCEEDED" | "CLOSED" | "TRANSACTION_ABORTED" | "STORAGE_CLOSED"
   | "STORAGE_VERSION" | "STORAGE" | "INVALID_EVENT" | "SYNC_DISABLED"
   | "NETWORK" | "UNAUTHORIZED" | "FORBIDDEN" | "CLIENT_ID_TAKEN" | "RATE_LIMITED" | "SERVER" | "PROTOCOL"
-  | "RESOLVER_FAILED" | "LEADERSHIP_LOST";
+  | "RESOLVER_FAILED" | "LEADERSHIP_LOST" | "UPDATER_FAILED";
 /** The error every syncstore call rejects with. */
 export declare class SyncStoreError extends Error {
   readonly name: "SyncStoreError";

@@ -130,6 +130,7 @@ scenarios!(run, LOCAL:
     or_prefix_exists_nin_indexed_and_scanned,
     live_queries_follow_the_new_operators,
     get_many_reads_ids_in_order,
+    update_functions_read_and_write_in_one_transaction,
     count_matches_query,
     subscribe_delivers_initial_and_changes,
     subscribe_ignores_unrelated_writes,
@@ -179,4 +180,5 @@ scenarios!(run_sync, SYNC:
     conflicts_keep_both,
     conflicts_manual_resolution,
     first_sync_reports_its_progress_page_by_page,
+    update_functions_sync_their_result,
 );

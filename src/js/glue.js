@@ -792,6 +792,27 @@ export async function callGetToken(fn) {
   return token;
 }
 
+/**
+ * Calls an `update(coll, id, fn)` function on the current document (inside
+ * the write's transaction): `[false, patch JSON]` for a returned patch,
+ * `[true, document JSON]` when it returned nothing (`doc` changed in place).
+ * Throws a SyncStoreError: `UPDATER_FAILED` if it threw (the `cause`),
+ * `INVALID_PATCH` for a promise or anything not JSON.
+ */
+export function callModifier(fn, doc) {
+  let out;
+  try {
+    out = fn(doc);
+  } catch (e) {
+    throw new SyncStoreError("UPDATER_FAILED", `the update function threw: ${(e && e.message) || e}`, false, e);
+  }
+  if (out !== null && typeof out === "object" && typeof out.then === "function") {
+    throw invalid("INVALID_PATCH", "patch", "an update function must be synchronous (it runs inside the write's transaction), it returned a promise");
+  }
+  if (out === undefined) return [true, encodeJson(doc, "doc", "INVALID_PATCH")];
+  return [false, encodeJson(out, "patch", "INVALID_PATCH")];
+}
+
 /** Calls an app's conflict resolver: `{ ok: result }` or `{ error }`, never throws. */
 export function callResolver(fn, ctx) {
   try {

@@ -356,6 +356,51 @@ const scenarios = {
     await rejects(db.getMany("todos", ["t001"]), "CLOSED", env, "closed");
   },
 
+  async update_functions_read_and_write_in_one_transaction(env) {
+    // Two instances of one database (as two tabs) each increment one
+    // counter 100 times: no increment may be lost between read and write.
+    const a = await openTodos(env);
+    const b = await openTodos(env, a.name);
+    await a.insert("lists", { id: "c", n: 0 });
+    const inc = (doc) => ({ n: doc.n + 1 });
+    const run = async (db) => {
+      for (let i = 0; i < 100; i++) await db.update("lists", "c", inc);
+    };
+    await Promise.all([run(a), run(b)]);
+    eq((await a.get("lists", "c")).n, 200, "200 increments, none lost");
+    eq((await b.get("lists", "c")).n, 200, "the other instance sees the same");
+    eq(await a.pendingCount(), 201, "one outbox entry per update");
+    // Changing the document in place and returning nothing: the new
+    // document, removed fields included.
+    await a.insert("todos", { id: "t", text: "x", tags: ["a"], meta: { k: 1, gone: 2 }, old: true });
+    await a.update("todos", "t", (doc) => {
+      doc.tags.push("b");
+      delete doc.old;
+      delete doc.meta.gone;
+      doc.done = true;
+    });
+    eq(await a.get("todos", "t"), { id: "t", text: "x", tags: ["a", "b"], meta: { k: 1 }, done: true }, "changed in place");
+    const before = await a.pendingCount();
+    // A function that throws: a typed error, its cause, nothing written.
+    const boom = new Error("boom");
+    const err = await rejects(a.update("todos", "t", () => { throw boom; }), "UPDATER_FAILED", env, "throwing function");
+    ok(err.cause === boom && err.message.includes("boom"), `the cause is what was thrown: ${err.message}`);
+    await rejects(a.update("todos", "t", (doc) => { doc.text = "changed"; throw boom; }), "UPDATER_FAILED", env, "throws after changing");
+    await rejects(a.update("todos", "t", async (doc) => ({ n: 1 })), "INVALID_PATCH", env, "an async function");
+    await rejects(a.update("todos", "t", () => 5), "INVALID_PATCH", env, "a number");
+    await rejects(a.update("todos", "t", () => ({ f: () => 1 })), "INVALID_PATCH", env, "not JSON");
+    await rejects(a.update("todos", "t", () => ({ id: "other" })), "INVALID_PATCH", env, "changes the id");
+    await rejects(a.update("todos", "t", (doc) => { delete doc.id; }), "INVALID_PATCH", env, "removes the id");
+    await rejects(a.update("todos", "missing", inc), "NOT_FOUND", env, "a missing document");
+    let called = 0;
+    await rejects(a.update("todos", "missing", () => { called += 1; }), "NOT_FOUND", env, "missing: the function is not called");
+    eq(called, 0, "not called without a document");
+    eq(await a.get("todos", "t"), { id: "t", text: "x", tags: ["a", "b"], meta: { k: 1 }, done: true }, "nothing written");
+    eq(await a.pendingCount(), before, "nothing queued");
+    a.close();
+    b.close();
+  },
+
   async compound_index_order_limit_offset(env) {
     const db = await openTodos(env);
     const docs = sampleTodos(60);

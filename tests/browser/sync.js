@@ -1046,6 +1046,28 @@ const scenarios = {
     eq(live(await serverRows(env, coll)).map((r) => r.id).sort(), ["q1", "q2"], "every write arrived once");
   },
 
+  async update_functions_sync_their_result(env) {
+    // What an update function wrote reaches the server and other devices
+    // as an ordinary change.
+    const coll = collName("fn");
+    const a = await device(env, coll);
+    const b = await device(env, coll);
+    await a.insert(coll, { id: "c", n: 0, gone: true, tags: ["x"] });
+    await synced(a);
+    await Promise.all(
+      Array.from({ length: 10 }, () => a.update(coll, "c", (doc) => ({ n: doc.n + 1 }))),
+    );
+    await a.update(coll, "c", (doc) => {
+      delete doc.gone;
+      doc.tags.push("y");
+    });
+    await synced(a);
+    await synced(b);
+    const docs = await converged(env, coll, [a, b]);
+    eqDocs(docs, [{ id: "c", n: 10, tags: ["x", "y"] }], "the functions' result everywhere");
+    eqDocs([await b.get(coll, "c")], docs, "on the other device");
+  },
+
   async first_sync_reports_its_progress_page_by_page(env) {
     // More than one pull page (1,000 changes) of documents: a new store's
     // first sync shows how far it is in `status().progress` and a status
