@@ -18,6 +18,7 @@ extern "C" {
     pub fn docs_text(records: &Array, picks: Option<Vec<u32>>) -> JsString;
     #[wasm_bindgen(js_name = parseJson)]
     pub fn parse_json(text: &JsValue) -> JsValue;
+    pub fn revive(value: &JsValue) -> JsValue;
     #[wasm_bindgen(js_name = parseDoc)]
     pub fn parse_doc(record: &JsValue) -> JsValue;
     #[wasm_bindgen(js_name = parseDocs)]

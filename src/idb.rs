@@ -52,6 +52,13 @@ pub fn to_js(v: &impl serde::Serialize) -> JsValue {
     js_sys::JSON::parse(&text).expect("serde_json output is JSON")
 }
 
+/// A JSON value as the app sees it: dates (`{"$date": ms}`) as `Date`s.
+/// Records stay [`to_js`]: their stored form is the JSON one.
+pub fn to_user_js(v: &impl serde::Serialize) -> JsValue {
+    let text = serde_json::to_string(v).expect("JSON values serialize");
+    glue::parse_json(&JsValue::from_str(&text))
+}
+
 pub async fn wait(req: &IdbRequest, what: &str) -> JsResult<JsValue> {
     JsFuture::from(glue::request(req))
         .await

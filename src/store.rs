@@ -1147,7 +1147,7 @@ impl SyncStore {
             let all = Source::Store(Inner::store(&tx, CONFLICTS)?)
                 .get_all(Some(&range), None)
                 .await?;
-            Ok(all.into())
+            Ok(glue::revive(&all))
         })
     }
 

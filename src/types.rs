@@ -4,8 +4,8 @@ use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
-/** Any JSON value. */
-export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+/** Any JSON value, or a `Date` (stored and compared as an instant, returned as a `Date`). */
+export type JsonValue = null | boolean | number | string | Date | JsonValue[] | { [key: string]: JsonValue };
 /** A stored document: JSON fields plus its string id. */
 export interface Doc { id: string; [field: string]: JsonValue; }
 /** A document to insert or replace: `id` is optional on insert. */
@@ -167,7 +167,7 @@ export interface SyncStore {
   /** How many documents the collection holds. */
   count(coll: string): Promise<number>;
 }
-export type Scalar = string | number | boolean;
+export type Scalar = string | number | boolean | Date;
 export interface Operators {
   $eq?: JsonValue; $ne?: JsonValue; $in?: JsonValue[]; $nin?: JsonValue[];
   $gt?: Scalar; $gte?: Scalar; $lt?: Scalar; $lte?: Scalar;

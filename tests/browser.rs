@@ -131,6 +131,7 @@ scenarios!(run, LOCAL:
     live_queries_follow_the_new_operators,
     get_many_reads_ids_in_order,
     update_functions_read_and_write_in_one_transaction,
+    dates_round_trip_and_compare_as_instants,
     count_matches_query,
     subscribe_delivers_initial_and_changes,
     subscribe_ignores_unrelated_writes,
@@ -181,4 +182,5 @@ scenarios!(run_sync, SYNC:
     conflicts_manual_resolution,
     first_sync_reports_its_progress_page_by_page,
     update_functions_sync_their_result,
+    dates_written_on_one_device_come_back_as_dates_on_another,
 );

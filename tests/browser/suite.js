@@ -401,6 +401,84 @@ const scenarios = {
     b.close();
   },
 
+  async dates_round_trip_and_compare_as_instants(env) {
+    const collections = { sessions: { indexes: ["startedAt", ["user", "startedAt"]] } };
+    const indexed = await env.open({ name: dbName("dates"), collections });
+    const plain = await env.open({ name: dbName("dates-plain"), collections: { sessions: {} } });
+    const t0 = Date.UTC(2026, 0, 1);
+    const docs = [];
+    for (let i = 0; i < 40; i++) {
+      const doc = {
+        id: `s${String(i).padStart(2, "0")}`,
+        user: ["ann", "bob"][i % 2],
+        startedAt: new Date(t0 + ((i * 7) % 40) * 3600_000),
+        pauses: [{ at: new Date(t0 + i), note: "p" }],
+        meta: { updated: new Date(t0 - i * 1000) },
+      };
+      if (i % 10 === 3) doc.startedAt = t0; // a number: another type, not an instant
+      if (i % 10 === 7) doc.startedAt = new Date(t0).toISOString(); // a string
+      if (i % 10 === 9) delete doc.startedAt;
+      docs.push(doc);
+    }
+    for (const db of [indexed, plain]) await db.batch(docs.map((doc) => ({ op: "insert", coll: "sessions", doc })));
+    // Back as Dates, everywhere a document comes out.
+    const s01 = await indexed.get("sessions", "s01");
+    ok(s01.startedAt instanceof Date && s01.startedAt.getTime() === docs[1].startedAt.getTime(), "get: a Date with the same instant");
+    ok(s01.pauses[0].at instanceof Date && s01.meta.updated instanceof Date, "nested Dates too");
+    eq(s01.meta.updated.getTime(), t0 - 1000, "nested instant");
+    const [many] = await indexed.getMany("sessions", ["s02"]);
+    ok(many.startedAt instanceof Date, "getMany");
+    const rows = await indexed.query("sessions", { where: { user: "ann" } });
+    ok(rows.every((r) => r.pauses[0].at instanceof Date), "query");
+    const s03 = await indexed.get("sessions", "s03");
+    eq(typeof s03.startedAt, "number", "a number stays a number");
+    eq(typeof (await indexed.get("sessions", "s07")).startedAt, "string", "a string stays a string");
+    // Range queries and orderBy on a Date field: through the index, by a
+    // scan, and by hand.
+    const isDate = (v) => v instanceof Date;
+    const at = (d) => d.startedAt.getTime();
+    const from = new Date(t0 + 10 * 3600_000);
+    const to = new Date(t0 + 30 * 3600_000);
+    const byTime = (a, b) => at(a) - at(b) || (a.id < b.id ? -1 : 1);
+    const cases = [
+      [{ where: { startedAt: { $gte: from, $lt: to } } }, docs.filter((d) => isDate(d.startedAt) && at(d) >= from.getTime() && at(d) < to.getTime()).map((d) => d.id)],
+      [{ where: { startedAt: { $gt: from } }, orderBy: "startedAt", limit: 5 }, docs.filter((d) => isDate(d.startedAt) && at(d) > from.getTime()).sort(byTime).slice(0, 5).map((d) => d.id)],
+      [{ where: { startedAt: { $lte: from } }, orderBy: "startedAt", desc: true }, docs.filter((d) => isDate(d.startedAt) && at(d) <= from.getTime()).sort(byTime).reverse().map((d) => d.id)],
+      [{ where: { user: "bob", startedAt: { $gte: from } }, orderBy: "startedAt" }, docs.filter((d) => d.user === "bob" && isDate(d.startedAt) && at(d) >= from.getTime()).sort(byTime).map((d) => d.id)],
+      [{ where: { startedAt: new Date(docs[5].startedAt.getTime()) } }, docs.filter((d) => isDate(d.startedAt) && at(d) === at(docs[5])).map((d) => d.id)],
+      [{ where: { startedAt: { $gte: 0 } } }, ["s03", "s13", "s23", "s33"]],
+    ];
+    for (const [q, want] of cases) {
+      const what = JSON.stringify(q);
+      ok(want.length > 0, `${what}: the case matches something`);
+      eq((await indexed.query("sessions", q)).map((d) => d.id), want, `indexed ${what}`);
+      eq((await plain.query("sessions", q)).map((d) => d.id), want, `scanned ${what}`);
+    }
+    // orderBy over mixed types: missing, numbers, Dates (by instant), strings.
+    const ordered = (await indexed.query("sessions", { orderBy: "startedAt" })).map((d) => d.id);
+    eq(ordered, (await plain.query("sessions", { orderBy: "startedAt" })).map((d) => d.id), "orderBy indexed = scanned");
+    const kind = (v) => (v === undefined ? 0 : typeof v === "number" ? 1 : isDate(v) ? 2 : 3);
+    const want = docs.slice().sort((a, b) => kind(a.startedAt) - kind(b.startedAt) || (kind(a.startedAt) === 2 ? at(a) - at(b) : 0) || (a.id < b.id ? -1 : 1));
+    eq(ordered, want.map((d) => d.id), "orderBy by hand");
+    // Patches, update functions and live queries carry Dates.
+    const later = new Date(t0 + 99 * 3600_000);
+    const seen = [];
+    const stop = indexed.subscribe("sessions", { where: { startedAt: { $gte: later } } }, (r) => seen.push(r));
+    await until(() => seen.length === 1, 5000, "first result");
+    await indexed.update("sessions", "s00", { startedAt: later });
+    await until(() => seen.length === 2, 5000, "a Date patch in a live query");
+    ok(seen[1][0].startedAt instanceof Date && seen[1][0].startedAt.getTime() === later.getTime(), "the live row holds a Date");
+    await indexed.update("sessions", "s00", (doc) => {
+      ok(doc.startedAt instanceof Date, "an update function gets Dates");
+      return { endedAt: new Date(doc.startedAt.getTime() + 60_000) };
+    });
+    eq((await indexed.get("sessions", "s00")).endedAt.getTime(), later.getTime() + 60_000, "a Date from an update function");
+    stop();
+    await rejects(indexed.query("sessions", { where: { startedAt: { $gt: new Date(NaN) } } }), "INVALID_QUERY", env, "an invalid Date in a query");
+    indexed.close();
+    plain.close();
+  },
+
   async compound_index_order_limit_offset(env) {
     const db = await openTodos(env);
     const docs = sampleTodos(60);
@@ -774,8 +852,11 @@ const scenarios = {
       ["a cycle", cyclic, "INVALID_DOCUMENT"],
       ["NaN", { n: NaN }, "INVALID_DOCUMENT"],
       ["Infinity", { n: [1, Infinity] }, "INVALID_DOCUMENT"],
-      ["a Date", { at: new Date() }, "INVALID_DOCUMENT"],
+      ["an invalid Date", { at: new Date(NaN) }, "INVALID_DOCUMENT"],
+      ["a Date alone", new Date(), "INVALID_DOCUMENT"],
+      ["the reserved key $date", { at: { $date: 5 } }, "INVALID_DOCUMENT"],
       ["a Map", { m: new Map() }, "INVALID_DOCUMENT"],
+      ["a RegExp", { m: /x/ }, "INVALID_DOCUMENT"],
       ["undefined in an array", { a: [1, undefined] }, "INVALID_DOCUMENT"],
       ["a numeric id", { id: 7 }, "INVALID_ID"],
       ["an empty id", { id: "" }, "INVALID_ID"],

@@ -4,7 +4,8 @@
 //! - `{ field: value }` is equality; a missing field equals `null`; objects
 //!   and arrays compare deeply.
 //! - `$gt $gte $lt $lte` compare within one type class only (numbers with
-//!   numbers, strings with strings, booleans with booleans).
+//!   numbers, strings with strings, booleans with booleans, dates with
+//!   dates as instants: `{"$date": ms}`, what a JS `Date` is stored as).
 //! - `$ne` is the negation of equality; `$in` is equality with any element,
 //!   `$nin` its negation.
 //! - `$startsWith` holds for a string that begins with the given string
@@ -40,8 +41,8 @@
 //! ```
 
 use crate::error::{CoreError, Result};
-use crate::json::{cmp_str, cmp_values, rank, type_name, values_equal, Path};
-use crate::keys::{cmp_keys, encode, END};
+use crate::json::{as_date, cmp_str, cmp_values, rank, type_name, values_equal, Path};
+use crate::keys::{cmp_keys, encode, tag, END};
 use crate::schema::CollectionSpec;
 use serde_json::{json, Map, Value};
 use std::cmp::Ordering;
@@ -131,7 +132,9 @@ impl Filter {
             })?;
             let at = format!("{at}.{field}");
             match cond {
-                Value::Object(ops) if ops.keys().any(|k| k.starts_with('$')) => {
+                Value::Object(ops)
+                    if as_date(cond).is_none() && ops.keys().any(|k| k.starts_with('$')) =>
+                {
                     parse_ops(&path, ops, &at, &mut conds)?
                 }
                 v => {
@@ -191,6 +194,7 @@ const KNOWN_OPS: &str = "$eq $ne $gt $gte $lt $lte $in $nin $startsWith $exists"
 /// `{ meta: { owner: { $in: [..] } } }` would otherwise match nothing.
 fn no_operator_inside(v: &Value, at: &str) -> Result<()> {
     match v {
+        d if as_date(d).is_some() => Ok(()),
         Value::Object(o) => o.iter().try_for_each(|(k, v)| {
             if k.starts_with('$') {
                 return Err(CoreError::UnknownOperator(format!(
@@ -212,8 +216,9 @@ fn parse_ops(path: &Path, ops: &Map<String, Value>, at: &str, out: &mut Vec<Cond
         let scalar = |arg: &Value| -> Result<Value> {
             match arg {
                 Value::Number(_) | Value::String(_) | Value::Bool(_) => Ok(arg.clone()),
+                d if as_date(d).is_some() => Ok(arg.clone()),
                 other => Err(CoreError::InvalidQuery(format!(
-                    "{at}.{name} compares with a number, string or boolean, got {}",
+                    "{at}.{name} compares with a number, string, boolean or Date, got {}",
                     type_name(other)
                 ))),
             }
@@ -429,7 +434,7 @@ fn scalar_key(v: &Value) -> bool {
     matches!(
         v,
         Value::Bool(_) | Value::Number(_) | Value::String(_) | Value::Null
-    )
+    ) || as_date(v).is_some()
 }
 
 /// Chooses the index that serves the most of `q`: the longest prefix of
@@ -633,7 +638,7 @@ fn bounds(
             open,
         },
         None => Bound {
-            key: wrap(with(json!([class])), false),
+            key: wrap(with(json!([tag(class)])), false),
             open: false,
         },
     };
@@ -643,7 +648,7 @@ fn bounds(
             open,
         },
         None => Bound {
-            key: wrap(with(json!([class + 1])), false),
+            key: wrap(with(json!([tag(class + 1)])), false),
             open: true,
         },
     };
@@ -685,7 +690,16 @@ mod tests {
                 "list": format!("l{}", i % 3),
                 "at": 1000 - i,
                 "w": WS[i % 8],
+                "t": {"$date": 1.7e12 + ((i * 37) % 23) as f64 * 1000.0},
             });
+            match i % 7 {
+                0 => d["t"] = json!(5),
+                1 => d["t"] = json!("2024-01-01"),
+                2 => {
+                    d.as_object_mut().unwrap().remove("t");
+                }
+                _ => {}
+            }
             if i % 9 == 4 {
                 d.as_object_mut().unwrap().remove("w");
             }
@@ -707,7 +721,7 @@ mod tests {
 
     fn spec() -> CollectionSpec {
         Schema::from_options(&json!({"collections": {"t": {
-            "indexes": ["n", "done", "meta.owner", ["list", "at"], ["done", "n"], "s", "w", ["list", "w"]]}}}))
+            "indexes": ["n", "done", "meta.owner", ["list", "at"], ["done", "n"], "s", "w", ["list", "w"], "t", ["list", "t"]]}}}))
         .unwrap()
         .collections["t"]
             .clone()
@@ -835,6 +849,17 @@ mod tests {
             json!({"where": {"$or": [{"n": {"$gt": 9, "$lt": 1}}]}}),
             json!({"where": {"$or": [{"$or": [{"n": 1}, {"s": "s0"}]}, {"meta.owner": "cy"}]}}),
             json!({"where": {"$or": [{"n": 1}], "s": {"$in": ["s1", "s2"]}}}),
+            json!({"orderBy": "t"}),
+            json!({"orderBy": "t", "desc": true, "limit": 9}),
+            json!({"where": {"t": {"$gte": {"$date": 1.70001e12}}}, "orderBy": "t"}),
+            json!({"where": {"t": {"$gt": {"$date": 1.700003e12}, "$lte": {"$date": 1.70001e12}}}}),
+            json!({"where": {"t": {"$lt": {"$date": 1.700004e12}}}, "orderBy": "t", "desc": true}),
+            json!({"where": {"t": {"$date": 1.700005e12}}}),
+            json!({"where": {"t": {"$in": [{"$date": 1.700005e12}, 5]}}}),
+            json!({"where": {"list": "l1", "t": {"$gte": {"$date": 1.700008e12}}}, "orderBy": "t"}),
+            json!({"where": {"t": {"$gt": 3}}}),
+            json!({"where": {"t": {"$lt": "z"}}}),
+            json!({"where": {"t": {"$gt": {"$date": 0}, "$lt": 9}}}),
         ];
         let (spec, docs) = (spec(), docs());
         for q in queries {
@@ -876,6 +901,46 @@ mod tests {
             assert_eq!(scan(&q, &docs), want, "scan {w}");
             assert_eq!(run_plan(&spec, &q, &docs), want, "plan {w}");
         }
+    }
+
+    #[test]
+    fn dates_compare_as_instants_through_an_index() {
+        let d = |ms: i64| json!({ "$date": ms });
+        let docs: Vec<Value> = vec![
+            json!({"id": "a", "t": d(3000)}),
+            json!({"id": "b", "t": d(1000)}),
+            json!({"id": "c", "t": 2000}),
+            json!({"id": "e", "t": d(2000)}),
+            json!({"id": "f"}),
+        ];
+        let spec = Schema::from_options(&json!({"collections": {"t": {"indexes": ["t"]}}}))
+            .unwrap()
+            .collections["t"]
+            .clone();
+        let cases = [
+            (json!({"where": {"t": {"$gte": d(2000)}}}), vec!["a", "e"]),
+            (
+                json!({"where": {"t": {"$lt": d(3000)}}, "orderBy": "t"}),
+                vec!["b", "e"],
+            ),
+            (
+                json!({"orderBy": "t", "desc": true}),
+                vec!["a", "e", "b", "c", "f"],
+            ),
+            (json!({"where": {"t": d(1000)}}), vec!["b"]),
+            (json!({"where": {"t": {"$gte": 0}}}), vec!["c"]),
+        ];
+        for (q, want) in cases {
+            let q = Query::parse(&q).unwrap();
+            assert_eq!(scan(&q, &docs), want, "scan {q:?}");
+            assert_eq!(run_plan(&spec, &q, &docs), want, "plan {q:?}");
+        }
+        let p = plan(
+            &spec,
+            &Query::parse(&json!({"where": {"t": {"$gte": d(2000)}}})).unwrap(),
+        );
+        assert_eq!(p.index.as_deref(), Some("t"));
+        assert!(p.exact);
     }
 
     #[test]
