@@ -78,6 +78,9 @@ extern "C" {
     /// in glue.js), or the typed error it caused.
     #[wasm_bindgen(catch, js_name = callModifier)]
     pub fn call_modifier(f: &Function, doc: &JsValue) -> Result<Array, JsValue>;
+    /// `db.live(...)`'s Observable (see `LiveQuery` in glue.js).
+    #[wasm_bindgen(js_name = liveQuery)]
+    pub fn live_query(handle: &JsValue, what: &JsValue, query: &JsValue) -> JsValue;
     #[wasm_bindgen(js_name = callResolver)]
     pub fn call_resolver(f: &Function, ctx: &JsValue) -> JsValue;
     #[wasm_bindgen(js_name = applyOps)]

@@ -992,8 +992,9 @@ impl SyncStore {
     }
 
     /// Calls `callback` with the query's result now and after every
-    /// committed change (in this tab or another) that alters it. Returns a
-    /// function that stops the subscription.
+    /// committed change (in this tab or another) that alters it, and
+    /// `onError` (if given; else it is warned) with the error of a run
+    /// that failed. Returns a function that stops the subscription.
     ///
     /// @example
     /// const stop = db.subscribe("todos", { where: { done: false } }, rows => render(rows));
@@ -1003,12 +1004,56 @@ impl SyncStore {
         #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Query | undefined")] query: JsValue,
         #[wasm_bindgen(unchecked_param_type = "(rows: Doc[]) => void")] callback: Function,
+        #[wasm_bindgen(js_name = onError, unchecked_param_type = "(error: SyncStoreError) => void")]
+        on_error: Option<Function>,
     ) -> Result<Function, JsValue> {
         self.inner.check_open()?;
         let coll = known_coll(&self.inner, &coll)?;
         let q =
             Query::parse(&parse_json(&query, "query", "INVALID_QUERY")?).map_err(error::core)?;
-        Ok(self.inner.live.subscribe(&self.inner, coll, q, callback))
+        Ok(self
+            .inner
+            .live
+            .subscribe(&self.inner, coll, q, callback, on_error))
+    }
+
+    /// A live query as an Observable: `live(coll, query)` gives the rows
+    /// of `query` now and after every change that alters them (as
+    /// `subscribe`); `live(async (tx) => ...)` runs the function, which
+    /// reads through `tx` (`get`, `getMany`, `query`, `count`), and runs it
+    /// again after every committed write (this tab's, another tab's,
+    /// sync's) to a collection it read. `subscribe({ next, error })` (or
+    /// `subscribe(next, error)`) returns `{ unsubscribe(), closed }`; an
+    /// error (a failing read, a throwing function) reaches `error` and ends
+    /// the subscription. It has `Symbol.observable` (`rxjs.from(...)`) and
+    /// is a Svelte store (`$todos`, `undefined` until the first result).
+    ///
+    /// @example
+    /// const sub = db.live(async (tx) => {
+    ///   const list = await tx.get("lists", "l1");
+    ///   return { list, todos: await tx.query("todos", { where: { listId: "l1" } }) };
+    /// }).subscribe({ next: (v) => render(v), error: (e) => console.error(e) });
+    #[wasm_bindgen(unchecked_return_type = "LiveQuery<any>")]
+    pub fn live(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string | ((tx: LiveReader) => unknown)")]
+        what: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Query | undefined")] query: Option<JsValue>,
+    ) -> Result<JsValue, JsValue> {
+        self.inner.check_open()?;
+        let query = query.unwrap_or(JsValue::UNDEFINED);
+        let handle = JsValue::from(SyncStore {
+            inner: self.inner.clone(),
+        });
+        Ok(glue::live_query(&handle, &what, &query))
+    }
+
+    /// Calls `callback(colls)` after every committed change: what
+    /// `live(fn)` watches (internal).
+    #[wasm_bindgen(js_name = "__watch", skip_typescript)]
+    pub fn watch(&self, callback: Function) -> Result<Function, JsValue> {
+        self.inner.check_open()?;
+        Ok(self.inner.live.watch(&self.inner, callback))
     }
 
     /// How many local mutations wait in the outbox.

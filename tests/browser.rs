@@ -132,6 +132,7 @@ scenarios!(run, LOCAL:
     get_many_reads_ids_in_order,
     update_functions_read_and_write_in_one_transaction,
     dates_round_trip_and_compare_as_instants,
+    live_functions_rerun_on_writes_to_what_they_read,
     count_matches_query,
     subscribe_delivers_initial_and_changes,
     subscribe_ignores_unrelated_writes,

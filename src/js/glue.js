@@ -873,3 +873,126 @@ export function callResolver(fn, ctx) {
     return { error: String((e && e.message) || e) };
   }
 }
+
+// The interop key of Observables (`rxjs.from`, TC39 proposal): the
+// well-known symbol where the runtime has one, and the string form always.
+const OBSERVABLE = (typeof Symbol === "function" && Symbol.observable) || "@@observable";
+
+/** `db.live(coll, query)` or `db.live(fn)` (src/store.rs `live`). */
+export function liveQuery(handle, what, query) {
+  return new LiveQuery(handle, what, query);
+}
+
+/**
+ * An Observable of a live query. Each `subscribe` starts its own run: the
+ * `coll, query` form through the store's `subscribe` (rows patched or
+ * re-queried, delivered when they change), the function form by running
+ * the function and running it again after each committed change to a
+ * collection it read (while it runs, such a change runs it once more
+ * after). Values arrive in order; an error ends the subscription.
+ */
+export class LiveQuery {
+  constructor(handle, what, query) {
+    this._h = handle;
+    this._what = what;
+    this._query = query;
+  }
+  subscribe(observer, error, complete) {
+    const o = observer !== null && typeof observer === "object" ? observer : { next: observer, error, complete };
+    const sub = new LiveSubscription(this, o);
+    sub._start();
+    return sub;
+  }
+  [OBSERVABLE]() {
+    return this;
+  }
+  "@@observable"() {
+    return this;
+  }
+}
+
+class LiveSubscription {
+  constructor(q, o) {
+    this.closed = false;
+    this._q = q;
+    this._o = o;
+    this._stops = [];
+    this._read = new Set(); // collections the last run read
+    this._reading = new Set(); // those the run in progress has read so far
+    this._running = false;
+    this._queued = false;
+    this._dirty = false;
+  }
+  _start() {
+    const { _h: h, _what: what, _query: query } = this._q;
+    try {
+      if (typeof what === "function") {
+        this._stops.push(h.__watch((colls) => this._changed(colls)));
+        this._schedule();
+      } else {
+        this._stops.push(h.subscribe(what, query, (rows) => this._next(rows), (e) => this._error(e)));
+      }
+    } catch (e) {
+      this._error(e);
+    }
+  }
+  _changed(colls) {
+    if (this.closed) return;
+    if (colls.some((c) => this._read.has(c) || this._reading.has(c))) this._schedule();
+  }
+  _schedule() {
+    if (this._running) {
+      this._dirty = true;
+      return;
+    }
+    if (this._queued) return;
+    this._queued = true;
+    // A later task: the writes of one tick give one run.
+    nextTask().then(() => this._run());
+  }
+  async _run() {
+    this._queued = false;
+    if (this.closed) return;
+    this._running = true;
+    this._dirty = false;
+    const reading = new Set();
+    this._reading = reading;
+    const h = this._q._h;
+    const read = (name) => (coll, ...args) => {
+      reading.add(coll);
+      return h[name](coll, ...args);
+    };
+    const tx = { get: read("get"), getMany: read("getMany"), query: read("query"), count: read("count") };
+    let value;
+    let failed = null;
+    try {
+      value = await this._q._what(tx);
+    } catch (e) {
+      failed = { e };
+    }
+    this._running = false;
+    this._read = reading;
+    this._reading = new Set();
+    if (this.closed) return;
+    if (failed) return this._error(failed.e);
+    this._next(value);
+    if (this._dirty) this._schedule();
+  }
+  _next(value) {
+    if (this.closed || typeof this._o.next !== "function") return;
+    callListener((v) => this._o.next(v), value);
+  }
+  _error(e) {
+    if (this.closed) return;
+    this.unsubscribe();
+    if (typeof this._o.error === "function") callListener((x) => this._o.error(x), e);
+    else setTimeout(() => {
+      throw e;
+    }, 0);
+  }
+  unsubscribe() {
+    if (this.closed) return;
+    this.closed = true;
+    for (const stop of this._stops.splice(0)) stop();
+  }
+}

@@ -479,6 +479,81 @@ const scenarios = {
     plain.close();
   },
 
+  async live_functions_rerun_on_writes_to_what_they_read(env) {
+    const db = await openTodos(env);
+    const other = await openTodos(env, db.name); // another tab
+    await db.insert("lists", { id: "l1", name: "home" });
+    let runs = 0;
+    const values = [];
+    const errors = [];
+    const q = db.live(async (tx) => {
+      runs += 1;
+      const list = await tx.get("lists", "l1");
+      const n = await tx.count("todos", { listId: "l1" });
+      const [first] = await tx.getMany("todos", ["a"]);
+      return { name: list && list.name, n, first: first && first.text };
+    });
+    const sub = q.subscribe({ next: (v) => values.push(v), error: (e) => errors.push(e) });
+    await until(() => values.length === 1, 5000, "the first run");
+    eq(values[0], { name: "home", n: 0 }, "first value");
+    await db.update("lists", "l1", { name: "work" });
+    await until(() => values.length === 2, 5000, "a write to one collection read, this tab");
+    eq(values[1].name, "work", "re-run");
+    await other.insert("todos", { id: "a", listId: "l1", text: "milk" });
+    await until(() => values.length === 3, 5000, "a write to the other collection read, another tab");
+    eq(values[2], { name: "work", n: 1, first: "milk" }, "re-run after the other tab's write");
+    await db.batch([
+      { op: "insert", coll: "todos", doc: { listId: "l1" } },
+      { op: "insert", coll: "todos", doc: { listId: "l1" } },
+      { op: "update", coll: "lists", id: "l1", patch: { name: "both" } },
+    ]);
+    await until(() => values.length === 4, 5000, "a batch");
+    eq(values[3], { name: "both", n: 3, first: "milk" }, "one run for one batch");
+    const before = runs;
+    await db.insert("drafts", { text: "unrelated" });
+    await other.insert("drafts", { text: "unrelated too" });
+    await sleep(300);
+    eq(runs, before, "writes to collections it did not read run nothing");
+    eq(errors, [], "no error");
+    sub.unsubscribe();
+    ok(sub.closed, "closed after unsubscribe");
+    await db.update("lists", "l1", { name: "after" });
+    await sleep(200);
+    eq(values.length, 4, "nothing after unsubscribe");
+    eq(runs, before, "no run after unsubscribe");
+
+    // Errors reach `error` and end the subscription.
+    const boom = new Error("boom");
+    const failed = [];
+    const s2 = db.live(async (tx) => {
+      await tx.get("lists", "l1");
+      throw boom;
+    }).subscribe({ next: () => failed.push("next"), error: (e) => failed.push(e) });
+    await until(() => failed.length === 1, 5000, "the error");
+    ok(failed[0] === boom && s2.closed, "the thrown error, and closed");
+    const bad = [];
+    db.live(async (tx) => tx.query("nope")).subscribe({ error: (e) => bad.push(e) });
+    db.live("todos", { where: { $and: [] } }).subscribe(null, (e) => bad.push(e));
+    db.live("nope").subscribe({ error: (e) => bad.push(e) });
+    await until(() => bad.length === 3, 5000, "three errors");
+    eq(bad.map((e) => e.code).sort(), ["UNKNOWN_COLLECTION", "UNKNOWN_COLLECTION", "UNKNOWN_OPERATOR"], "typed errors");
+
+    // The collection form, the Svelte store contract and the interop key.
+    const rows = [];
+    const store = db.live("todos", { where: { listId: "l1" }, orderBy: "id" });
+    const unsub = store.subscribe((r) => rows.push(r.length)); // what Svelte calls
+    ok(typeof unsub.unsubscribe === "function", "Svelte: an object with unsubscribe");
+    ok(store["@@observable"]() === store, "the Observable interop key");
+    if (typeof Symbol.observable === "symbol") ok(store[Symbol.observable]() === store, "Symbol.observable");
+    await until(() => rows.length === 1, 5000, "rows");
+    await other.insert("todos", { listId: "l1" });
+    await until(() => rows.length === 2, 5000, "rows after another tab's write");
+    eq(rows, [3, 4], "the rows' counts");
+    unsub.unsubscribe();
+    db.close();
+    other.close();
+  },
+
   async compound_index_order_limit_offset(env) {
     const db = await openTodos(env);
     const docs = sampleTodos(60);
