@@ -61,7 +61,7 @@ impl Events {
         let js = if kind == "error" {
             crate::tabs::error_js(payload)
         } else {
-            crate::idb::to_js(payload)
+            crate::idb::to_user_js(payload)
         };
         self.emit(kind, &js);
     }

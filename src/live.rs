@@ -36,6 +36,8 @@ struct Sub {
     coll: String,
     query: Query,
     callback: Function,
+    /// Called with the error when a run fails (else it is only warned).
+    on_error: Option<Function>,
     /// The JSON text of the last result delivered.
     last: Option<JsValue>,
     /// How many rows `last` has (`usize::MAX` when the last run failed).
@@ -72,6 +74,9 @@ pub struct Live {
     /// Subscriptions waiting for the next flush.
     pending: RefCell<BTreeSet<u32>>,
     flush_scheduled: Cell<bool>,
+    /// `db.live(fn)` observers: called with the collections of each
+    /// committed change (this tab's, another tab's, sync's).
+    watchers: RefCell<HashMap<u32, Function>>,
     channel: RefCell<Option<BroadcastChannel>>,
     on_message: RefCell<Option<MessageHandler>>,
     release: RefCell<Option<ReleaseFn>>,
@@ -156,6 +161,29 @@ impl Live {
         }
         self.mark(colls, None);
         self.schedule(inner);
+        self.notify(colls);
+    }
+
+    /// Tells the watchers which collections changed. They only schedule a
+    /// re-run (glue.js `LiveQuery`), so no Rust borrow is re-entered.
+    fn notify(&self, colls: &[String]) {
+        let watchers: Vec<Function> = self.watchers.borrow().values().cloned().collect();
+        if watchers.is_empty() {
+            return;
+        }
+        let list: Array = colls.iter().map(|c| JsValue::from_str(c)).collect();
+        for f in watchers {
+            glue::call_listener(&f, &list);
+        }
+    }
+
+    /// Calls `callback(colls)` after every committed change; returns the
+    /// function that stops it.
+    pub fn watch(&self, inner: &Rc<Inner>, callback: Function) -> Function {
+        let id = self.next_id.get() + 1;
+        self.next_id.set(id);
+        self.watchers.borrow_mut().insert(id, callback);
+        self.unsubscriber(inner, id)
     }
 
     /// After this tab's write committed `writes` (in `colls`): announces it
@@ -165,6 +193,7 @@ impl Live {
         self.announce(colls);
         self.mark(colls, Some(writes));
         self.schedule(inner);
+        self.notify(colls);
     }
 
     fn announce(&self, colls: &[String]) {
@@ -280,6 +309,7 @@ impl Live {
         coll: String,
         query: Query,
         callback: Function,
+        on_error: Option<Function>,
     ) -> Function {
         let id = self.next_id.get() + 1;
         self.next_id.set(id);
@@ -289,6 +319,7 @@ impl Live {
                 coll,
                 query,
                 callback,
+                on_error,
                 last: None,
                 size: 0,
                 rows: None,
@@ -299,6 +330,11 @@ impl Live {
             },
         );
         spawn_local(refresh(inner.clone(), id));
+        self.unsubscriber(inner, id)
+    }
+
+    /// The function that ends subscription or watcher `id`, once.
+    fn unsubscriber(&self, inner: &Rc<Inner>, id: u32) -> Function {
         let mut release = self.release.borrow_mut();
         let release = release.get_or_insert_with(|| {
             let weak: Weak<Inner> = Rc::downgrade(inner);
@@ -306,6 +342,7 @@ impl Live {
                 if let Some(inner) = weak.upgrade() {
                     inner.live.subs.borrow_mut().remove(&id);
                     inner.live.pending.borrow_mut().remove(&id);
+                    inner.live.watchers.borrow_mut().remove(&id);
                 }
             })
         });
@@ -320,6 +357,7 @@ impl Live {
         self.on_message.borrow_mut().take();
         self.subs.borrow_mut().clear();
         self.pending.borrow_mut().clear();
+        self.watchers.borrow_mut().clear();
     }
 }
 
@@ -357,21 +395,30 @@ async fn refresh(inner: Rc<Inner>, id: u32) {
                         None
                     } else {
                         s.last = Some(text.clone());
-                        Some((s.callback.clone(), text))
+                        Some((s.callback.clone(), Ok(text)))
                     }
                 }
                 Err(_) if inner.closed.get() => return,
                 Err(e) => {
                     s.size = usize::MAX;
                     s.rows = None;
-                    glue::warn("syncstore: live query failed", &e);
-                    None
+                    match &s.on_error {
+                        Some(f) => Some((f.clone(), Err(e))),
+                        None => {
+                            glue::warn("syncstore: live query failed", &e);
+                            None
+                        }
+                    }
                 }
             }
         };
-        if let Some((callback, text)) = deliver {
-            let rows = glue::parse_json(&text);
-            glue::call_listener(&callback, &rows);
+        match deliver {
+            Some((callback, Ok(text))) => {
+                let rows = glue::parse_json(&text);
+                glue::call_listener(&callback, &rows);
+            }
+            Some((on_error, Err(e))) => glue::call_listener(&on_error, &e),
+            None => {}
         }
         let mut subs = inner.live.subs.borrow_mut();
         let Some(s) = subs.get_mut(&id) else { return };

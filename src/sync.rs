@@ -1691,7 +1691,7 @@ impl SyncClient {
         ctx: &Value,
         id: &str,
     ) -> Result<Decision, String> {
-        let got = glue::call_resolver(f, &to_js(ctx));
+        let got = glue::call_resolver(f, &crate::idb::to_user_js(ctx));
         let field = |k: &str| js_sys::Reflect::get(&got, &k.into()).unwrap_or_default();
         let mut answer = field("ok");
         if answer.is_undefined() && !field("error").is_undefined() {

@@ -4,8 +4,8 @@ use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
-/** Any JSON value. */
-export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+/** Any JSON value, or a `Date` (stored and compared as an instant, returned as a `Date`). */
+export type JsonValue = null | boolean | number | string | Date | JsonValue[] | { [key: string]: JsonValue };
 /** A stored document: JSON fields plus its string id. */
 export interface Doc { id: string; [field: string]: JsonValue; }
 /** A document to insert or replace: `id` is optional on insert. */
@@ -158,8 +158,43 @@ export interface SyncEvents {
   error: SyncStoreError;
 }
 export type SyncEventType = keyof SyncEvents;
+/** What an Observable subscriber gives: any of the three callbacks. */
+export interface LiveObserver<T> {
+  next?(value: T): void;
+  /** The read or the function failed; the subscription has ended. */
+  error?(error: unknown): void;
+  /** Never called: a live query does not complete (unsubscribe ends it). */
+  complete?(): void;
+}
+export interface LiveSubscription {
+  unsubscribe(): void;
+  readonly closed: boolean;
+}
+/**
+ * `db.live(...)`: an Observable (`subscribe` with an observer or callbacks,
+ * `Symbol.observable` for `rxjs.from`) and a Svelte store (`$value`, which
+ * is `undefined` until the first result).
+ */
+export interface LiveQuery<T> {
+  subscribe(observer: LiveObserver<T>): LiveSubscription;
+  subscribe(next?: (value: T) => void, error?: (error: unknown) => void, complete?: () => void): LiveSubscription;
+  "@@observable"(): LiveQuery<T>;
+}
+/** The reads a `live(fn)` function makes through `tx`; what they read is watched. */
+export interface LiveReader {
+  get(coll: string, id: string): Promise<Doc | undefined>;
+  getMany(coll: string, ids: string[]): Promise<(Doc | undefined)[]>;
+  query(coll: string, query?: Query): Promise<Doc[]>;
+  count(coll: string, where?: Where): Promise<number>;
+}
 /** Overloads the generated class declaration cannot express (merged into it). */
 export interface SyncStore {
+  /** `subscribe` without an error listener: a failed run is warned on the console. */
+  subscribe(coll: string, query: Query | undefined, callback: (rows: Doc[]) => void): () => void;
+  /** The rows of `query`, live (as `subscribe`), as an Observable. */
+  live(coll: string, query?: Query): LiveQuery<Doc[]>;
+  /** What `fn` returns, run again after each write to a collection it read. */
+  live<T>(fn: (tx: LiveReader) => Promise<T> | T): LiveQuery<T>;
   /** `on("status", (s) => s.connection)`: the listener gets the event type's payload. */
   on<K extends SyncEventType>(type: K, callback: (event: SyncEvents[K]) => void): () => void;
   /** All documents, in id order. */
@@ -167,13 +202,23 @@ export interface SyncStore {
   /** How many documents the collection holds. */
   count(coll: string): Promise<number>;
 }
-export type Scalar = string | number | boolean;
+export type Scalar = string | number | boolean | Date;
 export interface Operators {
-  $eq?: JsonValue; $ne?: JsonValue; $in?: JsonValue[];
+  $eq?: JsonValue; $ne?: JsonValue; $in?: JsonValue[]; $nin?: JsonValue[];
   $gt?: Scalar; $gte?: Scalar; $lt?: Scalar; $lte?: Scalar;
+  /** A string starting with this (UTF-16 code units); never another type. */
+  $startsWith?: string;
+  /** `true`: the field is present (also when `null`); `false`: absent. */
+  $exists?: boolean;
 }
-/** Field paths to equality values or operator objects; all must hold. */
-export type Where = { [path: string]: JsonValue | Operators };
+/**
+ * Field paths to equality values or operator objects; all must hold, and
+ * of `$or` at least one branch.
+ */
+export interface Where {
+  [path: string]: JsonValue | Operators | Where[] | undefined;
+  $or?: Where[];
+}
 export interface Query {
   where?: Where;
   /** A field path; ties are ordered by id. */
@@ -182,6 +227,109 @@ export interface Query {
   limit?: number;
   offset?: number;
 }
+/**
+ * A schema type for `SyncStore.open<Schema>(...)` (npm package): each
+ * collection's name to its documents' type (without `id`, or with
+ * `id: string`). Field values are JSON values or `Date`s.
+ *
+ * @example
+ * interface Todo { text: string; done: boolean; createdAt: Date; meta?: { owner: string } }
+ * const db = await SyncStore.open<{ todos: Todo }>({ name: "app", collections: { todos: {} } });
+ * const open: TypedDoc<Todo>[] = await db.query("todos", { where: { done: false } });
+ */
+export type Schema = { [coll: string]: object };
+/** A stored document of type `T`: its fields and its string `id`. */
+export type TypedDoc<T> = Omit<T, "id"> & { id: string };
+/** A document of type `T` to insert or replace: `id` optional. */
+export type TypedNewDoc<T> = Omit<T, "id"> & { id?: string };
+/** A merge patch of `T`: any fields, nested objects partly, `null` removes an optional (or nullable) field. */
+export type TypedPatch<T> = {
+  [K in keyof T as K extends "id" ? never : K]?:
+    | (NonNullable<T[K]> extends Date | readonly unknown[]
+        ? NonNullable<T[K]>
+        : NonNullable<T[K]> extends object
+          ? TypedPatch<NonNullable<T[K]>>
+          : NonNullable<T[K]>)
+    | (undefined extends T[K] ? null : null extends T[K] ? null : never);
+};
+/** The operators a field of type `V` takes. */
+export type TypedOperators<V> = {
+  $eq?: V | null; $ne?: V | null; $in?: (V | null)[]; $nin?: (V | null)[]; $exists?: boolean;
+} & (NonNullable<V> extends Scalar ? { $gt?: NonNullable<V>; $gte?: NonNullable<V>; $lt?: NonNullable<V>; $lte?: NonNullable<V> } : {})
+  & (NonNullable<V> extends string ? { $startsWith?: string } : {});
+/** A `where` over documents of type `T`: its fields typed; dotted paths (`"meta.owner"`) as in `Where`. */
+export type TypedWhere<T> = {
+  [K in keyof T & string]?: T[K] | null | TypedOperators<T[K]>;
+} & {
+  id?: string | TypedOperators<string>;
+  $or?: TypedWhere<T>[];
+} & { [path: `${string}.${string}`]: JsonValue | Operators | undefined };
+/** A query over documents of type `T`. */
+export interface TypedQuery<T> {
+  where?: TypedWhere<T>;
+  /** A field of `T`, `"id"` or a dotted path. */
+  orderBy?: (keyof T & string) | "id" | `${string}.${string}`;
+  desc?: boolean;
+  limit?: number;
+  offset?: number;
+}
+/** An op of `batch` on a store typed by `S`. */
+export type TypedOp<S extends Schema> = {
+  [C in keyof S & string]:
+    | { op: "insert"; coll: C; doc: TypedNewDoc<S[C]> }
+    | { op: "update"; coll: C; id: string; patch: TypedPatch<S[C]> }
+    | { op: "replace"; coll: C; id: string; doc: TypedNewDoc<S[C]> }
+    | { op: "delete"; coll: C; id: string };
+}[keyof S & string];
+/** What `SyncStore.open<S>(options)` takes: every collection of `S` declared, no other. */
+export type TypedOpenOptions<S extends Schema> = Omit<OpenOptions, "collections"> & {
+  collections: { [C in keyof S]: CollectionOptions };
+};
+/** The methods that name a collection, typed by `S` (the others as on `SyncStore`). */
+export interface TypedCollections<S extends Schema> {
+  insert<C extends keyof S & string>(coll: C, doc: TypedNewDoc<S[C]>): Promise<string>;
+  update<C extends keyof S & string>(
+    coll: C,
+    id: string,
+    patch: TypedPatch<S[C]> | ((doc: TypedDoc<S[C]>) => TypedPatch<S[C]> | void),
+  ): Promise<void>;
+  replace<C extends keyof S & string>(coll: C, id: string, doc: TypedNewDoc<S[C]>): Promise<void>;
+  delete(coll: keyof S & string, id: string): Promise<void>;
+  batch(ops: TypedOp<S>[]): Promise<string[]>;
+  get<C extends keyof S & string>(coll: C, id: string): Promise<TypedDoc<S[C]> | undefined>;
+  getMany<C extends keyof S & string>(coll: C, ids: string[]): Promise<(TypedDoc<S[C]> | undefined)[]>;
+  query<C extends keyof S & string>(coll: C, query?: TypedQuery<S[C]>): Promise<TypedDoc<S[C]>[]>;
+  count<C extends keyof S & string>(coll: C, where?: TypedWhere<S[C]>): Promise<number>;
+  subscribe<C extends keyof S & string>(
+    coll: C,
+    query: TypedQuery<S[C]> | undefined,
+    callback: (rows: TypedDoc<S[C]>[]) => void,
+    onError?: (error: SyncStoreError) => void,
+  ): () => void;
+  push(coll: keyof S & string): Promise<void>;
+  pull(coll: keyof S & string): Promise<void>;
+  divergence(coll: keyof S & string): Promise<{ local: number; remote: number }>;
+  conflicts(coll: keyof S & string): Promise<Conflict[]>;
+  live<C extends keyof S & string>(coll: C, query?: TypedQuery<S[C]>): LiveQuery<TypedDoc<S[C]>[]>;
+  live<T>(fn: (tx: TypedLiveReader<S>) => Promise<T> | T): LiveQuery<T>;
+  resolveConflict<C extends keyof S & string>(
+    coll: C,
+    id: string,
+    resolution: TypedNewDoc<S[C]> | { keep: "local" | "remote" | "both" },
+  ): Promise<void>;
+}
+/** `LiveReader` of a store typed by `S`. */
+export interface TypedLiveReader<S extends Schema> {
+  get<C extends keyof S & string>(coll: C, id: string): Promise<TypedDoc<S[C]> | undefined>;
+  getMany<C extends keyof S & string>(coll: C, ids: string[]): Promise<(TypedDoc<S[C]> | undefined)[]>;
+  query<C extends keyof S & string>(coll: C, query?: TypedQuery<S[C]>): Promise<TypedDoc<S[C]>[]>;
+  count<C extends keyof S & string>(coll: C, where?: TypedWhere<S[C]>): Promise<number>;
+}
+/** Type-only: which schema a `TypedSyncStore` has (no such property exists). */
+declare const SCHEMA: unique symbol;
+/** A `SyncStore` typed by the schema `S` (`SyncStore.open<S>(...)`). */
+export type TypedSyncStore<S extends Schema> = Omit<SyncStore, keyof TypedCollections<S>> &
+  TypedCollections<S> & { readonly [SCHEMA]: S };
 export type Op =
   | { op: "insert"; coll: string; doc: NewDoc }
   | { op: "update"; coll: string; id: string; patch: Patch }
@@ -194,7 +342,7 @@ export type ErrorCode =
   | "ALREADY_EXISTS" | "QUOTA_EXCEEDED" | "CLOSED" | "TRANSACTION_ABORTED" | "STORAGE_CLOSED"
   | "STORAGE_VERSION" | "STORAGE" | "INVALID_EVENT" | "SYNC_DISABLED"
   | "NETWORK" | "UNAUTHORIZED" | "FORBIDDEN" | "CLIENT_ID_TAKEN" | "RATE_LIMITED" | "SERVER" | "PROTOCOL"
-  | "RESOLVER_FAILED" | "LEADERSHIP_LOST";
+  | "RESOLVER_FAILED" | "LEADERSHIP_LOST" | "UPDATER_FAILED";
 /** The error every syncstore call rejects with. */
 export declare class SyncStoreError extends Error {
   readonly name: "SyncStoreError";
