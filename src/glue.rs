@@ -37,6 +37,8 @@ extern "C" {
     ) -> Option<Promise>;
     #[wasm_bindgen(js_name = countOutbox)]
     pub fn count_outbox(store: &IdbObjectStore) -> Promise;
+    #[wasm_bindgen(js_name = firstMid)]
+    pub fn first_mid(adds: &Array) -> f64;
     #[wasm_bindgen(js_name = failedRequest)]
     pub fn failed_request(reqs: &Array) -> i32;
     #[wasm_bindgen(js_name = cursorValues)]

@@ -9,9 +9,10 @@
 //! - [`live`]: subscriptions and the cross-tab channel.
 //! - [`sync`]: the sync loop: engine, transports ([`net`]) and IndexedDB.
 //! - [`tabs`]: one sync leader per database across tabs.
-//! - [`events`]: `db.on(...)` listeners.
+//! - [`events`]: `db.on(...)` listeners; [`changes`]: `change` events.
 //! - [`error`]: `SyncStoreError` with stable codes.
 
+pub mod changes;
 pub mod error;
 pub mod events;
 mod glue;

@@ -126,6 +126,13 @@ impl Live {
                 }
                 return;
             }
+            let feed = js_sys::Reflect::get(&ev.data(), &"feed".into()).unwrap_or_default();
+            if !feed.is_undefined() {
+                if let Some(msg) = crate::sync::parse::<serde_json::Value>(&feed) {
+                    crate::changes::on_message(&inner, &msg);
+                }
+                return;
+            }
             let colls = js_sys::Reflect::get(&ev.data(), &"colls".into())
                 .ok()
                 .filter(Array::is_array)

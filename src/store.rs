@@ -317,11 +317,12 @@ impl Inner {
         } else {
             self.live.wrote(self, &colls, &plan.writes);
         }
+        crate::changes::wrote(self, &plan.writes);
         if !plan.outbox.is_empty() {
             self.local_pending
                 .set(self.local_pending.get() + plan.outbox.len());
             if let Some(sync) = self.sync.get() {
-                sync.kick();
+                sync.wrote(glue::first_mid(&adds), plan.outbox.len());
             }
         }
         Ok(plan.ids)
@@ -684,6 +685,7 @@ impl SyncStore {
         inner.db().await?;
         inner.load_client_id().await?;
         inner.live.listen(&inner, &name)?;
+        crate::changes::ask(&inner);
         let n = inner.outbox_count().await?;
         inner.local_pending.set(n as usize);
         if let Some(opts) = sync {
@@ -883,7 +885,8 @@ impl SyncStore {
     }
 
     /// Calls `callback` on each event of `type`: `"status"` (the status
-    /// changed), `"change"` (documents changed by the server), `"idmap"` (a
+    /// changed), `"change"` (documents changed, with their op and new
+    /// document: here, in another tab or by the server), `"idmap"` (a
     /// temporary id got its canonical id), `"rejected"` (the server refused
     /// a mutation; its effect was rolled back), `"conflict"`, `"error"`.
     /// Returns a function that removes the listener.

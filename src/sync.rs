@@ -509,6 +509,11 @@ impl SyncClient {
         self.waker.wake();
     }
 
+    /// The highest mid the engine has taken in from the outbox.
+    pub fn ingested_mid(&self) -> u64 {
+        self.engine.borrow().next_mid() - 1
+    }
+
     pub fn status(&self) -> Status {
         let connection = if !self.is_online() {
             "offline"
@@ -1284,6 +1289,7 @@ impl SyncClient {
                 schema,
                 copied: &mut copied,
                 now: Date::now(),
+                changes: crate::changes::wanted(inner),
             };
             let mut eng = self.engine.borrow_mut();
             let mut touched = false;
@@ -1396,6 +1402,7 @@ impl SyncClient {
                 schema,
                 copied: &mut copied,
                 now: 0.0,
+                changes: false,
             }
             .evicted(&eng);
         }
@@ -1759,7 +1766,10 @@ impl SyncClient {
             inner.publish(kind, v);
         }
         if !out.changes.is_empty() {
-            inner.publish("change", json!({"changes": out.changes}));
+            inner.publish(
+                "change",
+                json!({"changes": out.changes, "origin": "remote"}),
+            );
         }
     }
 }

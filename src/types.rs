@@ -115,7 +115,11 @@ export interface SyncStatus {
    * "offline": it does not, the browser is offline (or no sync).
    */
   connection: "websocket" | "connecting" | "polling" | "offline";
-  /** Mutations not yet settled by the server. */
+  /**
+   * Mutations not yet settled by the server; equals `pendingCount()` once a
+   * write of this tab resolved (in the tab leading sync; in another tab its
+   * writes count once the leader took them in).
+   */
   pending: number;
   /**
    * While a sync from the start runs (a new store's first sync, or a resync):
@@ -135,8 +139,22 @@ export interface SyncStatus {
   /** True in the one instance (tab) that runs sync for this database; the others show its status. */
   leader: boolean;
 }
-/** A document the server changed. */
-export interface ChangeEvent { changes: { coll: string; id: string; deleted: boolean }[] }
+/** One changed document of a `change` event. */
+export interface DocChange {
+  coll: string;
+  id: string;
+  op: "insert" | "update" | "delete";
+  /** The new document (absent for deletes). */
+  doc?: Doc;
+  /** `op === "delete"`. */
+  deleted: boolean;
+}
+/**
+ * Documents changed by a committed write: this instance's (`"local"`, one
+ * event per call, in op order), another instance's on the same database
+ * (`"tab"`) or the server's (`"remote"`).
+ */
+export interface ChangeEvent { origin: "local" | "tab" | "remote"; changes: DocChange[] }
 /** The server assigned the canonical id `id` to the temporary id `tmp`. */
 export interface IdmapEvent { type: "idmap"; tmp: string; id: string }
 /** The server refused a mutation for good; its optimistic effect was rolled back. */

@@ -41,6 +41,22 @@ extern "C" {
     ) -> Result<js_sys::Promise, JsValue>;
 }
 
+#[wasm_bindgen(module = "/tests/browser/review.js")]
+extern "C" {
+    /// Every scenario `review.js` defines.
+    #[wasm_bindgen(thread_local_v2, js_name = reviewNames)]
+    static REVIEW_NAMES: js_sys::Array;
+
+    #[wasm_bindgen(catch, js_name = reviewScenario)]
+    fn review_scenario(
+        name: &str,
+        open: &js_sys::Function,
+        error_class: &JsValue,
+        server: &str,
+        ctl: &str,
+    ) -> Result<js_sys::Promise, JsValue>;
+}
+
 /// The sync server's proxy and its control API (`scripts/with-server.sh`).
 const SERVER: &str = match option_env!("SYNCSTORE_TEST_SERVER") {
     Some(s) => s,
@@ -74,6 +90,16 @@ async fn run_sync(name: &str) {
     settle(
         name,
         sync_scenario(name, open.as_ref().unchecked_ref(), &class, SERVER, CTL),
+    )
+    .await;
+}
+
+async fn run_review(name: &str) {
+    let open = opener();
+    let class = syncstore::sync_store_error_class();
+    settle(
+        name,
+        review_scenario(name, open.as_ref().unchecked_ref(), &class, SERVER, CTL),
     )
     .await;
 }
@@ -116,6 +142,7 @@ fn same_scenarios(file: &str, js: &js_sys::Array, rust: &[&str]) {
 fn every_js_scenario_is_registered() {
     SUITE_NAMES.with(|js| same_scenarios("suite.js", js, LOCAL));
     SYNC_NAMES.with(|js| same_scenarios("sync.js", js, SYNC));
+    REVIEW_NAMES.with(|js| same_scenarios("review.js", js, REVIEW));
 }
 
 scenarios!(run, LOCAL:
@@ -176,4 +203,10 @@ scenarios!(run_sync, SYNC:
     conflicts_keep_both,
     conflicts_manual_resolution,
     first_sync_reports_its_progress_page_by_page,
+);
+
+// Issue 14: change events, sync state, rejected writes, trace, storage faults (tests/browser/review.js).
+scenarios!(run_review, REVIEW:
+    change_events_carry_the_op_and_the_document,
+    status_pending_equals_the_outbox_once_a_write_resolved,
 );

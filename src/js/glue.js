@@ -292,9 +292,15 @@ export function writePlan(tx, plan) {
     else if (kind === 0) adds.push(s.add(plan.r[next++]));
     else s.put(plan.r[next++]);
   }
-  if (plan.o.length) addEntries(store(plan.outbox), plan.o);
+  // The outbox request's key, once committed, is the first entry's mid.
+  if (plan.o.length) adds.outbox = addEntries(store(plan.outbox), plan.o);
   if (plan.c.length) addAbsent(store(plan.server), plan.c);
   return adds;
+}
+
+/** After `writePlan`'s transaction committed: the mid of its first outbox entry (-1: none). */
+export function firstMid(adds) {
+  return adds.outbox ? adds.outbox.result : -1;
 }
 
 /**
@@ -306,16 +312,14 @@ export function writePlan(tx, plan) {
  */
 function addEntries(store, entries) {
   const n = entries.length;
-  if (n === 1) {
-    store.add(entries[0]);
-    return;
-  }
+  if (n === 1) return store.add(entries[0]);
   const req = store.add({ n, batch: entries });
   req.onsuccess = () => {
     const last = req.result + n - 1;
     store.put({ mid: last });
     store.delete(last);
   };
+  return req;
 }
 
 /** Resolves with the number of mutations in `_outbox` (a batch record holds `n`). */

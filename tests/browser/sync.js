@@ -1093,3 +1093,5 @@ export function syncScenario(name, open, SyncStoreError, server, ctlUrl) {
     }
   })();
 }
+
+export { until, ctl, serverRows, live, canon, collName, device, all, markerPush };

@@ -67,6 +67,7 @@ fn plan(
         schema: &s,
         copied,
         now: 1.0,
+        changes: true,
     };
     p.effects(eng, &fx, &mut out, true);
     p.finish(eng, &mut out);
@@ -98,7 +99,65 @@ fn a_pulled_document_is_one_record_with_its_version() {
     assert!(ops_on(&out, "_server").is_empty(), "no second copy");
     assert_eq!(
         out.changes,
-        vec![json!({"coll": "todos", "id": "a", "deleted": false})]
+        vec![
+            json!({"coll": "todos", "id": "a", "op": "insert", "deleted": false,
+            "doc": {"id": "a", "n": 1}})
+        ]
+    );
+}
+
+#[test]
+fn server_changes_name_their_op_and_document_only_when_asked() {
+    let mut eng = ClientSync::new();
+    let mut copied = HashSet::new();
+    let state = |n: i64| {
+        Some(ServerDoc {
+            doc: Some(obj(json!({"id": "a", "n": n}))),
+            version: 2,
+            gen: 0,
+        })
+    };
+    eng.load("todos", "a", state(1));
+    let out = plan(&mut eng, &mut copied, |e| {
+        e.on_pull(&page(vec![change(
+            3,
+            "a",
+            Some(json!({"id": "a", "n": 2})),
+        )]))
+    });
+    assert_eq!(
+        out.changes,
+        vec![
+            json!({"coll": "todos", "id": "a", "op": "update", "deleted": false,
+            "doc": {"id": "a", "n": 2}})
+        ]
+    );
+    eng.evict();
+    eng.load("todos", "a", state(2));
+    let out = plan(&mut eng, &mut copied, |e| {
+        e.on_pull(&page(vec![change(4, "a", None)]))
+    });
+    assert_eq!(
+        out.changes,
+        vec![json!({"coll": "todos", "id": "a", "op": "delete", "deleted": true})]
+    );
+    // Nobody listens: nothing is listed.
+    eng.evict();
+    eng.load("todos", "b", None);
+    let s = schema();
+    let fx = eng.on_pull(&page(vec![change(5, "b", Some(json!({"id": "b"})))]));
+    let mut out = StepPlan::default();
+    let mut p = Planner {
+        schema: &s,
+        copied: &mut copied,
+        now: 1.0,
+        changes: false,
+    };
+    p.effects(&eng, &fx, &mut out, true);
+    assert!(out.changes.is_empty());
+    assert!(
+        !ops_on(&out, "todos").is_empty(),
+        "the record is still written"
     );
 }
 

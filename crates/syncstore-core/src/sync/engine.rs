@@ -128,6 +128,9 @@ pub struct ViewChange {
     pub id: String,
     /// The view; `None` = the document is gone locally.
     pub doc: Option<JsonObject>,
+    /// The document had a local view before (an update, not an insert).
+    #[serde(default)]
+    pub existed: bool,
 }
 
 /// Something the app is told about.
@@ -864,6 +867,7 @@ impl ClientSync {
                     coll: k.0,
                     id: k.1,
                     doc: new,
+                    existed: old.is_some(),
                 });
             }
         }
@@ -954,6 +958,7 @@ impl ClientSync {
                 coll: key.0,
                 id: key.1,
                 doc: after,
+                existed: before.is_some(),
             });
         }
         Ok(fx)
@@ -1407,7 +1412,12 @@ impl ClientSync {
         let pending = self.outbox_keys();
         for (coll, id) in gone.into_iter().filter(|k| pending.contains(k)) {
             let doc = self.view_raw(&coll, &id);
-            fx.views.push(ViewChange { coll, id, doc });
+            fx.views.push(ViewChange {
+                coll,
+                id,
+                doc,
+                existed: true,
+            });
         }
     }
 

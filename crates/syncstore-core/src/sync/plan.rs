@@ -50,6 +50,9 @@ pub struct Planner<'a> {
     pub copied: &'a mut HashSet<Key>,
     /// The time (ms since the epoch) stamped on kept conflicts.
     pub now: f64,
+    /// Someone listens for `change` events: list the server's changes in
+    /// [`StepPlan::changes`] (nothing is built otherwise).
+    pub changes: bool,
 }
 
 impl Planner<'_> {
@@ -134,9 +137,8 @@ impl Planner<'_> {
                 None => ops.push(json!({"s": v.coll, "del": v.id})),
             }
             out.colls.insert(v.coll.clone());
-            if remote {
-                out.changes
-                    .push(json!({"coll": v.coll, "id": v.id, "deleted": v.doc.is_none()}));
+            if remote && self.changes {
+                out.changes.push(change(v));
             }
         }
         // A new server version of a document whose view did not change.
@@ -341,10 +343,32 @@ pub struct StepPlan {
     pub colls: BTreeSet<String>,
     /// Events for the app, in order.
     pub events: Vec<Event>,
-    /// Documents changed by the server (not by ingesting local writes).
+    /// Documents changed by the server (not by ingesting local writes),
+    /// when [`Planner::changes`]: `{coll, id, op, deleted, doc?}`.
     pub changes: Vec<Value>,
     /// A resync completed: sweep what it did not see ([`Planner::finish`]).
     pub sweep: Option<u64>,
+}
+
+/// A `change` event's entry for a new view: its op and document.
+fn change(v: &super::engine::ViewChange) -> Value {
+    let op = match (&v.doc, v.existed) {
+        (None, _) => "delete",
+        (Some(_), false) => "insert",
+        (Some(_), true) => "update",
+    };
+    let mut c = json!({"coll": v.coll, "id": v.id, "op": op, "deleted": v.doc.is_none()});
+    if let Some(d) = &v.doc {
+        let mut doc = JsonObject::with_capacity(d.len() + 1);
+        doc.insert("id".into(), Value::String(v.id.clone()));
+        doc.extend(
+            d.iter()
+                .filter(|(k, _)| *k != "id")
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        c["doc"] = Value::Object(doc);
+    }
+    c
 }
 
 /// True if the collection keeps conflicts for the app (`conflicts: "manual"`).
