@@ -16,6 +16,8 @@ extern "C" {
     pub fn encode_json(v: &JsValue, path: &str, code: &str) -> Result<String, JsValue>;
     #[wasm_bindgen(js_name = docsText)]
     pub fn docs_text(records: &Array, picks: Option<Vec<u32>>) -> JsString;
+    #[wasm_bindgen(js_name = syncDocsText)]
+    pub fn sync_docs_text(records: &Array, picks: Option<Vec<u32>>) -> JsString;
     #[wasm_bindgen(js_name = parseJson)]
     pub fn parse_json(text: &JsValue) -> JsValue;
     #[wasm_bindgen(js_name = parseDoc)]

@@ -9,6 +9,7 @@
 //! - [`live`]: subscriptions and the cross-tab channel.
 //! - [`sync`]: the sync loop: engine, transports ([`net`]) and IndexedDB.
 //! - [`tabs`]: one sync leader per database across tabs.
+//! - [`syncstate`]: rows' `$sync` state (`{ syncState: true }`).
 //! - [`events`]: `db.on(...)` listeners; [`changes`]: `change` events.
 //! - [`error`]: `SyncStoreError` with stable codes.
 
@@ -21,6 +22,7 @@ pub mod live;
 pub mod net;
 pub mod store;
 pub mod sync;
+pub mod syncstate;
 pub mod tabs;
 mod types;
 

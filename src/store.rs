@@ -8,6 +8,7 @@ use crate::glue;
 use crate::idb::{self, committed, to_js, Source, CONFLICTS, META, OUTBOX, SERVER};
 use crate::live::Live;
 use crate::sync::{Ask, SyncOptions};
+use crate::syncstate;
 use crate::tabs::{self, SyncHandle};
 use js_sys::{Array, Function, Promise};
 use serde_json::{json, Value};
@@ -794,10 +795,13 @@ impl SyncStore {
             inner.check_open()?;
             let coll = coll_arg(&coll)?;
             let query = query.unwrap_or(JsValue::UNDEFINED);
-            let q = Query::parse(&parse_json(&query, "query", "INVALID_QUERY")?)
-                .map_err(error::core)?;
+            let mut query = parse_json(&query, "query", "INVALID_QUERY")?;
+            let sync_state = syncstate::take(&mut query, &inner.schema, &coll)?;
+            let q = Query::parse(&query).map_err(error::core)?;
             let (records, picks) = inner.run_query(&coll, &q).await?;
-            Ok(glue::parse_json(&glue::docs_text(&records, picks)))
+            Ok(glue::parse_json(&syncstate::text(
+                &records, picks, sync_state,
+            )))
         })
     }
 
@@ -837,9 +841,13 @@ impl SyncStore {
     ) -> Result<Function, JsValue> {
         self.inner.check_open()?;
         let coll = known_coll(&self.inner, &coll)?;
-        let q =
-            Query::parse(&parse_json(&query, "query", "INVALID_QUERY")?).map_err(error::core)?;
-        Ok(self.inner.live.subscribe(&self.inner, coll, q, callback))
+        let mut query = parse_json(&query, "query", "INVALID_QUERY")?;
+        let sync_state = syncstate::take(&mut query, &self.inner.schema, &coll)?;
+        let q = Query::parse(&query).map_err(error::core)?;
+        Ok(self
+            .inner
+            .live
+            .subscribe(&self.inner, coll, q, sync_state, callback))
     }
 
     /// How many local mutations wait in the outbox.

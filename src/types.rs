@@ -199,7 +199,15 @@ export interface Query {
   desc?: boolean;
   limit?: number;
   offset?: number;
+  /**
+   * Rows of a synced collection carry `$sync`: `"pending"` while they have
+   * queued writes, `"conflict"` while a manual conflict is unresolved,
+   * absent once settled. A subscription is called when a row's state changes.
+   */
+  syncState?: boolean;
 }
+/** A row of a query with `syncState: true`. */
+export type SyncedDoc = Doc & { $sync?: "pending" | "conflict" };
 export type Op =
   | { op: "insert"; coll: string; doc: NewDoc }
   | { op: "update"; coll: string; id: string; patch: Patch }

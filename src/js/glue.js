@@ -115,6 +115,25 @@ export function docsText(records, picks) {
   return s + "]";
 }
 
+/**
+ * `docsText` with each document's sync state (`{ syncState: true }`, src/syncstate.rs),
+ * read from its record alone: `"$sync":"conflict"` (marker `c`), `"pending"`
+ * (marker `s`: outbox entries over a server version; or no server version
+ * yet: a queued insert), nothing once settled.
+ */
+export function syncDocsText(records, picks) {
+  let s = "[";
+  const n = picks ? picks.length : records.length;
+  for (let i = 0; i < n; i++) {
+    if (i) s += ",";
+    const r = records[picks ? picks[i] : i];
+    const state = r.c ? "conflict" : r.s || r.v == null ? "pending" : null;
+    const t = docText(r);
+    s += state ? `${t.slice(0, -1)},"$sync":"${state}"}` : t;
+  }
+  return s + "]";
+}
+
 export function parseDoc(record) {
   return record === undefined ? undefined : JSON.parse(docText(record));
 }

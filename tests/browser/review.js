@@ -4,7 +4,7 @@
 // real server (`scripts/with-server.sh`); `tests/browser.rs` runs each
 // scenario in Chromium and Firefox.
 
-import { eq, ok } from "./suite.js";
+import { eq, ok, rejects } from "./suite.js";
 import { until, ctl, collName, device } from "./sync.js";
 
 /** Another instance (tab) of `db`'s database, with the same options. */
@@ -99,6 +99,81 @@ const scenarios = {
     db.goOnline();
     await db.sync();
     eq([db.status().pending, await db.pendingCount()], [0, 0], "all settled");
+  },
+
+  async sync_state_rows_follow_a_push_and_a_manual_conflict(env) {
+    // A live query with { syncState: true }: a row with queued writes is
+    // `$sync: "pending"`, one with an unresolved conflict "conflict", and
+    // the marker goes once settled; every change of state is a callback.
+    const coll = collName("st");
+    const spec = { conflicts: "manual" };
+    const a = await device(env, coll, { spec });
+    const b = await device(env, coll, { spec });
+    await a.insert(coll, { id: "m1", text: "seed" });
+    await a.sync();
+    await until("b has m1", () => b.get(coll, "m1"));
+    const track = (db) => {
+      const states = {};
+      db.subscribe(coll, { syncState: true }, (rows) => {
+        for (const r of rows) {
+          const seq = (states[r.id] ||= []);
+          const st = r.$sync || "settled";
+          if (seq[seq.length - 1] !== st) seq.push(st);
+        }
+      });
+      return states;
+    };
+    const sa = track(a);
+    const sb = track(b);
+    await until("the first results", () => sa.m1 && sb.m1);
+    eq([sa.m1, sb.m1], [["settled"], ["settled"]], "a synced row has no $sync");
+    // pending -> absent across a push (an insert and an edit of a synced row).
+    a.goOffline();
+    await a.insert(coll, { id: "p1", text: "new" });
+    await a.update(coll, "m1", { n: 1 });
+    await until("both pending", () => sa.p1 && sa.m1.length === 2);
+    const q = await a.query(coll, { syncState: true });
+    eq(q.map((r) => [r.id, r.$sync]), [["m1", "pending"], ["p1", "pending"]], "query() shows the state too");
+    ok((await a.query(coll, {})).every((r) => !("$sync" in r)), "not without the option");
+    eq(await a.get(coll, "p1"), { id: "p1", text: "new" }, "nor in get()");
+    a.goOnline();
+    await a.sync();
+    await until("a's rows settle", () => sa.p1.length === 2 && sa.m1.length === 3);
+    eq(sa.p1, ["pending", "settled"], "an insert: pending, then settled by the push");
+    eq(sa.m1, ["settled", "pending", "settled"], "an edit of a synced row: the same");
+    // pending -> conflict -> absent across a manual conflict and its resolution.
+    await until("b has m1's edit", async () => (await b.get(coll, "m1")).n === 1);
+    b.goOffline();
+    a.goOffline();
+    await a.update(coll, "m1", { text: "a" });
+    await b.update(coll, "m1", { text: "b" });
+    a.goOnline();
+    await a.sync();
+    b.goOnline();
+    await b.sync();
+    await until("b's conflict", () => sb.m1[sb.m1.length - 1] === "conflict");
+    eq((await b.conflicts(coll)).map((c) => c.id), ["m1"], "kept for the app");
+    await b.resolveConflict(coll, "m1", { keep: "remote" });
+    await until("settled after the resolution", () => sb.m1[sb.m1.length - 1] === "settled");
+    eq(sb.m1, ["settled", "pending", "conflict", "settled"], "pending -> conflict -> absent");
+    // Keeping the local side queues a write: conflict -> pending -> absent.
+    b.goOffline();
+    a.goOffline();
+    await a.update(coll, "p1", { text: "a" });
+    await b.update(coll, "p1", { text: "b" });
+    a.goOnline();
+    await a.sync();
+    await until("b has p1", () => sb.p1);
+    b.goOnline();
+    await b.sync();
+    await until("p1 in conflict", () => sb.p1[sb.p1.length - 1] === "conflict");
+    await b.resolveConflict(coll, "p1", { keep: "local" });
+    await b.sync();
+    await until("p1 settles", () => sb.p1[sb.p1.length - 1] === "settled" && sb.p1.length > 3);
+    eq(sb.p1.slice(-3), ["conflict", "pending", "settled"], "keep local: the resolving write is pending until pushed");
+    await a.sync();
+    await until("a has b's text", async () => (await a.get(coll, "p1")).text === "b");
+    await rejects(a.query(coll, { syncState: "yes" }), "INVALID_QUERY", env, "syncState must be a boolean");
   },
 };
 
