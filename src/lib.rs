@@ -10,6 +10,7 @@
 //! - [`sync`]: the sync loop: engine, transports ([`net`]) and IndexedDB.
 //! - [`tabs`]: one sync leader per database across tabs.
 //! - [`syncstate`]: rows' `$sync` state (`{ syncState: true }`).
+//! - [`rejected`]: rejected writes kept for review.
 //! - [`events`]: `db.on(...)` listeners; [`changes`]: `change` events.
 //! - [`error`]: `SyncStoreError` with stable codes.
 
@@ -20,6 +21,7 @@ mod glue;
 pub mod idb;
 pub mod live;
 pub mod net;
+pub mod rejected;
 pub mod store;
 pub mod sync;
 pub mod syncstate;

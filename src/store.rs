@@ -968,6 +968,33 @@ impl SyncStore {
         })
     }
 
+    /// Writes the server refused (rolled back), kept until dismissed:
+    /// `[{ mid, coll, id, op, doc?, code, message, at }]`, oldest first
+    /// (`doc`: the document as the write left it; none for a delete).
+    ///
+    /// @example
+    /// const show = async () => render(await db.rejected());
+    /// db.on("rejected", show); show();
+    #[wasm_bindgen(unchecked_return_type = "Promise<RejectedWrite[]>")]
+    pub fn rejected(&self) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move { Ok(crate::rejected::list(&inner).await?.into()) })
+    }
+
+    /// Forgets kept rejections: one mid, an array of mids, or all (no argument).
+    #[wasm_bindgen(js_name = dismissRejected, unchecked_return_type = "Promise<void>")]
+    pub fn dismiss_rejected(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "number | number[] | undefined")] mids: JsValue,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        let which = crate::rejected::parse_which(&mids);
+        promise(async move {
+            crate::rejected::dismiss(&inner, which?).await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
     /// The unresolved conflicts of a `conflicts: "manual"` collection:
     /// `[{ coll, id, local, remote, mid, at }]` (`local`: the local view
     /// the server refused; `remote`: the server's document, which shows

@@ -22,7 +22,7 @@
 
 use crate::error::{storage, JsResult};
 use crate::glue;
-use crate::idb::{to_js, wait, CONFLICTS, HELD, IDS, META, OUTBOX, SERVER};
+use crate::idb::{to_js, wait, CONFLICTS, HELD, IDS, META, OUTBOX, REJECTED, SERVER};
 use crate::net::{NetError, Remote, Socket, SocketEvent};
 use crate::store::Inner;
 use js_sys::{Date, Function};
@@ -1190,7 +1190,7 @@ impl SyncClient {
             return self.echo_step(inner, frames).await;
         }
         let mut stores: Vec<&str> = synced_colls(schema).collect();
-        stores.extend([OUTBOX, SERVER, META, HELD, CONFLICTS, IDS]);
+        stores.extend([OUTBOX, SERVER, META, HELD, CONFLICTS, IDS, REJECTED]);
         let db = inner.db().await?;
         let tx = Inner::tx(&db, &stores, true)?;
         // Held changes of collections being pulled, read before the engine runs.

@@ -157,8 +157,23 @@ export interface DocChange {
 export interface ChangeEvent { origin: "local" | "tab" | "remote"; changes: DocChange[] }
 /** The server assigned the canonical id `id` to the temporary id `tmp`. */
 export interface IdmapEvent { type: "idmap"; tmp: string; id: string }
-/** The server refused a mutation for good; its optimistic effect was rolled back. */
-export interface RejectedEvent { type: "rejected"; mid: number; coll: string; id: string; code: string; message: string }
+/** The server refused a mutation for good; its optimistic effect was rolled back (and it is kept: `db.rejected()`). */
+export interface RejectedEvent {
+  type: "rejected"; mid: number; coll: string; id: string; code: string; message: string;
+  op: "insert" | "update" | "replace" | "delete";
+  /** The document as the write left it (absent for a delete). */
+  doc?: Doc;
+}
+/** A refused write kept for review until `dismissRejected` (`db.rejected()`). */
+export interface RejectedWrite {
+  mid: number; coll: string; id: string;
+  op: "insert" | "update" | "replace" | "delete";
+  /** The document as the write left it (absent for a delete). */
+  doc?: Doc;
+  code: string; message: string;
+  /** When it was refused (ms since the epoch). */
+  at: number;
+}
 /** The server did not apply a mutation because the document changed there. */
 export interface ConflictEvent {
   type: "conflict"; mid: number; coll: string; id: string;
@@ -218,7 +233,7 @@ export type ErrorCode =
   | "INVALID_OPTIONS" | "INVALID_SCHEMA" | "INVALID_DOCUMENT" | "INVALID_ID" | "INVALID_PATCH"
   | "INVALID_QUERY" | "UNKNOWN_OPERATOR" | "UNKNOWN_COLLECTION" | "DOC_TOO_LARGE" | "NOT_FOUND"
   | "ALREADY_EXISTS" | "QUOTA_EXCEEDED" | "CLOSED" | "TRANSACTION_ABORTED" | "STORAGE_CLOSED"
-  | "STORAGE_VERSION" | "STORAGE" | "INVALID_EVENT" | "SYNC_DISABLED"
+  | "STORAGE_VERSION" | "STORAGE" | "INVALID_EVENT" | "INVALID_ARGUMENT" | "SYNC_DISABLED"
   | "NETWORK" | "UNAUTHORIZED" | "FORBIDDEN" | "CLIENT_ID_TAKEN" | "RATE_LIMITED" | "SERVER" | "PROTOCOL"
   | "RESOLVER_FAILED" | "LEADERSHIP_LOST";
 /** The error every syncstore call rejects with. */

@@ -4,8 +4,8 @@
 // real server (`scripts/with-server.sh`); `tests/browser.rs` runs each
 // scenario in Chromium and Firefox.
 
-import { eq, ok, rejects } from "./suite.js";
-import { until, ctl, collName, device } from "./sync.js";
+import { dbName, eq, ok, rejects } from "./suite.js";
+import { until, ctl, collName, device, mint } from "./sync.js";
 
 /** Another instance (tab) of `db`'s database, with the same options. */
 async function sibling(env, db, coll, sync = {}) {
@@ -174,6 +174,67 @@ const scenarios = {
     await a.sync();
     await until("a has b's text", async () => (await a.get(coll, "p1")).text === "b");
     await rejects(a.query(coll, { syncState: "yes" }), "INVALID_QUERY", env, "syncState must be a boolean");
+  },
+
+  async rejected_writes_are_kept_until_dismissed_across_a_reload(env) {
+    // A read-only user's writes are refused (FORBIDDEN) and rolled back;
+    // each is kept in IndexedDB with the document as written, the reason
+    // and the time, listed by rejected() in a new instance too, until
+    // dismissRejected().
+    const coll = collName("rej");
+    const a = await device(env, coll);
+    await a.insert(coll, { id: "r1", text: "small" });
+    await a.insert(coll, { id: "r3", text: "three" });
+    await a.sync();
+    const token = await mint(env, `reader_${coll}`, { ro: true });
+    const opts = (name) => ({
+      name,
+      collections: { [coll]: { indexes: ["n"] } },
+      sync: { url: env.server, token, pollMs: 200 },
+    });
+    const name = dbName("rej");
+    let reader = await env.open(opts(name));
+    env.opened.push(reader);
+    await until("the reader has the data", async () => (await reader.get(coll, "r3")) !== undefined);
+    const seen = [];
+    reader.on("rejected", async (e) => seen.push([e.id, (await reader.rejected()).some((r) => r.mid === e.mid)]));
+    const before = Date.now();
+    await reader.update(coll, "r1", { text: "edited" });
+    await reader.insert(coll, { id: "r2", text: "new" });
+    await reader.delete(coll, "r3");
+    await reader.sync();
+    await until("three rejected events", () => seen.length === 3);
+    eq(seen.map((s) => s[1]), [true, true, true], "listed by rejected() when its event fires");
+    const list = await reader.rejected();
+    eq(list.map((r) => [r.coll, r.id, r.op, r.doc === undefined ? null : r.doc, r.code]), [
+      [coll, "r1", "update", { id: "r1", text: "edited" }, "FORBIDDEN"],
+      [coll, "r2", "insert", { id: "r2", text: "new" }, "FORBIDDEN"],
+      [coll, "r3", "delete", null, "FORBIDDEN"],
+    ], "each with its op, the document as written and the reason");
+    ok(list.every((r) => typeof r.message === "string" && r.message.length > 0), "with a message");
+    ok(list.every((r) => r.at >= before - 1000 && r.at <= Date.now() + 1000), "and the time");
+    ok(list[0].mid < list[1].mid && list[1].mid < list[2].mid, "oldest first");
+    eq(await reader.pendingCount(), 0, "the outbox holds none of them");
+    eq(await reader.get(coll, "r3"), { id: "r3", text: "three" }, "rolled back meanwhile");
+    // A reload: a new instance on the same database.
+    reader.close();
+    reader = await env.open(opts(name));
+    env.opened.push(reader);
+    eq(await reader.rejected(), list, "kept across a reload");
+    await rejects(reader.dismissRejected("r1"), "INVALID_ARGUMENT", env, "a bad mid");
+    await rejects(reader.dismissRejected([list[0].mid, 0.5]), "INVALID_ARGUMENT", env, "one bad mid of several");
+    eq(await reader.rejected(), list, "a bad dismissal dismisses nothing");
+    await reader.dismissRejected(list[1].mid);
+    reader.close();
+    reader = await env.open(opts(name));
+    env.opened.push(reader);
+    eq(await reader.rejected(), [list[0], list[2]], "one dismissed, the others kept after another reload");
+    await reader.dismissRejected([list[0].mid]);
+    eq((await reader.rejected()).map((r) => r.id), ["r3"], "an array of mids");
+    await reader.dismissRejected();
+    eq(await reader.rejected(), [], "all dismissed");
+    reader.close();
+    await rejects(reader.rejected(), "CLOSED", env, "rejected() of a closed store");
   },
 };
 

@@ -1094,4 +1094,4 @@ export function syncScenario(name, open, SyncStoreError, server, ctlUrl) {
   })();
 }
 
-export { until, ctl, serverRows, live, canon, collName, device, all, markerPush };
+export { until, ctl, serverRows, live, canon, collName, device, all, markerPush, mint };

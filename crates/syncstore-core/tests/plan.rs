@@ -299,3 +299,55 @@ fn a_completed_resync_sweeps_last_and_keeps_pending_documents() {
     );
     assert_eq!(out.sweep, Some(eng.gen()));
 }
+
+#[test]
+fn a_rejected_mutation_is_kept_for_review_in_the_step_that_rolls_it_back() {
+    let mut eng = ClientSync::new();
+    let mut copied = HashSet::new();
+    let base = ServerDoc {
+        doc: Some(obj(json!({"id": "a", "n": 1}))),
+        version: 4,
+        gen: 0,
+    };
+    eng.load("todos", "a", Some(base));
+    let m = Mutation {
+        mid: 1,
+        coll: "todos".into(),
+        op: MutationOp::Update,
+        id: "a".into(),
+        doc: None,
+        patch: Some(obj(json!({"n": 2}))),
+        base: Some(4),
+        ts: None,
+    };
+    plan(&mut eng, &mut copied, |e| e.local(m).unwrap());
+    let resp = PushResponse {
+        results: vec![MutationResult::Rejected {
+            mid: 1,
+            code: "FORBIDDEN".into(),
+            message: "read-only".into(),
+        }],
+        id_map: Default::default(),
+        last_mutation_id: 1,
+    };
+    let out = plan(&mut eng, &mut copied, |e| {
+        e.on_push_response(&resp, &ServerWins)
+    });
+    assert_eq!(
+        ops_on(&out, "_rejected"),
+        vec![&json!({"s": "_rejected", "put": {
+            "mid": 1, "coll": "todos", "id": "a", "code": "FORBIDDEN", "message": "read-only",
+            "op": "update", "doc": {"id": "a", "n": 2}, "at": 1.0,
+        }})],
+        "the document as the write left it, the reason and the time"
+    );
+    assert_eq!(
+        ops_on(&out, "_outbox"),
+        vec![&json!({"s": "_outbox", "del": 1})]
+    );
+    assert_eq!(
+        ops_on(&out, "todos")[0]["put"]["d"],
+        "{\"id\":\"a\",\"n\":1}",
+        "rolled back"
+    );
+}

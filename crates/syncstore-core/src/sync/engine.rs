@@ -156,6 +156,12 @@ pub enum Event {
         code: String,
         /// Human readable reason.
         message: String,
+        /// The refused operation.
+        op: MutationOp,
+        /// The document as the write left it (the local view just before
+        /// the rollback); `None` for a delete.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        doc: Option<JsonObject>,
     },
     /// The server did not apply a mutation because its document changed.
     Conflict {
@@ -1072,6 +1078,11 @@ impl ClientSync {
                         }
                     }
                     MutationResult::Rejected { code, message, .. } => {
+                        let m = &this.outbox[pos].mutation;
+                        let doc = match m.op {
+                            MutationOp::Delete => None,
+                            _ => this.view(&m.coll, &m.id),
+                        };
                         let e = this.outbox.remove(pos);
                         fx.outbox_drop.push(e.mutation.mid);
                         fx.events.push(Event::Rejected {
@@ -1080,6 +1091,8 @@ impl ClientSync {
                             id: e.mutation.id,
                             code: code.clone(),
                             message: message.clone(),
+                            op: e.mutation.op,
+                            doc,
                         });
                     }
                     MutationResult::Conflict {

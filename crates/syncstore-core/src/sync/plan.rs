@@ -37,8 +37,11 @@ pub mod stores {
     pub const CONFLICTS: &str = "_conflicts";
     /// Temporary ids the server mapped: `{t: tmp, id: canonical}`.
     pub const IDS: &str = "_ids";
+    /// Mutations the server refused, kept for review until dismissed:
+    /// `{mid, coll, id, op, doc?, code, message, at}` by mid.
+    pub const REJECTED: &str = "_rejected";
 }
-use stores::{CONFLICTS, IDS, OUTBOX, SERVER};
+use stores::{CONFLICTS, IDS, OUTBOX, REJECTED, SERVER};
 
 /// Plans the writes of one step's inputs, in order.
 pub struct Planner<'a> {
@@ -158,8 +161,20 @@ impl Planner<'_> {
             ops.push(json!({"s": OUTBOX, "del": mid}));
         }
         for e in &fx.events {
-            if let Event::Idmap { tmp, id } = e {
-                ops.push(json!({"s": IDS, "put": {"t": tmp, "id": id}}));
+            match e {
+                Event::Idmap { tmp, id } => {
+                    ops.push(json!({"s": IDS, "put": {"t": tmp, "id": id}}));
+                }
+                // Kept for review, in the step that rolls it back.
+                Event::Rejected { .. } => {
+                    let mut rec = serde_json::to_value(e).expect("events serialize");
+                    if let Some(r) = rec.as_object_mut() {
+                        r.remove("type");
+                        r.insert("at".into(), json!(self.now));
+                    }
+                    ops.push(json!({"s": REJECTED, "put": rec}));
+                }
+                Event::Conflict { .. } => {}
             }
         }
         if fx.sweep.is_some() {
