@@ -1,4 +1,4 @@
-//! `db.on(type, cb)`: the store's events (`status`, `change`, `idmap`,
+//! `db.on(type, cb)`: the store's events (`status`, `change`, `trace`, `idmap`,
 //! `rejected`, `conflict`, `error`). Listeners are called with no Rust borrow
 //! held; one that throws is rethrown asynchronously and the others still run.
 
@@ -11,7 +11,9 @@ use std::rc::{Rc, Weak};
 use wasm_bindgen::prelude::*;
 
 /// The event types `on` accepts.
-pub const KINDS: [&str; 6] = ["status", "change", "idmap", "rejected", "conflict", "error"];
+pub const KINDS: [&str; 7] = [
+    "status", "change", "idmap", "rejected", "conflict", "error", "trace",
+];
 
 type ReleaseFn = Closure<dyn Fn(u32)>;
 

@@ -12,6 +12,7 @@
 //! - [`syncstate`]: rows' `$sync` state (`{ syncState: true }`).
 //! - [`rejected`]: rejected writes kept for review.
 //! - [`events`]: `db.on(...)` listeners; [`changes`]: `change` events.
+//! - [`trace`]: the data-flow trace (`on("trace")`).
 //! - [`error`]: `SyncStoreError` with stable codes.
 
 pub mod changes;
@@ -26,6 +27,7 @@ pub mod store;
 pub mod sync;
 pub mod syncstate;
 pub mod tabs;
+pub mod trace;
 mod types;
 
 pub use store::SyncStore;

@@ -320,10 +320,12 @@ impl Inner {
         }
         crate::changes::wrote(self, &plan.writes);
         if !plan.outbox.is_empty() {
+            let first = glue::first_mid(&adds);
+            crate::trace::queued(self, first, &plan.outbox);
             self.local_pending
                 .set(self.local_pending.get() + plan.outbox.len());
             if let Some(sync) = self.sync.get() {
-                sync.wrote(glue::first_mid(&adds), plan.outbox.len());
+                sync.wrote(first, plan.outbox.len());
             }
         }
         Ok(plan.ids)
@@ -857,6 +859,14 @@ impl SyncStore {
         promise(async move { Ok(inner.outbox_count().await?.into()) })
     }
 
+    /// What is queued for the server, oldest first: `[{ mid, coll, id, op,
+    /// doc?, patch?, base?, state }]` (of every tab: it reads IndexedDB).
+    #[wasm_bindgen(unchecked_return_type = "Promise<OutboxEntry[]>")]
+    pub fn outbox(&self) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move { crate::trace::outbox(&inner).await })
+    }
+
     /// The database name.
     #[wasm_bindgen(getter)]
     pub fn name(&self) -> String {
@@ -896,7 +906,8 @@ impl SyncStore {
     /// changed), `"change"` (documents changed, with their op and new
     /// document: here, in another tab or by the server), `"idmap"` (a
     /// temporary id got its canonical id), `"rejected"` (the server refused
-    /// a mutation; its effect was rolled back), `"conflict"`, `"error"`.
+    /// a mutation; its effect was rolled back), `"conflict"`, `"error"`,
+    /// `"trace"` (the data flow, for debugging).
     /// Returns a function that removes the listener.
     ///
     /// @example

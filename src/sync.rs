@@ -265,7 +265,7 @@ enum Ws {
 }
 
 /// One engine input.
-enum Input {
+pub(crate) enum Input {
     /// A push answer, with the conflicts an app resolver decided.
     Push(PushResponse, BTreeMap<u64, Decision>),
     Pull(PullResponse),
@@ -660,6 +660,7 @@ impl SyncClient {
         let frames = self.take_frames(inner);
         self.keep_socket_alive();
         if !frames.is_empty() {
+            crate::trace::frames(inner, &frames);
             self.last_pull_at.set(Some(Date::now()));
             if let Err(e) = self.step(inner, frames).await {
                 self.failed(&Failure::Storage(e));
@@ -1081,6 +1082,8 @@ impl SyncClient {
                 client_id: self.remote.client_id.clone(),
                 mutations,
             };
+            crate::trace::pushed(inner, &req.mutations);
+            let sent = Date::now();
             let resp = match self.authorized(|| self.remote.push(&req)).await {
                 Ok(r) => r,
                 Err(Failure::Net(NetError::Forbidden(code, message))) if code == "FORBIDDEN" => {
@@ -1106,6 +1109,7 @@ impl SyncClient {
                 }
             };
             self.http_ok();
+            crate::trace::answered(inner, &resp, Date::now() - sent);
             self.last_push_at.set(Some(Date::now()));
             let decided = self.decide(inner, &resp).await;
             self.step(inner, vec![Input::Push(resp, decided)])
@@ -1128,6 +1132,7 @@ impl SyncClient {
                 .cursor()
                 .unwrap_or(START_CURSOR)
                 .to_owned();
+            let asked = Date::now();
             let page = match self
                 .authorized(|| self.remote.pull(&cursor, PULL_LIMIT))
                 .await
@@ -1139,6 +1144,7 @@ impl SyncClient {
                 }
             };
             self.http_ok();
+            crate::trace::pulled(inner, &page, Date::now() - asked);
             let (resync, more) = (page.resync, page.more);
             self.step(inner, vec![Input::Pull(page)])
                 .await
@@ -1744,6 +1750,7 @@ impl SyncClient {
     }
 
     fn after_commit(&self, inner: &Rc<Inner>, out: StepPlan) {
+        crate::trace::step(inner, &out);
         for e in &out.events {
             if let Event::Idmap { tmp, id } = e {
                 inner.add_alias(tmp, id);

@@ -182,6 +182,26 @@ export interface ConflictEvent {
   resolution: "remote" | "write" | "both";
   policy: "serverWins" | "lastWriteWins" | "fieldMerge" | "custom" | "manual";
 }
+/** One step of the data flow (`on("trace", cb)`); `at` is ms since the epoch. */
+export type TraceEvent =
+  | { type: "queued"; mid: number; coll: string; id: string; op: string; at: number }
+  | { type: "pushed"; mid: number; coll: string; id: string; at: number }
+  | { type: "applied"; mid: number; id: string; version: number; ms: number; at: number }
+  | { type: "settled"; mid: number; at: number }
+  | { type: "rejected"; mid: number; coll: string; id: string; code: string; at: number }
+  | { type: "conflicted"; mid: number; coll: string; id: string; resolution: string; at: number }
+  | { type: "remapped"; tmp: string; id: string; at: number }
+  | { type: "pull"; changes: number; more: boolean; resync: boolean; cursor: string; ms: number; at: number }
+  | { type: "frames"; frames: number; changes: number; at: number };
+/** A queued mutation (`db.outbox()`). */
+export interface OutboxEntry {
+  mid: number; coll: string; id: string;
+  op: "insert" | "update" | "replace" | "delete";
+  doc?: Doc; patch?: Patch; base?: number | null;
+  state: "pending" | "parked" | "acked" | "applied";
+  /** With state "applied": the server version it made. */
+  version?: number;
+}
 export interface SyncEvents {
   status: SyncStatus;
   change: ChangeEvent;
@@ -189,6 +209,7 @@ export interface SyncEvents {
   rejected: RejectedEvent;
   conflict: ConflictEvent;
   error: SyncStoreError;
+  trace: TraceEvent;
 }
 export type SyncEventType = keyof SyncEvents;
 /** Overloads the generated class declaration cannot express (merged into it). */

@@ -211,4 +211,5 @@ scenarios!(run_review, REVIEW:
     status_pending_equals_the_outbox_once_a_write_resolved,
     sync_state_rows_follow_a_push_and_a_manual_conflict,
     rejected_writes_are_kept_until_dismissed_across_a_reload,
+    the_trace_shows_an_insert_queued_pushed_applied_settled,
 );

@@ -236,6 +236,47 @@ const scenarios = {
     reader.close();
     await rejects(reader.rejected(), "CLOSED", env, "rejected() of a closed store");
   },
+
+  async the_trace_shows_an_insert_queued_pushed_applied_settled(env) {
+    // on("trace") hears one insert's life in order, with timestamps, and
+    // the pages of server changes; outbox() lists what is queued.
+    const coll = collName("tr");
+    const a = await device(env, coll, { sync: { websocket: false } });
+    const b = await device(env, coll);
+    await until("b's socket", () => b.status().connection === "websocket");
+    const ta = [];
+    const tb = [];
+    const offA = a.on("trace", (e) => ta.push(e));
+    b.on("trace", (e) => tb.push(e));
+    a.goOffline();
+    const tmp = await a.insert(coll, { text: "milk" });
+    await a.update(coll, tmp, { n: 1 });
+    const queued = await a.outbox();
+    eq(queued.map((e) => [e.coll, e.id, e.op, e.state]), [[coll, tmp, "insert", "pending"], [coll, tmp, "update", "pending"]], "outbox() lists both writes");
+    eq(queued[0].doc, { id: tmp, text: "milk" }, "with the document");
+    eq(queued[1].patch, { n: 1 }, "and the patch");
+    ok(queued[0].mid < queued[1].mid, "in mid order");
+    eq(ta.filter((e) => e.type === "queued").map((e) => [e.mid, e.op]), queued.map((e) => [e.mid, e.op]), "queued, with the outbox's mids");
+    a.goOnline();
+    await a.sync();
+    const mid = queued[0].mid;
+    await until("the insert settles", () => ta.some((e) => e.type === "settled" && e.mid === mid));
+    const life = ta.filter((e) => e.mid === mid).map((e) => e.type);
+    eq(life, ["queued", "pushed", "applied", "settled"], "one insert: queued -> pushed -> applied -> settled");
+    const times = ta.map((e) => e.at);
+    ok(times.every((t, i) => typeof t === "number" && (i === 0 || t >= times[i - 1])), "timestamps, in order");
+    const canonical = a.resolveId(tmp);
+    ok(ta.some((e) => e.type === "remapped" && e.tmp === tmp && e.id === canonical), "the temporary id's remap");
+    ok(ta.some((e) => e.type === "pull" && typeof e.changes === "number" && typeof e.ms === "number" && e.more === false), "a pull page");
+    eq(await a.outbox(), [], "nothing queued once settled");
+    await until("b's socket brings it", () => tb.some((e) => e.type === "frames" && e.changes > 0));
+    // A listener removed hears nothing.
+    const n = ta.length;
+    offA();
+    await a.insert(coll, { id: "quiet", n: 2 });
+    await a.sync();
+    eq(ta.length, n, "no trace after the listener is removed");
+  },
 };
 
 export const reviewNames = Object.keys(scenarios);
