@@ -11,8 +11,15 @@ use std::rc::{Rc, Weak};
 use wasm_bindgen::prelude::*;
 
 /// The event types `on` accepts.
-pub const KINDS: [&str; 7] = [
-    "status", "change", "idmap", "rejected", "conflict", "error", "trace",
+pub const KINDS: [&str; 8] = [
+    "status",
+    "change",
+    "idmap",
+    "rejected",
+    "conflict",
+    "error",
+    "trace",
+    "versionchange",
 ];
 
 type ReleaseFn = Closure<dyn Fn(u32)>;

@@ -39,6 +39,7 @@ extern "C" {
     ) -> Option<Promise>;
     #[wasm_bindgen(js_name = countOutbox)]
     pub fn count_outbox(store: &IdbObjectStore) -> Promise;
+    pub fn persist();
     #[wasm_bindgen(js_name = firstMid)]
     pub fn first_mid(adds: &Array) -> f64;
     #[wasm_bindgen(js_name = failedRequest)]

@@ -13,11 +13,13 @@
 //! - [`rejected`]: rejected writes kept for review.
 //! - [`events`]: `db.on(...)` listeners; [`changes`]: `change` events.
 //! - [`trace`]: the data-flow trace (`on("trace")`).
+//! - [`faults`]: the database connection lost under the store.
 //! - [`error`]: `SyncStoreError` with stable codes.
 
 pub mod changes;
 pub mod error;
 pub mod events;
+pub mod faults;
 mod glue;
 pub mod idb;
 pub mod live;

@@ -23,6 +23,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 use web_sys::{IdbDatabase, IdbObjectStore, IdbTransaction, IdbTransactionMode};
 
+type LostFn = Closure<dyn Fn(String, JsValue, JsValue)>;
+
 /// Shared state behind a `SyncStore` handle.
 pub struct Inner {
     pub name: String,
@@ -33,7 +35,11 @@ pub struct Inner {
     pub client_id: RefCell<String>,
     layout: JsValue,
     rekey: Closure<dyn Fn(String, Array) -> Array>,
-    on_lost: RefCell<Option<Closure<dyn Fn()>>>,
+    on_lost: RefCell<Option<LostFn>>,
+    /// The browser closed the connection and no call has reopened it yet.
+    pub lost: Cell<bool>,
+    /// Why the store closed itself (faults.rs), instead of `CLOSED`.
+    pub closed_by: RefCell<Option<JsValue>>,
     pub live: Live,
     pub events: Events,
     /// Sync (leading or following), when the store was opened with `sync`.
@@ -60,11 +66,31 @@ fn splitmix(state: &Cell<u64>) -> u64 {
 
 impl Inner {
     pub fn check_open(&self) -> JsResult<()> {
-        if self.closed.get() {
-            Err(closed())
-        } else {
-            Ok(())
+        if !self.closed.get() {
+            return Ok(());
         }
+        Err(self.closed_by.borrow().clone().unwrap_or_else(closed))
+    }
+
+    /// Forgets the connection (the next call reopens it).
+    pub fn drop_connection(&self) {
+        self.db.borrow_mut().take();
+    }
+
+    /// Closes the store: sync, the connection, subscriptions, channel and
+    /// listeners. Later calls reject (`check_open`).
+    pub fn shut(&self) {
+        if self.closed.replace(true) {
+            return;
+        }
+        if let Some(sync) = self.sync.get() {
+            sync.close();
+        }
+        if let Some(db) = self.db.borrow_mut().take() {
+            db.close();
+        }
+        self.live.close();
+        self.events.close();
     }
 
     fn random(&self) -> u128 {
@@ -114,16 +140,23 @@ impl Inner {
         if let Some(db) = self.db.borrow().clone() {
             return Ok(db);
         }
-        let db = self.connect().await?;
+        let db = match self.connect().await {
+            Ok(db) => db,
+            Err(e) if self.lost.get() || !self.client_id.borrow().is_empty() => {
+                return Err(crate::faults::reopen_failed(self, &e));
+            }
+            Err(e) => return Err(e),
+        };
+        self.lost.set(false);
         *self.db.borrow_mut() = Some(db.clone());
         Ok(db)
     }
 
     async fn connect(self: &Rc<Self>) -> JsResult<IdbDatabase> {
         let weak = Rc::downgrade(self);
-        let lost = Closure::<dyn Fn()>::new(move || {
+        let lost = LostFn::new(move |why: String, old: JsValue, new: JsValue| {
             if let Some(inner) = weak.upgrade() {
-                inner.db.borrow_mut().take();
+                crate::faults::lost(&inner, &why, &old, &new);
             }
         });
         let p = glue::open_db(
@@ -635,6 +668,17 @@ impl SyncStore {
             }
         };
         let schema = Schema::from_options(&opts).map_err(error::core)?;
+        match opts.get("persist") {
+            None | Some(Value::Bool(false)) => {}
+            Some(Value::Bool(true)) => glue::persist(),
+            Some(_) => {
+                return Err(glue::make_error(
+                    "INVALID_OPTIONS",
+                    "options.persist must be a boolean",
+                    false,
+                ))
+            }
+        }
         let sync = SyncOptions::parse(&opts, taken.get(2).dyn_into::<Function>().ok())?;
         let mut resolvers = BTreeMap::new();
         for (coll, spec) in &schema.collections {
@@ -677,6 +721,8 @@ impl SyncStore {
             client_id: RefCell::new(String::new()),
             rekey,
             on_lost: RefCell::new(None),
+            lost: Cell::new(false),
+            closed_by: RefCell::new(None),
             live: Live::new(),
             events: Events::default(),
             sync: OnceCell::new(),
@@ -876,17 +922,7 @@ impl SyncStore {
     /// Closes the store: its connection, subscriptions and channel. Any
     /// later call rejects with code `CLOSED`.
     pub fn close(&self) {
-        if self.inner.closed.replace(true) {
-            return;
-        }
-        if let Some(sync) = self.inner.sync.get() {
-            sync.close();
-        }
-        if let Some(db) = self.inner.db.borrow_mut().take() {
-            db.close();
-        }
-        self.inner.live.close();
-        self.inner.events.close();
+        self.inner.shut();
     }
 
     /// The sync state: `{ connection: "websocket" | "connecting" | "polling"

@@ -1416,7 +1416,7 @@ impl SyncClient {
             let k: Option<(String, String)> = parse(&k);
             if let Some((coll, id)) = k {
                 out.changes
-                    .push(json!({"coll": coll, "id": id, "deleted": true}));
+                    .push(json!({"coll": coll, "id": id, "op": "delete", "deleted": true}));
                 out.colls.insert(coll);
             }
         }

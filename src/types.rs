@@ -105,6 +105,8 @@ export interface OpenOptions {
   maxDocBytes?: number;
   /** Sync with a server; without it the store is local only. */
   sync?: SyncOptions;
+  /** Ask `navigator.storage.persist()` at open (not awaited). */
+  persist?: boolean;
 }
 /** What `status()` returns and the `status` event carries. */
 export interface SyncStatus {
@@ -210,6 +212,8 @@ export interface SyncEvents {
   conflict: ConflictEvent;
   error: SyncStoreError;
   trace: TraceEvent;
+  /** Another instance upgraded (newVersion) or deleted (null) the database: this one closed itself; reload. */
+  versionchange: { oldVersion: number; newVersion: number | null; message: string };
 }
 export type SyncEventType = keyof SyncEvents;
 /** Overloads the generated class declaration cannot express (merged into it). */

@@ -84,24 +84,26 @@ async fn settle(name: &str, p: Result<js_sys::Promise, JsValue>) {
     }
 }
 
-async fn run_sync(name: &str) {
+type ServerScenario =
+    fn(&str, &js_sys::Function, &JsValue, &str, &str) -> Result<js_sys::Promise, JsValue>;
+
+/// Runs a scenario of a suite that talks to the test server.
+async fn run_with_server(name: &str, scenario: ServerScenario) {
     let open = opener();
     let class = syncstore::sync_store_error_class();
     settle(
         name,
-        sync_scenario(name, open.as_ref().unchecked_ref(), &class, SERVER, CTL),
+        scenario(name, open.as_ref().unchecked_ref(), &class, SERVER, CTL),
     )
     .await;
 }
 
+async fn run_sync(name: &str) {
+    run_with_server(name, sync_scenario).await;
+}
+
 async fn run_review(name: &str) {
-    let open = opener();
-    let class = syncstore::sync_store_error_class();
-    settle(
-        name,
-        review_scenario(name, open.as_ref().unchecked_ref(), &class, SERVER, CTL),
-    )
-    .await;
+    run_with_server(name, review_scenario).await;
 }
 
 async fn run(name: &str) {
@@ -212,4 +214,8 @@ scenarios!(run_review, REVIEW:
     sync_state_rows_follow_a_push_and_a_manual_conflict,
     rejected_writes_are_kept_until_dismissed_across_a_reload,
     the_trace_shows_an_insert_queued_pushed_applied_settled,
+    a_database_closed_by_the_browser_is_reopened_or_fails_fast,
+    a_newer_schema_in_another_tab_closes_this_instance_cleanly,
+    a_quota_error_during_a_pull_keeps_the_cursor_and_retries,
+    open_with_persist_asks_for_persistent_storage,
 );

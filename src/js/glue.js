@@ -472,14 +472,25 @@ export async function openDb(name, layout, rekey, onLost) {
 }
 
 function watch(db, onLost) {
-  // Another tab wants to upgrade: step aside, reopen on next use.
-  db.onversionchange = () => {
+  // Another instance upgrades (or deletes) the database: step aside at once,
+  // never block it (src/faults.rs).
+  db.onversionchange = (e) => {
     db.close();
-    onLost();
+    onLost(e.newVersion === null ? "deleted" : "upgraded", e.oldVersion, e.newVersion);
   };
   // The browser closed the connection (storage cleared, Safari backgrounding).
-  db.onclose = () => onLost();
+  db.onclose = () => onLost("closed", undefined, undefined);
   return db;
+}
+
+/** `open({ persist: true })`: asks for persistent storage, not awaited (Firefox may ask the user). */
+export function persist() {
+  try {
+    const s = typeof navigator !== "undefined" && navigator.storage;
+    if (s && typeof s.persist === "function") s.persist().catch(() => {});
+  } catch (_) {
+    /* not offered here */
+  }
 }
 
 function upgrade(db, tx, layout, rekey) {

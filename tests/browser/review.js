@@ -5,7 +5,7 @@
 // scenario in Chromium and Firefox.
 
 import { dbName, eq, ok, rejects } from "./suite.js";
-import { until, ctl, collName, device, mint } from "./sync.js";
+import { until, ctl, collName, device, mint, runScenario } from "./sync.js";
 
 /** Another instance (tab) of `db`'s database, with the same options. */
 async function sibling(env, db, coll, sync = {}) {
@@ -23,6 +23,53 @@ function entries(events, origin) {
   return events
     .filter((e) => e.origin === origin)
     .flatMap((e) => e.changes.map((c) => [c.op, c.id, c.doc === undefined ? null : c.doc]));
+}
+
+/** Fails instead of hanging: `p`, or an error after `ms`. */
+function guard(p, what, ms = 15000) {
+  let t;
+  const timeout = new Promise((_, reject) => {
+    t = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms (a hang)`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(t));
+}
+
+/**
+ * Records the IndexedDB connections opened to database `name` (the store's
+ * own, which a page cannot otherwise reach), so a test can close one under
+ * the store as the browser does. `failing(true)` makes opening fail.
+ */
+function connections(name) {
+  const original = indexedDB.open;
+  const conns = [];
+  let fail = false;
+  indexedDB.open = function (n, ...rest) {
+    if (n === name && fail) throw new DOMException("opening refused (test)", "UnknownError");
+    const req = original.call(this, n, ...rest);
+    if (n === name) req.addEventListener("success", () => conns.push(req.result));
+    return req;
+  };
+  return {
+    conns,
+    failing(on) {
+      fail = on;
+    },
+    /** Closes the newest connection and fires its `close` event, as the browser does. */
+    closeLatest() {
+      const c = conns[conns.length - 1];
+      c.close();
+      c.dispatchEvent(new Event("close"));
+    },
+    restore() {
+      delete indexedDB.open;
+      if (indexedDB.open !== original) indexedDB.open = original;
+    },
+  };
+}
+
+/** The outbox as comparable data: mid, coll, id, op, document or patch. */
+async function outboxOf(db) {
+  return (await db.outbox()).map((e) => [e.mid, e.coll, e.id, e.op, e.doc || e.patch || null]);
 }
 
 const scenarios = {
@@ -277,22 +324,167 @@ const scenarios = {
     await a.sync();
     eq(ta.length, n, "no trace after the listener is removed");
   },
+
+  async a_database_closed_by_the_browser_is_reopened_or_fails_fast(env) {
+    // The browser closes the connection (the close event): the store says
+    // so (error STORAGE_CLOSED) and reopens on the next call; while it
+    // cannot reopen, calls reject with STORAGE_CLOSED instead of hanging;
+    // the outbox is the same before and after.
+    const coll = collName("cls");
+    const name = dbName("cls");
+    const ctlr = connections(name);
+    try {
+      const db = await env.open({ name, collections: { [coll]: {} }, sync: { url: env.server, token: "dev-token", pollMs: 200 } });
+      env.opened.push(db);
+      const errors = [];
+      db.on("error", (e) => errors.push(e));
+      db.goOffline();
+      await db.insert(coll, { id: "k1", n: 1 });
+      await db.batch([{ op: "insert", coll, doc: { id: "k2", n: 2 } }, { op: "update", coll, id: "k1", patch: { n: 3 } }]);
+      const before = await outboxOf(db);
+      eq(before.length, 3, "three queued");
+      const opened = ctlr.conns.length;
+      ctlr.closeLatest();
+      await until("an error event", () => errors.some((e) => e.code === "STORAGE_CLOSED"));
+      ok(errors[0] instanceof env.SyncStoreError && errors[0].retryable === true, "a retryable SyncStoreError");
+      eq(await guard(db.get(coll, "k1"), "get after the close"), { id: "k1", n: 3 }, "the next call reopens");
+      ok(ctlr.conns.length > opened, "on a new connection");
+      eq(await outboxOf(db), before, "the outbox is intact");
+      // Closed again, and the database cannot be opened for a while.
+      ctlr.failing(true);
+      ctlr.closeLatest();
+      const n = errors.length;
+      await rejects(guard(db.get(coll, "k1"), "get while it cannot reopen"), "STORAGE_CLOSED", env, "a read");
+      await rejects(guard(db.insert(coll, { id: "k3" }), "insert while it cannot reopen"), "STORAGE_CLOSED", env, "a write");
+      await rejects(guard(db.outbox(), "outbox while it cannot reopen"), "STORAGE_CLOSED", env, "outbox()");
+      ok(errors.length > n && errors.slice(n).every((e) => e.code === "STORAGE_CLOSED"), "error events say so");
+      ctlr.failing(false);
+      eq(await guard(db.get(coll, "k2"), "get once it can reopen"), { id: "k2", n: 2 }, "works again once it can reopen");
+      eq(await outboxOf(db), before, "nothing lost, nothing half-written");
+      db.goOnline();
+      await db.sync();
+      eq(await db.outbox(), [], "then it all syncs");
+      const server = (await ctl(env, `/docs?coll=${coll}`, "GET")).rows.map((r) => r.doc).sort((x, y) => (x.id < y.id ? -1 : 1));
+      eq(server, [{ id: "k1", n: 3 }, { id: "k2", n: 2 }], "the server has both, once");
+    } finally {
+      ctlr.restore();
+    }
+  },
+
+  async a_newer_schema_in_another_tab_closes_this_instance_cleanly(env) {
+    // Another instance opens the database with more indexes: its upgrade is
+    // not blocked; this one closes, fires versionchange, and its calls
+    // reject with STORAGE_VERSION; the outbox survives for the new one.
+    const coll = collName("ver");
+    const name = dbName("ver");
+    const old = await env.open({ name, collections: { [coll]: {} }, sync: { url: env.server, token: "dev-token", pollMs: 200 } });
+    env.opened.push(old);
+    const heard = [];
+    old.on("versionchange", (e) => heard.push(e));
+    old.goOffline();
+    await old.insert(coll, { id: "v1", n: 1 });
+    await old.update(coll, "v1", { n: 2 });
+    const before = await outboxOf(old);
+    const newer = await guard(env.open({ name, collections: { [coll]: { indexes: ["n"] }, extra: {} } }), "opening the newer schema");
+    env.opened.push(newer);
+    eq(heard.length, 1, "one versionchange event");
+    ok(heard[0].newVersion > heard[0].oldVersion, `from the old version to the new: ${JSON.stringify(heard[0])}`);
+    await rejects(guard(old.get(coll, "v1"), "a call of the closed instance"), "STORAGE_VERSION", env, "the old instance's calls");
+    await rejects(guard(old.insert(coll, { id: "v2" }), "a write of the closed instance"), "STORAGE_VERSION", env, "its writes");
+    eq(await outboxOf(newer), before, "the outbox, unchanged, in the new instance");
+    eq(await newer.query(coll, { where: { n: 2 } }), [{ id: "v1", n: 2 }], "the data, with the new index");
+    newer.close();
+    const synced = await env.open({ name, collections: { [coll]: { indexes: ["n"] }, extra: {} }, sync: { url: env.server, token: "dev-token", pollMs: 200 } });
+    env.opened.push(synced);
+    await synced.sync();
+    eq(await synced.outbox(), [], "it syncs from the new instance");
+    eq((await ctl(env, `/docs?coll=${coll}`, "GET")).rows.map((r) => r.doc), [{ id: "v1", n: 2 }], "once");
+  },
+
+  async a_quota_error_during_a_pull_keeps_the_cursor_and_retries(env) {
+    // The step that stores a pull page fails as a full disk makes it fail:
+    // its transaction aborts with QuotaExceededError (injected: a page
+    // cannot lower its own quota in either browser). Nothing of the page
+    // is stored, the cursor stays, an error event says QUOTA_EXCEEDED, the
+    // outbox is untouched, and a later poll brings the page in.
+    const coll = collName("quo");
+    const a = await device(env, coll, { sync: { websocket: false }, more: { notes: { sync: "manual" } } });
+    const b = await device(env, coll);
+    await b.insert(coll, { id: "q0", n: 0 });
+    await b.sync();
+    await until("a has q0", async () => (await a.get(coll, "q0")) !== undefined);
+    await a.insert("notes", { id: "kept", text: "parked until push(notes)" });
+    const before = await outboxOf(a);
+    eq(before.length, 1, "a's queued write");
+    const cursor = a.status().cursor;
+    const errors = [];
+    const cursorAtErrors = [];
+    a.on("error", (e) => {
+      errors.push(e);
+      cursorAtErrors.push(a.status().cursor);
+    });
+    const put = IDBObjectStore.prototype.put;
+    let faults = 3;
+    IDBObjectStore.prototype.put = function (...args) {
+      const req = put.apply(this, args);
+      if (this.name === coll && this.transaction.db.name === a.name && faults > 0) {
+        faults--;
+        // As the browser does: the requests were issued, the transaction
+        // then fails with QuotaExceededError.
+        const tx = this.transaction;
+        req.addEventListener("success", () => {
+          Object.defineProperty(tx, "error", { value: new DOMException("quota (test)", "QuotaExceededError"), configurable: true });
+          tx.abort();
+        });
+      }
+      return req;
+    };
+    try {
+      for (let i = 1; i <= 5; i++) await b.insert(coll, { id: `q${i}`, n: i });
+      await b.sync();
+      await until("a quota error event", () => errors.some((e) => e.code === "QUOTA_EXCEEDED"));
+      eq(a.status().cursor, cursor, "the cursor stays");
+      eq(await a.get(coll, "q1"), undefined, "nothing of the page is stored");
+      eq(await outboxOf(a), before, "the outbox is untouched");
+      await until("the faults are used up", () => faults === 0);
+    } finally {
+      IDBObjectStore.prototype.put = put;
+    }
+    await until("a later poll brings the page", async () => (await a.query(coll, {})).length === 6);
+    ok(a.status().cursor !== cursor, "the cursor moves on then");
+    ok(cursorAtErrors.length > 0 && cursorAtErrors.every((c) => c === cursor), "and had not moved at any error");
+    eq(await outboxOf(a), before, "the outbox, still untouched");
+    ok(errors.every((e) => e instanceof env.SyncStoreError), "typed errors");
+    await until("the error clears", () => a.status().lastError === null);
+  },
+
+  async open_with_persist_asks_for_persistent_storage(env) {
+    const calls = [];
+    const storage = navigator.storage;
+    const original = storage.persist;
+    storage.persist = function () {
+      calls.push(Date.now());
+      return Promise.resolve(false); // as a browser that declines
+    };
+    try {
+      const db = await env.open({ name: dbName("per"), collections: { t: {} }, persist: true });
+      env.opened.push(db);
+      eq(calls.length, 1, "navigator.storage.persist() asked once");
+      await db.insert("t", { id: "x" });
+      eq(await db.get("t", "x"), { id: "x" }, "the store works whatever the answer");
+      const plain = await env.open({ name: dbName("per"), collections: { t: {} } });
+      env.opened.push(plain);
+      eq(calls.length, 1, "not asked without persist: true");
+      await rejects(env.open({ name: dbName("per"), collections: { t: {} }, persist: "yes" }), "INVALID_OPTIONS", env, "persist must be a boolean");
+    } finally {
+      delete storage.persist;
+      if (storage.persist !== original) storage.persist = original;
+    }
+  },
 };
 
 export const reviewNames = Object.keys(scenarios);
 
 export function reviewScenario(name, open, SyncStoreError, server, ctlUrl) {
-  const run = scenarios[name];
-  if (!run) throw new Error(`no review scenario ${name}`);
-  const env = { open, SyncStoreError, server, ctl: ctlUrl, opened: [] };
-  return (async () => {
-    try {
-      await run(env);
-    } finally {
-      for (const db of env.opened) db.close();
-      await ctl(env, "/unblock-ws").catch(() => {});
-      await ctl(env, "/heal-http").catch(() => {});
-      await ctl(env, "/start").catch(() => {});
-    }
-  })();
+  return runScenario(scenarios, name, open, SyncStoreError, server, ctlUrl);
 }

@@ -19,6 +19,29 @@ fn schema() -> Schema {
     .unwrap()
 }
 
+/// Document `a` of `todos` at server version 4.
+fn a_at_4() -> ServerDoc {
+    ServerDoc {
+        doc: Some(obj(json!({"id": "a", "n": 1}))),
+        version: 4,
+        gen: 0,
+    }
+}
+
+/// `{n: 2}` patched onto document `a` of `todos`, based on version 4 (mid 1).
+fn update_a_over_4() -> Mutation {
+    Mutation {
+        mid: 1,
+        coll: "todos".into(),
+        op: MutationOp::Update,
+        id: "a".into(),
+        doc: None,
+        patch: Some(obj(json!({"n": 2}))),
+        base: Some(4),
+        ts: None,
+    }
+}
+
 fn obj(v: Value) -> JsonObject {
     v.as_object().unwrap().clone()
 }
@@ -192,22 +215,9 @@ fn a_tombstone_is_kept_in_server_and_the_record_deleted() {
 fn an_edited_document_keeps_the_server_copy_until_it_settles() {
     let mut eng = ClientSync::new();
     let mut copied = HashSet::new();
-    let base = ServerDoc {
-        doc: Some(obj(json!({"id": "a", "n": 1}))),
-        version: 4,
-        gen: 0,
-    };
+    let base = a_at_4();
     eng.load("todos", "a", Some(base.clone()));
-    let m = Mutation {
-        mid: 1,
-        coll: "todos".into(),
-        op: MutationOp::Update,
-        id: "a".into(),
-        doc: None,
-        patch: Some(obj(json!({"n": 2}))),
-        base: Some(4),
-        ts: None,
-    };
+    let m = update_a_over_4();
     // The first edit: the record stood for the server's document, so its
     // copy goes to `_server` and the record gets the marker `s`.
     let out = plan(&mut eng, &mut copied, |e| e.local(m).unwrap());
@@ -304,22 +314,9 @@ fn a_completed_resync_sweeps_last_and_keeps_pending_documents() {
 fn a_rejected_mutation_is_kept_for_review_in_the_step_that_rolls_it_back() {
     let mut eng = ClientSync::new();
     let mut copied = HashSet::new();
-    let base = ServerDoc {
-        doc: Some(obj(json!({"id": "a", "n": 1}))),
-        version: 4,
-        gen: 0,
-    };
+    let base = a_at_4();
     eng.load("todos", "a", Some(base));
-    let m = Mutation {
-        mid: 1,
-        coll: "todos".into(),
-        op: MutationOp::Update,
-        id: "a".into(),
-        doc: None,
-        patch: Some(obj(json!({"n": 2}))),
-        base: Some(4),
-        ts: None,
-    };
+    let m = update_a_over_4();
     plan(&mut eng, &mut copied, |e| e.local(m).unwrap());
     let resp = PushResponse {
         results: vec![MutationResult::Rejected {
