@@ -16,6 +16,8 @@ extern "C" {
     pub fn encode_json(v: &JsValue, path: &str, code: &str) -> Result<String, JsValue>;
     #[wasm_bindgen(js_name = docsText)]
     pub fn docs_text(records: &Array, picks: Option<Vec<u32>>) -> JsString;
+    #[wasm_bindgen(js_name = syncDocsText)]
+    pub fn sync_docs_text(records: &Array, picks: Option<Vec<u32>>) -> JsString;
     #[wasm_bindgen(js_name = parseJson)]
     pub fn parse_json(text: &JsValue) -> JsValue;
     pub fn revive(value: &JsValue) -> JsValue;
@@ -42,6 +44,9 @@ extern "C" {
     ) -> Option<Promise>;
     #[wasm_bindgen(js_name = countOutbox)]
     pub fn count_outbox(store: &IdbObjectStore) -> Promise;
+    pub fn persist();
+    #[wasm_bindgen(js_name = firstMid)]
+    pub fn first_mid(adds: &Array) -> f64;
     #[wasm_bindgen(js_name = failedRequest)]
     pub fn failed_request(reqs: &Array) -> i32;
     #[wasm_bindgen(js_name = cursorValues)]

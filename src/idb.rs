@@ -16,7 +16,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{IdbIndex, IdbKeyRange, IdbObjectStore, IdbRequest, IdbTransaction};
 
-pub use syncstore_core::sync::plan::stores::{CONFLICTS, HELD, IDS, META, OUTBOX, SERVER};
+pub use syncstore_core::sync::plan::stores::{
+    CONFLICTS, HELD, IDS, META, OUTBOX, REJECTED, SERVER,
+};
 
 /// The object stores and indexes the schema needs (see `openDb` in glue.js).
 pub fn layout(schema: &Schema) -> Value {
@@ -43,6 +45,7 @@ pub fn layout(schema: &Schema) -> Value {
     stores.push(json!({"name": HELD, "keyPath": ["coll", "seq"], "indexes": []}));
     stores.push(json!({"name": CONFLICTS, "keyPath": ["coll", "id"], "indexes": []}));
     stores.push(json!({"name": IDS, "keyPath": "t", "indexes": []}));
+    stores.push(json!({"name": REJECTED, "keyPath": "mid", "indexes": []}));
     Value::Array(stores)
 }
 

@@ -50,11 +50,14 @@ struct Sub {
     requery: bool,
     running: bool,
     dirty: bool,
+    /// Rows carry `$sync` (syncstate.rs): always re-queried, never patched.
+    sync_state: bool,
 }
 
 impl Sub {
     fn patchable(&self) -> bool {
         !self.running
+            && !self.sync_state
             && !self.requery
             && self.last.is_some()
             && self.size <= HOLD_ROWS
@@ -128,6 +131,13 @@ impl Live {
                     crate::sync::parse::<serde_json::Value>(&sync),
                 ) {
                     h.on_message(&inner, &msg);
+                }
+                return;
+            }
+            let feed = js_sys::Reflect::get(&ev.data(), &"feed".into()).unwrap_or_default();
+            if !feed.is_undefined() {
+                if let Some(msg) = crate::sync::parse::<serde_json::Value>(&feed) {
+                    crate::changes::on_message(&inner, &msg);
                 }
                 return;
             }
@@ -308,6 +318,7 @@ impl Live {
         inner: &Rc<Inner>,
         coll: String,
         query: Query,
+        sync_state: bool,
         callback: Function,
         on_error: Option<Function>,
     ) -> Function {
@@ -327,6 +338,7 @@ impl Live {
                 requery: false,
                 running: false,
                 dirty: false,
+                sync_state,
             },
         );
         spawn_local(refresh(inner.clone(), id));
@@ -366,7 +378,7 @@ impl Live {
 async fn refresh(inner: Rc<Inner>, id: u32) {
     let mut first = true;
     loop {
-        let (coll, query) = {
+        let (coll, query, sync_state) = {
             let mut subs = inner.live.subs.borrow_mut();
             let Some(s) = subs.get_mut(&id) else { return };
             if first && s.running {
@@ -380,7 +392,7 @@ async fn refresh(inner: Rc<Inner>, id: u32) {
             // The query reads everything committed so far.
             s.requery = false;
             s.patches.clear();
-            (s.coll.clone(), s.query.clone())
+            (s.coll.clone(), s.query.clone(), s.sync_state)
         };
         let result = inner.run_query(&coll, &query).await;
         let deliver = {
@@ -390,7 +402,7 @@ async fn refresh(inner: Rc<Inner>, id: u32) {
                 Ok((records, picks)) => {
                     s.size = picks.as_ref().map_or(records.length() as usize, Vec::len);
                     s.rows = None;
-                    let text: JsValue = glue::docs_text(&records, picks).into();
+                    let text: JsValue = crate::syncstate::text(&records, picks, sync_state).into();
                     if s.last.as_ref() == Some(&text) {
                         None
                     } else {

@@ -8,6 +8,7 @@ use crate::glue;
 use crate::idb::{self, committed, to_js, Source, CONFLICTS, META, OUTBOX, SERVER};
 use crate::live::Live;
 use crate::sync::{Ask, SyncOptions};
+use crate::syncstate;
 use crate::tabs::{self, SyncHandle};
 use js_sys::{Array, Function, Promise};
 use serde_json::{json, Value};
@@ -22,6 +23,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 use web_sys::{IdbDatabase, IdbObjectStore, IdbTransaction, IdbTransactionMode};
 
+type LostFn = Closure<dyn Fn(String, JsValue, JsValue)>;
+
 /// Shared state behind a `SyncStore` handle.
 pub struct Inner {
     pub name: String,
@@ -32,7 +35,11 @@ pub struct Inner {
     pub client_id: RefCell<String>,
     layout: JsValue,
     rekey: Closure<dyn Fn(String, Array) -> Array>,
-    on_lost: RefCell<Option<Closure<dyn Fn()>>>,
+    on_lost: RefCell<Option<LostFn>>,
+    /// The browser closed the connection and no call has reopened it yet.
+    pub lost: Cell<bool>,
+    /// Why the store closed itself (faults.rs), instead of `CLOSED`.
+    pub closed_by: RefCell<Option<JsValue>>,
     pub live: Live,
     pub events: Events,
     /// Sync (leading or following), when the store was opened with `sync`.
@@ -59,11 +66,31 @@ fn splitmix(state: &Cell<u64>) -> u64 {
 
 impl Inner {
     pub fn check_open(&self) -> JsResult<()> {
-        if self.closed.get() {
-            Err(closed())
-        } else {
-            Ok(())
+        if !self.closed.get() {
+            return Ok(());
         }
+        Err(self.closed_by.borrow().clone().unwrap_or_else(closed))
+    }
+
+    /// Forgets the connection (the next call reopens it).
+    pub fn drop_connection(&self) {
+        self.db.borrow_mut().take();
+    }
+
+    /// Closes the store: sync, the connection, subscriptions, channel and
+    /// listeners. Later calls reject (`check_open`).
+    pub fn shut(&self) {
+        if self.closed.replace(true) {
+            return;
+        }
+        if let Some(sync) = self.sync.get() {
+            sync.close();
+        }
+        if let Some(db) = self.db.borrow_mut().take() {
+            db.close();
+        }
+        self.live.close();
+        self.events.close();
     }
 
     fn random(&self) -> u128 {
@@ -113,16 +140,23 @@ impl Inner {
         if let Some(db) = self.db.borrow().clone() {
             return Ok(db);
         }
-        let db = self.connect().await?;
+        let db = match self.connect().await {
+            Ok(db) => db,
+            Err(e) if self.lost.get() || !self.client_id.borrow().is_empty() => {
+                return Err(crate::faults::reopen_failed(self, &e));
+            }
+            Err(e) => return Err(e),
+        };
+        self.lost.set(false);
         *self.db.borrow_mut() = Some(db.clone());
         Ok(db)
     }
 
     async fn connect(self: &Rc<Self>) -> JsResult<IdbDatabase> {
         let weak = Rc::downgrade(self);
-        let lost = Closure::<dyn Fn()>::new(move || {
+        let lost = LostFn::new(move |why: String, old: JsValue, new: JsValue| {
             if let Some(inner) = weak.upgrade() {
-                inner.db.borrow_mut().take();
+                crate::faults::lost(&inner, &why, &old, &new);
             }
         });
         let p = glue::open_db(
@@ -331,11 +365,14 @@ impl Inner {
         } else {
             self.live.wrote(self, &colls, &plan.writes);
         }
+        crate::changes::wrote(self, &plan.writes);
         if !plan.outbox.is_empty() {
+            let first = glue::first_mid(&adds);
+            crate::trace::queued(self, first, &plan.outbox);
             self.local_pending
                 .set(self.local_pending.get() + plan.outbox.len());
             if let Some(sync) = self.sync.get() {
-                sync.kick();
+                sync.wrote(first, plan.outbox.len());
             }
         }
         Ok(plan.ids)
@@ -754,6 +791,17 @@ impl SyncStore {
             }
         };
         let schema = Schema::from_options(&opts).map_err(error::core)?;
+        match opts.get("persist") {
+            None | Some(Value::Bool(false)) => {}
+            Some(Value::Bool(true)) => glue::persist(),
+            Some(_) => {
+                return Err(glue::make_error(
+                    "INVALID_OPTIONS",
+                    "options.persist must be a boolean",
+                    false,
+                ))
+            }
+        }
         let sync = SyncOptions::parse(&opts, taken.get(2).dyn_into::<Function>().ok())?;
         let mut resolvers = BTreeMap::new();
         for (coll, spec) in &schema.collections {
@@ -796,6 +844,8 @@ impl SyncStore {
             client_id: RefCell::new(String::new()),
             rekey,
             on_lost: RefCell::new(None),
+            lost: Cell::new(false),
+            closed_by: RefCell::new(None),
             live: Live::new(),
             events: Events::default(),
             sync: OnceCell::new(),
@@ -807,6 +857,7 @@ impl SyncStore {
         inner.db().await?;
         inner.load_client_id().await?;
         inner.live.listen(&inner, &name)?;
+        crate::changes::ask(&inner);
         let n = inner.outbox_count().await?;
         inner.local_pending.set(n as usize);
         if let Some(opts) = sync {
@@ -963,10 +1014,13 @@ impl SyncStore {
             inner.check_open()?;
             let coll = coll_arg(&coll)?;
             let query = query.unwrap_or(JsValue::UNDEFINED);
-            let q = Query::parse(&parse_json(&query, "query", "INVALID_QUERY")?)
-                .map_err(error::core)?;
+            let mut query = parse_json(&query, "query", "INVALID_QUERY")?;
+            let sync_state = syncstate::take(&mut query, &inner.schema, &coll)?;
+            let q = Query::parse(&query).map_err(error::core)?;
             let (records, picks) = inner.run_query(&coll, &q).await?;
-            Ok(glue::parse_json(&glue::docs_text(&records, picks)))
+            Ok(glue::parse_json(&syncstate::text(
+                &records, picks, sync_state,
+            )))
         })
     }
 
@@ -1009,12 +1063,13 @@ impl SyncStore {
     ) -> Result<Function, JsValue> {
         self.inner.check_open()?;
         let coll = known_coll(&self.inner, &coll)?;
-        let q =
-            Query::parse(&parse_json(&query, "query", "INVALID_QUERY")?).map_err(error::core)?;
+        let mut query = parse_json(&query, "query", "INVALID_QUERY")?;
+        let sync_state = syncstate::take(&mut query, &self.inner.schema, &coll)?;
+        let q = Query::parse(&query).map_err(error::core)?;
         Ok(self
             .inner
             .live
-            .subscribe(&self.inner, coll, q, callback, on_error))
+            .subscribe(&self.inner, coll, q, sync_state, callback, on_error))
     }
 
     /// A live query as an Observable: `live(coll, query)` gives the rows
@@ -1063,6 +1118,14 @@ impl SyncStore {
         promise(async move { Ok(inner.outbox_count().await?.into()) })
     }
 
+    /// What is queued for the server, oldest first: `[{ mid, coll, id, op,
+    /// doc?, patch?, base?, state }]` (of every tab: it reads IndexedDB).
+    #[wasm_bindgen(unchecked_return_type = "Promise<OutboxEntry[]>")]
+    pub fn outbox(&self) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move { crate::trace::outbox(&inner).await })
+    }
+
     /// The database name.
     #[wasm_bindgen(getter)]
     pub fn name(&self) -> String {
@@ -1072,17 +1135,7 @@ impl SyncStore {
     /// Closes the store: its connection, subscriptions and channel. Any
     /// later call rejects with code `CLOSED`.
     pub fn close(&self) {
-        if self.inner.closed.replace(true) {
-            return;
-        }
-        if let Some(sync) = self.inner.sync.get() {
-            sync.close();
-        }
-        if let Some(db) = self.inner.db.borrow_mut().take() {
-            db.close();
-        }
-        self.inner.live.close();
-        self.inner.events.close();
+        self.inner.shut();
     }
 
     /// The sync state: `{ connection: "websocket" | "connecting" | "polling"
@@ -1099,9 +1152,11 @@ impl SyncStore {
     }
 
     /// Calls `callback` on each event of `type`: `"status"` (the status
-    /// changed), `"change"` (documents changed by the server), `"idmap"` (a
+    /// changed), `"change"` (documents changed, with their op and new
+    /// document: here, in another tab or by the server), `"idmap"` (a
     /// temporary id got its canonical id), `"rejected"` (the server refused
-    /// a mutation; its effect was rolled back), `"conflict"`, `"error"`.
+    /// a mutation; its effect was rolled back), `"conflict"`, `"error"`,
+    /// `"trace"` (the data flow, for debugging).
     /// Returns a function that removes the listener.
     ///
     /// @example
@@ -1170,6 +1225,33 @@ impl SyncStore {
             let (_, coll) = picked?;
             let (local, remote) = tabs::divergence(&inner, &coll).await?;
             Ok(to_js(&json!({ "local": local, "remote": remote })))
+        })
+    }
+
+    /// Writes the server refused (rolled back), kept until dismissed:
+    /// `[{ mid, coll, id, op, doc?, code, message, at }]`, oldest first
+    /// (`doc`: the document as the write left it; none for a delete).
+    ///
+    /// @example
+    /// const show = async () => render(await db.rejected());
+    /// db.on("rejected", show); show();
+    #[wasm_bindgen(unchecked_return_type = "Promise<RejectedWrite[]>")]
+    pub fn rejected(&self) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move { Ok(crate::rejected::list(&inner).await?.into()) })
+    }
+
+    /// Forgets kept rejections: one mid, an array of mids, or all (no argument).
+    #[wasm_bindgen(js_name = dismissRejected, unchecked_return_type = "Promise<void>")]
+    pub fn dismiss_rejected(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "number | number[] | undefined")] mids: JsValue,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        let which = crate::rejected::parse_which(&mids);
+        promise(async move {
+            crate::rejected::dismiss(&inner, which?).await?;
+            Ok(JsValue::UNDEFINED)
         })
     }
 

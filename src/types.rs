@@ -105,6 +105,8 @@ export interface OpenOptions {
   maxDocBytes?: number;
   /** Sync with a server; without it the store is local only. */
   sync?: SyncOptions;
+  /** Ask `navigator.storage.persist()` at open (not awaited). */
+  persist?: boolean;
 }
 /** What `status()` returns and the `status` event carries. */
 export interface SyncStatus {
@@ -115,7 +117,11 @@ export interface SyncStatus {
    * "offline": it does not, the browser is offline (or no sync).
    */
   connection: "websocket" | "connecting" | "polling" | "offline";
-  /** Mutations not yet settled by the server. */
+  /**
+   * Mutations not yet settled by the server; equals `pendingCount()` once a
+   * write of this tab resolved (in the tab leading sync; in another tab its
+   * writes count once the leader took them in).
+   */
   pending: number;
   /**
    * While a sync from the start runs (a new store's first sync, or a resync):
@@ -135,12 +141,41 @@ export interface SyncStatus {
   /** True in the one instance (tab) that runs sync for this database; the others show its status. */
   leader: boolean;
 }
-/** A document the server changed. */
-export interface ChangeEvent { changes: { coll: string; id: string; deleted: boolean }[] }
+/** One changed document of a `change` event. */
+export interface DocChange {
+  coll: string;
+  id: string;
+  op: "insert" | "update" | "delete";
+  /** The new document (absent for deletes). */
+  doc?: Doc;
+  /** `op === "delete"`. */
+  deleted: boolean;
+}
+/**
+ * Documents changed by a committed write: this instance's (`"local"`, one
+ * event per call, in op order), another instance's on the same database
+ * (`"tab"`) or the server's (`"remote"`).
+ */
+export interface ChangeEvent { origin: "local" | "tab" | "remote"; changes: DocChange[] }
 /** The server assigned the canonical id `id` to the temporary id `tmp`. */
 export interface IdmapEvent { type: "idmap"; tmp: string; id: string }
-/** The server refused a mutation for good; its optimistic effect was rolled back. */
-export interface RejectedEvent { type: "rejected"; mid: number; coll: string; id: string; code: string; message: string }
+/** The server refused a mutation for good; its optimistic effect was rolled back (and it is kept: `db.rejected()`). */
+export interface RejectedEvent {
+  type: "rejected"; mid: number; coll: string; id: string; code: string; message: string;
+  op: "insert" | "update" | "replace" | "delete";
+  /** The document as the write left it (absent for a delete). */
+  doc?: Doc;
+}
+/** A refused write kept for review until `dismissRejected` (`db.rejected()`). */
+export interface RejectedWrite {
+  mid: number; coll: string; id: string;
+  op: "insert" | "update" | "replace" | "delete";
+  /** The document as the write left it (absent for a delete). */
+  doc?: Doc;
+  code: string; message: string;
+  /** When it was refused (ms since the epoch). */
+  at: number;
+}
 /** The server did not apply a mutation because the document changed there. */
 export interface ConflictEvent {
   type: "conflict"; mid: number; coll: string; id: string;
@@ -149,6 +184,26 @@ export interface ConflictEvent {
   resolution: "remote" | "write" | "both";
   policy: "serverWins" | "lastWriteWins" | "fieldMerge" | "custom" | "manual";
 }
+/** One step of the data flow (`on("trace", cb)`); `at` is ms since the epoch. */
+export type TraceEvent =
+  | { type: "queued"; mid: number; coll: string; id: string; op: string; at: number }
+  | { type: "pushed"; mid: number; coll: string; id: string; at: number }
+  | { type: "applied"; mid: number; id: string; version: number; ms: number; at: number }
+  | { type: "settled"; mid: number; at: number }
+  | { type: "rejected"; mid: number; coll: string; id: string; code: string; at: number }
+  | { type: "conflicted"; mid: number; coll: string; id: string; resolution: string; at: number }
+  | { type: "remapped"; tmp: string; id: string; at: number }
+  | { type: "pull"; changes: number; more: boolean; resync: boolean; cursor: string; ms: number; at: number }
+  | { type: "frames"; frames: number; changes: number; at: number };
+/** A queued mutation (`db.outbox()`). */
+export interface OutboxEntry {
+  mid: number; coll: string; id: string;
+  op: "insert" | "update" | "replace" | "delete";
+  doc?: Doc; patch?: Patch; base?: number | null;
+  state: "pending" | "parked" | "acked" | "applied";
+  /** With state "applied": the server version it made. */
+  version?: number;
+}
 export interface SyncEvents {
   status: SyncStatus;
   change: ChangeEvent;
@@ -156,6 +211,9 @@ export interface SyncEvents {
   rejected: RejectedEvent;
   conflict: ConflictEvent;
   error: SyncStoreError;
+  trace: TraceEvent;
+  /** Another instance upgraded (newVersion) or deleted (null) the database: this one closed itself; reload. */
+  versionchange: { oldVersion: number; newVersion: number | null; message: string };
 }
 export type SyncEventType = keyof SyncEvents;
 /** What an Observable subscriber gives: any of the three callbacks. */
@@ -226,6 +284,12 @@ export interface Query {
   desc?: boolean;
   limit?: number;
   offset?: number;
+  /**
+   * Rows of a synced collection carry `$sync`: `"pending"` while they have
+   * queued writes, `"conflict"` while a manual conflict is unresolved,
+   * absent once settled. A subscription is called when a row's state changes.
+   */
+  syncState?: boolean;
 }
 /**
  * A schema type for `SyncStore.open<Schema>(...)` (npm package): each
@@ -330,6 +394,8 @@ declare const SCHEMA: unique symbol;
 /** A `SyncStore` typed by the schema `S` (`SyncStore.open<S>(...)`). */
 export type TypedSyncStore<S extends Schema> = Omit<SyncStore, keyof TypedCollections<S>> &
   TypedCollections<S> & { readonly [SCHEMA]: S };
+/** A row of a query with `syncState: true`. */
+export type SyncedDoc = Doc & { $sync?: "pending" | "conflict" };
 export type Op =
   | { op: "insert"; coll: string; doc: NewDoc }
   | { op: "update"; coll: string; id: string; patch: Patch }
@@ -340,7 +406,7 @@ export type ErrorCode =
   | "INVALID_OPTIONS" | "INVALID_SCHEMA" | "INVALID_DOCUMENT" | "INVALID_ID" | "INVALID_PATCH"
   | "INVALID_QUERY" | "UNKNOWN_OPERATOR" | "UNKNOWN_COLLECTION" | "DOC_TOO_LARGE" | "NOT_FOUND"
   | "ALREADY_EXISTS" | "QUOTA_EXCEEDED" | "CLOSED" | "TRANSACTION_ABORTED" | "STORAGE_CLOSED"
-  | "STORAGE_VERSION" | "STORAGE" | "INVALID_EVENT" | "SYNC_DISABLED"
+  | "STORAGE_VERSION" | "STORAGE" | "INVALID_EVENT" | "INVALID_ARGUMENT" | "SYNC_DISABLED"
   | "NETWORK" | "UNAUTHORIZED" | "FORBIDDEN" | "CLIENT_ID_TAKEN" | "RATE_LIMITED" | "SERVER" | "PROTOCOL"
   | "RESOLVER_FAILED" | "LEADERSHIP_LOST" | "UPDATER_FAILED";
 /** The error every syncstore call rejects with. */

@@ -167,6 +167,25 @@ export function docsText(records, picks) {
   return s + "]";
 }
 
+/**
+ * `docsText` with each document's sync state (`{ syncState: true }`, src/syncstate.rs),
+ * read from its record alone: `"$sync":"conflict"` (marker `c`), `"pending"`
+ * (marker `s`: outbox entries over a server version; or no server version
+ * yet: a queued insert), nothing once settled.
+ */
+export function syncDocsText(records, picks) {
+  let s = "[";
+  const n = picks ? picks.length : records.length;
+  for (let i = 0; i < n; i++) {
+    if (i) s += ",";
+    const r = records[picks ? picks[i] : i];
+    const state = r.c ? "conflict" : r.s || r.v == null ? "pending" : null;
+    const t = docText(r);
+    s += state ? `${t.slice(0, -1)},"$sync":"${state}"}` : t;
+  }
+  return s + "]";
+}
+
 export function parseDoc(record) {
   return record === undefined ? undefined : parse(docText(record));
 }
@@ -363,9 +382,15 @@ export function writePlan(tx, plan) {
     else if (kind === 0) adds.push(s.add(plan.r[next++]));
     else s.put(plan.r[next++]);
   }
-  if (plan.o.length) addEntries(store(plan.outbox), plan.o);
+  // The outbox request's key, once committed, is the first entry's mid.
+  if (plan.o.length) adds.outbox = addEntries(store(plan.outbox), plan.o);
   if (plan.c.length) addAbsent(store(plan.server), plan.c);
   return adds;
+}
+
+/** After `writePlan`'s transaction committed: the mid of its first outbox entry (-1: none). */
+export function firstMid(adds) {
+  return adds.outbox ? adds.outbox.result : -1;
 }
 
 /**
@@ -377,16 +402,14 @@ export function writePlan(tx, plan) {
  */
 function addEntries(store, entries) {
   const n = entries.length;
-  if (n === 1) {
-    store.add(entries[0]);
-    return;
-  }
+  if (n === 1) return store.add(entries[0]);
   const req = store.add({ n, batch: entries });
   req.onsuccess = () => {
     const last = req.result + n - 1;
     store.put({ mid: last });
     store.delete(last);
   };
+  return req;
 }
 
 /** Resolves with the number of mutations in `_outbox` (a batch record holds `n`). */
@@ -520,14 +543,25 @@ export async function openDb(name, layout, rekey, onLost) {
 }
 
 function watch(db, onLost) {
-  // Another tab wants to upgrade: step aside, reopen on next use.
-  db.onversionchange = () => {
+  // Another instance upgrades (or deletes) the database: step aside at once,
+  // never block it (src/faults.rs).
+  db.onversionchange = (e) => {
     db.close();
-    onLost();
+    onLost(e.newVersion === null ? "deleted" : "upgraded", e.oldVersion, e.newVersion);
   };
   // The browser closed the connection (storage cleared, Safari backgrounding).
-  db.onclose = () => onLost();
+  db.onclose = () => onLost("closed", undefined, undefined);
   return db;
+}
+
+/** `open({ persist: true })`: asks for persistent storage, not awaited (Firefox may ask the user). */
+export function persist() {
+  try {
+    const s = typeof navigator !== "undefined" && navigator.storage;
+    if (s && typeof s.persist === "function") s.persist().catch(() => {});
+  } catch (_) {
+    /* not offered here */
+  }
 }
 
 function upgrade(db, tx, layout, rekey) {

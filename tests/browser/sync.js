@@ -1129,6 +1129,11 @@ const scenarios = {
 export const syncNames = Object.keys(scenarios);
 
 export function syncScenario(name, open, SyncStoreError, server, ctlUrl) {
+  return runScenario(scenarios, name, open, SyncStoreError, server, ctlUrl);
+}
+
+/** Runs `scenarios[name]` against the server, then closes its stores and heals the server. */
+function runScenario(scenarios, name, open, SyncStoreError, server, ctlUrl) {
   const run = scenarios[name];
   if (!run) throw new Error(`no sync scenario ${name}`);
   const env = { open, SyncStoreError, server, ctl: ctlUrl, opened: [] };
@@ -1144,3 +1149,5 @@ export function syncScenario(name, open, SyncStoreError, server, ctlUrl) {
     }
   })();
 }
+
+export { until, ctl, serverRows, live, canon, collName, device, all, markerPush, mint, runScenario };
