@@ -1,9 +1,47 @@
 // Types of the syncstore npm package: everything of the generated module
 // (./syncstore.d.ts: SyncStore, SyncStoreError, Doc, Query, SyncStatus, ...)
 // plus `initSyncStore`.
-import type { Doc, InitInput, SyncEvents, SyncEventType } from "./syncstore.js";
+import type {
+  Doc,
+  InitInput,
+  OpenOptions,
+  Schema,
+  SyncEvents,
+  SyncEventType,
+  SyncStore as GeneratedSyncStore,
+  TypedOpenOptions,
+  TypedSyncStore,
+} from "./syncstore.js";
 
 export * from "./syncstore.js";
+
+/** A store (`SyncStore.open` resolves with one). */
+export type SyncStore = GeneratedSyncStore;
+/** `SyncStore` as a value: `open`, untyped or typed by a schema, and `instanceof`. */
+export interface SyncStoreConstructor {
+  readonly prototype: GeneratedSyncStore;
+  /** `db instanceof SyncStore`, typed or not. */
+  [Symbol.hasInstance](value: unknown): value is GeneratedSyncStore;
+  /**
+   * Opens (creating or upgrading) the store.
+   *
+   * @example
+   * const db = await SyncStore.open({ name: "app", collections: { todos: { indexes: ["done"] } } });
+   */
+  open(options: OpenOptions): Promise<GeneratedSyncStore>;
+  /**
+   * Opens the store typed by `S` (collection name -> document type): the
+   * methods naming a collection take and return its documents' type, and
+   * an unknown collection or a wrong field type does not compile.
+   *
+   * @example
+   * interface Todo { text: string; done: boolean; createdAt: Date }
+   * const db = await SyncStore.open<{ todos: Todo }>({ name: "app", collections: { todos: { indexes: ["done"] } } });
+   * const open = await db.query("todos", { where: { done: false }, orderBy: "createdAt" }); // TypedDoc<Todo>[]
+   */
+  open<S extends Schema>(options: TypedOpenOptions<S>): Promise<TypedSyncStore<S>>;
+}
+export declare const SyncStore: SyncStoreConstructor;
 
 /**
  * Loads and instantiates the WebAssembly module, once. `SyncStore.open` calls

@@ -1,5 +1,5 @@
 // Types of `syncstore/react`: React hooks over a SyncStore.
-import type { Doc, Query, SyncStatus, SyncStore } from "./index.js";
+import type { Doc, Query, Schema, SyncStatus, SyncStore, TypedDoc, TypedQuery, TypedSyncStore } from "./index.js";
 
 /**
  * The rows of a live query (`db.subscribe`): `undefined` until its first
@@ -12,6 +12,11 @@ import type { Doc, Query, SyncStatus, SyncStore } from "./index.js";
  * const open = useQuery(db, "todos", { where: { done: false }, orderBy: "createdAt" });
  * if (open === undefined) return <p>Loading…</p>;
  */
+export declare function useQuery<S extends Schema, C extends keyof S & string>(
+  db: TypedSyncStore<S> | null | undefined,
+  coll: C,
+  query?: TypedQuery<S[C]>,
+): TypedDoc<S[C]>[] | undefined;
 export declare function useQuery(
   db: SyncStore | null | undefined,
   coll: string,

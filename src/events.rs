@@ -1,4 +1,4 @@
-//! `db.on(type, cb)`: the store's events (`status`, `change`, `idmap`,
+//! `db.on(type, cb)`: the store's events (`status`, `change`, `trace`, `idmap`,
 //! `rejected`, `conflict`, `error`). Listeners are called with no Rust borrow
 //! held; one that throws is rethrown asynchronously and the others still run.
 
@@ -11,7 +11,16 @@ use std::rc::{Rc, Weak};
 use wasm_bindgen::prelude::*;
 
 /// The event types `on` accepts.
-pub const KINDS: [&str; 6] = ["status", "change", "idmap", "rejected", "conflict", "error"];
+pub const KINDS: [&str; 8] = [
+    "status",
+    "change",
+    "idmap",
+    "rejected",
+    "conflict",
+    "error",
+    "trace",
+    "versionchange",
+];
 
 type ReleaseFn = Closure<dyn Fn(u32)>;
 
@@ -20,6 +29,8 @@ pub struct Events {
     listeners: RefCell<Vec<(u32, &'static str, Function)>>,
     next_id: Cell<u32>,
     release: RefCell<Option<ReleaseFn>>,
+    /// Another instance of the database listens for `change` (changes.rs).
+    peers_want_changes: Cell<bool>,
 }
 
 impl Events {
@@ -34,7 +45,11 @@ impl Events {
         };
         let id = self.next_id.get() + 1;
         self.next_id.set(id);
+        let first_change = *kind == "change" && !self.wanted(kind);
         self.listeners.borrow_mut().push((id, kind, callback));
+        if first_change {
+            crate::changes::listening(inner);
+        }
         let mut release = self.release.borrow_mut();
         let release = release.get_or_insert_with(|| {
             let weak: Weak<Inner> = Rc::downgrade(inner);
@@ -52,6 +67,14 @@ impl Events {
         self.listeners.borrow().iter().any(|l| l.1 == kind)
     }
 
+    pub fn peers_want_changes(&self) -> bool {
+        self.peers_want_changes.get()
+    }
+
+    pub fn set_peers_want_changes(&self) {
+        self.peers_want_changes.set(true);
+    }
+
     /// Emits a JSON payload (an error's `{code, message, retryable}` as a
     /// `SyncStoreError`); builds the JS value only if someone listens.
     pub fn emit_value(&self, kind: &str, payload: &serde_json::Value) {
@@ -61,7 +84,7 @@ impl Events {
         let js = if kind == "error" {
             crate::tabs::error_js(payload)
         } else {
-            crate::idb::to_js(payload)
+            crate::idb::to_user_js(payload)
         };
         self.emit(kind, &js);
     }

@@ -16,10 +16,17 @@ extern "C" {
     pub fn encode_json(v: &JsValue, path: &str, code: &str) -> Result<String, JsValue>;
     #[wasm_bindgen(js_name = docsText)]
     pub fn docs_text(records: &Array, picks: Option<Vec<u32>>) -> JsString;
+    #[wasm_bindgen(js_name = syncDocsText)]
+    pub fn sync_docs_text(records: &Array, picks: Option<Vec<u32>>) -> JsString;
     #[wasm_bindgen(js_name = parseJson)]
     pub fn parse_json(text: &JsValue) -> JsValue;
+    pub fn revive(value: &JsValue) -> JsValue;
     #[wasm_bindgen(js_name = parseDoc)]
     pub fn parse_doc(record: &JsValue) -> JsValue;
+    #[wasm_bindgen(js_name = parseDocs)]
+    pub fn parse_docs(records: &Array) -> Array;
+    #[wasm_bindgen(js_name = unionRecords)]
+    pub fn union_records(lists: &Array) -> Array;
     pub fn request(req: &IdbRequest) -> Promise;
     pub fn requests(reqs: &Array) -> Promise;
     pub fn done(tx: &IdbTransaction) -> Promise;
@@ -37,6 +44,9 @@ extern "C" {
     ) -> Option<Promise>;
     #[wasm_bindgen(js_name = countOutbox)]
     pub fn count_outbox(store: &IdbObjectStore) -> Promise;
+    pub fn persist();
+    #[wasm_bindgen(js_name = firstMid)]
+    pub fn first_mid(adds: &Array) -> f64;
     #[wasm_bindgen(js_name = failedRequest)]
     pub fn failed_request(reqs: &Array) -> i32;
     #[wasm_bindgen(js_name = cursorValues)]
@@ -69,6 +79,13 @@ extern "C" {
     /// with the reason (see `callGetToken` in glue.js).
     #[wasm_bindgen(js_name = callGetToken)]
     pub fn call_get_token(f: &Function) -> Promise;
+    /// An `update` function's answer: `[whole, json]` (see `callModifier`
+    /// in glue.js), or the typed error it caused.
+    #[wasm_bindgen(catch, js_name = callModifier)]
+    pub fn call_modifier(f: &Function, doc: &JsValue) -> Result<Array, JsValue>;
+    /// `db.live(...)`'s Observable (see `LiveQuery` in glue.js).
+    #[wasm_bindgen(js_name = liveQuery)]
+    pub fn live_query(handle: &JsValue, what: &JsValue, query: &JsValue) -> JsValue;
     #[wasm_bindgen(js_name = callResolver)]
     pub fn call_resolver(f: &Function, ctx: &JsValue) -> JsValue;
     #[wasm_bindgen(js_name = applyOps)]

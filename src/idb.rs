@@ -16,7 +16,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{IdbIndex, IdbKeyRange, IdbObjectStore, IdbRequest, IdbTransaction};
 
-pub use syncstore_core::sync::plan::stores::{CONFLICTS, HELD, IDS, META, OUTBOX, SERVER};
+pub use syncstore_core::sync::plan::stores::{
+    CONFLICTS, HELD, IDS, META, OUTBOX, REJECTED, SERVER,
+};
 
 /// The object stores and indexes the schema needs (see `openDb` in glue.js).
 pub fn layout(schema: &Schema) -> Value {
@@ -43,6 +45,7 @@ pub fn layout(schema: &Schema) -> Value {
     stores.push(json!({"name": HELD, "keyPath": ["coll", "seq"], "indexes": []}));
     stores.push(json!({"name": CONFLICTS, "keyPath": ["coll", "id"], "indexes": []}));
     stores.push(json!({"name": IDS, "keyPath": "t", "indexes": []}));
+    stores.push(json!({"name": REJECTED, "keyPath": "mid", "indexes": []}));
     Value::Array(stores)
 }
 
@@ -50,6 +53,13 @@ pub fn layout(schema: &Schema) -> Value {
 pub fn to_js(v: &impl serde::Serialize) -> JsValue {
     let text = serde_json::to_string(v).expect("JSON values serialize");
     js_sys::JSON::parse(&text).expect("serde_json output is JSON")
+}
+
+/// A JSON value as the app sees it: dates (`{"$date": ms}`) as `Date`s.
+/// Records stay [`to_js`]: their stored form is the JSON one.
+pub fn to_user_js(v: &impl serde::Serialize) -> JsValue {
+    let text = serde_json::to_string(v).expect("JSON values serialize");
+    glue::parse_json(&JsValue::from_str(&text))
 }
 
 pub async fn wait(req: &IdbRequest, what: &str) -> JsResult<JsValue> {
@@ -124,16 +134,25 @@ impl Source {
         range: Option<&IdbKeyRange>,
         limit: Option<u32>,
     ) -> JsResult<Array> {
+        let req = self.get_all_request(range, limit)?;
+        Ok(wait(&req, "read").await?.unchecked_into())
+    }
+
+    /// Issues [`Source::get_all`]'s request without awaiting it.
+    pub fn get_all_request(
+        &self,
+        range: Option<&IdbKeyRange>,
+        limit: Option<u32>,
+    ) -> JsResult<IdbRequest> {
         let undef = JsValue::UNDEFINED;
         let key: &JsValue = range.map(AsRef::as_ref).unwrap_or(&undef);
-        let req = match (self, limit) {
+        match (self, limit) {
             (Source::Store(s), None) => s.get_all_with_key(key),
             (Source::Store(s), Some(l)) => s.get_all_with_key_and_limit(key, l),
             (Source::Index(i), None) => i.get_all_with_key(key),
             (Source::Index(i), Some(l)) => i.get_all_with_key_and_limit(key, l),
         }
-        .map_err(|e| storage(e, "read"))?;
-        Ok(wait(&req, "read").await?.unchecked_into())
+        .map_err(|e| storage(e, "read"))
     }
 
     pub async fn count(&self, range: Option<&IdbKeyRange>) -> JsResult<u32> {

@@ -9,18 +9,27 @@
 //! - [`live`]: subscriptions and the cross-tab channel.
 //! - [`sync`]: the sync loop: engine, transports ([`net`]) and IndexedDB.
 //! - [`tabs`]: one sync leader per database across tabs.
-//! - [`events`]: `db.on(...)` listeners.
+//! - [`syncstate`]: rows' `$sync` state (`{ syncState: true }`).
+//! - [`rejected`]: rejected writes kept for review.
+//! - [`events`]: `db.on(...)` listeners; [`changes`]: `change` events.
+//! - [`trace`]: the data-flow trace (`on("trace")`).
+//! - [`faults`]: the database connection lost under the store.
 //! - [`error`]: `SyncStoreError` with stable codes.
 
+pub mod changes;
 pub mod error;
 pub mod events;
+pub mod faults;
 mod glue;
 pub mod idb;
 pub mod live;
 pub mod net;
+pub mod rejected;
 pub mod store;
 pub mod sync;
+pub mod syncstate;
 pub mod tabs;
+pub mod trace;
 mod types;
 
 pub use store::SyncStore;

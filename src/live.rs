@@ -36,6 +36,8 @@ struct Sub {
     coll: String,
     query: Query,
     callback: Function,
+    /// Called with the error when a run fails (else it is only warned).
+    on_error: Option<Function>,
     /// The JSON text of the last result delivered.
     last: Option<JsValue>,
     /// How many rows `last` has (`usize::MAX` when the last run failed).
@@ -48,11 +50,14 @@ struct Sub {
     requery: bool,
     running: bool,
     dirty: bool,
+    /// Rows carry `$sync` (syncstate.rs): always re-queried, never patched.
+    sync_state: bool,
 }
 
 impl Sub {
     fn patchable(&self) -> bool {
         !self.running
+            && !self.sync_state
             && !self.requery
             && self.last.is_some()
             && self.size <= HOLD_ROWS
@@ -72,6 +77,9 @@ pub struct Live {
     /// Subscriptions waiting for the next flush.
     pending: RefCell<BTreeSet<u32>>,
     flush_scheduled: Cell<bool>,
+    /// `db.live(fn)` observers: called with the collections of each
+    /// committed change (this tab's, another tab's, sync's).
+    watchers: RefCell<HashMap<u32, Function>>,
     channel: RefCell<Option<BroadcastChannel>>,
     on_message: RefCell<Option<MessageHandler>>,
     release: RefCell<Option<ReleaseFn>>,
@@ -126,6 +134,13 @@ impl Live {
                 }
                 return;
             }
+            let feed = js_sys::Reflect::get(&ev.data(), &"feed".into()).unwrap_or_default();
+            if !feed.is_undefined() {
+                if let Some(msg) = crate::sync::parse::<serde_json::Value>(&feed) {
+                    crate::changes::on_message(&inner, &msg);
+                }
+                return;
+            }
             let colls = js_sys::Reflect::get(&ev.data(), &"colls".into())
                 .ok()
                 .filter(Array::is_array)
@@ -156,6 +171,29 @@ impl Live {
         }
         self.mark(colls, None);
         self.schedule(inner);
+        self.notify(colls);
+    }
+
+    /// Tells the watchers which collections changed. They only schedule a
+    /// re-run (glue.js `LiveQuery`), so no Rust borrow is re-entered.
+    fn notify(&self, colls: &[String]) {
+        let watchers: Vec<Function> = self.watchers.borrow().values().cloned().collect();
+        if watchers.is_empty() {
+            return;
+        }
+        let list: Array = colls.iter().map(|c| JsValue::from_str(c)).collect();
+        for f in watchers {
+            glue::call_listener(&f, &list);
+        }
+    }
+
+    /// Calls `callback(colls)` after every committed change; returns the
+    /// function that stops it.
+    pub fn watch(&self, inner: &Rc<Inner>, callback: Function) -> Function {
+        let id = self.next_id.get() + 1;
+        self.next_id.set(id);
+        self.watchers.borrow_mut().insert(id, callback);
+        self.unsubscriber(inner, id)
     }
 
     /// After this tab's write committed `writes` (in `colls`): announces it
@@ -165,6 +203,7 @@ impl Live {
         self.announce(colls);
         self.mark(colls, Some(writes));
         self.schedule(inner);
+        self.notify(colls);
     }
 
     fn announce(&self, colls: &[String]) {
@@ -279,7 +318,9 @@ impl Live {
         inner: &Rc<Inner>,
         coll: String,
         query: Query,
+        sync_state: bool,
         callback: Function,
+        on_error: Option<Function>,
     ) -> Function {
         let id = self.next_id.get() + 1;
         self.next_id.set(id);
@@ -289,6 +330,7 @@ impl Live {
                 coll,
                 query,
                 callback,
+                on_error,
                 last: None,
                 size: 0,
                 rows: None,
@@ -296,9 +338,15 @@ impl Live {
                 requery: false,
                 running: false,
                 dirty: false,
+                sync_state,
             },
         );
         spawn_local(refresh(inner.clone(), id));
+        self.unsubscriber(inner, id)
+    }
+
+    /// The function that ends subscription or watcher `id`, once.
+    fn unsubscriber(&self, inner: &Rc<Inner>, id: u32) -> Function {
         let mut release = self.release.borrow_mut();
         let release = release.get_or_insert_with(|| {
             let weak: Weak<Inner> = Rc::downgrade(inner);
@@ -306,6 +354,7 @@ impl Live {
                 if let Some(inner) = weak.upgrade() {
                     inner.live.subs.borrow_mut().remove(&id);
                     inner.live.pending.borrow_mut().remove(&id);
+                    inner.live.watchers.borrow_mut().remove(&id);
                 }
             })
         });
@@ -320,6 +369,7 @@ impl Live {
         self.on_message.borrow_mut().take();
         self.subs.borrow_mut().clear();
         self.pending.borrow_mut().clear();
+        self.watchers.borrow_mut().clear();
     }
 }
 
@@ -328,7 +378,7 @@ impl Live {
 async fn refresh(inner: Rc<Inner>, id: u32) {
     let mut first = true;
     loop {
-        let (coll, query) = {
+        let (coll, query, sync_state) = {
             let mut subs = inner.live.subs.borrow_mut();
             let Some(s) = subs.get_mut(&id) else { return };
             if first && s.running {
@@ -342,7 +392,7 @@ async fn refresh(inner: Rc<Inner>, id: u32) {
             // The query reads everything committed so far.
             s.requery = false;
             s.patches.clear();
-            (s.coll.clone(), s.query.clone())
+            (s.coll.clone(), s.query.clone(), s.sync_state)
         };
         let result = inner.run_query(&coll, &query).await;
         let deliver = {
@@ -352,26 +402,35 @@ async fn refresh(inner: Rc<Inner>, id: u32) {
                 Ok((records, picks)) => {
                     s.size = picks.as_ref().map_or(records.length() as usize, Vec::len);
                     s.rows = None;
-                    let text: JsValue = glue::docs_text(&records, picks).into();
+                    let text: JsValue = crate::syncstate::text(&records, picks, sync_state).into();
                     if s.last.as_ref() == Some(&text) {
                         None
                     } else {
                         s.last = Some(text.clone());
-                        Some((s.callback.clone(), text))
+                        Some((s.callback.clone(), Ok(text)))
                     }
                 }
                 Err(_) if inner.closed.get() => return,
                 Err(e) => {
                     s.size = usize::MAX;
                     s.rows = None;
-                    glue::warn("syncstore: live query failed", &e);
-                    None
+                    match &s.on_error {
+                        Some(f) => Some((f.clone(), Err(e))),
+                        None => {
+                            glue::warn("syncstore: live query failed", &e);
+                            None
+                        }
+                    }
                 }
             }
         };
-        if let Some((callback, text)) = deliver {
-            let rows = glue::parse_json(&text);
-            glue::call_listener(&callback, &rows);
+        match deliver {
+            Some((callback, Ok(text))) => {
+                let rows = glue::parse_json(&text);
+                glue::call_listener(&callback, &rows);
+            }
+            Some((on_error, Err(e))) => glue::call_listener(&on_error, &e),
+            None => {}
         }
         let mut subs = inner.live.subs.borrow_mut();
         let Some(s) = subs.get_mut(&id) else { return };

@@ -8,6 +8,7 @@ use crate::glue;
 use crate::idb::{self, committed, to_js, Source, CONFLICTS, META, OUTBOX, SERVER};
 use crate::live::Live;
 use crate::sync::{Ask, SyncOptions};
+use crate::syncstate;
 use crate::tabs::{self, SyncHandle};
 use js_sys::{Array, Function, Promise};
 use serde_json::{json, Value};
@@ -15,12 +16,14 @@ use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use syncstore_core::ids;
-use syncstore_core::query::{plan, Query};
+use syncstore_core::query::{reads, Plan, Query, Reads};
 use syncstore_core::schema::{Schema, SyncMode};
 use syncstore_core::write::{self, Key, Stored, WriteKind};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 use web_sys::{IdbDatabase, IdbObjectStore, IdbTransaction, IdbTransactionMode};
+
+type LostFn = Closure<dyn Fn(String, JsValue, JsValue)>;
 
 /// Shared state behind a `SyncStore` handle.
 pub struct Inner {
@@ -32,7 +35,11 @@ pub struct Inner {
     pub client_id: RefCell<String>,
     layout: JsValue,
     rekey: Closure<dyn Fn(String, Array) -> Array>,
-    on_lost: RefCell<Option<Closure<dyn Fn()>>>,
+    on_lost: RefCell<Option<LostFn>>,
+    /// The browser closed the connection and no call has reopened it yet.
+    pub lost: Cell<bool>,
+    /// Why the store closed itself (faults.rs), instead of `CLOSED`.
+    pub closed_by: RefCell<Option<JsValue>>,
     pub live: Live,
     pub events: Events,
     /// Sync (leading or following), when the store was opened with `sync`.
@@ -59,11 +66,31 @@ fn splitmix(state: &Cell<u64>) -> u64 {
 
 impl Inner {
     pub fn check_open(&self) -> JsResult<()> {
-        if self.closed.get() {
-            Err(closed())
-        } else {
-            Ok(())
+        if !self.closed.get() {
+            return Ok(());
         }
+        Err(self.closed_by.borrow().clone().unwrap_or_else(closed))
+    }
+
+    /// Forgets the connection (the next call reopens it).
+    pub fn drop_connection(&self) {
+        self.db.borrow_mut().take();
+    }
+
+    /// Closes the store: sync, the connection, subscriptions, channel and
+    /// listeners. Later calls reject (`check_open`).
+    pub fn shut(&self) {
+        if self.closed.replace(true) {
+            return;
+        }
+        if let Some(sync) = self.sync.get() {
+            sync.close();
+        }
+        if let Some(db) = self.db.borrow_mut().take() {
+            db.close();
+        }
+        self.live.close();
+        self.events.close();
     }
 
     fn random(&self) -> u128 {
@@ -113,16 +140,23 @@ impl Inner {
         if let Some(db) = self.db.borrow().clone() {
             return Ok(db);
         }
-        let db = self.connect().await?;
+        let db = match self.connect().await {
+            Ok(db) => db,
+            Err(e) if self.lost.get() || !self.client_id.borrow().is_empty() => {
+                return Err(crate::faults::reopen_failed(self, &e));
+            }
+            Err(e) => return Err(e),
+        };
+        self.lost.set(false);
         *self.db.borrow_mut() = Some(db.clone());
         Ok(db)
     }
 
     async fn connect(self: &Rc<Self>) -> JsResult<IdbDatabase> {
         let weak = Rc::downgrade(self);
-        let lost = Closure::<dyn Fn()>::new(move || {
+        let lost = LostFn::new(move |why: String, old: JsValue, new: JsValue| {
             if let Some(inner) = weak.upgrade() {
-                inner.db.borrow_mut().take();
+                crate::faults::lost(&inner, &why, &old, &new);
             }
         });
         let p = glue::open_db(
@@ -165,11 +199,16 @@ impl Inner {
     /// `resolving`: the document whose unresolved conflict these ops
     /// resolve: in the same transaction its conflict entry goes and its
     /// record loses the conflict marker.
+    ///
+    /// `modify`: an `update(coll, id, fn)` function, called with the
+    /// current document once it is read (in this transaction, so no other
+    /// write comes between); its answer becomes the update's patch.
     pub async fn write(
         self: &Rc<Self>,
         ops: Value,
         single: bool,
         resolving: Option<&Key>,
+        modify: Option<&Function>,
     ) -> JsResult<Vec<String>> {
         self.check_open()?;
         // Counted from the start, so that writes issued in one tick
@@ -230,6 +269,15 @@ impl Inner {
         if let Some(key) = resolving {
             if let Some(Some(s)) = current.get_mut(key) {
                 s.conflict = false;
+            }
+        }
+        if let Some(f) = modify {
+            match self.modified(f, &muts, &current) {
+                Ok(m) => muts = m,
+                Err(e) => {
+                    let _ = tx.abort();
+                    return Err(e);
+                }
             }
         }
         let limit = self.server_max_doc_bytes.get();
@@ -317,14 +365,54 @@ impl Inner {
         } else {
             self.live.wrote(self, &colls, &plan.writes);
         }
+        crate::changes::wrote(self, &plan.writes);
         if !plan.outbox.is_empty() {
+            let first = glue::first_mid(&adds);
+            crate::trace::queued(self, first, &plan.outbox);
             self.local_pending
                 .set(self.local_pending.get() + plan.outbox.len());
             if let Some(sync) = self.sync.get() {
-                sync.kick();
+                sync.wrote(first, plan.outbox.len());
             }
         }
         Ok(plan.ids)
+    }
+
+    /// The single update of `muts` with its patch from `f`, called on the
+    /// document read for it: `f`'s return value is a merge patch; if it
+    /// returns nothing, the document it was given (changed in place) is
+    /// the new document, sent as the patch from the old one.
+    fn modified(
+        &self,
+        f: &Function,
+        muts: &[write::Mutation],
+        current: &HashMap<Key, Option<Stored>>,
+    ) -> JsResult<Vec<write::Mutation>> {
+        let m = &muts[0];
+        let key = (m.coll.clone(), m.id.clone());
+        let Some(Some(cur)) = current.get(&key) else {
+            return Err(error::core(syncstore_core::CoreError::NotFound {
+                path: "id".into(),
+                coll: m.coll.clone(),
+                id: m.id.clone(),
+            }));
+        };
+        let text = serde_json::to_string(&cur.doc).expect("JSON values serialize");
+        let answer = glue::call_modifier(f, &glue::parse_json(&JsValue::from_str(&text)))?;
+        let (whole, text) = (answer.get(0).is_truthy(), answer.get(1).as_string());
+        let body: Value =
+            serde_json::from_str(&text.unwrap_or_default()).expect("JSON.stringify output parses");
+        let patch = match (whole, &cur.doc, &body) {
+            (true, Value::Object(from), Value::Object(to)) => {
+                Value::Object(syncstore_core::sync::policy::diff_patch(from, to))
+            }
+            _ => body,
+        };
+        let op = json!([{"op": "update", "coll": m.coll, "id": m.id, "patch": patch}]);
+        let mut out = write::parse_ops(&op, &self.schema, true, || self.new_temp_id())
+            .map_err(error::core)?;
+        write::resolve_aliases(&mut out, &self.aliases.borrow());
+        Ok(out)
     }
 
     /// Runs a query: the records read and, when the core had to filter or
@@ -335,7 +423,10 @@ impl Inner {
         q: &Query,
     ) -> JsResult<(Array, Option<Vec<u32>>)> {
         let spec = self.schema.collection(coll).map_err(error::core)?;
-        let p = plan(spec, q);
+        let p = match reads(spec, q) {
+            Reads::One(p) => p,
+            Reads::Union(plans) => return self.run_union(coll, q, &plans).await,
+        };
         if p.empty || q.limit == Some(0) {
             return Ok((Array::new(), None));
         }
@@ -355,6 +446,16 @@ impl Inner {
             return Ok((records, None));
         }
         let records = source.get_all(range.as_ref(), None).await?;
+        Self::filter_records(coll, q, records)
+    }
+
+    /// The records the core must filter, order and slice, with the
+    /// positions of the result rows.
+    fn filter_records(
+        coll: &str,
+        q: &Query,
+        records: Array,
+    ) -> JsResult<(Array, Option<Vec<u32>>)> {
         let text: String = glue::docs_text(&records, None).into();
         let docs: Vec<Value> = serde_json::from_str(&text).map_err(|e| {
             glue::make_error("STORAGE", &format!("corrupt record in {coll}: {e}"), false)
@@ -362,9 +463,37 @@ impl Inner {
         Ok((records, Some(q.run(&docs))))
     }
 
+    /// An `$or` read branch by branch: every branch's key range in one
+    /// transaction, the records merged without duplicates, then filtered,
+    /// ordered and sliced as one result.
+    async fn run_union(
+        self: &Rc<Self>,
+        coll: &str,
+        q: &Query,
+        plans: &[Plan],
+    ) -> JsResult<(Array, Option<Vec<u32>>)> {
+        if plans.is_empty() || q.limit == Some(0) {
+            return Ok((Array::new(), None));
+        }
+        let db = self.db().await?;
+        let tx = Self::tx(&db, &[coll], false)?;
+        let store = Self::store(&tx, coll)?;
+        let mut reqs = vec![];
+        for p in plans {
+            let source = Source::open(store.clone(), p.index.as_deref())?;
+            reqs.push(source.get_all_request(idb::range(p)?.as_ref(), None)?);
+        }
+        let got = idb::wait_all(&reqs.iter().collect::<Vec<_>>(), "read").await?;
+        let records = glue::union_records(&got.into_iter().collect());
+        Self::filter_records(coll, q, records)
+    }
+
     pub async fn count(self: &Rc<Self>, coll: &str, q: &Query) -> JsResult<u32> {
         let spec = self.schema.collection(coll).map_err(error::core)?;
-        let p = plan(spec, q);
+        let Reads::One(p) = reads(spec, q) else {
+            let (_, picks) = self.run_query(coll, q).await?;
+            return Ok(picks.map_or(0, |p| p.len() as u32));
+        };
         if p.empty {
             return Ok(0);
         }
@@ -511,6 +640,30 @@ fn id_arg(id: &JsValue) -> JsResult<Value> {
     }
 }
 
+/// A list of ids (`getMany`): an array of strings.
+fn ids_arg(ids: &JsValue) -> JsResult<Vec<String>> {
+    if !Array::is_array(ids) {
+        return Err(glue::make_error(
+            "INVALID_ID",
+            "ids: an array of ids is required",
+            false,
+        ));
+    }
+    Array::from(ids)
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            id.as_string().filter(|s| !s.is_empty()).ok_or_else(|| {
+                glue::make_error(
+                    "INVALID_ID",
+                    &format!("ids[{i}]: an id must be a non-empty string"),
+                    false,
+                )
+            })
+        })
+        .collect()
+}
+
 fn coll_arg(coll: &JsValue) -> JsResult<String> {
     coll.as_string().ok_or_else(|| {
         glue::make_error(
@@ -547,6 +700,13 @@ impl SyncStore {
         body: Option<(&'static str, JsValue)>,
     ) -> Promise {
         let inner = self.inner.clone();
+        // `update(coll, id, fn)`: the patch comes from `fn`, in the write.
+        let (body, modify) = match body {
+            Some(("patch", f)) if f.is_function() => {
+                (Some(("patch", to_js(&json!({})))), Some(Function::from(f)))
+            }
+            other => (other, None),
+        };
         promise(async move {
             let mut m = serde_json::Map::new();
             m.insert("op".into(), json!(op));
@@ -562,7 +722,7 @@ impl SyncStore {
                 };
                 m.insert(field.into(), parse_json(&v, field, code)?);
             }
-            let ids = inner.write(json!([m]), true, None).await?;
+            let ids = inner.write(json!([m]), true, None, modify.as_ref()).await?;
             Ok(if op == "insert" {
                 JsValue::from_str(&ids[0])
             } else {
@@ -631,6 +791,17 @@ impl SyncStore {
             }
         };
         let schema = Schema::from_options(&opts).map_err(error::core)?;
+        match opts.get("persist") {
+            None | Some(Value::Bool(false)) => {}
+            Some(Value::Bool(true)) => glue::persist(),
+            Some(_) => {
+                return Err(glue::make_error(
+                    "INVALID_OPTIONS",
+                    "options.persist must be a boolean",
+                    false,
+                ))
+            }
+        }
         let sync = SyncOptions::parse(&opts, taken.get(2).dyn_into::<Function>().ok())?;
         let mut resolvers = BTreeMap::new();
         for (coll, spec) in &schema.collections {
@@ -673,6 +844,8 @@ impl SyncStore {
             client_id: RefCell::new(String::new()),
             rekey,
             on_lost: RefCell::new(None),
+            lost: Cell::new(false),
+            closed_by: RefCell::new(None),
             live: Live::new(),
             events: Events::default(),
             sync: OnceCell::new(),
@@ -684,6 +857,7 @@ impl SyncStore {
         inner.db().await?;
         inner.load_client_id().await?;
         inner.live.listen(&inner, &name)?;
+        crate::changes::ask(&inner);
         let n = inner.outbox_count().await?;
         inner.local_pending.set(n as usize);
         if let Some(opts) = sync {
@@ -706,12 +880,24 @@ impl SyncStore {
 
     /// Merges `patch` into the document (JSON merge patch: nested objects
     /// merge, `null` removes a field).
+    ///
+    /// Given a function instead, calls it with the current document inside
+    /// the write's transaction (no write of this or another tab comes
+    /// between the read and the write) and applies what it returns as the
+    /// patch; if it returns nothing, the document it changed in place is
+    /// the new one. It must be synchronous. If it throws, nothing is
+    /// written and the call rejects with `UPDATER_FAILED` (its `cause` is
+    /// what was thrown).
+    ///
+    /// @example
+    /// await db.update("counters", "c", (doc) => ({ n: doc.n + 1 }));
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn update(
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
         #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "Patch")] patch: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Patch | ((doc: Doc) => Patch | void)")]
+        patch: JsValue,
     ) -> Promise {
         self.one_op("update", coll, Some(id), Some(("patch", patch)))
     }
@@ -750,7 +936,7 @@ impl SyncStore {
         let inner = self.inner.clone();
         promise(async move {
             let ops = parse_json(&ops, "ops", "INVALID_DOCUMENT")?;
-            let ids = inner.write(ops, false, None).await?;
+            let ids = inner.write(ops, false, None, None).await?;
             Ok(ids.into_iter().map(JsValue::from).collect::<Array>().into())
         })
     }
@@ -777,6 +963,42 @@ impl SyncStore {
         })
     }
 
+    /// The documents with these ids, read in one transaction, in the order
+    /// of `ids`: `undefined` in the place of each id with no document.
+    ///
+    /// @example
+    /// const [a, b] = await db.getMany("todos", ["a", "b"]);
+    #[wasm_bindgen(js_name = getMany, unchecked_return_type = "Promise<(Doc | undefined)[]>")]
+    pub fn get_many(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string[]")] ids: JsValue,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            inner.check_open()?;
+            let coll = known_coll(&inner, &coll)?;
+            let ids = ids_arg(&ids)?;
+            if ids.is_empty() {
+                return Ok(Array::new().into());
+            }
+            let db = inner.db().await?;
+            let tx = Inner::tx(&db, &[&coll], false)?;
+            let store = Inner::store(&tx, &coll)?;
+            let mut reqs = Vec::with_capacity(ids.len());
+            for id in &ids {
+                let id = inner.resolve_id(id);
+                reqs.push(
+                    store
+                        .get(&JsValue::from_str(&id))
+                        .map_err(|e| storage(e, "read"))?,
+                );
+            }
+            let got = idb::wait_all(&reqs.iter().collect::<Vec<_>>(), "read").await?;
+            Ok(glue::parse_docs(&got.into_iter().collect()).into())
+        })
+    }
+
     /// Documents matching `query`, ordered and sliced as it says.
     ///
     /// @example
@@ -792,10 +1014,13 @@ impl SyncStore {
             inner.check_open()?;
             let coll = coll_arg(&coll)?;
             let query = query.unwrap_or(JsValue::UNDEFINED);
-            let q = Query::parse(&parse_json(&query, "query", "INVALID_QUERY")?)
-                .map_err(error::core)?;
+            let mut query = parse_json(&query, "query", "INVALID_QUERY")?;
+            let sync_state = syncstate::take(&mut query, &inner.schema, &coll)?;
+            let q = Query::parse(&query).map_err(error::core)?;
             let (records, picks) = inner.run_query(&coll, &q).await?;
-            Ok(glue::parse_json(&glue::docs_text(&records, picks)))
+            Ok(glue::parse_json(&syncstate::text(
+                &records, picks, sync_state,
+            )))
         })
     }
 
@@ -821,8 +1046,9 @@ impl SyncStore {
     }
 
     /// Calls `callback` with the query's result now and after every
-    /// committed change (in this tab or another) that alters it. Returns a
-    /// function that stops the subscription.
+    /// committed change (in this tab or another) that alters it, and
+    /// `onError` (if given; else it is warned) with the error of a run
+    /// that failed. Returns a function that stops the subscription.
     ///
     /// @example
     /// const stop = db.subscribe("todos", { where: { done: false } }, rows => render(rows));
@@ -832,12 +1058,57 @@ impl SyncStore {
         #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Query | undefined")] query: JsValue,
         #[wasm_bindgen(unchecked_param_type = "(rows: Doc[]) => void")] callback: Function,
+        #[wasm_bindgen(js_name = onError, unchecked_param_type = "(error: SyncStoreError) => void")]
+        on_error: Option<Function>,
     ) -> Result<Function, JsValue> {
         self.inner.check_open()?;
         let coll = known_coll(&self.inner, &coll)?;
-        let q =
-            Query::parse(&parse_json(&query, "query", "INVALID_QUERY")?).map_err(error::core)?;
-        Ok(self.inner.live.subscribe(&self.inner, coll, q, callback))
+        let mut query = parse_json(&query, "query", "INVALID_QUERY")?;
+        let sync_state = syncstate::take(&mut query, &self.inner.schema, &coll)?;
+        let q = Query::parse(&query).map_err(error::core)?;
+        Ok(self
+            .inner
+            .live
+            .subscribe(&self.inner, coll, q, sync_state, callback, on_error))
+    }
+
+    /// A live query as an Observable: `live(coll, query)` gives the rows
+    /// of `query` now and after every change that alters them (as
+    /// `subscribe`); `live(async (tx) => ...)` runs the function, which
+    /// reads through `tx` (`get`, `getMany`, `query`, `count`), and runs it
+    /// again after every committed write (this tab's, another tab's,
+    /// sync's) to a collection it read. `subscribe({ next, error })` (or
+    /// `subscribe(next, error)`) returns `{ unsubscribe(), closed }`; an
+    /// error (a failing read, a throwing function) reaches `error` and ends
+    /// the subscription. It has `Symbol.observable` (`rxjs.from(...)`) and
+    /// is a Svelte store (`$todos`, `undefined` until the first result).
+    ///
+    /// @example
+    /// const sub = db.live(async (tx) => {
+    ///   const list = await tx.get("lists", "l1");
+    ///   return { list, todos: await tx.query("todos", { where: { listId: "l1" } }) };
+    /// }).subscribe({ next: (v) => render(v), error: (e) => console.error(e) });
+    #[wasm_bindgen(unchecked_return_type = "LiveQuery<any>")]
+    pub fn live(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string | ((tx: LiveReader) => unknown)")]
+        what: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Query | undefined")] query: Option<JsValue>,
+    ) -> Result<JsValue, JsValue> {
+        self.inner.check_open()?;
+        let query = query.unwrap_or(JsValue::UNDEFINED);
+        let handle = JsValue::from(SyncStore {
+            inner: self.inner.clone(),
+        });
+        Ok(glue::live_query(&handle, &what, &query))
+    }
+
+    /// Calls `callback(colls)` after every committed change: what
+    /// `live(fn)` watches (internal).
+    #[wasm_bindgen(js_name = "__watch", skip_typescript)]
+    pub fn watch(&self, callback: Function) -> Result<Function, JsValue> {
+        self.inner.check_open()?;
+        Ok(self.inner.live.watch(&self.inner, callback))
     }
 
     /// How many local mutations wait in the outbox.
@@ -845,6 +1116,14 @@ impl SyncStore {
     pub fn pending_count(&self) -> Promise {
         let inner = self.inner.clone();
         promise(async move { Ok(inner.outbox_count().await?.into()) })
+    }
+
+    /// What is queued for the server, oldest first: `[{ mid, coll, id, op,
+    /// doc?, patch?, base?, state }]` (of every tab: it reads IndexedDB).
+    #[wasm_bindgen(unchecked_return_type = "Promise<OutboxEntry[]>")]
+    pub fn outbox(&self) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move { crate::trace::outbox(&inner).await })
     }
 
     /// The database name.
@@ -856,17 +1135,7 @@ impl SyncStore {
     /// Closes the store: its connection, subscriptions and channel. Any
     /// later call rejects with code `CLOSED`.
     pub fn close(&self) {
-        if self.inner.closed.replace(true) {
-            return;
-        }
-        if let Some(sync) = self.inner.sync.get() {
-            sync.close();
-        }
-        if let Some(db) = self.inner.db.borrow_mut().take() {
-            db.close();
-        }
-        self.inner.live.close();
-        self.inner.events.close();
+        self.inner.shut();
     }
 
     /// The sync state: `{ connection: "websocket" | "connecting" | "polling"
@@ -883,9 +1152,11 @@ impl SyncStore {
     }
 
     /// Calls `callback` on each event of `type`: `"status"` (the status
-    /// changed), `"change"` (documents changed by the server), `"idmap"` (a
+    /// changed), `"change"` (documents changed, with their op and new
+    /// document: here, in another tab or by the server), `"idmap"` (a
     /// temporary id got its canonical id), `"rejected"` (the server refused
-    /// a mutation; its effect was rolled back), `"conflict"`, `"error"`.
+    /// a mutation; its effect was rolled back), `"conflict"`, `"error"`,
+    /// `"trace"` (the data flow, for debugging).
     /// Returns a function that removes the listener.
     ///
     /// @example
@@ -957,6 +1228,33 @@ impl SyncStore {
         })
     }
 
+    /// Writes the server refused (rolled back), kept until dismissed:
+    /// `[{ mid, coll, id, op, doc?, code, message, at }]`, oldest first
+    /// (`doc`: the document as the write left it; none for a delete).
+    ///
+    /// @example
+    /// const show = async () => render(await db.rejected());
+    /// db.on("rejected", show); show();
+    #[wasm_bindgen(unchecked_return_type = "Promise<RejectedWrite[]>")]
+    pub fn rejected(&self) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move { Ok(crate::rejected::list(&inner).await?.into()) })
+    }
+
+    /// Forgets kept rejections: one mid, an array of mids, or all (no argument).
+    #[wasm_bindgen(js_name = dismissRejected, unchecked_return_type = "Promise<void>")]
+    pub fn dismiss_rejected(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "number | number[] | undefined")] mids: JsValue,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        let which = crate::rejected::parse_which(&mids);
+        promise(async move {
+            crate::rejected::dismiss(&inner, which?).await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
     /// The unresolved conflicts of a `conflicts: "manual"` collection:
     /// `[{ coll, id, local, remote, mid, at }]` (`local`: the local view
     /// the server refused; `remote`: the server's document, which shows
@@ -976,7 +1274,7 @@ impl SyncStore {
             let all = Source::Store(Inner::store(&tx, CONFLICTS)?)
                 .get_all(Some(&range), None)
                 .await?;
-            Ok(all.into())
+            Ok(glue::revive(&all))
         })
     }
 
@@ -1088,7 +1386,7 @@ impl SyncStore {
                 }
             };
             inner
-                .write(Value::Array(ops), false, Some(&(coll, id)))
+                .write(Value::Array(ops), false, Some(&(coll, id)), None)
                 .await?;
             Ok(JsValue::UNDEFINED)
         })

@@ -22,7 +22,7 @@
 
 use crate::error::{storage, JsResult};
 use crate::glue;
-use crate::idb::{to_js, wait, CONFLICTS, HELD, IDS, META, OUTBOX, SERVER};
+use crate::idb::{to_js, wait, CONFLICTS, HELD, IDS, META, OUTBOX, REJECTED, SERVER};
 use crate::net::{NetError, Remote, Sent, Socket, SocketEvent};
 use crate::store::Inner;
 use js_sys::{Date, Function};
@@ -265,7 +265,7 @@ enum Ws {
 }
 
 /// One engine input.
-enum Input {
+pub(crate) enum Input {
     /// A push answer, with the conflicts an app resolver decided.
     Push(PushResponse, BTreeMap<u64, Decision>),
     Pull(PullResponse),
@@ -509,6 +509,11 @@ impl SyncClient {
         self.waker.wake();
     }
 
+    /// The highest mid the engine has taken in from the outbox.
+    pub fn ingested_mid(&self) -> u64 {
+        self.engine.borrow().next_mid() - 1
+    }
+
     pub fn status(&self) -> Status {
         let connection = if !self.is_online() {
             "offline"
@@ -655,6 +660,7 @@ impl SyncClient {
         let frames = self.take_frames(inner);
         self.keep_socket_alive();
         if !frames.is_empty() {
+            crate::trace::frames(inner, &frames);
             self.last_pull_at.set(Some(Date::now()));
             if let Err(e) = self.step(inner, frames).await {
                 self.failed(&Failure::Storage(e));
@@ -1066,14 +1072,14 @@ impl SyncClient {
     /// answers a mid it applied with its stored result).
     async fn push_all(self: &Rc<Self>, inner: &Rc<Inner>, forced: bool) -> Result<(), Failure> {
         let mut last: Vec<u64> = vec![];
-        let mut ahead: Option<(PushRequest, Sent)> = None;
+        let mut ahead: Option<(PushRequest, Sent, f64)> = None;
         for _ in 0..MAX_ROUNDS {
-            let (req, answer) = match ahead.take() {
-                Some((req, sent)) => match sent.answer().await {
-                    Ok(r) => (req, Ok(r)),
+            let (req, answer, sent) = match ahead.take() {
+                Some((req, ahead, sent)) => match ahead.answer().await {
+                    Ok(r) => (req, Ok(r), sent),
                     Err(_) => {
                         let answer = self.authorized(|| self.remote.push(&req)).await;
-                        (req, answer)
+                        (req, answer, sent)
                     }
                 },
                 None => {
@@ -1089,8 +1095,10 @@ impl SyncClient {
                         )));
                     }
                     let req = self.push_request(mutations);
+                    crate::trace::pushed(inner, &req.mutations);
+                    let sent = Date::now();
                     let answer = self.authorized(|| self.remote.push(&req)).await;
-                    (req, answer)
+                    (req, answer, sent)
                 }
             };
             let resp = match answer {
@@ -1118,6 +1126,7 @@ impl SyncClient {
                 }
             };
             self.http_ok();
+            crate::trace::answered(inner, &resp, Date::now() - sent);
             self.last_push_at.set(Some(Date::now()));
             let mids: Vec<u64> = req.mutations.iter().map(|m| m.mid).collect();
             // Only after an answer for every mutation sent: a server may
@@ -1131,8 +1140,9 @@ impl SyncClient {
                 let next = self.batch(top);
                 if !next.is_empty() {
                     let next = self.push_request(next);
+                    crate::trace::pushed(inner, &next.mutations);
                     let sent = self.remote.push_ahead(&next);
-                    ahead = Some((next, sent));
+                    ahead = Some((next, sent, Date::now()));
                 }
             }
             let decided = self.decide(inner, &resp).await;
@@ -1163,6 +1173,7 @@ impl SyncClient {
                 .cursor()
                 .unwrap_or(START_CURSOR)
                 .to_owned();
+            let asked = Date::now();
             let page = match self
                 .authorized(|| self.remote.pull(&cursor, PULL_LIMIT))
                 .await
@@ -1174,6 +1185,7 @@ impl SyncClient {
                 }
             };
             self.http_ok();
+            crate::trace::pulled(inner, &page, Date::now() - asked);
             let (resync, more) = (page.resync, page.more);
             self.step(inner, vec![Input::Pull(page)])
                 .await
@@ -1225,7 +1237,7 @@ impl SyncClient {
             return self.echo_step(inner, frames).await;
         }
         let mut stores: Vec<&str> = synced_colls(schema).collect();
-        stores.extend([OUTBOX, SERVER, META, HELD, CONFLICTS, IDS]);
+        stores.extend([OUTBOX, SERVER, META, HELD, CONFLICTS, IDS, REJECTED]);
         let db = inner.db().await?;
         let tx = Inner::tx(&db, &stores, true)?;
         // Held changes of collections being pulled, read before the engine runs.
@@ -1324,6 +1336,7 @@ impl SyncClient {
                 schema,
                 copied: &mut copied,
                 now: Date::now(),
+                changes: crate::changes::wanted(inner),
             };
             let mut eng = self.engine.borrow_mut();
             let mut touched = false;
@@ -1436,6 +1449,7 @@ impl SyncClient {
                 schema,
                 copied: &mut copied,
                 now: 0.0,
+                changes: false,
             }
             .evicted(&eng);
         }
@@ -1443,7 +1457,7 @@ impl SyncClient {
             let k: Option<(String, String)> = parse(&k);
             if let Some((coll, id)) = k {
                 out.changes
-                    .push(json!({"coll": coll, "id": id, "deleted": true}));
+                    .push(json!({"coll": coll, "id": id, "op": "delete", "deleted": true}));
                 out.colls.insert(coll);
             }
         }
@@ -1691,7 +1705,7 @@ impl SyncClient {
         ctx: &Value,
         id: &str,
     ) -> Result<Decision, String> {
-        let got = glue::call_resolver(f, &to_js(ctx));
+        let got = glue::call_resolver(f, &crate::idb::to_user_js(ctx));
         let field = |k: &str| js_sys::Reflect::get(&got, &k.into()).unwrap_or_default();
         let mut answer = field("ok");
         if answer.is_undefined() && !field("error").is_undefined() {
@@ -1777,6 +1791,7 @@ impl SyncClient {
     }
 
     fn after_commit(&self, inner: &Rc<Inner>, out: StepPlan) {
+        crate::trace::step(inner, &out);
         for e in &out.events {
             if let Event::Idmap { tmp, id } = e {
                 inner.add_alias(tmp, id);
@@ -1799,7 +1814,10 @@ impl SyncClient {
             inner.publish(kind, v);
         }
         if !out.changes.is_empty() {
-            inner.publish("change", json!({"changes": out.changes}));
+            inner.publish(
+                "change",
+                json!({"changes": out.changes, "origin": "remote"}),
+            );
         }
     }
 }

@@ -60,6 +60,10 @@ pub struct SyncHandle {
     last_heard: Cell<f64>,
     /// `goOffline()`: kept here so that it holds across leadership changes.
     cut_off: Cell<bool>,
+    /// This instance's committed writes the sync loop has not taken in
+    /// yet: (first mid, entries). `status().pending` counts them, so that
+    /// it equals `pendingCount()` once a write resolved.
+    unseen: RefCell<Vec<(u64, usize)>>,
 }
 
 fn message(body: Value) -> JsValue {
@@ -82,6 +86,7 @@ impl SyncHandle {
             next_rid: Cell::new(0),
             last_heard: Cell::new(Date::now()),
             cut_off: Cell::new(false),
+            unseen: RefCell::new(Vec::new()),
         });
         let cb = |f: fn(&Rc<SyncHandle>, &Rc<Inner>)| {
             let (wh, wi): (Weak<SyncHandle>, Weak<Inner>) =
@@ -319,9 +324,28 @@ impl SyncHandle {
         }
     }
 
+    /// This instance committed `n` outbox entries from mid `first` on
+    /// (`first` < 0: unknown): the leader ingests them.
+    pub fn wrote(&self, first: f64, n: usize) {
+        if first >= 1.0 && n > 0 {
+            self.unseen.borrow_mut().push((first as u64, n));
+        }
+        self.kick();
+    }
+
+    /// This instance's entries the leader's engine has not ingested.
+    fn unseen_by(&self, c: &SyncClient) -> usize {
+        let ingested = c.ingested_mid();
+        let mut unseen = self.unseen.borrow_mut();
+        unseen.retain(|(first, n)| first + *n as u64 - 1 > ingested);
+        unseen.iter().map(|(_, n)| n).sum()
+    }
+
     pub fn status(&self, inner: &Inner) -> Value {
         if let Some(c) = self.leader() {
-            return serde_json::to_value::<Status>(c.status()).unwrap_or(Value::Null);
+            let mut s = c.status();
+            s.pending += self.unseen_by(&c);
+            return serde_json::to_value::<Status>(s).unwrap_or(Value::Null);
         }
         let mut status = self.status.borrow().clone().unwrap_or_else(|| {
             // Starting: this instance will lead or hear the leader soon.

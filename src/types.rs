@@ -4,8 +4,8 @@ use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
-/** Any JSON value. */
-export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+/** Any JSON value, or a `Date` (stored and compared as an instant, returned as a `Date`). */
+export type JsonValue = null | boolean | number | string | Date | JsonValue[] | { [key: string]: JsonValue };
 /** A stored document: JSON fields plus its string id. */
 export interface Doc { id: string; [field: string]: JsonValue; }
 /** A document to insert or replace: `id` is optional on insert. */
@@ -105,6 +105,8 @@ export interface OpenOptions {
   maxDocBytes?: number;
   /** Sync with a server; without it the store is local only. */
   sync?: SyncOptions;
+  /** Ask `navigator.storage.persist()` at open (not awaited). */
+  persist?: boolean;
 }
 /** What `status()` returns and the `status` event carries. */
 export interface SyncStatus {
@@ -115,7 +117,11 @@ export interface SyncStatus {
    * "offline": it does not, the browser is offline (or no sync).
    */
   connection: "websocket" | "connecting" | "polling" | "offline";
-  /** Mutations not yet settled by the server. */
+  /**
+   * Mutations not yet settled by the server; equals `pendingCount()` once a
+   * write of this tab resolved (in the tab leading sync; in another tab its
+   * writes count once the leader took them in).
+   */
   pending: number;
   /**
    * While a sync from the start runs (a new store's first sync, or a resync):
@@ -135,12 +141,41 @@ export interface SyncStatus {
   /** True in the one instance (tab) that runs sync for this database; the others show its status. */
   leader: boolean;
 }
-/** A document the server changed. */
-export interface ChangeEvent { changes: { coll: string; id: string; deleted: boolean }[] }
+/** One changed document of a `change` event. */
+export interface DocChange {
+  coll: string;
+  id: string;
+  op: "insert" | "update" | "delete";
+  /** The new document (absent for deletes). */
+  doc?: Doc;
+  /** `op === "delete"`. */
+  deleted: boolean;
+}
+/**
+ * Documents changed by a committed write: this instance's (`"local"`, one
+ * event per call, in op order), another instance's on the same database
+ * (`"tab"`) or the server's (`"remote"`).
+ */
+export interface ChangeEvent { origin: "local" | "tab" | "remote"; changes: DocChange[] }
 /** The server assigned the canonical id `id` to the temporary id `tmp`. */
 export interface IdmapEvent { type: "idmap"; tmp: string; id: string }
-/** The server refused a mutation for good; its optimistic effect was rolled back. */
-export interface RejectedEvent { type: "rejected"; mid: number; coll: string; id: string; code: string; message: string }
+/** The server refused a mutation for good; its optimistic effect was rolled back (and it is kept: `db.rejected()`). */
+export interface RejectedEvent {
+  type: "rejected"; mid: number; coll: string; id: string; code: string; message: string;
+  op: "insert" | "update" | "replace" | "delete";
+  /** The document as the write left it (absent for a delete). */
+  doc?: Doc;
+}
+/** A refused write kept for review until `dismissRejected` (`db.rejected()`). */
+export interface RejectedWrite {
+  mid: number; coll: string; id: string;
+  op: "insert" | "update" | "replace" | "delete";
+  /** The document as the write left it (absent for a delete). */
+  doc?: Doc;
+  code: string; message: string;
+  /** When it was refused (ms since the epoch). */
+  at: number;
+}
 /** The server did not apply a mutation because the document changed there. */
 export interface ConflictEvent {
   type: "conflict"; mid: number; coll: string; id: string;
@@ -149,6 +184,26 @@ export interface ConflictEvent {
   resolution: "remote" | "write" | "both";
   policy: "serverWins" | "lastWriteWins" | "fieldMerge" | "custom" | "manual";
 }
+/** One step of the data flow (`on("trace", cb)`); `at` is ms since the epoch. */
+export type TraceEvent =
+  | { type: "queued"; mid: number; coll: string; id: string; op: string; at: number }
+  | { type: "pushed"; mid: number; coll: string; id: string; at: number }
+  | { type: "applied"; mid: number; id: string; version: number; ms: number; at: number }
+  | { type: "settled"; mid: number; at: number }
+  | { type: "rejected"; mid: number; coll: string; id: string; code: string; at: number }
+  | { type: "conflicted"; mid: number; coll: string; id: string; resolution: string; at: number }
+  | { type: "remapped"; tmp: string; id: string; at: number }
+  | { type: "pull"; changes: number; more: boolean; resync: boolean; cursor: string; ms: number; at: number }
+  | { type: "frames"; frames: number; changes: number; at: number };
+/** A queued mutation (`db.outbox()`). */
+export interface OutboxEntry {
+  mid: number; coll: string; id: string;
+  op: "insert" | "update" | "replace" | "delete";
+  doc?: Doc; patch?: Patch; base?: number | null;
+  state: "pending" | "parked" | "acked" | "applied";
+  /** With state "applied": the server version it made. */
+  version?: number;
+}
 export interface SyncEvents {
   status: SyncStatus;
   change: ChangeEvent;
@@ -156,10 +211,48 @@ export interface SyncEvents {
   rejected: RejectedEvent;
   conflict: ConflictEvent;
   error: SyncStoreError;
+  trace: TraceEvent;
+  /** Another instance upgraded (newVersion) or deleted (null) the database: this one closed itself; reload. */
+  versionchange: { oldVersion: number; newVersion: number | null; message: string };
 }
 export type SyncEventType = keyof SyncEvents;
+/** What an Observable subscriber gives: any of the three callbacks. */
+export interface LiveObserver<T> {
+  next?(value: T): void;
+  /** The read or the function failed; the subscription has ended. */
+  error?(error: unknown): void;
+  /** Never called: a live query does not complete (unsubscribe ends it). */
+  complete?(): void;
+}
+export interface LiveSubscription {
+  unsubscribe(): void;
+  readonly closed: boolean;
+}
+/**
+ * `db.live(...)`: an Observable (`subscribe` with an observer or callbacks,
+ * `Symbol.observable` for `rxjs.from`) and a Svelte store (`$value`, which
+ * is `undefined` until the first result).
+ */
+export interface LiveQuery<T> {
+  subscribe(observer: LiveObserver<T>): LiveSubscription;
+  subscribe(next?: (value: T) => void, error?: (error: unknown) => void, complete?: () => void): LiveSubscription;
+  "@@observable"(): LiveQuery<T>;
+}
+/** The reads a `live(fn)` function makes through `tx`; what they read is watched. */
+export interface LiveReader {
+  get(coll: string, id: string): Promise<Doc | undefined>;
+  getMany(coll: string, ids: string[]): Promise<(Doc | undefined)[]>;
+  query(coll: string, query?: Query): Promise<Doc[]>;
+  count(coll: string, where?: Where): Promise<number>;
+}
 /** Overloads the generated class declaration cannot express (merged into it). */
 export interface SyncStore {
+  /** `subscribe` without an error listener: a failed run is warned on the console. */
+  subscribe(coll: string, query: Query | undefined, callback: (rows: Doc[]) => void): () => void;
+  /** The rows of `query`, live (as `subscribe`), as an Observable. */
+  live(coll: string, query?: Query): LiveQuery<Doc[]>;
+  /** What `fn` returns, run again after each write to a collection it read. */
+  live<T>(fn: (tx: LiveReader) => Promise<T> | T): LiveQuery<T>;
   /** `on("status", (s) => s.connection)`: the listener gets the event type's payload. */
   on<K extends SyncEventType>(type: K, callback: (event: SyncEvents[K]) => void): () => void;
   /** All documents, in id order. */
@@ -167,13 +260,23 @@ export interface SyncStore {
   /** How many documents the collection holds. */
   count(coll: string): Promise<number>;
 }
-export type Scalar = string | number | boolean;
+export type Scalar = string | number | boolean | Date;
 export interface Operators {
-  $eq?: JsonValue; $ne?: JsonValue; $in?: JsonValue[];
+  $eq?: JsonValue; $ne?: JsonValue; $in?: JsonValue[]; $nin?: JsonValue[];
   $gt?: Scalar; $gte?: Scalar; $lt?: Scalar; $lte?: Scalar;
+  /** A string starting with this (UTF-16 code units); never another type. */
+  $startsWith?: string;
+  /** `true`: the field is present (also when `null`); `false`: absent. */
+  $exists?: boolean;
 }
-/** Field paths to equality values or operator objects; all must hold. */
-export type Where = { [path: string]: JsonValue | Operators };
+/**
+ * Field paths to equality values or operator objects; all must hold, and
+ * of `$or` at least one branch.
+ */
+export interface Where {
+  [path: string]: JsonValue | Operators | Where[] | undefined;
+  $or?: Where[];
+}
 export interface Query {
   where?: Where;
   /** A field path; ties are ordered by id. */
@@ -181,7 +284,118 @@ export interface Query {
   desc?: boolean;
   limit?: number;
   offset?: number;
+  /**
+   * Rows of a synced collection carry `$sync`: `"pending"` while they have
+   * queued writes, `"conflict"` while a manual conflict is unresolved,
+   * absent once settled. A subscription is called when a row's state changes.
+   */
+  syncState?: boolean;
 }
+/**
+ * A schema type for `SyncStore.open<Schema>(...)` (npm package): each
+ * collection's name to its documents' type (without `id`, or with
+ * `id: string`). Field values are JSON values or `Date`s.
+ *
+ * @example
+ * interface Todo { text: string; done: boolean; createdAt: Date; meta?: { owner: string } }
+ * const db = await SyncStore.open<{ todos: Todo }>({ name: "app", collections: { todos: {} } });
+ * const open: TypedDoc<Todo>[] = await db.query("todos", { where: { done: false } });
+ */
+export type Schema = { [coll: string]: object };
+/** A stored document of type `T`: its fields and its string `id`. */
+export type TypedDoc<T> = Omit<T, "id"> & { id: string };
+/** A document of type `T` to insert or replace: `id` optional. */
+export type TypedNewDoc<T> = Omit<T, "id"> & { id?: string };
+/** A merge patch of `T`: any fields, nested objects partly, `null` removes an optional (or nullable) field. */
+export type TypedPatch<T> = {
+  [K in keyof T as K extends "id" ? never : K]?:
+    | (NonNullable<T[K]> extends Date | readonly unknown[]
+        ? NonNullable<T[K]>
+        : NonNullable<T[K]> extends object
+          ? TypedPatch<NonNullable<T[K]>>
+          : NonNullable<T[K]>)
+    | (undefined extends T[K] ? null : null extends T[K] ? null : never);
+};
+/** The operators a field of type `V` takes. */
+export type TypedOperators<V> = {
+  $eq?: V | null; $ne?: V | null; $in?: (V | null)[]; $nin?: (V | null)[]; $exists?: boolean;
+} & (NonNullable<V> extends Scalar ? { $gt?: NonNullable<V>; $gte?: NonNullable<V>; $lt?: NonNullable<V>; $lte?: NonNullable<V> } : {})
+  & (NonNullable<V> extends string ? { $startsWith?: string } : {});
+/** A `where` over documents of type `T`: its fields typed; dotted paths (`"meta.owner"`) as in `Where`. */
+export type TypedWhere<T> = {
+  [K in keyof T & string]?: T[K] | null | TypedOperators<T[K]>;
+} & {
+  id?: string | TypedOperators<string>;
+  $or?: TypedWhere<T>[];
+} & { [path: `${string}.${string}`]: JsonValue | Operators | undefined };
+/** A query over documents of type `T`. */
+export interface TypedQuery<T> {
+  where?: TypedWhere<T>;
+  /** A field of `T`, `"id"` or a dotted path. */
+  orderBy?: (keyof T & string) | "id" | `${string}.${string}`;
+  desc?: boolean;
+  limit?: number;
+  offset?: number;
+}
+/** An op of `batch` on a store typed by `S`. */
+export type TypedOp<S extends Schema> = {
+  [C in keyof S & string]:
+    | { op: "insert"; coll: C; doc: TypedNewDoc<S[C]> }
+    | { op: "update"; coll: C; id: string; patch: TypedPatch<S[C]> }
+    | { op: "replace"; coll: C; id: string; doc: TypedNewDoc<S[C]> }
+    | { op: "delete"; coll: C; id: string };
+}[keyof S & string];
+/** What `SyncStore.open<S>(options)` takes: every collection of `S` declared, no other. */
+export type TypedOpenOptions<S extends Schema> = Omit<OpenOptions, "collections"> & {
+  collections: { [C in keyof S]: CollectionOptions };
+};
+/** The methods that name a collection, typed by `S` (the others as on `SyncStore`). */
+export interface TypedCollections<S extends Schema> {
+  insert<C extends keyof S & string>(coll: C, doc: TypedNewDoc<S[C]>): Promise<string>;
+  update<C extends keyof S & string>(
+    coll: C,
+    id: string,
+    patch: TypedPatch<S[C]> | ((doc: TypedDoc<S[C]>) => TypedPatch<S[C]> | void),
+  ): Promise<void>;
+  replace<C extends keyof S & string>(coll: C, id: string, doc: TypedNewDoc<S[C]>): Promise<void>;
+  delete(coll: keyof S & string, id: string): Promise<void>;
+  batch(ops: TypedOp<S>[]): Promise<string[]>;
+  get<C extends keyof S & string>(coll: C, id: string): Promise<TypedDoc<S[C]> | undefined>;
+  getMany<C extends keyof S & string>(coll: C, ids: string[]): Promise<(TypedDoc<S[C]> | undefined)[]>;
+  query<C extends keyof S & string>(coll: C, query?: TypedQuery<S[C]>): Promise<TypedDoc<S[C]>[]>;
+  count<C extends keyof S & string>(coll: C, where?: TypedWhere<S[C]>): Promise<number>;
+  subscribe<C extends keyof S & string>(
+    coll: C,
+    query: TypedQuery<S[C]> | undefined,
+    callback: (rows: TypedDoc<S[C]>[]) => void,
+    onError?: (error: SyncStoreError) => void,
+  ): () => void;
+  push(coll: keyof S & string): Promise<void>;
+  pull(coll: keyof S & string): Promise<void>;
+  divergence(coll: keyof S & string): Promise<{ local: number; remote: number }>;
+  conflicts(coll: keyof S & string): Promise<Conflict[]>;
+  live<C extends keyof S & string>(coll: C, query?: TypedQuery<S[C]>): LiveQuery<TypedDoc<S[C]>[]>;
+  live<T>(fn: (tx: TypedLiveReader<S>) => Promise<T> | T): LiveQuery<T>;
+  resolveConflict<C extends keyof S & string>(
+    coll: C,
+    id: string,
+    resolution: TypedNewDoc<S[C]> | { keep: "local" | "remote" | "both" },
+  ): Promise<void>;
+}
+/** `LiveReader` of a store typed by `S`. */
+export interface TypedLiveReader<S extends Schema> {
+  get<C extends keyof S & string>(coll: C, id: string): Promise<TypedDoc<S[C]> | undefined>;
+  getMany<C extends keyof S & string>(coll: C, ids: string[]): Promise<(TypedDoc<S[C]> | undefined)[]>;
+  query<C extends keyof S & string>(coll: C, query?: TypedQuery<S[C]>): Promise<TypedDoc<S[C]>[]>;
+  count<C extends keyof S & string>(coll: C, where?: TypedWhere<S[C]>): Promise<number>;
+}
+/** Type-only: which schema a `TypedSyncStore` has (no such property exists). */
+declare const SCHEMA: unique symbol;
+/** A `SyncStore` typed by the schema `S` (`SyncStore.open<S>(...)`). */
+export type TypedSyncStore<S extends Schema> = Omit<SyncStore, keyof TypedCollections<S>> &
+  TypedCollections<S> & { readonly [SCHEMA]: S };
+/** A row of a query with `syncState: true`. */
+export type SyncedDoc = Doc & { $sync?: "pending" | "conflict" };
 export type Op =
   | { op: "insert"; coll: string; doc: NewDoc }
   | { op: "update"; coll: string; id: string; patch: Patch }
@@ -192,9 +406,9 @@ export type ErrorCode =
   | "INVALID_OPTIONS" | "INVALID_SCHEMA" | "INVALID_DOCUMENT" | "INVALID_ID" | "INVALID_PATCH"
   | "INVALID_QUERY" | "UNKNOWN_OPERATOR" | "UNKNOWN_COLLECTION" | "DOC_TOO_LARGE" | "NOT_FOUND"
   | "ALREADY_EXISTS" | "QUOTA_EXCEEDED" | "CLOSED" | "TRANSACTION_ABORTED" | "STORAGE_CLOSED"
-  | "STORAGE_VERSION" | "STORAGE" | "INVALID_EVENT" | "SYNC_DISABLED"
+  | "STORAGE_VERSION" | "STORAGE" | "INVALID_EVENT" | "INVALID_ARGUMENT" | "SYNC_DISABLED"
   | "NETWORK" | "UNAUTHORIZED" | "FORBIDDEN" | "CLIENT_ID_TAKEN" | "RATE_LIMITED" | "SERVER" | "PROTOCOL"
-  | "RESOLVER_FAILED" | "LEADERSHIP_LOST";
+  | "RESOLVER_FAILED" | "LEADERSHIP_LOST" | "UPDATER_FAILED";
 /** The error every syncstore call rejects with. */
 export declare class SyncStoreError extends Error {
   readonly name: "SyncStoreError";

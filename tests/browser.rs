@@ -41,6 +41,22 @@ extern "C" {
     ) -> Result<js_sys::Promise, JsValue>;
 }
 
+#[wasm_bindgen(module = "/tests/browser/review.js")]
+extern "C" {
+    /// Every scenario `review.js` defines.
+    #[wasm_bindgen(thread_local_v2, js_name = reviewNames)]
+    static REVIEW_NAMES: js_sys::Array;
+
+    #[wasm_bindgen(catch, js_name = reviewScenario)]
+    fn review_scenario(
+        name: &str,
+        open: &js_sys::Function,
+        error_class: &JsValue,
+        server: &str,
+        ctl: &str,
+    ) -> Result<js_sys::Promise, JsValue>;
+}
+
 /// The sync server's proxy and its control API (`scripts/with-server.sh`).
 const SERVER: &str = match option_env!("SYNCSTORE_TEST_SERVER") {
     Some(s) => s,
@@ -68,14 +84,26 @@ async fn settle(name: &str, p: Result<js_sys::Promise, JsValue>) {
     }
 }
 
-async fn run_sync(name: &str) {
+type ServerScenario =
+    fn(&str, &js_sys::Function, &JsValue, &str, &str) -> Result<js_sys::Promise, JsValue>;
+
+/// Runs a scenario of a suite that talks to the test server.
+async fn run_with_server(name: &str, scenario: ServerScenario) {
     let open = opener();
     let class = syncstore::sync_store_error_class();
     settle(
         name,
-        sync_scenario(name, open.as_ref().unchecked_ref(), &class, SERVER, CTL),
+        scenario(name, open.as_ref().unchecked_ref(), &class, SERVER, CTL),
     )
     .await;
+}
+
+async fn run_sync(name: &str) {
+    run_with_server(name, sync_scenario).await;
+}
+
+async fn run_review(name: &str) {
+    run_with_server(name, review_scenario).await;
 }
 
 async fn run(name: &str) {
@@ -116,6 +144,7 @@ fn same_scenarios(file: &str, js: &js_sys::Array, rust: &[&str]) {
 fn every_js_scenario_is_registered() {
     SUITE_NAMES.with(|js| same_scenarios("suite.js", js, LOCAL));
     SYNC_NAMES.with(|js| same_scenarios("sync.js", js, SYNC));
+    REVIEW_NAMES.with(|js| same_scenarios("review.js", js, REVIEW));
 }
 
 scenarios!(run, LOCAL:
@@ -127,6 +156,12 @@ scenarios!(run, LOCAL:
     query_operators_and_nested_paths,
     indexed_and_scanned_queries_agree,
     compound_index_order_limit_offset,
+    or_prefix_exists_nin_indexed_and_scanned,
+    live_queries_follow_the_new_operators,
+    get_many_reads_ids_in_order,
+    update_functions_read_and_write_in_one_transaction,
+    dates_round_trip_and_compare_as_instants,
+    live_functions_rerun_on_writes_to_what_they_read,
     count_matches_query,
     subscribe_delivers_initial_and_changes,
     subscribe_ignores_unrelated_writes,
@@ -184,4 +219,19 @@ scenarios!(run_sync, SYNC:
     followers_forward_push_and_pull_of_manual_collections,
     a_loop_fenced_off_by_a_newer_leader_term_stops_quietly_and_leads_again,
     prefix_answers_are_followed_by_the_rest_in_order,
+    update_functions_sync_their_result,
+    dates_written_on_one_device_come_back_as_dates_on_another,
+);
+
+// Issue 14: change events, sync state, rejected writes, trace, storage faults (tests/browser/review.js).
+scenarios!(run_review, REVIEW:
+    change_events_carry_the_op_and_the_document,
+    status_pending_equals_the_outbox_once_a_write_resolved,
+    sync_state_rows_follow_a_push_and_a_manual_conflict,
+    rejected_writes_are_kept_until_dismissed_across_a_reload,
+    the_trace_shows_an_insert_queued_pushed_applied_settled,
+    a_database_closed_by_the_browser_is_reopened_or_fails_fast,
+    a_newer_schema_in_another_tab_closes_this_instance_cleanly,
+    a_quota_error_during_a_pull_keeps_the_cursor_and_retries,
+    open_with_persist_asks_for_persistent_storage,
 );

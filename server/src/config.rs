@@ -243,6 +243,11 @@ pub struct Limits {
     pub metrics_namespaces: usize,
     /// See [`Cli::compact_interval_secs`].
     pub compact_interval: Duration,
+    /// A group commit stops applying pushes after this long (the rest go
+    /// into the next group), so one namespace's heavy pushes hold the store
+    /// briefly. 50 ms; not a flag (tests of grouping raise it, so that a
+    /// busy machine does not split their groups).
+    pub group_commit_time: Duration,
 }
 
 impl Limits {
@@ -393,6 +398,7 @@ impl Cli {
             max_push_work_bytes: self.max_push_work_bytes,
             metrics_namespaces: self.metrics_namespaces,
             compact_interval: Duration::from_secs(self.compact_interval_secs),
+            group_commit_time: Duration::from_millis(50),
         }
     }
 

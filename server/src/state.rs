@@ -96,6 +96,11 @@ pub struct Hub {
     /// Held while a batch is published at a position and the position
     /// moves (the committer's and the feed's batches keep seq order).
     order: Mutex<()>,
+    /// Held by the committer from before a commit until it has published
+    /// it, and by the feed while it reads and publishes a namespace: the
+    /// feed never publishes this node's commits (as latest states) before
+    /// the committer publishes them whole.
+    local: Mutex<()>,
 }
 
 impl Hub {
@@ -104,6 +109,7 @@ impl Hub {
             capacity,
             channels: Mutex::new(HashMap::new()),
             order: Mutex::new(()),
+            local: Mutex::new(()),
         }
     }
 
@@ -267,6 +273,7 @@ impl Feed {
                 some.iter().flat_map(|ns| hub.positions(Some(ns))).collect()
             };
             for (ns, from) in positions {
+                let _local = lock(&hub.local);
                 if let Err(e) = self.publish_from(&*store, &hub, &ns, from) {
                     tracing::warn!(namespace = %ns, error = %e, "cannot read live changes; retrying");
                 }
@@ -491,9 +498,6 @@ const MAX_GROUP_PUSHES: usize = 512;
 const MAX_GROUP_MUTATIONS: usize = 20_000;
 /// ...or more than this many request bytes.
 const MAX_GROUP_BYTES: usize = 8 * 1024 * 1024;
-/// A group stops applying pushes after this long (the rest go into the
-/// next group), so one namespace's heavy pushes hold the store briefly.
-const MAX_GROUP_TIME: Duration = Duration::from_millis(50);
 
 /// A push waiting for the committer.
 struct Job {
@@ -514,6 +518,8 @@ struct Committer {
     stats: Arc<Stats>,
     limits: ApplyLimits,
     gate: Arc<Gate>,
+    /// See [`crate::config::Limits::group_commit_time`].
+    group_time: Duration,
     /// Set when other nodes commit too: commits are published only at
     /// their namespace's position, and the [`Feed`] is woken for the rest.
     feed: Option<mpsc::Sender<Option<String>>>,
@@ -588,6 +594,7 @@ impl Committer {
     /// the batches published, and the jobs the group had no time for.
     fn commit(&self, mut jobs: Vec<Job>) -> (Vec<ChangeBatch>, Vec<Job>) {
         self.stats.commit_groups.fetch_add(1, Relaxed);
+        let _local = self.feed.as_ref().map(|_| lock(&self.hub.local));
         let pushes: Vec<GroupPush<'_>> = jobs
             .iter()
             .map(|j| GroupPush {
@@ -597,7 +604,7 @@ impl Committer {
             })
             .collect();
         let started = Instant::now();
-        let deadline = started + MAX_GROUP_TIME;
+        let deadline = started + self.group_time;
         let results = self.store.push_group(&pushes, self.limits, Some(deadline));
         metrics::histogram!(crate::metrics::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
         if let Ok(r) = &results {
@@ -823,6 +830,7 @@ impl AppState {
             },
             gate: commit_gate.clone(),
             feed: feed.then(|| feed_wake.clone()),
+            group_time: l.group_commit_time,
         };
         std::thread::Builder::new()
             .name("syncstore-commit".into())

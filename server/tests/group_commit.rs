@@ -32,6 +32,16 @@ async fn queued(s: &Server, n: u64) {
     .expect("pushes queued in time");
 }
 
+/// A server whose groups are never cut short by time: these tests count
+/// groups, and a busy machine must not split one.
+async fn grouping_server() -> Server {
+    let limits = syncstore_server::config::Limits {
+        group_commit_time: Duration::from_secs(60),
+        ..test_limits()
+    };
+    Server::start_with(":memory:", limits).await
+}
+
 fn groups(s: &Server) -> u64 {
     s.state.stats.commit_groups.load(Relaxed)
 }
@@ -75,7 +85,7 @@ async fn next_changes(ws: &mut Ws) -> Value {
 
 #[tokio::test]
 async fn a_group_answers_each_push_and_a_bad_one_fails_alone() {
-    let s = Arc::new(Server::start().await);
+    let s = Arc::new(grouping_server().await);
     let (mut ws, _, _) = ws_hello(&s.ws_url, TOKEN_A, "watcher", None).await;
     let big = "x".repeat(300_000);
     let g0 = groups(&s);
@@ -159,7 +169,7 @@ async fn a_group_answers_each_push_and_a_bad_one_fails_alone() {
 
 #[tokio::test]
 async fn replays_inside_a_group_answer_the_first_result() {
-    let s = Arc::new(Server::start().await);
+    let s = Arc::new(grouping_server().await);
     let (mut ws, _, _) = ws_hello(&s.ws_url, TOKEN_A, "watcher", None).await;
     let body = json!({"clientId": "r", "mutations": [
         insert(1, "t", "tmp_x", json!({"v": 1})),
@@ -208,7 +218,7 @@ async fn replays_inside_a_group_answer_the_first_result() {
 
 #[tokio::test]
 async fn live_frames_follow_commit_order_across_groups() {
-    let s = Arc::new(Server::start().await);
+    let s = Arc::new(grouping_server().await);
     let (mut ws, _, _) = ws_hello(&s.ws_url, TOKEN_A, "watcher", None).await;
     let mut mids = 0u64;
     let mut queued_n = 0u64;

@@ -240,6 +240,320 @@ const scenarios = {
     plain.close();
   },
 
+  async or_prefix_exists_nin_indexed_and_scanned(env) {
+    // Each new operator in a store with indexes and one without, both
+    // against an answer computed here by hand.
+    const indexes = ["done", "createdAt", "priority", "meta.owner", "text", ["listId", "text"]];
+    const indexed = await openTodos(env, dbName("ops"), { todos: { indexes }, lists: {}, drafts: {} });
+    const plain = await openTodos(env, dbName("ops-plain"), { todos: {}, lists: {}, drafts: {} });
+    const docs = sampleTodos(90);
+    // Strings that test prefix ranges at their edges (UTF-16 order).
+    const odd = ["todo", "todo 1", "tod", "todo\uffff", "todo\uffff\uffff", "todo\u{10000}", "\uffff", "Todo 1"];
+    odd.forEach((text, i) => docs.push({ id: `o${i}`, text, listId: "l1", createdAt: 900 + i }));
+    docs.push({ id: "o-num", text: 7, listId: "l1" });
+    docs.push({ id: "o-none", listId: "l2" });
+    for (const db of [indexed, plain]) await db.batch(docs.map((doc) => ({ op: "insert", coll: "todos", doc })));
+    const byId = (a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+    const has = (d, path) => path.split(".").reduce((o, k) => (o !== null && typeof o === "object" && k in o ? o[k] : undefined), d) !== undefined;
+    const starts = (v, p) => typeof v === "string" && v.startsWith(p);
+    const num = (v) => (typeof v === "number" ? v : undefined);
+    const cases = [
+      [{ where: { text: { $startsWith: "todo 1" } } }, (d) => starts(d.text, "todo 1")],
+      [{ where: { text: { $startsWith: "todo" } }, orderBy: "text", limit: 12 }, (d) => starts(d.text, "todo"), "text", 12],
+      [{ where: { text: { $startsWith: "todo\uffff" } } }, (d) => starts(d.text, "todo\uffff")],
+      [{ where: { text: { $startsWith: "\uffff" } } }, (d) => starts(d.text, "\uffff")],
+      [{ where: { text: { $startsWith: "" } } }, (d) => typeof d.text === "string"],
+      [{ where: { listId: "l1", text: { $startsWith: "todo 2" } } }, (d) => d.listId === "l1" && starts(d.text, "todo 2")],
+      [{ where: { priority: { $exists: false } } }, (d) => !has(d, "priority")],
+      [{ where: { "meta.owner": { $exists: true }, done: true } }, (d) => has(d, "meta.owner") && d.done === true],
+      [{ where: { priority: { $nin: [0, 1, "high"] } } }, (d) => ![0, 1, "high"].includes(d.priority)],
+      [{ where: { $or: [{ priority: 4 }, { "meta.owner": "cy" }] } }, (d) => d.priority === 4 || d.meta?.owner === "cy"],
+      [{ where: { $or: [{ priority: 4 }, { "meta.owner": "cy" }] }, orderBy: "createdAt", desc: true, limit: 8, offset: 3 },
+        (d) => d.priority === 4 || d.meta?.owner === "cy", "createdAt", 8, 3, true],
+      [{ where: { $or: [{ text: { $startsWith: "todo 3" } }, { createdAt: { $gte: 1095 } }, { priority: 2 }] } },
+        (d) => starts(d.text, "todo 3") || (num(d.createdAt) ?? -1) >= 1095 || d.priority === 2],
+      [{ where: { done: false, $or: [{ priority: 1 }, { priority: 3 }] } }, (d) => d.done === false && (d.priority === 1 || d.priority === 3)],
+      [{ where: { $or: [{ priority: 1 }, { listId: "l2" }] } }, (d) => d.priority === 1 || d.listId === "l2"],
+      [{ where: { $or: [{ priority: { $gt: 9, $lt: 1 } }, { priority: 0 }] } }, (d) => d.priority === 0],
+    ];
+    const cmp = (path) => (a, b) => {
+      const rank = (v) => (v === undefined || v === null ? 0 : typeof v === "boolean" ? 1 : typeof v === "number" ? 2 : typeof v === "string" ? 3 : 4);
+      const x = a[path];
+      const y = b[path];
+      if (rank(x) !== rank(y)) return rank(x) - rank(y);
+      if (rank(x) === 2 || rank(x) === 3) return x < y ? -1 : x > y ? 1 : 0;
+      return 0;
+    };
+    for (const [q, pred, orderBy, limit, offset = 0, desc = false] of cases) {
+      let want = docs.filter(pred).sort(byId);
+      if (orderBy) want.sort((a, b) => cmp(orderBy)(a, b) || byId(a, b));
+      if (desc) want.reverse();
+      want = want.slice(offset, limit === undefined ? undefined : offset + limit).map((d) => d.id);
+      const what = JSON.stringify(q);
+      eq((await indexed.query("todos", q)).map((d) => d.id), want, `indexed ${what}`);
+      eq((await plain.query("todos", q)).map((d) => d.id), want, `scanned ${what}`);
+      ok(want.length > 0 || q.where.$or, `${what} matches something`);
+      const all = docs.filter(pred).length;
+      eq(await indexed.count("todos", q.where), all, `indexed count ${what}`);
+      eq(await plain.count("todos", q.where), all, `scanned count ${what}`);
+    }
+    // Operators still refused, and the new ones' arguments checked.
+    await rejects(indexed.query("todos", { where: { $and: [{ done: true }] } }), "UNKNOWN_OPERATOR", env, "$and");
+    await rejects(indexed.query("todos", { where: { $or: [{ done: { $regex: "x" } }] } }), "UNKNOWN_OPERATOR", env, "inside $or");
+    await rejects(indexed.query("todos", { where: { $or: [] } }), "INVALID_QUERY", env, "empty $or");
+    await rejects(indexed.query("todos", { where: { text: { $startsWith: 1 } } }), "INVALID_QUERY", env, "$startsWith 1");
+    await rejects(indexed.query("todos", { where: { text: { $exists: "yes" } } }), "INVALID_QUERY", env, "$exists yes");
+    await rejects(indexed.query("todos", { where: { text: { $nin: "a" } } }), "INVALID_QUERY", env, "$nin a");
+    indexed.close();
+    plain.close();
+  },
+
+  async live_queries_follow_the_new_operators(env) {
+    const db = await openTodos(env);
+    const other = await openTodos(env, db.name);
+    const seen = [];
+    const stop = db.subscribe(
+      "todos",
+      { where: { $or: [{ text: { $startsWith: "buy" } }, { priority: { $exists: false }, done: { $nin: [true] } }] }, orderBy: "createdAt" },
+      (rows) => seen.push(rows.map((r) => r.id)),
+    );
+    await until(() => seen.length === 1, 5000, "first result");
+    eq(seen[0], [], "empty at first");
+    await db.insert("todos", { id: "a", text: "buy milk", priority: 1, createdAt: 3 });
+    await until(() => seen.length === 2, 5000, "insert matching $startsWith");
+    eq(seen[1], ["a"], "a matches");
+    await db.insert("todos", { id: "b", text: "call", createdAt: 1 });
+    await until(() => seen.length === 3, 5000, "insert matching the other branch");
+    eq(seen[2], ["b", "a"], "b by $exists/$nin");
+    await db.update("todos", "b", { done: true });
+    await until(() => seen.length === 4, 5000, "update leaving the branch");
+    eq(seen[3], ["a"], "b left");
+    await other.insert("todos", { id: "c", text: "buy bread", createdAt: 2 });
+    await until(() => seen.length === 5, 5000, "another instance's write");
+    eq(seen[4], ["c", "a"], "c from the other instance");
+    await db.insert("todos", { id: "d", text: "sell", priority: 2, createdAt: 0 });
+    await sleep(100);
+    eq(seen.length, 5, "a non-matching write calls nothing");
+    stop();
+    db.close();
+    other.close();
+  },
+
+  async get_many_reads_ids_in_order(env) {
+    const db = await openTodos(env);
+    await db.batch(sampleTodos(10).map((doc) => ({ op: "insert", coll: "todos", doc })));
+    const tmp = await db.insert("todos", { text: "new" });
+    const got = await db.getMany("todos", ["t005", "nope", "t001", tmp, "t005"]);
+    eq(got.length, 5, "one entry per id");
+    eq(got.map((d) => d && d.id), ["t005", undefined, "t001", tmp, "t005"], "in the order asked, undefined where missing");
+    ok(got[1] === undefined, "missing is undefined");
+    eq(got[0], sampleTodos(10)[5], "whole documents");
+    eq(await db.getMany("todos", []), [], "no ids");
+    await rejects(db.getMany("todos", "t001"), "INVALID_ID", env, "not an array");
+    await rejects(db.getMany("todos", ["t001", 5]), "INVALID_ID", env, "not a string");
+    await rejects(db.getMany("nope", ["t001"]), "UNKNOWN_COLLECTION", env, "unknown collection");
+    db.close();
+    await rejects(db.getMany("todos", ["t001"]), "CLOSED", env, "closed");
+  },
+
+  async update_functions_read_and_write_in_one_transaction(env) {
+    // Two instances of one database (as two tabs) each increment one
+    // counter 100 times: no increment may be lost between read and write.
+    const a = await openTodos(env);
+    const b = await openTodos(env, a.name);
+    await a.insert("lists", { id: "c", n: 0 });
+    const inc = (doc) => ({ n: doc.n + 1 });
+    const run = async (db) => {
+      for (let i = 0; i < 100; i++) await db.update("lists", "c", inc);
+    };
+    await Promise.all([run(a), run(b)]);
+    eq((await a.get("lists", "c")).n, 200, "200 increments, none lost");
+    eq((await b.get("lists", "c")).n, 200, "the other instance sees the same");
+    eq(await a.pendingCount(), 201, "one outbox entry per update");
+    // Changing the document in place and returning nothing: the new
+    // document, removed fields included.
+    await a.insert("todos", { id: "t", text: "x", tags: ["a"], meta: { k: 1, gone: 2 }, old: true });
+    await a.update("todos", "t", (doc) => {
+      doc.tags.push("b");
+      delete doc.old;
+      delete doc.meta.gone;
+      doc.done = true;
+    });
+    eq(await a.get("todos", "t"), { id: "t", text: "x", tags: ["a", "b"], meta: { k: 1 }, done: true }, "changed in place");
+    const before = await a.pendingCount();
+    // A function that throws: a typed error, its cause, nothing written.
+    const boom = new Error("boom");
+    const err = await rejects(a.update("todos", "t", () => { throw boom; }), "UPDATER_FAILED", env, "throwing function");
+    ok(err.cause === boom && err.message.includes("boom"), `the cause is what was thrown: ${err.message}`);
+    await rejects(a.update("todos", "t", (doc) => { doc.text = "changed"; throw boom; }), "UPDATER_FAILED", env, "throws after changing");
+    await rejects(a.update("todos", "t", async (doc) => ({ n: 1 })), "INVALID_PATCH", env, "an async function");
+    await rejects(a.update("todos", "t", () => 5), "INVALID_PATCH", env, "a number");
+    await rejects(a.update("todos", "t", () => ({ f: () => 1 })), "INVALID_PATCH", env, "not JSON");
+    await rejects(a.update("todos", "t", () => ({ id: "other" })), "INVALID_PATCH", env, "changes the id");
+    await rejects(a.update("todos", "t", (doc) => { delete doc.id; }), "INVALID_PATCH", env, "removes the id");
+    await rejects(a.update("todos", "missing", inc), "NOT_FOUND", env, "a missing document");
+    let called = 0;
+    await rejects(a.update("todos", "missing", () => { called += 1; }), "NOT_FOUND", env, "missing: the function is not called");
+    eq(called, 0, "not called without a document");
+    eq(await a.get("todos", "t"), { id: "t", text: "x", tags: ["a", "b"], meta: { k: 1 }, done: true }, "nothing written");
+    eq(await a.pendingCount(), before, "nothing queued");
+    a.close();
+    b.close();
+  },
+
+  async dates_round_trip_and_compare_as_instants(env) {
+    const collections = { sessions: { indexes: ["startedAt", ["user", "startedAt"]] } };
+    const indexed = await env.open({ name: dbName("dates"), collections });
+    const plain = await env.open({ name: dbName("dates-plain"), collections: { sessions: {} } });
+    const t0 = Date.UTC(2026, 0, 1);
+    const docs = [];
+    for (let i = 0; i < 40; i++) {
+      const doc = {
+        id: `s${String(i).padStart(2, "0")}`,
+        user: ["ann", "bob"][i % 2],
+        startedAt: new Date(t0 + ((i * 7) % 40) * 3600_000),
+        pauses: [{ at: new Date(t0 + i), note: "p" }],
+        meta: { updated: new Date(t0 - i * 1000) },
+      };
+      if (i % 10 === 3) doc.startedAt = t0; // a number: another type, not an instant
+      if (i % 10 === 7) doc.startedAt = new Date(t0).toISOString(); // a string
+      if (i % 10 === 9) delete doc.startedAt;
+      docs.push(doc);
+    }
+    for (const db of [indexed, plain]) await db.batch(docs.map((doc) => ({ op: "insert", coll: "sessions", doc })));
+    // Back as Dates, everywhere a document comes out.
+    const s01 = await indexed.get("sessions", "s01");
+    ok(s01.startedAt instanceof Date && s01.startedAt.getTime() === docs[1].startedAt.getTime(), "get: a Date with the same instant");
+    ok(s01.pauses[0].at instanceof Date && s01.meta.updated instanceof Date, "nested Dates too");
+    eq(s01.meta.updated.getTime(), t0 - 1000, "nested instant");
+    const [many] = await indexed.getMany("sessions", ["s02"]);
+    ok(many.startedAt instanceof Date, "getMany");
+    const rows = await indexed.query("sessions", { where: { user: "ann" } });
+    ok(rows.every((r) => r.pauses[0].at instanceof Date), "query");
+    const s03 = await indexed.get("sessions", "s03");
+    eq(typeof s03.startedAt, "number", "a number stays a number");
+    eq(typeof (await indexed.get("sessions", "s07")).startedAt, "string", "a string stays a string");
+    // Range queries and orderBy on a Date field: through the index, by a
+    // scan, and by hand.
+    const isDate = (v) => v instanceof Date;
+    const at = (d) => d.startedAt.getTime();
+    const from = new Date(t0 + 10 * 3600_000);
+    const to = new Date(t0 + 30 * 3600_000);
+    const byTime = (a, b) => at(a) - at(b) || (a.id < b.id ? -1 : 1);
+    const cases = [
+      [{ where: { startedAt: { $gte: from, $lt: to } } }, docs.filter((d) => isDate(d.startedAt) && at(d) >= from.getTime() && at(d) < to.getTime()).map((d) => d.id)],
+      [{ where: { startedAt: { $gt: from } }, orderBy: "startedAt", limit: 5 }, docs.filter((d) => isDate(d.startedAt) && at(d) > from.getTime()).sort(byTime).slice(0, 5).map((d) => d.id)],
+      [{ where: { startedAt: { $lte: from } }, orderBy: "startedAt", desc: true }, docs.filter((d) => isDate(d.startedAt) && at(d) <= from.getTime()).sort(byTime).reverse().map((d) => d.id)],
+      [{ where: { user: "bob", startedAt: { $gte: from } }, orderBy: "startedAt" }, docs.filter((d) => d.user === "bob" && isDate(d.startedAt) && at(d) >= from.getTime()).sort(byTime).map((d) => d.id)],
+      [{ where: { startedAt: new Date(docs[5].startedAt.getTime()) } }, docs.filter((d) => isDate(d.startedAt) && at(d) === at(docs[5])).map((d) => d.id)],
+      [{ where: { startedAt: { $gte: 0 } } }, ["s03", "s13", "s23", "s33"]],
+    ];
+    for (const [q, want] of cases) {
+      const what = JSON.stringify(q);
+      ok(want.length > 0, `${what}: the case matches something`);
+      eq((await indexed.query("sessions", q)).map((d) => d.id), want, `indexed ${what}`);
+      eq((await plain.query("sessions", q)).map((d) => d.id), want, `scanned ${what}`);
+    }
+    // orderBy over mixed types: missing, numbers, Dates (by instant), strings.
+    const ordered = (await indexed.query("sessions", { orderBy: "startedAt" })).map((d) => d.id);
+    eq(ordered, (await plain.query("sessions", { orderBy: "startedAt" })).map((d) => d.id), "orderBy indexed = scanned");
+    const kind = (v) => (v === undefined ? 0 : typeof v === "number" ? 1 : isDate(v) ? 2 : 3);
+    const want = docs.slice().sort((a, b) => kind(a.startedAt) - kind(b.startedAt) || (kind(a.startedAt) === 2 ? at(a) - at(b) : 0) || (a.id < b.id ? -1 : 1));
+    eq(ordered, want.map((d) => d.id), "orderBy by hand");
+    // Patches, update functions and live queries carry Dates.
+    const later = new Date(t0 + 99 * 3600_000);
+    const seen = [];
+    const stop = indexed.subscribe("sessions", { where: { startedAt: { $gte: later } } }, (r) => seen.push(r));
+    await until(() => seen.length === 1, 5000, "first result");
+    await indexed.update("sessions", "s00", { startedAt: later });
+    await until(() => seen.length === 2, 5000, "a Date patch in a live query");
+    ok(seen[1][0].startedAt instanceof Date && seen[1][0].startedAt.getTime() === later.getTime(), "the live row holds a Date");
+    await indexed.update("sessions", "s00", (doc) => {
+      ok(doc.startedAt instanceof Date, "an update function gets Dates");
+      return { endedAt: new Date(doc.startedAt.getTime() + 60_000) };
+    });
+    eq((await indexed.get("sessions", "s00")).endedAt.getTime(), later.getTime() + 60_000, "a Date from an update function");
+    stop();
+    await rejects(indexed.query("sessions", { where: { startedAt: { $gt: new Date(NaN) } } }), "INVALID_QUERY", env, "an invalid Date in a query");
+    indexed.close();
+    plain.close();
+  },
+
+  async live_functions_rerun_on_writes_to_what_they_read(env) {
+    const db = await openTodos(env);
+    const other = await openTodos(env, db.name); // another tab
+    await db.insert("lists", { id: "l1", name: "home" });
+    let runs = 0;
+    const values = [];
+    const errors = [];
+    const q = db.live(async (tx) => {
+      runs += 1;
+      const list = await tx.get("lists", "l1");
+      const n = await tx.count("todos", { listId: "l1" });
+      const [first] = await tx.getMany("todos", ["a"]);
+      return { name: list && list.name, n, first: first && first.text };
+    });
+    const sub = q.subscribe({ next: (v) => values.push(v), error: (e) => errors.push(e) });
+    await until(() => values.length === 1, 5000, "the first run");
+    eq(values[0], { name: "home", n: 0 }, "first value");
+    await db.update("lists", "l1", { name: "work" });
+    await until(() => values.length === 2, 5000, "a write to one collection read, this tab");
+    eq(values[1].name, "work", "re-run");
+    await other.insert("todos", { id: "a", listId: "l1", text: "milk" });
+    await until(() => values.length === 3, 5000, "a write to the other collection read, another tab");
+    eq(values[2], { name: "work", n: 1, first: "milk" }, "re-run after the other tab's write");
+    await db.batch([
+      { op: "insert", coll: "todos", doc: { listId: "l1" } },
+      { op: "insert", coll: "todos", doc: { listId: "l1" } },
+      { op: "update", coll: "lists", id: "l1", patch: { name: "both" } },
+    ]);
+    await until(() => values.length === 4, 5000, "a batch");
+    eq(values[3], { name: "both", n: 3, first: "milk" }, "one run for one batch");
+    const before = runs;
+    await db.insert("drafts", { text: "unrelated" });
+    await other.insert("drafts", { text: "unrelated too" });
+    await sleep(300);
+    eq(runs, before, "writes to collections it did not read run nothing");
+    eq(errors, [], "no error");
+    sub.unsubscribe();
+    ok(sub.closed, "closed after unsubscribe");
+    await db.update("lists", "l1", { name: "after" });
+    await sleep(200);
+    eq(values.length, 4, "nothing after unsubscribe");
+    eq(runs, before, "no run after unsubscribe");
+
+    // Errors reach `error` and end the subscription.
+    const boom = new Error("boom");
+    const failed = [];
+    const s2 = db.live(async (tx) => {
+      await tx.get("lists", "l1");
+      throw boom;
+    }).subscribe({ next: () => failed.push("next"), error: (e) => failed.push(e) });
+    await until(() => failed.length === 1, 5000, "the error");
+    ok(failed[0] === boom && s2.closed, "the thrown error, and closed");
+    const bad = [];
+    db.live(async (tx) => tx.query("nope")).subscribe({ error: (e) => bad.push(e) });
+    db.live("todos", { where: { $and: [] } }).subscribe(null, (e) => bad.push(e));
+    db.live("nope").subscribe({ error: (e) => bad.push(e) });
+    await until(() => bad.length === 3, 5000, "three errors");
+    eq(bad.map((e) => e.code).sort(), ["UNKNOWN_COLLECTION", "UNKNOWN_COLLECTION", "UNKNOWN_OPERATOR"], "typed errors");
+
+    // The collection form, the Svelte store contract and the interop key.
+    const rows = [];
+    const store = db.live("todos", { where: { listId: "l1" }, orderBy: "id" });
+    const unsub = store.subscribe((r) => rows.push(r.length)); // what Svelte calls
+    ok(typeof unsub.unsubscribe === "function", "Svelte: an object with unsubscribe");
+    ok(store["@@observable"]() === store, "the Observable interop key");
+    if (typeof Symbol.observable === "symbol") ok(store[Symbol.observable]() === store, "Symbol.observable");
+    await until(() => rows.length === 1, 5000, "rows");
+    await other.insert("todos", { listId: "l1" });
+    await until(() => rows.length === 2, 5000, "rows after another tab's write");
+    eq(rows, [3, 4], "the rows' counts");
+    unsub.unsubscribe();
+    db.close();
+    other.close();
+  },
+
   async compound_index_order_limit_offset(env) {
     const db = await openTodos(env);
     const docs = sampleTodos(60);
@@ -613,8 +927,11 @@ const scenarios = {
       ["a cycle", cyclic, "INVALID_DOCUMENT"],
       ["NaN", { n: NaN }, "INVALID_DOCUMENT"],
       ["Infinity", { n: [1, Infinity] }, "INVALID_DOCUMENT"],
-      ["a Date", { at: new Date() }, "INVALID_DOCUMENT"],
+      ["an invalid Date", { at: new Date(NaN) }, "INVALID_DOCUMENT"],
+      ["a Date alone", new Date(), "INVALID_DOCUMENT"],
+      ["the reserved key $date", { at: { $date: 5 } }, "INVALID_DOCUMENT"],
       ["a Map", { m: new Map() }, "INVALID_DOCUMENT"],
+      ["a RegExp", { m: /x/ }, "INVALID_DOCUMENT"],
       ["undefined in an array", { a: [1, undefined] }, "INVALID_DOCUMENT"],
       ["a numeric id", { id: 7 }, "INVALID_ID"],
       ["an empty id", { id: "" }, "INVALID_ID"],
@@ -667,7 +984,7 @@ const scenarios = {
     const db = await openTodos(env);
     await db.batch(sampleTodos(12).map((doc) => ({ op: "insert", coll: "todos", doc })));
     const refused = [
-      { $or: [{ done: true }, { priority: 1 }] },
+      { $or: [{ done: true }, { $and: [{ priority: 1 }] }] },
       { $and: [{ done: true }] },
       { $not: { done: true } },
       { done: true, $nor: [] },

@@ -1046,6 +1046,57 @@ const scenarios = {
     eq(live(await serverRows(env, coll)).map((r) => r.id).sort(), ["q1", "q2"], "every write arrived once");
   },
 
+  async update_functions_sync_their_result(env) {
+    // What an update function wrote reaches the server and other devices
+    // as an ordinary change.
+    const coll = collName("fn");
+    const a = await device(env, coll);
+    const b = await device(env, coll);
+    await a.insert(coll, { id: "c", n: 0, gone: true, tags: ["x"] });
+    await synced(a);
+    await Promise.all(
+      Array.from({ length: 10 }, () => a.update(coll, "c", (doc) => ({ n: doc.n + 1 }))),
+    );
+    await a.update(coll, "c", (doc) => {
+      delete doc.gone;
+      doc.tags.push("y");
+    });
+    await synced(a);
+    await synced(b);
+    const docs = await converged(env, coll, [a, b]);
+    eqDocs(docs, [{ id: "c", n: 10, tags: ["x", "y"] }], "the functions' result everywhere");
+    eqDocs([await b.get(coll, "c")], docs, "on the other device");
+  },
+
+  async dates_written_on_one_device_come_back_as_dates_on_another(env) {
+    const coll = collName("date");
+    const spec = { indexes: ["n", "at"] };
+    const a = await device(env, coll, { spec });
+    const b = await device(env, coll, { spec });
+    const t0 = Date.UTC(2026, 5, 1, 12);
+    for (let i = 0; i < 10; i++) {
+      await a.insert(coll, { id: `d${i}`, n: i, at: new Date(t0 + i * 60_000), log: [{ when: new Date(t0 - i) }] });
+    }
+    await synced(a);
+    // The wire form, kept by the server as sent (docs/protocol.md, "Dates").
+    const rows = live(await serverRows(env, coll));
+    eq(rows.length, 10, "all on the server");
+    const d3 = rows.find((r) => r.doc.id === "d3").doc;
+    eq(d3.at, { $date: t0 + 3 * 60_000 }, "a Date on the wire");
+    eq(d3.log, [{ when: { $date: t0 - 3 } }], "nested");
+    await until("b to receive them", async () => (await b.count(coll)) === 10);
+    const got = await b.get(coll, "d3");
+    ok(got.at instanceof Date && got.at.getTime() === t0 + 3 * 60_000, "a Date on the other device");
+    ok(got.log[0].when instanceof Date && got.log[0].when.getTime() === t0 - 3, "nested");
+    const range = await b.query(coll, { where: { at: { $gte: new Date(t0 + 4 * 60_000), $lt: new Date(t0 + 7 * 60_000) } }, orderBy: "at", desc: true });
+    eq(range.map((d) => d.id), ["d6", "d5", "d4"], "a range query on the Date index");
+    // An edit on b (an update function) comes back to a as Dates too.
+    await b.update(coll, "d3", (doc) => ({ at: new Date(doc.at.getTime() + 3600_000) }));
+    await synced(b);
+    await until("a to see b's edit", async () => (await a.get(coll, "d3")).at.getTime() === t0 + 3 * 60_000 + 3600_000);
+    ok((await a.get(coll, "d3")).at instanceof Date, "still a Date");
+  },
+
   async first_sync_reports_its_progress_page_by_page(env) {
     // More than one pull page (1,000 changes) of documents: a new store's
     // first sync shows how far it is in `status().progress` and a status
@@ -1359,6 +1410,11 @@ const scenarios = {
 export const syncNames = Object.keys(scenarios);
 
 export function syncScenario(name, open, SyncStoreError, server, ctlUrl) {
+  return runScenario(scenarios, name, open, SyncStoreError, server, ctlUrl);
+}
+
+/** Runs `scenarios[name]` against the server, then closes its stores and heals the server. */
+function runScenario(scenarios, name, open, SyncStoreError, server, ctlUrl) {
   const run = scenarios[name];
   if (!run) throw new Error(`no sync scenario ${name}`);
   const env = { open, SyncStoreError, server, ctl: ctlUrl, opened: [] };
@@ -1375,3 +1431,5 @@ export function syncScenario(name, open, SyncStoreError, server, ctlUrl) {
     }
   })();
 }
+
+export { until, ctl, serverRows, live, canon, collName, device, all, markerPush, mint, runScenario };

@@ -21,7 +21,9 @@ const CONFIGS = {
 let app;
 before(async () => {
   app = await makeApp("types", {}, await pinned("react", "@types/react"));
-  for (const f of ["api.ts", "component.tsx", "negative.ts"]) await copyFixture(`types/${f}`, app.dir, f);
+  for (const f of ["api.ts", "component.tsx", "negative.ts", "typed.ts", "typed-negative.ts"]) {
+    await copyFixture(`types/${f}`, app.dir, f);
+  }
 });
 after(async () => {
   await app?.remove();
@@ -41,24 +43,27 @@ async function tsc(name, files) {
 }
 
 for (const name of Object.keys(CONFIGS)) {
-  test(`the whole API and a React component type-check (${name})`, async () => {
-    const { code, output } = await tsc(name, ["api.ts", "component.tsx"]);
+  test(`the whole API, the typed API and a React component type-check (${name})`, async () => {
+    const { code, output } = await tsc(name, ["api.ts", "component.tsx", "typed.ts"]);
     assert.equal(code, 0, output);
     assert.equal(output.trim(), "");
   });
 }
 
-test("misuse fails to compile, with the expected error on each marked line", async () => {
-  const source = await readFile(join(app.dir, "negative.ts"), "utf8");
-  const want = source
-    .split("\n")
-    .map((l, i) => [i + 1, l.match(/\/\/ error (TS\d+)$/)?.[1]])
-    .filter(([, code]) => code)
-    .map(([line, code]) => `${line} ${code}`);
-  assert.ok(want.length >= 5, "negative.ts marks its errors");
-  const { code, output } = await tsc("bundler", ["negative.ts"]);
-  assert.notEqual(code, 0, "tsc fails");
-  const got = [...output.matchAll(/^negative\.ts\((\d+),\d+\): error (TS\d+):/gm)].map((m) => `${m[1]} ${m[2]}`);
-  assert.deepEqual(got, want, output);
-  assert.doesNotMatch(output, /node_modules/, "no error in the package's own types");
-});
+for (const file of ["negative.ts", "typed-negative.ts"]) {
+  test(`misuse fails to compile, with the expected error on each marked line (${file})`, async () => {
+    const source = await readFile(join(app.dir, file), "utf8");
+    const want = source
+      .split("\n")
+      .map((l, i) => [i + 1, l.match(/\/\/ error (TS\d+)$/)?.[1]])
+      .filter(([, code]) => code)
+      .map(([line, code]) => `${line} ${code}`);
+    assert.ok(want.length >= 5, `${file} marks its errors`);
+    const { code, output } = await tsc("bundler", [file]);
+    assert.notEqual(code, 0, "tsc fails");
+    const at = new RegExp(`^${file.replace(".", "\\.")}\\((\\d+),\\d+\\): error (TS\\d+):`, "gm");
+    const got = [...output.matchAll(at)].map((m) => `${m[1]} ${m[2]}`);
+    assert.deepEqual(got, want, output);
+    assert.doesNotMatch(output, /node_modules/, "no error in the package's own types");
+  });
+}

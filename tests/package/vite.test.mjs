@@ -1,6 +1,6 @@
 // The package in a Vite app (no wasm plugin): `vite build`, then the built
 // pages in headless Chromium: the README's quick start, the entry point's
-// checks, and the React hooks.
+// checks, the React hooks, and db.live(...) through rxjs.from.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readdir, readFile, writeFile } from "node:fs/promises";
@@ -12,8 +12,8 @@ let app, server, b;
 before(async () => {
   const code = await quickStart();
   assert.match(code, /from "syncstore";/, "the quick start imports the package");
-  app = await makeApp("vite", { "main.js": `${code}\nwindow.done = true;\n` }, await pinned("react", "react-dom"));
-  for (const f of ["index.html", "checks.html", "react.html", "react-app.js", "vite.config.js"]) await copyFixture(`vite/${f}`, app.dir, f);
+  app = await makeApp("vite", { "main.js": `${code}\nwindow.done = true;\n` }, await pinned("react", "react-dom", "rxjs"));
+  for (const f of ["index.html", "checks.html", "react.html", "react-app.js", "rxjs.html", "rxjs-app.js", "vite.config.js"]) await copyFixture(`vite/${f}`, app.dir, f);
   await copyFixture("checks.js", app.dir);
   // vite from this folder's node_modules (the version package.json pins),
   // building the app in the temp dir with its own node_modules.
@@ -44,6 +44,17 @@ test("the README quick start runs as written in the built app", async () => {
 test("lazy and explicit init, SyncStoreError, the API", async () => {
   const { page } = await openAndWait(b, `${server.base}/checks.html`);
   assert.deepEqual(await page.evaluate(() => window.checks), CHECKS);
+  await page.close();
+});
+
+test("rxjs.from(db.live(...)) gives the live values and errors", async () => {
+  const { page } = await openAndWait(b, `${server.base}/rxjs.html`);
+  assert.deepEqual(await page.evaluate(() => window.rxjsResult), {
+    rows: ["a", "b"],
+    total: 4,
+    error: "UNKNOWN_COLLECTION",
+    thrown: "boom",
+  });
   await page.close();
 });
 

@@ -62,15 +62,30 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
+/// The key of a date in a document: a JS `Date` is stored (and synced) as
+/// `{"$date": <ms since the epoch>}` (docs/protocol.md, "Dates").
+pub const DATE_KEY: &str = "$date";
+
+/// The instant of a date value (`{"$date": ms}`, that key alone, a number).
+pub fn as_date(v: &Value) -> Option<f64> {
+    match v {
+        Value::Object(o) if o.len() == 1 => o.get(DATE_KEY)?.as_f64(),
+        _ => None,
+    }
+}
+
 /// The type classes of the total order, lowest first. Missing and `null`
-/// share the lowest class; objects and arrays all compare equal in the top one.
+/// share the lowest class; dates sit between numbers and strings (as in
+/// IndexedDB's key order); other objects and arrays all compare equal in
+/// the top one.
 pub fn rank(v: Option<&Value>) -> u8 {
     match v {
         None | Some(Value::Null) => 0,
         Some(Value::Bool(_)) => 1,
         Some(Value::Number(_)) => 2,
-        Some(Value::String(_)) => 3,
-        Some(Value::Array(_)) | Some(Value::Object(_)) => 4,
+        Some(d) if as_date(d).is_some() => 3,
+        Some(Value::String(_)) => 4,
+        Some(Value::Array(_)) | Some(Value::Object(_)) => 5,
     }
 }
 
@@ -101,6 +116,10 @@ pub fn cmp_values(a: Option<&Value>, b: Option<&Value>) -> Ordering {
             num(x).partial_cmp(&num(y)).unwrap_or(Ordering::Equal)
         }
         (Some(Value::String(x)), Some(Value::String(y))) => cmp_str(x, y),
+        (Some(x), Some(y)) if ra == 3 => {
+            let (x, y) = (as_date(x), as_date(y));
+            x.partial_cmp(&y).unwrap_or(Ordering::Equal)
+        }
         _ => Ordering::Equal,
     }
 }
@@ -221,6 +240,24 @@ mod tests {
             );
         }
         assert_eq!(cmp_values(None, Some(&json!(null))), Ordering::Equal);
+    }
+
+    #[test]
+    fn dates_order_as_instants_between_numbers_and_strings() {
+        let d = |ms: f64| json!({ "$date": ms });
+        let vals = [json!(1e15), d(-5.0), d(0.0), d(1.5e12), json!("")];
+        for w in vals.windows(2) {
+            assert_eq!(
+                cmp_values(Some(&w[0]), Some(&w[1])),
+                Ordering::Less,
+                "{w:?}"
+            );
+        }
+        assert!(values_equal(Some(&d(7.0)), Some(&json!({"$date": 7}))));
+        // Not dates: another key beside it, or not a number.
+        assert_eq!(as_date(&json!({"$date": 1, "x": 2})), None);
+        assert_eq!(as_date(&json!({"$date": "2020"})), None);
+        assert_eq!(rank(Some(&json!({"$date": "2020"}))), 5);
     }
 
     #[test]

@@ -4,11 +4,13 @@
 //! whose value is not a valid key silently drops out of the index, so an
 //! index scan would disagree with a full scan. Every indexed value is
 //! therefore stored as a tagged array key that IndexedDB can order:
-//! `[0]` missing or null, `[1, 0|1]` booleans, `[2, n]` numbers, `[3, s]`
-//! strings, `[4]` arrays and objects. Arrays compare element by element, so
-//! the tags give the same total order as [`crate::json::cmp_values`].
+//! `[0]` missing or null, `[1, 0|1]` booleans, `[2, n]` numbers, `[2.5, ms]`
+//! dates (added after the others: a tag between numbers and strings keeps
+//! the keys stored before valid), `[3, s]` strings, `[4]` arrays and other
+//! objects. Arrays compare element by element, so the tags give the same
+//! total order as [`crate::json::cmp_values`].
 
-use crate::json::cmp_str;
+use crate::json::{as_date, cmp_str, rank};
 use crate::schema::IndexSpec;
 use serde_json::{json, Value};
 use std::cmp::Ordering;
@@ -16,12 +18,22 @@ use std::cmp::Ordering;
 /// A tag greater than every value tag: the end of a key prefix.
 pub const END: u8 = 9;
 
+/// The key tag of a type class ([`rank`]).
+pub fn tag(rank: u8) -> Value {
+    match rank {
+        3 => json!(2.5),
+        r if r < 3 => json!(r),
+        r => json!(r - 1),
+    }
+}
+
 pub fn encode(v: Option<&Value>) -> Value {
     match v {
         None | Some(Value::Null) => json!([0]),
         Some(Value::Bool(b)) => json!([1, u8::from(*b)]),
         Some(Value::Number(n)) => json!([2, n]),
         Some(Value::String(s)) => json!([3, s]),
+        Some(d @ Value::Object(_)) if rank(Some(d)) == 3 => json!([2.5, as_date(d)]),
         Some(Value::Array(_) | Value::Object(_)) => json!([4]),
     }
 }
@@ -79,12 +91,15 @@ mod tests {
             Some(json!(-1.5)),
             Some(json!(0)),
             Some(json!(7)),
-            Some(json!("")),
             Some(json!("Z")),
             Some(json!("a")),
             Some(json!("\u{10000}")),
             Some(json!("\u{ffff}")),
+            Some(json!({"$date": -1})),
+            Some(json!({"$date": 1.7e12})),
+            Some(json!("")),
             Some(json!({"k": 1})),
+            Some(json!({"$date": "x"})),
             Some(json!([1, 2])),
         ];
         for a in &vals {

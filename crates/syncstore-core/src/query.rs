@@ -4,15 +4,24 @@
 //! - `{ field: value }` is equality; a missing field equals `null`; objects
 //!   and arrays compare deeply.
 //! - `$gt $gte $lt $lte` compare within one type class only (numbers with
-//!   numbers, strings with strings, booleans with booleans).
-//! - `$ne` is the negation of equality; `$in` is equality with any element.
-//! - Several fields, or several operators on one field, are ANDed.
+//!   numbers, strings with strings, booleans with booleans, dates with
+//!   dates as instants: `{"$date": ms}`, what a JS `Date` is stored as).
+//! - `$ne` is the negation of equality; `$in` is equality with any element,
+//!   `$nin` its negation.
+//! - `$startsWith` holds for a string that begins with the given string
+//!   (UTF-16 code units, as IndexedDB compares); never for other types.
+//! - `$exists: true` holds when the field is present (also when `null`),
+//!   `$exists: false` when it is absent.
+//! - Several fields, or several operators on one field, are ANDed. `$or`
+//!   (a list of `where` objects, at least one) holds when any of them
+//!   holds; it sits beside the fields and is ANDed with them.
 //! - Results are ordered by `orderBy` (then by id), or by id; `desc`
 //!   reverses the whole order.
 //! - A key starting with `$` anywhere in `where` that is not a known
-//!   operator under a field (`$or`, `$and`, `$not`, a misspelling, an
-//!   operator inside a compared value) is refused with `UNKNOWN_OPERATOR`:
-//!   read as a field name it would match nothing and say nothing.
+//!   operator under a field or `$or` in a `where`'s place (`$and`, `$not`,
+//!   a misspelling, an operator inside a compared value) is refused with
+//!   `UNKNOWN_OPERATOR`: read as a field name it would match nothing and
+//!   say nothing.
 //!
 //! ```
 //! use serde_json::json;
@@ -22,13 +31,18 @@
 //! assert!(q.filter.matches(&json!({ "id": "a", "n": 3, "meta": { "owner": "ann" } })));
 //! assert!(!q.filter.matches(&json!({ "id": "b", "n": 1, "meta": { "owner": "ann" } })));
 //!
-//! let e = Query::parse(&json!({ "where": { "$or": [{ "n": 1 }, { "n": 2 }] } })).unwrap_err();
+//! let q = Query::parse(&json!({ "where": { "$or": [{ "n": 1 }, { "s": { "$startsWith": "ab" } }] } })).unwrap();
+//! assert!(q.filter.matches(&json!({ "id": "a", "n": 1 })));
+//! assert!(q.filter.matches(&json!({ "id": "b", "s": "abc" })));
+//! assert!(!q.filter.matches(&json!({ "id": "c", "n": 2, "s": "b" })));
+//!
+//! let e = Query::parse(&json!({ "where": { "$and": [{ "n": 1 }, { "n": 2 }] } })).unwrap_err();
 //! assert_eq!(e.code(), "UNKNOWN_OPERATOR");
 //! ```
 
 use crate::error::{CoreError, Result};
-use crate::json::{cmp_str, cmp_values, rank, type_name, values_equal, Path};
-use crate::keys::{cmp_keys, encode, END};
+use crate::json::{as_date, cmp_str, cmp_values, rank, type_name, values_equal, Path};
+use crate::keys::{cmp_keys, encode, tag, END};
 use crate::schema::CollectionSpec;
 use serde_json::{json, Map, Value};
 use std::cmp::Ordering;
@@ -42,6 +56,9 @@ pub enum Op {
     Lt(Value),
     Lte(Value),
     In(Vec<Value>),
+    Nin(Vec<Value>),
+    StartsWith(String),
+    Exists(bool),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +77,11 @@ impl Cond {
             Op::Eq(x) => values_equal(v, Some(x)),
             Op::Ne(x) => !values_equal(v, Some(x)),
             Op::In(xs) => xs.iter().any(|x| values_equal(v, Some(x))),
+            Op::Nin(xs) => !xs.iter().any(|x| values_equal(v, Some(x))),
+            Op::StartsWith(p) => v
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.starts_with(p.as_str())),
+            Op::Exists(b) => v.is_some() == *b,
             Op::Gt(x) => within(x, Ordering::is_gt),
             Op::Gte(x) => within(x, Ordering::is_ge),
             Op::Lt(x) => within(x, Ordering::is_lt),
@@ -68,10 +90,12 @@ impl Cond {
     }
 }
 
-/// A conjunction of conditions.
+/// A conjunction of conditions, and of `$or` alternatives (at least one
+/// branch of each holds).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Filter {
     pub conds: Vec<Cond>,
+    pub any: Vec<Vec<Filter>>,
 }
 
 impl Filter {
@@ -88,13 +112,19 @@ impl Filter {
             }
         };
         let mut conds = vec![];
+        let mut any = vec![];
         for (field, cond) in obj {
-            // `$or`, `$and`, `$not` or a misspelt operator in a field's place
+            if field == "$or" {
+                any.push(parse_or(cond, &format!("{at}.$or"))?);
+                continue;
+            }
+            // `$and`, `$not` or a misspelt operator in a field's place
             // would otherwise be read as a field name and match nothing.
             if let Some(seg) = field.split('.').find(|s| s.starts_with('$')) {
                 return Err(CoreError::UnknownOperator(format!(
                     "{at}: unknown operator {seg:?} in {field:?} (a `where` is an AND of \
-                     field conditions; operators go inside a field's object: {KNOWN_OPS})"
+                     field conditions and `$or` lists; operators go inside a field's object: \
+                     {KNOWN_OPS})"
                 )));
             }
             let path = Path::parse(field).ok_or_else(|| {
@@ -102,7 +132,9 @@ impl Filter {
             })?;
             let at = format!("{at}.{field}");
             match cond {
-                Value::Object(ops) if ops.keys().any(|k| k.starts_with('$')) => {
+                Value::Object(ops)
+                    if as_date(cond).is_none() && ops.keys().any(|k| k.starts_with('$')) =>
+                {
                     parse_ops(&path, ops, &at, &mut conds)?
                 }
                 v => {
@@ -114,21 +146,55 @@ impl Filter {
                 }
             }
         }
-        Ok(Filter { conds })
+        Ok(Filter { conds, any })
     }
 
     pub fn matches(&self, doc: &Value) -> bool {
         self.conds.iter().all(|c| c.matches(doc))
+            && self
+                .any
+                .iter()
+                .all(|branches| branches.iter().any(|f| f.matches(doc)))
+    }
+
+    /// True when nothing is filtered.
+    pub fn is_empty(&self) -> bool {
+        self.conds.is_empty() && self.any.is_empty()
     }
 }
 
-const KNOWN_OPS: &str = "$eq $ne $gt $gte $lt $lte $in";
+/// The branches of an `$or`: a non-empty list of `where` objects.
+fn parse_or(v: &Value, at: &str) -> Result<Vec<Filter>> {
+    match v {
+        Value::Array(xs) if !xs.is_empty() => xs
+            .iter()
+            .enumerate()
+            .map(|(i, x)| match x {
+                Value::Object(_) => Filter::parse(x, &format!("{at}[{i}]")),
+                other => Err(CoreError::InvalidQuery(format!(
+                    "{at}[{i}] must be an object, got {}",
+                    type_name(other)
+                ))),
+            })
+            .collect(),
+        Value::Array(_) => Err(CoreError::InvalidQuery(format!(
+            "{at} needs at least one condition object"
+        ))),
+        other => Err(CoreError::InvalidQuery(format!(
+            "{at} takes an array of condition objects, got {}",
+            type_name(other)
+        ))),
+    }
+}
+
+const KNOWN_OPS: &str = "$eq $ne $gt $gte $lt $lte $in $nin $startsWith $exists";
 
 /// A `$` key inside a value compared with (an equality's object, an
 /// `$in` list) is a misplaced or misspelt operator, not a document field:
 /// `{ meta: { owner: { $in: [..] } } }` would otherwise match nothing.
 fn no_operator_inside(v: &Value, at: &str) -> Result<()> {
     match v {
+        d if as_date(d).is_some() => Ok(()),
         Value::Object(o) => o.iter().try_for_each(|(k, v)| {
             if k.starts_with('$') {
                 return Err(CoreError::UnknownOperator(format!(
@@ -150,11 +216,18 @@ fn parse_ops(path: &Path, ops: &Map<String, Value>, at: &str, out: &mut Vec<Cond
         let scalar = |arg: &Value| -> Result<Value> {
             match arg {
                 Value::Number(_) | Value::String(_) | Value::Bool(_) => Ok(arg.clone()),
+                d if as_date(d).is_some() => Ok(arg.clone()),
                 other => Err(CoreError::InvalidQuery(format!(
-                    "{at}.{name} compares with a number, string or boolean, got {}",
+                    "{at}.{name} compares with a number, string, boolean or Date, got {}",
                     type_name(other)
                 ))),
             }
+        };
+        // An operator whose argument must be of one type.
+        let typed = |op: Option<Op>, what: &str| {
+            op.ok_or_else(|| {
+                CoreError::InvalidQuery(format!("{at}.{name} takes {what}, got {}", type_name(arg)))
+            })
         };
         let op = match name.as_str() {
             "$eq" => Op::Eq(arg.clone()),
@@ -163,15 +236,13 @@ fn parse_ops(path: &Path, ops: &Map<String, Value>, at: &str, out: &mut Vec<Cond
             "$gte" => Op::Gte(scalar(arg)?),
             "$lt" => Op::Lt(scalar(arg)?),
             "$lte" => Op::Lte(scalar(arg)?),
-            "$in" => match arg {
-                Value::Array(xs) => Op::In(xs.clone()),
-                other => {
-                    return Err(CoreError::InvalidQuery(format!(
-                        "{at}.$in takes an array, got {}",
-                        type_name(other)
-                    )))
-                }
-            },
+            "$in" => typed(arg.as_array().map(|xs| Op::In(xs.clone())), "an array")?,
+            "$nin" => typed(arg.as_array().map(|xs| Op::Nin(xs.clone())), "an array")?,
+            "$startsWith" => typed(
+                arg.as_str().map(|p| Op::StartsWith(p.to_owned())),
+                "a string",
+            )?,
+            "$exists" => typed(arg.as_bool().map(Op::Exists), "a boolean")?,
             other if other.starts_with('$') => {
                 return Err(CoreError::UnknownOperator(format!(
                     "{at}: unknown operator {other:?} (known: {KNOWN_OPS})"
@@ -363,7 +434,7 @@ fn scalar_key(v: &Value) -> bool {
     matches!(
         v,
         Value::Bool(_) | Value::Number(_) | Value::String(_) | Value::Null
-    )
+    ) || as_date(v).is_some()
 }
 
 /// Chooses the index that serves the most of `q`: the longest prefix of
@@ -398,6 +469,15 @@ pub fn plan(spec: &CollectionSpec, q: &Query) -> Plan {
                     Op::Gte(v) => (&mut lo, v, false),
                     Op::Lt(v) => (&mut hi, v, true),
                     Op::Lte(v) => (&mut hi, v, false),
+                    // A prefix is the range [p, end of p): the condition
+                    // stays a filter (the end may be loose, see
+                    // `prefix_end`).
+                    Op::StartsWith(p) if lo.is_none() && hi.is_none() => {
+                        lo = Some((Value::String(p.clone()), false));
+                        // No end: the range runs to the last string.
+                        hi = prefix_end(p).map(|end| (Value::String(end), true));
+                        continue;
+                    }
                     _ => continue,
                 };
                 if slot.is_none() {
@@ -422,7 +502,7 @@ pub fn plan(spec: &CollectionSpec, q: &Query) -> Plan {
             lower,
             upper,
             empty,
-            exact: used.iter().all(|u| *u),
+            exact: used.iter().all(|u| *u) && q.filter.any.is_empty(),
             ordered,
         };
         if best.as_ref().is_none_or(|(s, _)| score > *s) {
@@ -430,10 +510,81 @@ pub fn plan(spec: &CollectionSpec, q: &Query) -> Plan {
         }
     }
     best.map(|(_, p)| p).unwrap_or(Plan {
-        exact: conds.is_empty(),
+        exact: q.filter.is_empty(),
         ordered: q.order_by.is_none(),
         ..Plan::default()
     })
+}
+
+/// How to read a query's candidates: one plan, or one per branch of an
+/// `$or` (each through its own index), whose candidates are merged
+/// without duplicates, then filtered, ordered and sliced by [`Query::run`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reads {
+    One(Plan),
+    /// The branches' plans, those that can match nothing left out.
+    Union(Vec<Plan>),
+}
+
+/// Chooses how to read `q`: the plan of its field conditions, unless that
+/// plan reads everything and `q` has an `$or` whose every branch (with the
+/// field conditions beside it) has an index range of its own.
+pub fn reads(spec: &CollectionSpec, q: &Query) -> Reads {
+    let one = plan(spec, q);
+    let Some(branches) = q.filter.any.first() else {
+        return Reads::One(one);
+    };
+    if one.empty || one.lower.is_some() || one.upper.is_some() {
+        return Reads::One(one);
+    }
+    let mut plans = vec![];
+    for b in branches {
+        let mut conds = q.filter.conds.clone();
+        conds.extend(b.conds.iter().cloned());
+        let bq = Query {
+            filter: Filter {
+                conds,
+                any: b.any.clone(),
+            },
+            ..Query::default()
+        };
+        let p = plan(spec, &bq);
+        if p.empty {
+            continue;
+        }
+        if p.lower.is_none() && p.upper.is_none() {
+            return Reads::One(one);
+        }
+        plans.push(p);
+    }
+    Reads::Union(plans)
+}
+
+/// The least string above every string that starts with `p` (in UTF-16
+/// code unit order), or `None` when there is none (`p` is all U+FFFF).
+/// Not always the tightest such bound: an increment that would make an
+/// unpaired surrogate goes to U+E000 instead, which is still above.
+pub fn prefix_end(p: &str) -> Option<String> {
+    let mut units: Vec<u16> = p.encode_utf16().collect();
+    while units.last() == Some(&0xFFFF) {
+        units.pop();
+    }
+    let last = units.pop()?;
+    match last {
+        // The low half of a pair: the next code point, or past all pairs.
+        0xDC00..=0xDFFE => units.push(last + 1),
+        0xDFFF => {
+            let high = units.pop().expect("a low surrogate follows a high one");
+            if high < 0xDBFF {
+                units.extend([high + 1, 0xDC00]);
+            } else {
+                units.push(0xE000);
+            }
+        }
+        0xD7FF => units.push(0xE000),
+        _ => units.push(last + 1),
+    }
+    Some(String::from_utf16(&units).expect("no unpaired surrogate"))
 }
 
 /// Builds the key range for an equality prefix plus an optional range on
@@ -487,7 +638,7 @@ fn bounds(
             open,
         },
         None => Bound {
-            key: wrap(with(json!([class])), false),
+            key: wrap(with(json!([tag(class)])), false),
             open: false,
         },
     };
@@ -497,7 +648,7 @@ fn bounds(
             open,
         },
         None => Bound {
-            key: wrap(with(json!([class + 1])), false),
+            key: wrap(with(json!([tag(class + 1)])), false),
             open: true,
         },
     };
@@ -515,6 +666,17 @@ mod tests {
     use crate::keys::index_key;
     use crate::schema::Schema;
 
+    const WS: [&str; 8] = [
+        "ab",
+        "abc",
+        "b",
+        "a\u{ffff}",
+        "\u{ffff}\u{ffff}",
+        "a\u{10000}",
+        "a\u{10ffff}x",
+        "A",
+    ];
+
     fn docs() -> Vec<Value> {
         let mut out = vec![];
         for i in 0..60 {
@@ -527,7 +689,20 @@ mod tests {
                 "meta": {"owner": owner},
                 "list": format!("l{}", i % 3),
                 "at": 1000 - i,
+                "w": WS[i % 8],
+                "t": {"$date": 1.7e12 + ((i * 37) % 23) as f64 * 1000.0},
             });
+            match i % 7 {
+                0 => d["t"] = json!(5),
+                1 => d["t"] = json!("2024-01-01"),
+                2 => {
+                    d.as_object_mut().unwrap().remove("t");
+                }
+                _ => {}
+            }
+            if i % 9 == 4 {
+                d.as_object_mut().unwrap().remove("w");
+            }
             match i % 11 {
                 0 => {
                     d.as_object_mut().unwrap().remove("n");
@@ -546,7 +721,7 @@ mod tests {
 
     fn spec() -> CollectionSpec {
         Schema::from_options(&json!({"collections": {"t": {
-            "indexes": ["n", "done", "meta.owner", ["list", "at"], ["done", "n"], "s"]}}}))
+            "indexes": ["n", "done", "meta.owner", ["list", "at"], ["done", "n"], "s", "w", ["list", "w"], "t", ["list", "t"]]}}}))
         .unwrap()
         .collections["t"]
             .clone()
@@ -555,7 +730,31 @@ mod tests {
     /// Evaluates a plan the way IndexedDB would: keep the documents whose
     /// index key lies in the range, in index order.
     fn run_plan(spec: &CollectionSpec, q: &Query, docs: &[Value]) -> Vec<String> {
-        let p = plan(spec, q);
+        match reads(spec, q) {
+            Reads::One(p) => run_one(spec, &p, q, docs),
+            Reads::Union(plans) => {
+                // Each branch's candidates, merged by id, then the core.
+                let mut seen = std::collections::HashSet::new();
+                let mut cands = vec![];
+                for p in &plans {
+                    let plain = Query::default();
+                    for id in run_one(spec, p, &plain, docs) {
+                        if seen.insert(id.clone()) {
+                            cands.push(docs.iter().find(|d| id_of(d) == id).unwrap().clone());
+                        }
+                    }
+                }
+                q.run(&cands)
+                    .into_iter()
+                    .map(|i| id_of(&cands[i as usize]).to_owned())
+                    .collect()
+            }
+        }
+    }
+
+    /// The candidates of one plan (all of them with a query that filters
+    /// nothing), as IndexedDB would give them.
+    fn run_one(spec: &CollectionSpec, p: &Plan, q: &Query, docs: &[Value]) -> Vec<String> {
         if p.empty {
             return vec![];
         }
@@ -627,12 +826,195 @@ mod tests {
             json!({"where": {"s": {"$gte": "s2"}}, "orderBy": "s", "limit": 9}),
             json!({"where": {"n": true}}),
             json!({"where": {"n": {"$gte": false}}}),
+            json!({"where": {"w": {"$startsWith": "a"}}}),
+            json!({"where": {"w": {"$startsWith": "ab"}}, "orderBy": "w", "limit": 5}),
+            json!({"where": {"w": {"$startsWith": ""}}, "orderBy": "w", "desc": true}),
+            json!({"where": {"w": {"$startsWith": "\u{ffff}"}}}),
+            json!({"where": {"w": {"$startsWith": "a\u{ffff}"}}}),
+            json!({"where": {"w": {"$startsWith": "a\u{10000}"}}}),
+            json!({"where": {"w": {"$startsWith": "a\u{10ffff}"}}}),
+            json!({"where": {"list": "l1", "w": {"$startsWith": "a"}}, "orderBy": "w"}),
+            json!({"where": {"n": {"$startsWith": "se"}}}),
+            json!({"where": {"w": {"$exists": false}}}),
+            json!({"where": {"n": {"$exists": true}, "done": true}}),
+            json!({"where": {"n": {"$nin": [1, 2, null]}}, "orderBy": "n"}),
+            json!({"where": {"done": false, "n": {"$nin": []}}}),
+            json!({"where": {"$or": [{"n": 3}, {"meta.owner": "bob"}]}}),
+            json!({"where": {"$or": [{"n": 3}, {"meta.owner": "bob"}]}, "orderBy": "at", "limit": 5, "offset": 2}),
+            json!({"where": {"$or": [{"n": {"$gte": 4}}, {"s": "s1"}, {"n": 5}]}, "orderBy": "s", "desc": true}),
+            json!({"where": {"$or": [{"n": 3}, {"at": {"$lt": 960}}]}}),
+            json!({"where": {"done": true, "$or": [{"n": 1}, {"n": 2}]}}),
+            json!({"where": {"$or": [{"w": {"$startsWith": "a"}}, {"list": "l2", "at": {"$gt": 980}}]}, "limit": 6}),
+            json!({"where": {"$or": [{"n": {"$gt": 9, "$lt": 1}}, {"s": "s2"}]}}),
+            json!({"where": {"$or": [{"n": {"$gt": 9, "$lt": 1}}]}}),
+            json!({"where": {"$or": [{"$or": [{"n": 1}, {"s": "s0"}]}, {"meta.owner": "cy"}]}}),
+            json!({"where": {"$or": [{"n": 1}], "s": {"$in": ["s1", "s2"]}}}),
+            json!({"orderBy": "t"}),
+            json!({"orderBy": "t", "desc": true, "limit": 9}),
+            json!({"where": {"t": {"$gte": {"$date": 1.70001e12}}}, "orderBy": "t"}),
+            json!({"where": {"t": {"$gt": {"$date": 1.700003e12}, "$lte": {"$date": 1.70001e12}}}}),
+            json!({"where": {"t": {"$lt": {"$date": 1.700004e12}}}, "orderBy": "t", "desc": true}),
+            json!({"where": {"t": {"$date": 1.700005e12}}}),
+            json!({"where": {"t": {"$in": [{"$date": 1.700005e12}, 5]}}}),
+            json!({"where": {"list": "l1", "t": {"$gte": {"$date": 1.700008e12}}}, "orderBy": "t"}),
+            json!({"where": {"t": {"$gt": 3}}}),
+            json!({"where": {"t": {"$lt": "z"}}}),
+            json!({"where": {"t": {"$gt": {"$date": 0}, "$lt": 9}}}),
         ];
         let (spec, docs) = (spec(), docs());
         for q in queries {
             let parsed = Query::parse(&q).unwrap();
             assert_eq!(run_plan(&spec, &parsed, &docs), scan(&parsed, &docs), "{q}");
         }
+    }
+
+    /// Hand-computed answers, so that index and scan cannot agree on a
+    /// wrong one.
+    #[test]
+    fn new_operators_give_the_expected_rows() {
+        let docs: Vec<Value> = [
+            json!({"id": "a", "w": "apple", "n": 1}),
+            json!({"id": "b", "w": "apricot", "n": null}),
+            json!({"id": "c", "w": "banana", "n": 3}),
+            json!({"id": "d", "w": 5}),
+            json!({"id": "e", "n": 2}),
+        ]
+        .into();
+        let spec = Schema::from_options(&json!({"collections": {"t": {"indexes": ["w", "n"]}}}))
+            .unwrap()
+            .collections["t"]
+            .clone();
+        let cases = [
+            (json!({"w": {"$startsWith": "ap"}}), vec!["a", "b"]),
+            (json!({"w": {"$startsWith": ""}}), vec!["a", "b", "c"]),
+            (json!({"n": {"$exists": true}}), vec!["a", "b", "c", "e"]),
+            (json!({"n": {"$exists": false}}), vec!["d"]),
+            (json!({"n": {"$nin": [1, 3]}}), vec!["b", "d", "e"]),
+            (
+                json!({"$or": [{"n": 3}, {"w": {"$startsWith": "apr"}}]}),
+                vec!["b", "c"],
+            ),
+            (json!({"$or": [{"n": 2}, {"n": 2}]}), vec!["e"]),
+        ];
+        for (w, want) in cases {
+            let q = Query::parse(&json!({ "where": w })).unwrap();
+            assert_eq!(scan(&q, &docs), want, "scan {w}");
+            assert_eq!(run_plan(&spec, &q, &docs), want, "plan {w}");
+        }
+    }
+
+    #[test]
+    fn dates_compare_as_instants_through_an_index() {
+        let d = |ms: i64| json!({ "$date": ms });
+        let docs: Vec<Value> = vec![
+            json!({"id": "a", "t": d(3000)}),
+            json!({"id": "b", "t": d(1000)}),
+            json!({"id": "c", "t": 2000}),
+            json!({"id": "e", "t": d(2000)}),
+            json!({"id": "f"}),
+        ];
+        let spec = Schema::from_options(&json!({"collections": {"t": {"indexes": ["t"]}}}))
+            .unwrap()
+            .collections["t"]
+            .clone();
+        let cases = [
+            (json!({"where": {"t": {"$gte": d(2000)}}}), vec!["a", "e"]),
+            (
+                json!({"where": {"t": {"$lt": d(3000)}}, "orderBy": "t"}),
+                vec!["b", "e"],
+            ),
+            (
+                json!({"orderBy": "t", "desc": true}),
+                vec!["a", "e", "b", "c", "f"],
+            ),
+            (json!({"where": {"t": d(1000)}}), vec!["b"]),
+            (json!({"where": {"t": {"$gte": 0}}}), vec!["c"]),
+        ];
+        for (q, want) in cases {
+            let q = Query::parse(&q).unwrap();
+            assert_eq!(scan(&q, &docs), want, "scan {q:?}");
+            assert_eq!(run_plan(&spec, &q, &docs), want, "plan {q:?}");
+        }
+        let p = plan(
+            &spec,
+            &Query::parse(&json!({"where": {"t": {"$gte": d(2000)}}})).unwrap(),
+        );
+        assert_eq!(p.index.as_deref(), Some("t"));
+        assert!(p.exact);
+    }
+
+    #[test]
+    fn or_branches_use_their_own_indexes() {
+        let spec = spec();
+        let r = |q: Value| reads(&spec, &Query::parse(&q).unwrap());
+        let Reads::Union(plans) =
+            r(json!({"where": {"$or": [{"n": 3}, {"meta.owner": "bob"}]}, "orderBy": "at"}))
+        else {
+            panic!("two indexed branches read through their indexes");
+        };
+        let names: Vec<_> = plans.iter().map(|p| p.index.as_deref()).collect();
+        assert_eq!(names, [Some("n"), Some("meta.owner")]);
+        // A branch without an index: one scan instead.
+        assert!(matches!(
+            r(json!({"where": {"$or": [{"n": 3}, {"at": 5}]}})),
+            Reads::One(Plan { index: None, .. })
+        ));
+        // A field condition beside the `$or` with its own index range wins.
+        assert!(matches!(
+            r(json!({"where": {"done": true, "$or": [{"n": 3}, {"s": "s1"}]}})),
+            Reads::One(Plan { exact: false, .. })
+        ));
+        // A prefix reads an index range but stays a filter.
+        let Reads::One(p) = r(json!({"where": {"w": {"$startsWith": "ab"}}})) else {
+            panic!()
+        };
+        assert_eq!(p.index.as_deref(), Some("w"));
+        assert!(p.lower.is_some() && p.upper.is_some() && !p.exact);
+    }
+
+    #[test]
+    fn prefix_end_is_above_every_extension_and_valid() {
+        let samples = [
+            "",
+            "a",
+            "ab",
+            "a\u{ffff}",
+            "\u{ffff}",
+            "\u{d7ff}",
+            "\u{e000}",
+            "x\u{10000}",
+            "x\u{103ff}",
+            "x\u{10400}",
+            "\u{10ffff}",
+            "z\u{ffff}\u{ffff}",
+            "\u{fffe}",
+        ];
+        let tails = [
+            "",
+            "\u{0}",
+            "a",
+            "\u{ffff}",
+            "\u{ffff}\u{ffff}\u{ffff}",
+            "\u{10ffff}",
+            "\u{e000}",
+        ];
+        for p in samples {
+            let end = prefix_end(p);
+            for t in tails {
+                let ext = format!("{p}{t}");
+                if let Some(end) = &end {
+                    assert_eq!(cmp_str(&ext, end), Ordering::Less, "{p:?}+{t:?} < {end:?}");
+                }
+            }
+            if let Some(end) = &end {
+                assert!(!end.starts_with(p) || p.is_empty(), "{p:?}: {end:?}");
+                assert_eq!(cmp_str(p, end), Ordering::Less);
+            }
+        }
+        assert_eq!(prefix_end("ab").as_deref(), Some("ac"));
+        assert_eq!(prefix_end("a\u{ffff}").as_deref(), Some("b"));
+        assert_eq!(prefix_end("\u{ffff}\u{ffff}"), None);
+        assert_eq!(prefix_end(""), None);
     }
 
     #[test]
@@ -756,8 +1138,10 @@ mod tests {
     #[test]
     fn dollar_keys_that_are_not_operators_are_refused_at_any_depth() {
         let refused = [
-            json!({"$or": [{"n": 1}, {"n": 2}]}),
             json!({"$and": [{"n": 1}]}),
+            json!({"$or": [{"n": 1}, {"$and": [{"n": 2}]}]}),
+            json!({"$or": [{"n": {"$regex": "x"}}]}),
+            json!({"n": {"$or": [1, 2]}}),
             json!({"$not": {"n": 1}}),
             json!({"$eq": 1}),
             json!({"n": 1, "$nor": []}),
@@ -783,6 +1167,8 @@ mod tests {
         // Known operators, nested paths and objects without `$` keys stay valid.
         for w in [
             json!({"n": {"$eq": 1, "$ne": 2, "$gt": 0, "$gte": 0, "$lt": 9, "$lte": 9, "$in": [1]}}),
+            json!({"n": {"$nin": [1], "$startsWith": "a", "$exists": true}}),
+            json!({"$or": [{"n": 1}, {"$or": [{"m": 2}]}], "k": 1}),
             json!({"meta.owner": "ann", "meta": {"owner": "ann", "tags": ["x"]}}),
             json!({"price": "$5", "a": {"b": "$or"}}),
         ] {
@@ -807,5 +1193,20 @@ mod tests {
         assert_eq!(code(json!({"limit": -1})), "INVALID_QUERY");
         assert_eq!(code(json!({"sort": "x"})), "INVALID_QUERY");
         assert_eq!(code(json!({"where": {"a..b": 1}})), "INVALID_QUERY");
+        assert_eq!(code(json!({"where": {"$or": []}})), "INVALID_QUERY");
+        assert_eq!(code(json!({"where": {"$or": {"n": 1}}})), "INVALID_QUERY");
+        assert_eq!(code(json!({"where": {"$or": [1]}})), "INVALID_QUERY");
+        assert_eq!(
+            code(json!({"where": {"n": {"$startsWith": 1}}})),
+            "INVALID_QUERY"
+        );
+        assert_eq!(
+            code(json!({"where": {"n": {"$exists": 1}}})),
+            "INVALID_QUERY"
+        );
+        assert_eq!(
+            code(json!({"where": {"n": {"$nin": "a"}}})),
+            "INVALID_QUERY"
+        );
     }
 }

@@ -19,6 +19,29 @@ fn schema() -> Schema {
     .unwrap()
 }
 
+/// Document `a` of `todos` at server version 4.
+fn a_at_4() -> ServerDoc {
+    ServerDoc {
+        doc: Some(obj(json!({"id": "a", "n": 1}))),
+        version: 4,
+        gen: 0,
+    }
+}
+
+/// `{n: 2}` patched onto document `a` of `todos`, based on version 4 (mid 1).
+fn update_a_over_4() -> Mutation {
+    Mutation {
+        mid: 1,
+        coll: "todos".into(),
+        op: MutationOp::Update,
+        id: "a".into(),
+        doc: None,
+        patch: Some(obj(json!({"n": 2}))),
+        base: Some(4),
+        ts: None,
+    }
+}
+
 fn obj(v: Value) -> JsonObject {
     v.as_object().unwrap().clone()
 }
@@ -67,6 +90,7 @@ fn plan(
         schema: &s,
         copied,
         now: 1.0,
+        changes: true,
     };
     p.effects(eng, &fx, &mut out, true);
     p.finish(eng, &mut out);
@@ -98,7 +122,65 @@ fn a_pulled_document_is_one_record_with_its_version() {
     assert!(ops_on(&out, "_server").is_empty(), "no second copy");
     assert_eq!(
         out.changes,
-        vec![json!({"coll": "todos", "id": "a", "deleted": false})]
+        vec![
+            json!({"coll": "todos", "id": "a", "op": "insert", "deleted": false,
+            "doc": {"id": "a", "n": 1}})
+        ]
+    );
+}
+
+#[test]
+fn server_changes_name_their_op_and_document_only_when_asked() {
+    let mut eng = ClientSync::new();
+    let mut copied = HashSet::new();
+    let state = |n: i64| {
+        Some(ServerDoc {
+            doc: Some(obj(json!({"id": "a", "n": n}))),
+            version: 2,
+            gen: 0,
+        })
+    };
+    eng.load("todos", "a", state(1));
+    let out = plan(&mut eng, &mut copied, |e| {
+        e.on_pull(&page(vec![change(
+            3,
+            "a",
+            Some(json!({"id": "a", "n": 2})),
+        )]))
+    });
+    assert_eq!(
+        out.changes,
+        vec![
+            json!({"coll": "todos", "id": "a", "op": "update", "deleted": false,
+            "doc": {"id": "a", "n": 2}})
+        ]
+    );
+    eng.evict();
+    eng.load("todos", "a", state(2));
+    let out = plan(&mut eng, &mut copied, |e| {
+        e.on_pull(&page(vec![change(4, "a", None)]))
+    });
+    assert_eq!(
+        out.changes,
+        vec![json!({"coll": "todos", "id": "a", "op": "delete", "deleted": true})]
+    );
+    // Nobody listens: nothing is listed.
+    eng.evict();
+    eng.load("todos", "b", None);
+    let s = schema();
+    let fx = eng.on_pull(&page(vec![change(5, "b", Some(json!({"id": "b"})))]));
+    let mut out = StepPlan::default();
+    let mut p = Planner {
+        schema: &s,
+        copied: &mut copied,
+        now: 1.0,
+        changes: false,
+    };
+    p.effects(&eng, &fx, &mut out, true);
+    assert!(out.changes.is_empty());
+    assert!(
+        !ops_on(&out, "todos").is_empty(),
+        "the record is still written"
     );
 }
 
@@ -133,22 +215,9 @@ fn a_tombstone_is_kept_in_server_and_the_record_deleted() {
 fn an_edited_document_keeps_the_server_copy_until_it_settles() {
     let mut eng = ClientSync::new();
     let mut copied = HashSet::new();
-    let base = ServerDoc {
-        doc: Some(obj(json!({"id": "a", "n": 1}))),
-        version: 4,
-        gen: 0,
-    };
+    let base = a_at_4();
     eng.load("todos", "a", Some(base.clone()));
-    let m = Mutation {
-        mid: 1,
-        coll: "todos".into(),
-        op: MutationOp::Update,
-        id: "a".into(),
-        doc: None,
-        patch: Some(obj(json!({"n": 2}))),
-        base: Some(4),
-        ts: None,
-    };
+    let m = update_a_over_4();
     // The first edit: the record stood for the server's document, so its
     // copy goes to `_server` and the record gets the marker `s`.
     let out = plan(&mut eng, &mut copied, |e| e.local(m).unwrap());
@@ -239,4 +308,43 @@ fn a_completed_resync_sweeps_last_and_keeps_pending_documents() {
         "what the resync saw carries its generation"
     );
     assert_eq!(out.sweep, Some(eng.gen()));
+}
+
+#[test]
+fn a_rejected_mutation_is_kept_for_review_in_the_step_that_rolls_it_back() {
+    let mut eng = ClientSync::new();
+    let mut copied = HashSet::new();
+    let base = a_at_4();
+    eng.load("todos", "a", Some(base));
+    let m = update_a_over_4();
+    plan(&mut eng, &mut copied, |e| e.local(m).unwrap());
+    let resp = PushResponse {
+        results: vec![MutationResult::Rejected {
+            mid: 1,
+            code: "FORBIDDEN".into(),
+            message: "read-only".into(),
+        }],
+        id_map: Default::default(),
+        last_mutation_id: 1,
+    };
+    let out = plan(&mut eng, &mut copied, |e| {
+        e.on_push_response(&resp, &ServerWins)
+    });
+    assert_eq!(
+        ops_on(&out, "_rejected"),
+        vec![&json!({"s": "_rejected", "put": {
+            "mid": 1, "coll": "todos", "id": "a", "code": "FORBIDDEN", "message": "read-only",
+            "op": "update", "doc": {"id": "a", "n": 2}, "at": 1.0,
+        }})],
+        "the document as the write left it, the reason and the time"
+    );
+    assert_eq!(
+        ops_on(&out, "_outbox"),
+        vec![&json!({"s": "_outbox", "del": 1})]
+    );
+    assert_eq!(
+        ops_on(&out, "todos")[0]["put"]["d"],
+        "{\"id\":\"a\",\"n\":1}",
+        "rolled back"
+    );
 }

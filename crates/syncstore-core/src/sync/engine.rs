@@ -130,6 +130,9 @@ pub struct ViewChange {
     pub id: String,
     /// The view; `None` = the document is gone locally.
     pub doc: Option<JsonObject>,
+    /// The document had a local view before (an update, not an insert).
+    #[serde(default)]
+    pub existed: bool,
 }
 
 /// Something the app is told about.
@@ -155,6 +158,12 @@ pub enum Event {
         code: String,
         /// Human readable reason.
         message: String,
+        /// The refused operation.
+        op: MutationOp,
+        /// The document as the write left it (the local view just before
+        /// the rollback); `None` for a delete.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        doc: Option<JsonObject>,
     },
     /// The server did not apply a mutation because its document changed.
     Conflict {
@@ -859,6 +868,7 @@ impl ClientSync {
                     coll: k.0,
                     id: k.1,
                     doc: new,
+                    existed: old.is_some(),
                 });
             }
         }
@@ -951,6 +961,7 @@ impl ClientSync {
                 coll: key.0,
                 id: key.1,
                 doc: after,
+                existed: before.is_some(),
             });
         }
         Ok(fx)
@@ -1093,6 +1104,11 @@ impl ClientSync {
                         }
                     }
                     MutationResult::Rejected { code, message, .. } => {
+                        let m = &this.outbox[pos].mutation;
+                        let doc = match m.op {
+                            MutationOp::Delete => None,
+                            _ => this.view(&m.coll, &m.id),
+                        };
                         let e = this.outbox.remove(pos);
                         fx.outbox_drop.push(e.mutation.mid);
                         fx.events.push(Event::Rejected {
@@ -1101,6 +1117,8 @@ impl ClientSync {
                             id: e.mutation.id,
                             code: code.clone(),
                             message: message.clone(),
+                            op: e.mutation.op,
+                            doc,
                         });
                     }
                     MutationResult::Conflict {
@@ -1447,7 +1465,12 @@ impl ClientSync {
             .collect();
         for (coll, id) in gone {
             let doc = self.view_raw(&coll, &id);
-            fx.views.push(ViewChange { coll, id, doc });
+            fx.views.push(ViewChange {
+                coll,
+                id,
+                doc,
+                existed: true,
+            });
         }
     }
 

@@ -37,8 +37,11 @@ pub mod stores {
     pub const CONFLICTS: &str = "_conflicts";
     /// Temporary ids the server mapped: `{t: tmp, id: canonical}`.
     pub const IDS: &str = "_ids";
+    /// Mutations the server refused, kept for review until dismissed:
+    /// `{mid, coll, id, op, doc?, code, message, at}` by mid.
+    pub const REJECTED: &str = "_rejected";
 }
-use stores::{CONFLICTS, IDS, OUTBOX, SERVER};
+use stores::{CONFLICTS, IDS, OUTBOX, REJECTED, SERVER};
 
 /// Plans the writes of one step's inputs, in order.
 pub struct Planner<'a> {
@@ -50,6 +53,9 @@ pub struct Planner<'a> {
     pub copied: &'a mut HashSet<Key>,
     /// The time (ms since the epoch) stamped on kept conflicts.
     pub now: f64,
+    /// Someone listens for `change` events: list the server's changes in
+    /// [`StepPlan::changes`] (nothing is built otherwise).
+    pub changes: bool,
 }
 
 impl Planner<'_> {
@@ -134,9 +140,8 @@ impl Planner<'_> {
                 None => ops.push(json!({"s": v.coll, "del": v.id})),
             }
             out.colls.insert(v.coll.clone());
-            if remote {
-                out.changes
-                    .push(json!({"coll": v.coll, "id": v.id, "deleted": v.doc.is_none()}));
+            if remote && self.changes {
+                out.changes.push(change(v));
             }
         }
         // A new server version of a document whose view did not change.
@@ -156,8 +161,20 @@ impl Planner<'_> {
             ops.push(json!({"s": OUTBOX, "del": mid}));
         }
         for e in &fx.events {
-            if let Event::Idmap { tmp, id } = e {
-                ops.push(json!({"s": IDS, "put": {"t": tmp, "id": id}}));
+            match e {
+                Event::Idmap { tmp, id } => {
+                    ops.push(json!({"s": IDS, "put": {"t": tmp, "id": id}}));
+                }
+                // Kept for review, in the step that rolls it back.
+                Event::Rejected { .. } => {
+                    let mut rec = serde_json::to_value(e).expect("events serialize");
+                    if let Some(r) = rec.as_object_mut() {
+                        r.remove("type");
+                        r.insert("at".into(), json!(self.now));
+                    }
+                    ops.push(json!({"s": REJECTED, "put": rec}));
+                }
+                Event::Conflict { .. } => {}
             }
         }
         if fx.sweep.is_some() {
@@ -330,10 +347,32 @@ pub struct StepPlan {
     pub colls: BTreeSet<String>,
     /// Events for the app, in order.
     pub events: Vec<Event>,
-    /// Documents changed by the server (not by ingesting local writes).
+    /// Documents changed by the server (not by ingesting local writes),
+    /// when [`Planner::changes`]: `{coll, id, op, deleted, doc?}`.
     pub changes: Vec<Value>,
     /// A resync completed: sweep what it did not see ([`Planner::finish`]).
     pub sweep: Option<u64>,
+}
+
+/// A `change` event's entry for a new view: its op and document.
+fn change(v: &super::engine::ViewChange) -> Value {
+    let op = match (&v.doc, v.existed) {
+        (None, _) => "delete",
+        (Some(_), false) => "insert",
+        (Some(_), true) => "update",
+    };
+    let mut c = json!({"coll": v.coll, "id": v.id, "op": op, "deleted": v.doc.is_none()});
+    if let Some(d) = &v.doc {
+        let mut doc = JsonObject::with_capacity(d.len() + 1);
+        doc.insert("id".into(), Value::String(v.id.clone()));
+        doc.extend(
+            d.iter()
+                .filter(|(k, _)| *k != "id")
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        c["doc"] = Value::Object(doc);
+    }
+    c
 }
 
 /// True if the collection keeps conflicts for the app (`conflicts: "manual"`).

@@ -1,0 +1,181 @@
+//! The data-flow trace: `on("trace", cb)` hears each mutation's life
+//! (`queued`, `pushed`, `applied`, `settled`, `rejected`, `conflicted`,
+//! `remapped`) and each page of server changes (`pull`: an HTTP page;
+//! `frames`: WebSocket frames applied in one step), each with `at` (ms since
+//! the epoch). `queued` is heard in the instance that wrote; the others in
+//! the instance that leads sync. Every function returns at once while
+//! nobody listens: nothing is built. `outbox()` lists what is queued.
+
+use crate::error::{storage, JsResult};
+use crate::idb::{to_js, Source};
+use crate::store::Inner;
+use crate::sync::Input;
+use js_sys::Date;
+use serde_json::{json, Value};
+use std::rc::Rc;
+use syncstore_core::protocol::{
+    Mutation, MutationResult, PullResponse, PushResponse, ServerMessage,
+};
+use syncstore_core::sync::plan::{stores::OUTBOX, StepPlan};
+use syncstore_core::sync::Event;
+use wasm_bindgen::JsValue;
+
+/// The outbox, oldest first: `{mid, coll, id, op, doc?, patch?, base?,
+/// state}` (`state`: "pending", "parked", "acked" or "applied").
+pub async fn outbox(inner: &Rc<Inner>) -> JsResult<JsValue> {
+    inner.check_open()?;
+    let db = inner.db().await?;
+    let tx = Inner::tx(&db, &[OUTBOX], false)?;
+    let records = Source::Store(Inner::store(&tx, OUTBOX)?)
+        .get_all(None, None)
+        .await?;
+    let records: Vec<Value> = crate::sync::parse(&records.into())
+        .ok_or_else(|| storage(JsValue::from_str("corrupt outbox"), "read outbox"))?;
+    let keep = ["mid", "coll", "id", "op", "doc", "patch", "base", "version"];
+    let list: Vec<Value> = crate::sync::outbox_entries(records)
+        .into_iter()
+        .map(|e| {
+            let mut o: serde_json::Map<String, Value> = keep
+                .iter()
+                .filter_map(|k| e.get(*k).map(|v| (k.to_string(), v.clone())))
+                .collect();
+            let state = e.get("state").cloned().unwrap_or(json!("pending"));
+            o.insert("state".into(), state);
+            Value::Object(o)
+        })
+        .collect();
+    Ok(to_js(&list))
+}
+
+fn on(inner: &Inner) -> bool {
+    inner.events.wanted("trace")
+}
+
+fn emit(inner: &Inner, mut e: Value) {
+    e["at"] = json!(Date::now());
+    inner.events.emit_value("trace", &e);
+}
+
+/// This instance committed the outbox `entries`, from mid `first` on.
+pub fn queued(inner: &Inner, first: f64, entries: &[Value]) {
+    if !on(inner) || first < 1.0 {
+        return;
+    }
+    let first = first as u64;
+    for (i, e) in entries.iter().enumerate() {
+        emit(
+            inner,
+            json!({"type": "queued", "mid": first + i as u64, "coll": e["coll"], "id": e["id"],
+                "op": e["op"]}),
+        );
+    }
+}
+
+/// A push request carrying `mutations` is being sent.
+pub fn pushed(inner: &Inner, mutations: &[Mutation]) {
+    if !on(inner) {
+        return;
+    }
+    for m in mutations {
+        emit(
+            inner,
+            json!({"type": "pushed", "mid": m.mid, "coll": m.coll, "id": m.id}),
+        );
+    }
+}
+
+/// The push answer arrived: the mutations the server applied.
+pub fn answered(inner: &Inner, resp: &PushResponse, ms: f64) {
+    if !on(inner) {
+        return;
+    }
+    for r in &resp.results {
+        if let MutationResult::Applied {
+            mid, id, version, ..
+        } = r
+        {
+            emit(
+                inner,
+                json!({"type": "applied", "mid": mid, "id": id, "version": version, "ms": ms}),
+            );
+        }
+    }
+}
+
+/// A pull page (HTTP) was taken in, `ms` after it was asked for.
+pub fn pulled(inner: &Inner, page: &PullResponse, ms: f64) {
+    if !on(inner) {
+        return;
+    }
+    emit(
+        inner,
+        json!({"type": "pull", "changes": page.changes.len(), "more": page.more,
+            "resync": page.resync, "cursor": page.cursor, "ms": ms}),
+    );
+}
+
+/// WebSocket frames about to be applied in one step.
+pub(crate) fn frames(inner: &Inner, inputs: &[Input]) {
+    if !on(inner) {
+        return;
+    }
+    let changes: usize = inputs
+        .iter()
+        .map(|i| match i {
+            Input::Frame(ServerMessage::Changes { changes, .. }) => changes.len(),
+            _ => 0,
+        })
+        .sum();
+    emit(
+        inner,
+        json!({"type": "frames", "frames": inputs.len(), "changes": changes}),
+    );
+}
+
+/// A step committed: the entries it refused, found in conflict, remapped
+/// or settled (dropped from the outbox otherwise).
+pub fn step(inner: &Inner, out: &StepPlan) {
+    if !on(inner) {
+        return;
+    }
+    // A refused or conflicting entry's life ends there, not in `settled`.
+    let mut ended = vec![];
+    for e in &out.events {
+        let t = match e {
+            Event::Rejected {
+                mid,
+                coll,
+                id,
+                code,
+                ..
+            } => {
+                ended.push(*mid);
+                json!({"type": "rejected", "mid": mid, "coll": coll, "id": id, "code": code})
+            }
+            Event::Conflict {
+                mid,
+                coll,
+                id,
+                resolution,
+                ..
+            } => {
+                ended.push(*mid);
+                json!({"type": "conflicted", "mid": mid, "coll": coll, "id": id,
+                    "resolution": resolution})
+            }
+            Event::Idmap { tmp, id } => json!({"type": "remapped", "tmp": tmp, "id": id}),
+        };
+        emit(inner, t);
+    }
+    for op in &out.ops {
+        if op["s"] != OUTBOX {
+            continue;
+        }
+        let Some(mid) = op.get("del").and_then(Value::as_u64) else {
+            continue;
+        };
+        if !ended.contains(&mid) {
+            emit(inner, json!({"type": "settled", "mid": mid}));
+        }
+    }
+}
