@@ -789,6 +789,24 @@ async fn read_response(c: &mut tokio::net::TcpStream) -> String {
 }
 
 /// p99 of `samples`.
+/// POSTs a push as `token`; it must be answered 200. The answer's body.
+async fn push_ok(
+    http: reqwest::Client,
+    url: String,
+    token: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let r = http
+        .post(url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<serde_json::Value>().await.unwrap()
+}
+
 fn p99(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[(samples.len() * 99 / 100).min(samples.len() - 1)]
@@ -805,19 +823,7 @@ async fn expensive_pushes_of_one_namespace_do_not_hold_another() {
     let http = client();
     let (push_http, push_url) = (http.clone(), p.url("/v1/push"));
     let push = move |token: &'static str, body: serde_json::Value| {
-        let http = push_http.clone();
-        let url = push_url.clone();
-        async move {
-            let r = http
-                .post(url)
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            r.json::<serde_json::Value>().await.unwrap()
-        }
+        push_ok(push_http.clone(), push_url.clone(), token, body)
     };
     // The attacker's document: thousands of keys, a long field history.
     let doc: serde_json::Map<_, _> = (0..4000).map(|i| (format!("k{i}"), json!(i))).collect();
@@ -913,20 +919,7 @@ async fn the_most_expensive_single_push_does_not_hold_another_namespace() {
     }
     let p = Proc::start(&dir.path().join("db"), None, &args);
     let http = client();
-    let push = |body: serde_json::Value| {
-        let (http, url) = (http.clone(), p.url("/v1/push"));
-        async move {
-            let r = http
-                .post(url)
-                .bearer_auth(TOKEN_A)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            r.json::<serde_json::Value>().await.unwrap()
-        }
-    };
+    let push = |body: serde_json::Value| push_ok(http.clone(), p.url("/v1/push"), TOKEN_A, body);
     // Four documents of 2,000 keys, ~230 KB each.
     let doc: serde_json::Map<_, _> = (0..2000)
         .map(|i| (format!("k{i}"), json!("z".repeat(100))))
