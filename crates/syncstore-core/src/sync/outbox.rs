@@ -9,7 +9,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::engine::{Entry, EntryState};
 use crate::protocol::Mutation;
-use crate::write::Key;
 
 /// Outbox entries in ascending mid order, with the mids of each document's
 /// entries. Serialized as the list of entries.
@@ -103,13 +102,6 @@ impl Outbox {
         let mids = self.mids(coll, id);
         mids.iter()
             .filter_map(move |m| self.pos(*m).map(|p| &self.entries[p]))
-    }
-
-    /// The documents with entries.
-    pub fn keys(&self) -> impl Iterator<Item = Key> + '_ {
-        self.by_key
-            .iter()
-            .flat_map(|(c, m)| m.keys().map(move |i| (c.clone(), i.clone())))
     }
 
     /// Appends an entry; its mid must be above every other.
