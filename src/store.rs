@@ -49,6 +49,8 @@ pub struct Inner {
     aliases: RefCell<HashMap<String, String>>,
     /// Without sync: outbox entries at open plus this tab's writes since.
     local_pending: Cell<usize>,
+    /// The clock stamp of this tab's last outbox entry (see `write_stamp`).
+    last_stamp: Cell<u64>,
     /// Conflict resolver functions by collection (`conflicts: fn`).
     pub resolvers: BTreeMap<String, Function>,
     /// The sync server's document limit, once the sync loop learnt it.
@@ -281,13 +283,24 @@ impl Inner {
             }
         }
         let limit = self.server_max_doc_bytes.get();
-        let plan = match write::apply_limited(&muts, &self.schema, single, &current, limit) {
+        let mut plan = match write::apply_limited(&muts, &self.schema, single, &current, limit) {
             Ok(p) => p,
             Err(e) => {
                 let _ = tx.abort();
                 return Err(error::core(e));
             }
         };
+        // Each entry carries the clock stamp of its write: the sync step
+        // keeps it (and so does not store the entry again) unless its
+        // clock has run ahead.
+        for e in &mut plan.outbox {
+            let t = syncstore_core::sync::write_stamp(
+                self.last_stamp.get(),
+                js_sys::Date::now() as u64,
+            );
+            self.last_stamp.set(t);
+            e["ts"] = serde_json::json!(t);
+        }
         // The whole plan crosses once (one JSON parse); glue.js issues its
         // requests, unawaited, and returns those of the adds.
         let add_ops: Vec<&write::Write> = plan
@@ -851,6 +864,7 @@ impl SyncStore {
             sync: OnceCell::new(),
             aliases: RefCell::new(HashMap::new()),
             local_pending: Cell::new(0),
+            last_stamp: Cell::new(0),
             resolvers,
             server_max_doc_bytes: Cell::new(None),
         });

@@ -33,8 +33,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::rc::{Rc, Weak};
 use syncstore_core::protocol::MutationResult;
 use syncstore_core::protocol::{
-    Change, ClientMessage, Mutation, PullResponse, PushRequest, PushResponse, ServerLimits,
-    ServerMessage, START_CURSOR,
+    Change, ClientMessage, Mutation, MutationOp, PullResponse, PushRequest, PushResponse,
+    ServerLimits, ServerMessage, START_CURSOR,
 };
 use syncstore_core::schema::{ConflictMode, SyncMode};
 use syncstore_core::sync::plan::{synced_colls, synced_spec, Planner, StepPlan};
@@ -59,6 +59,20 @@ const SOCKET_GRACE_MS: f64 = 5000.0;
 const FRAME_CHARS_PER_STEP: usize = 512 * 1024;
 /// Bounds on loops that talk to the server within one tick.
 const MAX_ROUNDS: usize = 10_000;
+/// While this tab's writes keep coming (one is in flight whenever the loop
+/// looks), the loop takes new outbox entries in (a step that reads the
+/// outbox and writes `_meta`) at most this often, so that they are pushed.
+/// IndexedDB runs a step and a write one after the other: a step per
+/// socket frame or push answer made each awaited write wait for one (a
+/// readwrite step every 7-8 writes, 3x the local-only time of 1,000
+/// awaited inserts, bench/findings-sync.md).
+const BUSY_STEP_GAP_MS: f64 = 250.0;
+/// Meanwhile push answers and socket frames are held (the frames as text,
+/// in the inbox) and taken in by one step once the writes pause, or this
+/// long after the last such step, or once this many answered mutations
+/// are held: storing an answer rewrites a record per settled document.
+const SETTLE_HOLD_MS: f64 = 2000.0;
+const SETTLE_HOLD_MUTATIONS: usize = 2000;
 
 /// `sync` of the open options.
 #[derive(Debug, Clone, PartialEq)]
@@ -331,6 +345,17 @@ pub struct SyncClient {
     next_poll_at: Cell<f64>,
     /// Local writes committed since the outbox was last read.
     outbox_dirty: Cell<bool>,
+    /// When the last step started (see [`BUSY_STEP_GAP_MS`]).
+    last_step_at: Cell<f64>,
+    /// Push answers held while the app's writes stream in (see
+    /// [`SETTLE_HOLD_MS`]), how many mutations they answer, and the
+    /// highest mid they answer (pushes go on above it).
+    held: RefCell<Vec<Input>>,
+    held_mutations: Cell<usize>,
+    held_top: Cell<u64>,
+    /// When a step last took in the held answers (and, from the loop,
+    /// every frame).
+    settled_at: Cell<f64>,
     /// The browser's online state (its online/offline events).
     online: Cell<bool>,
     /// `goOffline()`: the app cut this store from the server.
@@ -392,6 +417,11 @@ impl SyncClient {
             net: Cell::new(Backoff::default()),
             next_poll_at: Cell::new(0.0),
             outbox_dirty: Cell::new(true),
+            last_step_at: Cell::new(0.0),
+            held: RefCell::new(vec![]),
+            held_mutations: Cell::new(0),
+            held_top: Cell::new(0),
+            settled_at: Cell::new(0.0),
             online: Cell::new(glue::is_online()),
             cut_off: Cell::new(cut_off),
             reachable: Cell::new(false),
@@ -463,7 +493,7 @@ impl SyncClient {
             .filter(|(c, _)| synced_spec(&inner.schema, c).is_some())
             .collect();
         let keys: Vec<Key> = keys.into_iter().collect();
-        let (states, copied) = read_states(&tx, &keys).await?;
+        let (states, copied) = read_states(&tx, &keys, &HashSet::new()).await?;
         Ok((
             ClientSync::restore(meta, states, outbox),
             copied,
@@ -653,36 +683,69 @@ impl SyncClient {
         self.note_error(why);
     }
 
+    /// The app's writes stream in: one is in flight as the loop looks.
+    fn busy(inner: &Inner) -> bool {
+        inner.live.writes_in_flight() > 0
+    }
+
+    /// Held answers and frames must be taken in now although the app is
+    /// writing (see [`SETTLE_HOLD_MS`]).
+    fn settle_due(&self, now: f64) -> bool {
+        now >= self.settled_at.get() + SETTLE_HOLD_MS
+            || self.held_mutations.get() >= SETTLE_HOLD_MUTATIONS
+    }
+
+    /// The held answers, in the order they came; pushes start from the
+    /// oldest unanswered entry again.
+    fn take_held(&self) -> Vec<Input> {
+        self.held_mutations.set(0);
+        self.held_top.set(0);
+        std::mem::take(&mut *self.held.borrow_mut())
+    }
+
     /// One round of the loop: socket frames, then the outbox (ingest and
     /// push), then the socket, then a poll if one is due; finally answers
     /// `sync()` callers and reports a changed status.
     async fn tick(self: &Rc<Self>, inner: &Rc<Inner>) {
-        let frames = self.take_frames(inner);
-        self.keep_socket_alive();
-        if !frames.is_empty() {
-            crate::trace::frames(inner, &frames);
-            self.last_pull_at.set(Some(Date::now()));
-            if let Err(e) = self.step(inner, frames).await {
-                self.failed(&Failure::Storage(e));
-            }
-        }
         let waiters: Vec<Waiter> = std::mem::take(&mut *self.waiters.borrow_mut());
         let forced = !waiters.is_empty();
         let mut result: Result<(), Failure> = Ok(());
         // Writes still in flight in this tab wake the loop when they commit:
         // wait for the last one, so that one push carries them all. A write
         // issued as soon as the previous one resolved (a loop of awaited
-        // writes) starts within the current task: one task hop lets it, so
-        // that such a loop is not interleaved with a readwrite step per write.
+        // writes) starts within the current task: one task hop lets it be
+        // seen in flight.
         if !forced && self.outbox_dirty.get() && inner.live.writes_in_flight() == 0 {
             let _ = JsFuture::from(glue::next_task()).await;
         }
-        if forced || (self.outbox_dirty.get() && inner.live.writes_in_flight() == 0) {
+        let busy = !forced && Self::busy(inner);
+        let now = Date::now();
+        let waiting = !self.held.borrow().is_empty() || !self.inbox.borrow().is_empty();
+        if forced || ((!busy || self.settle_due(now)) && (waiting || self.outbox_dirty.get())) {
+            // One step for what came: held answers, socket frames (left in
+            // the inbox, as text, while held), new outbox entries.
+            let frames = self.take_frames(inner);
+            if !frames.is_empty() {
+                crate::trace::frames(inner, &frames);
+                self.last_pull_at.set(Some(Date::now()));
+            }
+            let mut inputs = self.take_held();
+            inputs.extend(frames);
+            self.outbox_dirty.set(false);
+            if let Err(e) = self.step(inner, inputs).await {
+                result = Err(Failure::Storage(e));
+            }
+            if self.inbox.borrow().is_empty() {
+                self.settled_at.set(Date::now());
+            }
+        } else if self.outbox_dirty.get() && now >= self.last_step_at.get() + BUSY_STEP_GAP_MS {
+            // Only the new outbox entries, so that they are pushed.
             self.outbox_dirty.set(false);
             if let Err(e) = self.step(inner, vec![]).await {
                 result = Err(Failure::Storage(e));
             }
         }
+        self.keep_socket_alive();
         let online = self.is_online();
         if result.is_ok()
             && (forced || (online && self.net.get().ready(Date::now())))
@@ -924,7 +987,7 @@ impl SyncClient {
     }
 
     /// How long the loop may sleep before something is due.
-    fn next_delay(&self) -> f64 {
+    fn next_delay(&self, inner: &Inner) -> f64 {
         let now = Date::now();
         let mut at = now + 30_000.0;
         if self.is_online() {
@@ -945,11 +1008,19 @@ impl SyncClient {
                 at = at.min(self.net.get().retry_at());
             }
         }
-        if self.outbox_dirty.get() {
+        let waiting = !self.held.borrow().is_empty() || !self.inbox.borrow().is_empty();
+        if Self::busy(inner) {
+            // Each committed write wakes the loop too.
+            if waiting {
+                at = at.min(self.settled_at.get() + SETTLE_HOLD_MS);
+            }
+            if self.outbox_dirty.get() {
+                at = at.min(self.last_step_at.get() + BUSY_STEP_GAP_MS);
+            }
+        } else if waiting {
+            at = now; // frames or an answer left for the next step
+        } else if self.outbox_dirty.get() {
             at = at.min(now + 5.0);
-        }
-        if !self.inbox.borrow().is_empty() {
-            at = now; // frames left for the next step
         }
         (at - now).max(0.0)
     }
@@ -968,8 +1039,13 @@ impl SyncClient {
         }
     }
 
+    /// Entries to push: above those whose answers are held.
     fn has_pushable(&self) -> bool {
-        !self.engine.borrow().next_push(1).is_empty()
+        !self
+            .engine
+            .borrow()
+            .next_push_after(1, self.held_top.get())
+            .is_empty()
     }
 
     /// The next push of the entries above mid `after` (0: all): oldest
@@ -1083,7 +1159,7 @@ impl SyncClient {
                     }
                 },
                 None => {
-                    let mutations = self.batch(0);
+                    let mutations = self.batch(self.held_top.get());
                     if mutations.is_empty() {
                         return Ok(());
                     }
@@ -1133,10 +1209,11 @@ impl SyncClient {
             // answer a prefix (its per-push budget), and the rest must go
             // before anything above it.
             let answered: HashSet<u64> = resp.results.iter().map(MutationResult::mid).collect();
-            if let Some(&top) = mids
+            let covered = mids
                 .last()
-                .filter(|_| mids.iter().all(|m| answered.contains(m)))
-            {
+                .copied()
+                .filter(|_| mids.iter().all(|m| answered.contains(m)));
+            if let Some(top) = covered {
                 let next = self.batch(top);
                 if !next.is_empty() {
                     let next = self.push_request(next);
@@ -1146,9 +1223,27 @@ impl SyncClient {
                 }
             }
             let decided = self.decide(inner, &resp).await;
-            self.step(inner, vec![Input::Push(resp, decided)])
-                .await
-                .map_err(Failure::Storage)?;
+            if let Some(top) =
+                covered.filter(|_| !forced && Self::busy(inner) && !self.settle_due(Date::now()))
+            {
+                // The app is writing: the answer waits for a step once the
+                // writes pause (see SETTLE_HOLD_MS); pushes go on above it.
+                // If the page goes first, the entries are sent again and
+                // the server answers the replay the same.
+                self.held_mutations
+                    .set(self.held_mutations.get() + mids.len());
+                self.held_top.set(top);
+                self.held.borrow_mut().push(Input::Push(resp, decided));
+                if ahead.is_none() {
+                    return Ok(());
+                }
+                last = mids;
+                continue;
+            }
+            let mut inputs = self.take_held();
+            inputs.push(Input::Push(resp, decided));
+            self.settled_at.set(Date::now());
+            self.step(inner, inputs).await.map_err(Failure::Storage)?;
             last = mids;
         }
         Ok(())
@@ -1220,6 +1315,7 @@ impl SyncClient {
     /// decides, the effects are written; after the commit, subscriptions
     /// refresh and events fire.
     async fn step(&self, inner: &Rc<Inner>, mut inputs: Vec<Input>) -> JsResult<()> {
+        self.last_step_at.set(Date::now());
         let schema = &inner.schema;
         self.track_progress(&inputs);
         // Changes to collections this store does not sync (another app's,
@@ -1269,9 +1365,20 @@ impl SyncClient {
             conflicted: conflicted.into_iter().collect(),
             ..StepPlan::default()
         };
-        // The outbox entries queued since the last step.
+        // The outbox entries queued since the last step; those of a batch
+        // record are stored again under their own mids.
+        let records: Vec<Value> = parse(&got[0]).unwrap_or_default();
+        let batched: HashSet<u64> = records
+            .iter()
+            .filter_map(|r| {
+                let first = r.get("mid")?.as_u64()?;
+                let n = r.get("batch")?.as_array()?.len() as u64;
+                Some(first..first + n)
+            })
+            .flatten()
+            .collect();
         let mut queued: Vec<Entry> = vec![];
-        for raw in outbox_entries(parse(&got[0]).unwrap_or_default()) {
+        for raw in outbox_entries(records) {
             let mid = raw.get("mid").cloned();
             match serde_json::from_value::<Entry>(raw) {
                 Ok(e) => queued.push(e),
@@ -1310,7 +1417,19 @@ impl SyncClient {
             }
             eng.needs(keys)
         };
-        let (states, copied) = read_states(&tx, &needs).await?;
+        // Documents inserted since the last step: the insert found no
+        // record, and no step has run since (each takes in every queued
+        // entry first), so the record it wrote holds no server version;
+        // only `_server` (a tombstone's copy) can.
+        let fresh: HashSet<Key> = {
+            let eng = self.engine.borrow();
+            queued
+                .iter()
+                .filter(|e| e.mutation.op == MutationOp::Insert)
+                .map(|e| eng.keys_of_local(&e.mutation))
+                .collect()
+        };
+        let (states, copied) = read_states(&tx, &needs, &fresh).await?;
         {
             let mut eng = self.engine.borrow_mut();
             let mut held: BTreeMap<Key, ServerDoc> = states
@@ -1341,13 +1460,14 @@ impl SyncClient {
             let mut eng = self.engine.borrow_mut();
             let mut touched = false;
             for e in queued {
+                let stored = (!batched.contains(&e.mutation.mid)).then(|| e.clone());
                 let mut m = e.mutation;
                 // The base is the server version the write saw: the
                 // engine's server state now (steps and writes are
                 // serialized by IndexedDB), unless an unsettled
                 // edit of the document comes first.
                 m.base = eng.base_for(&m.coll, &m.id);
-                m.ts = Some(eng.stamp(Date::now() as u64));
+                m.ts = Some(eng.stamp_local(m.ts, Date::now() as u64));
                 let mid = m.mid;
                 let written = m.clone();
                 let fx = if self.manual.contains(&m.coll) {
@@ -1368,6 +1488,10 @@ impl SyncClient {
                         if fx.outbox_put.iter().all(|e| e.mutation == written) {
                             fx.views.clear();
                         }
+                        // An entry the engine left as the write stored it
+                        // (the common case: an insert, or an edit of a
+                        // document with no earlier entry) is not put again.
+                        fx.outbox_put.retain(|e| Some(e) != stored.as_ref());
                         planner.effects(&eng, &fx, &mut out, false);
                     }
                     Err(why) => {
@@ -1609,7 +1733,7 @@ impl SyncClient {
         let mut stores: Vec<&str> = synced_colls(&inner.schema).collect();
         stores.push(SERVER);
         let tx = Inner::tx(&db, &stores, false)?;
-        let (states, _) = read_states(&tx, &keys).await?;
+        let (states, _) = read_states(&tx, &keys, &HashSet::new()).await?;
         let stored: HashMap<Key, u64> = states
             .into_iter()
             .map(|r| ((r.coll, r.id), r.state.version))
@@ -1862,11 +1986,22 @@ fn add_ids(map: &mut BTreeMap<String, String>, records: &JsValue) {
 async fn read_states(
     tx: &web_sys::IdbTransaction,
     keys: &[Key],
+    fresh: &HashSet<Key>,
 ) -> JsResult<(Vec<ServerRecord>, HashSet<Key>)> {
     if keys.is_empty() {
         return Ok((vec![], HashSet::new()));
     }
-    let text = JsFuture::from(glue::load_states(tx, SERVER, &to_js(&keys)))
+    let named: Vec<Value> = keys
+        .iter()
+        .map(|k| {
+            if fresh.contains(k) {
+                json!([k.0, k.1, 1])
+            } else {
+                json!([k.0, k.1])
+            }
+        })
+        .collect();
+    let text = JsFuture::from(glue::load_states(tx, SERVER, &to_js(&named)))
         .await
         .map_err(|e| storage(e, "read server state"))?
         .as_string()
@@ -1952,7 +2087,7 @@ async fn run(inner: Rc<Inner>, s: Rc<SyncClient>) {
         if inner.closed.get() || s.stopped.get() {
             break;
         }
-        let _ = JsFuture::from(s.waker.wait(s.next_delay())).await;
+        let _ = JsFuture::from(s.waker.wait(s.next_delay(&inner))).await;
     }
     if !inner.closed.get() {
         if let Some(h) = inner.sync.get() {

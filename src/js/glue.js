@@ -247,18 +247,21 @@ export function done(tx) {
  * is one, else its record if that has a version and no marker `s` (it is
  * the server's document). Resolves with JSON text: per key,
  * `[state | null, copied]` with `state` = `{doc, version, gen}`; documents
- * cross as the records' text, unparsed.
+ * cross as the records' text, unparsed. A key `[coll, id, 1]` names a
+ * document whose record cannot hold a server version (inserted since the
+ * last step): only `_server` is read for it.
  */
 export async function loadStates(tx, server, keys) {
   const store = storesOf(tx);
   const n = keys.length;
+  const fresh = keys.map((k) => k[2] === 1);
   // Which keys can hold anything at all: for a collection's many keys, one
   // `getAllKeys` over their id range (and one over `_server`'s) first,
   // bounded in count; then `get` only the keys that exist. A new store's
   // first sync then reads nothing but those probes. Few keys, or a range
   // crowded with other records, fall back to a `get` per key.
   const maybeCopy = new Array(n).fill(true);
-  const maybeRecord = new Array(n).fill(true);
+  const maybeRecord = fresh.map((f) => !f);
   const groups = new Map();
   keys.forEach(([coll, id], i) => {
     let g = groups.get(coll);
@@ -268,6 +271,7 @@ export async function loadStates(tx, server, keys) {
   const probes = [];
   for (const [coll, idx] of groups) {
     if (idx.length < PROBE_MIN) continue;
+    const records = idx.some((i) => !fresh[i]);
     let lo = keys[idx[0]][1];
     let hi = lo;
     for (const i of idx) {
@@ -276,16 +280,16 @@ export async function loadStates(tx, server, keys) {
       if (indexedDB.cmp(id, hi) > 0) hi = id;
     }
     const limit = PROBE_FACTOR * idx.length + 1;
-    const recs = store(coll).getAllKeys(IDBKeyRange.bound(lo, hi), limit);
+    const recs = records ? store(coll).getAllKeys(IDBKeyRange.bound(lo, hi), limit) : null;
     const copies = store(server).getAllKeys(IDBKeyRange.bound([coll, lo], [coll, hi]), limit);
     probes.push([coll, idx, limit, recs, copies]);
   }
   if (probes.length) {
-    await requests(probes.flatMap((p) => [p[3], p[4]]));
+    await requests(probes.flatMap((p) => (p[3] ? [p[3], p[4]] : [p[4]])));
     for (const [, idx, limit, recs, copies] of probes) {
-      if (recs.result.length < limit) {
+      if (recs && recs.result.length < limit) {
         const have = new Set(recs.result);
-        for (const i of idx) maybeRecord[i] = have.has(keys[i][1]);
+        for (const i of idx) maybeRecord[i] = maybeRecord[i] && have.has(keys[i][1]);
       }
       if (copies.result.length < limit) {
         const have = new Set(copies.result.map((k) => k[1]));

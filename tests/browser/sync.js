@@ -258,6 +258,47 @@ const scenarios = {
     ok(seen.some((x) => x.id === "late"), "the live query followed");
   },
 
+  async a_burst_of_awaited_writes_is_pushed_while_it_lasts_and_settles_after(env) {
+    // An app writing back to back (each insert awaited, the next issued at
+    // once): its writes reach the server while the loop still runs (the
+    // loop takes new entries in between writes and pushes them), no entry
+    // is stored twice (each keeps its write's clock stamp), and once the
+    // writes stop everything settles without sync(); another device gets
+    // every document.
+    const coll = collName("burst");
+    const a = await device(env, coll);
+    const b = await device(env, coll);
+    await synced(a);
+    await synced(b);
+    const trace = [];
+    const off = a.on("trace", (e) => trace.push(e));
+    const put = IDBObjectStore.prototype.put;
+    let outboxPuts = 0;
+    IDBObjectStore.prototype.put = function (...args) {
+      if (this.name === "_outbox") outboxPuts += 1;
+      return put.apply(this, args);
+    };
+    let n = 0;
+    try {
+      // Until a push of the loop's own writes went out, then 100 more
+      // (bounded: 20,000 writes or 60 s).
+      const end = Date.now() + 60000;
+      let more = 100;
+      for (; n < 20000 && more > 0 && Date.now() < end; n++) {
+        await a.insert(coll, { id: `w${n}`, n });
+        if (trace.some((e) => e.type === "pushed")) more -= 1;
+      }
+    } finally {
+      IDBObjectStore.prototype.put = put;
+    }
+    ok(trace.some((e) => e.type === "pushed"), `a push went out while ${n} writes were made back to back`);
+    eq(outboxPuts, 0, "outbox entries stored again during the writes");
+    await until("everything settles without sync()", async () => a.status().pending === 0 && (await a.outbox()).length === 0);
+    off();
+    eq(live(await serverRows(env, coll)).length, n, "the server has every write, once");
+    await until("b has every write", async () => (await b.count(coll)) === n);
+  },
+
   async offline_writes_arrive_once_after_the_server_returns(env) {
     const coll = collName("off");
     const a = await device(env, coll);

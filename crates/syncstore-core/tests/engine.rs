@@ -894,3 +894,34 @@ fn resync_sweeps_what_it_did_not_see_by_generation() {
     assert!(!c.resyncing());
     assert_eq!(c.held(), 0);
 }
+
+#[test]
+fn a_write_stamp_survives_js_and_is_kept_while_it_is_the_latest() {
+    // The write path stamps its entries; the stamps cross JS as numbers.
+    let wall = 1_796_000_000_000;
+    let mut last = 0;
+    let mut stamps = vec![];
+    for _ in 0..100 {
+        last = syncstore_core::sync::write_stamp(last, wall); // the same ms
+        stamps.push(last);
+    }
+    assert!(
+        stamps.windows(2).all(|w| w[0] < w[1]),
+        "strictly increasing within one ms"
+    );
+    assert!(
+        stamps.iter().all(|&t| (t as f64) as u64 == t),
+        "exact as a JS number"
+    );
+    assert_eq!(stamps[0], wall << 16);
+    assert!(syncstore_core::sync::write_stamp(0, u64::MAX) <= syncstore_core::sync::MAX_STAMP);
+    // The engine keeps a stamp later than its clock, and its clock follows.
+    let mut c = ClientSync::new();
+    assert_eq!(c.stamp_local(Some(stamps[0]), wall), stamps[0]);
+    assert_eq!(c.stamp_local(Some(stamps[1]), wall), stamps[1]);
+    // One it has passed (another tab's write, a server clock ahead) is replaced by a later one.
+    let replaced = c.stamp_local(Some(stamps[1]), wall);
+    assert!(replaced > stamps[1]);
+    assert!(c.stamp_local(Some(stamps[2]), wall) > replaced);
+    assert!(c.stamp_local(None, wall) > stamps[2]);
+}

@@ -345,6 +345,20 @@ pub struct ClientSync {
 /// Own settled writes remembered for recognising their echo.
 const MAX_ECHOES: usize = 4096;
 
+/// The largest stamp [`write_stamp`] gives (ms << 16 below 2^58, the year
+/// 2109): multiples of 32 up to it are exact as JS numbers.
+pub const MAX_STAMP: u64 = (1 << 58) - 32;
+
+/// The clock stamp a write puts on its outbox entries (the hybrid clock's
+/// form, ms << 16): later than `last` (the same tab's previous one), in
+/// steps of 32, because the entry crosses JS as a number and must read
+/// back exactly, or the sync step would stamp and store it again
+/// ([`ClientSync::stamp_local`]).
+pub fn write_stamp(last: u64, wall_ms: u64) -> u64 {
+    let wall = wall_ms.min(MAX_STAMP >> 16) << 16;
+    ((last + 32) & !31).max(wall).min(MAX_STAMP)
+}
+
 /// The small per-client record besides documents and outbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -726,6 +740,20 @@ impl ClientSync {
     pub fn stamp(&mut self, wall_ms: u64) -> u64 {
         self.clock = (self.clock + 1).max(wall_ms.min(u64::MAX >> 17) << 16);
         self.clock
+    }
+
+    /// The stamp of a local edit: the one its write chose (see
+    /// [`write_stamp`]) if that is later than every stamp this clock has
+    /// given or seen, so that the entry stays as the write stored it;
+    /// else a new one.
+    pub fn stamp_local(&mut self, chosen: Option<u64>, wall_ms: u64) -> u64 {
+        match chosen {
+            Some(t) if t > self.clock && t <= MAX_STAMP => {
+                self.clock = t;
+                t
+            }
+            _ => self.stamp(wall_ms),
+        }
     }
 
     /// Takes in a clock value seen on a server document.

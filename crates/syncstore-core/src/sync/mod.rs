@@ -24,7 +24,8 @@ pub mod plan;
 pub mod policy;
 pub mod schedule;
 
+pub use engine::write_stamp;
 pub use engine::{
     ClientSync, ConflictInfo, ConflictPolicy, Effects, Entry, EntryState, Event, Meta, Rekey,
-    Resolution, ServerDoc, ServerRecord, ServerWins, SyncError, ViewChange,
+    Resolution, ServerDoc, ServerRecord, ServerWins, SyncError, ViewChange, MAX_STAMP,
 };
