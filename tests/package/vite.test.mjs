@@ -1,23 +1,32 @@
 // The package in a Vite app (no wasm plugin): `vite build`, then the built
 // pages in headless Chromium: the README's quick start, the entry point's
-// checks, the React hooks, and db.live(...) through rxjs.from.
+// checks, db.live(...) through rxjs.from, and components over it: React
+// (syncstore/react), Vue 3 (syncstore/vue) and Svelte 5 (db.live as a store);
+// and a React server render in node.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { bin, browser, copyFixture, makeApp, openAndWait, pinned, quickStart, run, serve } from "./lib.mjs";
 import { CHECKS, checkQuickStart } from "./expected.mjs";
+
+const FILES = [
+  "index.html", "checks.html", "react.html", "react-app.js", "rxjs.html", "rxjs-app.js", "vite.config.js",
+  "db.js", "vue.html", "vue-app.js", "Todos.vue", "svelte.html", "svelte-app.js", "Todos.svelte", "ssr.mjs",
+];
 
 let app, server, b;
 before(async () => {
   const code = await quickStart();
   assert.match(code, /from "syncstore";/, "the quick start imports the package");
-  app = await makeApp("vite", { "main.js": `${code}\nwindow.done = true;\n` }, await pinned("react", "react-dom", "rxjs"));
-  for (const f of ["index.html", "checks.html", "react.html", "react-app.js", "rxjs.html", "rxjs-app.js", "vite.config.js"]) await copyFixture(`vite/${f}`, app.dir, f);
+  const deps = ["react", "react-dom", "rxjs", "vue", "svelte", "vite", "@vitejs/plugin-vue", "@sveltejs/vite-plugin-svelte"];
+  app = await makeApp("vite", { "main.js": `${code}\nwindow.done = true;\n` }, await pinned(...deps));
+  for (const f of FILES) await copyFixture(`vite/${f}`, app.dir, f);
   await copyFixture("checks.js", app.dir);
-  // vite from this folder's node_modules (the version package.json pins),
-  // building the app in the temp dir with its own node_modules.
-  await run(bin("vite"), ["build"], { cwd: app.dir, timeout: 90_000 });
+  // The app's own vite (the version package.json pins, which the plugins
+  // it installed import too).
+  await run(join(app.dir, "node_modules", ".bin", "vite"), ["build"], { cwd: app.dir, timeout: 120_000 });
   server = await serve(join(app.dir, "dist"));
   b = await browser();
 });
@@ -27,12 +36,14 @@ after(async () => {
   await app?.remove();
 });
 
-test("vite build emits the wasm module as an asset, with no plugin", async () => {
+test("vite build emits the wasm module as an asset, with no wasm plugin", async () => {
   const assets = await readdir(join(app.dir, "dist", "assets"));
   const wasm = assets.filter((f) => /^syncstore_bg-.*\.wasm$/.test(f));
   assert.equal(wasm.length, 1, `one wasm asset: ${assets}`);
-  const config = await readFile(join(app.dir, "vite.config.js"), "utf8");
-  assert.doesNotMatch(config, /plugins/, "the app uses no Vite plugin");
+  // The only plugins are Vue's and Svelte's (for .vue and .svelte files).
+  const config = (await import(pathToFileURL(join(app.dir, "vite.config.js")))).default;
+  const names = config.plugins.flat().map((p) => p.name);
+  assert.ok(names.length > 0 && names.every((n) => n === "vite:vue" || n.startsWith("vite-plugin-svelte")), `plugins: ${names}`);
 });
 
 test("the README quick start runs as written in the built app", async () => {
@@ -58,40 +69,61 @@ test("rxjs.from(db.live(...)) gives the live values and errors", async () => {
   await page.close();
 });
 
-test("useQuery and useStatus render, follow changes and clean up", async () => {
-  const { page } = await openAndWait(b, `${server.base}/react.html`);
+/** Reads and waits on the text of elements of `page` by id. */
+function texts(page) {
   const text = (id) => page.locator(`#${id}`).textContent({ timeout: 5000 });
   const until = async (id, want) => {
-    await page.waitForFunction(([id, want]) => document.getElementById(id)?.textContent === want, [id, want], { timeout: 5000 }).catch(async (e) => {
-      e.message += `\n#${id} is ${JSON.stringify(await text(id))}, want ${JSON.stringify(want)}`;
+    await page.waitForFunction(([id, want]) => document.getElementById(id)?.textContent.trim() === want, [id, want], { timeout: 5000 }).catch(async (e) => {
+      e.message += `\n#${id} is ${JSON.stringify(await text(id).catch(() => "missing"))}, want ${JSON.stringify(want)}`;
       throw e;
     });
   };
+  return { text, until };
+}
+
+/** Three todos (two open) and nothing else. */
+const WRITE_TODOS = () =>
+  window.app.db.batch([
+    { op: "insert", coll: "todos", doc: { id: "1", text: "b", done: false } },
+    { op: "insert", coll: "todos", doc: { id: "2", text: "a", done: false } },
+    { op: "insert", coll: "todos", doc: { id: "3", text: "c", done: true } },
+  ]);
+
+test("React: useLive (both forms), useQuery and useStatus render, follow changes and clean up", async () => {
+  const { page } = await openAndWait(b, `${server.base}/react.html`);
+  const { text, until } = texts(page);
   const live = () => page.evaluate(() => {
     const { renders, ...held } = window.app.live;
     return held;
   });
 
   await until("rows", "[]");
+  await until("legacy", "[]");
+  await until("counts", "0 todos, 0 lists");
   assert.equal(await text("status"), "offline 0");
-  assert.deepEqual(await live(), { subscribeCalls: 1, subscriptions: 1, statusListeners: 1 });
+  // A failing live query reached the error boundary (and only it).
+  await until("broken", "caught UNKNOWN_COLLECTION");
+  assert.deepEqual(await page.evaluate(() => window.app.caught), ["UNKNOWN_COLLECTION"]);
+  // rows, legacy, counts and the failed one (released with its component).
+  assert.deepEqual(await live(), { subscribeCalls: 4, subscriptions: 3, statusListeners: 1 });
 
-  await page.evaluate(() =>
-    window.app.db.batch([
-      { op: "insert", coll: "todos", doc: { id: "1", text: "b", done: false } },
-      { op: "insert", coll: "todos", doc: { id: "2", text: "a", done: false } },
-      { op: "insert", coll: "todos", doc: { id: "3", text: "c", done: true } },
-    ]),
-  );
+  await page.evaluate(WRITE_TODOS);
   await until("rows", '["a","b"]');
+  await until("legacy", '["a","b"]');
+  await until("counts", "3 todos, 0 lists");
+  await page.evaluate(() => window.app.db.insert("lists", { id: "l" }));
+  await until("counts", "3 todos, 1 lists");
   await page.evaluate(() => window.app.db.update("todos", "1", { done: true }));
   await until("rows", '["a"]');
-  // Re-renders with an equal query (a new object each render) keep the subscription.
-  assert.deepEqual(await live(), { subscribeCalls: 1, subscriptions: 1, statusListeners: 1 });
+  await until("legacy", '["a"]');
+  // Re-renders with an equal query (a new object each render) keep the subscriptions.
+  assert.deepEqual(await live(), { subscribeCalls: 4, subscriptions: 3, statusListeners: 1 });
 
   await page.evaluate(() => window.app.setDone(true));
   await until("rows", '["b","c"]');
-  assert.deepEqual(await live(), { subscribeCalls: 2, subscriptions: 1, statusListeners: 1 });
+  await until("legacy", '["b","c"]');
+  // A new query: rows and legacy subscribe again; the function form (deps []) does not.
+  assert.deepEqual(await live(), { subscribeCalls: 6, subscriptions: 3, statusListeners: 1 });
 
   const emit = () =>
     page.evaluate(() =>
@@ -106,8 +138,74 @@ test("useQuery and useStatus render, follow changes and clean up", async () => {
   assert.equal(await page.evaluate(() => window.app.live.renders), renders, "an equal status re-renders nothing");
 
   await page.evaluate(() => window.app.unmount());
-  assert.deepEqual(await live(), { subscribeCalls: 2, subscriptions: 0, statusListeners: 0 });
+  assert.deepEqual(await live(), { subscribeCalls: 6, subscriptions: 0, statusListeners: 0 });
   await page.close();
+});
+
+test("Vue 3: useLive (both forms) and useStatus render, follow changes and clean up", async () => {
+  const { page } = await openAndWait(b, `${server.base}/vue.html`);
+  const { text, until } = texts(page);
+  const held = () => page.evaluate(() => ({ ...window.app.held }));
+
+  await until("rows", "[]");
+  await until("counts", "0 todos, 0 lists");
+  assert.equal(await text("status"), "offline 0");
+  assert.deepEqual(await held(), { subscribeCalls: 2, subscriptions: 2 });
+
+  await page.evaluate(WRITE_TODOS);
+  await until("rows", '["a","b"]');
+  await until("counts", "3 todos, 0 lists");
+  await page.evaluate(() => window.app.db.insert("lists", { id: "l" }));
+  await until("counts", "3 todos, 1 lists");
+  await page.evaluate(() => window.app.db.update("todos", "1", { done: true }));
+  await until("rows", '["a"]');
+  assert.deepEqual(await held(), { subscribeCalls: 2, subscriptions: 2 });
+
+  // The query is a getter over a ref: changing the ref subscribes again.
+  await page.evaluate(() => window.app.setDone(true));
+  await until("rows", '["b","c"]');
+  assert.deepEqual(await held(), { subscribeCalls: 3, subscriptions: 2 });
+
+  await page.evaluate(() => window.app.unmount());
+  assert.deepEqual(await held(), { subscribeCalls: 3, subscriptions: 0 });
+  await page.close();
+});
+
+test("Svelte 5: db.live(...) as a store ($todos) renders, follows changes and unsubscribes", async () => {
+  const { page } = await openAndWait(b, `${server.base}/svelte.html`);
+  const { until } = texts(page);
+  const items = () => page.evaluate(() => [...document.querySelectorAll("#rows li")].map((li) => li.textContent).join());
+  const itemsUntil = async (want) => {
+    await page.waitForFunction((want) => document.querySelector("ul#rows") && [...document.querySelectorAll("#rows li")].map((li) => li.textContent).join() === want, want, { timeout: 5000 }).catch(async (e) => {
+      e.message += `\nitems are ${JSON.stringify(await items())}, want ${JSON.stringify(want)}`;
+      throw e;
+    });
+  };
+  const held = () => page.evaluate(() => ({ ...window.app.held }));
+
+  await until("counts", "0 todos, 0 lists");
+  await itemsUntil("");
+  await page.evaluate(WRITE_TODOS);
+  await until("counts", "3 todos, 0 lists");
+  await itemsUntil("a,b");
+  await page.evaluate(() => window.app.db.update("todos", "1", { done: true }));
+  await itemsUntil("a");
+  await page.evaluate(() => window.app.db.insert("lists", { id: "l" }));
+  await until("counts", "3 todos, 1 lists");
+  assert.deepEqual(await held(), { subscribeCalls: 2, subscriptions: 2 });
+
+  await page.evaluate(() => window.app.unmount());
+  assert.deepEqual(await held(), { subscribeCalls: 2, subscriptions: 0 });
+  await page.close();
+});
+
+test("React server render: the hooks render the empty state, without IndexedDB or reading the store", async () => {
+  const out = await run(process.execPath, ["ssr.mjs"], { cwd: app.dir, timeout: 30_000 });
+  const { html, touched, open } = JSON.parse(out.trim().split("\n").at(-1));
+  assert.equal(open, "function", "syncstore imports on the server");
+  assert.deepEqual(html, ["<p>loading|loading|loading|offline</p>", "<p>loading|loading|loading|no status</p>"]);
+  // The live hooks never read the store; useStatus reads its in-memory status.
+  assert.deepEqual(touched, ["db.status"]);
 });
 
 test("no page error, console error or warning, or failed request", () => {
