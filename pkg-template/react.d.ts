@@ -13,6 +13,14 @@ import type {
 } from "./index.js";
 
 /**
+ * `D`, unless it is a store typed by a schema (`SyncStore.open<S>`), which
+ * takes the typed overloads only: an unknown collection of a typed store
+ * must not compile through the untyped ones.
+ */
+export type Untyped<D> = D &
+  ([NonNullable<D>] extends [never] ? unknown : [NonNullable<D>] extends [TypedSyncStore<any>] ? never : unknown);
+
+/**
  * The rows of `db.live(coll, query)`: `undefined` until the first result
  * (and in a server render, which never calls the store), then the current
  * result after every change that alters it. Subscribes again when `db`,
@@ -47,9 +55,13 @@ export declare function useLive<S extends Schema, T>(
   fn: (tx: TypedLiveReader<S>) => Promise<T> | T,
   deps?: readonly unknown[],
 ): T | undefined;
-export declare function useLive(db: SyncStore | null | undefined, coll: string, query?: Query): Doc[] | undefined;
-export declare function useLive<T>(
-  db: SyncStore | null | undefined,
+export declare function useLive<D extends SyncStore | null | undefined>(
+  db: Untyped<D>,
+  coll: string,
+  query?: Query,
+): Doc[] | undefined;
+export declare function useLive<T, D extends SyncStore | null | undefined = SyncStore>(
+  db: Untyped<D>,
   fn: (tx: LiveReader) => Promise<T> | T,
   deps?: readonly unknown[],
 ): T | undefined;
@@ -66,8 +78,8 @@ export declare function useQuery<S extends Schema, C extends keyof S & string>(
   coll: C,
   query?: TypedQuery<S[C]>,
 ): TypedDoc<S[C]>[] | undefined;
-export declare function useQuery(
-  db: SyncStore | null | undefined,
+export declare function useQuery<D extends SyncStore | null | undefined>(
+  db: Untyped<D>,
   coll: string,
   query?: Query,
 ): Doc[] | undefined;

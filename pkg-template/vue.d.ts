@@ -1,5 +1,5 @@
 // Types of `syncstore/vue`: Vue 3 composables over a SyncStore.
-import type { ComputedRef, MaybeRefOrGetter, WatchSource } from "vue";
+import type { ComputedRef, MaybeRef, MaybeRefOrGetter, Ref, WatchSource } from "vue";
 import type {
   Doc,
   LiveReader,
@@ -12,6 +12,20 @@ import type {
   TypedQuery,
   TypedSyncStore,
 } from "./index.js";
+
+/** The store a store, ref or getter `R` holds. */
+export type StoreOf<R> = R extends (...args: never[]) => infer X ? X : R extends Ref<infer X> ? X : R;
+/**
+ * `R`, unless it holds a store typed by a schema (`SyncStore.open<S>`),
+ * which takes the typed overloads only: an unknown collection of a typed
+ * store must not compile through the untyped ones.
+ */
+export type Untyped<R> = R &
+  ([NonNullable<StoreOf<R>>] extends [never]
+    ? unknown
+    : [NonNullable<StoreOf<R>>] extends [TypedSyncStore<any>]
+      ? never
+      : unknown);
 
 /** Options of `useLive` and `useQuery`. */
 export interface LiveOptions {
@@ -31,8 +45,9 @@ export interface LiveFnOptions extends LiveOptions {
 /**
  * The rows of `db.live(coll, query)` as a readonly ref: `undefined` until
  * the first result, then the current one after every change that alters
- * it. `db`, `coll` and `query` may be refs or getters; a change of their
- * value subscribes again. Ends with the component (or effect scope).
+ * it. `db` and `query` may be refs or getters, `coll` a ref (a function
+ * there is the function form below); a change of their value subscribes
+ * again. Ends with the component (or effect scope).
  *
  * @example
  * const done = ref(false);
@@ -40,7 +55,7 @@ export interface LiveFnOptions extends LiveOptions {
  */
 export declare function useLive<S extends Schema, C extends keyof S & string>(
   db: MaybeRefOrGetter<TypedSyncStore<S> | null | undefined>,
-  coll: MaybeRefOrGetter<C>,
+  coll: MaybeRef<C>,
   query?: MaybeRefOrGetter<TypedQuery<S[C]> | undefined>,
   options?: LiveOptions,
 ): ComputedRef<TypedDoc<S[C]>[] | undefined>;
@@ -57,14 +72,14 @@ export declare function useLive<S extends Schema, T>(
   fn: (tx: TypedLiveReader<S>) => Promise<T> | T,
   options?: LiveFnOptions,
 ): ComputedRef<T | undefined>;
-export declare function useLive(
-  db: MaybeRefOrGetter<SyncStore | null | undefined>,
-  coll: MaybeRefOrGetter<string>,
+export declare function useLive<R extends MaybeRefOrGetter<SyncStore | null | undefined>>(
+  db: Untyped<R>,
+  coll: MaybeRef<string>,
   query?: MaybeRefOrGetter<Query | undefined>,
   options?: LiveOptions,
 ): ComputedRef<Doc[] | undefined>;
-export declare function useLive<T>(
-  db: MaybeRefOrGetter<SyncStore | null | undefined>,
+export declare function useLive<T, R extends MaybeRefOrGetter<SyncStore | null | undefined> = SyncStore>(
+  db: Untyped<R>,
   fn: (tx: LiveReader) => Promise<T> | T,
   options?: LiveFnOptions,
 ): ComputedRef<T | undefined>;
@@ -72,13 +87,13 @@ export declare function useLive<T>(
 /** The rows of a live query: the same as `useLive(db, coll, query, options)`. */
 export declare function useQuery<S extends Schema, C extends keyof S & string>(
   db: MaybeRefOrGetter<TypedSyncStore<S> | null | undefined>,
-  coll: MaybeRefOrGetter<C>,
+  coll: MaybeRef<C>,
   query?: MaybeRefOrGetter<TypedQuery<S[C]> | undefined>,
   options?: LiveOptions,
 ): ComputedRef<TypedDoc<S[C]>[] | undefined>;
-export declare function useQuery(
-  db: MaybeRefOrGetter<SyncStore | null | undefined>,
-  coll: MaybeRefOrGetter<string>,
+export declare function useQuery<R extends MaybeRefOrGetter<SyncStore | null | undefined>>(
+  db: Untyped<R>,
+  coll: MaybeRef<string>,
   query?: MaybeRefOrGetter<Query | undefined>,
   options?: LiveOptions,
 ): ComputedRef<Doc[] | undefined>;

@@ -23,9 +23,9 @@ function queryKey(query) {
  * A live query as a readonly ref: `undefined` until the first result, then
  * the current one after every change that alters it.
  *
- * - `useLive(db, coll, query?)`: the rows of `db.live(coll, query)`; `db`,
- *   `coll` and `query` may be refs or getters, and a change of their value
- *   subscribes again.
+ * - `useLive(db, coll, query?)`: the rows of `db.live(coll, query)`; `db`
+ *   and `query` may be refs or getters, `coll` a ref (a function there is
+ *   the function form), and a change of their value subscribes again.
  * - `useLive(db, async (tx) => ..., { deps })`: what the function returns
  *   (`db.live(fn)`), run again after each write to a collection it read, and
  *   when `db` or a source of `deps` (refs or getters) changes.

@@ -1,5 +1,5 @@
 // The package's TypeScript types, as a TypeScript user gets them: the
-// tarball, react and @types/react installed in a throwaway project, checked
+// tarball, react, @types/react and vue installed in a throwaway project, checked
 // with tsc --strict --noEmit (skipLibCheck off, so the package's own .d.ts
 // files are checked too).
 import { test, before, after } from "node:test";
@@ -20,8 +20,8 @@ const CONFIGS = {
 
 let app;
 before(async () => {
-  app = await makeApp("types", {}, await pinned("react", "@types/react"));
-  for (const f of ["api.ts", "component.tsx", "negative.ts", "typed.ts", "typed-negative.ts"]) {
+  app = await makeApp("types", {}, await pinned("react", "@types/react", "vue"));
+  for (const f of ["api.ts", "component.tsx", "negative.ts", "typed.ts", "typed-negative.ts", "vue.ts"]) {
     await copyFixture(`types/${f}`, app.dir, f);
   }
 });
@@ -43,8 +43,8 @@ async function tsc(name, files) {
 }
 
 for (const name of Object.keys(CONFIGS)) {
-  test(`the whole API, the typed API and a React component type-check (${name})`, async () => {
-    const { code, output } = await tsc(name, ["api.ts", "component.tsx", "typed.ts"]);
+  test(`the whole API, the typed API, a React component and the Vue composables type-check (${name})`, async () => {
+    const { code, output } = await tsc(name, ["api.ts", "component.tsx", "typed.ts", "vue.ts"]);
     assert.equal(code, 0, output);
     assert.equal(output.trim(), "");
   });
