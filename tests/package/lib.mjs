@@ -191,3 +191,14 @@ export async function openAndWait(b, url, { timeout = 15_000 } = {}) {
   }
   return { page, logs };
 }
+
+/**
+ * A marked example of pkg-template/README.md (`<!-- example:NAME -->` before
+ * a fenced block), as written: `{ lang, code }`.
+ */
+export async function readmeExample(name) {
+  const readme = await readFile(join(root, "pkg-template", "README.md"), "utf8");
+  const m = readme.match(new RegExp(`<!-- example:${name} -->\\s*\`\`\`(\\w+)\\n([\\s\\S]*?)\`\`\``));
+  if (!m) throw new Error(`pkg-template/README.md has no example marked ${name}`);
+  return { lang: m[1], code: m[2] };
+}

@@ -6,7 +6,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { bin, copyFixture, makeApp, pinned, run } from "./lib.mjs";
+import { bin, copyFixture, makeApp, pinned, readmeExample, run } from "./lib.mjs";
 
 // The generated syncstore.d.ts declares `[Symbol.dispose]()` (wasm-bindgen),
 // which needs the esnext.disposable lib (or skipLibCheck).
@@ -23,6 +23,12 @@ before(async () => {
   app = await makeApp("types", {}, await pinned("react", "@types/react", "vue"));
   for (const f of ["api.ts", "component.tsx", "negative.ts", "typed.ts", "typed-negative.ts", "vue.ts"]) {
     await copyFixture(`types/${f}`, app.dir, f);
+  }
+  // The README's React and TypeScript examples, as written.
+  for (const [name, file, lang] of [["react", "readme-react.tsx", "tsx"], ["typescript", "readme-typescript.ts", "ts"]]) {
+    const example = await readmeExample(name);
+    assert.equal(example.lang, lang);
+    await writeFile(join(app.dir, file), example.code);
   }
 });
 after(async () => {
@@ -43,8 +49,8 @@ async function tsc(name, files) {
 }
 
 for (const name of Object.keys(CONFIGS)) {
-  test(`the whole API, the typed API, a React component and the Vue composables type-check (${name})`, async () => {
-    const { code, output } = await tsc(name, ["api.ts", "component.tsx", "typed.ts", "vue.ts"]);
+  test(`the whole API, the typed API, React components, the Vue composables and the README's examples type-check (${name})`, async () => {
+    const { code, output } = await tsc(name, ["api.ts", "component.tsx", "typed.ts", "vue.ts", "readme-react.tsx", "readme-typescript.ts"]);
     assert.equal(code, 0, output);
     assert.equal(output.trim(), "");
   });

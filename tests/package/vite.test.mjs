@@ -8,12 +8,13 @@ import assert from "node:assert/strict";
 import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { bin, browser, copyFixture, makeApp, openAndWait, pinned, quickStart, run, serve } from "./lib.mjs";
+import { browser, copyFixture, makeApp, openAndWait, pinned, quickStart, readmeExample, run, serve } from "./lib.mjs";
 import { CHECKS, checkQuickStart } from "./expected.mjs";
 
 const FILES = [
   "index.html", "checks.html", "react.html", "react-app.js", "rxjs.html", "rxjs-app.js", "vite.config.js",
   "db.js", "vue.html", "vue-app.js", "Todos.vue", "svelte.html", "svelte-app.js", "Todos.svelte", "ssr.mjs",
+  "readme-vue.html", "readme-vue.js", "readme-svelte.html", "readme-svelte.js",
 ];
 
 let app, server, b;
@@ -24,6 +25,12 @@ before(async () => {
   app = await makeApp("vite", { "main.js": `${code}\nwindow.done = true;\n` }, await pinned(...deps));
   for (const f of FILES) await copyFixture(`vite/${f}`, app.dir, f);
   await copyFixture("checks.js", app.dir);
+  // The README's Vue and Svelte examples, as written, as components.
+  for (const [name, file] of [["vue", "ReadmeTodos.vue"], ["svelte", "ReadmeTodos.svelte"]]) {
+    const { lang, code } = await readmeExample(name);
+    assert.equal(lang, name);
+    await writeFile(join(app.dir, file), code);
+  }
   // The app's own vite (the version package.json pins, which the plugins
   // it installed import too).
   await run(join(app.dir, "node_modules", ".bin", "vite"), ["build"], { cwd: app.dir, timeout: 120_000 });
@@ -81,13 +88,25 @@ function texts(page) {
   return { text, until };
 }
 
-/** Three todos (two open) and nothing else. */
+/** Three todos (two open; by text and by createdAt: a, b, c). */
 const WRITE_TODOS = () =>
   window.app.db.batch([
-    { op: "insert", coll: "todos", doc: { id: "1", text: "b", done: false } },
-    { op: "insert", coll: "todos", doc: { id: "2", text: "a", done: false } },
-    { op: "insert", coll: "todos", doc: { id: "3", text: "c", done: true } },
+    { op: "insert", coll: "todos", doc: { id: "1", text: "b", done: false, createdAt: 2 } },
+    { op: "insert", coll: "todos", doc: { id: "2", text: "a", done: false, createdAt: 1 } },
+    { op: "insert", coll: "todos", doc: { id: "3", text: "c", done: true, createdAt: 3 } },
   ]);
+
+/** The texts of the `li`s under `sel`, joined by commas; `until` waits for a value. */
+function listItems(page, sel) {
+  const read = () => page.evaluate((sel) => [...document.querySelectorAll(`${sel} li`)].map((li) => li.textContent.trim()).join(), sel);
+  const until = async (want) => {
+    await page.waitForFunction(([sel, want]) => document.querySelector(sel) && [...document.querySelectorAll(`${sel} li`)].map((li) => li.textContent.trim()).join() === want, [sel, want], { timeout: 5000 }).catch(async (e) => {
+      e.message += `\nitems are ${JSON.stringify(await read())}, want ${JSON.stringify(want)}`;
+      throw e;
+    });
+  };
+  return { read, until };
+}
 
 test("React: useLive (both forms), useQuery and useStatus render, follow changes and clean up", async () => {
   const { page } = await openAndWait(b, `${server.base}/react.html`);
@@ -174,13 +193,7 @@ test("Vue 3: useLive (both forms) and useStatus render, follow changes and clean
 test("Svelte 5: db.live(...) as a store ($todos) renders, follows changes and unsubscribes", async () => {
   const { page } = await openAndWait(b, `${server.base}/svelte.html`);
   const { until } = texts(page);
-  const items = () => page.evaluate(() => [...document.querySelectorAll("#rows li")].map((li) => li.textContent).join());
-  const itemsUntil = async (want) => {
-    await page.waitForFunction((want) => document.querySelector("ul#rows") && [...document.querySelectorAll("#rows li")].map((li) => li.textContent).join() === want, want, { timeout: 5000 }).catch(async (e) => {
-      e.message += `\nitems are ${JSON.stringify(await items())}, want ${JSON.stringify(want)}`;
-      throw e;
-    });
-  };
+  const { until: itemsUntil } = listItems(page, "ul#rows");
   const held = () => page.evaluate(() => ({ ...window.app.held }));
 
   await until("counts", "0 todos, 0 lists");
@@ -196,6 +209,43 @@ test("Svelte 5: db.live(...) as a store ($todos) renders, follows changes and un
 
   await page.evaluate(() => window.app.unmount());
   assert.deepEqual(await held(), { subscribeCalls: 2, subscriptions: 0 });
+  await page.close();
+});
+
+test("the README's Vue example renders, follows writes and its query's ref, and cleans up", async () => {
+  const { page } = await openAndWait(b, `${server.base}/readme-vue.html`);
+  const items = listItems(page, "ul");
+  const line = () => page.locator("p").first().textContent({ timeout: 5000 });
+  await items.until("");
+  await page.evaluate(WRITE_TODOS);
+  await items.until("a,b");
+  await page.waitForFunction(() => document.querySelector("p")?.textContent === "offline, 0 pending, 2 open", null, { timeout: 5000 }).catch(async (e) => {
+    e.message += `\nthe status line is ${JSON.stringify(await line())}`;
+    throw e;
+  });
+  await page.click("button");
+  await items.until("c");
+  await page.evaluate(() => window.app.db.update("todos", "1", { done: true }));
+  await items.until("b,c");
+  assert.equal(await line(), "offline, 0 pending, 1 open");
+  await page.evaluate(() => window.app.unmount());
+  assert.equal((await page.evaluate(() => window.app.held)).subscriptions, 0);
+  await page.close();
+});
+
+test("the README's Svelte example renders, follows writes, and unsubscribes", async () => {
+  const { page } = await openAndWait(b, `${server.base}/readme-svelte.html`);
+  const items = listItems(page, "ul");
+  await items.until("");
+  await page.evaluate(WRITE_TODOS);
+  await items.until("a,b");
+  await page.waitForFunction(() => document.querySelector("p")?.textContent === "2 open", null, { timeout: 5000 });
+  await page.evaluate(() => window.app.db.update("todos", "1", { done: true }));
+  await items.until("a");
+  await page.waitForFunction(() => document.querySelector("p")?.textContent === "1 open", null, { timeout: 5000 });
+  assert.deepEqual(await page.evaluate(() => ({ ...window.app.held })), { subscribeCalls: 2, subscriptions: 2 });
+  await page.evaluate(() => window.app.unmount());
+  assert.deepEqual(await page.evaluate(() => ({ ...window.app.held })), { subscribeCalls: 2, subscriptions: 0 });
   await page.close();
 });
 
