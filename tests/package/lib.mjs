@@ -193,12 +193,13 @@ export async function openAndWait(b, url, { timeout = 15_000 } = {}) {
 }
 
 /**
- * A marked example of pkg-template/README.md (`<!-- example:NAME -->` before
- * a fenced block), as written: `{ lang, code }`.
+ * A marked example of pkg-template/README.md (or of `readme`, a path from
+ * the repository root): `<!-- example:NAME -->` before a fenced block, as
+ * written: `{ lang, code }`.
  */
-export async function readmeExample(name) {
-  const readme = await readFile(join(root, "pkg-template", "README.md"), "utf8");
-  const m = readme.match(new RegExp(`<!-- example:${name} -->\\s*\`\`\`(\\w+)\\n([\\s\\S]*?)\`\`\``));
-  if (!m) throw new Error(`pkg-template/README.md has no example marked ${name}`);
+export async function readmeExample(name, readme = "pkg-template/README.md") {
+  const text = await readFile(join(root, readme), "utf8");
+  const m = text.match(new RegExp(`<!-- example:${name} -->\\s*\`\`\`(\\w+)\\n([\\s\\S]*?)\`\`\``));
+  if (!m) throw new Error(`${readme} has no example marked ${name}`);
   return { lang: m[1], code: m[2] };
 }

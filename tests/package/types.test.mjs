@@ -15,13 +15,15 @@ const CONFIGS = {
   bundler: { module: "esnext", moduleResolution: "bundler", lib: LIB, skipLibCheck: false },
   nodenext: { module: "nodenext", moduleResolution: "nodenext", lib: LIB, skipLibCheck: false },
   // What Vite's react-ts template sets.
+  // JavaScript checked against the package's types (checkJs).
+  js: { module: "esnext", moduleResolution: "bundler", lib: LIB, skipLibCheck: false, allowJs: true, checkJs: true, noImplicitAny: false },
   "vite-template": { module: "esnext", moduleResolution: "bundler", lib: ["es2022", "dom", "dom.iterable"], skipLibCheck: true, verbatimModuleSyntax: true, noUnusedParameters: true },
 };
 
 let app;
 before(async () => {
   app = await makeApp("types", {}, await pinned("react", "@types/react", "vue"));
-  for (const f of ["api.ts", "component.tsx", "negative.ts", "typed.ts", "typed-negative.ts", "vue.ts"]) {
+  for (const f of ["api.ts", "component.tsx", "negative.ts", "typed.ts", "typed-negative.ts", "vue.ts", "plain.js"]) {
     await copyFixture(`types/${f}`, app.dir, f);
   }
   // The README's React and TypeScript examples, as written.
@@ -30,6 +32,9 @@ before(async () => {
     assert.equal(example.lang, lang);
     await writeFile(join(app.dir, file), example.code);
   }
+  const repo = await readmeExample("react", "README.md");
+  assert.equal(repo.lang, "jsx");
+  await writeFile(join(app.dir, "readme-repo.jsx"), repo.code);
 });
 after(async () => {
   await app?.remove();
@@ -48,7 +53,13 @@ async function tsc(name, files) {
   }
 }
 
-for (const name of Object.keys(CONFIGS)) {
+test("JavaScript (checkJs): the repository README's React example and a store of type any", async () => {
+  const { code, output } = await tsc("js", ["readme-repo.jsx", "plain.js"]);
+  assert.equal(code, 0, output);
+  assert.equal(output.trim(), "");
+});
+
+for (const name of ["bundler", "nodenext", "vite-template"]) {
   test(`the whole API, the typed API, React components, the Vue composables and the README's examples type-check (${name})`, async () => {
     const { code, output } = await tsc(name, ["api.ts", "component.tsx", "typed.ts", "vue.ts", "readme-react.tsx", "readme-typescript.ts"]);
     assert.equal(code, 0, output);
