@@ -17,7 +17,7 @@ const FILES = [
   "readme-vue.html", "readme-vue.js", "readme-svelte.html", "readme-svelte.js",
 ];
 
-let app, server, b;
+let app, server, b, buildOutput;
 before(async () => {
   const code = await quickStart();
   assert.match(code, /from "syncstore";/, "the quick start imports the package");
@@ -33,7 +33,7 @@ before(async () => {
   }
   // The app's own vite (the version package.json pins, which the plugins
   // it installed import too).
-  await run(join(app.dir, "node_modules", ".bin", "vite"), ["build"], { cwd: app.dir, timeout: 120_000 });
+  buildOutput = await run(join(app.dir, "node_modules", ".bin", "vite"), ["build"], { cwd: app.dir, timeout: 120_000 });
   server = await serve(join(app.dir, "dist"));
   b = await browser();
 });
@@ -51,6 +51,10 @@ test("vite build emits the wasm module as an asset, with no wasm plugin", async 
   const config = (await import(pathToFileURL(join(app.dir, "vite.config.js")))).default;
   const names = config.plugins.flat().map((p) => p.name);
   assert.ok(names.length > 0 && names.every((n) => n === "vite:vue" || n.startsWith("vite-plugin-svelte")), `plugins: ${names}`);
+});
+
+test("vite build (logLevel warn) prints nothing: no warning from the package, the components or the README's examples", () => {
+  assert.equal(buildOutput.trim(), "");
 });
 
 test("the README quick start runs as written in the built app", async () => {
@@ -250,8 +254,11 @@ test("the README's Svelte example renders, follows writes, and unsubscribes", as
 });
 
 test("React server render: the hooks render the empty state, without IndexedDB or reading the store", async () => {
-  const out = await run(process.execPath, ["ssr.mjs"], { cwd: app.dir, timeout: 30_000 });
-  const { html, touched, open } = JSON.parse(out.trim().split("\n").at(-1));
+  // React's development build (NODE_ENV unset): its warnings would print too.
+  const out = await run(process.execPath, ["ssr.mjs"], { cwd: app.dir, timeout: 30_000, env: { NODE_ENV: "development" } });
+  const lines = out.trim().split("\n");
+  assert.equal(lines.length, 1, `only the result is printed: ${out}`);
+  const { html, touched, open } = JSON.parse(lines[0]);
   assert.equal(open, "function", "syncstore imports on the server");
   assert.deepEqual(html, ["<p>loading|loading|loading|offline</p>", "<p>loading|loading|loading|no status</p>"]);
   // The live hooks never read the store; useStatus reads its in-memory status.
