@@ -34,6 +34,12 @@ before(async () => {
   // The app's own vite (the version package.json pins, which the plugins
   // it installed import too).
   buildOutput = await run(join(app.dir, "node_modules", ".bin", "vite"), ["build"], { cwd: app.dir, timeout: 120_000 });
+  // React's development build too (StrictMode mounts twice, dev checks on).
+  await run(join(app.dir, "node_modules", ".bin", "vite"), ["build", "--mode", "development", "--outDir", "dist/dev", "--base", "/dev/"], {
+    cwd: app.dir,
+    timeout: 120_000,
+    env: { NODE_ENV: "development" },
+  });
   server = await serve(join(app.dir, "dist"));
   b = await browser();
 });
@@ -162,6 +168,28 @@ test("React: useLive (both forms), useQuery and useStatus render, follow changes
 
   await page.evaluate(() => window.app.unmount());
   assert.deepEqual(await live(), { subscribeCalls: 6, subscriptions: 0, statusListeners: 0 });
+  await page.close();
+});
+
+test("React development build (StrictMode: effects run twice, React's checks on): the hooks render, follow changes and clean up", async () => {
+  const { page } = await openAndWait(b, `${server.base}/dev/react.html`);
+  const { until } = texts(page);
+  const dev = await page.evaluate(() => window.app.live);
+  assert.ok(dev.renders >= 2, "a development build renders twice under StrictMode");
+  await until("rows", "[]");
+  await until("counts", "0 todos, 0 lists");
+  await until("broken", "caught UNKNOWN_COLLECTION");
+  await page.evaluate(WRITE_TODOS);
+  await until("rows", '["a","b"]');
+  await until("legacy", '["a","b"]');
+  await until("counts", "3 todos, 0 lists");
+  await page.evaluate(() => window.app.setDone(true));
+  await until("rows", '["c"]');
+  const { subscriptions, statusListeners } = await page.evaluate(() => window.app.live);
+  assert.deepEqual({ subscriptions, statusListeners }, { subscriptions: 3, statusListeners: 1 });
+  await page.evaluate(() => window.app.unmount());
+  const after = await page.evaluate(() => window.app.live);
+  assert.deepEqual([after.subscriptions, after.statusListeners], [0, 0], "nothing held after unmount");
   await page.close();
 });
 
