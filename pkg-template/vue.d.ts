@@ -51,7 +51,8 @@ export interface LiveFnOptions extends LiveOptions {
  * the first result, then the current one after every change that alters
  * it. `db` and `query` may be refs or getters, `coll` a ref (a function
  * there is the function form below); a change of their value subscribes
- * again. Ends with the component (or effect scope).
+ * again. In a component it subscribes once mounted (never on the server)
+ * and ends with it; outside one, at once and with the effect scope.
  *
  * @example
  * const done = ref(false);
@@ -68,7 +69,8 @@ export declare function useLive<R extends MaybeRefOrGetter<SyncStore | null | un
  * the first result, then the current one after every change that alters
  * it. `db` and `query` may be refs or getters, `coll` a ref (a function
  * there is the function form below); a change of their value subscribes
- * again. Ends with the component (or effect scope).
+ * again. In a component it subscribes once mounted (never on the server)
+ * and ends with it; outside one, at once and with the effect scope.
  *
  * @example
  * const done = ref(false);

@@ -1,13 +1,25 @@
 // Vue 3 composables for syncstore (`syncstore/vue`); `vue` (3.3 or later)
 // is an optional peer dependency of the package, needed only by this module.
+// In a component they subscribe once it is mounted, so a server render
+// (where nothing mounts) gets the empty state without calling the store.
 // Each returns a readonly ref (a computed ref over a shallow ref: rows are
 // not made deeply reactive) fed by the store; the subscription follows the
 // reactive arguments and ends with the component (or effect scope).
-import { computed, getCurrentScope, onScopeDispose, shallowRef, toValue, watch } from "vue";
+import { computed, getCurrentInstance, getCurrentScope, onMounted, onScopeDispose, shallowRef, toValue, watch } from "vue";
 
 /** Stops `stop` when the current component or effect scope ends. */
 function onEnd(stop) {
   if (getCurrentScope()) onScopeDispose(stop);
+}
+
+/**
+ * Runs `start` once the current component is mounted (never on the
+ * server), or now outside a component (an effect scope, a store). A watch
+ * it creates belongs to the component and stops with it.
+ */
+function whenMounted(start) {
+  if (getCurrentInstance()) onMounted(start);
+  else start();
 }
 
 /** A query's value as a key that tells Dates from strings. */
@@ -47,29 +59,31 @@ export function useLive(db, what, arg, options) {
   const source = fn
     ? () => [toValue(db), ...(opts.deps ?? []).map((d) => toValue(d))]
     : () => [toValue(db), toValue(what), queryKey(toValue(arg))];
-  watch(
-    source,
-    ([store], old) => {
-      // A result of the previous db never shows for this one.
-      if (old !== undefined && old[0] !== store) value.value = undefined;
-      stop();
-      if (store === null || store === undefined) return;
-      const live = fn ? store.live(what) : store.live(toValue(what), toValue(arg) ?? undefined);
-      sub = live.subscribe({
-        next: (v) => {
-          value.value = v;
-        },
-        error: (e) => {
-          if (typeof opts.onError === "function") opts.onError(e);
-          else
-            setTimeout(() => {
-              throw e;
-            }, 0);
-        },
-      });
-    },
-    { immediate: true },
-  );
+  const run = () =>
+    watch(
+      source,
+      ([store], old) => {
+        // A result of the previous db never shows for this one.
+        if (old !== undefined && old[0] !== store) value.value = undefined;
+        stop();
+        if (store === null || store === undefined) return;
+        const live = fn ? store.live(what) : store.live(toValue(what), toValue(arg) ?? undefined);
+        sub = live.subscribe({
+          next: (v) => {
+            value.value = v;
+          },
+          error: (e) => {
+            if (typeof opts.onError === "function") opts.onError(e);
+            else
+              setTimeout(() => {
+                throw e;
+              }, 0);
+          },
+        });
+      },
+      { immediate: true },
+    );
+  whenMounted(run);
   onEnd(stop);
   return computed(() => value.value);
 }
@@ -99,19 +113,25 @@ export function useStatus(db) {
     if (off !== null) off();
     off = null;
   };
-  watch(
-    () => toValue(db),
-    (store) => {
-      stop();
-      text = undefined;
-      if (store === null || store === undefined) {
-        status.value = undefined;
-        return;
-      }
-      set(store.status());
-      off = store.on("status", set);
-    },
-    { immediate: true },
+  // The status now (held in memory: no IndexedDB read, also on the
+  // server); its events once mounted.
+  const initial = toValue(db);
+  if (initial !== null && initial !== undefined) set(initial.status());
+  whenMounted(() =>
+    watch(
+      () => toValue(db),
+      (store) => {
+        stop();
+        text = undefined;
+        if (store === null || store === undefined) {
+          status.value = undefined;
+          return;
+        }
+        set(store.status());
+        off = store.on("status", set);
+      },
+      { immediate: true },
+    ),
   );
   onEnd(stop);
   return computed(() => status.value);

@@ -281,16 +281,17 @@ test("the README's Svelte example renders, follows writes, and unsubscribes", as
   await page.close();
 });
 
-test("React server render: the hooks render the empty state, without IndexedDB or reading the store", async () => {
-  // React's development build (NODE_ENV unset): its warnings would print too.
+test("server renders (React, Vue): the hooks render the empty state, without IndexedDB or reading the store", async () => {
+  // The frameworks' development builds (NODE_ENV): their warnings would print too.
   const out = await run(process.execPath, ["ssr.mjs"], { cwd: app.dir, timeout: 30_000, env: { NODE_ENV: "development" } });
   const lines = out.trim().split("\n");
   assert.equal(lines.length, 1, `only the result is printed: ${out}`);
-  const { html, touched, open } = JSON.parse(lines[0]);
+  const { react, vue, open } = JSON.parse(lines[0]);
   assert.equal(open, "function", "syncstore imports on the server");
-  assert.deepEqual(html, ["<p>loading|loading|loading|offline</p>", "<p>loading|loading|loading|no status</p>"]);
+  const empty = ["<p>loading|loading|loading|offline</p>", "<p>loading|loading|loading|no status</p>"];
   // The live hooks never read the store; useStatus reads its in-memory status.
-  assert.deepEqual(touched, ["db.status"]);
+  assert.deepEqual(react, { html: empty, touched: ["db.status"] });
+  assert.deepEqual(vue, { html: empty, touched: ["db.status"] });
 });
 
 test("no page error, console error or warning, or failed request", () => {
