@@ -60,7 +60,7 @@ function queryKey(query) {
 function useStore(store) {
   const snap = useSyncExternalStore(store === null ? noSubscribe : store.subscribe, store === null ? empty : store.getSnapshot, empty);
   // A failed live query ends; its error goes to the nearest error boundary.
-  if (snap.error !== undefined) throw snap.error;
+  if ("error" in snap) throw snap.error;
   return snap.value;
 }
 

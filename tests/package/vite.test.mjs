@@ -133,8 +133,9 @@ test("React: useLive (both forms), useQuery and useStatus render, follow changes
   // A failing live query reached the error boundary (and only it).
   await until("broken", "caught UNKNOWN_COLLECTION");
   assert.deepEqual(await page.evaluate(() => window.app.caught), ["UNKNOWN_COLLECTION"]);
-  // rows, legacy, counts and the failed one (released with its component).
-  assert.deepEqual(await live(), { subscribeCalls: 4, subscriptions: 3, statusListeners: 1 });
+  await until("dated", "");
+  // rows, legacy, counts, dated and the failed one (released with its component).
+  assert.deepEqual(await live(), { subscribeCalls: 5, subscriptions: 4, statusListeners: 1 });
 
   await page.evaluate(WRITE_TODOS);
   await until("rows", '["a","b"]');
@@ -145,14 +146,22 @@ test("React: useLive (both forms), useQuery and useStatus render, follow changes
   await page.evaluate(() => window.app.db.update("todos", "1", { done: true }));
   await until("rows", '["a"]');
   await until("legacy", '["a"]');
+  await page.evaluate(() =>
+    window.app.db.batch([
+      { op: "insert", coll: "events", doc: { id: "e0", at: new Date(100) } },
+      { op: "insert", coll: "events", doc: { id: "e2", at: new Date(2000) } },
+      { op: "insert", coll: "events", doc: { id: "e1", at: new Date(1000) } },
+    ]),
+  );
+  await until("dated", "1000,2000");
   // Re-renders with an equal query (a new object each render) keep the subscriptions.
-  assert.deepEqual(await live(), { subscribeCalls: 4, subscriptions: 3, statusListeners: 1 });
+  assert.deepEqual(await live(), { subscribeCalls: 5, subscriptions: 4, statusListeners: 1 });
 
   await page.evaluate(() => window.app.setDone(true));
   await until("rows", '["b","c"]');
   await until("legacy", '["b","c"]');
   // A new query: rows and legacy subscribe again; the function form (deps []) does not.
-  assert.deepEqual(await live(), { subscribeCalls: 6, subscriptions: 3, statusListeners: 1 });
+  assert.deepEqual(await live(), { subscribeCalls: 7, subscriptions: 4, statusListeners: 1 });
 
   const emit = () =>
     page.evaluate(() =>
@@ -167,7 +176,7 @@ test("React: useLive (both forms), useQuery and useStatus render, follow changes
   assert.equal(await page.evaluate(() => window.app.live.renders), renders, "an equal status re-renders nothing");
 
   await page.evaluate(() => window.app.unmount());
-  assert.deepEqual(await live(), { subscribeCalls: 6, subscriptions: 0, statusListeners: 0 });
+  assert.deepEqual(await live(), { subscribeCalls: 7, subscriptions: 0, statusListeners: 0 });
   await page.close();
 });
 
@@ -186,7 +195,7 @@ test("React development build (StrictMode: effects run twice, React's checks on)
   await page.evaluate(() => window.app.setDone(true));
   await until("rows", '["c"]');
   const { subscriptions, statusListeners } = await page.evaluate(() => window.app.live);
-  assert.deepEqual({ subscriptions, statusListeners }, { subscriptions: 3, statusListeners: 1 });
+  assert.deepEqual({ subscriptions, statusListeners }, { subscriptions: 4, statusListeners: 1 });
   await page.evaluate(() => window.app.unmount());
   const after = await page.evaluate(() => window.app.live);
   assert.deepEqual([after.subscriptions, after.statusListeners], [0, 0], "nothing held after unmount");
