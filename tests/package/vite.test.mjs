@@ -202,7 +202,7 @@ test("React development build (StrictMode: effects run twice, React's checks on)
   await page.close();
 });
 
-test("Vue 3: useLive (both forms) and useStatus render, follow changes and clean up", async () => {
+test("Vue 3: useLive (both forms, onError) and useStatus render, follow changes and clean up", async () => {
   const { page } = await openAndWait(b, `${server.base}/vue.html`);
   const { text, until } = texts(page);
   const held = () => page.evaluate(() => ({ ...window.app.held }));
@@ -210,7 +210,9 @@ test("Vue 3: useLive (both forms) and useStatus render, follow changes and clean
   await until("rows", "[]");
   await until("counts", "0 todos, 0 lists");
   assert.equal(await text("status"), "offline 0");
-  assert.deepEqual(await held(), { subscribeCalls: 2, subscriptions: 2 });
+  await until("failed", "UNKNOWN_COLLECTION");
+  // rows, counts, and the failed one (held until unmount).
+  assert.deepEqual(await held(), { subscribeCalls: 3, subscriptions: 3 });
 
   await page.evaluate(WRITE_TODOS);
   await until("rows", '["a","b"]');
@@ -219,15 +221,15 @@ test("Vue 3: useLive (both forms) and useStatus render, follow changes and clean
   await until("counts", "3 todos, 1 lists");
   await page.evaluate(() => window.app.db.update("todos", "1", { done: true }));
   await until("rows", '["a"]');
-  assert.deepEqual(await held(), { subscribeCalls: 2, subscriptions: 2 });
+  assert.deepEqual(await held(), { subscribeCalls: 3, subscriptions: 3 });
 
   // The query is a getter over a ref: changing the ref subscribes again.
   await page.evaluate(() => window.app.setDone(true));
   await until("rows", '["b","c"]');
-  assert.deepEqual(await held(), { subscribeCalls: 3, subscriptions: 2 });
+  assert.deepEqual(await held(), { subscribeCalls: 4, subscriptions: 3 });
 
   await page.evaluate(() => window.app.unmount());
-  assert.deepEqual(await held(), { subscribeCalls: 3, subscriptions: 0 });
+  assert.deepEqual(await held(), { subscribeCalls: 4, subscriptions: 0 });
   await page.close();
 });
 
