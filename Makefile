@@ -64,8 +64,9 @@ test-e2e: pkg
 package: pkg
 	bash scripts/package.sh
 
-# The package as users install it (tests/package/): a Vite app, a no-build
-# page (headless Chromium), a webpack 5 app, TypeScript and React types.
+# The package as users install it (tests/package/): a Vite app with React,
+# Vue 3 and Svelte 5 components, a no-build page (headless Chromium), React
+# and Vue server renders, a webpack 5 app, TypeScript, React and Vue types.
 test-package: package
 	bash scripts/run-tier.sh package $(NODE_TEST) --test-timeout=170000 tests/package/
 

@@ -31,7 +31,7 @@ mkdir -p "$out/$(dirname "$glue")"
 cp pkg/syncstore.js pkg/syncstore.d.ts pkg/syncstore_bg.wasm "$out/"
 cp "pkg/$glue" "$out/$glue"
 cp pkg-template/README.md pkg-template/LICENSE pkg-template/index.d.ts \
-  pkg-template/react.js pkg-template/react.d.ts "$out/"
+  pkg-template/react.js pkg-template/react.d.ts pkg-template/vue.js pkg-template/vue.d.ts "$out/"
 sed "s|@SYNCSTORE_GLUE_JS@|$glue|" pkg-template/index.js >"$out/index.js"
 grep -q "@SYNCSTORE_GLUE_JS@" "$out/index.js" && die "index.js: the glue path was not filled in"
 VERSION=$version node -e '
@@ -72,5 +72,6 @@ echo "package: dist/$tgz ($(raw "dist/$tgz") bytes)"
 printf 'package: %-44s %9s bytes raw %9s bytes gzipped\n' \
   "wasm (syncstore_bg.wasm)" "$wasm_raw" "$wasm_gz" \
   "JS glue (syncstore.js + snippets + index.js)" "$glue_raw" "$glue_gz" \
-  "react.js (only with syncstore/react)" "$(raw "$out/react.js")" "$(gz "$out/react.js")"
+  "react.js (only with syncstore/react)" "$(raw "$out/react.js")" "$(gz "$out/react.js")" \
+  "vue.js (only with syncstore/vue)" "$(raw "$out/vue.js")" "$(gz "$out/vue.js")"
 echo "package: total gzipped (wasm + JS glue): $((wasm_gz + glue_gz)) bytes"

@@ -191,3 +191,15 @@ export async function openAndWait(b, url, { timeout = 15_000 } = {}) {
   }
   return { page, logs };
 }
+
+/**
+ * A marked example of pkg-template/README.md (or of `readme`, a path from
+ * the repository root): `<!-- example:NAME -->` before a fenced block, as
+ * written: `{ lang, code }`.
+ */
+export async function readmeExample(name, readme = "pkg-template/README.md") {
+  const text = await readFile(join(root, readme), "utf8");
+  const m = text.match(new RegExp(`<!-- example:${name} -->\\s*\`\`\`(\\w+)\\n([\\s\\S]*?)\`\`\``));
+  if (!m) throw new Error(`${readme} has no example marked ${name}`);
+  return { lang: m[1], code: m[2] };
+}

@@ -16,7 +16,7 @@ test("the tarball holds the package's files and nothing else", async () => {
   const rest = files.filter((f) => !f.startsWith("package/snippets/"));
   assert.deepEqual(
     rest,
-    ["LICENSE", "README.md", "index.d.ts", "index.js", "package.json", "react.d.ts", "react.js", "syncstore.d.ts", "syncstore.js", "syncstore_bg.wasm"].map(
+    ["LICENSE", "README.md", "index.d.ts", "index.js", "package.json", "react.d.ts", "react.js", "syncstore.d.ts", "syncstore.js", "syncstore_bg.wasm", "vue.d.ts", "vue.js"].map(
       (f) => `package/${f}`,
     ),
   );
@@ -36,9 +36,10 @@ test("package.json: name, Cargo's version, exports, peer dependency", async () =
   assert.equal(pkg.sideEffects, false);
   assert.deepEqual(pkg.exports["."], { types: "./index.d.ts", default: "./index.js" });
   assert.deepEqual(pkg.exports["./react"], { types: "./react.d.ts", default: "./react.js" });
+  assert.deepEqual(pkg.exports["./vue"], { types: "./vue.d.ts", default: "./vue.js" });
   assert.equal(pkg.exports["./package.json"], "./package.json");
-  assert.deepEqual(pkg.peerDependencies, { react: ">=18" });
-  assert.deepEqual(pkg.peerDependenciesMeta, { react: { optional: true } });
+  assert.deepEqual(pkg.peerDependencies, { react: ">=18", vue: ">=3.3" });
+  assert.deepEqual(pkg.peerDependenciesMeta, { react: { optional: true }, vue: { optional: true } });
   assert.equal(pkg.dependencies, undefined, "no runtime dependency");
   const files = await list();
   const targets = Object.values(pkg.exports).flatMap((e) => (typeof e === "string" ? [e] : Object.values(e)));
@@ -52,7 +53,7 @@ test("README and LICENSE: quick start, API summary, both licenses", async () => 
   assert.match(readme, /<!-- quickstart:start -->[\s\S]*<!-- quickstart:end -->/);
   const calls = "open insert update replace delete batch get query count subscribe status on sync push pull divergence resolveId goOffline goOnline conflicts resolveConflict close";
   for (const call of calls.split(" ")) assert.match(readme, new RegExp("`(SyncStore\\.)?" + call + "\\("), `the API summary covers ${call}`);
-  for (const word of ["SyncStoreError", "useQuery", "useStatus", "docs/protocol.md"]) assert.ok(readme.includes(word), `README mentions ${word}`);
+  for (const word of ["SyncStoreError", "useLive", "useQuery", "useStatus", "syncstore/react", "syncstore/vue", "Svelte", "docs/protocol.md"]) assert.ok(readme.includes(word), `README mentions ${word}`);
   const license = await read("LICENSE");
   assert.match(license, /MIT License/);
   assert.match(license, /Apache License, Version 2\.0/);

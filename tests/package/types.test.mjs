@@ -1,12 +1,12 @@
 // The package's TypeScript types, as a TypeScript user gets them: the
-// tarball, react and @types/react installed in a throwaway project, checked
+// tarball, react, @types/react and vue installed in a throwaway project, checked
 // with tsc --strict --noEmit (skipLibCheck off, so the package's own .d.ts
 // files are checked too).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { bin, copyFixture, makeApp, pinned, run } from "./lib.mjs";
+import { bin, copyFixture, makeApp, pinned, readmeExample, run } from "./lib.mjs";
 
 // The generated syncstore.d.ts declares `[Symbol.dispose]()` (wasm-bindgen),
 // which needs the esnext.disposable lib (or skipLibCheck).
@@ -15,15 +15,26 @@ const CONFIGS = {
   bundler: { module: "esnext", moduleResolution: "bundler", lib: LIB, skipLibCheck: false },
   nodenext: { module: "nodenext", moduleResolution: "nodenext", lib: LIB, skipLibCheck: false },
   // What Vite's react-ts template sets.
+  // JavaScript checked against the package's types (checkJs).
+  js: { module: "esnext", moduleResolution: "bundler", lib: LIB, skipLibCheck: false, allowJs: true, checkJs: true, noImplicitAny: false },
   "vite-template": { module: "esnext", moduleResolution: "bundler", lib: ["es2022", "dom", "dom.iterable"], skipLibCheck: true, verbatimModuleSyntax: true, noUnusedParameters: true },
 };
 
 let app;
 before(async () => {
-  app = await makeApp("types", {}, await pinned("react", "@types/react"));
-  for (const f of ["api.ts", "component.tsx", "negative.ts", "typed.ts", "typed-negative.ts"]) {
+  app = await makeApp("types", {}, await pinned("react", "@types/react", "vue"));
+  for (const f of ["api.ts", "component.tsx", "negative.ts", "typed.ts", "typed-negative.ts", "vue.ts", "plain.js"]) {
     await copyFixture(`types/${f}`, app.dir, f);
   }
+  // The README's React and TypeScript examples, as written.
+  for (const [name, file, lang] of [["react", "readme-react.tsx", "tsx"], ["typescript", "readme-typescript.ts", "ts"]]) {
+    const example = await readmeExample(name);
+    assert.equal(example.lang, lang);
+    await writeFile(join(app.dir, file), example.code);
+  }
+  const repo = await readmeExample("react", "README.md");
+  assert.equal(repo.lang, "jsx");
+  await writeFile(join(app.dir, "readme-repo.jsx"), repo.code);
 });
 after(async () => {
   await app?.remove();
@@ -42,9 +53,15 @@ async function tsc(name, files) {
   }
 }
 
-for (const name of Object.keys(CONFIGS)) {
-  test(`the whole API, the typed API and a React component type-check (${name})`, async () => {
-    const { code, output } = await tsc(name, ["api.ts", "component.tsx", "typed.ts"]);
+test("JavaScript (checkJs): the repository README's React example and a store of type any", async () => {
+  const { code, output } = await tsc("js", ["readme-repo.jsx", "plain.js"]);
+  assert.equal(code, 0, output);
+  assert.equal(output.trim(), "");
+});
+
+for (const name of ["bundler", "nodenext", "vite-template"]) {
+  test(`the whole API, the typed API, React components, the Vue composables and the README's examples type-check (${name})`, async () => {
+    const { code, output } = await tsc(name, ["api.ts", "component.tsx", "typed.ts", "vue.ts", "readme-react.tsx", "readme-typescript.ts"]);
     assert.equal(code, 0, output);
     assert.equal(output.trim(), "");
   });
