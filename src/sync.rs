@@ -15,6 +15,13 @@
 //! - Push goes over HTTP in bounded batches, oldest first; pull over the
 //!   WebSocket stream when one is up, else by polling every `pollMs`.
 //!   Failures back off exponentially with jitter, bounded.
+//! - A step that IndexedDB refuses (a full disk, a connection the browser
+//!   closed) does not touch that backoff: the loop holds its storage work
+//!   and tries it again on a short schedule of its own (250 ms doubling to
+//!   4 s, `syncstore_core::sync::schedule::StorageRetry`): the ingest, the
+//!   pull, and, if the step stored socket frames, the socket (those frames
+//!   are lost with the step, so the socket is dropped and its successor
+//!   catches up from the cursor that IndexedDB holds).
 //! - The socket is kept alive with protocol `ping`s every `keepAliveMs` of
 //!   quiet; one that delivers nothing for twice that is dead (half-open):
 //!   it is closed, a poll runs at once and a new socket follows with
@@ -39,7 +46,7 @@ use syncstore_core::protocol::{
 use syncstore_core::schema::{ConflictMode, SyncMode};
 use syncstore_core::sync::plan::{synced_colls, synced_spec, Planner, StepPlan};
 use syncstore_core::sync::policy::{Decision, Policies};
-use syncstore_core::sync::schedule::{Backoff, KeepAlive, BACKOFF_MAX_MS};
+use syncstore_core::sync::schedule::{Backoff, KeepAlive, StorageRetry, BACKOFF_MAX_MS};
 use syncstore_core::sync::{ClientSync, Entry, Event, Meta, ServerDoc, ServerRecord};
 use syncstore_core::write::Key;
 use wasm_bindgen::prelude::*;
@@ -328,6 +335,11 @@ pub struct SyncClient {
     /// and `pollMs`. Any answer of the server (a pull, a socket frame, a
     /// push) ends it; an explicit `sync()` never lengthens it.
     net: Cell<Backoff>,
+    /// The retry of a step IndexedDB refused; independent of `net`.
+    storage: Cell<StorageRetry>,
+    /// The error of the last storage failure: cleared from `lastError`
+    /// once a step commits again.
+    storage_error: RefCell<Option<ErrorInfo>>,
     next_poll_at: Cell<f64>,
     /// Local writes committed since the outbox was last read.
     outbox_dirty: Cell<bool>,
@@ -347,8 +359,9 @@ pub struct SyncClient {
     last_error: RefCell<Option<ErrorInfo>>,
     /// The last error published as an `error` event.
     reported_error: RefCell<Option<ErrorInfo>>,
-    /// The status last emitted.
-    status: RefCell<Option<Status>>,
+    /// The status last emitted, and the highest mid the engine had taken
+    /// in then (followers count their writes above it, tabs.rs).
+    status: RefCell<Option<(Status, u64)>>,
     /// A sync from the start in progress (see [`Status::progress`]).
     progress: RefCell<Option<Progress>>,
     on_online: RefCell<Option<OnlineWatch>>,
@@ -390,6 +403,8 @@ impl SyncClient {
             ws_failures: Cell::new(0),
             ws_retry_at: Cell::new(0.0),
             net: Cell::new(Backoff::default()),
+            storage: Cell::new(StorageRetry::default()),
+            storage_error: RefCell::new(None),
             next_poll_at: Cell::new(0.0),
             outbox_dirty: Cell::new(true),
             online: Cell::new(glue::is_online()),
@@ -621,10 +636,12 @@ impl SyncClient {
         }
         self.server_answered();
         // The server answers: what failed before is over, unless it is the
-        // socket that still fails (polling goes on meanwhile).
+        // socket that still fails (polling goes on meanwhile), or storage
+        // (a step that commits ends that error, `storage_ok`).
         let socket_failing =
             self.opts.websocket && self.ws.get() == Ws::Down && self.ws_failures.get() > 0;
-        if !socket_failing {
+        let storage_failing = self.storage.get().failures() > 0;
+        if !socket_failing && !storage_failing {
             self.last_error.borrow_mut().take();
         }
     }
@@ -663,11 +680,25 @@ impl SyncClient {
             crate::trace::frames(inner, &frames);
             self.last_pull_at.set(Some(Date::now()));
             if let Err(e) = self.step(inner, frames).await {
-                self.failed(&Failure::Storage(e));
+                // The frames are lost with the step, and the socket's
+                // stream runs on past them: its successor catches up from
+                // the cursor IndexedDB holds, once the retry is due.
+                self.drop_socket();
+                self.failed(&Failure::Storage(e), false);
             }
         }
         let waiters: Vec<Waiter> = std::mem::take(&mut *self.waiters.borrow_mut());
         let forced = !waiters.is_empty();
+        // A storage retry that is due: what the refused step was doing runs
+        // again (the ingest here, the pull and the socket by their times,
+        // which the failure set to the retry's).
+        let mut retry = self.storage.get();
+        if retry.take_due(Date::now()) {
+            self.outbox_dirty.set(true);
+        }
+        self.storage.set(retry);
+        // Storage work waits for a due retry (unless the app asks).
+        let held = !forced && retry.holding(Date::now());
         let mut result: Result<(), Failure> = Ok(());
         // Writes still in flight in this tab wake the loop when they commit:
         // wait for the last one, so that one push carries them all. A write
@@ -677,7 +708,7 @@ impl SyncClient {
         if !forced && self.outbox_dirty.get() && inner.live.writes_in_flight() == 0 {
             let _ = JsFuture::from(glue::next_task()).await;
         }
-        if forced || (self.outbox_dirty.get() && inner.live.writes_in_flight() == 0) {
+        if forced || (!held && self.outbox_dirty.get() && inner.live.writes_in_flight() == 0) {
             self.outbox_dirty.set(false);
             if let Err(e) = self.step(inner, vec![]).await {
                 result = Err(Failure::Storage(e));
@@ -685,13 +716,14 @@ impl SyncClient {
         }
         let online = self.is_online();
         if result.is_ok()
-            && (forced || (online && self.net.get().ready(Date::now())))
+            && (forced || (!held && online && self.net.get().ready(Date::now())))
             && self.has_pushable()
         {
             result = self.push_all(inner, forced).await;
         }
         if self.opts.websocket
             && online
+            && !held
             && self.socket.borrow().is_none()
             && Date::now() >= self.ws_retry_at.get()
         {
@@ -700,7 +732,7 @@ impl SyncClient {
                 Err(f) => self.socket_failed(&f),
             }
         }
-        let poll_due = online && self.polling() && Date::now() >= self.next_poll_at.get();
+        let poll_due = online && !held && self.polling() && Date::now() >= self.next_poll_at.get();
         if poll_due && !self.limits_known.get() {
             // Without a socket (whose `synced` frame brings them).
             self.fetch_limits(inner).await;
@@ -714,7 +746,7 @@ impl SyncClient {
             self.next_poll_at.set(Date::now() + wait);
         }
         if let Err(f) = &result {
-            self.failed(f);
+            self.failed(f, forced);
         }
         if self.stopped.get() {
             // The new leader answers them (`tabs.rs` forwards them).
@@ -731,7 +763,7 @@ impl SyncClient {
                     Ask::Sync => Ok(()),
                     Ask::Push(coll) => match self.step(inner, vec![Input::Unpark(coll)]).await {
                         Ok(()) => self.push_all(inner, true).await.map_err(|f| {
-                            self.failed(&f);
+                            self.failed(&f, true);
                             f.to_js()
                         }),
                         Err(e) => Err(e),
@@ -880,18 +912,46 @@ impl SyncClient {
         }
     }
 
-    fn failed(&self, f: &Failure) {
+    /// `forced`: the app asked for the attempt (`sync()`, `push(coll)`).
+    fn failed(&self, f: &Failure, forced: bool) {
         if self.stopped.get() {
             return; // not an error: another tab leads now
         }
-        if let Failure::Storage(_) = f {
-            // IndexedDB refused a step (quota, a closed connection): back
-            // off as for the network; the outbox and engine are intact.
-            let mut b = self.net.get();
-            b.failed(Date::now(), js_sys::Math::random(), 0.0, false);
-            self.net.set(b);
+        if let Failure::Storage(e) = f {
+            // IndexedDB refused a step (quota, a closed connection): the
+            // transaction aborted, the engine was rebuilt from what is
+            // stored, the outbox is intact. Retry on the storage schedule,
+            // not the HTTP backoff: the server did nothing wrong (feeding
+            // that backoff made a queued push wait up to 30 s after the
+            // disk had room again, and a live socket's lost frames were
+            // never fetched again).
+            let mut r = self.storage.get();
+            r.failed(Date::now(), js_sys::Math::random(), forced);
+            self.storage.set(r);
+            let at = r.next_at();
+            self.next_poll_at.set(at);
+            if self.socket.borrow().is_none() {
+                // Its catch-up writes too: not before the retry.
+                self.ws_retry_at.set(self.ws_retry_at.get().max(at));
+            }
+            *self.storage_error.borrow_mut() = Some(ErrorInfo::of(e));
         }
         self.note_error(f);
+    }
+
+    /// A step committed: storage works. Ends a storage retry, and the
+    /// error it reported.
+    fn storage_ok(&self) {
+        if self.storage.get() == StorageRetry::default() {
+            return;
+        }
+        self.storage.set(StorageRetry::default());
+        if let Some(e) = self.storage_error.borrow_mut().take() {
+            let mut last = self.last_error.borrow_mut();
+            if last.as_ref() == Some(&e) {
+                last.take();
+            }
+        }
     }
 
     /// Emits `error` for a sync error not reported yet: once per outage,
@@ -914,19 +974,41 @@ impl SyncClient {
         self.report_status(inner);
     }
 
+    /// Emits a changed status here and publishes it to the followers,
+    /// with the highest mid the engine has taken in: a follower adds its
+    /// own writes above it to `pending` (tabs.rs), so that its
+    /// `status().pending` counts a write as soon as it resolves.
     fn report_status(&self, inner: &Rc<Inner>) {
-        let status = self.status();
-        if self.status.borrow().as_ref() == Some(&status) {
+        let now = (self.status(), self.ingested_mid());
+        if self.status.borrow().as_ref() == Some(&now) {
             return;
         }
-        *self.status.borrow_mut() = Some(status.clone());
-        inner.publish("status", to_value(&status));
+        *self.status.borrow_mut() = Some(now.clone());
+        let payload = to_value(&now.0);
+        inner.events.emit_value("status", &payload);
+        inner.live.post(&to_js(&json!({"sync": {
+            "t": "event", "kind": "status", "payload": payload, "ingested": now.1,
+        }})));
     }
 
     /// How long the loop may sleep before something is due.
     fn next_delay(&self) -> f64 {
         let now = Date::now();
         let mut at = now + 30_000.0;
+        let retry = self.storage.get();
+        if retry.holding(now) {
+            // Storage work waits for its retry; a live socket still needs
+            // its keep-alive, and frames that arrived still go in.
+            at = at.min(retry.next_at());
+            if self.is_online() && self.socket.borrow().is_some() {
+                at = at.min(self.keep_alive.get().next_at());
+            }
+            if !self.inbox.borrow().is_empty() {
+                at = now;
+            }
+            return (at - now).max(0.0);
+        }
+        at = at.min(retry.next_at());
         if self.is_online() {
             if self.polling() {
                 at = at.min(self.next_poll_at.get());
@@ -1441,6 +1523,7 @@ impl SyncClient {
             return Err(e);
         }
         self.legacy_ids.set(false);
+        self.storage_ok();
         {
             let mut eng = self.engine.borrow_mut();
             eng.evict();
@@ -1462,6 +1545,9 @@ impl SyncClient {
             }
         }
         self.after_commit(inner, out);
+        // Every committed step may change `pending`: followers hear it now,
+        // not at the end of the tick (after the next request's round trip).
+        self.report_status(inner);
         Ok(())
     }
 
