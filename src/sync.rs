@@ -362,9 +362,24 @@ pub struct SyncClient {
     /// The status last emitted, and the highest mid the engine had taken
     /// in then (followers count their writes above it, tabs.rs).
     status: RefCell<Option<(Status, u64)>>,
+    /// What the status reports of the engine, as IndexedDB holds it (see
+    /// [`Stored`]).
+    stored: RefCell<Stored>,
     /// A sync from the start in progress (see [`Status::progress`]).
     progress: RefCell<Option<Progress>>,
     on_online: RefCell<Option<OnlineWatch>>,
+}
+
+/// The engine's state as of the last committed step: what `status()`
+/// reports. While a step is in flight the engine runs ahead of IndexedDB
+/// (a pull page's cursor, a push answer's settled entries), and if the step
+/// fails it falls back: the status must not show what was never stored.
+#[derive(Debug, Clone, Default)]
+struct Stored {
+    pending: usize,
+    cursor: Option<String>,
+    /// The highest mid taken in from the outbox.
+    ingested: u64,
 }
 
 /// The wait after `failures` failures, jittered ([`Backoff::delay`]).
@@ -423,10 +438,12 @@ impl SyncClient {
             last_error: RefCell::new(None),
             reported_error: RefCell::new(None),
             status: RefCell::new(None),
+            stored: RefCell::new(Stored::default()),
             progress: RefCell::new(None),
             on_online: RefCell::new(None),
         });
         inner.set_aliases(s.engine.borrow().id_map());
+        s.stored_now();
         let weak = Rc::downgrade(&s);
         let cb = Closure::<dyn Fn(bool)>::new(move |online: bool| {
             if let Some(s) = weak.upgrade() {
@@ -524,9 +541,19 @@ impl SyncClient {
         self.waker.wake();
     }
 
-    /// The highest mid the engine has taken in from the outbox.
+    /// The highest mid the engine has taken in from the outbox (as stored).
     pub fn ingested_mid(&self) -> u64 {
-        self.engine.borrow().next_mid() - 1
+        self.stored.borrow().ingested
+    }
+
+    /// The engine is as IndexedDB holds it (loaded, or a step committed).
+    fn stored_now(&self) {
+        let eng = self.engine.borrow();
+        *self.stored.borrow_mut() = Stored {
+            pending: eng.pending(),
+            cursor: eng.cursor().map(str::to_owned),
+            ingested: eng.next_mid() - 1,
+        };
     }
 
     pub fn status(&self) -> Status {
@@ -547,14 +574,14 @@ impl SyncClient {
         } else {
             "offline"
         };
-        let eng = self.engine.borrow();
+        let stored = self.stored.borrow();
         Status {
             connection,
-            pending: eng.pending(),
+            pending: stored.pending,
             progress: self.progress.borrow().clone(),
             last_push_at: self.last_push_at.get(),
             last_pull_at: self.last_pull_at.get(),
-            cursor: eng.cursor().map(str::to_owned),
+            cursor: stored.cursor.clone(),
             last_error: self.last_error.borrow().clone(),
             leader: true,
         }
@@ -939,8 +966,8 @@ impl SyncClient {
         self.note_error(f);
     }
 
-    /// A step committed: storage works. Ends a storage retry, and the
-    /// error it reported.
+    /// A step that took something in committed: storage works. Ends a
+    /// storage retry, and the error it reported.
     fn storage_ok(&self) {
         if self.storage.get() == StorageRetry::default() {
             return;
@@ -1369,6 +1396,9 @@ impl SyncClient {
                 }
             }
         }
+        // A step with nothing to take in proves nothing about storage
+        // (it commits on a full disk): only one that does ends a retry.
+        let takes_in = !inputs.is_empty() || !queued.is_empty();
         // Read: the server state of every document the step names.
         let needs = {
             let eng = self.engine.borrow();
@@ -1523,7 +1553,10 @@ impl SyncClient {
             return Err(e);
         }
         self.legacy_ids.set(false);
-        self.storage_ok();
+        self.stored_now();
+        if takes_in {
+            self.storage_ok();
+        }
         {
             let mut eng = self.engine.borrow_mut();
             eng.evict();
@@ -1629,6 +1662,7 @@ impl SyncClient {
             *self.engine.borrow_mut() = eng;
             *self.copied.borrow_mut() = copied;
             self.legacy_ids.set(legacy);
+            self.stored_now();
         }
     }
 
@@ -1738,6 +1772,7 @@ impl SyncClient {
             self.reload(inner).await;
             return Err(e);
         }
+        self.stored_now();
         Ok(())
     }
 
