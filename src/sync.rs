@@ -15,6 +15,13 @@
 //! - Push goes over HTTP in bounded batches, oldest first; pull over the
 //!   WebSocket stream when one is up, else by polling every `pollMs`.
 //!   Failures back off exponentially with jitter, bounded.
+//! - A step that IndexedDB refuses (a full disk, a connection the browser
+//!   closed) does not touch that backoff: the loop holds its storage work
+//!   and tries it again on a short schedule of its own (250 ms doubling to
+//!   4 s, `syncstore_core::sync::schedule::StorageRetry`): the ingest, the
+//!   pull, and, if the step stored socket frames, the socket (those frames
+//!   are lost with the step, so the socket is dropped and its successor
+//!   catches up from the cursor that IndexedDB holds).
 //! - The socket is kept alive with protocol `ping`s every `keepAliveMs` of
 //!   quiet; one that delivers nothing for twice that is dead (half-open):
 //!   it is closed, a poll runs at once and a new socket follows with
@@ -39,7 +46,7 @@ use syncstore_core::protocol::{
 use syncstore_core::schema::{ConflictMode, SyncMode};
 use syncstore_core::sync::plan::{synced_colls, synced_spec, Planner, StepPlan};
 use syncstore_core::sync::policy::{Decision, Policies};
-use syncstore_core::sync::schedule::{Backoff, KeepAlive, BACKOFF_MAX_MS};
+use syncstore_core::sync::schedule::{Backoff, KeepAlive, StorageRetry, BACKOFF_MAX_MS};
 use syncstore_core::sync::{ClientSync, Entry, Event, Meta, ServerDoc, ServerRecord};
 use syncstore_core::write::Key;
 use wasm_bindgen::prelude::*;
@@ -342,6 +349,11 @@ pub struct SyncClient {
     /// and `pollMs`. Any answer of the server (a pull, a socket frame, a
     /// push) ends it; an explicit `sync()` never lengthens it.
     net: Cell<Backoff>,
+    /// The retry of a step IndexedDB refused; independent of `net`.
+    storage: Cell<StorageRetry>,
+    /// The error of the last storage failure: cleared from `lastError`
+    /// once a step commits again.
+    storage_error: RefCell<Option<ErrorInfo>>,
     next_poll_at: Cell<f64>,
     /// Local writes committed since the outbox was last read.
     outbox_dirty: Cell<bool>,
@@ -372,11 +384,27 @@ pub struct SyncClient {
     last_error: RefCell<Option<ErrorInfo>>,
     /// The last error published as an `error` event.
     reported_error: RefCell<Option<ErrorInfo>>,
-    /// The status last emitted.
-    status: RefCell<Option<Status>>,
+    /// The status last emitted, and the highest mid the engine had taken
+    /// in then (followers count their writes above it, tabs.rs).
+    status: RefCell<Option<(Status, u64)>>,
+    /// What the status reports of the engine, as IndexedDB holds it (see
+    /// [`Stored`]).
+    stored: RefCell<Stored>,
     /// A sync from the start in progress (see [`Status::progress`]).
     progress: RefCell<Option<Progress>>,
     on_online: RefCell<Option<OnlineWatch>>,
+}
+
+/// The engine's state as of the last committed step: what `status()`
+/// reports. While a step is in flight the engine runs ahead of IndexedDB
+/// (a pull page's cursor, a push answer's settled entries), and if the step
+/// fails it falls back: the status must not show what was never stored.
+#[derive(Debug, Clone, Default)]
+struct Stored {
+    pending: usize,
+    cursor: Option<String>,
+    /// The highest mid taken in from the outbox.
+    ingested: u64,
 }
 
 /// The wait after `failures` failures, jittered ([`Backoff::delay`]).
@@ -415,6 +443,8 @@ impl SyncClient {
             ws_failures: Cell::new(0),
             ws_retry_at: Cell::new(0.0),
             net: Cell::new(Backoff::default()),
+            storage: Cell::new(StorageRetry::default()),
+            storage_error: RefCell::new(None),
             next_poll_at: Cell::new(0.0),
             outbox_dirty: Cell::new(true),
             last_step_at: Cell::new(0.0),
@@ -438,10 +468,12 @@ impl SyncClient {
             last_error: RefCell::new(None),
             reported_error: RefCell::new(None),
             status: RefCell::new(None),
+            stored: RefCell::new(Stored::default()),
             progress: RefCell::new(None),
             on_online: RefCell::new(None),
         });
         inner.set_aliases(s.engine.borrow().id_map());
+        s.stored_now();
         let weak = Rc::downgrade(&s);
         let cb = Closure::<dyn Fn(bool)>::new(move |online: bool| {
             if let Some(s) = weak.upgrade() {
@@ -539,9 +571,19 @@ impl SyncClient {
         self.waker.wake();
     }
 
-    /// The highest mid the engine has taken in from the outbox.
+    /// The highest mid the engine has taken in from the outbox (as stored).
     pub fn ingested_mid(&self) -> u64 {
-        self.engine.borrow().next_mid() - 1
+        self.stored.borrow().ingested
+    }
+
+    /// The engine is as IndexedDB holds it (loaded, or a step committed).
+    fn stored_now(&self) {
+        let eng = self.engine.borrow();
+        *self.stored.borrow_mut() = Stored {
+            pending: eng.pending(),
+            cursor: eng.cursor().map(str::to_owned),
+            ingested: eng.next_mid() - 1,
+        };
     }
 
     pub fn status(&self) -> Status {
@@ -562,14 +604,14 @@ impl SyncClient {
         } else {
             "offline"
         };
-        let eng = self.engine.borrow();
+        let stored = self.stored.borrow();
         Status {
             connection,
-            pending: eng.pending(),
+            pending: stored.pending,
             progress: self.progress.borrow().clone(),
             last_push_at: self.last_push_at.get(),
             last_pull_at: self.last_pull_at.get(),
-            cursor: eng.cursor().map(str::to_owned),
+            cursor: stored.cursor.clone(),
             last_error: self.last_error.borrow().clone(),
             leader: true,
         }
@@ -651,10 +693,12 @@ impl SyncClient {
         }
         self.server_answered();
         // The server answers: what failed before is over, unless it is the
-        // socket that still fails (polling goes on meanwhile).
+        // socket that still fails (polling goes on meanwhile), or storage
+        // (a step that commits ends that error, `storage_ok`).
         let socket_failing =
             self.opts.websocket && self.ws.get() == Ws::Down && self.ws_failures.get() > 0;
-        if !socket_failing {
+        let storage_failing = self.storage.get().failures() > 0;
+        if !socket_failing && !storage_failing {
             self.last_error.borrow_mut().take();
         }
     }
@@ -709,6 +753,16 @@ impl SyncClient {
     async fn tick(self: &Rc<Self>, inner: &Rc<Inner>) {
         let waiters: Vec<Waiter> = std::mem::take(&mut *self.waiters.borrow_mut());
         let forced = !waiters.is_empty();
+        // A storage retry that is due: what the refused step was doing runs
+        // again (the ingest here, the pull and the socket by their times,
+        // which the failure set to the retry's).
+        let mut retry = self.storage.get();
+        if retry.take_due(Date::now()) {
+            self.outbox_dirty.set(true);
+        }
+        self.storage.set(retry);
+        // Storage work waits for a due retry (unless the app asks).
+        let retrying = !forced && retry.holding(Date::now());
         let mut result: Result<(), Failure> = Ok(());
         // Writes still in flight in this tab wake the loop when they commit:
         // wait for the last one, so that one push carries them all. A write
@@ -721,26 +775,36 @@ impl SyncClient {
         let busy = !forced && Self::busy(inner);
         let now = Date::now();
         let waiting = !self.held.borrow().is_empty() || !self.inbox.borrow().is_empty();
-        if forced || ((!busy || self.settle_due(now)) && (waiting || self.outbox_dirty.get())) {
+        if !retrying
+            && (forced || ((!busy || self.settle_due(now)) && (waiting || self.outbox_dirty.get())))
+        {
             // One step for what came: held answers, socket frames (left in
             // the inbox, as text, while held), new outbox entries.
             let frames = self.take_frames(inner);
-            if !frames.is_empty() {
+            let had_frames = !frames.is_empty();
+            if had_frames {
                 crate::trace::frames(inner, &frames);
                 self.last_pull_at.set(Some(Date::now()));
             }
             let mut inputs = self.take_held();
             inputs.extend(frames);
-            self.outbox_dirty.set(false);
             if let Err(e) = self.step(inner, inputs).await {
+                if had_frames {
+                    // The frames are lost with the step, and the socket's
+                    // stream runs on past them: its successor catches up
+                    // from the cursor IndexedDB holds, once the retry is due.
+                    self.drop_socket();
+                }
                 result = Err(Failure::Storage(e));
             }
             if self.inbox.borrow().is_empty() {
                 self.settled_at.set(Date::now());
             }
-        } else if self.outbox_dirty.get() && now >= self.last_step_at.get() + BUSY_STEP_GAP_MS {
+        } else if !retrying
+            && self.outbox_dirty.get()
+            && now >= self.last_step_at.get() + BUSY_STEP_GAP_MS
+        {
             // Only the new outbox entries, so that they are pushed.
-            self.outbox_dirty.set(false);
             if let Err(e) = self.step(inner, vec![]).await {
                 result = Err(Failure::Storage(e));
             }
@@ -748,13 +812,14 @@ impl SyncClient {
         self.keep_socket_alive();
         let online = self.is_online();
         if result.is_ok()
-            && (forced || (online && self.net.get().ready(Date::now())))
+            && (forced || (!retrying && online && self.net.get().ready(Date::now())))
             && self.has_pushable()
         {
             result = self.push_all(inner, forced).await;
         }
         if self.opts.websocket
             && online
+            && !retrying
             && self.socket.borrow().is_none()
             && Date::now() >= self.ws_retry_at.get()
         {
@@ -763,7 +828,8 @@ impl SyncClient {
                 Err(f) => self.socket_failed(&f),
             }
         }
-        let poll_due = online && self.polling() && Date::now() >= self.next_poll_at.get();
+        let poll_due =
+            online && !retrying && self.polling() && Date::now() >= self.next_poll_at.get();
         if poll_due && !self.limits_known.get() {
             // Without a socket (whose `synced` frame brings them).
             self.fetch_limits(inner).await;
@@ -777,7 +843,7 @@ impl SyncClient {
             self.next_poll_at.set(Date::now() + wait);
         }
         if let Err(f) = &result {
-            self.failed(f);
+            self.failed(f, forced);
         }
         if self.stopped.get() {
             // The new leader answers them (`tabs.rs` forwards them).
@@ -794,7 +860,7 @@ impl SyncClient {
                     Ask::Sync => Ok(()),
                     Ask::Push(coll) => match self.step(inner, vec![Input::Unpark(coll)]).await {
                         Ok(()) => self.push_all(inner, true).await.map_err(|f| {
-                            self.failed(&f);
+                            self.failed(&f, true);
                             f.to_js()
                         }),
                         Err(e) => Err(e),
@@ -943,18 +1009,46 @@ impl SyncClient {
         }
     }
 
-    fn failed(&self, f: &Failure) {
+    /// `forced`: the app asked for the attempt (`sync()`, `push(coll)`).
+    fn failed(&self, f: &Failure, forced: bool) {
         if self.stopped.get() {
             return; // not an error: another tab leads now
         }
-        if let Failure::Storage(_) = f {
-            // IndexedDB refused a step (quota, a closed connection): back
-            // off as for the network; the outbox and engine are intact.
-            let mut b = self.net.get();
-            b.failed(Date::now(), js_sys::Math::random(), 0.0, false);
-            self.net.set(b);
+        if let Failure::Storage(e) = f {
+            // IndexedDB refused a step (quota, a closed connection): the
+            // transaction aborted, the engine was rebuilt from what is
+            // stored, the outbox is intact. Retry on the storage schedule,
+            // not the HTTP backoff: the server did nothing wrong (feeding
+            // that backoff made a queued push wait up to 30 s after the
+            // disk had room again, and a live socket's lost frames were
+            // never fetched again).
+            let mut r = self.storage.get();
+            r.failed(Date::now(), js_sys::Math::random(), forced);
+            self.storage.set(r);
+            let at = r.next_at();
+            self.next_poll_at.set(at);
+            if self.socket.borrow().is_none() {
+                // Its catch-up writes too: not before the retry.
+                self.ws_retry_at.set(self.ws_retry_at.get().max(at));
+            }
+            *self.storage_error.borrow_mut() = Some(ErrorInfo::of(e));
         }
         self.note_error(f);
+    }
+
+    /// A step that took something in committed: storage works. Ends a
+    /// storage retry, and the error it reported.
+    fn storage_ok(&self) {
+        if self.storage.get() == StorageRetry::default() {
+            return;
+        }
+        self.storage.set(StorageRetry::default());
+        if let Some(e) = self.storage_error.borrow_mut().take() {
+            let mut last = self.last_error.borrow_mut();
+            if last.as_ref() == Some(&e) {
+                last.take();
+            }
+        }
     }
 
     /// Emits `error` for a sync error not reported yet: once per outage,
@@ -977,19 +1071,41 @@ impl SyncClient {
         self.report_status(inner);
     }
 
+    /// Emits a changed status here and publishes it to the followers,
+    /// with the highest mid the engine has taken in: a follower adds its
+    /// own writes above it to `pending` (tabs.rs), so that its
+    /// `status().pending` counts a write as soon as it resolves.
     fn report_status(&self, inner: &Rc<Inner>) {
-        let status = self.status();
-        if self.status.borrow().as_ref() == Some(&status) {
+        let now = (self.status(), self.ingested_mid());
+        if self.status.borrow().as_ref() == Some(&now) {
             return;
         }
-        *self.status.borrow_mut() = Some(status.clone());
-        inner.publish("status", to_value(&status));
+        *self.status.borrow_mut() = Some(now.clone());
+        let payload = to_value(&now.0);
+        inner.events.emit_value("status", &payload);
+        inner.live.post(&to_js(&json!({"sync": {
+            "t": "event", "kind": "status", "payload": payload, "ingested": now.1,
+        }})));
     }
 
     /// How long the loop may sleep before something is due.
     fn next_delay(&self, inner: &Inner) -> f64 {
         let now = Date::now();
         let mut at = now + 30_000.0;
+        let retry = self.storage.get();
+        if retry.holding(now) {
+            // Storage work waits for its retry; a live socket still needs
+            // its keep-alive, and frames that arrived still go in.
+            at = at.min(retry.next_at());
+            if self.is_online() && self.socket.borrow().is_some() {
+                at = at.min(self.keep_alive.get().next_at());
+            }
+            if !self.inbox.borrow().is_empty() {
+                at = now;
+            }
+            return (at - now).max(0.0);
+        }
+        at = at.min(retry.next_at());
         if self.is_online() {
             if self.polling() {
                 at = at.min(self.next_poll_at.get());
@@ -1352,6 +1468,9 @@ impl SyncClient {
         let req = Inner::store(&tx, OUTBOX)?
             .get_all_with_key(&range)
             .map_err(|e| storage(e, "read outbox"))?;
+        // What is committed from now on is news for the next step (writes
+        // wait for this transaction); a step that fails reads it again.
+        self.outbox_dirty.set(false);
         let term = Inner::store(&tx, META)?
             .get(&"leader".into())
             .map_err(|e| storage(e, "read leader"))?;
@@ -1394,6 +1513,9 @@ impl SyncClient {
                 }
             }
         }
+        // A step with nothing to take in proves nothing about storage
+        // (it commits on a full disk): only one that does ends a retry.
+        let takes_in = !inputs.is_empty() || !queued.is_empty();
         // Read: the server state of every document the step names.
         let needs = {
             let eng = self.engine.borrow();
@@ -1565,6 +1687,10 @@ impl SyncClient {
             return Err(e);
         }
         self.legacy_ids.set(false);
+        self.stored_now();
+        if takes_in {
+            self.storage_ok();
+        }
         {
             let mut eng = self.engine.borrow_mut();
             eng.evict();
@@ -1586,6 +1712,9 @@ impl SyncClient {
             }
         }
         self.after_commit(inner, out);
+        // Every committed step may change `pending`: followers hear it now,
+        // not at the end of the tick (after the next request's round trip).
+        self.report_status(inner);
         Ok(())
     }
 
@@ -1667,6 +1796,7 @@ impl SyncClient {
             *self.engine.borrow_mut() = eng;
             *self.copied.borrow_mut() = copied;
             self.legacy_ids.set(legacy);
+            self.stored_now();
         }
     }
 
@@ -1776,6 +1906,7 @@ impl SyncClient {
             self.reload(inner).await;
             return Err(e);
         }
+        self.stored_now();
         Ok(())
     }
 

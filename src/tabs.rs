@@ -51,8 +51,9 @@ pub struct SyncHandle {
     /// Bumped whenever leadership is gained or lost: a promotion that
     /// awaited across a change gives up.
     generation: Cell<u32>,
-    /// Follower: the leader's last status.
-    status: RefCell<Option<Value>>,
+    /// Follower: the leader's last status, and the highest mid its engine
+    /// had taken in then (its `pending` counts the entries up to it).
+    status: RefCell<Option<(Value, u64)>>,
     /// Follower: asks forwarded to the leader and not answered yet.
     asks: RefCell<BTreeMap<u32, Waiter>>,
     next_rid: Cell<u32>,
@@ -62,7 +63,8 @@ pub struct SyncHandle {
     cut_off: Cell<bool>,
     /// This instance's committed writes the sync loop has not taken in
     /// yet: (first mid, entries). `status().pending` counts them, so that
-    /// it equals `pendingCount()` once a write resolved.
+    /// it equals `pendingCount()` once a write resolved (in a follower:
+    /// those above the mid the leader's last status said it took in).
     unseen: RefCell<Vec<(u64, usize)>>,
 }
 
@@ -222,9 +224,11 @@ impl SyncHandle {
                 let payload = msg.get("payload").cloned().unwrap_or(Value::Null);
                 match kind {
                     "status" => {
-                        let mut mine = payload.clone();
-                        mine["leader"] = json!(false);
-                        *self.status.borrow_mut() = Some(mine);
+                        let ingested = msg.get("ingested").and_then(Value::as_u64).unwrap_or(0);
+                        *self.status.borrow_mut() = Some((payload, ingested));
+                        // The event carries what status() now returns.
+                        inner.events.emit_value(kind, &self.status(inner));
+                        return;
                     }
                     "idmap" => {
                         if let (Some(tmp), Some(id)) = (
@@ -333,9 +337,9 @@ impl SyncHandle {
         self.kick();
     }
 
-    /// This instance's entries the leader's engine has not ingested.
-    fn unseen_by(&self, c: &SyncClient) -> usize {
-        let ingested = c.ingested_mid();
+    /// This instance's entries above mid `ingested` (the ones the
+    /// leader's engine has not taken in).
+    fn unseen_after(&self, ingested: u64) -> usize {
         let mut unseen = self.unseen.borrow_mut();
         unseen.retain(|(first, n)| first + *n as u64 - 1 > ingested);
         unseen.iter().map(|(_, n)| n).sum()
@@ -344,17 +348,21 @@ impl SyncHandle {
     pub fn status(&self, inner: &Inner) -> Value {
         if let Some(c) = self.leader() {
             let mut s = c.status();
-            s.pending += self.unseen_by(&c);
+            s.pending += self.unseen_after(c.ingested_mid());
             return serde_json::to_value::<Status>(s).unwrap_or(Value::Null);
         }
-        let mut status = self.status.borrow().clone().unwrap_or_else(|| {
+        let Some((mut status, ingested)) = self.status.borrow().clone() else {
             // Starting: this instance will lead or hear the leader soon.
             let mut s = Status::idle(inner.local_pending());
             if !self.cut_off.get() && glue::is_online() {
                 s.connection = "connecting";
             }
-            serde_json::to_value(s).unwrap_or(Value::Null)
-        });
+            return serde_json::to_value(s).unwrap_or(Value::Null);
+        };
+        // The leader's count, and this instance's writes it had not taken
+        // in when it published it.
+        let pending = status["pending"].as_u64().unwrap_or(0) as usize;
+        status["pending"] = json!(pending + self.unseen_after(ingested));
         status["leader"] = json!(false);
         status
     }

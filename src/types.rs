@@ -118,9 +118,12 @@ export interface SyncStatus {
    */
   connection: "websocket" | "connecting" | "polling" | "offline";
   /**
-   * Mutations not yet settled by the server; equals `pendingCount()` once a
-   * write of this tab resolved (in the tab leading sync; in another tab its
-   * writes count once the leader took them in).
+   * Mutations not yet settled by the server; counts a write of this tab as
+   * soon as it resolves, in every tab, so it equals `pendingCount()` then;
+   * except that another tab's writes count once the leader took them in,
+   * and a follower tab hears of entries the leader settled by a message
+   * posted right after the leader's commit (until it arrives, `pending`
+   * still counts them).
    */
   pending: number;
   /**

@@ -76,10 +76,18 @@ fn opener() -> Closure<dyn Fn(JsValue) -> js_sys::Promise> {
 async fn settle(name: &str, p: Result<js_sys::Promise, JsValue>) {
     let p = p.expect("scenario exists");
     if let Err(e) = JsFuture::from(p).await {
-        let msg = js_sys::Reflect::get(&e, &"stack".into())
-            .ok()
-            .and_then(|s| s.as_string())
-            .unwrap_or_else(|| format!("{e:?}"));
+        // Firefox's `stack` leaves the message out.
+        let field = |k: &str| {
+            js_sys::Reflect::get(&e, &k.into())
+                .ok()
+                .and_then(|s| s.as_string())
+        };
+        let msg = match (field("message"), field("stack")) {
+            (Some(m), Some(s)) if !s.contains(&m) => format!("{m}\n{s}"),
+            (_, Some(s)) => s,
+            (Some(m), None) => m,
+            (None, None) => format!("{e:?}"),
+        };
         panic!("scenario {name} failed: {msg}");
     }
 }

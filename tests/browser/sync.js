@@ -1121,7 +1121,10 @@ const scenarios = {
     await synced(a);
     // The wire form, kept by the server as sent (docs/protocol.md, "Dates").
     const rows = live(await serverRows(env, coll));
-    eq(rows.length, 10, "all on the server");
+    if (rows.length !== 10) {
+      const why = { status: a.status(), outbox: (await a.outbox()).length, rejected: await a.rejected(), count: await a.count(coll) };
+      ok(false, `all on the server: expected 10, got ${rows.length}; ${JSON.stringify(why)}`);
+    }
     const d3 = rows.find((r) => r.doc.id === "d3").doc;
     eq(d3.at, { $date: t0 + 3 * 60_000 }, "a Date on the wire");
     eq(d3.log, [{ when: { $date: t0 - 3 } }], "nested");

@@ -1,13 +1,18 @@
 //! The timing rules of the client's sync loop, as plain data fed with
 //! `now` (ms, any epoch) and, for jitter, a number in `[0, 1)`: when a
-//! WebSocket is pinged and when it is dead ([`KeepAlive`]), and how long
-//! failed pushes wait ([`Backoff`]). The browser binding holds them and
-//! asks; nothing here reads a clock.
+//! WebSocket is pinged and when it is dead ([`KeepAlive`]), how long
+//! failed requests wait ([`Backoff`]), and when a step the local database
+//! refused is tried again ([`StorageRetry`]). The browser binding holds
+//! them and asks; nothing here reads a clock.
 
 /// First delay after a failure, in ms.
 pub const BACKOFF_MIN_MS: f64 = 250.0;
 /// Ceiling of the delay after failures, in ms.
 pub const BACKOFF_MAX_MS: f64 = 30_000.0;
+/// First wait after a sync step the local database refused, in ms.
+pub const STORAGE_RETRY_MIN_MS: f64 = 250.0;
+/// Ceiling of the wait after storage failures, in ms.
+pub const STORAGE_RETRY_MAX_MS: f64 = 4_000.0;
 
 /// The keep-alive of one WebSocket (docs/protocol.md, 7.3). The client
 /// sends a protocol `ping` when it has heard nothing (and sent no ping)
@@ -147,6 +152,80 @@ impl Backoff {
     }
 }
 
+/// When a sync step that the local database refused (a full disk, a
+/// connection the browser closed) is tried again: 250 ms doubling up to
+/// 4 s, jittered over its upper half. Independent of the HTTP [`Backoff`]:
+/// the server answered, so its backoff has nothing to wait for, and a full
+/// disk freed by the user should be used within seconds, not after the
+/// long waits of a server outage.
+///
+/// - [`failed`](Self::failed) arms a retry; [`take_due`](Self::take_due)
+///   answers true once when it is due (the loop then tries its work again:
+///   ingest, pull or socket catch-up, push).
+/// - While a retry is armed and not due, the loop holds its storage work
+///   ([`holding`](Self::holding)) rather than spin on a refusing database.
+/// - A failure of an attempt the app asked for (`sync()`) never lengthens
+///   the wait, as in [`Backoff`]; a step that commits ends it all.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct StorageRetry {
+    failures: u32,
+    retry_at: f64,
+    armed: bool,
+}
+
+impl StorageRetry {
+    /// The wait after `failures` consecutive storage failures.
+    pub fn delay(failures: u32, jitter: f64) -> f64 {
+        let exp = STORAGE_RETRY_MIN_MS * 2f64.powi(failures.saturating_sub(1).min(16) as i32);
+        exp.min(STORAGE_RETRY_MAX_MS) * (0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+    }
+
+    /// Consecutive storage failures since a step last committed.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// A step failed in storage at `now`. `forced`: the app asked for the
+    /// attempt.
+    pub fn failed(&mut self, now: f64, jitter: f64, forced: bool) {
+        if forced && self.failures > 0 {
+            self.armed = true;
+            return;
+        }
+        self.failures += 1;
+        self.retry_at = now + StorageRetry::delay(self.failures, jitter);
+        self.armed = true;
+    }
+
+    /// A step committed: storage works again.
+    pub fn succeeded(&mut self) {
+        *self = StorageRetry::default();
+    }
+
+    /// True while a retry is armed and not yet due.
+    pub fn holding(&self, now: f64) -> bool {
+        self.armed && now < self.retry_at
+    }
+
+    /// True once when the armed retry is due; it is disarmed then.
+    pub fn take_due(&mut self, now: f64) -> bool {
+        if self.armed && now >= self.retry_at {
+            self.armed = false;
+            return true;
+        }
+        false
+    }
+
+    /// When the armed retry is due (never, if none is armed).
+    pub fn next_at(&self) -> f64 {
+        if self.armed {
+            self.retry_at
+        } else {
+            f64::INFINITY
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,5 +342,62 @@ mod tests {
         assert_eq!(c, Backoff::default());
         b.reset();
         assert_eq!(b, Backoff::default());
+    }
+
+    #[test]
+    fn a_storage_failure_retries_on_its_own_short_bounded_schedule() {
+        assert_eq!(StorageRetry::delay(1, 1.0), STORAGE_RETRY_MIN_MS);
+        assert_eq!(StorageRetry::delay(1, 0.0), STORAGE_RETRY_MIN_MS / 2.0);
+        assert_eq!(StorageRetry::delay(3, 1.0), 1000.0);
+        assert_eq!(StorageRetry::delay(40, 1.0), STORAGE_RETRY_MAX_MS);
+        let mut r = StorageRetry::default();
+        assert!(!r.holding(0.0) && !r.take_due(0.0));
+        assert_eq!(r.next_at(), f64::INFINITY);
+        // However long the disk stays full, every retry comes within the
+        // ceiling: the step runs again by itself.
+        let mut now = 1000.0;
+        for n in 1..=20 {
+            r.failed(now, 1.0, false);
+            assert_eq!(r.failures(), n);
+            let wait = r.next_at() - now;
+            assert!(
+                wait > 0.0 && wait <= STORAGE_RETRY_MAX_MS,
+                "failure {n}: {wait} ms"
+            );
+            assert!(r.holding(now + wait - 1.0));
+            assert!(!r.take_due(now + wait - 1.0));
+            assert!(r.take_due(now + wait));
+            assert!(!r.take_due(now + wait), "due once");
+            assert!(!r.holding(now + wait));
+            assert_eq!(r.next_at(), f64::INFINITY);
+            now += wait;
+        }
+        // A committed step ends it; the next failure starts over.
+        r.succeeded();
+        assert_eq!(r, StorageRetry::default());
+        r.failed(now, 1.0, false);
+        assert_eq!(r.next_at(), now + STORAGE_RETRY_MIN_MS);
+    }
+
+    #[test]
+    fn an_explicit_attempt_never_lengthens_the_storage_retry() {
+        let mut r = StorageRetry::default();
+        r.failed(7000.0, 1.0, false);
+        // sync() calls during the failure: the wait does not grow.
+        r.failed(7100.0, 1.0, true);
+        r.failed(7200.0, 1.0, true);
+        assert_eq!(
+            (r.failures(), r.next_at()),
+            (1, 7000.0 + STORAGE_RETRY_MIN_MS)
+        );
+        assert!(r.take_due(7250.0));
+        // An explicit attempt that fails after the retry ran re-arms it.
+        r.failed(7300.0, 1.0, true);
+        assert_eq!((r.failures(), r.next_at()), (1, 7250.0));
+        assert!(r.take_due(7300.0));
+        // With nothing failed before, it is the first failure.
+        let mut r = StorageRetry::default();
+        r.failed(100.0, 1.0, true);
+        assert_eq!((r.failures(), r.next_at()), (1, 350.0));
     }
 }
