@@ -40,8 +40,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::rc::{Rc, Weak};
 use syncstore_core::protocol::MutationResult;
 use syncstore_core::protocol::{
-    Change, ClientMessage, Mutation, MutationOp, PullResponse, PushRequest, PushResponse,
-    ServerLimits, ServerMessage, START_CURSOR,
+    Change, ClientMessage, Mutation, PullResponse, PushRequest, PushResponse, ServerLimits,
+    ServerMessage, START_CURSOR,
 };
 use syncstore_core::schema::{ConflictMode, SyncMode};
 use syncstore_core::sync::plan::{synced_colls, synced_spec, Planner, StepPlan};
@@ -1539,15 +1539,15 @@ impl SyncClient {
             }
             eng.needs(keys)
         };
-        // Documents inserted since the last step: the insert found no
-        // record, and no step has run since (each takes in every queued
-        // entry first), so the record it wrote holds no server version;
-        // only `_server` (a tombstone's copy) can.
+        // Documents written since the last step (no step has run since:
+        // each takes in every queued entry first): an insert found no
+        // record, and any other first edit of a server document saved it
+        // in `_server` (write.rs), so their records cannot be the server's
+        // document; only `_server` is read for them.
         let fresh: HashSet<Key> = {
             let eng = self.engine.borrow();
             queued
                 .iter()
-                .filter(|e| e.mutation.op == MutationOp::Insert)
                 .map(|e| eng.keys_of_local(&e.mutation))
                 .collect()
         };

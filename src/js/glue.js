@@ -248,8 +248,8 @@ export function done(tx) {
  * the server's document). Resolves with JSON text: per key,
  * `[state | null, copied]` with `state` = `{doc, version, gen}`; documents
  * cross as the records' text, unparsed. A key `[coll, id, 1]` names a
- * document whose record cannot hold a server version (inserted since the
- * last step): only `_server` is read for it.
+ * document whose record cannot be the server's (written since the last
+ * step: src/sync.rs `step`): only `_server` is read for it.
  */
 export async function loadStates(tx, server, keys) {
   const store = storesOf(tx);

@@ -264,7 +264,7 @@ const scenarios = {
     // loop takes new entries in between writes and pushes them), no entry
     // is stored twice (each keeps its write's clock stamp), and once the
     // writes stop everything settles without sync(); another device gets
-    // every document.
+    // every document. The same for a burst of first edits.
     const coll = collName("burst");
     const a = await device(env, coll);
     const b = await device(env, coll);
@@ -297,6 +297,23 @@ const scenarios = {
     off();
     eq(live(await serverRows(env, coll)).length, n, "the server has every write, once");
     await until("b has every write", async () => (await b.count(coll)) === n);
+    // Then a burst of first edits of those (now server) documents: each
+    // entry carries its base document as the engine would, so none is
+    // stored twice either.
+    const edits = Math.min(n, 200);
+    IDBObjectStore.prototype.put = function (...args) {
+      if (this.name === "_outbox") outboxPuts += 1;
+      return put.apply(this, args);
+    };
+    try {
+      for (let i = 0; i < edits; i++) await a.update(coll, `w${i}`, { n: -i });
+    } finally {
+      IDBObjectStore.prototype.put = put;
+    }
+    eq(outboxPuts, 0, "outbox entries of first edits stored again");
+    await synced(a);
+    const rows = live(await serverRows(env, coll));
+    eq(rows.filter((r) => Number(r.id.slice(1)) < edits && r.doc.n === -Number(r.id.slice(1))).length, edits, "the server has every edit");
   },
 
   async offline_writes_arrive_once_after_the_server_returns(env) {

@@ -359,7 +359,10 @@ pub fn apply_limited(
         };
         // The first edit of a record that is the server's document saves
         // that document, so the sync engine still knows it (also after a
-        // reload before the edit reached the engine).
+        // reload before the edit reached the engine). An update or replace
+        // carries it as its entry's `baseDoc` too, as the engine would
+        // (`sync::Entry`), so the sync step leaves the entry as written.
+        let mut base_doc: Option<Value> = None;
         let existing = match existing {
             Some(mut old)
                 if m.kind != OpKind::Insert && spec.sync != SyncMode::Local && !old.server_copy =>
@@ -373,6 +376,9 @@ pub fn apply_limited(
                     }
                     plan.server_copies.push(copy);
                     old.server_copy = true;
+                    if matches!(m.kind, OpKind::Update | OpKind::Replace) {
+                        base_doc = Some(old.doc.clone());
+                    }
                 }
                 Some(old)
             }
@@ -472,6 +478,9 @@ pub fn apply_limited(
                 OpKind::Delete => {}
             }
             e.insert("base".into(), json!(base));
+            if let Some(d) = base_doc {
+                e.insert("baseDoc".into(), d);
+            }
             // The flat form of `sync::Entry`; the store adds the `mid`.
             e.insert("state".into(), json!("pending"));
             plan.outbox.push(Value::Object(e));
@@ -601,6 +610,14 @@ mod tests {
         assert_eq!(rec(1)["s"], json!(1));
         assert_eq!(rec(2)["s"], json!(1));
         assert_eq!(rec(3).get("s"), None);
+        // The edit that saved `a` carries it as its base document, as the
+        // sync engine would; no other entry does.
+        let base_docs: Vec<Option<&Value>> = plan.outbox.iter().map(|e| e.get("baseDoc")).collect();
+        assert_eq!(
+            base_docs,
+            vec![Some(&json!({"id": "a", "n": 1})), None, None, None, None]
+        );
+        assert_eq!(plan.outbox[0]["base"], json!(7));
     }
 
     #[test]
