@@ -177,6 +177,7 @@ scenarios!(run, LOCAL:
     where_keys_starting_with_dollar_must_be_known_operators,
     bad_schemas_are_rejected,
     corrupt_records_are_storage_errors,
+    a_write_whose_transaction_is_aborted_is_transaction_aborted,
     closed_store_rejects_calls,
 );
 
@@ -212,11 +213,13 @@ scenarios!(run_sync, SYNC:
     conflicts_manual_resolution,
     first_sync_reports_its_progress_page_by_page,
     rate_limited_through_the_store_and_its_retry_after_is_honoured,
+    a_503_with_retry_after_is_server_and_its_wait_is_honoured,
     a_malformed_answer_is_protocol_through_the_store,
     change_events_reach_a_listener_registered_at_run_time,
     conflict_resolvers_returning_promises_keeps_and_bad_documents,
     a_manual_conflict_resolved_with_a_document,
     followers_forward_push_and_pull_of_manual_collections,
+    a_pull_whose_own_step_meets_a_take_over_is_leadership_lost,
     a_loop_fenced_off_by_a_newer_leader_term_stops_quietly_and_leads_again,
     prefix_answers_are_followed_by_the_rest_in_order,
     update_functions_sync_their_result,

@@ -1052,6 +1052,69 @@ const scenarios = {
     db.close();
   },
 
+  async a_write_whose_transaction_is_aborted_is_transaction_aborted(env) {
+    // The browser aborts a write's transaction under it (what a forced
+    // close or a failing disk does; injected here: a page cannot make its
+    // own browser do that): the call rejects with TRANSACTION_ABORTED
+    // (retryable), nothing of it is stored or queued, no listener hears of
+    // it, and the same write retried succeeds.
+    const db = await openTodos(env);
+    await db.insert("todos", { id: "a", text: "kept" });
+    const pending = await db.pendingCount();
+    const snapshots = [];
+    db.subscribe("todos", {}, (rows) => snapshots.push(rows.map((r) => `${r.id}:${r.text}`)));
+    const changes = [];
+    db.on("change", (e) => changes.push(...e.changes.map((c) => `${c.op}:${c.id}`)));
+    await until(() => snapshots.length === 1, 5000, "the subscription's first answer");
+    const writeOf = { add: IDBObjectStore.prototype.add, put: IDBObjectStore.prototype.put };
+    let aborts = 0;
+    for (const [method, original] of Object.entries(writeOf)) {
+      IDBObjectStore.prototype[method] = function (...args) {
+        const req = original.apply(this, args);
+        if (aborts > 0 && this.name === "todos" && this.transaction.db.name === db.name) {
+          aborts--;
+          // Once the record is written, the transaction is aborted
+          // before it commits: everything it did is undone.
+          const tx = this.transaction;
+          req.addEventListener("success", () => tx.abort());
+        }
+        return req;
+      };
+    }
+    try {
+      aborts = 1;
+      const e = await rejects(db.insert("todos", { id: "b", text: "lost" }), "TRANSACTION_ABORTED", env, "an insert");
+      eq(e.retryable, true, "retryable");
+      aborts = 1;
+      await rejects(db.update("todos", "a", { text: "lost" }), "TRANSACTION_ABORTED", env, "an update");
+      aborts = 1;
+      await rejects(
+        db.batch([
+          { op: "insert", coll: "lists", doc: { id: "l1" } },
+          { op: "insert", coll: "todos", doc: { id: "c", text: "lost" } },
+        ]),
+        "TRANSACTION_ABORTED",
+        env,
+        "a batch",
+      );
+      eq(aborts, 0, "each write met its abort");
+    } finally {
+      Object.assign(IDBObjectStore.prototype, writeOf);
+    }
+    eq(await db.get("todos", "b"), undefined, "the aborted insert is not stored");
+    eq((await db.get("todos", "a")).text, "kept", "the aborted update is not stored");
+    eq(await db.get("lists", "l1"), undefined, "no part of the aborted batch is stored");
+    eq(await db.pendingCount(), pending, "nothing aborted is queued");
+    eq(db.status().pending, pending, "status() agrees");
+    // The positive event the checks of silence are tied to.
+    await db.insert("todos", { id: "b", text: "retried" });
+    await until(() => snapshots.some((s) => s.includes("b:retried")), 5000, "the retried insert reaches the subscription");
+    ok(snapshots.every((s) => !s.some((r) => r.endsWith(":lost"))), `no subscriber saw an aborted write: ${JSON.stringify(snapshots)}`);
+    eq(changes, ["insert:b"], "change events: the retried insert alone");
+    eq(await db.pendingCount(), pending + 1, "the retried insert is queued once");
+    db.close();
+  },
+
   async closed_store_rejects_calls(env) {
     const db = await openTodos(env);
     await db.insert("todos", { id: "a" });

@@ -1156,6 +1156,49 @@ const scenarios = {
     eq(errors.map((x) => x.code), ["RATE_LIMITED"], "no other error");
   },
 
+  async a_503_with_retry_after_is_server_and_its_wait_is_honoured(env) {
+    // What the server answers while it shuts down or is overloaded: 503
+    // with Retry-After (testctl /answer gives one of 2 s). The store
+    // reports SERVER, keeps the write, and neither pushes again nor polls
+    // again before the 2 s are over, though polls answer meanwhile (times
+    // from the proxy's clock: a lower bound, which a slow machine only
+    // widens).
+    const coll = collName("r503");
+    const a = await device(env, coll, { sync: { websocket: false } });
+    await synced(a);
+    const errors = [];
+    a.on("error", (e) => errors.push(e));
+    const refuse = (method, path, code) => {
+      const body = JSON.stringify({ error: { code, message: `testctl: ${code}` } });
+      return ctl(env, `/answer?method=${method}&path=${path}&status=503&retryAfter=2&body=${encodeURIComponent(body)}`);
+    };
+    /** The requests `method path` from the canned 503 on: the refused one, then the next. */
+    const after503 = async (method, path) => {
+      const log = (await ctl(env, "/requests", "GET")).requests.filter((r) => r.method === method && r.path === path);
+      const i = log.findIndex((r) => r.canned && r.status === 503);
+      return i < 0 ? [] : log.slice(i, i + 2);
+    };
+    await refuse("POST", "/v1/push", "SHUTTING_DOWN");
+    await a.insert(coll, { id: "s1", n: 1 });
+    await until("a SERVER error event", () => errors.some((e) => e.code === "SERVER"));
+    const e = errors.find((x) => x.code === "SERVER");
+    ok(e instanceof env.SyncStoreError && e.retryable === true, "a retryable SyncStoreError");
+    ok(e.message.includes("SHUTTING_DOWN"), `the message says why: ${e.message}`);
+    eq(a.status().pending, 1, "the write waits");
+    await until("the write lands", async () => (await serverRows(env, coll)).length === 1);
+    const [refused, next] = await after503("POST", "/v1/push");
+    ok(refused && next, "a push followed the refused one");
+    ok(next.at - refused.at >= 2000, `the next push waited for Retry-After: ${next.at - refused.at} ms`);
+    await until("settled", () => a.status().pending === 0);
+    // A refused poll: the next poll waits too (pollMs is 200).
+    await refuse("GET", "/v1/pull", "OVERLOADED");
+    await until("the next poll after the refused one", async () => (await after503("GET", "/v1/pull")).length === 2);
+    const [refusedPull, nextPull] = await after503("GET", "/v1/pull");
+    ok(nextPull.at - refusedPull.at >= 2000, `the next poll waited for Retry-After: ${nextPull.at - refusedPull.at} ms`);
+    await until("lastError clears", () => a.status().lastError === null);
+    eq([...new Set(errors.map((x) => x.code))], ["SERVER"], "no other error");
+  },
+
   async a_malformed_answer_is_protocol_through_the_store(env) {
     // A pull answered 200 with a body that is not a pull page: sync()
     // rejects PROTOCOL, which also shows in lastError and an error event;
@@ -1335,6 +1378,72 @@ const scenarios = {
     await synced(a);
     eq((await serverRows(env, coll)).length, 1, "the write landed once");
     eq(errors.map((e) => e.code), [], "fencing is no error for the app");
+  },
+
+  async a_pull_whose_own_step_meets_a_take_over_is_leadership_lost(env) {
+    // pull(coll) of a manual collection: the leader pulls, then releases
+    // the collection's held changes in a step of its own. Another tab takes
+    // the lead in between (a new term in `_meta`, as tabs.rs `bump_term`,
+    // written here from the page at the moment the pull's page is stored:
+    // its status event). The release step finds the newer term and writes
+    // nothing: pull(coll) rejects LEADERSHIP_LOST (retryable), no error
+    // event; this instance still holds the lock, leads again in a newer
+    // term, and the same pull(coll) then brings the change.
+    const notes = collName("ll");
+    const name = dbName("ll");
+    const a = await env.open({
+      name,
+      collections: { [notes]: { sync: "manual" } },
+      sync: { url: env.server, token: "dev-token", websocket: false, pollMs: 60000 },
+    });
+    env.opened.push(a);
+    await until("a leads", () => a.status().leader);
+    await synced(a);
+    const b = await device(env, collName("unused"), { more: { [notes]: {} } });
+    await b.insert(notes, { id: "n1", text: "from b" });
+    await synced(b);
+    const raw = await new Promise((resolve, reject) => {
+      const r = indexedDB.open(name);
+      r.onsuccess = () => resolve(r.result);
+      r.onerror = () => reject(r.error);
+    });
+    const terms = [];
+    const readTerm = () =>
+      new Promise((resolve, reject) => {
+        const got = raw.transaction("_meta").objectStore("_meta").get("leader");
+        got.onsuccess = () => resolve(got.result.v);
+        got.onerror = () => reject(got.error);
+      });
+    const errors = [];
+    a.on("error", (e) => errors.push(e));
+    const cursor = a.status().cursor;
+    let bumped = null;
+    a.on("status", (s) => {
+      if (bumped || s.cursor === cursor) return;
+      // The pull's page is stored (the cursor moved); the release step is
+      // next. A readwrite transaction on `_meta` created now runs before it.
+      const tx = raw.transaction("_meta", "readwrite");
+      const store = tx.objectStore("_meta");
+      const got = store.get("leader");
+      got.onsuccess = () => {
+        terms.push(got.result.v);
+        store.put({ k: "leader", v: got.result.v + 1 });
+      };
+      bumped = new Promise((resolve, reject) => {
+        tx.oncomplete = resolve;
+        tx.onerror = () => reject(tx.error);
+      });
+    });
+    const e = await rejects(a.pull(notes), "LEADERSHIP_LOST", env, "pull(coll) meeting a take-over");
+    eq(e.retryable, true, "retryable");
+    ok(bumped !== null, "the term was taken while the pull waited");
+    await bumped;
+    eq(await a.get(notes, "n1"), undefined, "the release step wrote nothing");
+    await until("a leads again in a newer term", async () => a.status().leader && (await readTerm()) > terms[0] + 1);
+    await a.pull(notes);
+    eq((await a.get(notes, "n1")).text, "from b", "the same pull(coll), retried, brings the change");
+    raw.close();
+    eq(errors.map((x) => x.code), [], "no error event: only the caller whose step met the take-over hears of it");
   },
 
   async followers_forward_push_and_pull_of_manual_collections(env) {
