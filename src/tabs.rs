@@ -141,6 +141,10 @@ impl SyncHandle {
                     client.stop();
                     return;
                 }
+                // goOffline() / goOnline() while the loop was starting (its
+                // state was being read): the switch as it is now. The loop
+                // has not run yet, so nothing went out meanwhile.
+                client.set_cut_off(self.cut_off.get());
                 // This instance's own forwarded asks: answer them here.
                 for (_, w) in std::mem::take(&mut *self.asks.borrow_mut()) {
                     client.ask(w);

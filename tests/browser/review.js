@@ -357,7 +357,7 @@ const scenarios = {
       await rejects(guard(db.get(coll, "k1"), "get while it cannot reopen"), "STORAGE_CLOSED", env, "a read");
       await rejects(guard(db.insert(coll, { id: "k3" }), "insert while it cannot reopen"), "STORAGE_CLOSED", env, "a write");
       await rejects(guard(db.outbox(), "outbox while it cannot reopen"), "STORAGE_CLOSED", env, "outbox()");
-      ok(errors.length > n && errors.slice(n).every((e) => e.code === "STORAGE_CLOSED"), "error events say so");
+      ok(errors.length > n && errors.slice(n).every((e) => e.code === "STORAGE_CLOSED"), `error events say so: ${JSON.stringify(errors.slice(n).map((e) => [e.code, e.message]))}`);
       ctlr.failing(false);
       eq(await guard(db.get(coll, "k2"), "get once it can reopen"), { id: "k2", n: 2 }, "works again once it can reopen");
       eq(await outboxOf(db), before, "nothing lost, nothing half-written");
