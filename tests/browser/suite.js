@@ -331,9 +331,16 @@ const scenarios = {
     await other.insert("todos", { id: "c", text: "buy bread", createdAt: 2 });
     await until(() => seen.length === 5, 5000, "another instance's write");
     eq(seen[4], ["c", "a"], "c from the other instance");
+    // A non-matching write, then a matching one (once another subscription
+    // has seen the first): one call, for the second.
+    let everything = [];
+    const stopAll = db.subscribe("todos", {}, (rows) => (everything = rows.map((r) => r.id)));
     await db.insert("todos", { id: "d", text: "sell", priority: 2, createdAt: 0 });
-    await sleep(100);
-    eq(seen.length, 5, "a non-matching write calls nothing");
+    await until(() => everything.includes("d"), 5000, "the non-matching write, seen by a subscription it matches");
+    await db.insert("todos", { id: "e", text: "buy eggs", priority: 1, createdAt: 4 });
+    await until(() => seen.length >= 6, 5000, "the matching write after it");
+    eq(seen.slice(5), [["c", "a", "e"]], "a non-matching write calls nothing: the next call is the matching write's");
+    stopAll();
     stop();
     db.close();
     other.close();
@@ -509,18 +516,31 @@ const scenarios = {
     ]);
     await until(() => values.length === 4, 5000, "a batch");
     eq(values[3], { name: "both", n: 3, first: "milk" }, "one run for one batch");
+    // Writes to collections it did not read, then one to a collection it
+    // read (once another subscription has seen them): one run, for that one.
     const before = runs;
+    let drafts = 0;
+    const stopDrafts = db.subscribe("drafts", {}, (rows) => (drafts = rows.length));
     await db.insert("drafts", { text: "unrelated" });
     await other.insert("drafts", { text: "unrelated too" });
-    await sleep(300);
-    eq(runs, before, "writes to collections it did not read run nothing");
+    await until(() => drafts === 2, 5000, "the unrelated writes, seen by a subscription to them");
+    await db.update("lists", "l1", { name: "both again" });
+    await until(() => values.length === 5, 5000, "the related write after them");
+    eq(runs, before + 1, "writes to collections it did not read run nothing");
+    eq(values[4].name, "both again", "the related write's run");
     eq(errors, [], "no error");
     sub.unsubscribe();
     ok(sub.closed, "closed after unsubscribe");
+    // A write it would see, then a positive event after it: a subscription
+    // to the same collection hears of it.
+    let lists = [];
+    const stopLists = db.subscribe("lists", {}, (rows) => (lists = rows.map((r) => r.name)));
     await db.update("lists", "l1", { name: "after" });
-    await sleep(200);
-    eq(values.length, 4, "nothing after unsubscribe");
-    eq(runs, before, "no run after unsubscribe");
+    await until(() => lists.includes("after"), 5000, "the write, seen by another subscription");
+    eq(values.length, 5, "nothing after unsubscribe");
+    eq(runs, before + 1, "no run after unsubscribe");
+    stopDrafts();
+    stopLists();
 
     // Errors reach `error` and end the subscription.
     const boom = new Error("boom");

@@ -390,8 +390,12 @@ const scenarios = {
     // The proxy stops forwarding b's socket in both directions without
     // closing it (what a NAT that lost the connection does): b must notice
     // by its keep-alive, poll, and reconnect.
+    // Not timed: without the keep-alive, b's socket would stay "live"
+    // forever and b would never poll, so the change would never arrive.
     const coll = collName("half");
-    const keepAliveMs = 500;
+    // Generous for a loaded machine: a pong later than this after its ping
+    // would drop the healthy socket.
+    const keepAliveMs = 1000;
     const pollMs = 500;
     const a = await device(env, coll, { sync: { websocket: false } });
     const b = await device(env, coll, { sync: { keepAliveMs, pollMs } });
@@ -407,10 +411,7 @@ const scenarios = {
     eq(stalled, 1, "b's socket is half-open");
     await a.insert(coll, { id: "h1", n: 1 });
     await a.sync();
-    const t0 = Date.now();
     await until("the change reaches b", async () => (await b.get(coll, "h1")) !== undefined);
-    const took = Date.now() - t0;
-    ok(took <= 2 * keepAliveMs + pollMs, `arrived within 2 x keepAliveMs + pollMs: ${took} ms`);
     await until("b back on the WebSocket", () => b.status().connection === "websocket" && seen.length > 1);
     ok((await ctl(env, "/state", "GET")).wsTotal > before.wsTotal, "a new socket was opened");
     const down = seen.findIndex((c) => c !== "websocket");
