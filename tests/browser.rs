@@ -215,6 +215,7 @@ scenarios!(run_sync, SYNC:
     first_sync_reports_its_progress_page_by_page,
     rate_limited_through_the_store_and_its_retry_after_is_honoured,
     a_503_with_retry_after_is_server_and_its_wait_is_honoured,
+    another_user_on_the_same_database_is_client_id_taken,
     a_malformed_answer_is_protocol_through_the_store,
     change_events_reach_a_listener_registered_at_run_time,
     conflict_resolvers_returning_promises_keeps_and_bad_documents,

@@ -1269,6 +1269,40 @@ const scenarios = {
     eq([...new Set(errors.map((x) => x.code))], ["SERVER"], "no other error");
   },
 
+  async another_user_on_the_same_database_is_client_id_taken(env) {
+    // A database synced by one user (its clientId is theirs on the server)
+    // opened with another user's token, as after a sign-out and sign-in on
+    // one device without a database per user: the server refuses its
+    // pushes (403 CLIENT_ID_TAKEN) and applies nothing; sync() rejects
+    // with that code (not retryable), an error event says so, and the
+    // write stays queued.
+    const coll = collName("cid");
+    const name = dbName("cid");
+    const open = async (user) => {
+      const db = await env.open({
+        name,
+        collections: { [coll]: {} },
+        sync: { url: env.server, token: await mint(env, `${user}_${coll}`), websocket: false, pollMs: 60000 },
+      });
+      env.opened.push(db);
+      return db;
+    };
+    const alice = await open("alice");
+    await alice.insert(coll, { id: "a1", by: "alice" });
+    await synced(alice);
+    alice.close();
+    const bob = await open("bob");
+    const errors = [];
+    bob.on("error", (e) => errors.push(e));
+    await bob.insert(coll, { id: "b1", by: "bob" });
+    const e = await rejects(bob.sync(), "CLIENT_ID_TAKEN", env, "sync() of another user's database");
+    eq(e.retryable, false, "not retryable");
+    await until("an error event", () => errors.some((x) => x.code === "CLIENT_ID_TAKEN" && x instanceof env.SyncStoreError));
+    eq(bob.status().lastError.code, "CLIENT_ID_TAKEN", "lastError says why");
+    eq(await bob.pendingCount(), 1, "the write stays queued");
+    eqDocs(live(await serverRows(env, coll)).map((r) => r.doc), [{ id: "a1", by: "alice" }], "nothing of bob's was applied");
+  },
+
   async a_malformed_answer_is_protocol_through_the_store(env) {
     // A pull answered 200 with a body that is not a pull page: sync()
     // rejects PROTOCOL, which also shows in lastError and an error event;
