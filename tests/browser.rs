@@ -194,6 +194,7 @@ scenarios!(run_sync, SYNC:
     resync_after_the_server_lost_its_data_keeps_pending_writes,
     browser_offline_and_online_events_pause_and_resume_sync,
     go_offline_while_the_sync_loop_starts_holds,
+    a_sync_loop_whose_start_failed_is_started_again,
     polling_only_mode_never_opens_a_websocket,
     local_collections_never_reach_the_server,
     manual_collections_sync_only_on_demand,

@@ -578,6 +578,42 @@ const scenarios = {
     await until("the write arrives after goOnline()", async () => (await serverRows(env, coll)).length === 1);
   },
 
+  async a_sync_loop_whose_start_failed_is_started_again(env) {
+    // The instance holding the lead fails to start its loop: IndexedDB
+    // refuses the loop's first read (injected: the first such transaction
+    // throws, as on a connection closing under it). It must not hold the
+    // lead with no loop (its own and every other tab's sync() would wait
+    // forever): it tries again and syncs.
+    const coll = collName("restart");
+    const name = dbName("restart");
+    const collections = { [coll]: {} };
+    const plain = await env.open({ name, collections });
+    plain.close();
+    const transaction = IDBDatabase.prototype.transaction;
+    let refused = 0;
+    IDBDatabase.prototype.transaction = function (stores, mode, ...rest) {
+      const list = typeof stores === "string" ? [stores] : [...stores];
+      const loads = ["_outbox", "_server", "_ids"].every((s) => list.includes(s)) && !list.includes("_held");
+      if (this.name === name && (mode ?? "readonly") === "readonly" && loads && refused === 0) {
+        refused++;
+        throw new DOMException("the connection is closing (test)", "InvalidStateError");
+      }
+      return transaction.call(this, stores, mode, ...rest);
+    };
+    let db;
+    try {
+      db = await env.open({ name, collections, sync: { url: env.server, token: "dev-token", websocket: false, pollMs: 200 } });
+      env.opened.push(db);
+      await until("the loop's first read is refused", () => refused === 1);
+    } finally {
+      IDBDatabase.prototype.transaction = transaction;
+    }
+    await until("a leads after all", () => db.status().leader);
+    await db.insert(coll, { id: "r1", n: 1 });
+    await synced(db);
+    eqDocs(live(await serverRows(env, coll)).map((r) => r.doc), [{ id: "r1", n: 1 }], "and syncs");
+  },
+
   async polling_only_mode_never_opens_a_websocket(env) {
     const coll = collName("poll");
     const before = (await ctl(env, "/state", "GET")).wsTotal;
