@@ -237,6 +237,7 @@ scenarios!(run_review, REVIEW:
     rejected_writes_are_kept_until_dismissed_across_a_reload,
     the_trace_shows_an_insert_queued_pushed_applied_settled,
     a_database_closed_by_the_browser_is_reopened_or_fails_fast,
+    calls_made_together_after_a_close_reopen_one_connection,
     a_newer_schema_in_another_tab_closes_this_instance_cleanly,
     a_quota_error_during_a_pull_keeps_the_cursor_and_retries,
     open_with_persist_asks_for_persistent_storage,
