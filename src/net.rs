@@ -11,6 +11,7 @@ use std::rc::Rc;
 use syncstore_core::protocol::{
     ClientMessage, PullResponse, PushRequest, PushResponse, ServerLimits, ServerMessage,
 };
+use syncstore_core::sync::schedule::retry_after_ms;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
@@ -25,10 +26,18 @@ pub enum NetError {
     /// The token may not do this (403), e.g. a push with a read-only token
     /// (`FORBIDDEN`); the code is the server's.
     Forbidden(String, String),
-    /// Too many requests; retry after this many seconds.
-    RateLimited { retry_after: f64, message: String },
-    /// The server failed (5xx). Retry with backoff.
-    Server(u16, String),
+    /// Too many requests (429); retry after `retry_after_ms`.
+    RateLimited {
+        retry_after_ms: f64,
+        message: String,
+    },
+    /// The server failed (5xx). Retry with backoff, and not before
+    /// `retry_after_ms` (a 503's `Retry-After`: shutting down, overloaded).
+    Server {
+        status: u16,
+        message: String,
+        retry_after_ms: f64,
+    },
     /// The server refused the request as malformed, or answered something
     /// that is not the protocol. Retrying the same request will not help.
     Protocol(String),
@@ -41,7 +50,7 @@ impl NetError {
             NetError::Unauthorized(_) => "UNAUTHORIZED",
             NetError::Forbidden(..) => "FORBIDDEN",
             NetError::RateLimited { .. } => "RATE_LIMITED",
-            NetError::Server(..) => "SERVER",
+            NetError::Server { .. } => "SERVER",
             NetError::Protocol(_) => "PROTOCOL",
         }
     }
@@ -49,7 +58,7 @@ impl NetError {
     pub fn retryable(&self) -> bool {
         matches!(
             self,
-            NetError::Network(_) | NetError::RateLimited { .. } | NetError::Server(..)
+            NetError::Network(_) | NetError::RateLimited { .. } | NetError::Server { .. }
         )
     }
 
@@ -59,7 +68,18 @@ impl NetError {
             NetError::RateLimited { message, .. } | NetError::Forbidden(_, message) => {
                 message.clone()
             }
-            NetError::Server(status, m) => format!("HTTP {status}: {m}"),
+            NetError::Server {
+                status, message, ..
+            } => format!("HTTP {status}: {message}"),
+        }
+    }
+
+    /// The wait the server asked for before a retry, in ms (0: none).
+    pub fn retry_after_ms(&self) -> f64 {
+        match self {
+            NetError::RateLimited { retry_after_ms, .. }
+            | NetError::Server { retry_after_ms, .. } => *retry_after_ms,
+            _ => 0.0,
         }
     }
 }
@@ -198,6 +218,7 @@ impl Sent {
             .map_err(|e| NetError::Network(format!("{e:?}")))?;
         let status = field(&res, "status").as_f64().unwrap_or(0.0) as u16;
         let text = field(&res, "text").as_string().unwrap_or_default();
+        let retry_after = field(&res, "retryAfter").as_string();
         match status {
             200..=299 => serde_json::from_str(&text).map_err(|e| {
                 NetError::Protocol(format!("{method} {path}: unexpected answer: {e}"))
@@ -209,13 +230,14 @@ impl Sent {
                 error_message(&text),
             )),
             429 => Err(NetError::RateLimited {
-                retry_after: field(&res, "retryAfter")
-                    .as_string()
-                    .and_then(|s| s.trim().parse().ok())
-                    .unwrap_or(1.0),
+                retry_after_ms: retry_after_ms(status, retry_after.as_deref()),
                 message: error_message(&text),
             }),
-            500..=599 => Err(NetError::Server(status, error_message(&text))),
+            500..=599 => Err(NetError::Server {
+                status,
+                message: error_message(&text),
+                retry_after_ms: retry_after_ms(status, retry_after.as_deref()),
+            }),
             _ => Err(NetError::Protocol(format!(
                 "HTTP {status}: {}",
                 error_message(&text)

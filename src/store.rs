@@ -36,6 +36,10 @@ pub struct Inner {
     layout: JsValue,
     rekey: Closure<dyn Fn(String, Array) -> Array>,
     on_lost: RefCell<Option<LostFn>>,
+    /// A connect under way (a `Promise` of the connection): calls that
+    /// find no connection meanwhile wait for it instead of opening their
+    /// own, so there is one connection, the one whose watcher is alive.
+    connecting: RefCell<Option<Promise>>,
     /// The browser closed the connection and no call has reopened it yet.
     pub lost: Cell<bool>,
     /// Why the store closed itself (faults.rs), instead of `CLOSED`.
@@ -142,16 +146,27 @@ impl Inner {
         if let Some(db) = self.db.borrow().clone() {
             return Ok(db);
         }
-        let db = match self.connect().await {
-            Ok(db) => db,
+        let pending = self.connecting.borrow().clone();
+        let pending = pending.unwrap_or_else(|| {
+            let inner = self.clone();
+            let p = future_to_promise(async move {
+                let got = inner.connect().await;
+                inner.connecting.borrow_mut().take();
+                let db = got?;
+                inner.lost.set(false);
+                *inner.db.borrow_mut() = Some(db.clone());
+                Ok(db.into())
+            });
+            *self.connecting.borrow_mut() = Some(p.clone());
+            p
+        });
+        match JsFuture::from(pending).await {
+            Ok(db) => Ok(db.unchecked_into()),
             Err(e) if self.lost.get() || !self.client_id.borrow().is_empty() => {
-                return Err(crate::faults::reopen_failed(self, &e));
+                Err(crate::faults::reopen_failed(self, &e))
             }
-            Err(e) => return Err(e),
-        };
-        self.lost.set(false);
-        *self.db.borrow_mut() = Some(db.clone());
-        Ok(db)
+            Err(e) => Err(e),
+        }
     }
 
     async fn connect(self: &Rc<Self>) -> JsResult<IdbDatabase> {
@@ -857,6 +872,7 @@ impl SyncStore {
             client_id: RefCell::new(String::new()),
             rekey,
             on_lost: RefCell::new(None),
+            connecting: RefCell::new(None),
             lost: Cell::new(false),
             closed_by: RefCell::new(None),
             live: Live::new(),

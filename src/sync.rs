@@ -717,8 +717,9 @@ impl SyncClient {
         if matches!(why, Failure::Net(NetError::Network(_))) {
             self.reachable.set(false);
         }
+        // A 429's or a 503's Retry-After.
         let min_wait = match why {
-            Failure::Net(NetError::RateLimited { retry_after, .. }) => retry_after * 1000.0,
+            Failure::Net(e) => e.retry_after_ms(),
             _ => 0.0,
         };
         let mut b = self.net.get();
@@ -836,11 +837,13 @@ impl SyncClient {
         }
         if result.is_ok() && (forced || poll_due) {
             result = self.pull_all(inner, forced).await;
-            let wait = match result {
-                Ok(()) => self.opts.poll_ms,
-                Err(_) => self.opts.poll_ms.max(backoff(self.net.get().failures())),
+            let next = match result {
+                Ok(()) => Date::now() + self.opts.poll_ms,
+                // Not before the server's Retry-After either.
+                Err(_) => (Date::now() + self.opts.poll_ms.max(backoff(self.net.get().failures())))
+                    .max(self.net.get().retry_at()),
             };
-            self.next_poll_at.set(Date::now() + wait);
+            self.next_poll_at.set(next);
         }
         if let Err(f) = &result {
             self.failed(f, forced);

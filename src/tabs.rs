@@ -15,7 +15,9 @@
 //! nothing from the leader for 3 s (a hidden one: 10 s) steals the lock.
 //! Every new leader first bumps the term in `_meta` (`leader`); each step of
 //! a sync loop checks it inside its transaction, so a leader that wakes up
-//! after being replaced writes nothing more and stops (fencing).
+//! after being replaced writes nothing more and stops (fencing). A leader
+//! that could not start its loop (IndexedDB refused) tries again at the
+//! next heartbeat.
 //!
 //! Without Web Locks every instance leads, one after the other: each new
 //! one fences the previous one off.
@@ -51,6 +53,10 @@ pub struct SyncHandle {
     /// Bumped whenever leadership is gained or lost: a promotion that
     /// awaited across a change gives up.
     generation: Cell<u32>,
+    /// Promotions under way. One that failed (IndexedDB refused its
+    /// transaction) leaves the lock held with no loop: the heartbeat
+    /// timer starts another.
+    promoting: Cell<u32>,
     /// Follower: the leader's last status, and the highest mid its engine
     /// had taken in then (its `pending` counts the entries up to it).
     status: RefCell<Option<(Value, u64)>>,
@@ -83,6 +89,7 @@ impl SyncHandle {
             callbacks: RefCell::new(vec![]),
             stop_timer: RefCell::new(None),
             generation: Cell::new(0),
+            promoting: Cell::new(0),
             status: RefCell::new(None),
             asks: RefCell::new(BTreeMap::new()),
             next_rid: Cell::new(0),
@@ -126,6 +133,12 @@ impl SyncHandle {
 
     /// Becomes the leader: a new term, then the sync loop.
     async fn promote(self: Rc<Self>, inner: Rc<Inner>) {
+        self.promoting.set(self.promoting.get() + 1);
+        self.clone().take_the_lead(inner).await;
+        self.promoting.set(self.promoting.get() - 1);
+    }
+
+    async fn take_the_lead(self: Rc<Self>, inner: Rc<Inner>) {
         let generation = self.generation.get();
         let epoch = match bump_term(&inner).await {
             Ok(e) => e,
@@ -143,6 +156,10 @@ impl SyncHandle {
                     client.stop();
                     return;
                 }
+                // goOffline() / goOnline() while the loop was starting (its
+                // state was being read): the switch as it is now. The loop
+                // has not run yet, so nothing went out meanwhile.
+                client.set_cut_off(self.cut_off.get());
                 // This instance's own forwarded asks: answer them here.
                 for (_, w) in std::mem::take(&mut *self.asks.borrow_mut()) {
                     client.ask(w);
@@ -192,7 +209,12 @@ impl SyncHandle {
         let lock = self.lock.borrow();
         let Some(lock) = lock.as_ref() else { return };
         if lock.held() {
-            return; // promoting
+            if self.promoting.get() == 0 {
+                // A promotion failed: try again.
+                self.generation.set(self.generation.get() + 1);
+                spawn_local(self.clone().promote(inner.clone()));
+            }
+            return;
         }
         let stale = if glue::is_visible() {
             STALE_VISIBLE_MS

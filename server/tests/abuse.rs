@@ -998,10 +998,15 @@ fn peak_rss_kb(pid: u32) -> Option<u64> {
 #[tokio::test]
 async fn a_flood_of_maximum_size_pushes_keeps_memory_bounded() {
     let dir = tempfile::tempdir().unwrap();
+    // The body deadline as a hang guard only: on a loaded machine this
+    // test's own client, sending 96 bodies of 4 MB at once, is a slow
+    // client, and a body cut off at the default 30 s would be an answer
+    // this test is not about (408, or a reset while a refused body is
+    // still being read away).
     let p = Proc::start(
         &dir.path().join("db"),
         None,
-        &["--pushes-per-second", "1000"],
+        &["--pushes-per-second", "1000", "--body-timeout-ms", "600000"],
     );
     // ~4 MB bodies: 1000 inserts of ~4 KB documents each.
     let doc = json!({ "text": "x".repeat(4000) });
@@ -1018,10 +1023,12 @@ async fn a_flood_of_maximum_size_pushes_keeps_memory_bounded() {
         tasks.push(tokio::spawn(async move {
             let mut codes = Vec::new();
             for _ in 0..2 {
-                // A generous timeout: a debug build on a loaded machine
-                // can take long to commit; a refused push must not fail.
+                // A client per push (no pooled connection that the server
+                // closed after a refusal); its timeout a hang guard, not a
+                // latency bound: a debug build on a loaded machine can take
+                // long to read and commit.
                 let r = reqwest::Client::builder()
-                    .timeout(Duration::from_secs(60))
+                    .timeout(Duration::from_secs(600))
                     .build()
                     .unwrap()
                     .post(&url)
@@ -1061,5 +1068,6 @@ async fn a_flood_of_maximum_size_pushes_keeps_memory_bounded() {
         "{counts:?}"
     );
     assert!(rss < 1024 * 1024, "peak RSS {rss} kB");
-    assert!(healthz_latency(&p.base).await < Duration::from_secs(5));
+    // Still serving (healthz_latency's 5 s is a hang guard, not measured here).
+    healthz_latency(&p.base).await;
 }

@@ -371,6 +371,37 @@ const scenarios = {
     }
   },
 
+  async calls_made_together_after_a_close_reopen_one_connection(env) {
+    // After the browser closed the connection, calls made together (here
+    // four, as a page's components do) reopen it once. Each reopening its
+    // own connection left all but one open and unused, each replaced
+    // connection's close watcher was dropped, and a later close of the one
+    // in use could go unnoticed: every call then failed for good.
+    const name = dbName("cc");
+    const ctlr = connections(name);
+    try {
+      const db = await env.open({ name, collections: { t: {} } });
+      env.opened.push(db);
+      await db.insert("t", { id: "a", n: 1 });
+      const errors = [];
+      db.on("error", (e) => errors.push(e));
+      for (let round = 1; round <= 2; round++) {
+        const opened = ctlr.conns.length;
+        const n = errors.length;
+        ctlr.closeLatest();
+        eq(errors.slice(n).map((e) => e.code), ["STORAGE_CLOSED"], `round ${round}: the close is reported`);
+        const [one, some, many] = await guard(
+          Promise.all([db.get("t", "a"), db.query("t", {}), db.getMany("t", ["a"]), db.insert("t", { id: `b${round}` })]),
+          `round ${round}: calls made together after the close`,
+        );
+        eq([one, some.length, many], [{ id: "a", n: 1 }, round, [{ id: "a", n: 1 }]], `round ${round}: the calls are answered`);
+        eq(ctlr.conns.length, opened + 1, `round ${round}: on one new connection`);
+      }
+    } finally {
+      ctlr.restore();
+    }
+  },
+
   async a_newer_schema_in_another_tab_closes_this_instance_cleanly(env) {
     // Another instance opens the database with more indexes: its upgrade is
     // not blocked; this one closes, fires versionchange, and its calls

@@ -331,9 +331,16 @@ const scenarios = {
     await other.insert("todos", { id: "c", text: "buy bread", createdAt: 2 });
     await until(() => seen.length === 5, 5000, "another instance's write");
     eq(seen[4], ["c", "a"], "c from the other instance");
+    // A non-matching write, then a matching one (once another subscription
+    // has seen the first): one call, for the second.
+    let everything = [];
+    const stopAll = db.subscribe("todos", {}, (rows) => (everything = rows.map((r) => r.id)));
     await db.insert("todos", { id: "d", text: "sell", priority: 2, createdAt: 0 });
-    await sleep(100);
-    eq(seen.length, 5, "a non-matching write calls nothing");
+    await until(() => everything.includes("d"), 5000, "the non-matching write, seen by a subscription it matches");
+    await db.insert("todos", { id: "e", text: "buy eggs", priority: 1, createdAt: 4 });
+    await until(() => seen.length >= 6, 5000, "the matching write after it");
+    eq(seen.slice(5), [["c", "a", "e"]], "a non-matching write calls nothing: the next call is the matching write's");
+    stopAll();
     stop();
     db.close();
     other.close();
@@ -509,18 +516,31 @@ const scenarios = {
     ]);
     await until(() => values.length === 4, 5000, "a batch");
     eq(values[3], { name: "both", n: 3, first: "milk" }, "one run for one batch");
+    // Writes to collections it did not read, then one to a collection it
+    // read (once another subscription has seen them): one run, for that one.
     const before = runs;
+    let drafts = 0;
+    const stopDrafts = db.subscribe("drafts", {}, (rows) => (drafts = rows.length));
     await db.insert("drafts", { text: "unrelated" });
     await other.insert("drafts", { text: "unrelated too" });
-    await sleep(300);
-    eq(runs, before, "writes to collections it did not read run nothing");
+    await until(() => drafts === 2, 5000, "the unrelated writes, seen by a subscription to them");
+    await db.update("lists", "l1", { name: "both again" });
+    await until(() => values.length === 5, 5000, "the related write after them");
+    eq(runs, before + 1, "writes to collections it did not read run nothing");
+    eq(values[4].name, "both again", "the related write's run");
     eq(errors, [], "no error");
     sub.unsubscribe();
     ok(sub.closed, "closed after unsubscribe");
+    // A write it would see, then a positive event after it: a subscription
+    // to the same collection hears of it.
+    let lists = [];
+    const stopLists = db.subscribe("lists", {}, (rows) => (lists = rows.map((r) => r.name)));
     await db.update("lists", "l1", { name: "after" });
-    await sleep(200);
-    eq(values.length, 4, "nothing after unsubscribe");
-    eq(runs, before, "no run after unsubscribe");
+    await until(() => lists.includes("after"), 5000, "the write, seen by another subscription");
+    eq(values.length, 5, "nothing after unsubscribe");
+    eq(runs, before + 1, "no run after unsubscribe");
+    stopDrafts();
+    stopLists();
 
     // Errors reach `error` and end the subscription.
     const boom = new Error("boom");
@@ -1049,6 +1069,69 @@ const scenarios = {
     const e = await rejects(db.query("todos", { where: { text: "fine" } }), "STORAGE", env, "a scan over a corrupt record");
     ok(e.message.includes("todos"), `the message names the collection: ${e.message}`);
     eq(e.retryable, false, "a corrupt record does not heal by retrying");
+    db.close();
+  },
+
+  async a_write_whose_transaction_is_aborted_is_transaction_aborted(env) {
+    // The browser aborts a write's transaction under it (what a forced
+    // close or a failing disk does; injected here: a page cannot make its
+    // own browser do that): the call rejects with TRANSACTION_ABORTED
+    // (retryable), nothing of it is stored or queued, no listener hears of
+    // it, and the same write retried succeeds.
+    const db = await openTodos(env);
+    await db.insert("todos", { id: "a", text: "kept" });
+    const pending = await db.pendingCount();
+    const snapshots = [];
+    db.subscribe("todos", {}, (rows) => snapshots.push(rows.map((r) => `${r.id}:${r.text}`)));
+    const changes = [];
+    db.on("change", (e) => changes.push(...e.changes.map((c) => `${c.op}:${c.id}`)));
+    await until(() => snapshots.length === 1, 5000, "the subscription's first answer");
+    const writeOf = { add: IDBObjectStore.prototype.add, put: IDBObjectStore.prototype.put };
+    let aborts = 0;
+    for (const [method, original] of Object.entries(writeOf)) {
+      IDBObjectStore.prototype[method] = function (...args) {
+        const req = original.apply(this, args);
+        if (aborts > 0 && this.name === "todos" && this.transaction.db.name === db.name) {
+          aborts--;
+          // Once the record is written, the transaction is aborted
+          // before it commits: everything it did is undone.
+          const tx = this.transaction;
+          req.addEventListener("success", () => tx.abort());
+        }
+        return req;
+      };
+    }
+    try {
+      aborts = 1;
+      const e = await rejects(db.insert("todos", { id: "b", text: "lost" }), "TRANSACTION_ABORTED", env, "an insert");
+      eq(e.retryable, true, "retryable");
+      aborts = 1;
+      await rejects(db.update("todos", "a", { text: "lost" }), "TRANSACTION_ABORTED", env, "an update");
+      aborts = 1;
+      await rejects(
+        db.batch([
+          { op: "insert", coll: "lists", doc: { id: "l1" } },
+          { op: "insert", coll: "todos", doc: { id: "c", text: "lost" } },
+        ]),
+        "TRANSACTION_ABORTED",
+        env,
+        "a batch",
+      );
+      eq(aborts, 0, "each write met its abort");
+    } finally {
+      Object.assign(IDBObjectStore.prototype, writeOf);
+    }
+    eq(await db.get("todos", "b"), undefined, "the aborted insert is not stored");
+    eq((await db.get("todos", "a")).text, "kept", "the aborted update is not stored");
+    eq(await db.get("lists", "l1"), undefined, "no part of the aborted batch is stored");
+    eq(await db.pendingCount(), pending, "nothing aborted is queued");
+    eq(db.status().pending, pending, "status() agrees");
+    // The positive event the checks of silence are tied to.
+    await db.insert("todos", { id: "b", text: "retried" });
+    await until(() => snapshots.some((s) => s.includes("b:retried")), 5000, "the retried insert reaches the subscription");
+    ok(snapshots.every((s) => !s.some((r) => r.endsWith(":lost"))), `no subscriber saw an aborted write: ${JSON.stringify(snapshots)}`);
+    eq(changes, ["insert:b"], "change events: the retried insert alone");
+    eq(await db.pendingCount(), pending + 1, "the retried insert is queued once");
     db.close();
   },
 

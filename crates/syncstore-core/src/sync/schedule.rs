@@ -14,6 +14,27 @@ pub const STORAGE_RETRY_MIN_MS: f64 = 250.0;
 /// Ceiling of the wait after storage failures, in ms.
 pub const STORAGE_RETRY_MAX_MS: f64 = 4_000.0;
 
+/// The wait before a retry a refusal asks for, in ms, from its status
+/// and `Retry-After` header. Honoured on `429 Too Many Requests` (1 s when
+/// the header is missing or unusable: the server must be slowed down) and
+/// on `503 Service Unavailable` (the server's `SHUTTING_DOWN` and
+/// `OVERLOADED` answers; none without a usable header: the plain backoff
+/// then). Only the delta-seconds form is understood (what the reference
+/// server sends); an HTTP date, a negative, fractional or otherwise
+/// malformed value counts as missing. Any other status: 0.
+pub fn retry_after_ms(status: u16, header: Option<&str>) -> f64 {
+    let secs = header
+        .map(str::trim)
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|h| h.parse::<f64>().ok())
+        .filter(|s| s.is_finite());
+    match status {
+        429 => secs.unwrap_or(1.0) * 1000.0,
+        503 => secs.unwrap_or(0.0) * 1000.0,
+        _ => 0.0,
+    }
+}
+
 /// The keep-alive of one WebSocket (docs/protocol.md, 7.3). The client
 /// sends a protocol `ping` when it has heard nothing (and sent no ping)
 /// for `interval_ms`; the server answers `pong`. A socket that delivered
@@ -101,6 +122,9 @@ pub struct Backoff {
     retry_at: f64,
     /// The earliest retry after the last failure, whatever answers.
     floor_at: f64,
+    /// The end of the wait the server asked for (`Retry-After`): no
+    /// attempt of the loop's own is due before it, whatever happened since.
+    hold_at: f64,
 }
 
 impl Backoff {
@@ -130,14 +154,17 @@ impl Backoff {
     /// server's `Retry-After`, 0 if none). `forced`: the app asked for it.
     pub fn failed(&mut self, now: f64, jitter: f64, min_wait: f64, forced: bool) {
         self.floor_at = self.floor_at.max(now + min_wait.max(BACKOFF_MIN_MS));
+        self.hold_at = self.hold_at.max(now + min_wait);
         if forced && self.failures > 0 {
             // The server's Retry-After still holds.
-            self.retry_at = self.retry_at.max(now + min_wait);
+            self.retry_at = self.retry_at.max(self.hold_at);
             return;
         }
         self.failures += 1;
-        let wait = Backoff::delay(self.failures, jitter).max(min_wait);
-        self.retry_at = now + wait;
+        let wait = Backoff::delay(self.failures, jitter);
+        // An earlier Retry-After holds too (an answer since then ended the
+        // backoff, not the server's wait).
+        self.retry_at = (now + wait).max(self.hold_at);
     }
 
     /// The server answered something: the backoff ends.
@@ -275,6 +302,53 @@ mod tests {
         assert_eq!(k.dead_at(), 61_000.0);
         k.heard(60_040.0);
         assert!(!k.is_dead(61_000.0));
+    }
+
+    #[test]
+    fn retry_after_is_honoured_on_429_and_503_in_delta_seconds() {
+        assert_eq!(retry_after_ms(429, Some("2")), 2000.0);
+        assert_eq!(retry_after_ms(503, Some("2")), 2000.0);
+        assert_eq!(retry_after_ms(503, Some(" 1 ")), 1000.0);
+        assert_eq!(retry_after_ms(503, Some("0")), 0.0);
+        // Without a usable header: 1 s for a 429, the plain backoff for a 503.
+        for bad in [
+            None,
+            Some(""),
+            Some("soon"),
+            Some("-3"),
+            Some("1.5"),
+            Some("inf"),
+        ] {
+            assert_eq!(retry_after_ms(429, bad), 1000.0, "{bad:?}");
+            assert_eq!(retry_after_ms(503, bad), 0.0, "{bad:?}");
+        }
+        assert_eq!(
+            retry_after_ms(503, Some("Wed, 21 Oct 2026 07:28:00 GMT")),
+            0.0
+        );
+        // Other statuses ask for nothing, whatever they carry.
+        for status in [200, 400, 500, 502, 504] {
+            assert_eq!(retry_after_ms(status, Some("30")), 0.0, "{status}");
+        }
+    }
+
+    #[test]
+    fn a_503_retry_after_holds_through_answers_and_explicit_attempts() {
+        // A push refused 503 with Retry-After: 2 at t=1000: the loop's next
+        // push waits 2 s, although the first backoff delay is shorter, a
+        // pull answers meanwhile, and the app calls sync().
+        let mut b = Backoff::default();
+        b.failed(1000.0, 1.0, retry_after_ms(503, Some("2")), false);
+        assert_eq!(b.retry_at(), 3000.0);
+        b.answered();
+        assert!(!b.ready(2999.0));
+        b.failed(1500.0, 1.0, 0.0, true);
+        assert!(!b.ready(2999.0));
+        assert!(b.ready(3000.0));
+        // Without the header, the first delay alone.
+        let mut c = Backoff::default();
+        c.failed(1000.0, 1.0, retry_after_ms(503, None), false);
+        assert_eq!(c.retry_at(), 1000.0 + BACKOFF_MIN_MS);
     }
 
     #[test]
