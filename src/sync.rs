@@ -53,8 +53,11 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::IdbKeyRange;
 
-/// Mutations per push request (the server accepts up to 1,000).
+/// Mutations per push request until the server's limits are known (its
+/// `maxMutationsPerPush`, 1,000 by default), and at most once they are:
+/// each push costs a request, a commit and a step, whatever its size.
 const PUSH_BATCH: usize = 250;
+const PUSH_BATCH_MAX: usize = 1000;
 /// Serialized bytes per push request (the server accepts 4 MiB).
 const PUSH_BYTES: usize = 1 << 20;
 /// Changes per pull page.
@@ -326,6 +329,8 @@ pub struct SyncClient {
     token_stale: Cell<bool>,
     /// The server's limits are known (`GET /v1/config` or a `synced` frame).
     limits_known: Cell<bool>,
+    /// Mutations per push (see [`PUSH_BATCH`]).
+    push_max: Cell<usize>,
     engine: RefCell<ClientSync>,
     /// Of the documents whose server state the engine holds (those with
     /// outbox entries, and those loaded for the current step), the ones
@@ -427,6 +432,7 @@ impl SyncClient {
             remote: Remote::new(&opts.url, opts.token.as_deref().unwrap_or(""), &client_id),
             token_stale: Cell::new(opts.token.is_none()),
             limits_known: Cell::new(false),
+            push_max: Cell::new(PUSH_BATCH),
             opts,
             policies: Policies::from_schema(&inner.schema),
             epoch,
@@ -1170,7 +1176,10 @@ impl SyncClient {
     /// The next push of the entries above mid `after` (0: all): oldest
     /// first, bounded in count and bytes.
     fn batch(&self, after: u64) -> Vec<Mutation> {
-        let mut batch = self.engine.borrow().next_push_after(PUSH_BATCH, after);
+        let mut batch = self
+            .engine
+            .borrow()
+            .next_push_after(self.push_max.get(), after);
         let mut bytes = 0;
         let mut keep = 0;
         for m in &batch {
@@ -1254,6 +1263,11 @@ impl SyncClient {
     /// document limit fail at write time (`DOC_TOO_LARGE`).
     fn learn_limits(&self, inner: &Inner, limits: &ServerLimits) {
         self.limits_known.set(true);
+        self.push_max.set(
+            usize::try_from(limits.max_mutations_per_push)
+                .unwrap_or(usize::MAX)
+                .clamp(1, PUSH_BATCH_MAX),
+        );
         inner.server_max_doc_bytes.set(Some(
             usize::try_from(limits.max_doc_bytes).unwrap_or(usize::MAX),
         ));

@@ -354,9 +354,12 @@ const scenarios = {
     const a = await device(env, coll);
     const b = await device(env, coll);
     await a.sync();
+    // The socket's `synced` frame brought the server's limits: pushes of
+    // its maxMutationsPerPush (1,000) from now on.
+    await until("a's socket is live", () => a.status().connection === "websocket");
     const before = await ctl(env, "/state", "GET");
     await ctl(env, "/kill-on-push");
-    const n = 300; // two pushes (250 + 50): the first commits, its answer is lost
+    const n = 1050; // two pushes (1,000 + 50): the first commits, its answer is lost
     const ops = Array.from({ length: n }, (_, i) => ({ op: "insert", coll, doc: { n: i } }));
     await a.batch(ops);
     await until("the server killed mid-push", async () => (await ctl(env, "/state", "GET")).killedOnPush > before.killedOnPush);
@@ -364,12 +367,12 @@ const scenarios = {
     ok(!st.running, "the server is down");
     eq(st.pushes, before.pushes + 1, "one push reached the server before it died");
     const committed = (await serverRows(env, coll)).length;
-    eq(committed, 250, "the lost push was committed: one full batch of 250 mutations");
+    eq(committed, 1000, "the lost push was committed: one full batch of 1,000 mutations");
     eq(a.status().pending, n, "nothing left the outbox without an answer");
     await ctl(env, "/start");
     await syncedAfterOutage(env, a);
     const pushes = (await ctl(env, "/state", "GET")).pushes - st.pushes;
-    ok(pushes >= 2, `after the restart the 250 were resent and the other 50 pushed: ${pushes} pushes`);
+    ok(pushes >= 2, `after the restart the 1,000 were resent and the other 50 pushed: ${pushes} pushes`);
     const rows = await serverRows(env, coll);
     eq(rows.length, n, "every mutation applied exactly once");
     eq(new Set(rows.map((r) => r.doc.n)).size, n, "no duplicate");
