@@ -4,7 +4,8 @@
 # per push) for BENCH_LOAD_SECONDS (20) s: mutations/s and fan-out latency,
 # for 1 node and for 3 nodes on one throwaway PostgreSQL cluster
 # (scripts/with-postgres.sh, fsync on: commits as durable as SQLite's), and SQLite (1 node) on the same machine for
-# reference. Not part of `make bench` (yet); prints one JSON line per setup.
+# reference. Prints one JSON line per setup; `make bench` runs it with row 10
+# (bench/sync.mjs) and reports it beside SQLite.
 #
 # One 2-core machine runs the database, every node and the load generator:
 # it shows that nodes share one database correctly and what the fan-out

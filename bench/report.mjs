@@ -157,7 +157,7 @@ export function syncVerdicts(y) {
 
 async function syncSection(r, L, findingsPath) {
   const y = r.sync, v = syncVerdicts(y);
-  const lat = y.latency, ini = y.initial, ld = y.load, ps = y.push;
+  const lat = y.latency, ini = y.initial, ld = y.load, ps = y.push, pg = y.pg;
   L("## Sync (rows 8-10 of issue 7, 11 of issue 13)");
   L();
   L("Against the real sync server: `cargo build --release -p syncstore-server`, started by");
@@ -200,6 +200,15 @@ async function syncSection(r, L, findingsPath) {
     const f = ld.fanout.latency;
     L(`| 10. server: mutations/s applied with ${num(ld.clients)} connected WebSocket clients (${ld.pushers} pushers x ${ld.batch} inserts per push over ${ld.pushVia === "http" ? "HTTP" : "the WebSocket"}, ${ld.pushSeconds.toFixed(0)} s) | ${num(ld.mutationsPerSec)} /s | >= 5,000 /s on 2 cores | ${mark(v.rate, `${(ld.mutationsPerSec / 5000 * 100).toFixed(1)}% of the target`)} |`);
     L(`| 10. fan-out latency, push sent to \`changes\` frame read, per change and client: p50 / p99 | ${fmtMs(f.p50Ms)} / ${fmtMs(f.p99Ms)} | p99 < 100 ms | ${mark(v.fanout, ld.fanout.complete ? "" : "not every change reached every client")} |`);
+  }
+  if (pg && pg.runs) {
+    // bench/pg.sh (issue 17): the same load generator, per setup.
+    for (const run of pg.runs) {
+      const r = run.report;
+      const name = run.setup === "sqlite" ? "SQLite, 1 node (bench/pg.sh's reference run)" : `PostgreSQL, ${run.nodes} node${run.nodes > 1 ? "s" : ""} on one database`;
+      const fig = r ? `${num(r.mutationsPerSec)} /s, fan-out p50 / p99 ${fmtMs(r.fanout.latency.p50Ms)} / ${fmtMs(r.fanout.latency.p99Ms)}${r.fanout.complete ? "" : ", not every change delivered"}` : "failed (no report)";
+      L(`| 10. server on ${name}: ${num(r ? r.clients : 0)} WebSocket clients spread over the nodes, ${r ? r.pushers : "?"} pushers x ${r ? r.batch : "?"} inserts over HTTP, ${pg.loadSeconds} s | ${fig} | no target (one 2-core machine runs the database, every node and the load generator: it shows that nodes share one database correctly and what the fan-out costs, not how N machines scale) | ${r ? "measured" : "**failed**"} |`);
+    }
   }
   if (ps) {
     const why = ps.onServer !== ps.docs ? `${num(ps.onServer)} of ${num(ps.docs)} reached the server` : `${(ps.mutationsPerSec / PUSH_RATE_MIN * 100).toFixed(0)}% of the target`;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make bench: the benchmarks of issues 7 and 13 (not part of make test; ~11 minutes).
+# make bench: the benchmarks of issues 7, 13 and 17 (not part of make test; ~13 minutes).
 #   rows 1-7  local workloads: syncstore (local only, and with sync on
 #             against the release server) against Dexie and raw IndexedDB
 #             in headless Chromium (bench/pages/, playwright-core); the
@@ -16,7 +16,9 @@
 #                bulkPut of the same 100,000 documents in pages of 1,000
 #                (same indexes, same page type) and raw IndexedDB writes
 #             10 bench/loadgen (crate syncstore-loadgen): 1,000 WebSocket
-#                clients, pushers for 30 s: mutations/s, fan-out latency
+#                clients, pushers for 30 s: mutations/s, fan-out latency;
+#                then bench/pg.sh: the same on PostgreSQL (1 node and 3
+#                nodes on one throwaway cluster) beside SQLite, 20 s each
 #             11 10,000 inserts queued while offline (goOffline, 10 batch
 #                calls; push rate limit raised), then goOnline() until
 #                status().pending is 0: mutations/s end to end; the server

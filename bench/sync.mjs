@@ -433,6 +433,21 @@ async function load(bin, loadgen, log) {
   return { ...main, reference, serverFlagsRaised: LOAD_FLAGS.join(" ") };
 }
 
+// Row 10 on PostgreSQL (issue 17): bench/pg.sh runs the same load generator
+// against SQLite (1 node), then PostgreSQL with 1 and 3 nodes on one
+// throwaway cluster, and prints one JSON line per setup.
+function loadOnPostgres(root, log) {
+  log("row 10 on PostgreSQL: bash bench/pg.sh (SQLite 1 node, PostgreSQL 1 and 3 nodes)");
+  const out = execFileSync("bash", [join(root, "bench", "pg.sh")], {
+    cwd: root,
+    encoding: "utf8",
+    env: { ...process.env, BENCH_LOAD_CLIENTS: String(SYNC.load.clients) },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const runs = out.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+  return { runs, loadSeconds: Number(process.env.BENCH_LOAD_SECONDS || 20) };
+}
+
 /** Rows 8-11 (BENCH_SYNC_ROWS=8,9,10,11 picks some, for quicker iterations). */
 export async function runSync({ context, base, root, diag, categorize }) {
   const rows = (process.env.BENCH_SYNC_ROWS || "8,9,10,11").split(",").map(Number);
@@ -457,6 +472,7 @@ export async function runSync({ context, base, root, diag, categorize }) {
   });
   await row(9, "initial", () => initial(context, base, bins.server, log, { diag, categorize }));
   await row(10, "load", () => load(bins.server, bins.loadgen, log));
+  await row(10, "pg", async () => loadOnPostgres(root, log));
   await row(11, "push", () => pushQueued(context, base, bins.server, log));
   return {
     ...out,
