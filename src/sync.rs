@@ -1166,11 +1166,7 @@ impl SyncClient {
 
     /// Entries to push: above those whose answers are held.
     fn has_pushable(&self) -> bool {
-        !self
-            .engine
-            .borrow()
-            .next_push_after(1, self.held_top.get())
-            .is_empty()
+        self.engine.borrow().has_push_after(self.held_top.get())
     }
 
     /// The next push of the entries above mid `after` (0: all): oldest
@@ -1533,13 +1529,22 @@ impl SyncClient {
         // A step with nothing to take in proves nothing about storage
         // (it commits on a full disk): only one that does ends a retry.
         let takes_in = !inputs.is_empty() || !queued.is_empty();
+        // Documents written since the last step (no step has run since:
+        // each takes in every queued entry first): an insert found no
+        // record, and any other first edit of a server document saved it
+        // in `_server` (write.rs), so their records cannot be the server's
+        // document; only `_server` is read for them.
+        let fresh: HashSet<Key> = {
+            let eng = self.engine.borrow();
+            queued
+                .iter()
+                .map(|e| eng.keys_of_local(&e.mutation))
+                .collect()
+        };
         // Read: the server state of every document the step names.
         let needs = {
             let eng = self.engine.borrow();
-            let mut keys: Vec<Key> = queued
-                .iter()
-                .map(|e| eng.keys_of_local(&e.mutation))
-                .collect();
+            let mut keys: Vec<Key> = fresh.iter().cloned().collect();
             let mut released_keys = released.iter();
             for input in &inputs {
                 match input {
@@ -1555,18 +1560,6 @@ impl SyncClient {
                 }
             }
             eng.needs(keys)
-        };
-        // Documents written since the last step (no step has run since:
-        // each takes in every queued entry first): an insert found no
-        // record, and any other first edit of a server document saved it
-        // in `_server` (write.rs), so their records cannot be the server's
-        // document; only `_server` is read for them.
-        let fresh: HashSet<Key> = {
-            let eng = self.engine.borrow();
-            queued
-                .iter()
-                .map(|e| eng.keys_of_local(&e.mutation))
-                .collect()
         };
         let (states, copied) = read_states(&tx, &needs, &fresh).await?;
         {
@@ -1599,7 +1592,12 @@ impl SyncClient {
             let mut eng = self.engine.borrow_mut();
             let mut touched = false;
             for e in queued {
-                let stored = (!batched.contains(&e.mutation.mid)).then(|| e.clone());
+                // As the write stored it (an entry of a batch record is
+                // stored again in any case, under its own mid).
+                let (stored_base, stored_ts) = (e.mutation.base, e.mutation.ts);
+                let stored_state = e.state;
+                let stored_doc = e.base_doc;
+                let own_record = !batched.contains(&e.mutation.mid);
                 let mut m = e.mutation;
                 // The base is the server version the write saw: the
                 // engine's server state now (steps and writes are
@@ -1630,7 +1628,14 @@ impl SyncClient {
                         // An entry the engine left as the write stored it
                         // (the common case: an insert, or an edit of a
                         // document with no earlier entry) is not put again.
-                        fx.outbox_put.retain(|e| Some(e) != stored.as_ref());
+                        let as_stored = |e: &Entry| {
+                            own_record
+                                && e.mutation == written
+                                && (written.base, written.ts) == (stored_base, stored_ts)
+                                && e.state == stored_state
+                                && e.base_doc == stored_doc
+                        };
+                        fx.outbox_put.retain(|e| !as_stored(e));
                         planner.effects(&eng, &fx, &mut out, false);
                     }
                     Err(why) => {

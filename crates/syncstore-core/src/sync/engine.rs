@@ -1009,13 +1009,21 @@ impl ClientSync {
     /// [`Self::next_push`] of the entries above mid `after`: the next push
     /// while the one up to `after` is still unanswered.
     pub fn next_push_after(&self, max: usize, after: u64) -> Vec<Mutation> {
-        self.outbox
-            .iter()
-            .skip_while(|e| e.mutation.mid <= after)
-            .filter(|e| matches!(e.state, EntryState::Pending | EntryState::Acked))
+        self.pushable_after(after)
             .take(max)
             .map(|e| e.mutation.clone())
             .collect()
+    }
+
+    /// Whether [`Self::next_push_after`] has anything (nothing is cloned).
+    pub fn has_push_after(&self, after: u64) -> bool {
+        self.pushable_after(after).next().is_some()
+    }
+
+    fn pushable_after(&self, after: u64) -> impl Iterator<Item = &Entry> + '_ {
+        self.outbox
+            .after(after)
+            .filter(|e| matches!(e.state, EntryState::Pending | EntryState::Acked))
     }
 
     /// The highest server version an applied outbox entry of the document

@@ -84,6 +84,13 @@ impl Outbox {
             .ok()
     }
 
+    /// The entries above mid `mid`, oldest first (found by binary search:
+    /// entries are kept in mid order).
+    pub fn after(&self, mid: u64) -> impl Iterator<Item = &Entry> + '_ {
+        let start = self.entries.partition_point(|e| e.mutation.mid <= mid);
+        self.entries.range(start..)
+    }
+
     /// The mids of the document's entries, ascending.
     pub fn mids(&self, coll: &str, id: &str) -> &[u64] {
         self.by_key
