@@ -273,8 +273,12 @@ impl SocketEvent {
         let SocketEvent::Text(text) = self else {
             return self;
         };
-        let text = String::from(text);
-        match serde_json::from_str::<ServerMessage>(&text) {
+        Self::parse(&String::from(text))
+    }
+
+    /// A frame's text parsed: a `Frame`, or `Garbled`.
+    pub fn parse(text: &str) -> SocketEvent {
+        match serde_json::from_str::<ServerMessage>(text) {
             Ok(m) => SocketEvent::Frame(m),
             Err(e) => SocketEvent::Garbled(format!("{e}")),
         }

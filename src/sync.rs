@@ -40,8 +40,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::rc::{Rc, Weak};
 use syncstore_core::protocol::MutationResult;
 use syncstore_core::protocol::{
-    Change, ClientMessage, Mutation, PullResponse, PushRequest, PushResponse, ServerLimits,
-    ServerMessage, START_CURSOR,
+    Change, ClientMessage, FrameHead, Mutation, PullResponse, PushRequest, PushResponse,
+    ServerLimits, ServerMessage, START_CURSOR,
 };
 use syncstore_core::schema::{ConflictMode, SyncMode};
 use syncstore_core::sync::plan::{synced_colls, synced_spec, Planner, StepPlan};
@@ -294,10 +294,24 @@ pub(crate) enum Input {
     Push(PushResponse, BTreeMap<u64, Decision>),
     Pull(PullResponse),
     Frame(ServerMessage),
+    /// A `changes` frame whose every change is the echo of an own write
+    /// settled already, read without its documents: `(version, ts)` of each
+    /// change, and the cursor.
+    Echo(Vec<Stamp>, String),
     /// Apply the held server changes of a `"manual"` collection.
     Release(String),
     /// Queue the parked writes of a `"manual"` collection for pushing.
     Unpark(String),
+}
+
+/// `(version, ts)` of one change.
+type Stamp = (u64, Option<u64>);
+
+/// A frame of no news: the stamp of each change, and the cursor.
+type EchoFrame = (Vec<Stamp>, String);
+
+fn stamps_of(changes: &[Change]) -> Vec<Stamp> {
+    changes.iter().map(|c| (c.version, c.ts)).collect()
 }
 
 /// What a caller of `sync()`, `push(coll)` or `pull(coll)` waits for.
@@ -785,24 +799,38 @@ impl SyncClient {
         if !retrying
             && (forced || ((!busy || self.settle_due(now)) && (waiting || self.outbox_dirty.get())))
         {
-            // One step for what came: held answers, socket frames (left in
-            // the inbox, as text, while held), new outbox entries.
-            let frames = self.take_frames(inner);
+            // What came: held answers and new outbox entries in one step,
+            // then socket frames (left in the inbox, as text, while held)
+            // in another, so that the echoes of the answers' writes are
+            // known as such (their frames are read without their
+            // documents and move the cursor only).
+            let held = self.take_held();
+            let held_step = !held.is_empty();
+            if held_step {
+                if let Err(e) = self.step(inner, held).await {
+                    result = Err(Failure::Storage(e));
+                }
+            }
+            let frames = if result.is_ok() {
+                self.take_frames(inner)
+            } else {
+                vec![]
+            };
             let had_frames = !frames.is_empty();
             if had_frames {
                 crate::trace::frames(inner, &frames);
                 self.last_pull_at.set(Some(Date::now()));
             }
-            let mut inputs = self.take_held();
-            inputs.extend(frames);
-            if let Err(e) = self.step(inner, inputs).await {
-                if had_frames {
-                    // The frames are lost with the step, and the socket's
-                    // stream runs on past them: its successor catches up
-                    // from the cursor IndexedDB holds, once the retry is due.
-                    self.drop_socket();
+            if result.is_ok() && (had_frames || !held_step) {
+                if let Err(e) = self.step(inner, frames).await {
+                    if had_frames {
+                        // The frames are lost with the step, and the socket's
+                        // stream runs on past them: its successor catches up
+                        // from the cursor IndexedDB holds, once the retry is due.
+                        self.drop_socket();
+                    }
+                    result = Err(Failure::Storage(e));
                 }
-                result = Err(Failure::Storage(e));
             }
             if self.inbox.borrow().is_empty() {
                 self.settled_at.set(Date::now());
@@ -914,8 +942,27 @@ impl SyncClient {
             taken
         };
         let mut frames = vec![];
+        // A frame of echoes is recognised by its versions alone, its
+        // documents left unparsed; only while every frame before it in
+        // this batch was one (the others change what the engine knows,
+        // e.g. a resync, once the step takes them in).
+        let mut echoes_so_far = true;
         for ev in events {
-            let ev = ev.parsed();
+            let ev = match ev {
+                SocketEvent::Text(t) => {
+                    let text = String::from(t);
+                    if echoes_so_far {
+                        if let Some((stamps, cursor)) = self.echo_of(&text) {
+                            self.server_answered();
+                            frames.push(Input::Echo(stamps, cursor));
+                            continue;
+                        }
+                    }
+                    echoes_so_far = false;
+                    SocketEvent::parse(&text)
+                }
+                ev => ev,
+            };
             if let SocketEvent::Frame(m) = &ev {
                 if !matches!(m, ServerMessage::Error { .. }) {
                     // The server answers: what is queued goes out at once.
@@ -986,6 +1033,23 @@ impl SyncClient {
             }
         }
         frames
+    }
+
+    /// The `(version, ts)` of each change and the cursor of a `changes`
+    /// frame whose every change is an echo the engine recognises, read
+    /// without parsing the documents (a burst of own writes comes back as
+    /// megabytes of them); `None` for any other frame.
+    fn echo_of(&self, text: &str) -> Option<EchoFrame> {
+        let head: FrameHead = serde_json::from_str(text).ok()?;
+        if head.kind != "changes" {
+            return None;
+        }
+        let cursor = head.cursor?;
+        let stamps: Vec<Stamp> = head.changes.iter().map(|c| (c.version, c.ts)).collect();
+        self.engine
+            .borrow()
+            .is_echo_of(stamps.iter().map(|s| s.0))
+            .then_some((stamps, cursor))
     }
 
     /// Pings the socket when it has been quiet for `keepAliveMs`; drops it
@@ -1551,6 +1615,7 @@ impl SyncClient {
                     Input::Push(r, _) => keys.extend(eng.keys_of_push(r)),
                     Input::Pull(p) => keys.extend(ClientSync::keys_of_changes(&p.changes)),
                     Input::Frame(m) => keys.extend(eng.keys_of_message(m)),
+                    Input::Echo(..) => {}
                     Input::Release(_) => {
                         if let Some(c) = released_keys.next() {
                             keys.extend(ClientSync::keys_of_changes(c));
@@ -1672,6 +1737,7 @@ impl SyncClient {
                         }
                         eng.on_server_message(&m, &self.policies)
                     }
+                    Input::Echo(stamps, cursor) => eng.skip_echo_of(&stamps, &cursor),
                     Input::Release(_) => {
                         let changes = released.next().unwrap_or_default();
                         for c in &changes {
@@ -1786,6 +1852,11 @@ impl SyncClient {
                         pr.received += changes.len() as u64;
                     }
                 }
+                Input::Echo(stamps, _) => {
+                    if let Some(pr) = p.as_mut() {
+                        pr.received += stamps.len() as u64;
+                    }
+                }
                 Input::Frame(ServerMessage::Synced { .. }) => *p = None,
                 _ => {}
             }
@@ -1822,9 +1893,10 @@ impl SyncClient {
         }
     }
 
-    /// The changes of `inputs` if they are all socket frames carrying only
-    /// echoes of this client's writes that their push answers settled.
-    fn echoes_only(&self, inputs: &[Input]) -> Option<Vec<(Vec<Change>, String)>> {
+    /// The `(version, ts)` of each change and the cursor of every frame of
+    /// `inputs`, if they are all socket frames carrying only echoes of this
+    /// client's writes that their push answers settled.
+    fn echoes_only(&self, inputs: &[Input]) -> Option<Vec<EchoFrame>> {
         if inputs.is_empty() || self.outbox_dirty.get() {
             return None;
         }
@@ -1832,29 +1904,30 @@ impl SyncClient {
         inputs
             .iter()
             .map(|i| match i {
+                Input::Echo(stamps, cursor) => Some((stamps.clone(), cursor.clone())),
                 Input::Frame(ServerMessage::Changes { changes, cursor })
                     if eng.is_echo(changes) =>
                 {
-                    Some((changes.clone(), cursor.clone()))
+                    Some((stamps_of(changes), cursor.clone()))
                 }
                 _ => None,
             })
             .collect()
     }
 
-    /// The changes of `inputs` if they are all socket frames whose every
-    /// change is no news: echoes the engine recognises ([`Self::echoes_only`]),
-    /// or changes to documents without outbox entries that IndexedDB already
-    /// holds at that version or later (a frame repeating what a pull
-    /// brought, the echo of a write settled long ago). Those are read in a
-    /// readonly transaction, which neither waits for nor holds up the app's
-    /// reads; only this loop moves stored server versions, so what it reads
-    /// stays true until the step that follows.
+    /// The frames of `inputs` (as [`Self::echoes_only`]) if they are all
+    /// socket frames whose every change is no news: echoes the engine
+    /// recognises, or changes to documents without outbox entries that
+    /// IndexedDB already holds at that version or later (a frame repeating
+    /// what a pull brought, the echo of a write settled long ago). Those
+    /// are read in a readonly transaction, which neither waits for nor holds
+    /// up the app's reads; only this loop moves stored server versions, so
+    /// what it reads stays true until the step that follows.
     async fn stale_frames(
         &self,
         inner: &Rc<Inner>,
         inputs: &[Input],
-    ) -> JsResult<Option<Vec<(Vec<Change>, String)>>> {
+    ) -> JsResult<Option<Vec<EchoFrame>>> {
         if let Some(frames) = self.echoes_only(inputs) {
             return Ok(Some(frames));
         }
@@ -1863,20 +1936,29 @@ impl SyncClient {
         }
         let mut frames = vec![];
         let mut keys: Vec<Key> = vec![];
+        let mut wanted: Vec<(Key, u64)> = vec![];
         {
             let eng = self.engine.borrow();
             if eng.resyncing() {
                 return Ok(None);
             }
             for i in inputs {
-                let Input::Frame(ServerMessage::Changes { changes, cursor }) = i else {
-                    return Ok(None);
-                };
-                if changes.iter().any(|c| eng.is_pending(&c.coll, &c.id)) {
-                    return Ok(None);
+                match i {
+                    Input::Echo(stamps, cursor) => frames.push((stamps.clone(), cursor.clone())),
+                    Input::Frame(ServerMessage::Changes { changes, cursor }) => {
+                        if changes.iter().any(|c| eng.is_pending(&c.coll, &c.id)) {
+                            return Ok(None);
+                        }
+                        keys.extend(ClientSync::keys_of_changes(changes));
+                        wanted.extend(
+                            changes
+                                .iter()
+                                .map(|c| ((c.coll.clone(), c.id.clone()), c.version)),
+                        );
+                        frames.push((stamps_of(changes), cursor.clone()));
+                    }
+                    _ => return Ok(None),
                 }
-                keys.extend(ClientSync::keys_of_changes(changes));
-                frames.push((changes.clone(), cursor.clone()));
             }
         }
         keys.sort_unstable();
@@ -1890,24 +1972,16 @@ impl SyncClient {
             .into_iter()
             .map(|r| ((r.coll, r.id), r.state.version))
             .collect();
-        let stale = frames.iter().all(|(changes, _)| {
-            changes.iter().all(|c| {
-                stored
-                    .get(&(c.coll.clone(), c.id.clone()))
-                    .is_some_and(|v| *v >= c.version)
-            })
-        });
+        let stale = wanted
+            .iter()
+            .all(|(key, version)| stored.get(key).is_some_and(|v| v >= version));
         Ok(stale.then_some(frames))
     }
 
     /// Takes in frames of no news ([`Self::stale_frames`]): only the cursor
     /// moves, so the step writes `_meta` alone, and no read of a collection
     /// waits behind it.
-    async fn echo_step(
-        &self,
-        inner: &Rc<Inner>,
-        frames: Vec<(Vec<Change>, String)>,
-    ) -> JsResult<()> {
+    async fn echo_step(&self, inner: &Rc<Inner>, frames: Vec<EchoFrame>) -> JsResult<()> {
         let db = inner.db().await?;
         let tx = Inner::tx(&db, &[META], true)?;
         let term = Inner::store(&tx, META)?
@@ -1916,8 +1990,8 @@ impl SyncClient {
         self.hold_the_lead(&tx, &wait(&term, "read leader").await?)?;
         let meta = {
             let mut eng = self.engine.borrow_mut();
-            for (changes, cursor) in &frames {
-                eng.skip_echo(changes, cursor);
+            for (stamps, cursor) in &frames {
+                eng.skip_echo_of(stamps, cursor);
             }
             eng.meta_without_ids()
         };

@@ -231,6 +231,34 @@ pub struct Change {
     pub ts: Option<u64>,
 }
 
+/// A `changes` frame read cheaply: each change's version and clock, its
+/// other fields (the document above all) skipped unparsed. Enough to
+/// recognise the echo of this client's own writes
+/// ([`crate::sync::ClientSync::is_echo_of`]) before paying for the
+/// documents; any other frame reads as `kind` only.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct FrameHead {
+    /// The frame's `type`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `(version, ts)` of each change, in order.
+    #[serde(default)]
+    pub changes: Vec<ChangeStamp>,
+    /// The cursor after the changes.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+/// What [`FrameHead`] reads of one change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct ChangeStamp {
+    /// The document's version after the change (its seq).
+    pub version: u64,
+    /// The clock of the mutation that made it, if any.
+    #[serde(default)]
+    pub ts: Option<u64>,
+}
+
 /// `GET /v1/pull` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -801,6 +801,29 @@ fn engine_holds_only_documents_with_outbox_entries() {
 }
 
 #[test]
+fn a_change_the_stream_delivered_before_is_no_news_until_a_resync() {
+    let mut c = ClientSync::new();
+    c.on_pull(&pull(
+        vec![
+            put(1, "a", json!({"id": "a"})),
+            put(2, "b", json!({"id": "b"})),
+        ],
+        "k2",
+        false,
+        0,
+    ));
+    // A socket whose catch-up started from an older cursor sends them again.
+    assert!(c.is_echo_of([1, 2]));
+    assert!(!c.is_echo_of([2, 3]), "version 3 was never delivered");
+    let fx = c.skip_echo_of(&[(1, None), (2, None)], "k2");
+    assert!(fx.views.is_empty() && fx.server_put.is_empty());
+    // A new stream (a resync: the server's seqs may start again) knows nothing.
+    c.start_resync();
+    assert!(!c.is_echo_of([1]));
+    assert!(!c.is_echo_of([]), "nothing is no news during a resync");
+}
+
+#[test]
 fn a_write_applied_over_the_held_version_settles_on_its_answer() {
     let mut s = ModelServer::new();
     let mut c = ClientSync::new();
@@ -826,6 +849,9 @@ fn a_write_applied_over_the_held_version_settles_on_its_answer() {
     // Its echo is recognised without loading anything and moves the cursor only.
     let page = s.pull("c1", None, 100);
     assert!(c.is_echo(&page.changes));
+    // By the versions alone (a binding reads a frame without its documents).
+    assert!(c.is_echo_of(page.changes.iter().map(|ch| ch.version)));
+    assert!(!c.is_echo_of([page.changes[0].version + 1]));
     let fx = c.skip_echo(&page.changes, &page.cursor);
     assert!(fx.views.is_empty() && fx.server_put.is_empty());
     assert_eq!(fx.cursor.as_deref(), Some(page.cursor.as_str()));

@@ -336,14 +336,28 @@ pub struct ClientSync {
     /// debug builds check that it did.
     #[serde(skip)]
     bounded: bool,
-    /// Own writes settled on their push answer, by the version they made:
-    /// their echo is no news ([`ClientSync::is_echo`]). Bounded.
+    /// The versions (change seqs) that this client's writes made and their
+    /// push answers settled, while their changes have not come back: such
+    /// a change is no news ([`ClientSync::is_echo`]). A seq names one
+    /// change of the stream, so the version alone identifies it; those at
+    /// or below a delivered change are dropped (the stream is in seq
+    /// order), so this holds what is in flight. Bounded.
     #[serde(skip)]
-    echoes: HashMap<Key, u64>,
+    echoes: BTreeSet<u64>,
+    /// The highest version a pull page or a frame delivered since this
+    /// engine started (or its resync did): the stream is in seq order, so a
+    /// change at or below it was taken in already (a socket's catch-up
+    /// from a cursor older than what a pull brought meanwhile). Not kept
+    /// in [`Meta`]: a restored engine starts from 0 and reads such
+    /// changes' stored versions instead.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    delivered_top: u64,
 }
 
-/// Own settled writes remembered for recognising their echo.
-const MAX_ECHOES: usize = 4096;
+/// Own settled versions remembered for recognising their echo (8 bytes and
+/// a tree slot each; the oldest go first). A version forgotten costs its
+/// change a read of the stored version, not a wrong result.
+const MAX_ECHOES: usize = 65_536;
 
 /// The largest stamp [`write_stamp`] gives (ms << 16 below 2^58, the year
 /// 2109): multiples of 32 up to it are exact as JS numbers.
@@ -616,16 +630,21 @@ impl ClientSync {
         self.bounded = true;
     }
 
-    /// True if every change (if any) is the echo of a write of this client
-    /// that its push answer settled already: such a frame only moves the cursor
+    /// True if every change (if any) is no news: the echo of a write of
+    /// this client that its push answer settled already, or a change the
+    /// stream delivered before. Such a frame only moves the cursor
     /// ([`Self::skip_echo`]) and needs no document loaded or written.
     pub fn is_echo(&self, changes: &[Change]) -> bool {
+        self.is_echo_of(changes.iter().map(|c| c.version))
+    }
+
+    /// [`Self::is_echo`] by the changes' versions alone: what a binding
+    /// reads of a frame without parsing its documents.
+    pub fn is_echo_of(&self, versions: impl IntoIterator<Item = u64>) -> bool {
         !self.resync
-            && changes.iter().all(|c| {
-                self.echoes
-                    .get(&(c.coll.clone(), c.id.clone()))
-                    .is_some_and(|v| *v >= c.version)
-            })
+            && versions
+                .into_iter()
+                .all(|v| v <= self.delivered_top || self.echoes.contains(&v))
     }
 
     /// True if the document has outbox entries under exactly this id.
@@ -643,14 +662,17 @@ impl ClientSync {
     /// later one, for documents without outbox entries, outside a resync.
     /// The clock and the cursor move, nothing else.
     pub fn skip_echo(&mut self, changes: &[Change], cursor: &str) -> Effects {
+        let stamps: Vec<(u64, Option<u64>)> = changes.iter().map(|c| (c.version, c.ts)).collect();
+        self.skip_echo_of(&stamps, cursor)
+    }
+
+    /// [`Self::skip_echo`] by the changes' versions and clocks alone.
+    pub fn skip_echo_of(&mut self, stamps: &[(u64, Option<u64>)], cursor: &str) -> Effects {
         let mut fx = Effects::default();
-        for c in changes {
-            self.observe(c.ts);
-            let key = (c.coll.clone(), c.id.clone());
-            if self.echoes.get(&key) == Some(&c.version) {
-                self.echoes.remove(&key);
-            }
+        for &(_, ts) in stamps {
+            self.observe(ts);
         }
+        self.delivered(stamps.iter().map(|s| s.0).max());
         if self.cursor.as_deref() != Some(cursor) {
             self.cursor = Some(cursor.to_string());
             fx.cursor = Some(cursor.to_string());
@@ -1289,18 +1311,23 @@ impl ClientSync {
             gen: self.gen,
         };
         put(&mut self.server, &coll, &id, state.clone());
-        fx.server_put.push(ServerRecord {
-            coll: coll.clone(),
-            id: id.clone(),
-            state,
-        });
+        fx.server_put.push(ServerRecord { coll, id, state });
         let e = self.outbox.remove(pos);
         fx.outbox_drop.push(e.mutation.mid);
         if self.echoes.len() >= MAX_ECHOES {
-            self.echoes.clear();
+            self.echoes.pop_first();
         }
-        self.echoes.insert((coll, id), version);
+        self.echoes.insert(version);
         true
+    }
+
+    /// The stream delivered changes up to `top`: own versions at or below
+    /// it came back or never will.
+    fn delivered(&mut self, top: Option<u64>) {
+        if let Some(top) = top {
+            self.delivered_top = self.delivered_top.max(top);
+            self.echoes = self.echoes.split_off(&top.saturating_add(1));
+        }
     }
 
     /// Drops applied entries whose effect the server state now contains.
@@ -1371,6 +1398,7 @@ impl ClientSync {
         self.resync = true;
         self.gen += 1;
         self.echoes.clear();
+        self.delivered_top = 0;
         self.ws_resync_stream = false;
         self.cursor = None;
         Effects {
@@ -1390,6 +1418,7 @@ impl ClientSync {
         last_mutation_id: Option<u64>,
         complete: bool,
     ) -> Effects {
+        self.delivered(changes.iter().map(|c| c.version).max());
         // The documents it can change: those it names, those of the entries
         // it acknowledges, and when it completes a resync every one held.
         let mut keys: Vec<Key> = Self::keys_of_changes(changes).collect();
