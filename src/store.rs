@@ -9,7 +9,7 @@ use crate::idb::{self, committed, to_js, Source, CONFLICTS, META, OUTBOX, SERVER
 use crate::live::Live;
 use crate::sync::{Ask, SyncOptions};
 use crate::syncstate;
-use crate::tabs::{self, SyncHandle};
+use crate::tabs::{self, TabSync};
 use js_sys::{Array, Function, Promise};
 use serde_json::{json, Value};
 use std::cell::{Cell, OnceCell, RefCell};
@@ -47,7 +47,7 @@ pub struct Inner {
     pub live: Live,
     pub events: Events,
     /// Sync (leading or following), when the store was opened with `sync`.
-    pub sync: OnceCell<Rc<SyncHandle>>,
+    pub sync: OnceCell<Rc<TabSync>>,
     /// Temporary ids the server has mapped, to their canonical ids: calls
     /// naming a temporary id still reach its document.
     aliases: RefCell<HashMap<String, String>>,
@@ -778,7 +778,7 @@ impl SyncStore {
 
     /// The sync loop and a collection it syncs, for `push`, `pull` and
     /// `divergence`.
-    fn synced_coll(&self, coll: &JsValue) -> JsResult<(Rc<SyncHandle>, String)> {
+    fn synced_coll(&self, coll: &JsValue) -> JsResult<(Rc<TabSync>, String)> {
         self.inner.check_open()?;
         let coll = coll_arg(coll)?;
         let spec = self.inner.schema.collection(&coll).map_err(error::core)?;
@@ -891,7 +891,7 @@ impl SyncStore {
         let n = inner.outbox_count().await?;
         inner.local_pending.set(n as usize);
         if let Some(opts) = sync {
-            let handle = SyncHandle::start(&inner, opts).await?;
+            let handle = TabSync::start(&inner, opts).await?;
             let _ = inner.sync.set(handle);
         }
         Ok(SyncStore { inner })

@@ -328,13 +328,13 @@ pub type Waiter = (Ask, Function, Function);
 /// The online/offline listener and the function that removes it.
 type OnlineWatch = (Closure<dyn Fn(bool)>, Function);
 
-pub struct SyncClient {
+pub struct SyncLoop {
     opts: SyncOptions,
     /// The schema's conflict policies.
     policies: Policies,
     /// This leader's term (`_meta` `leader`): a step that finds another
     /// term there aborts and this client stops (see `tabs.rs`).
-    epoch: f64,
+    term: f64,
     /// Set when the store closes or this tab stops leading; ends the loop.
     stopped: Cell<bool>,
     remote: Remote,
@@ -431,25 +431,25 @@ fn backoff(failures: u32) -> f64 {
     Backoff::delay(failures, js_sys::Math::random())
 }
 
-impl SyncClient {
+impl SyncLoop {
     /// Restores the engine from IndexedDB and starts the loop.
     pub async fn start(
         inner: &Rc<Inner>,
         opts: SyncOptions,
-        epoch: f64,
+        term: f64,
         cut_off: bool,
-    ) -> JsResult<Rc<SyncClient>> {
+    ) -> JsResult<Rc<SyncLoop>> {
         let client_id = inner.client_id.borrow().clone();
         let (engine, copied, legacy_ids) = Self::load(inner).await?;
         let keep_alive_ms = opts.keep_alive_ms;
-        let s = Rc::new(SyncClient {
+        let s = Rc::new(SyncLoop {
             remote: Remote::new(&opts.url, opts.token.as_deref().unwrap_or(""), &client_id),
             token_stale: Cell::new(opts.token.is_none()),
             limits_known: Cell::new(false),
             push_max: Cell::new(PUSH_BATCH),
             opts,
             policies: Policies::from_schema(&inner.schema),
-            epoch,
+            term,
             stopped: Cell::new(false),
             engine: RefCell::new(engine),
             copied: RefCell::new(copied),
@@ -660,7 +660,7 @@ impl SyncClient {
         let cursor = self.engine.borrow_mut().ws_hello_cursor();
         let gen = self.socket_gen.get() + 1;
         self.socket_gen.set(gen);
-        let weak: Weak<SyncClient> = Rc::downgrade(self);
+        let weak: Weak<SyncLoop> = Rc::downgrade(self);
         let opened = Socket::open(&self.remote, cursor, move |ev| {
             if let Some(s) = weak.upgrade() {
                 if gen != s.socket_gen.get() {
@@ -1870,7 +1870,7 @@ impl SyncClient {
         let term = js_sys::Reflect::get(leader, &"v".into())
             .ok()
             .and_then(|v| v.as_f64());
-        if term == Some(self.epoch) {
+        if term == Some(self.term) {
             return Ok(());
         }
         let _ = tx.abort();
@@ -2308,7 +2308,7 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(v: &JsValue) -> Option<T> {
     serde_json::from_str(&text).ok()
 }
 
-async fn run(inner: Rc<Inner>, s: Rc<SyncClient>) {
+async fn run(inner: Rc<Inner>, s: Rc<SyncLoop>) {
     while !inner.closed.get() && !s.stopped.get() {
         s.tick(&inner).await;
         if inner.closed.get() || s.stopped.get() {

@@ -1,8 +1,8 @@
 //! One sync leader per database across tabs (and store instances).
 //!
-//! Every store opened with `sync` gets a [`SyncHandle`]. Exactly one of them
+//! Every store opened with `sync` gets a [`TabSync`]. Exactly one of them
 //! per database name and origin, the *leader*, runs the sync loop
-//! ([`SyncClient`]): the one holding the Web Lock `syncstore-leader:<name>`,
+//! ([`SyncLoop`]): the one holding the Web Lock `syncstore-leader:<name>`,
 //! which the browser releases when its tab closes, reloads or crashes; the
 //! next instance in the lock's queue then takes over. The others are
 //! *followers*: their writes go to the shared outbox as always (the leader
@@ -26,7 +26,7 @@ use crate::error::{storage, JsResult};
 use crate::glue;
 use crate::idb::{to_js, wait, HELD, META, OUTBOX};
 use crate::store::Inner;
-use crate::sync::{Ask, ErrorInfo, Status, SyncClient, SyncOptions, Waiter};
+use crate::sync::{Ask, ErrorInfo, Status, SyncLoop, SyncOptions, Waiter};
 use js_sys::{Date, Function, Promise};
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
@@ -41,12 +41,12 @@ const HEARTBEAT_MS: u32 = 1000;
 const STALE_VISIBLE_MS: f64 = 3000.0;
 const STALE_HIDDEN_MS: f64 = 10_000.0;
 
-pub struct SyncHandle {
+pub struct TabSync {
     opts: SyncOptions,
     /// This instance, for routing answers on the channel.
     me: String,
     /// The sync loop, while this instance leads.
-    client: RefCell<Option<Rc<SyncClient>>>,
+    client: RefCell<Option<Rc<SyncLoop>>>,
     lock: RefCell<Option<glue::LeaderLock>>,
     callbacks: RefCell<Vec<Closure<dyn Fn()>>>,
     stop_timer: RefCell<Option<Function>>,
@@ -78,10 +78,10 @@ fn message(body: Value) -> JsValue {
     to_js(&json!({ "sync": body }))
 }
 
-impl SyncHandle {
-    pub async fn start(inner: &Rc<Inner>, opts: SyncOptions) -> JsResult<Rc<SyncHandle>> {
+impl TabSync {
+    pub async fn start(inner: &Rc<Inner>, opts: SyncOptions) -> JsResult<Rc<TabSync>> {
         load_aliases(inner).await?;
-        let h = Rc::new(SyncHandle {
+        let h = Rc::new(TabSync {
             opts,
             me: format!("{:x}", (js_sys::Math::random() * 1e15) as u64),
             client: RefCell::new(None),
@@ -97,9 +97,8 @@ impl SyncHandle {
             cut_off: Cell::new(false),
             unseen: RefCell::new(Vec::new()),
         });
-        let cb = |f: fn(&Rc<SyncHandle>, &Rc<Inner>)| {
-            let (wh, wi): (Weak<SyncHandle>, Weak<Inner>) =
-                (Rc::downgrade(&h), Rc::downgrade(inner));
+        let cb = |f: fn(&Rc<TabSync>, &Rc<Inner>)| {
+            let (wh, wi): (Weak<TabSync>, Weak<Inner>) = (Rc::downgrade(&h), Rc::downgrade(inner));
             Closure::<dyn Fn()>::new(move || {
                 if let (Some(h), Some(inner)) = (wh.upgrade(), wi.upgrade()) {
                     if !inner.closed.get() {
@@ -127,7 +126,7 @@ impl SyncHandle {
         Ok(h)
     }
 
-    fn leader(&self) -> Option<Rc<SyncClient>> {
+    fn leader(&self) -> Option<Rc<SyncLoop>> {
         self.client.borrow().clone()
     }
 
@@ -140,7 +139,7 @@ impl SyncHandle {
 
     async fn take_the_lead(self: Rc<Self>, inner: Rc<Inner>) {
         let generation = self.generation.get();
-        let epoch = match bump_term(&inner).await {
+        let term = match bump_term(&inner).await {
             Ok(e) => e,
             Err(e) => {
                 glue::warn("syncstore: could not take the sync lead", &e);
@@ -150,7 +149,7 @@ impl SyncHandle {
         if self.generation.get() != generation || inner.closed.get() {
             return;
         }
-        match SyncClient::start(&inner, self.opts.clone(), epoch, self.cut_off.get()).await {
+        match SyncLoop::start(&inner, self.opts.clone(), term, self.cut_off.get()).await {
             Ok(client) => {
                 if self.generation.get() != generation || inner.closed.get() {
                     client.stop();
@@ -185,7 +184,7 @@ impl SyncHandle {
 
     /// The sync loop stopped by itself: its term was taken (fencing). If
     /// this instance still holds the lock, it starts a new term.
-    pub fn loop_ended(self: &Rc<Self>, inner: &Rc<Inner>, client: &Rc<SyncClient>) {
+    pub fn loop_ended(self: &Rc<Self>, inner: &Rc<Inner>, client: &Rc<SyncLoop>) {
         let current = self
             .client
             .borrow()

@@ -2,7 +2,7 @@
 //! (`queued`, `pushed`, `applied`, `settled`, `rejected`, `conflicted`,
 //! `remapped`) and each page of server changes (`pull`: an HTTP page;
 //! `frames`: WebSocket frames applied in one step), each with `at` (ms since
-//! the epoch). `queued` is heard in the instance that wrote; the others in
+//! the Unix epoch). `queued` is heard in the instance that wrote; the others in
 //! the instance that leads sync. Every function returns at once while
 //! nobody listens: nothing is built. `outbox()` lists what is queued.
 
