@@ -304,6 +304,20 @@ pub(crate) enum Input {
     Unpark(String),
 }
 
+/// How a step ended.
+enum Stepped {
+    Done,
+    /// A narrow step found it must write records: nothing was written.
+    Widen,
+}
+
+/// True if a planned request goes to one of `stores`.
+fn in_scope(op: &Value, stores: &[&str]) -> bool {
+    op.get("s")
+        .and_then(Value::as_str)
+        .is_some_and(|s| stores.contains(&s))
+}
+
 /// `(version, ts)` of one change.
 type Stamp = (u64, Option<u64>);
 
@@ -1507,7 +1521,31 @@ impl SyncLoop {
     /// transaction (the engine holds only pending documents'), the engine
     /// decides, the effects are written; after the commit, subscriptions
     /// refresh and events fire.
-    async fn step(&self, inner: &Rc<Inner>, mut inputs: Vec<Input>) -> JsResult<()> {
+    async fn step(&self, inner: &Rc<Inner>, inputs: Vec<Input>) -> JsResult<()> {
+        // Taking in new entries alone writes no record as a rule (the write
+        // path wrote them): such a step leaves the collections out of its
+        // scope, so that the app's reads and live-query refreshes, which
+        // IndexedDB would queue behind a readwrite transaction over their
+        // collection, do not wait for it. It widens (starts again over
+        // every store) when an entry may be rewritten, before the engine
+        // has seen anything.
+        if inputs.is_empty() && !self.legacy_ids.get() {
+            if let Stepped::Done = self.step_in(inner, vec![], true).await? {
+                return Ok(());
+            }
+        }
+        self.step_in(inner, inputs, false).await.map(|_| ())
+    }
+
+    /// One step over every store the loop uses, or (`narrow`) over the
+    /// internal stores only; a narrow one that finds it must write a
+    /// record aborts and answers [`Stepped::Widen`].
+    async fn step_in(
+        &self,
+        inner: &Rc<Inner>,
+        mut inputs: Vec<Input>,
+        narrow: bool,
+    ) -> JsResult<Stepped> {
         self.last_step_at.set(Date::now());
         let schema = &inner.schema;
         self.track_progress(&inputs);
@@ -1523,10 +1561,14 @@ impl SyncLoop {
             changes.retain(|c| synced_spec(schema, &c.coll).is_some());
         }
         if let Some(frames) = self.stale_frames(inner, &inputs).await? {
-            return self.echo_step(inner, frames).await;
+            return self.echo_step(inner, frames).await.map(|_| Stepped::Done);
         }
-        let mut stores: Vec<&str> = synced_colls(schema).collect();
-        stores.extend([OUTBOX, SERVER, META, HELD, CONFLICTS, IDS, REJECTED]);
+        let mut stores: Vec<&str> = if narrow {
+            vec![]
+        } else {
+            synced_colls(schema).chain([HELD]).collect()
+        };
+        stores.extend([OUTBOX, SERVER, META, CONFLICTS, IDS, REJECTED]);
         let db = inner.db().await?;
         let tx = Inner::tx(&db, &stores, true)?;
         // Held changes of collections being pulled, read before the engine runs.
@@ -1589,6 +1631,15 @@ impl SyncLoop {
                     }
                 }
             }
+        }
+        if narrow
+            && queued.iter().any(|e| {
+                let eng = self.engine.borrow();
+                eng.may_rewrite(&e.mutation) || self.manual.contains(&e.mutation.coll)
+            })
+        {
+            let _ = tx.abort();
+            return Ok(Stepped::Widen);
         }
         // A step with nothing to take in proves nothing about storage
         // (it commits on a full disk): only one that does ends a retry.
@@ -1764,6 +1815,13 @@ impl SyncLoop {
             }
             planner.finish(&eng, &mut out);
         }
+        if narrow && !out.ops.iter().all(|o| in_scope(o, &stores)) {
+            // Not foreseen above: the engine ran ahead; start again from
+            // what is stored, over every store.
+            let _ = tx.abort();
+            self.reload(inner).await;
+            return Ok(Stepped::Widen);
+        }
         let swept = if out.ops.is_empty() {
             js_sys::Array::new()
         } else {
@@ -1803,7 +1861,7 @@ impl SyncLoop {
         // Every committed step may change `pending`: followers hear it now,
         // not at the end of the tick (after the next request's round trip).
         self.report_status(inner);
-        Ok(())
+        Ok(Stepped::Done)
     }
 
     /// Follows a sync from the start (a new store's first sync, a resync)

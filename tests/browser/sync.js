@@ -316,6 +316,35 @@ const scenarios = {
     eq(rows.filter((r) => Number(r.id.slice(1)) < edits && r.doc.n === -Number(r.id.slice(1))).length, edits, "the server has every edit");
   },
 
+  async taking_in_a_lone_write_holds_no_collection(env) {
+    // The step that takes a new entry in writes no record (the write path
+    // wrote it), so its transaction leaves the collections out: the app's
+    // reads and live-query refreshes of them are not queued behind it.
+    // (Storing the push answer then rewrites the record: a step of its own.)
+    const coll = collName("lone");
+    const a = await device(env, coll);
+    await synced(a);
+    const tx = IDBDatabase.prototype.transaction;
+    const steps = [];
+    IDBDatabase.prototype.transaction = function (names, mode, ...rest) {
+      const list = [].concat(names);
+      if (mode === "readwrite" && list.includes("_meta") && list.includes("_outbox")) steps.push(list);
+      return tx.call(this, names, mode, ...rest);
+    };
+    try {
+      for (let i = 0; i < 5; i++) {
+        await a.insert(coll, { id: `l${i}`, n: i });
+        await until(`write ${i} settled`, () => a.status().pending === 0);
+      }
+    } finally {
+      IDBDatabase.prototype.transaction = tx;
+    }
+    const narrow = steps.filter((s) => !s.includes(coll));
+    ok(narrow.length >= 5, `a step without the collection per lone write: ${narrow.length} of ${steps.length} steps`);
+    eq((await a.query(coll)).length, 5, "the writes show");
+    eq(live(await serverRows(env, coll)).length, 5, "and reached the server");
+  },
+
   async offline_writes_arrive_once_after_the_server_returns(env) {
     const coll = collName("off");
     const a = await device(env, coll);

@@ -647,6 +647,13 @@ impl ClientSync {
                 .all(|v| v <= self.delivered_top || self.echoes.contains(&v))
     }
 
+    /// True if taking in `m` may rewrite it (a temporary id it names that
+    /// the id map may resolve): its view then changes, and the binding must
+    /// write its record again. Conservative: false means it cannot.
+    pub fn may_rewrite(&self, m: &Mutation) -> bool {
+        !self.id_map.is_empty() && (is_temp_id(&m.id) || names_temp_ids(m))
+    }
+
     /// True if the document has outbox entries under exactly this id.
     pub fn has_entries(&self, coll: &str, id: &str) -> bool {
         self.outbox.has(coll, id)
