@@ -45,7 +45,7 @@ const PAGE = `<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,
     db.close();
     window.smoke = { ok: true, result: { idType: typeof id, open: open.map((t) => t.text), milkDone: milk && milk.done, code } };
   } catch (e) {
-    window.smoke = { ok: false, error: `${e}\n${(e && e.stack) || ""}` };
+    window.smoke = { ok: false, error: String(e) + " " + ((e && e.stack) || "") };
   }
 </script>`;
 const expected = { idType: "string", open: ["bread"], milkDone: true, code: "UNKNOWN_COLLECTION" };
