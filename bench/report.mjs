@@ -106,7 +106,7 @@ export async function report(r, findingsPath) {
     L();
     L("Not measured in this run (`BENCH_ONLY=local`, and no earlier sync figures).");
   }
-  L();
+  if (lines[lines.length - 1] !== "") L();
   for (const l of sizeSection(r.sizes)) L(l);
   return lines.join("\n") + "\n";
 }
@@ -126,7 +126,7 @@ export function sizeSection(z) {
   L();
   L("What a web app downloads: `pkg/` after `make pkg` (release build, then npm binaryen's");
   L("`wasm-opt`, scripts/wasm-opt.sh), counted as `make package` counts it. `make size`");
-  L("measures it again and rewrites this section only.");
+  L(`measures it again and rewrites this section only.${z.commit ? ` Measured at commit ${z.commit} (${z.date}).` : ""}`);
   L();
   L("<!-- table:start -->");
   L("| size | raw | gzipped (-9) |");

@@ -76,6 +76,10 @@ export async function sizes({ twiggy = true } = {}) {
     indexJs: index.length, indexJsGz: gz(index),
   };
   out.totalGz = out.wasmGz + out.glueJsGz + out.snippetsJsGz + out.indexJsGz;
+  out.date = new Date().toISOString();
+  try {
+    out.commit = execFileSync("git", ["-C", root, "rev-parse", "--short", "HEAD"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+  } catch {}
   if (twiggy) out.twiggy = twiggyTop();
   return out;
 }
