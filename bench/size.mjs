@@ -66,8 +66,12 @@ export function twiggyTop(n = TOP) {
   };
 }
 
-/** Raw and gzipped sizes of pkg/ (and twiggy's top items unless `twiggy: false`). */
-export async function sizes({ twiggy = true } = {}) {
+/**
+ * Raw and gzipped sizes of pkg/, and twiggy's top items unless `twiggy: false`;
+ * with `strict: false` (make bench) a twiggy failure is a warning, not the
+ * loss of a whole run.
+ */
+export async function sizes({ twiggy = true, strict = true } = {}) {
   const pkg = join(root, "pkg");
   const wasm = await readFile(join(pkg, "syncstore_bg.wasm"));
   const js = await readFile(join(pkg, "syncstore.js"));
@@ -88,7 +92,14 @@ export async function sizes({ twiggy = true } = {}) {
   try {
     out.commit = execFileSync("git", ["-C", root, "rev-parse", "--short", "HEAD"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
   } catch {}
-  if (twiggy) out.twiggy = twiggyTop();
+  if (twiggy) {
+    try {
+      out.twiggy = twiggyTop();
+    } catch (e) {
+      if (strict) throw e;
+      console.warn(`size: WARNING no twiggy report (${e.message.split("\n")[0]}); run make size`);
+    }
+  }
   return out;
 }
 
