@@ -12,11 +12,24 @@ SERVER_PORT ?= 8787
 setup:
 	bash scripts/setup.sh
 
-# The wasm package (wasm-bindgen output) in pkg/.
+# The wasm package (wasm-bindgen output) in pkg/, optimized by npm binaryen's
+# wasm-opt (scripts/wasm-opt.sh); fails unless the optimized module loads,
+# inserts and queries in headless Chromium and Firefox (scripts/smoke-pkg.mjs).
 pkg: setup
 	wasm-pack build --release --target web --out-dir pkg --out-name syncstore
+	@gzip -9 -c pkg/syncstore_bg.wasm | wc -c | awk '{print "wasm gzipped before wasm-opt: " $$1 " bytes"}'
+	bash scripts/wasm-opt.sh pkg/syncstore_bg.wasm
+	GECKODRIVER=$(GECKODRIVER) node scripts/smoke-pkg.mjs pkg
 	@ls -l pkg/syncstore_bg.wasm | awk '{print "wasm: " $$5 " bytes"}'
 	@gzip -9 -c pkg/syncstore_bg.wasm | wc -c | awk '{print "wasm gzipped: " $$1 " bytes"}'
+
+# The shipped size (gzip -9, wasm + JS glue, as `make package` counts it) and
+# twiggy's top 25 items of the same module built with names, written to
+# bench/results/latest.json and docs/benchmarks.md (its Size section).
+# Installs twiggy on first use.
+.PHONY: size
+size: pkg
+	node bench/size.mjs --write
 
 server: setup
 	cargo build --release -p syncstore-server

@@ -4,14 +4,14 @@
 // `--local` / `--sync` (or BENCH_ONLY=local|sync) run one part and keep the
 // other part's figures from the previous results/latest.json.
 import { chromium } from "playwright-core";
-import { mkdtemp, rm, readFile, writeFile, mkdir, readdir } from "node:fs/promises";
+import { mkdtemp, rm, readFile, writeFile, mkdir } from "node:fs/promises";
 import { execFileSync } from "node:child_process";
-import { gzipSync } from "node:zlib";
 import { tmpdir, cpus, totalmem } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { serve } from "./serve.mjs";
 import { report } from "./report.mjs";
+import { sizes } from "./size.mjs";
 import { runSync, build, startServer, LOAD_FLAGS } from "./sync.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -32,30 +32,6 @@ const sh = (cmd, args) => {
     return "unknown";
   }
 };
-
-async function sizes() {
-  const pkg = join(root, "pkg");
-  const wasm = await readFile(join(pkg, "syncstore_bg.wasm"));
-  const js = await readFile(join(pkg, "syncstore.js"));
-  // wasm-bindgen snippets (src/js/glue.js) ship with the package too.
-  const snippets = [];
-  const walk = async (d) => {
-    for (const e of await readdir(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) await walk(p);
-      else if (e.name.endsWith(".js")) snippets.push(await readFile(p));
-    }
-  };
-  await walk(join(pkg, "snippets")).catch(() => {});
-  const snip = Buffer.concat(snippets);
-  const gz = (b) => gzipSync(b, { level: 9 }).length;
-  return {
-    wasm: wasm.length, wasmGz: gz(wasm),
-    glueJs: js.length, glueJsGz: gz(js),
-    snippetsJs: snip.length, snippetsJsGz: gz(snip),
-    totalGz: gz(wasm) + gz(js) + gz(snip),
-  };
-}
 
 function machine(chromiumVersion) {
   const info = sh("cat", ["/proc/cpuinfo"]);
@@ -227,7 +203,7 @@ const out = {
   machine: machine(chromiumVersion),
   reps: REPS,
   seconds,
-  sizes: await sizes(),
+  sizes: await sizes({ strict: false }),
   medians: Object.fromEntries(LIBS.filter((l) => results[l]).map((l) => [l, results[l].medians])),
   runs: Object.fromEntries(LIBS.filter((l) => results[l]).map((l) => [l, results[l].runs])),
   checksAgree: mismatched.length === 0,

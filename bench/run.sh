@@ -23,6 +23,8 @@
 #                calls; push rate limit raised), then goOnline() until
 #                status().pending is 0: mutations/s end to end; the server
 #                is checked for all of them
+# Then the module's size (bench/size.mjs, as `make size`: gzipped pkg/ and
+# twiggy's top items of a build with names; installs twiggy on first use).
 # Writes bench/results/latest.json and docs/benchmarks.md; prints the tables.
 #
 # Run one part (the other part's figures are kept from the last

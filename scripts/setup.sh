@@ -60,7 +60,6 @@ dpkg -s libssl-dev >/dev/null 2>&1 || apt_pkgs+=(libssl-dev)
 command -v chromium >/dev/null || apt_pkgs+=(chromium)
 command -v chromedriver >/dev/null || apt_pkgs+=(chromium-driver)
 command -v firefox-esr >/dev/null || apt_pkgs+=(firefox-esr)
-command -v wasm-opt >/dev/null || apt_pkgs+=(binaryen)
 command -v sqlite3 >/dev/null || apt_pkgs+=(sqlite3)
 # The server's PostgreSQL store is tested against a real server
 # (scripts/with-postgres.sh starts a throwaway cluster with initdb/pg_ctl).
@@ -88,8 +87,10 @@ if ! command -v geckodriver >/dev/null; then
 fi
 
 # npm ci when node_modules is missing or older than the lock file (a pull
-# that added a package must not leave a stale install behind).
-for dir in tests/e2e tests/package; do
+# that added a package must not leave a stale install behind). scripts/:
+# the build's tools (binaryen's wasm-opt, which runs under Node: Debian's
+# binaryen 108 is too old; playwright-core for scripts/smoke-pkg.mjs).
+for dir in scripts tests/e2e tests/package; do
   [ -f "$dir/package-lock.json" ] || continue
   stamp="$dir/node_modules/.package-lock.json"
   if [ ! -f "$stamp" ] || [ "$dir/package-lock.json" -nt "$stamp" ]; then
