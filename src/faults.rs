@@ -14,7 +14,7 @@
 //!
 //! A quota error while a sync step writes aborts the step's transaction:
 //! nothing of it is stored (the cursor stays), the engine is rebuilt from
-//! IndexedDB and the loop reports the error and tries again later (sync.rs).
+//! IndexedDB and the loop reports the error and tries again later (src/sync/).
 
 use crate::glue;
 use crate::store::Inner;

@@ -241,7 +241,7 @@ export function done(tx) {
 }
 
 /**
- * The server state of documents for the sync engine (src/sync.rs `load`),
+ * The server state of documents for the sync engine (src/sync/mod.rs `load`),
  * read in `tx`: for each `[coll, id]` of `keys`, its `_server` entry (a
  * tombstone, or the server's copy of a document with local edits) if there
  * is one, else its record if that has a version and no marker `s` (it is
@@ -249,7 +249,7 @@ export function done(tx) {
  * `[state | null, copied]` with `state` = `{doc, version, gen}`; documents
  * cross as the records' text, unparsed. A key `[coll, id, 1]` names a
  * document whose record cannot be the server's (written since the last
- * step: src/sync.rs `step`): only `_server` is read for it.
+ * step: src/sync/step.rs `step`): only `_server` is read for it.
  */
 export async function loadStates(tx, server, keys) {
   const store = storesOf(tx);
@@ -325,7 +325,7 @@ const PROBE_MIN = 32;
 const PROBE_FACTOR = 4;
 
 /**
- * The sweep that completes a resync (src/sync.rs): in each store of
+ * The sweep that completes a resync (src/sync/step.rs, the planner's sweep): in each store of
  * `colls`, deletes the records that stand for a server document (a
  * version) of another generation than `gen`, except those of `keep`
  * (`"coll\u0000id"`: documents with outbox entries); in `server`, every
@@ -401,7 +401,7 @@ export function firstMid(adds) {
  * Adds the outbox entries of one write: a single one as its own record; n
  * of them as one record `{mid, n, batch}` (one request and one structured
  * clone instead of n), whose entries have the mids `mid` ... `mid + n - 1`
- * (src/sync.rs `outbox_entries`). Once its key is known, a put and a delete
+ * (src/sync/step.rs `outbox_entries`). Once its key is known, a put and a delete
  * of `mid + n - 1` move the key generator past those mids.
  */
 function addEntries(store, entries) {

@@ -1,6 +1,6 @@
 //! The step planner: what one sync step writes, decided from the engine's
 //! [`Effects`] and what the step read, with no I/O (the browser binding,
-//! `src/sync.rs`, carries the plan out in IndexedDB; native tests check
+//! `src/sync/step.rs`, carries the plan out in IndexedDB; native tests check
 //! its rules). One place for each storage rule of the client:
 //!
 //! - a document's record is laid out as `write.rs` lays it out, with its

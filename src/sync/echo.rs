@@ -1,0 +1,162 @@
+//! Frames of no news: the echoes of this client's own writes and changes
+//! the stream delivered before, recognised by their versions and taken in
+//! by a step that writes `_meta` alone (docs/architecture.md).
+
+use crate::error::{storage, JsResult};
+use crate::idb::{to_js, wait, META, SERVER};
+use crate::store::Inner;
+use serde_json::json;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use syncstore_core::protocol::{Change, FrameHead, ServerMessage};
+use syncstore_core::sync::plan::synced_colls;
+use syncstore_core::sync::ClientSync;
+use syncstore_core::write::Key;
+
+use super::*;
+
+/// `(version, ts)` of one change.
+pub(super) type Stamp = (u64, Option<u64>);
+
+/// A frame of no news: the stamp of each change, and the cursor.
+pub(super) type EchoFrame = (Vec<Stamp>, String);
+
+pub(super) fn stamps_of(changes: &[Change]) -> Vec<Stamp> {
+    changes.iter().map(|c| (c.version, c.ts)).collect()
+}
+
+impl SyncLoop {
+    /// The `(version, ts)` of each change and the cursor of a `changes`
+    /// frame whose every change is an echo the engine recognises, read
+    /// without parsing the documents (a burst of own writes comes back as
+    /// megabytes of them); `None` for any other frame.
+    pub(super) fn echo_of(&self, text: &str) -> Option<EchoFrame> {
+        let head: FrameHead = serde_json::from_str(text).ok()?;
+        if head.kind != "changes" {
+            return None;
+        }
+        let cursor = head.cursor?;
+        let stamps: Vec<Stamp> = head.changes.iter().map(|c| (c.version, c.ts)).collect();
+        self.engine
+            .borrow()
+            .is_echo_of(stamps.iter().map(|s| s.0))
+            .then_some((stamps, cursor))
+    }
+
+    /// The `(version, ts)` of each change and the cursor of every frame of
+    /// `inputs`, if they are all socket frames carrying only echoes of this
+    /// client's writes that their push answers settled.
+    pub(super) fn echoes_only(&self, inputs: &[Input]) -> Option<Vec<EchoFrame>> {
+        if inputs.is_empty() || self.outbox_dirty.get() {
+            return None;
+        }
+        let eng = self.engine.borrow();
+        inputs
+            .iter()
+            .map(|i| match i {
+                Input::Echo(stamps, cursor) => Some((stamps.clone(), cursor.clone())),
+                Input::Frame(ServerMessage::Changes { changes, cursor })
+                    if eng.is_echo(changes) =>
+                {
+                    Some((stamps_of(changes), cursor.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The frames of `inputs` (as [`Self::echoes_only`]) if they are all
+    /// socket frames whose every change is no news: echoes the engine
+    /// recognises, or changes to documents without outbox entries that
+    /// IndexedDB already holds at that version or later (a frame repeating
+    /// what a pull brought, the echo of a write settled long ago). Those
+    /// are read in a readonly transaction, which neither waits for nor holds
+    /// up the app's reads; only this loop moves stored server versions, so
+    /// what it reads stays true until the step that follows.
+    pub(super) async fn stale_frames(
+        &self,
+        inner: &Rc<Inner>,
+        inputs: &[Input],
+    ) -> JsResult<Option<Vec<EchoFrame>>> {
+        if let Some(frames) = self.echoes_only(inputs) {
+            return Ok(Some(frames));
+        }
+        if inputs.is_empty() || self.outbox_dirty.get() {
+            return Ok(None);
+        }
+        let mut frames = vec![];
+        let mut keys: Vec<Key> = vec![];
+        let mut wanted: Vec<(Key, u64)> = vec![];
+        {
+            let eng = self.engine.borrow();
+            if eng.resyncing() {
+                return Ok(None);
+            }
+            for i in inputs {
+                match i {
+                    Input::Echo(stamps, cursor) => frames.push((stamps.clone(), cursor.clone())),
+                    Input::Frame(ServerMessage::Changes { changes, cursor }) => {
+                        if changes.iter().any(|c| eng.is_pending(&c.coll, &c.id)) {
+                            return Ok(None);
+                        }
+                        keys.extend(ClientSync::keys_of_changes(changes));
+                        wanted.extend(
+                            changes
+                                .iter()
+                                .map(|c| ((c.coll.clone(), c.id.clone()), c.version)),
+                        );
+                        frames.push((stamps_of(changes), cursor.clone()));
+                    }
+                    _ => return Ok(None),
+                }
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        let db = inner.db().await?;
+        let mut stores: Vec<&str> = synced_colls(&inner.schema).collect();
+        stores.push(SERVER);
+        let tx = Inner::tx(&db, &stores, false)?;
+        let (states, _) = read_states(&tx, &keys, &HashSet::new()).await?;
+        let stored: HashMap<Key, u64> = states
+            .into_iter()
+            .map(|r| ((r.coll, r.id), r.state.version))
+            .collect();
+        let stale = wanted
+            .iter()
+            .all(|(key, version)| stored.get(key).is_some_and(|v| v >= version));
+        Ok(stale.then_some(frames))
+    }
+
+    /// Takes in frames of no news ([`Self::stale_frames`]): only the cursor
+    /// moves, so the step writes `_meta` alone, and no read of a collection
+    /// waits behind it.
+    pub(super) async fn echo_step(
+        &self,
+        inner: &Rc<Inner>,
+        frames: Vec<EchoFrame>,
+    ) -> JsResult<()> {
+        let db = inner.db().await?;
+        let tx = Inner::tx(&db, &[META], true)?;
+        let term = Inner::store(&tx, META)?
+            .get(&"leader".into())
+            .map_err(|e| storage(e, "read leader"))?;
+        self.hold_the_lead(&tx, &wait(&term, "read leader").await?)?;
+        let meta = {
+            let mut eng = self.engine.borrow_mut();
+            for (stamps, cursor) in &frames {
+                eng.skip_echo_of(stamps, cursor);
+            }
+            eng.meta_without_ids()
+        };
+        Inner::store(&tx, META)?
+            .put(&to_js(&json!({"k": "sync", "v": meta})))
+            .map_err(|e| storage(e, "write"))?;
+        if let Err(e) = crate::idb::committed(&tx, "sync").await {
+            self.reload(inner).await;
+            return Err(e);
+        }
+        self.stored_now();
+        Ok(())
+    }
+}
