@@ -31,6 +31,14 @@ impl SyncLoop {
     /// without parsing the documents (a burst of own writes comes back as
     /// megabytes of them); `None` for any other frame.
     pub(super) fn echo_of(&self, text: &str) -> Option<EchoFrame> {
+        // A frame's changes are in seq order: if the first is news, so is
+        // the frame, and reading its head would be a second parse of it
+        // (a catch-up is megabytes of such frames).
+        if let Some(seq) = FrameHead::first_seq(text) {
+            if !self.engine.borrow().is_echo_of([seq]) {
+                return None;
+            }
+        }
         let head: FrameHead = serde_json::from_str(text).ok()?;
         if head.kind != "changes" {
             return None;

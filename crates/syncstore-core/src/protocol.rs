@@ -249,6 +249,22 @@ pub struct FrameHead {
     pub cursor: Option<String>,
 }
 
+impl FrameHead {
+    /// The seq (= version) of a `changes` frame's first change, read from
+    /// the start of the text as [`ServerMessage`] serializes it
+    /// (`{"type":"changes","changes":[{"seq":N,...`), without parsing the
+    /// rest; `None` for any other start. A frame's changes are in seq
+    /// order, so a first change that is news makes the frame news.
+    pub fn first_seq(text: &str) -> Option<u64> {
+        const AT: &[u8] = b"\"changes\":[{\"seq\":";
+        let start = text.as_bytes().get(..64.min(text.len()))?;
+        let i = start.windows(AT.len()).position(|w| w == AT)? + AT.len();
+        let digits = &text.as_bytes()[i..];
+        let n = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+        std::str::from_utf8(&digits[..n]).ok()?.parse().ok()
+    }
+}
+
 /// What [`FrameHead`] reads of one change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub struct ChangeStamp {
@@ -413,6 +429,38 @@ pub struct ServerLimits {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_frame_head_reads_what_the_server_writes() {
+        let change = |seq: u64| Change {
+            seq,
+            coll: "todos".into(),
+            id: format!("d{seq}"),
+            op: ChangeOp::Put,
+            doc: Some(serde_json::from_value(json!({"t": "x"})).unwrap()),
+            version: seq,
+            ts: Some(seq * 65536),
+        };
+        let text = serde_json::to_string(&ServerMessage::Changes {
+            changes: vec![change(41), change(42)],
+            cursor: "e.42".into(),
+        })
+        .unwrap();
+        assert_eq!(FrameHead::first_seq(&text), Some(41));
+        let head: FrameHead = serde_json::from_str(&text).unwrap();
+        assert_eq!(head.kind, "changes");
+        assert_eq!(head.cursor.as_deref(), Some("e.42"));
+        let stamps: Vec<(u64, Option<u64>)> =
+            head.changes.iter().map(|c| (c.version, c.ts)).collect();
+        assert_eq!(stamps, vec![(41, Some(41 * 65536)), (42, Some(42 * 65536))]);
+        let empty = serde_json::to_string(&ServerMessage::Changes {
+            changes: vec![],
+            cursor: "e.42".into(),
+        })
+        .unwrap();
+        assert_eq!(FrameHead::first_seq(&empty), None);
+        assert_eq!(FrameHead::first_seq(r#"{"type":"ping"}"#), None);
+    }
 
     #[test]
     fn mutation_round_trips_with_wire_names() {
