@@ -23,6 +23,13 @@ impl Path {
             .try_fold(doc, |v, seg| v.as_object()?.get(seg))
     }
 
+    /// [`Path::get`] from a document held as its map.
+    pub fn get_in<'a>(&self, doc: &'a Map<String, Value>) -> Option<&'a Value> {
+        let (first, rest) = self.0.split_first()?;
+        rest.iter()
+            .try_fold(doc.get(first)?, |v, seg| v.as_object()?.get(seg))
+    }
+
     pub fn as_string(&self) -> String {
         self.0.join(".")
     }

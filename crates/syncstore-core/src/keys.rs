@@ -12,7 +12,7 @@
 
 use crate::json::{as_date, cmp_str, rank};
 use crate::schema::IndexSpec;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::cmp::Ordering;
 
 /// A tag greater than every value tag: the end of a key prefix.
@@ -43,6 +43,14 @@ pub fn index_key(index: &IndexSpec, doc: &Value) -> Value {
     match index.fields.as_slice() {
         [one] => encode(one.get(doc)),
         many => Value::Array(many.iter().map(|p| encode(p.get(doc))).collect()),
+    }
+}
+
+/// [`index_key`] of a document held as its map.
+pub fn index_key_in(index: &IndexSpec, doc: &Map<String, Value>) -> Value {
+    match index.fields.as_slice() {
+        [one] => encode(one.get_in(doc)),
+        many => Value::Array(many.iter().map(|p| encode(p.get_in(doc))).collect()),
     }
 }
 
@@ -121,6 +129,34 @@ mod tests {
         assert_eq!(
             index_key(&ix, &json!({"listId": "l1"})),
             json!([[3, "l1"], [0]])
+        );
+    }
+
+    #[test]
+    fn a_document_held_as_its_map_gets_the_same_keys() {
+        let doc = json!({"a": {"b": 2, "c": [1]}, "s": "x", "t": true});
+        let paths = [
+            "a.b",
+            "a.c",
+            "s",
+            "t",
+            "missing",
+            "a.missing.deeper",
+            "s.not_an_object",
+        ];
+        for p in paths {
+            let ix = IndexSpec {
+                fields: vec![Path::parse(p).unwrap()],
+            };
+            let map = doc.as_object().unwrap();
+            assert_eq!(index_key_in(&ix, map), index_key(&ix, &doc), "{p}");
+        }
+        let ix = IndexSpec {
+            fields: vec![Path::parse("s").unwrap(), Path::parse("a.b").unwrap()],
+        };
+        assert_eq!(
+            index_key_in(&ix, doc.as_object().unwrap()),
+            index_key(&ix, &doc)
         );
     }
 }

@@ -40,9 +40,13 @@ impl IndexSpec {
     /// The record property that holds this index's encoded key. IndexedDB key
     /// paths must be identifiers, so the name is hex-encoded.
     pub fn key_path(&self) -> String {
-        let mut s = String::from("x");
-        for b in self.name().bytes() {
-            s.push_str(&format!("{b:02x}"));
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let name = self.name();
+        let mut s = String::with_capacity(1 + 2 * name.len());
+        s.push('x');
+        for b in name.bytes() {
+            s.push(HEX[usize::from(b >> 4)] as char);
+            s.push(HEX[usize::from(b & 15)] as char);
         }
         s
     }

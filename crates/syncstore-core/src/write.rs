@@ -5,8 +5,8 @@
 use crate::error::{CoreError, Result};
 use crate::ids::is_temp;
 use crate::json::{check_id, merge_patch, type_name};
-use crate::keys::index_key;
-use crate::schema::{CollectionSpec, Schema, SyncMode};
+use crate::keys::{index_key, index_key_in};
+use crate::schema::{CollectionSpec, IndexSpec, Schema, SyncMode};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
@@ -299,12 +299,33 @@ pub fn record(
     json: String,
     version: Option<u64>,
 ) -> Value {
+    layout(spec, id, json, version, |ix| index_key(ix, doc))
+}
+
+/// [`record`] of a document held as its map (no copy into a `Value`).
+pub fn record_in(
+    spec: &CollectionSpec,
+    id: &str,
+    doc: &Map<String, Value>,
+    json: String,
+    version: Option<u64>,
+) -> Value {
+    layout(spec, id, json, version, |ix| index_key_in(ix, doc))
+}
+
+fn layout(
+    spec: &CollectionSpec,
+    id: &str,
+    json: String,
+    version: Option<u64>,
+    key: impl Fn(&IndexSpec) -> Value,
+) -> Value {
     let mut r = Map::with_capacity(3 + spec.indexes.len());
     r.insert("id".into(), json!(id));
     r.insert("d".into(), Value::String(json));
     r.insert("v".into(), json!(version));
     for ix in &spec.indexes {
-        r.insert(ix.key_path(), index_key(ix, doc));
+        r.insert(ix.key_path(), key(ix));
     }
     Value::Object(r)
 }

@@ -312,10 +312,12 @@ pub fn doc_record(
     state: Option<&ServerDoc>,
 ) -> Option<Value> {
     let spec = synced_spec(schema, coll)?;
-    let doc = if doc.keys().next().map(String::as_str) == Some("id")
+    let version = state.map(|d| d.version);
+    let mut rec = if doc.keys().next().map(String::as_str) == Some("id")
         && doc.get("id").and_then(Value::as_str) == Some(id)
     {
-        Value::Object(doc.clone())
+        let text = serde_json::to_string(doc).expect("JSON values serialize");
+        write::record_in(spec, id, doc, text, version)
     } else {
         let mut d = JsonObject::with_capacity(doc.len() + 1);
         d.insert("id".into(), Value::String(id.to_owned()));
@@ -324,10 +326,10 @@ pub fn doc_record(
                 .filter(|(k, _)| *k != "id")
                 .map(|(k, v)| (k.clone(), v.clone())),
         );
-        Value::Object(d)
+        let doc = Value::Object(d);
+        let text = serde_json::to_string(&doc).expect("JSON values serialize");
+        write::record(spec, id, &doc, text, version)
     };
-    let text = serde_json::to_string(&doc).expect("JSON values serialize");
-    let mut rec = write::record(spec, id, &doc, text, state.map(|d| d.version));
     if let Some(g) = state.map(|d| d.gen).filter(|g| *g > 0) {
         rec["g"] = json!(g);
     }
