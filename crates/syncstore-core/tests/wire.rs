@@ -579,7 +579,7 @@ fn server_messages() {
 
 #[test]
 fn events_and_effects() {
-    let events = vec![
+    let events = [
         Event::Idmap {
             tmp: "tmp_1".into(),
             id: "a".into(),
