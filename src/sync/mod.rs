@@ -201,13 +201,38 @@ pub(crate) enum Input {
     Unpark(String),
 }
 
-/// What a caller of `sync()`, `push(coll)` or `pull(coll)` waits for.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+/// What a caller of `sync()`, `push(coll)` or `pull(coll)` waits for:
+/// `{"ask": "sync"}`, `{"ask": "push", "coll": "todos"}` between tabs. Read
+/// through a plain struct, not serde's derived reading of an adjacently
+/// tagged enum, which buffers the value when `coll` comes first (issue 19).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "ask", content = "coll", rename_all = "camelCase")]
 pub enum Ask {
     Sync,
     Push(String),
     Pull(String),
+}
+
+/// [`Ask`] as read.
+#[derive(serde::Deserialize)]
+struct AskWire {
+    ask: Option<String>,
+    coll: Option<String>,
+}
+
+impl<'de> serde::Deserialize<'de> for Ask {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let AskWire { ask, coll } = AskWire::deserialize(d)?;
+        let coll = || coll.ok_or_else(|| D::Error::missing_field("coll"));
+        Ok(match ask.as_deref() {
+            Some("sync") => Ask::Sync,
+            Some("push") => Ask::Push(coll()?),
+            Some("pull") => Ask::Pull(coll()?),
+            Some(other) => return Err(D::Error::unknown_variant(other, &["sync", "push", "pull"])),
+            None => return Err(D::Error::missing_field("ask")),
+        })
+    }
 }
 
 /// An ask and the promise functions that answer it.
@@ -1383,5 +1408,49 @@ async fn run(inner: Rc<Inner>, s: Rc<SyncLoop>) {
         if let Some(h) = inner.sync.get() {
             h.loop_ended(&inner, &s);
         }
+    }
+}
+
+/// [`Ask`]'s form between tabs, byte for byte as serde's derive wrote and
+/// read it (natively: `cargo test -p syncstore --lib ask`).
+#[cfg(test)]
+mod tests {
+    use super::Ask;
+
+    #[test]
+    fn ask_reads_and_writes_the_same_json() {
+        for (ask, text) in [
+            (Ask::Sync, r#"{"ask":"sync"}"#),
+            (
+                Ask::Push("todos".into()),
+                r#"{"ask":"push","coll":"todos"}"#,
+            ),
+            (
+                Ask::Pull("notes".into()),
+                r#"{"ask":"pull","coll":"notes"}"#,
+            ),
+        ] {
+            assert_eq!(serde_json::to_string(&ask).unwrap(), text);
+            assert_eq!(serde_json::from_str::<Ask>(text).unwrap(), ask);
+            let v: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(serde_json::from_value::<Ask>(v).unwrap(), ask);
+        }
+        let read = |t: &str| serde_json::from_str::<Ask>(t).map_err(|e| e.to_string());
+        assert_eq!(
+            read(r#"{"coll":"todos","ask":"push"}"#),
+            Ok(Ask::Push("todos".into()))
+        );
+        assert_eq!(read(r#"{"ask":"sync","from":1}"#), Ok(Ask::Sync));
+        let err = read(r#"{"ask":"drop"}"#).unwrap_err();
+        assert!(
+            err.starts_with("unknown variant `drop`, expected one of `sync`, `push`, `pull`"),
+            "{err}"
+        );
+        assert!(read(r#"{"ask":"push"}"#)
+            .unwrap_err()
+            .starts_with("missing field `coll`"));
+        assert!(read(r#"{"coll":"todos"}"#)
+            .unwrap_err()
+            .starts_with("missing field `ask`"));
     }
 }

@@ -1,9 +1,18 @@
 //! Protocol types shared by the client and the server (see docs/protocol.md).
 //!
-//! Everything here is plain data with serde derives: the wire format of
-//! protocol v1. Field names are camelCase on the wire.
+//! Everything here is plain data: the wire format of protocol v1. Field
+//! names are camelCase on the wire.
+//!
+//! The tagged frames and results (`{"type": ...}`, `{"status": ...}`) derive
+//! `Serialize` but read through a plain wire struct (every field of every
+//! variant, optional) and a hand-written conversion: serde's derived
+//! reading of an internally tagged enum, or of a `#[serde(flatten)]` field,
+//! buffers the whole value first, and that buffering was a tenth of the
+//! wasm module (issue 19). The texts are the same either way
+//! (`tests/wire.rs` pins them).
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 /// The protocol version these types describe; every HTTP path starts with `/v1`.
@@ -17,6 +26,11 @@ pub const START_CURSOR: &str = "0";
 
 /// A JSON object (documents and merge patches are always objects).
 pub type JsonObject = Map<String, Value>;
+
+/// A field a plain wire form requires (the error is serde's own).
+pub(crate) fn required<T, E: de::Error>(v: Option<T>, field: &'static str) -> Result<T, E> {
+    v.ok_or_else(|| E::missing_field(field))
+}
 
 /// True if `id` is a client temporary id (`tmp_...`).
 pub fn is_temp_id(id: &str) -> bool {
@@ -133,7 +147,7 @@ pub struct PushRequest {
 }
 
 /// The outcome of one mutation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum MutationResult {
     /// Applied; `version` is the document's new version (its seq).
@@ -174,6 +188,50 @@ pub enum MutationResult {
         /// Human readable reason.
         message: String,
     },
+}
+
+/// [`MutationResult`] as read: every variant's fields, optional.
+#[derive(Deserialize)]
+struct MutationResultWire {
+    status: Option<String>,
+    mid: Option<u64>,
+    id: Option<String>,
+    version: Option<u64>,
+    prev: Option<u64>,
+    doc: Option<JsonObject>,
+    ts: Option<u64>,
+    code: Option<String>,
+    message: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for MutationResult {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const VARIANTS: &[&str] = &["applied", "conflict", "rejected"];
+        let w = MutationResultWire::deserialize(d)?;
+        let status = required(w.status, "status")?;
+        let mid = required(w.mid, "mid")?;
+        Ok(match status.as_str() {
+            "applied" => MutationResult::Applied {
+                mid,
+                id: required(w.id, "id")?,
+                version: required(w.version, "version")?,
+                prev: w.prev,
+            },
+            "conflict" => MutationResult::Conflict {
+                mid,
+                id: required(w.id, "id")?,
+                doc: w.doc,
+                version: w.version,
+                ts: w.ts,
+            },
+            "rejected" => MutationResult::Rejected {
+                mid,
+                code: required(w.code, "code")?,
+                message: required(w.message, "message")?,
+            },
+            other => return Err(de::Error::unknown_variant(other, VARIANTS)),
+        })
+    }
 }
 
 impl MutationResult {
@@ -298,7 +356,7 @@ pub struct PullResponse {
 }
 
 /// Frames a client sends over `/v1/ws`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum ClientMessage {
     /// First frame: who the client is and where its server state ends.
@@ -331,8 +389,43 @@ pub enum ClientMessage {
     Pong,
 }
 
+/// [`ClientMessage`] as read: every variant's fields, optional.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ClientMessageWire {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    client_id: Option<String>,
+    cursor: Option<String>,
+    token: Option<String>,
+    mutations: Option<Vec<Mutation>>,
+    rid: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for ClientMessage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const VARIANTS: &[&str] = &["hello", "push", "ping", "pong"];
+        let w = ClientMessageWire::deserialize(d)?;
+        Ok(match required(w.kind, "type")?.as_str() {
+            "hello" => ClientMessage::Hello {
+                client_id: required(w.client_id, "clientId")?,
+                cursor: w.cursor,
+                token: w.token,
+            },
+            "push" => ClientMessage::Push {
+                client_id: w.client_id,
+                mutations: required(w.mutations, "mutations")?,
+                rid: w.rid,
+            },
+            "ping" => ClientMessage::Ping,
+            "pong" => ClientMessage::Pong,
+            other => return Err(de::Error::unknown_variant(other, VARIANTS)),
+        })
+    }
+}
+
 /// Frames the server sends over `/v1/ws`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum ServerMessage {
     /// Committed changes, in seq order, never repeated, never skipped.
@@ -361,14 +454,12 @@ pub enum ServerMessage {
         /// Always the start cursor.
         cursor: String,
     },
-    /// Answer to a `push` frame.
-    #[serde(rename_all = "camelCase")]
+    /// Answer to a `push` frame: the HTTP push answer's fields beside `rid`.
+    #[serde(serialize_with = "push_result")]
     PushResult {
         /// Echo of the push's `rid`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         rid: Option<String>,
         /// Same as the HTTP push answer.
-        #[serde(flatten)]
         response: PushResponse,
     },
     /// A request failed; fatal errors are followed by a close frame.
@@ -389,6 +480,89 @@ pub enum ServerMessage {
     Ping,
     /// Answer to a client `ping`.
     Pong,
+}
+
+/// The fields of a `pushResult` frame after its `type` (which serde's
+/// tagging writes first): `rid` if any, then [`PushResponse`]'s.
+fn push_result<S: Serializer>(
+    rid: &Option<String>,
+    response: &PushResponse,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    let mut st = s.serialize_struct("PushResult", 3 + usize::from(rid.is_some()))?;
+    match rid {
+        Some(rid) => st.serialize_field("rid", rid)?,
+        None => st.skip_field("rid")?,
+    }
+    st.serialize_field("results", &response.results)?;
+    st.serialize_field("idMap", &response.id_map)?;
+    st.serialize_field("lastMutationId", &response.last_mutation_id)?;
+    st.end()
+}
+
+/// [`ServerMessage`] as read: every variant's fields, optional.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ServerMessageWire {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    changes: Option<Vec<Change>>,
+    cursor: Option<String>,
+    last_mutation_id: Option<u64>,
+    limits: Option<ServerLimits>,
+    rid: Option<String>,
+    results: Option<Vec<MutationResult>>,
+    id_map: Option<std::collections::BTreeMap<String, String>>,
+    code: Option<String>,
+    message: Option<String>,
+    retry_after: Option<u64>,
+}
+
+impl<'de> Deserialize<'de> for ServerMessage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const VARIANTS: &[&str] = &[
+            "changes",
+            "synced",
+            "resync",
+            "pushResult",
+            "error",
+            "ping",
+            "pong",
+        ];
+        let w = ServerMessageWire::deserialize(d)?;
+        Ok(match required(w.kind, "type")?.as_str() {
+            "changes" => ServerMessage::Changes {
+                changes: required(w.changes, "changes")?,
+                cursor: required(w.cursor, "cursor")?,
+            },
+            "synced" => ServerMessage::Synced {
+                cursor: required(w.cursor, "cursor")?,
+                last_mutation_id: required(w.last_mutation_id, "lastMutationId")?,
+                limits: w.limits,
+            },
+            "resync" => ServerMessage::Resync {
+                cursor: required(w.cursor, "cursor")?,
+            },
+            "pushResult" => ServerMessage::PushResult {
+                rid: w.rid,
+                response: PushResponse {
+                    results: required(w.results, "results")?,
+                    id_map: required(w.id_map, "idMap")?,
+                    last_mutation_id: required(w.last_mutation_id, "lastMutationId")?,
+                },
+            },
+            "error" => ServerMessage::Error {
+                rid: w.rid,
+                code: required(w.code, "code")?,
+                message: required(w.message, "message")?,
+                retry_after: w.retry_after,
+            },
+            "ping" => ServerMessage::Ping,
+            "pong" => ServerMessage::Pong,
+            other => return Err(de::Error::unknown_variant(other, VARIANTS)),
+        })
+    }
 }
 
 /// Body of every HTTP error answer: `{"error": {...}}`.

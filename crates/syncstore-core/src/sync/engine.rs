@@ -20,13 +20,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
+use serde::de::{self, Deserializer};
+use serde::ser::{SerializeStruct, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::json::merge_patch;
 use crate::protocol::{
-    is_temp_id, Change, ChangeOp, JsonObject, Mutation, MutationError, MutationOp, MutationResult,
-    PullResponse, PushResponse, ServerMessage, START_CURSOR,
+    is_temp_id, required, Change, ChangeOp, JsonObject, Mutation, MutationError, MutationOp,
+    MutationResult, PullResponse, PushResponse, ServerMessage, START_CURSOR,
 };
 
 use super::outbox::Outbox;
@@ -53,20 +55,64 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-/// One server document, for persisting the server state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One server document, for persisting the server state: serialized flat,
+/// `{coll, id, doc, version, gen?}` (written by hand, not with serde's
+/// `flatten`, which buffers the whole record to read it: issue 19).
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerRecord {
     /// Collection.
     pub coll: String,
     /// Canonical id.
     pub id: String,
     /// Its state.
-    #[serde(flatten)]
     pub state: ServerDoc,
 }
 
-/// Where an outbox entry stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+impl Serialize for ServerRecord {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let gen = self.state.gen != 0;
+        let mut st = s.serialize_struct("ServerRecord", 4 + usize::from(gen))?;
+        st.serialize_field("coll", &self.coll)?;
+        st.serialize_field("id", &self.id)?;
+        st.serialize_field("doc", &self.state.doc)?;
+        st.serialize_field("version", &self.state.version)?;
+        if gen {
+            st.serialize_field("gen", &self.state.gen)?;
+        } else {
+            st.skip_field("gen")?;
+        }
+        st.end()
+    }
+}
+
+/// [`ServerRecord`] as read.
+#[derive(Deserialize)]
+struct ServerRecordWire {
+    coll: String,
+    id: String,
+    doc: Option<JsonObject>,
+    version: u64,
+    #[serde(default)]
+    gen: u64,
+}
+
+impl<'de> Deserialize<'de> for ServerRecord {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = ServerRecordWire::deserialize(d)?;
+        Ok(ServerRecord {
+            coll: w.coll,
+            id: w.id,
+            state: ServerDoc {
+                doc: w.doc,
+                version: w.version,
+                gen: w.gen,
+            },
+        })
+    }
+}
+
+/// Where an outbox entry stands: `{"state": "applied", "version": 9}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "camelCase")]
 pub enum EntryState {
     /// No answer yet: replayed on the view, sent by [`ClientSync::next_push`].
@@ -90,22 +136,137 @@ pub enum EntryState {
     Parked,
 }
 
+impl EntryState {
+    const NAMES: &'static [&'static str] = &["pending", "acked", "applied", "parked"];
+
+    /// The state named `state` (with `version` for `applied`).
+    fn read<E: de::Error>(state: Option<String>, version: Option<u64>) -> Result<Self, E> {
+        Ok(match required(state, "state")?.as_str() {
+            "pending" => EntryState::Pending,
+            "acked" => EntryState::Acked,
+            "applied" => EntryState::Applied {
+                version: required(version, "version")?,
+            },
+            "parked" => EntryState::Parked,
+            other => return Err(E::unknown_variant(other, Self::NAMES)),
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            EntryState::Pending => "pending",
+            EntryState::Acked => "acked",
+            EntryState::Applied { .. } => "applied",
+            EntryState::Parked => "parked",
+        }
+    }
+}
+
+/// [`EntryState`] as read.
+#[derive(Deserialize)]
+struct EntryStateWire {
+    state: Option<String>,
+    version: Option<u64>,
+}
+
+impl<'de> Deserialize<'de> for EntryState {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = EntryStateWire::deserialize(d)?;
+        EntryState::read(w.state, w.version)
+    }
+}
+
 /// An outbox entry: the mutation as it will be (re)sent, and its state.
-/// Serialized flat (`{mid, coll, op, id, doc?, patch?, base, state, ...}`):
-/// the form the browser binding keeps in IndexedDB's `_outbox`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Serialized flat (`{mid, coll, op, id, doc?, patch?, base, ts?, state,
+/// version?, baseDoc?}`): the form the browser binding keeps in IndexedDB's
+/// `_outbox`. Written and read by hand, not with serde's `flatten` (which
+/// buffers the whole entry to read it: issue 19).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     /// The mutation (ids and references already rewritten to canonical ids
     /// where known).
-    #[serde(flatten)]
     pub mutation: Mutation,
     /// Where it stands.
-    #[serde(flatten)]
     pub state: EntryState,
     /// The server's document at `base` when the edit was queued: the base
     /// of a three-way merge if it conflicts.
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "baseDoc")]
     pub base_doc: Option<JsonObject>,
+}
+
+impl Serialize for Entry {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let m = &self.mutation;
+        let version = match self.state {
+            EntryState::Applied { version } => Some(version),
+            _ => None,
+        };
+        let len = 6
+            + usize::from(m.doc.is_some())
+            + usize::from(m.patch.is_some())
+            + usize::from(m.ts.is_some())
+            + usize::from(version.is_some())
+            + usize::from(self.base_doc.is_some());
+        let mut st = s.serialize_struct("Entry", len)?;
+        st.serialize_field("mid", &m.mid)?;
+        st.serialize_field("coll", &m.coll)?;
+        st.serialize_field("op", &m.op)?;
+        st.serialize_field("id", &m.id)?;
+        if let Some(doc) = &m.doc {
+            st.serialize_field("doc", doc)?;
+        }
+        if let Some(patch) = &m.patch {
+            st.serialize_field("patch", patch)?;
+        }
+        st.serialize_field("base", &m.base)?;
+        if let Some(ts) = &m.ts {
+            st.serialize_field("ts", ts)?;
+        }
+        st.serialize_field("state", self.state.name())?;
+        if let Some(version) = &version {
+            st.serialize_field("version", version)?;
+        }
+        if let Some(base_doc) = &self.base_doc {
+            st.serialize_field("baseDoc", base_doc)?;
+        }
+        st.end()
+    }
+}
+
+/// [`Entry`] as read: the mutation's fields, the state's, and `baseDoc`.
+#[derive(Deserialize)]
+struct EntryWire {
+    mid: u64,
+    coll: String,
+    op: MutationOp,
+    id: String,
+    doc: Option<JsonObject>,
+    patch: Option<JsonObject>,
+    base: Option<u64>,
+    ts: Option<u64>,
+    state: Option<String>,
+    version: Option<u64>,
+    #[serde(rename = "baseDoc")]
+    base_doc: Option<JsonObject>,
+}
+
+impl<'de> Deserialize<'de> for Entry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = EntryWire::deserialize(d)?;
+        Ok(Entry {
+            state: EntryState::read(w.state, w.version)?,
+            mutation: Mutation {
+                mid: w.mid,
+                coll: w.coll,
+                op: w.op,
+                id: w.id,
+                doc: w.doc,
+                patch: w.patch,
+                base: w.base,
+                ts: w.ts,
+            },
+            base_doc: w.base_doc,
+        })
+    }
 }
 
 /// A document record the binding must move from a temporary to its
@@ -136,7 +297,7 @@ pub struct ViewChange {
 }
 
 /// Something the app is told about.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum Event {
     /// The server assigned `id` to the temporary id `tmp`.
@@ -182,6 +343,55 @@ pub enum Event {
         /// document stands and the local one was added as a new document).
         resolution: String,
     },
+}
+
+/// [`Event`] as read: every variant's fields, optional.
+#[derive(Deserialize)]
+struct EventWire {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    tmp: Option<String>,
+    id: Option<String>,
+    mid: Option<u64>,
+    coll: Option<String>,
+    code: Option<String>,
+    message: Option<String>,
+    op: Option<MutationOp>,
+    doc: Option<JsonObject>,
+    local: Option<JsonObject>,
+    remote: Option<JsonObject>,
+    resolution: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Event {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const VARIANTS: &[&str] = &["idmap", "rejected", "conflict"];
+        let w = EventWire::deserialize(d)?;
+        Ok(match required(w.kind, "type")?.as_str() {
+            "idmap" => Event::Idmap {
+                tmp: required(w.tmp, "tmp")?,
+                id: required(w.id, "id")?,
+            },
+            "rejected" => Event::Rejected {
+                mid: required(w.mid, "mid")?,
+                coll: required(w.coll, "coll")?,
+                id: required(w.id, "id")?,
+                code: required(w.code, "code")?,
+                message: required(w.message, "message")?,
+                op: required(w.op, "op")?,
+                doc: w.doc,
+            },
+            "conflict" => Event::Conflict {
+                mid: required(w.mid, "mid")?,
+                coll: required(w.coll, "coll")?,
+                id: required(w.id, "id")?,
+                local: w.local,
+                remote: w.remote,
+                resolution: required(w.resolution, "resolution")?,
+            },
+            other => return Err(de::Error::unknown_variant(other, VARIANTS)),
+        })
+    }
 }
 
 /// What the binding must do after an input, in one transaction: move
