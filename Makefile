@@ -47,12 +47,14 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p syncstore --target wasm32-unknown-unknown --all-targets -- -D warnings
 
-# The wasm crate's tests run in the browser tier (natively it has none).
+# The wasm crate's tests run in the browser tier; natively it has only the
+# unit tests of its plain data (the tab messages' JSON: native-binding).
 # The server's suite runs again on PostgreSQL (a throwaway cluster), with
 # the tests that need it (tests/scale.rs: several nodes, the commit-order race).
 PG_TESTS = cargo test -p syncstore-server --test '*'
 test-native:
 	bash scripts/run-tier.sh native cargo test --workspace --exclude syncstore
+	bash scripts/run-tier.sh native-binding cargo test -p syncstore --lib
 	SYNCSTORE_TEST_STORE=postgres bash scripts/run-tier.sh native-postgres bash scripts/with-postgres.sh $(PG_TESTS)
 
 # Browser suites in Chromium and Firefox; tests/net.rs talks to a real server.
