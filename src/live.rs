@@ -151,6 +151,12 @@ impl Live {
                         .collect::<Vec<_>>()
                 })
                 .unwrap_or_default();
+            let restamp =
+                js_sys::Reflect::get(&ev.data(), &"restamp".into()).is_ok_and(|v| v.is_truthy());
+            if restamp {
+                inner.live.restamped(&inner, &colls, false);
+                return;
+            }
             inner.live.changed(&inner, &colls, false);
             // Another tab may have queued writes for this tab's sync loop.
             if let Some(sync) = inner.sync.get() {
@@ -167,9 +173,24 @@ impl Live {
     /// are announced to other tabs.
     pub fn changed(&self, inner: &Rc<Inner>, colls: &[String], local: bool) {
         if local {
-            self.announce(colls);
+            self.announce(colls, false);
         }
-        self.mark(colls, None);
+        self.mark(colls, None, false);
+        self.schedule(inner);
+        self.notify(colls);
+    }
+
+    /// After a commit that wrote records of `colls` again only for a new
+    /// server version (a write settled; the documents did not change): only
+    /// the subscriptions that show the sync state (`$sync`) re-run; the
+    /// `db.live` observers hear it (their queries may show it too).
+    /// (Re-running every live query on each settle made the app's next
+    /// write wait for those reads.)
+    pub fn restamped(&self, inner: &Rc<Inner>, colls: &[String], local: bool) {
+        if local {
+            self.announce(colls, true);
+        }
+        self.mark(colls, None, true);
         self.schedule(inner);
         self.notify(colls);
     }
@@ -200,28 +221,33 @@ impl Live {
     /// and marks the subscriptions on `colls` stale, with the documents
     /// written for those that can be patched.
     pub fn wrote(&self, inner: &Rc<Inner>, colls: &[String], writes: &[Write]) {
-        self.announce(colls);
-        self.mark(colls, Some(writes));
+        self.announce(colls, false);
+        self.mark(colls, Some(writes), false);
         self.schedule(inner);
         self.notify(colls);
     }
 
-    fn announce(&self, colls: &[String]) {
+    fn announce(&self, colls: &[String], restamp: bool) {
         if let Some(ch) = self.channel.borrow().as_ref() {
             let msg = js_sys::Object::new();
             let list: Array = colls.iter().map(|c| JsValue::from_str(c)).collect();
             let _ = js_sys::Reflect::set(&msg, &"colls".into(), &list);
+            if restamp {
+                let _ = js_sys::Reflect::set(&msg, &"restamp".into(), &JsValue::TRUE);
+            }
             let _ = ch.post_message(&msg);
         }
     }
 
-    fn mark(&self, colls: &[String], writes: Option<&[Write]>) {
+    /// Marks the subscriptions on `colls` stale (`state_only`: those that
+    /// show the sync state only).
+    fn mark(&self, colls: &[String], writes: Option<&[Write]>, state_only: bool) {
         let mut subs = self.subs.borrow_mut();
         let mut pending = self.pending.borrow_mut();
         // The documents written to each collection, parsed at most once.
         let mut docs: HashMap<&str, Option<Written>> = HashMap::new();
         for (id, s) in subs.iter_mut() {
-            if !colls.contains(&s.coll) {
+            if !colls.contains(&s.coll) || (state_only && !s.sync_state) {
                 continue;
             }
             if s.running {

@@ -625,9 +625,18 @@ impl SyncLoop {
                 inner.add_alias(tmp, id);
             }
         }
+        let restamped: Vec<String> = out
+            .restamped
+            .iter()
+            .filter(|c| !out.colls.contains(*c))
+            .cloned()
+            .collect();
         if !out.colls.is_empty() {
             let colls: Vec<String> = out.colls.into_iter().collect();
             inner.live.changed(inner, &colls, true);
+        }
+        if !restamped.is_empty() {
+            inner.live.restamped(inner, &restamped, true);
         }
         for e in &out.events {
             let kind = match e {

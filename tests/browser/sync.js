@@ -345,6 +345,47 @@ const scenarios = {
     eq(live(await serverRows(env, coll)).length, 5, "and reached the server");
   },
 
+  async a_settled_write_re_runs_only_live_queries_that_show_sync_state(env) {
+    // Storing a push answer writes the record again only for its server
+    // version: a live query without { syncState: true } shows nothing new
+    // and does not re-run (its read would make the app's next write wait);
+    // one with it does, and drops the row's `$sync`.
+    const coll = collName("restamp");
+    const a = await device(env, coll);
+    await synced(a);
+    let seen = 0;
+    const stop = a.subscribe(coll, {}, (rows) => {
+      if (rows.some((r) => r.id === "r1")) seen += 1;
+    });
+    const states = [];
+    const stopState = a.subscribe(coll, { syncState: true }, (rows) => {
+      const r = rows.find((x) => x.id === "r1");
+      if (r) states.push(r.$sync || "settled");
+    });
+    const tx = IDBDatabase.prototype.transaction;
+    let reads = 0;
+    let counting = false;
+    IDBDatabase.prototype.transaction = function (names, mode, ...rest) {
+      const list = [].concat(names);
+      if (counting && mode !== "readwrite" && list.length === 1 && list[0] === coll) reads += 1;
+      return tx.call(this, names, mode, ...rest);
+    };
+    try {
+      await a.insert(coll, { id: "r1", n: 1 });
+      await until("the plain query shows it", () => seen > 0);
+      await until("the sync-state query shows it pending", () => states.includes("pending"));
+      counting = true;
+      await until("it settles", () => states[states.length - 1] === "settled");
+      await sleep(300);
+    } finally {
+      IDBDatabase.prototype.transaction = tx;
+      stop();
+      stopState();
+    }
+    eq(reads, 1, "live-query reads of the collection after the write showed: the sync-state query's re-run only");
+    eq(seen, 1, "the plain query's callbacks");
+  },
+
   async offline_writes_arrive_once_after_the_server_returns(env) {
     const coll = collName("off");
     const a = await device(env, coll);

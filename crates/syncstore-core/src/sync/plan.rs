@@ -151,7 +151,7 @@ impl Planner<'_> {
                 .and_then(|d| doc_record(schema, &coll, &id, &d, version(&coll, &id)))
             {
                 ops.push(json!({"s": coll, "put": mark(&coll, &id, rec)}));
-                out.colls.insert(coll);
+                out.restamped.insert(coll);
             }
         }
         for e in &fx.outbox_put {
@@ -345,8 +345,12 @@ pub struct StepPlan {
     /// Documents with an unresolved conflict (`conflicts: "manual"`): their
     /// records carry the marker `c`.
     pub conflicted: BTreeSet<(String, String)>,
-    /// Collections whose records changed (live queries refresh).
+    /// Collections whose documents changed (live queries refresh).
     pub colls: BTreeSet<String>,
+    /// Collections whose records were written again only for a new server
+    /// version (the documents did not change): only what shows the sync
+    /// state (`$sync`) refreshes.
+    pub restamped: BTreeSet<String>,
     /// Events for the app, in order.
     pub events: Vec<Event>,
     /// Documents changed by the server (not by ingesting local writes),
