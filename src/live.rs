@@ -172,12 +172,7 @@ impl Live {
     /// Marks subscriptions on `colls` stale after a commit; `local` commits
     /// are announced to other tabs.
     pub fn changed(&self, inner: &Rc<Inner>, colls: &[String], local: bool) {
-        if local {
-            self.announce(colls, false);
-        }
-        self.mark(colls, None, false);
-        self.schedule(inner);
-        self.notify(colls);
+        self.refresh(inner, colls, local, false);
     }
 
     /// After a commit that wrote records of `colls` again only for a new
@@ -187,10 +182,14 @@ impl Live {
     /// (Re-running every live query on each settle made the app's next
     /// write wait for those reads.)
     pub fn restamped(&self, inner: &Rc<Inner>, colls: &[String], local: bool) {
+        self.refresh(inner, colls, local, true);
+    }
+
+    fn refresh(&self, inner: &Rc<Inner>, colls: &[String], local: bool, state_only: bool) {
         if local {
-            self.announce(colls, true);
+            self.announce(colls, state_only);
         }
-        self.mark(colls, None, true);
+        self.mark(colls, None, state_only);
         self.schedule(inner);
         self.notify(colls);
     }

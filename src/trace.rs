@@ -123,7 +123,7 @@ pub(crate) fn frames(inner: &Inner, inputs: &[Input]) {
         .iter()
         .map(|i| match i {
             Input::Frame(ServerMessage::Changes { changes, .. }) => changes.len(),
-            Input::Echo(stamps, _) => stamps.len(),
+            Input::Echo((stamps, _)) => stamps.len(),
             _ => 0,
         })
         .sum();

@@ -8,21 +8,18 @@ use crate::store::Inner;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
-use syncstore_core::protocol::{Change, FrameHead, ServerMessage};
+use syncstore_core::protocol::{Change, ChangeStamp, FrameHead, ServerMessage};
 use syncstore_core::sync::plan::synced_colls;
 use syncstore_core::sync::ClientSync;
 use syncstore_core::write::Key;
 
 use super::*;
 
-/// `(version, ts)` of one change.
-pub(super) type Stamp = (u64, Option<u64>);
-
 /// A frame of no news: the stamp of each change, and the cursor.
-pub(super) type EchoFrame = (Vec<Stamp>, String);
+pub(super) type EchoFrame = (Vec<ChangeStamp>, String);
 
-pub(super) fn stamps_of(changes: &[Change]) -> Vec<Stamp> {
-    changes.iter().map(|c| (c.version, c.ts)).collect()
+fn stamps_of(changes: &[Change]) -> Vec<ChangeStamp> {
+    changes.iter().map(Change::stamp).collect()
 }
 
 impl SyncLoop {
@@ -44,11 +41,10 @@ impl SyncLoop {
             return None;
         }
         let cursor = head.cursor?;
-        let stamps: Vec<Stamp> = head.changes.iter().map(|c| (c.version, c.ts)).collect();
         self.engine
             .borrow()
-            .is_echo_of(stamps.iter().map(|s| s.0))
-            .then_some((stamps, cursor))
+            .is_echo_of(head.changes.iter().map(|s| s.version))
+            .then_some((head.changes, cursor))
     }
 
     /// The `(version, ts)` of each change and the cursor of every frame of
@@ -62,7 +58,7 @@ impl SyncLoop {
         inputs
             .iter()
             .map(|i| match i {
-                Input::Echo(stamps, cursor) => Some((stamps.clone(), cursor.clone())),
+                Input::Echo(frame) => Some(frame.clone()),
                 Input::Frame(ServerMessage::Changes { changes, cursor })
                     if eng.is_echo(changes) =>
                 {
@@ -102,7 +98,7 @@ impl SyncLoop {
             }
             for i in inputs {
                 match i {
-                    Input::Echo(stamps, cursor) => frames.push((stamps.clone(), cursor.clone())),
+                    Input::Echo(frame) => frames.push(frame.clone()),
                     Input::Frame(ServerMessage::Changes { changes, cursor }) => {
                         if changes.iter().any(|c| eng.is_pending(&c.coll, &c.id)) {
                             return Ok(None);

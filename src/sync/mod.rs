@@ -56,7 +56,7 @@ mod echo;
 mod options;
 mod step;
 
-use echo::Stamp;
+use echo::EchoFrame;
 pub use options::SyncOptions;
 use step::{add_ids, read_states, to_value};
 pub(crate) use step::{coll_range, outbox_entries, parse, read_id_map};
@@ -194,7 +194,7 @@ pub(crate) enum Input {
     /// A `changes` frame whose every change is the echo of an own write
     /// settled already, read without its documents: `(version, ts)` of each
     /// change, and the cursor.
-    Echo(Vec<Stamp>, String),
+    Echo(EchoFrame),
     /// Apply the held server changes of a `"manual"` collection.
     Release(String),
     /// Queue the parked writes of a `"manual"` collection for pushing.
@@ -864,9 +864,9 @@ impl SyncLoop {
                 SocketEvent::Text(t) => {
                     let text = String::from(t);
                     if echoes_so_far {
-                        if let Some((stamps, cursor)) = self.echo_of(&text) {
+                        if let Some(frame) = self.echo_of(&text) {
                             self.server_answered();
-                            frames.push(Input::Echo(stamps, cursor));
+                            frames.push(Input::Echo(frame));
                             continue;
                         }
                     }

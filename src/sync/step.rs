@@ -156,12 +156,13 @@ impl SyncLoop {
                 }
             }
         }
-        if narrow
-            && queued.iter().any(|e| {
-                let eng = self.engine.borrow();
-                eng.may_rewrite(&e.mutation) || self.manual.contains(&e.mutation.coll)
-            })
-        {
+        let widen = narrow && {
+            let eng = self.engine.borrow();
+            queued
+                .iter()
+                .any(|e| eng.may_rewrite(&e.mutation) || self.manual.contains(&e.mutation.coll))
+        };
+        if widen {
             let _ = tx.abort();
             return Ok(Stepped::Widen);
         }
@@ -312,7 +313,7 @@ impl SyncLoop {
                         }
                         eng.on_server_message(&m, &self.policies)
                     }
-                    Input::Echo(stamps, cursor) => eng.skip_echo_of(&stamps, &cursor),
+                    Input::Echo((stamps, cursor)) => eng.skip_echo_of(&stamps, &cursor),
                     Input::Release(_) => {
                         let changes = released.next().unwrap_or_default();
                         for c in &changes {
@@ -434,7 +435,7 @@ impl SyncLoop {
                         pr.received += changes.len() as u64;
                     }
                 }
-                Input::Echo(stamps, _) => {
+                Input::Echo((stamps, _)) => {
                     if let Some(pr) = p.as_mut() {
                         pr.received += stamps.len() as u64;
                     }

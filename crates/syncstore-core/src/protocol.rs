@@ -333,6 +333,16 @@ pub struct ChangeStamp {
     pub ts: Option<u64>,
 }
 
+impl Change {
+    /// What [`FrameHead`] reads of it.
+    pub fn stamp(&self) -> ChangeStamp {
+        ChangeStamp {
+            version: self.version,
+            ts: self.ts,
+        }
+    }
+}
+
 /// `GET /v1/pull` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -624,9 +634,8 @@ mod tests {
         let head: FrameHead = serde_json::from_str(&text).unwrap();
         assert_eq!(head.kind, "changes");
         assert_eq!(head.cursor.as_deref(), Some("e.42"));
-        let stamps: Vec<(u64, Option<u64>)> =
-            head.changes.iter().map(|c| (c.version, c.ts)).collect();
-        assert_eq!(stamps, vec![(41, Some(41 * 65536)), (42, Some(42 * 65536))]);
+        let stamps: Vec<ChangeStamp> = [change(41), change(42)].iter().map(Change::stamp).collect();
+        assert_eq!(head.changes, stamps);
         let empty = serde_json::to_string(&ServerMessage::Changes {
             changes: vec![],
             cursor: "e.42".into(),

@@ -815,7 +815,8 @@ fn a_change_the_stream_delivered_before_is_no_news_until_a_resync() {
     // A socket whose catch-up started from an older cursor sends them again.
     assert!(c.is_echo_of([1, 2]));
     assert!(!c.is_echo_of([2, 3]), "version 3 was never delivered");
-    let fx = c.skip_echo_of(&[(1, None), (2, None)], "k2");
+    let stamp = |version| syncstore_core::protocol::ChangeStamp { version, ts: None };
+    let fx = c.skip_echo_of(&[stamp(1), stamp(2)], "k2");
     assert!(fx.views.is_empty() && fx.server_put.is_empty());
     // A new stream (a resync: the server's seqs may start again) knows nothing.
     c.start_resync();

@@ -27,8 +27,8 @@ use serde_json::Value;
 
 use crate::json::merge_patch;
 use crate::protocol::{
-    is_temp_id, required, Change, ChangeOp, JsonObject, Mutation, MutationError, MutationOp,
-    MutationResult, PullResponse, PushResponse, ServerMessage, START_CURSOR,
+    is_temp_id, required, Change, ChangeOp, ChangeStamp, JsonObject, Mutation, MutationError,
+    MutationOp, MutationResult, PullResponse, PushResponse, ServerMessage, START_CURSOR,
 };
 
 use super::outbox::Outbox;
@@ -879,17 +879,17 @@ impl ClientSync {
     /// later one, for documents without outbox entries, outside a resync.
     /// The clock and the cursor move, nothing else.
     pub fn skip_echo(&mut self, changes: &[Change], cursor: &str) -> Effects {
-        let stamps: Vec<(u64, Option<u64>)> = changes.iter().map(|c| (c.version, c.ts)).collect();
+        let stamps: Vec<ChangeStamp> = changes.iter().map(Change::stamp).collect();
         self.skip_echo_of(&stamps, cursor)
     }
 
     /// [`Self::skip_echo`] by the changes' versions and clocks alone.
-    pub fn skip_echo_of(&mut self, stamps: &[(u64, Option<u64>)], cursor: &str) -> Effects {
+    pub fn skip_echo_of(&mut self, stamps: &[ChangeStamp], cursor: &str) -> Effects {
         let mut fx = Effects::default();
-        for &(_, ts) in stamps {
-            self.observe(ts);
+        for s in stamps {
+            self.observe(s.ts);
         }
-        self.delivered(stamps.iter().map(|s| s.0).max());
+        self.delivered(stamps.iter().map(|s| s.version).max());
         if self.cursor.as_deref() != Some(cursor) {
             self.cursor = Some(cursor.to_string());
             fx.cursor = Some(cursor.to_string());
