@@ -371,10 +371,14 @@ const scenarios = {
       return tx.call(this, names, mode, ...rest);
     };
     try {
+      // Offline until both queries showed the write, so that its settle
+      // comes after the count starts.
+      a.goOffline();
       await a.insert(coll, { id: "r1", n: 1 });
       await until("the plain query shows it", () => seen > 0);
       await until("the sync-state query shows it pending", () => states.includes("pending"));
       counting = true;
+      a.goOnline();
       await until("it settles", () => states[states.length - 1] === "settled");
       await sleep(300);
     } finally {
