@@ -419,15 +419,22 @@ async fn refresh(inner: Rc<Inner>, id: u32) {
             s.patches.clear();
             (s.coll.clone(), s.query.clone(), s.sync_state)
         };
-        let result = inner.run_query(&coll, &query).await;
+        let result = match inner.run_query(&coll, &query).await {
+            Ok((records, picks)) => {
+                let size = picks.as_ref().map_or(records.length() as usize, Vec::len);
+                crate::syncstate::text(&inner, &coll, &records, picks, sync_state)
+                    .await
+                    .map(|text| (size, JsValue::from(text)))
+            }
+            Err(e) => Err(e),
+        };
         let deliver = {
             let mut subs = inner.live.subs.borrow_mut();
             let Some(s) = subs.get_mut(&id) else { return };
             match result {
-                Ok((records, picks)) => {
-                    s.size = picks.as_ref().map_or(records.length() as usize, Vec::len);
+                Ok((size, text)) => {
+                    s.size = size;
                     s.rows = None;
-                    let text: JsValue = crate::syncstate::text(&records, picks, sync_state).into();
                     if s.last.as_ref() == Some(&text) {
                         None
                     } else {

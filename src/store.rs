@@ -272,15 +272,38 @@ impl Inner {
                     .map_err(|e| storage(e, "read"))?;
                 reqs.push(&req);
             }
+            // With each synced document's record, its `_server` entry: a
+            // settle marker there outranks the record's version (the step
+            // did not write the record again when the write settled).
+            let synced = |coll: &str| {
+                self.schema
+                    .collections
+                    .get(coll)
+                    .is_some_and(|s| s.sync != SyncMode::Local)
+            };
+            let mut at = Vec::with_capacity(reads.len());
+            for (coll, id) in &reads {
+                if edits_synced && synced(coll) {
+                    let key: Array = [coll, id].iter().map(|s| JsValue::from_str(s)).collect();
+                    let req = Self::store(&tx, SERVER)?
+                        .get(&key)
+                        .map_err(|e| storage(e, "read"))?;
+                    at.push(Some(reqs.push(&req) as usize - 1));
+                } else {
+                    at.push(None);
+                }
+            }
             let got: Array = JsFuture::from(glue::requests(&reqs))
                 .await
                 .map_err(|e| storage(e, "read"))?
                 .unchecked_into();
-            for (key, rec) in reads.into_iter().zip(got.iter()) {
+            for (i, key) in reads.into_iter().enumerate() {
+                let rec = got.get(i as u32);
                 if Some(&key) == resolving {
                     resolved_record = rec.clone();
                 }
-                current.insert(key, stored(&rec));
+                let server = at[i].map(|j| got.get(j as u32));
+                current.insert(key, stored(&rec, server.as_ref()));
             }
         }
         if let Some(key) = resolving {
@@ -579,7 +602,7 @@ struct PlanJs<'a> {
     r: Vec<&'a Value>,
     /// Outbox entries.
     o: &'a [Value],
-    /// Server copies to add where absent.
+    /// Server copies to put (over a settle marker, if there is one).
     c: &'a [Value],
     outbox: &'static str,
     server: &'static str,
@@ -618,11 +641,33 @@ fn stored_parts(rec: &JsValue) -> Option<(String, String, Stored)> {
     Some((id, text, s))
 }
 
-fn stored(rec: &JsValue) -> Option<Stored> {
+/// A record as the write path sees it, given its document's `_server`
+/// entry (`server`: read for synced collections): a full copy there means
+/// the engine has the server's document (so no copy is saved again, and the
+/// record gets `s`); a settle marker (`m`) gives the server version and
+/// generation of the record's document, which the record's own `v` and `s`
+/// may not show yet (plan.rs `settle_marker`).
+fn stored(rec: &JsValue, server: Option<&JsValue>) -> Option<Stored> {
     if rec.is_undefined() {
         return None;
     }
-    stored_parts(rec).map(|(_, _, s)| s)
+    let mut s = stored_parts(rec)?.2;
+    let Some(entry) = server.filter(|e| e.is_object()) else {
+        return Some(s);
+    };
+    if has_flag(entry, "m") {
+        let num = |k: &str| {
+            js_sys::Reflect::get(entry, &k.into())
+                .ok()
+                .and_then(|v| v.as_f64())
+        };
+        s.version = num("version").map(|v| v as u64);
+        s.gen = num("g").map_or(0, |g| g as u64);
+        s.server_copy = false;
+    } else {
+        s.server_copy = true;
+    }
+    Some(s)
 }
 
 /// Re-computes index keys of existing records after an index was added.
@@ -1048,9 +1093,8 @@ impl SyncStore {
             let sync_state = syncstate::take(&mut query, &inner.schema, &coll)?;
             let q = Query::parse(&query).map_err(error::core)?;
             let (records, picks) = inner.run_query(&coll, &q).await?;
-            Ok(glue::parse_json(&syncstate::text(
-                &records, picks, sync_state,
-            )))
+            let text = syncstate::text(&inner, &coll, &records, picks, sync_state).await?;
+            Ok(glue::parse_json(&text))
         })
     }
 

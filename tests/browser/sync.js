@@ -346,10 +346,10 @@ const scenarios = {
   },
 
   async a_settled_write_re_runs_only_live_queries_that_show_sync_state(env) {
-    // Storing a push answer writes the record again only for its server
-    // version: a live query without { syncState: true } shows nothing new
-    // and does not re-run (its read would make the app's next write wait);
-    // one with it does, and drops the row's `$sync`.
+    // Storing a push answer changes only the document's server version (a
+    // settle marker): a live query without { syncState: true } shows
+    // nothing new and does not re-run (its read would make the app's next
+    // write wait); one with it does, and drops the row's `$sync`.
     const coll = collName("restamp");
     const a = await device(env, coll);
     await synced(a);
@@ -388,6 +388,61 @@ const scenarios = {
     }
     eq(reads, 1, "live-query reads of the collection after the write showed: the sync-state query's re-run only");
     eq(seen, 1, "the plain query's callbacks");
+  },
+
+  async a_settled_write_is_not_written_again(env) {
+    // A write that settles leaves its record as the write path wrote it:
+    // the step puts a settle marker into `_server` (plan.rs
+    // `settle_marker`) instead of the record again, which cost a put of
+    // every index entry (and in Chromium left stale index entries behind
+    // for later queries to walk over). What the record no longer says, the
+    // marker does: the next edit is based on the settled version, and the
+    // sync state shows the settled document without `$sync`.
+    const coll = collName("settle");
+    const a = await device(env, coll);
+    await synced(a);
+    const put = IDBObjectStore.prototype.put;
+    const add = IDBObjectStore.prototype.add;
+    let recordPuts = 0;
+    const entries = [];
+    IDBObjectStore.prototype.put = function (v, ...rest) {
+      if (this.name === coll) recordPuts += 1;
+      return put.call(this, v, ...rest);
+    };
+    IDBObjectStore.prototype.add = function (v, ...rest) {
+      if (this.name === "_outbox") entries.push(v);
+      return add.call(this, v, ...rest);
+    };
+    const states = async () =>
+      (await a.query(coll, { syncState: true })).map((r) => `${r.id}:${r.$sync || "settled"}`).sort();
+    try {
+      a.goOffline();
+      await a.insert(coll, { id: "k1", n: 1 });
+      await a.insert(coll, { id: "k2", n: 2 });
+      eq(await states(), ["k1:pending", "k2:pending"], "queued inserts");
+      a.goOnline();
+      await a.sync();
+      await until("settled", () => a.status().pending === 0);
+      eq(recordPuts, 0, "records written again when the inserts settled");
+      eq(await states(), ["k1:settled", "k2:settled"], "both settled");
+      const version = (id, rows) => rows.find((r) => r.id === id).version;
+      const v1 = version("k1", await serverRows(env, coll));
+      a.goOffline();
+      await a.update(coll, "k1", { n: 10 });
+      eq(entries[entries.length - 1].base, v1, "the edit's base: the version k1 settled at");
+      eq(await states(), ["k1:pending", "k2:settled"], "the edit is pending");
+      a.goOnline();
+      await a.sync();
+      await until("the edit settled", () => a.status().pending === 0);
+      eq(recordPuts, 1, "record puts: the update's own");
+      eq(await states(), ["k1:settled", "k2:settled"], "both settled again");
+      const rows = await serverRows(env, coll);
+      eq(rows.find((r) => r.id === "k1").doc.n, 10, "the edit landed");
+      ok(version("k1", rows) > v1, "at a new version");
+    } finally {
+      IDBObjectStore.prototype.put = put;
+      IDBObjectStore.prototype.add = add;
+    }
   },
 
   async offline_writes_arrive_once_after_the_server_returns(env) {

@@ -230,10 +230,12 @@ pub struct Stored {
     /// its record carries the marker `c`, which edits keep.
     pub conflict: bool,
     /// The sync engine keeps the server's copy of the document in
-    /// `_server` (record marker `s`): the record may differ from it. A
-    /// record with a `version` and no copy *is* the server's document, so
-    /// the first local edit must save it there first (see
-    /// [`WritePlan::server_copies`]).
+    /// `_server` (record marker `s`, or found there by the binding): the
+    /// record may differ from it. A record with a `version` and no copy
+    /// *is* the server's document, so the first local edit must save it
+    /// there first (see [`WritePlan::server_copies`]). The binding gives a
+    /// record with a settle marker in `_server` the marker's version and
+    /// generation, and no copy (`src/store.rs` `stored`).
     pub server_copy: bool,
 }
 
@@ -286,7 +288,8 @@ pub struct WritePlan {
     pub colls: Vec<String>,
     /// Server documents to save in `_server` (`{coll, id, doc, version}`)
     /// because this batch is the first local edit of a record that held
-    /// the server's document; stored only where `_server` has no copy yet.
+    /// the server's document (the binding read `_server` first: it held no
+    /// copy, at most a settle marker, which the copy replaces).
     pub server_copies: Vec<Value>,
 }
 

@@ -231,9 +231,9 @@ fn an_edited_document_keeps_the_server_copy_until_it_settles() {
         "the record keeps the server version it is based on"
     );
     assert_eq!(ops_on(&out, "_outbox").len(), 1);
-    // Applied over exactly version 4: settled on the answer; the record
-    // stands for the server's document again (new version, no marker) and
-    // the copy goes.
+    // Applied over exactly version 4: settled on the answer. The record
+    // already shows the document: it is not written again; a settle marker
+    // takes the copy's place and names the new version.
     let resp = PushResponse {
         results: vec![MutationResult::Applied {
             mid: 1,
@@ -249,16 +249,73 @@ fn an_edited_document_keeps_the_server_copy_until_it_settles() {
     });
     assert_eq!(
         ops_on(&out, "_server"),
-        vec![&json!({"s": "_server", "del": ["todos", "a"]})]
+        vec![&json!({"s": "_server", "put":
+            {"coll": "todos", "id": "a", "version": 9, "m": 1}})]
     );
-    let rec = &ops_on(&out, "todos")[0]["put"];
-    assert_eq!(rec["v"], 9);
-    assert!(rec.get("s").is_none());
-    assert_eq!(rec["d"], "{\"id\":\"a\",\"n\":2}");
+    assert!(
+        ops_on(&out, "todos").is_empty(),
+        "the record is not written again"
+    );
+    assert!(out.colls.is_empty(), "no document changed");
+    assert!(out.restamped.contains("todos"), "the sync state did");
     assert_eq!(
         ops_on(&out, "_outbox"),
         vec![&json!({"s": "_outbox", "del": 1})]
     );
+}
+
+#[test]
+fn a_settled_insert_gets_a_settle_marker_and_a_later_change_replaces_it() {
+    let mut eng = ClientSync::new();
+    let mut copied = HashSet::new();
+    let insert = Mutation {
+        mid: 1,
+        coll: "todos".into(),
+        op: MutationOp::Insert,
+        id: "b".into(),
+        doc: Some(obj(json!({"id": "b", "n": 1}))),
+        patch: None,
+        base: None,
+        ts: None,
+    };
+    eng.load("todos", "b", None);
+    plan(&mut eng, &mut copied, |e| e.local(insert).unwrap());
+    let resp = PushResponse {
+        results: vec![MutationResult::Applied {
+            mid: 1,
+            id: "b".into(),
+            version: 5,
+            prev: Some(0),
+        }],
+        id_map: Default::default(),
+        last_mutation_id: 1,
+    };
+    let out = plan(&mut eng, &mut copied, |e| {
+        e.on_push_response(&resp, &ServerWins)
+    });
+    assert_eq!(
+        ops_on(&out, "_server"),
+        vec![&json!({"s": "_server", "put":
+            {"coll": "todos", "id": "b", "version": 5, "m": 1}})]
+    );
+    assert!(ops_on(&out, "todos").is_empty());
+    // A server change to the document writes its record (the server's
+    // document, version 8, no marker `s`) and drops the settle marker,
+    // which would otherwise outrank the record's version.
+    let out = plan(&mut eng, &mut copied, |e| {
+        e.on_pull(&page(vec![change(
+            8,
+            "b",
+            Some(json!({"id": "b", "n": 3})),
+        )]))
+    });
+    assert_eq!(
+        ops_on(&out, "_server"),
+        vec![&json!({"s": "_server", "del": ["todos", "b"]})]
+    );
+    let rec = &ops_on(&out, "todos")[0]["put"];
+    assert_eq!(rec["v"], 8);
+    assert!(rec.get("s").is_none());
     assert!(copied.is_empty());
 }
 

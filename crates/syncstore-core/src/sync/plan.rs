@@ -9,6 +9,14 @@
 //!   shows exactly the server's document; `_server` keeps a copy only for a
 //!   tombstone or a document with outbox entries, whose record carries the
 //!   marker `s` ([`Planner::copies`]);
+//! - a write that settles (the server applied it and its document is the
+//!   record's) leaves the record as the write path wrote it: `_server`
+//!   gets a *settle marker* `{coll, id, version, g?, m: 1}` that says the
+//!   record's document is the server's at that version, and outranks the
+//!   record's `v` and `s` ([`settle_marker`]). Rewriting the record only
+//!   for its version cost a put with every index entry again, and in
+//!   Chromium each such put leaves stale index entries that later reads
+//!   walk over (docs/architecture.md, "Settling a write");
 //! - a conflict of a `"manual"` collection is kept in `_conflicts` and its
 //!   record carries the marker `c`;
 //! - outbox entries by mid, id mappings one record each in `_ids`, and a
@@ -64,7 +72,9 @@ impl Planner<'_> {
         let schema = self.schema;
         let ops = &mut out.ops;
         let version = |coll: &str, id: &str| eng.server_doc(coll, id);
-        let rewrite = self.copies(eng, fx, ops);
+        for coll in self.copies(eng, fx, ops) {
+            out.restamped.insert(coll);
+        }
         let copied = &*self.copied;
         // The marker `s`: `_server` holds this document's server state.
         let flag = |coll: &str, id: &str, mut rec: Value| {
@@ -144,16 +154,6 @@ impl Planner<'_> {
                 out.changes.push(change(v));
             }
         }
-        // A new server version of a document whose view did not change.
-        for (coll, id) in rewrite {
-            if let Some(rec) = eng
-                .view(&coll, &id)
-                .and_then(|d| doc_record(schema, &coll, &id, &d, version(&coll, &id)))
-            {
-                ops.push(json!({"s": coll, "put": mark(&coll, &id, rec)}));
-                out.restamped.insert(coll);
-            }
-        }
         for e in &fx.outbox_put {
             ops.push(json!({"s": OUTBOX, "put": e}));
         }
@@ -188,11 +188,13 @@ impl Planner<'_> {
     /// cannot stand for it: a tombstone (no record), or a document with
     /// outbox entries (the record shows the local edits). Every other
     /// server document lives in its record alone (`v` = its version, no
-    /// marker `s`), so a pulled document costs one write, not two. Runs
-    /// before the records of `fx` are written (they carry `s` from
-    /// [`Planner::copied`]); returns the documents whose record must be
-    /// rewritten only because their server version moved.
-    fn copies(&mut self, eng: &ClientSync, fx: &Effects, ops: &mut Vec<Value>) -> Vec<Key> {
+    /// marker `s`), so a pulled document costs one write, not two. A
+    /// document whose server version moved while its view did not (a write
+    /// settled) gets a settle marker in `_server` instead of its record
+    /// written again. Runs before the records of `fx` are written (they
+    /// carry `s` from [`Planner::copied`]); returns the collections of the
+    /// documents that got a settle marker.
+    fn copies(&mut self, eng: &ClientSync, fx: &Effects, ops: &mut Vec<Value>) -> Vec<String> {
         let schema = self.schema;
         let copied = &mut *self.copied;
         let changed: HashSet<(&str, &str)> = fx
@@ -221,7 +223,7 @@ impl Planner<'_> {
                 .iter()
                 .map(|e| (e.mutation.coll.as_str(), e.mutation.id.as_str())),
         );
-        let mut rewrite = vec![];
+        let mut settled = vec![];
         for (coll, id) in touched {
             if synced_spec(schema, coll).is_none() {
                 continue;
@@ -236,7 +238,10 @@ impl Planner<'_> {
             let is_changed = changed.contains(&(coll, id));
             let is_written = written.contains(&(coll, id));
             if need {
-                if let Some(d) = state.filter(|_| !has || is_changed) {
+                // Written again too when the record is: what `_server` held
+                // may have been a settle marker, which a record with local
+                // edits must not keep.
+                if let Some(d) = state.filter(|_| !has || is_changed || is_written) {
                     let mut copy = json!({
                         "coll": coll, "id": id, "doc": d.doc, "version": d.version,
                     });
@@ -246,20 +251,21 @@ impl Planner<'_> {
                     ops.push(json!({"s": SERVER, "put": copy}));
                     copied.insert(key);
                 }
-            } else if has && (state.is_none() || is_written || is_changed) {
+            } else if let Some(d) = state.filter(|_| is_changed && !is_written) {
+                // The record shows the server's document at a new version
+                // (a write settled): the marker says so, in place of the
+                // copy if there was one.
+                ops.push(json!({"s": SERVER, "put": settle_marker(coll, id, d)}));
+                copied.insert(key);
+                settled.push(coll.to_owned());
+            } else if has && (state.is_none() || is_written) {
                 // No server state any more, or the record (rewritten now,
-                // without `s`) stands for it again. Otherwise a record
-                // keeps `s` and its copy until either moves.
+                // without `s`) stands for it again.
                 ops.push(json!({"s": SERVER, "del": [coll, id]}));
                 copied.remove(&key);
-                if state.is_some() && !is_written {
-                    rewrite.push(key);
-                }
-            } else if !has && state.is_some() && is_changed && !is_written {
-                rewrite.push(key);
             }
         }
-        rewrite
+        settled
     }
 
     /// Ends the plan of a step: a completed resync's sweep goes last, so its
@@ -334,6 +340,19 @@ pub fn doc_record(
         rec["g"] = json!(g);
     }
     Some(rec)
+}
+
+/// The `_server` entry that says a record's document is the server's at
+/// `d.version` (generation `d.gen`), whatever the record's own `v` and `s`
+/// say: a write settled without its record written again. Readers:
+/// glue.js `loadStates`, `sweep` and `syncDocsText`, and the write path
+/// (src/store.rs), which replaces it with a full copy on the next edit.
+pub fn settle_marker(coll: &str, id: &str, d: &ServerDoc) -> Value {
+    let mut m = json!({"coll": coll, "id": id, "version": d.version, "m": 1});
+    if d.gen > 0 {
+        m["g"] = json!(d.gen);
+    }
+    m
 }
 
 /// What a step writes (`ops`, in order) and, once committed, tells the app.
