@@ -337,7 +337,8 @@ export async function loadStates(tx, server, keys) {
   const late = [];
   for (let i = 0; i < n; i++) {
     const c = at[i][0] >= 0 ? got[at[i][0]] : undefined;
-    if (c && c.m && at[i][1] < 0) late.push(i);
+    // (A step without the collections in its scope reads none.)
+    if (c && c.m && at[i][1] < 0 && tx.objectStoreNames.contains(keys[i][0])) late.push(i);
   }
   if (late.length) {
     const more = await requests(late.map((i) => store(keys[i][0]).get(keys[i][1])));

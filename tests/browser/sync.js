@@ -394,8 +394,7 @@ const scenarios = {
     // A write that settles leaves its record as the write path wrote it:
     // the step puts a settle marker into `_server` (plan.rs
     // `settle_marker`) instead of the record again, which cost a put of
-    // every index entry (and in Chromium left stale index entries behind
-    // for later queries to walk over). What the record no longer says, the
+    // the document and every index entry. What the record no longer says, the
     // marker does: the next edit is based on the settled version, and the
     // sync state shows the settled document without `$sync`.
     const coll = collName("settle");

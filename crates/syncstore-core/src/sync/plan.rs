@@ -13,10 +13,9 @@
 //!   record's) leaves the record as the write path wrote it: `_server`
 //!   gets a *settle marker* `{coll, id, version, g?, m: 1}` that says the
 //!   record's document is the server's at that version, and outranks the
-//!   record's `v` and `s` ([`settle_marker`]). Rewriting the record only
-//!   for its version cost a put with every index entry again, and in
-//!   Chromium each such put leaves stale index entries that later reads
-//!   walk over (docs/architecture.md, "Settling a write");
+//!   record's `v` and `s` ([`settle_marker`]): rewriting the record only
+//!   for its version cost a put of the document with every index entry
+//!   (docs/architecture.md, "Settling a write");
 //! - a conflict of a `"manual"` collection is kept in `_conflicts` and its
 //!   record carries the marker `c`;
 //! - outbox entries by mid, id mappings one record each in `_ids`, and a
