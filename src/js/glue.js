@@ -758,7 +758,8 @@ export class Waker {
 
 /**
  * Issues the requests of one sync step in `tx` without awaiting each:
- * `{s: store, put: record}`, `{s, del: key}`, `{s, clear: true}` or
+ * `{s: store, put: record}`, `{s, del: key}`, `{s, delRange: [first, last]}`
+ * (keys first to last), `{s, clear: true}` or
  * `{sweep: {colls, server, gen, keep}}` (see `sweep`). Returns the
  * `[coll, id]` of the records a sweep deletes (filled as it runs).
  */
@@ -773,6 +774,7 @@ export function applyOps(tx, ops) {
     const store = storeOf(o.s);
     if (o.clear) store.clear();
     else if (o.del !== undefined) store.delete(o.del);
+    else if (o.delRange !== undefined) store.delete(IDBKeyRange.bound(o.delRange[0], o.delRange[1]));
     else store.put(o.put);
   }
   return swept;

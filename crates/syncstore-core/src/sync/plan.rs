@@ -156,8 +156,12 @@ impl Planner<'_> {
         for e in &fx.outbox_put {
             ops.push(json!({"s": OUTBOX, "put": e}));
         }
-        for mid in &fx.outbox_drop {
-            ops.push(json!({"s": OUTBOX, "del": mid}));
+        for (lo, hi) in runs(&fx.outbox_drop) {
+            if lo == hi {
+                ops.push(json!({"s": OUTBOX, "del": lo}));
+            } else {
+                ops.push(json!({"s": OUTBOX, "delRange": [lo, hi]}));
+            }
         }
         for e in &fx.events {
             match e {
@@ -354,11 +358,28 @@ pub fn settle_marker(coll: &str, id: &str, d: &ServerDoc) -> Value {
     m
 }
 
+/// The runs of consecutive mids among `mids` (`(first, last)`, in order):
+/// a settled push's entries go in one request per run, not one per entry.
+/// Consecutive mids name nothing else in `_outbox` (its key is the mid).
+fn runs(mids: &[u64]) -> Vec<(u64, u64)> {
+    let mut sorted = mids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out: Vec<(u64, u64)> = vec![];
+    for m in sorted {
+        match out.last_mut() {
+            Some((_, hi)) if *hi + 1 == m => *hi = m,
+            _ => out.push((m, m)),
+        }
+    }
+    out
+}
+
 /// What a step writes (`ops`, in order) and, once committed, tells the app.
 #[derive(Debug, Default)]
 pub struct StepPlan {
     /// The requests, for glue.js `applyOps`: `{s: store, put: value}`,
-    /// `{s, del: key}` or `{sweep: {...}}`.
+    /// `{s, del: key}`, `{s, delRange: [first, last]}` or `{sweep: {...}}`.
     pub ops: Vec<Value>,
     /// Documents with an unresolved conflict (`conflicts: "manual"`): their
     /// records carry the marker `c`.
@@ -408,4 +429,16 @@ pub fn is_manual(schema: &Schema, coll: &str) -> bool {
 fn marked(mut rec: Value) -> Value {
     rec["c"] = json!(1);
     rec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs;
+
+    #[test]
+    fn settled_mids_are_deleted_by_runs_of_consecutive_keys() {
+        assert_eq!(runs(&[]), vec![]);
+        assert_eq!(runs(&[7]), vec![(7, 7)]);
+        assert_eq!(runs(&[5, 1, 2, 3, 9, 10, 3]), vec![(1, 3), (5, 5), (9, 10)]);
+    }
 }
