@@ -74,6 +74,8 @@ pub struct Live {
     next_id: Cell<u32>,
     /// Writes started and not yet finished in this tab.
     in_flight: Cell<u32>,
+    /// When the last of them finished (ms since the epoch; 0: none yet).
+    last_write_at: Cell<f64>,
     /// Subscriptions waiting for the next flush.
     pending: RefCell<BTreeSet<u32>>,
     flush_scheduled: Cell<bool>,
@@ -92,6 +94,7 @@ impl Drop for WriteGuard {
     fn drop(&mut self) {
         let live = &self.0.live;
         live.in_flight.set(live.in_flight.get().saturating_sub(1));
+        live.last_write_at.set(js_sys::Date::now());
         live.schedule(&self.0);
     }
 }
@@ -110,6 +113,11 @@ impl Live {
 
     pub fn writes_in_flight(&self) -> u32 {
         self.in_flight.get()
+    }
+
+    /// When this tab's last write finished (ms since the epoch; 0: none).
+    pub fn last_write_at(&self) -> f64 {
+        self.last_write_at.get()
     }
 
     pub fn write_started(&self, inner: &Rc<Inner>) -> WriteGuard {

@@ -91,6 +91,12 @@ const BUSY_STEP_GAP_MS: f64 = 250.0;
 /// are held: storing an answer rewrites a record per settled document.
 const SETTLE_HOLD_MS: f64 = 2000.0;
 const SETTLE_HOLD_MUTATIONS: usize = 2000;
+/// The app still counts as writing this long after its last write
+/// finished: a loop that awaits each write's live-query callback leaves a
+/// gap of 1-3 ms between writes, and a push answer stored in it made the
+/// next write and the callback's read wait for the step (live-query p50
+/// with sync on 2.3-3.8 ms against 1.3-1.5 local, bench/findings-sync.md).
+const WRITE_GAP_MS: f64 = 16.0;
 
 /// Why a push or pull did not complete.
 enum Failure {
@@ -665,6 +671,14 @@ impl SyncLoop {
         inner.live.writes_in_flight() > 0
     }
 
+    /// The app is writing: [`Self::busy`], or its last write finished
+    /// less than [`WRITE_GAP_MS`] ago (an app that awaits each write's
+    /// live-query callback before the next one). Push answers and frames
+    /// wait; new entries are taken in and pushed at once all the same.
+    fn writing(inner: &Inner) -> bool {
+        Self::busy(inner) || Date::now() < inner.live.last_write_at() + WRITE_GAP_MS
+    }
+
     /// Held answers and frames must be taken in now although the app is
     /// writing (see [`SETTLE_HOLD_MS`]).
     fn settle_due(&self, now: f64) -> bool {
@@ -706,10 +720,12 @@ impl SyncLoop {
             let _ = JsFuture::from(glue::next_task()).await;
         }
         let busy = !forced && Self::busy(inner);
+        let writing = !forced && Self::writing(inner);
         let now = Date::now();
         let waiting = !self.held.borrow().is_empty() || !self.inbox.borrow().is_empty();
         if !retrying
-            && (forced || ((!busy || self.settle_due(now)) && (waiting || self.outbox_dirty.get())))
+            && (forced
+                || ((!writing || self.settle_due(now)) && (waiting || self.outbox_dirty.get())))
         {
             // What came: held answers and new outbox entries in one step,
             // then socket frames (left in the inbox, as text, while held)
@@ -749,7 +765,7 @@ impl SyncLoop {
             }
         } else if !retrying
             && self.outbox_dirty.get()
-            && now >= self.last_step_at.get() + BUSY_STEP_GAP_MS
+            && (!busy || now >= self.last_step_at.get() + BUSY_STEP_GAP_MS)
         {
             // Only the new outbox entries, so that they are pushed.
             if let Err(e) = self.step(inner, vec![]).await {
@@ -1100,6 +1116,16 @@ impl SyncLoop {
             }
             if self.outbox_dirty.get() {
                 at = at.min(self.last_step_at.get() + BUSY_STEP_GAP_MS);
+            }
+        } else if Self::writing(inner) {
+            // The last write's gap ends by itself.
+            if waiting {
+                at = at
+                    .min(self.settled_at.get() + SETTLE_HOLD_MS)
+                    .min(inner.live.last_write_at() + WRITE_GAP_MS);
+            }
+            if self.outbox_dirty.get() {
+                at = at.min(now + 5.0);
             }
         } else if waiting {
             at = now; // frames or an answer left for the next step
