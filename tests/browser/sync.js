@@ -419,14 +419,17 @@ const scenarios = {
     };
     const states = async () =>
       (await a.query(coll, { syncState: true })).map((r) => `${r.id}:${r.$sync || "settled"}`).sort();
+    const settled = async (what) => {
+      a.goOnline();
+      await a.sync();
+      await until(what, () => a.status().pending === 0);
+    };
     try {
       a.goOffline();
       await a.insert(coll, { id: "k1", n: 1 });
       await a.insert(coll, { id: "k2", n: 2 });
       eq(await states(), ["k1:pending", "k2:pending"], "queued inserts");
-      a.goOnline();
-      await a.sync();
-      await until("settled", () => a.status().pending === 0);
+      await settled("the inserts settled");
       eq(recordPuts, 0, "records written again when the inserts settled");
       eq(await states(), ["k1:settled", "k2:settled"], "both settled");
       const version = (id, rows) => rows.find((r) => r.id === id).version;
@@ -435,9 +438,7 @@ const scenarios = {
       await a.update(coll, "k1", { n: 10 });
       eq(entries[entries.length - 1].base, v1, "the edit's base: the version k1 settled at");
       eq(await states(), ["k1:pending", "k2:settled"], "the edit is pending");
-      a.goOnline();
-      await a.sync();
-      await until("the edit settled", () => a.status().pending === 0);
+      await settled("the edit settled");
       eq(recordPuts, 1, "record puts: the update's own");
       eq(await states(), ["k1:settled", "k2:settled"], "both settled again");
       const rows = await serverRows(env, coll);

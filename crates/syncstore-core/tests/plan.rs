@@ -73,6 +73,26 @@ fn page(changes: Vec<Change>) -> PullResponse {
     }
 }
 
+/// The server's answer to mutation 1 (of document `id` of `todos`): applied
+/// at `version` over exactly `prev`.
+fn applied(id: &str, version: u64, prev: u64) -> PushResponse {
+    PushResponse {
+        results: vec![MutationResult::Applied {
+            mid: 1,
+            id: id.into(),
+            version,
+            prev: Some(prev),
+        }],
+        id_map: Default::default(),
+        last_mutation_id: 1,
+    }
+}
+
+/// The request that puts the settle marker of document `id` of `todos`.
+fn marker(id: &str, version: u64) -> Value {
+    json!({"s": "_server", "put": {"coll": "todos", "id": id, "version": version, "m": 1}})
+}
+
 /// The ops a plan writes to `store`.
 fn ops_on<'a>(plan: &'a StepPlan, store: &str) -> Vec<&'a Value> {
     plan.ops.iter().filter(|o| o["s"] == store).collect()
@@ -234,24 +254,10 @@ fn an_edited_document_keeps_the_server_copy_until_it_settles() {
     // Applied over exactly version 4: settled on the answer. The record
     // already shows the document: it is not written again; a settle marker
     // takes the copy's place and names the new version.
-    let resp = PushResponse {
-        results: vec![MutationResult::Applied {
-            mid: 1,
-            id: "a".into(),
-            version: 9,
-            prev: Some(4),
-        }],
-        id_map: Default::default(),
-        last_mutation_id: 1,
-    };
     let out = plan(&mut eng, &mut copied, |e| {
-        e.on_push_response(&resp, &ServerWins)
+        e.on_push_response(&applied("a", 9, 4), &ServerWins)
     });
-    assert_eq!(
-        ops_on(&out, "_server"),
-        vec![&json!({"s": "_server", "put":
-            {"coll": "todos", "id": "a", "version": 9, "m": 1}})]
-    );
+    assert_eq!(ops_on(&out, "_server"), vec![&marker("a", 9)]);
     assert!(
         ops_on(&out, "todos").is_empty(),
         "the record is not written again"
@@ -280,24 +286,10 @@ fn a_settled_insert_gets_a_settle_marker_and_a_later_change_replaces_it() {
     };
     eng.load("todos", "b", None);
     plan(&mut eng, &mut copied, |e| e.local(insert).unwrap());
-    let resp = PushResponse {
-        results: vec![MutationResult::Applied {
-            mid: 1,
-            id: "b".into(),
-            version: 5,
-            prev: Some(0),
-        }],
-        id_map: Default::default(),
-        last_mutation_id: 1,
-    };
     let out = plan(&mut eng, &mut copied, |e| {
-        e.on_push_response(&resp, &ServerWins)
+        e.on_push_response(&applied("b", 5, 0), &ServerWins)
     });
-    assert_eq!(
-        ops_on(&out, "_server"),
-        vec![&json!({"s": "_server", "put":
-            {"coll": "todos", "id": "b", "version": 5, "m": 1}})]
-    );
+    assert_eq!(ops_on(&out, "_server"), vec![&marker("b", 5)]);
     assert!(ops_on(&out, "todos").is_empty());
     // A server change to the document writes its record (the server's
     // document, version 8, no marker `s`) and drops the settle marker,
