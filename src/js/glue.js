@@ -352,7 +352,9 @@ export async function loadStates(tx, server, keys) {
     if (c && c.m) {
       if (r) state = `{"doc":${r.d},"version":${c.version},"gen":${c.g || 0}}`;
     } else if (c) {
-      state = JSON.stringify({ doc: c.doc ?? null, version: c.version, gen: c.g || 0 });
+      // The document as text (`d`), or, written before, as `doc`.
+      const doc = c.d !== undefined ? c.d : JSON.stringify(c.doc ?? null);
+      state = `{"doc":${doc},"version":${c.version},"gen":${c.g || 0}}`;
     } else if (r && typeof r.v === "number" && !r.s) {
       state = `{"doc":${r.d},"version":${r.v},"gen":${r.g || 0}}`;
     }

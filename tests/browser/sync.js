@@ -450,6 +450,59 @@ const scenarios = {
     }
   },
 
+  async a_server_copy_stored_by_an_earlier_version_is_still_read(env) {
+    // `_server` copies hold the document as JSON text (`d`) now; a database
+    // written before holds it as an object (`doc`). An edit waiting under
+    // such a copy is taken in after a reload with the copy's document as
+    // the server's: when the server refuses the edit (a read-only token),
+    // the document rolls back to it.
+    const coll = collName("oldcopy");
+    const name = dbName("oldcopy");
+    const opts = {
+      name,
+      collections: { [coll]: { indexes: ["n"] } },
+      sync: { url: env.server, token: "dev-token", pollMs: 200 },
+    };
+    let a = await env.open(opts);
+    env.opened.push(a);
+    await a.insert(coll, { id: "o1", n: 1 });
+    await a.sync();
+    await until("settled", () => a.status().pending === 0);
+    a.goOffline();
+    await a.update(coll, "o1", { n: 2 });
+    a.close();
+    const raw = await new Promise((resolve, reject) => {
+      const r = indexedDB.open(name);
+      r.onsuccess = () => resolve(r.result);
+      r.onerror = () => reject(r.error);
+    });
+    const copy = await new Promise((resolve, reject) => {
+      const tx = raw.transaction("_server", "readwrite");
+      const store = tx.objectStore("_server");
+      const got = store.get([coll, "o1"]);
+      got.onsuccess = () => {
+        const c = got.result;
+        ok(c && typeof c.d === "string", `the edit saved a copy as text: ${JSON.stringify(c)}`);
+        const old = { coll, id: "o1", doc: JSON.parse(c.d), version: c.version };
+        store.put(old);
+        resolve(old);
+      };
+      tx.onerror = () => reject(tx.error);
+    });
+    raw.close();
+    eq(copy.doc, { id: "o1", n: 1 }, "the copy is the settled document");
+    const token = await mint(env, "reader", { ro: true });
+    a = await env.open({ ...opts, sync: { ...opts.sync, token } });
+    env.opened.push(a);
+    const rejected = [];
+    a.on("rejected", (e) => rejected.push(e));
+    eq((await a.get(coll, "o1")).n, 2, "the edit shows after the reload");
+    await until("the edit is refused", () => rejected.length === 1 && a.status().pending === 0);
+    eq(await a.get(coll, "o1"), { id: "o1", n: 1 }, "rolled back to the copy's document");
+    const rows = await serverRows(env, coll);
+    eq(rows.map((r) => [r.doc.n, r.version]), [[1, copy.version]], "the server's is unchanged");
+  },
+
   async offline_writes_arrive_once_after_the_server_returns(env) {
     const coll = collName("off");
     const a = await device(env, coll);

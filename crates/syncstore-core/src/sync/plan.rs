@@ -36,7 +36,9 @@ pub mod stores {
     pub const OUTBOX: &str = "_outbox";
     /// The engine's meta (`sync`) and the leader term (`leader`).
     pub const META: &str = "_meta";
-    /// Server state a record cannot stand for: `{coll, id, doc, version, g?}`.
+    /// Server state a record cannot stand for: `{coll, id, d?, version, g?}`
+    /// (`plan::server_copy`; `doc` in entries written before), and settle
+    /// markers `{coll, id, version, g?, m: 1}` (`plan::settle_marker`).
     pub const SERVER: &str = "_server";
     /// Server changes to `"manual"` collections, held until `pull(coll)`.
     pub const HELD: &str = "_held";
@@ -245,12 +247,8 @@ impl Planner<'_> {
                 // may have been a settle marker, which a record with local
                 // edits must not keep.
                 if let Some(d) = state.filter(|_| !has || is_changed || is_written) {
-                    let mut copy = json!({
-                        "coll": coll, "id": id, "doc": d.doc, "version": d.version,
-                    });
-                    if d.gen > 0 {
-                        copy["g"] = json!(d.gen);
-                    }
+                    let doc = d.doc.as_ref().map(|o| Value::Object(o.clone()));
+                    let copy = server_copy(coll, id, doc.as_ref(), d.version, d.gen);
                     ops.push(json!({"s": SERVER, "put": copy}));
                     copied.insert(key);
                 }
@@ -343,6 +341,23 @@ pub fn doc_record(
         rec["g"] = json!(g);
     }
     Some(rec)
+}
+
+/// The `_server` copy of a server document (`doc`: `None` for a tombstone)
+/// at `version` of resync generation `gen`: `{coll, id, d?, version, g?}`,
+/// the document as JSON text `d` like a record's (a JS string is stored
+/// and read back without walking the document: the write path's first
+/// edit of a synced document saves one, glue.js `loadStates` reads it;
+/// entries written before have the document as `doc`).
+pub fn server_copy(coll: &str, id: &str, doc: Option<&Value>, version: u64, gen: u64) -> Value {
+    let mut copy = json!({"coll": coll, "id": id, "version": version});
+    if let Some(d) = doc {
+        copy["d"] = json!(serde_json::to_string(d).expect("JSON values serialize"));
+    }
+    if gen > 0 {
+        copy["g"] = json!(gen);
+    }
+    copy
 }
 
 /// The `_server` entry that says a record's document is the server's at
