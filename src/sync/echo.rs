@@ -84,7 +84,11 @@ impl SyncLoop {
         if let Some(frames) = self.echoes_only(inputs) {
             return Ok(Some(frames));
         }
-        if inputs.is_empty() || self.outbox_dirty.get() {
+        // During a sync from the start (a first sync, a resync) the frames
+        // are news as a rule: a read to find stale ones would cost every
+        // step a round trip before its writes (the ordinary step handles a
+        // stale change all the same: by its version).
+        if inputs.is_empty() || self.outbox_dirty.get() || self.progress.borrow().is_some() {
             return Ok(None);
         }
         let mut frames = vec![];
