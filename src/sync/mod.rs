@@ -336,6 +336,9 @@ pub struct SyncLoop {
 /// reports. While a step is in flight the engine runs ahead of IndexedDB
 /// (a pull page's cursor, a push answer's settled entries), and if the step
 /// fails it falls back: the status must not show what was never stored.
+/// A peek and an echo frame store nothing but are shown at once: what they
+/// move (the entries taken in, the cursor past the store's own changes)
+/// comes out the same after a reload.
 #[derive(Debug, Clone, Default)]
 struct Stored {
     pending: usize,
