@@ -17,9 +17,7 @@ extern "C" {
     #[wasm_bindgen(js_name = docsText)]
     pub fn docs_text(records: &Array, picks: Option<Vec<u32>>) -> JsString;
     #[wasm_bindgen(js_name = syncDocsText)]
-    pub fn sync_docs_text(records: &Array, picks: Option<Vec<u32>>, settled: &JsValue) -> JsString;
-    #[wasm_bindgen(js_name = settledIds)]
-    pub fn settled_ids(
+    pub fn sync_docs_text(
         db: &IdbDatabase,
         server: &str,
         coll: &str,

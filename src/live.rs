@@ -183,8 +183,8 @@ impl Live {
         self.refresh(inner, colls, local, false);
     }
 
-    /// After a commit that wrote records of `colls` again only for a new
-    /// server version (a write settled; the documents did not change): only
+    /// After a commit that moved only server versions of documents of
+    /// `colls` (a write settled: settle markers; the documents did not change): only
     /// the subscriptions that show the sync state (`$sync`) re-run; the
     /// `db.live` observers hear it (their queries may show it too).
     /// (Re-running every live query on each settle made the app's next

@@ -18,6 +18,7 @@ use std::rc::Rc;
 use syncstore_core::ids;
 use syncstore_core::query::{reads, Plan, Query, Reads};
 use syncstore_core::schema::{Schema, SyncMode};
+use syncstore_core::sync::plan::synced_spec;
 use syncstore_core::write::{self, Key, Stored, WriteKind};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
@@ -244,12 +245,7 @@ impl Inner {
         stores.push(OUTBOX);
         // The first edit of a synced document saves the server's copy.
         let edits_synced = muts.iter().any(|m| {
-            m.kind != write::OpKind::Insert
-                && self
-                    .schema
-                    .collections
-                    .get(&m.coll)
-                    .is_some_and(|s| s.sync != SyncMode::Local)
+            m.kind != write::OpKind::Insert && synced_spec(&self.schema, &m.coll).is_some()
         });
         if edits_synced {
             stores.push(SERVER);
@@ -275,15 +271,9 @@ impl Inner {
             // With each synced document's record, its `_server` entry: a
             // settle marker there outranks the record's version (the step
             // did not write the record again when the write settled).
-            let synced = |coll: &str| {
-                self.schema
-                    .collections
-                    .get(coll)
-                    .is_some_and(|s| s.sync != SyncMode::Local)
-            };
             let mut at = Vec::with_capacity(reads.len());
             for (coll, id) in &reads {
-                if edits_synced && synced(coll) {
+                if edits_synced && synced_spec(&self.schema, coll).is_some() {
                     let key: Array = [coll, id].iter().map(|s| JsValue::from_str(s)).collect();
                     let req = Self::store(&tx, SERVER)?
                         .get(&key)
@@ -831,7 +821,7 @@ impl SyncStore {
         let Some(s) = self.inner.sync.get() else {
             return Err(disabled("the store was opened without sync options"));
         };
-        if spec.sync == syncstore_core::schema::SyncMode::Local {
+        if spec.sync == SyncMode::Local {
             return Err(disabled(&format!(
                 "coll: collection {coll:?} is local (sync: \"local\")"
             )));

@@ -53,8 +53,8 @@ pub async fn text(
         return Ok(glue::docs_text(records, picks));
     }
     let db = inner.db().await?;
-    let settled = JsFuture::from(glue::settled_ids(&db, SERVER, coll, records, picks.clone()))
+    JsFuture::from(glue::sync_docs_text(&db, SERVER, coll, records, picks))
         .await
-        .map_err(|e| storage(e, "read sync state"))?;
-    Ok(glue::sync_docs_text(records, picks, &settled))
+        .map(JsString::from)
+        .map_err(|e| storage(e, "read sync state"))
 }

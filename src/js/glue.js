@@ -167,48 +167,38 @@ export function docsText(records, picks) {
   return s + "]";
 }
 
-/** True if the record may be pending: a settle marker in `_server` may say otherwise (`settled`). */
-export function mayBePending(r) {
+/** True if the record may be pending: a settle marker in `_server` may say otherwise. */
+function mayBePending(r) {
   return !r.c && (!!r.s || r.v == null);
-}
-
-/**
- * The ids among `records` (all, or those at `picks`) that `mayBePending`
- * and have a settle marker in `server` (read in a readonly transaction of
- * `db`, opened only if there is any): a Set.
- */
-export async function settledIds(db, server, coll, records, picks) {
-  const ids = [];
-  const n = picks ? picks.length : records.length;
-  for (let i = 0; i < n; i++) {
-    const r = records[picks ? picks[i] : i];
-    if (mayBePending(r)) ids.push(r.id);
-  }
-  const settled = new Set();
-  if (!ids.length) return settled;
-  const store = db.transaction(server, "readonly").objectStore(server);
-  const got = await requests(ids.map((id) => store.get([coll, id])));
-  got.forEach((e, i) => e && e.m && settled.add(ids[i]));
-  return settled;
 }
 
 /**
  * `docsText` with each document's sync state (`{ syncState: true }`, src/syncstate.rs),
  * read from its record: `"$sync":"conflict"` (marker `c`), `"pending"`
  * (marker `s`: outbox entries over a server version; or no server version
- * yet: a queued insert) unless `settled` (a Set) holds its id (a settle
- * marker in `_server`), nothing once settled.
+ * yet: a queued insert) unless its `_server` entry in `server` is a settle
+ * marker, nothing once settled. The entries are read only for the rows
+ * whose record says pending, in a readonly transaction of `db` opened only
+ * if there is any. Resolves with the text.
  */
-export function syncDocsText(records, picks, settled) {
-  let s = "[";
+export async function syncDocsText(db, server, coll, records, picks) {
   const n = picks ? picks.length : records.length;
-  for (let i = 0; i < n; i++) {
+  const rows = [];
+  for (let i = 0; i < n; i++) rows.push(records[picks ? picks[i] : i]);
+  const maybe = rows.filter(mayBePending);
+  const settled = new Set();
+  if (maybe.length) {
+    const store = db.transaction(server, "readonly").objectStore(server);
+    const got = await requests(maybe.map((r) => store.get([coll, r.id])));
+    got.forEach((e, i) => e && e.m && settled.add(maybe[i].id));
+  }
+  let s = "[";
+  rows.forEach((r, i) => {
     if (i) s += ",";
-    const r = records[picks ? picks[i] : i];
     const state = r.c ? "conflict" : mayBePending(r) && !settled.has(r.id) ? "pending" : null;
     const t = docText(r);
     s += state ? `${t.slice(0, -1)},"$sync":"${state}"}` : t;
-  }
+  });
   return s + "]";
 }
 

@@ -1,6 +1,7 @@
 //! Frames of no news: the echoes of this client's own writes and changes
 //! the stream delivered before, recognised by their versions and taken in
-//! by a step that writes `_meta` alone (docs/architecture.md).
+//! in memory: only the cursor and the clock move, and reach `_meta` with
+//! the next step that writes (docs/architecture.md).
 
 use crate::error::JsResult;
 use crate::idb::SERVER;

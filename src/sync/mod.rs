@@ -88,7 +88,8 @@ const BUSY_STEP_GAP_MS: f64 = 250.0;
 /// Meanwhile push answers and socket frames are held (the frames as text,
 /// in the inbox) and taken in by one step once the writes pause, or this
 /// long after the last such step, or once this many answered mutations
-/// are held: storing an answer rewrites a record per settled document.
+/// are held: storing an answer is a readwrite step (a settle marker and an
+/// outbox delete per settled document).
 const SETTLE_HOLD_MS: f64 = 2000.0;
 const SETTLE_HOLD_MUTATIONS: usize = 2000;
 /// The app still counts as writing this long after its last write
@@ -1112,28 +1113,28 @@ impl SyncLoop {
             }
         }
         let waiting = !self.held.borrow().is_empty() || !self.inbox.borrow().is_empty();
-        if Self::busy(inner) {
-            // Each committed write wakes the loop too.
-            if waiting {
-                at = at.min(self.settled_at.get() + SETTLE_HOLD_MS);
-            }
-            if self.outbox_dirty.get() {
-                at = at.min(self.last_step_at.get() + BUSY_STEP_GAP_MS);
-            }
-        } else if Self::writing(inner) {
-            // The last write's gap ends by itself.
-            if waiting {
-                at = at
-                    .min(self.settled_at.get() + SETTLE_HOLD_MS)
-                    .min(inner.live.last_write_at() + WRITE_GAP_MS);
-            }
-            if self.outbox_dirty.get() {
-                at = at.min(now + 5.0);
-            }
-        } else if waiting {
-            at = now; // frames or an answer left for the next step
-        } else if self.outbox_dirty.get() {
-            at = at.min(now + 5.0);
+        // Each committed write wakes the loop too; the last one's gap ends
+        // by itself.
+        let busy = Self::busy(inner);
+        if waiting {
+            at = if Self::writing(inner) {
+                let gap_end = if busy {
+                    f64::INFINITY
+                } else {
+                    inner.live.last_write_at() + WRITE_GAP_MS
+                };
+                at.min(self.settled_at.get() + SETTLE_HOLD_MS).min(gap_end)
+            } else {
+                now // frames or an answer left for the next step
+            };
+        }
+        if self.outbox_dirty.get() {
+            let next = if busy {
+                self.last_step_at.get() + BUSY_STEP_GAP_MS
+            } else {
+                now + 5.0
+            };
+            at = at.min(next);
         }
         (at - now).max(0.0)
     }

@@ -247,8 +247,7 @@ impl Planner<'_> {
                 // may have been a settle marker, which a record with local
                 // edits must not keep.
                 if let Some(d) = state.filter(|_| !has || is_changed || is_written) {
-                    let doc = d.doc.as_ref().map(|o| Value::Object(o.clone()));
-                    let copy = server_copy(coll, id, doc.as_ref(), d.version, d.gen);
+                    let copy = server_copy(coll, id, d.doc.as_ref(), d.version, d.gen);
                     ops.push(json!({"s": SERVER, "put": copy}));
                     copied.insert(key);
                 }
@@ -349,7 +348,13 @@ pub fn doc_record(
 /// and read back without walking the document: the write path's first
 /// edit of a synced document saves one, glue.js `loadStates` reads it;
 /// entries written before have the document as `doc`).
-pub fn server_copy(coll: &str, id: &str, doc: Option<&Value>, version: u64, gen: u64) -> Value {
+pub fn server_copy(
+    coll: &str,
+    id: &str,
+    doc: Option<&impl serde::Serialize>,
+    version: u64,
+    gen: u64,
+) -> Value {
     let mut copy = json!({"coll": coll, "id": id, "version": version});
     if let Some(d) = doc {
         copy["d"] = json!(serde_json::to_string(d).expect("JSON values serialize"));
@@ -401,9 +406,9 @@ pub struct StepPlan {
     pub conflicted: BTreeSet<(String, String)>,
     /// Collections whose documents changed (live queries refresh).
     pub colls: BTreeSet<String>,
-    /// Collections whose records were written again only for a new server
-    /// version (the documents did not change): only what shows the sync
-    /// state (`$sync`) refreshes.
+    /// Collections with documents whose server version alone moved (a
+    /// write settled: settle markers, the documents did not change): only
+    /// what shows the sync state (`$sync`) refreshes.
     pub restamped: BTreeSet<String>,
     /// Events for the app, in order.
     pub events: Vec<Event>,
