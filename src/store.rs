@@ -413,7 +413,7 @@ impl Inner {
             self.local_pending
                 .set(self.local_pending.get() + plan.outbox.len());
             if let Some(sync) = self.sync.get() {
-                sync.wrote(first, plan.outbox.len());
+                sync.wrote(first, &plan.outbox);
             }
         }
         Ok(plan.ids)

@@ -349,13 +349,27 @@ impl TabSync {
         }
     }
 
-    /// This instance committed `n` outbox entries from mid `first` on
-    /// (`first` < 0: unknown): the leader ingests them.
-    pub fn wrote(&self, first: f64, n: usize) {
+    /// This instance committed outbox `entries` from mid `first` on
+    /// (`first` < 0: unknown): the leader ingests them. A single entry
+    /// (several are stored as one batch record) is handed to this
+    /// instance's own leader as committed, so that its step need not read
+    /// the outbox.
+    pub fn wrote(&self, first: f64, entries: &[Value]) {
+        let n = entries.len();
         if first >= 1.0 && n > 0 {
             self.unseen.borrow_mut().push((first as u64, n));
         }
-        self.kick();
+        let Some(c) = self.leader() else {
+            return;
+        };
+        match entries {
+            [entry] if first >= 1.0 => {
+                let mut entry = entry.clone();
+                entry["mid"] = Value::from(first as u64);
+                c.hand_off(entry);
+            }
+            _ => c.kick_outbox(),
+        }
     }
 
     /// This instance's entries above mid `ingested` (the ones the

@@ -51,7 +51,7 @@ impl SyncLoop {
     /// `inputs`, if they are all socket frames carrying only echoes of this
     /// client's writes that their push answers settled.
     pub(super) fn echoes_only(&self, inputs: &[Input]) -> Option<Vec<EchoFrame>> {
-        if inputs.is_empty() || self.outbox_dirty.get() {
+        if inputs.is_empty() || self.has_news() {
             return None;
         }
         let eng = self.engine.borrow();
@@ -89,7 +89,7 @@ impl SyncLoop {
         // are news as a rule: a read to find stale ones would cost every
         // step a round trip before its writes (the ordinary step handles a
         // stale change all the same: by its version).
-        if inputs.is_empty() || self.outbox_dirty.get() || self.progress.borrow().is_some() {
+        if inputs.is_empty() || self.has_news() || self.progress.borrow().is_some() {
             return Ok(None);
         }
         let mut frames = vec![];

@@ -34,7 +34,7 @@ use crate::net::{NetError, Remote, Sent, Socket, SocketEvent};
 use crate::store::Inner;
 use js_sys::{Date, Function};
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::rc::{Rc, Weak};
@@ -293,8 +293,16 @@ pub struct SyncLoop {
     /// once a step commits again.
     storage_error: RefCell<Option<ErrorInfo>>,
     next_poll_at: Cell<f64>,
-    /// Local writes committed since the outbox was last read.
+    /// Outbox entries may have been committed since the outbox was last
+    /// read that were not handed over ([`Self::hand_off`]): another tab's,
+    /// a batch, a failed step's.
     outbox_dirty: Cell<bool>,
+    /// This tab's single-entry writes, as committed (with their mids): a
+    /// peek takes them in without reading the outbox (see
+    /// [`Self::hand_off`]).
+    handed: RefCell<Vec<Value>>,
+    /// When the loop's current wait ends (infinity while it runs a tick).
+    asleep_until: Cell<f64>,
     /// When the last step started (see [`BUSY_STEP_GAP_MS`]).
     last_step_at: Cell<f64>,
     /// Push answers held while the app's writes stream in (see
@@ -389,6 +397,8 @@ impl SyncLoop {
             storage_error: RefCell::new(None),
             next_poll_at: Cell::new(0.0),
             outbox_dirty: Cell::new(true),
+            handed: RefCell::new(vec![]),
+            asleep_until: Cell::new(f64::INFINITY),
             last_step_at: Cell::new(0.0),
             held: RefCell::new(vec![]),
             held_mutations: Cell::new(0),
@@ -501,6 +511,62 @@ impl SyncLoop {
     pub fn kick_outbox(&self) {
         self.outbox_dirty.set(true);
         self.waker.wake();
+    }
+
+    /// This tab committed `entry` (one write's outbox entry, its mid
+    /// set): handed over, so that the step that takes it in need not read
+    /// the outbox, and its transaction leaves the outbox out of its scope
+    /// (the app's next write, over its collection and the outbox, waited
+    /// for that readonly read: 1-12 ms per write, bench/findings-sync.md).
+    ///
+    /// The loop is woken only if it sleeps past the time it would take the
+    /// entry in: while the app writes, that is the end of the write gap
+    /// or [`BUSY_STEP_GAP_MS`] after the last step, whichever comes first
+    /// (a loop woken by every write ran a tick and armed a timer per
+    /// write for nothing).
+    pub fn hand_off(&self, entry: Value) {
+        self.handed.borrow_mut().push(entry);
+        let now = Date::now();
+        let due = (self.last_step_at.get() + BUSY_STEP_GAP_MS)
+            .min(now + WRITE_GAP_MS)
+            .max(now);
+        if self.asleep_until.get() > due {
+            self.waker.wake();
+        }
+    }
+
+    /// Outbox entries the engine has not taken in may exist.
+    pub(super) fn has_news(&self) -> bool {
+        self.outbox_dirty.get() || {
+            let last = self
+                .handed
+                .borrow()
+                .last()
+                .and_then(|e| e.get("mid")?.as_u64());
+            last.is_some_and(|mid| {
+                self.engine
+                    .try_borrow()
+                    .map_or(true, |eng| mid >= eng.next_mid())
+            })
+        }
+    }
+
+    /// The handed-over entries above `last_mid` if they are every entry
+    /// stored above it (nothing else may have been committed, and their
+    /// mids follow on from it), or None: the outbox must be read.
+    /// Entries at or below `last_mid` (taken in by a step that read the
+    /// outbox) are dropped.
+    pub(super) fn handed_after(&self, last_mid: u64) -> Option<Vec<Value>> {
+        let mut handed = self.handed.borrow_mut();
+        handed.retain(|e| e.get("mid").and_then(Value::as_u64).unwrap_or(0) > last_mid);
+        if self.outbox_dirty.get() || handed.is_empty() {
+            return None;
+        }
+        let follows = handed
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.get("mid").and_then(Value::as_u64) == Some(last_mid + 1 + i as u64));
+        follows.then(|| handed.clone())
     }
 
     /// `db.sync()`: resolves once a push of everything queued and a pull
@@ -720,16 +786,14 @@ impl SyncLoop {
         // issued as soon as the previous one resolved (a loop of awaited
         // writes) starts within the current task: one task hop lets it be
         // seen in flight.
-        if !forced && self.outbox_dirty.get() && inner.live.writes_in_flight() == 0 {
+        if !forced && self.has_news() && inner.live.writes_in_flight() == 0 {
             let _ = JsFuture::from(glue::next_task()).await;
         }
-        let busy = !forced && Self::busy(inner);
         let writing = !forced && Self::writing(inner);
         let now = Date::now();
         let waiting = !self.held.borrow().is_empty() || !self.inbox.borrow().is_empty();
         if !retrying
-            && (forced
-                || ((!writing || self.settle_due(now)) && (waiting || self.outbox_dirty.get())))
+            && (forced || ((!writing || self.settle_due(now)) && (waiting || self.has_news())))
         {
             // What came: held answers and new outbox entries in one step,
             // then socket frames (left in the inbox, as text, while held)
@@ -768,8 +832,8 @@ impl SyncLoop {
                 self.settled_at.set(Date::now());
             }
         } else if !retrying
-            && self.outbox_dirty.get()
-            && (!busy || now >= self.last_step_at.get() + BUSY_STEP_GAP_MS)
+            && self.has_news()
+            && (!writing || now >= self.last_step_at.get() + BUSY_STEP_GAP_MS)
         {
             // Only the new outbox entries, so that they are pushed.
             if let Err(e) = self.step(inner, vec![]).await {
@@ -1128,9 +1192,17 @@ impl SyncLoop {
                 now // frames or an answer left for the next step
             };
         }
-        if self.outbox_dirty.get() {
-            let next = if busy {
-                self.last_step_at.get() + BUSY_STEP_GAP_MS
+        if self.has_news() {
+            // While the app writes: at the end of the last write's gap
+            // (a write still in flight hands its entry over when it
+            // commits, and wakes the loop only if it sleeps past that,
+            // see `hand_off`), or a busy-step gap after the last step.
+            let gap_end = inner.live.last_write_at() + WRITE_GAP_MS;
+            let step_due = self.last_step_at.get() + BUSY_STEP_GAP_MS;
+            let next = if gap_end > now {
+                step_due.min(gap_end)
+            } else if busy {
+                step_due
             } else {
                 now + 5.0
             };
@@ -1349,7 +1421,7 @@ impl SyncLoop {
             }
             let decided = self.decide(inner, &resp).await;
             if let Some(top) =
-                covered.filter(|_| !forced && Self::busy(inner) && !self.settle_due(Date::now()))
+                covered.filter(|_| !forced && Self::writing(inner) && !self.settle_due(Date::now()))
             {
                 // The app is writing: the answer waits for a step once the
                 // writes pause (see SETTLE_HOLD_MS); pushes go on above it.
@@ -1439,7 +1511,10 @@ async fn run(inner: Rc<Inner>, s: Rc<SyncLoop>) {
         if inner.closed.get() || s.stopped.get() {
             break;
         }
-        let _ = JsFuture::from(s.waker.wait(s.next_delay(&inner))).await;
+        let delay = s.next_delay(&inner);
+        s.asleep_until.set(Date::now() + delay);
+        let _ = JsFuture::from(s.waker.wait(delay)).await;
+        s.asleep_until.set(f64::INFINITY);
     }
     if !inner.closed.get() {
         if let Some(h) = inner.sync.get() {

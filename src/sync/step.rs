@@ -118,12 +118,23 @@ impl SyncLoop {
             self.echo_step(frames);
             return Ok(Stepped::Done);
         }
+        let last_mid = self.engine.borrow().next_mid() - 1;
+        // A peek over entries this tab handed over reads no outbox, and
+        // leaves it out of its scope (see `SyncLoop::hand_off`).
+        let handed = if peek {
+            self.handed_after(last_mid)
+        } else {
+            None
+        };
         let mut stores: Vec<&str> = if narrow {
             vec![]
         } else {
             synced_colls(schema).chain([HELD]).collect()
         };
-        stores.extend([OUTBOX, SERVER, META, CONFLICTS, IDS, REJECTED]);
+        if handed.is_none() {
+            stores.push(OUTBOX);
+        }
+        stores.extend([SERVER, META, CONFLICTS, IDS, REJECTED]);
         let db = inner.db().await?;
         let tx = Inner::tx(&db, &stores, !peek)?;
         // Held changes of collections being pulled, read before the engine runs.
@@ -136,31 +147,39 @@ impl SyncLoop {
                 released.push(parse(&wait(&req, "read held changes").await?).unwrap_or_default());
             }
         }
-        let last_mid = self.engine.borrow().next_mid() - 1;
-        let range = IdbKeyRange::lower_bound_with_open(&JsValue::from_f64(last_mid as f64), true)
-            .map_err(|e| storage(e, "key range"))?;
-        let req = Inner::store(&tx, OUTBOX)?
-            .get_all_with_key(&range)
-            .map_err(|e| storage(e, "read outbox"))?;
-        // What is committed from now on is news for the next step (writes
-        // wait for this transaction); a step that fails reads it again.
-        self.outbox_dirty.set(false);
         let term = Inner::store(&tx, META)?
             .get(&"leader".into())
             .map_err(|e| storage(e, "read leader"))?;
         let open = Inner::store(&tx, CONFLICTS)?
             .get_all_keys()
             .map_err(|e| storage(e, "read conflicts"))?;
-        let got = crate::idb::wait_all(&[&req, &term, &open], "read outbox").await?;
-        let conflicted: Vec<(String, String)> = parse(&got[2]).unwrap_or_default();
-        self.hold_the_lead(&tx, &got[1])?;
+        let mut reqs = vec![term, open];
+        if handed.is_none() {
+            let range =
+                IdbKeyRange::lower_bound_with_open(&JsValue::from_f64(last_mid as f64), true)
+                    .map_err(|e| storage(e, "key range"))?;
+            let req = Inner::store(&tx, OUTBOX)?
+                .get_all_with_key(&range)
+                .map_err(|e| storage(e, "read outbox"))?;
+            reqs.push(req);
+            // What is committed from now on is news for the next step
+            // (writes wait for this transaction); a step that fails reads
+            // it again.
+            self.outbox_dirty.set(false);
+        }
+        let got = crate::idb::wait_all(&reqs.iter().collect::<Vec<_>>(), "read outbox").await?;
+        let conflicted: Vec<(String, String)> = parse(&got[1]).unwrap_or_default();
+        self.hold_the_lead(&tx, &got[0])?;
         let mut out = StepPlan {
             conflicted: conflicted.into_iter().collect(),
             ..StepPlan::default()
         };
         // The outbox entries queued since the last step; those of a batch
         // record are stored again under their own mids.
-        let records: Vec<Value> = parse(&got[0]).unwrap_or_default();
+        let records: Vec<Value> = match handed {
+            Some(entries) => entries,
+            None => parse(&got[2]).unwrap_or_default(),
+        };
         let batched: HashSet<u64> = records
             .iter()
             .filter_map(|r| {
