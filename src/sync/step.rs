@@ -47,6 +47,28 @@ pub(super) enum Scope {
     Full,
 }
 
+/// A copy of `inputs` if they are push answers only, every result of
+/// them applied and no temporary id mapped (see `SyncLoop::step`).
+fn settles_only(inputs: &[Input]) -> Option<Vec<Input>> {
+    if inputs.is_empty() {
+        return None;
+    }
+    inputs
+        .iter()
+        .map(|i| match i {
+            Input::Push(r, decided)
+                if r.id_map.is_empty()
+                    && r.results
+                        .iter()
+                        .all(|m| matches!(m, MutationResult::Applied { .. })) =>
+            {
+                Some(Input::Push(r.clone(), decided.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// True if a planned request goes to one of `stores`.
 pub(super) fn in_scope(op: &Value, stores: &[&str]) -> bool {
     op.get("s")
@@ -82,6 +104,17 @@ impl SyncLoop {
                 other => other,
             };
             if let Stepped::Done = done {
+                return Ok(());
+            }
+        }
+        // Storing push answers that every mutation was applied as sent (no
+        // conflict, no refusal, no temporary id mapped) writes settle
+        // markers and outbox deletes as a rule: no record, so the
+        // collections stay out of the step's transaction too, and the
+        // app's writes and reads do not queue behind it. (A server copy
+        // or a view to store after all widens it.)
+        if let Some(copy) = settles_only(&inputs) {
+            if let Stepped::Done = self.step_in(inner, copy, Scope::Narrow).await? {
                 return Ok(());
             }
         }

@@ -322,8 +322,9 @@ const scenarios = {
     // reads and live-query refreshes of them are not queued behind it. And
     // it writes nothing at all (the engine's meta waits for the next step
     // that writes): it reads in a readonly transaction, which the app's
-    // next write waits for only while it reads. (Storing the push answer
-    // is a step of its own.)
+    // next write waits for only while it reads. Storing the push answer
+    // is a step of its own, and it writes a settle marker and an outbox
+    // delete, no record: it leaves the collections out too.
     const coll = collName("lone");
     const a = await device(env, coll);
     await synced(a);
@@ -351,6 +352,8 @@ const scenarios = {
     // outbox) does not wait for it at all.
     const blind = peeks.filter((s) => !s.list.includes("_outbox"));
     ok(blind.length >= 5, `without the outbox: ${blind.length} of the ${peeks.length} readonly steps`);
+    const answers = narrow.filter((s) => s.mode === "readwrite");
+    ok(answers.length >= 5, `readwrite without the collection (the answers): ${answers.length} of ${steps.length} steps`);
     eq((await a.query(coll)).length, 5, "the writes show");
     eq(live(await serverRows(env, coll)).length, 5, "and reached the server");
   },
