@@ -71,6 +71,7 @@ impl SyncLoop {
         narrow: bool,
     ) -> JsResult<Stepped> {
         self.last_step_at.set(Date::now());
+        self.steps.set(self.steps.get() + 1);
         let schema = &inner.schema;
         self.track_progress(&inputs);
         // Changes to collections this store does not sync (another app's,
@@ -350,9 +351,17 @@ impl SyncLoop {
         let swept = if out.ops.is_empty() {
             js_sys::Array::new()
         } else {
-            glue::apply_ops(&tx, &to_js(&out.ops))
+            glue::apply_ops(&tx, &to_js(&std::mem::take(&mut out.ops)))
         };
+        if !narrow {
+            // The next frames are planned while this commits (ahead.rs).
+            self.plan_ahead(inner);
+        }
         if let Err(e) = crate::idb::committed(&tx, "sync").await {
+            // Frames taken ahead are lost with the step, as its own are.
+            if self.ahead.borrow().is_some() {
+                self.drop_socket();
+            }
             // The engine ran ahead of what was stored: start again from IndexedDB.
             self.reload(inner).await;
             return Err(e);

@@ -1369,6 +1369,49 @@ const scenarios = {
     eq(b.status().progress, null, "an incremental pull is no first sync");
   },
 
+  async a_first_sync_planned_ahead_keeps_writes_made_while_it_streams(env) {
+    // A first sync of several steps (2,400 documents of ~1 KB; a step takes
+    // ~512 KiB of frames) plans each page while the one before commits and
+    // writes it only if IndexedDB holds nothing of its documents
+    // (src/sync/ahead.rs). The app's edits made on the new device while the
+    // pages stream in must all survive, including one of a document that a
+    // later page changes again on the server (fieldMerge keeps both sides).
+    const coll = collName("ahead");
+    const spec = { conflicts: "fieldMerge", fallback: "lastWriteWins" };
+    const a = await device(env, coll, { spec });
+    const n = 2400;
+    const pad = "x".repeat(1000);
+    const id = (i) => `p${String(i).padStart(4, "0")}`;
+    for (let from = 0; from < n; from += 600) {
+      await a.batch(Array.from({ length: 600 }, (_, i) => ({ op: "insert", coll, doc: { id: id(from + i), n: from + i, pad } })));
+    }
+    await a.update(coll, id(0), { fromA: 1 }); // the stream's last change
+    await synced(a);
+    const b = await device(env, coll, { spec });
+    await until("b has the first page", async () => (await b.get(coll, id(0))) !== undefined);
+    await b.update(coll, id(0), { fromB: 1 });
+    const edited = [];
+    for (let k = 1; k <= 40; k++) {
+      const i = (k * 59) % n;
+      if (await b.get(coll, id(i))) {
+        await b.update(coll, id(i), { fromB: k });
+        edited.push([i, k]);
+      }
+    }
+    await until("b has every document", async () => (await b.count(coll, {})) === n, 60000);
+    await until("b pushed its edits", async () => (await b.sync(), b.status().pending === 0), 60000);
+    await until("b has the server's p0000", async () => (await b.get(coll, id(0)))?.fromA === 1, 30000);
+    const p0 = await b.get(coll, id(0));
+    eq([p0.fromA, p0.fromB, p0.n], [1, 1, 0], "both edits of p0000 survive");
+    for (const [i, k] of edited) eq((await b.get(coll, id(i)))?.fromB, k, `b's edit of ${id(i)} stays`);
+    const rows = live(await serverRows(env, coll));
+    eq(rows.length, n, "the server has every document once");
+    const byId = new Map(rows.map((r) => [r.id, r.doc]));
+    eq([byId.get(id(0)).fromA, byId.get(id(0)).fromB], [1, 1], "the server has both edits of p0000");
+    for (const [i, k] of edited) eq(byId.get(id(i)).fromB, k, `the server has b's edit of ${id(i)}`);
+    eq(await b.count(coll, {}), n, "b has every document once");
+  },
+
   async rate_limited_through_the_store_and_its_retry_after_is_honoured(env) {
     // The server answers a push 429 with Retry-After: 2 (testctl /answer):
     // the store reports RATE_LIMITED (error event, lastError), keeps the
