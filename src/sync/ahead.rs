@@ -36,7 +36,9 @@ pub(super) struct Planned {
     ops: JsValue,
     /// What `applyIfAbsent` checks first.
     check: JsValue,
-    /// The rest of the plan, for after the commit (its `ops` moved out).
+    /// The rest of the plan, for after the commit (its `ops` moved out:
+    /// the trace reads them only for outbox entries, and a plan made
+    /// ahead has none).
     out: StepPlan,
 }
 

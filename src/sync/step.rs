@@ -351,7 +351,7 @@ impl SyncLoop {
         let swept = if out.ops.is_empty() {
             js_sys::Array::new()
         } else {
-            glue::apply_ops(&tx, &to_js(&std::mem::take(&mut out.ops)))
+            glue::apply_ops(&tx, &to_js(&out.ops))
         };
         if !narrow {
             // The next frames are planned while this commits (ahead.rs).
