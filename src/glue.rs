@@ -2,7 +2,7 @@
 
 use js_sys::{Array, Function, JsString, Promise};
 use wasm_bindgen::prelude::*;
-use web_sys::{IdbObjectStore, IdbRequest, IdbTransaction};
+use web_sys::{IdbDatabase, IdbObjectStore, IdbRequest, IdbTransaction};
 
 #[wasm_bindgen(module = "/src/js/glue.js")]
 extern "C" {
@@ -17,7 +17,13 @@ extern "C" {
     #[wasm_bindgen(js_name = docsText)]
     pub fn docs_text(records: &Array, picks: Option<Vec<u32>>) -> JsString;
     #[wasm_bindgen(js_name = syncDocsText)]
-    pub fn sync_docs_text(records: &Array, picks: Option<Vec<u32>>) -> JsString;
+    pub fn sync_docs_text(
+        db: &IdbDatabase,
+        server: &str,
+        coll: &str,
+        records: &Array,
+        picks: Option<Vec<u32>>,
+    ) -> Promise;
     #[wasm_bindgen(js_name = parseJson)]
     pub fn parse_json(text: &JsValue) -> JsValue;
     pub fn revive(value: &JsValue) -> JsValue;

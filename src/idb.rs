@@ -21,31 +21,35 @@ pub use syncstore_core::sync::plan::stores::{
 };
 
 /// The object stores and indexes the schema needs (see `openDb` in glue.js).
+///
+/// The internal stores come first: a new database creates them first, so
+/// the collections get the higher store ids. Chromium keeps a database's
+/// stores in one LevelDB key space ordered by store id, and a reverse
+/// cursor over a store's last index starts by seeking past its end: with
+/// `_outbox` next, it skipped the deleted entries of every settled write
+/// (newest 20 by an index, descending: 7-10 ms instead of 1-2 ms after
+/// 10,000 synced inserts; docs/architecture.md, "Storage layout").
 pub fn layout(schema: &Schema) -> Value {
-    let mut stores: Vec<Value> = schema
-        .collections
-        .iter()
-        .map(|(name, spec)| {
-            let indexes: Vec<Value> = spec
-                .indexes
-                .iter()
-                .map(|ix| json!({"name": ix.name(), "keyPath": ix.key_path()}))
-                .collect();
-            json!({"name": name, "keyPath": "id", "indexes": indexes, "rekey": true})
-        })
-        .collect();
     // Index `n`: only the records holding several entries (see `addEntries`
     // in glue.js), so the mutations can be counted without reading them.
-    stores.push(
+    let mut stores = vec![
         json!({"name": OUTBOX, "keyPath": "mid", "autoIncrement": true,
         "indexes": [{"name": "n", "keyPath": "n"}]}),
-    );
-    stores.push(json!({"name": META, "keyPath": "k", "indexes": []}));
-    stores.push(json!({"name": SERVER, "keyPath": ["coll", "id"], "indexes": []}));
-    stores.push(json!({"name": HELD, "keyPath": ["coll", "seq"], "indexes": []}));
-    stores.push(json!({"name": CONFLICTS, "keyPath": ["coll", "id"], "indexes": []}));
-    stores.push(json!({"name": IDS, "keyPath": "t", "indexes": []}));
-    stores.push(json!({"name": REJECTED, "keyPath": "mid", "indexes": []}));
+        json!({"name": META, "keyPath": "k", "indexes": []}),
+        json!({"name": SERVER, "keyPath": ["coll", "id"], "indexes": []}),
+        json!({"name": HELD, "keyPath": ["coll", "seq"], "indexes": []}),
+        json!({"name": CONFLICTS, "keyPath": ["coll", "id"], "indexes": []}),
+        json!({"name": IDS, "keyPath": "t", "indexes": []}),
+        json!({"name": REJECTED, "keyPath": "mid", "indexes": []}),
+    ];
+    stores.extend(schema.collections.iter().map(|(name, spec)| {
+        let indexes: Vec<Value> = spec
+            .indexes
+            .iter()
+            .map(|ix| json!({"name": ix.name(), "keyPath": ix.key_path()}))
+            .collect();
+        json!({"name": name, "keyPath": "id", "indexes": indexes, "rekey": true})
+    }));
     Value::Array(stores)
 }
 
@@ -186,5 +190,35 @@ impl Source {
             .await
             .map_err(|e| storage(e, "read"))?
             .unchecked_into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new database creates the internal stores first (see [`layout`]):
+    /// the collections get the higher store ids, so no collection index
+    /// is followed in Chromium's key space by `_outbox`'s deleted entries.
+    #[test]
+    fn internal_stores_are_created_before_the_collections() {
+        let schema = Schema::from_options(&json!({"collections": {
+            "todos": {"indexes": ["createdAt"]},
+            "lists": {},
+        }}))
+        .unwrap();
+        let layout = layout(&schema);
+        let names: Vec<&str> = layout
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        let first_collection = names.iter().position(|n| !n.starts_with('_')).unwrap();
+        assert_eq!(first_collection, 7, "{names:?}");
+        assert!(names[first_collection..]
+            .iter()
+            .all(|n| !n.starts_with('_')));
+        assert_eq!(&names[..2], &[OUTBOX, META]);
     }
 }

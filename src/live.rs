@@ -74,6 +74,8 @@ pub struct Live {
     next_id: Cell<u32>,
     /// Writes started and not yet finished in this tab.
     in_flight: Cell<u32>,
+    /// When the last of them finished (ms since the epoch; 0: none yet).
+    last_write_at: Cell<f64>,
     /// Subscriptions waiting for the next flush.
     pending: RefCell<BTreeSet<u32>>,
     flush_scheduled: Cell<bool>,
@@ -92,6 +94,7 @@ impl Drop for WriteGuard {
     fn drop(&mut self) {
         let live = &self.0.live;
         live.in_flight.set(live.in_flight.get().saturating_sub(1));
+        live.last_write_at.set(js_sys::Date::now());
         live.schedule(&self.0);
     }
 }
@@ -110,6 +113,11 @@ impl Live {
 
     pub fn writes_in_flight(&self) -> u32 {
         self.in_flight.get()
+    }
+
+    /// When this tab's last write finished (ms since the epoch; 0: none).
+    pub fn last_write_at(&self) -> f64 {
+        self.last_write_at.get()
     }
 
     pub fn write_started(&self, inner: &Rc<Inner>) -> WriteGuard {
@@ -175,8 +183,8 @@ impl Live {
         self.refresh(inner, colls, local, false);
     }
 
-    /// After a commit that wrote records of `colls` again only for a new
-    /// server version (a write settled; the documents did not change): only
+    /// After a commit that moved only server versions of documents of
+    /// `colls` (a write settled: settle markers; the documents did not change): only
     /// the subscriptions that show the sync state (`$sync`) re-run; the
     /// `db.live` observers hear it (their queries may show it too).
     /// (Re-running every live query on each settle made the app's next
@@ -419,15 +427,22 @@ async fn refresh(inner: Rc<Inner>, id: u32) {
             s.patches.clear();
             (s.coll.clone(), s.query.clone(), s.sync_state)
         };
-        let result = inner.run_query(&coll, &query).await;
+        let result = match inner.run_query(&coll, &query).await {
+            Ok((records, picks)) => {
+                let size = picks.as_ref().map_or(records.length() as usize, Vec::len);
+                crate::syncstate::text(&inner, &coll, &records, picks, sync_state)
+                    .await
+                    .map(|text| (size, JsValue::from(text)))
+            }
+            Err(e) => Err(e),
+        };
         let deliver = {
             let mut subs = inner.live.subs.borrow_mut();
             let Some(s) = subs.get_mut(&id) else { return };
             match result {
-                Ok((records, picks)) => {
-                    s.size = picks.as_ref().map_or(records.length() as usize, Vec::len);
+                Ok((size, text)) => {
+                    s.size = size;
                     s.rows = None;
-                    let text: JsValue = crate::syncstate::text(&records, picks, sync_state).into();
                     if s.last.as_ref() == Some(&text) {
                         None
                     } else {

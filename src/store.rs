@@ -18,6 +18,7 @@ use std::rc::Rc;
 use syncstore_core::ids;
 use syncstore_core::query::{reads, Plan, Query, Reads};
 use syncstore_core::schema::{Schema, SyncMode};
+use syncstore_core::sync::plan::synced_spec;
 use syncstore_core::write::{self, Key, Stored, WriteKind};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
@@ -244,12 +245,7 @@ impl Inner {
         stores.push(OUTBOX);
         // The first edit of a synced document saves the server's copy.
         let edits_synced = muts.iter().any(|m| {
-            m.kind != write::OpKind::Insert
-                && self
-                    .schema
-                    .collections
-                    .get(&m.coll)
-                    .is_some_and(|s| s.sync != SyncMode::Local)
+            m.kind != write::OpKind::Insert && synced_spec(&self.schema, &m.coll).is_some()
         });
         if edits_synced {
             stores.push(SERVER);
@@ -272,15 +268,32 @@ impl Inner {
                     .map_err(|e| storage(e, "read"))?;
                 reqs.push(&req);
             }
+            // With each synced document's record, its `_server` entry: a
+            // settle marker there outranks the record's version (the step
+            // did not write the record again when the write settled).
+            let mut at = Vec::with_capacity(reads.len());
+            for (coll, id) in &reads {
+                if edits_synced && synced_spec(&self.schema, coll).is_some() {
+                    let key: Array = [coll, id].iter().map(|s| JsValue::from_str(s)).collect();
+                    let req = Self::store(&tx, SERVER)?
+                        .get(&key)
+                        .map_err(|e| storage(e, "read"))?;
+                    at.push(Some(reqs.push(&req) as usize - 1));
+                } else {
+                    at.push(None);
+                }
+            }
             let got: Array = JsFuture::from(glue::requests(&reqs))
                 .await
                 .map_err(|e| storage(e, "read"))?
                 .unchecked_into();
-            for (key, rec) in reads.into_iter().zip(got.iter()) {
+            for (i, key) in reads.into_iter().enumerate() {
+                let rec = got.get(i as u32);
                 if Some(&key) == resolving {
                     resolved_record = rec.clone();
                 }
-                current.insert(key, stored(&rec));
+                let server = at[i].map(|j| got.get(j as u32));
+                current.insert(key, stored(&rec, server.as_ref()));
             }
         }
         if let Some(key) = resolving {
@@ -579,7 +592,7 @@ struct PlanJs<'a> {
     r: Vec<&'a Value>,
     /// Outbox entries.
     o: &'a [Value],
-    /// Server copies to add where absent.
+    /// Server copies to put (over a settle marker, if there is one).
     c: &'a [Value],
     outbox: &'static str,
     server: &'static str,
@@ -618,11 +631,33 @@ fn stored_parts(rec: &JsValue) -> Option<(String, String, Stored)> {
     Some((id, text, s))
 }
 
-fn stored(rec: &JsValue) -> Option<Stored> {
+/// A record as the write path sees it, given its document's `_server`
+/// entry (`server`: read for synced collections): a full copy there means
+/// the engine has the server's document (so no copy is saved again, and the
+/// record gets `s`); a settle marker (`m`) gives the server version and
+/// generation of the record's document, which the record's own `v` and `s`
+/// may not show yet (plan.rs `settle_marker`).
+fn stored(rec: &JsValue, server: Option<&JsValue>) -> Option<Stored> {
     if rec.is_undefined() {
         return None;
     }
-    stored_parts(rec).map(|(_, _, s)| s)
+    let mut s = stored_parts(rec)?.2;
+    let Some(entry) = server.filter(|e| e.is_object()) else {
+        return Some(s);
+    };
+    if has_flag(entry, "m") {
+        let num = |k: &str| {
+            js_sys::Reflect::get(entry, &k.into())
+                .ok()
+                .and_then(|v| v.as_f64())
+        };
+        s.version = num("version").map(|v| v as u64);
+        s.gen = num("g").map_or(0, |g| g as u64);
+        s.server_copy = false;
+    } else {
+        s.server_copy = true;
+    }
+    Some(s)
 }
 
 /// Re-computes index keys of existing records after an index was added.
@@ -786,7 +821,7 @@ impl SyncStore {
         let Some(s) = self.inner.sync.get() else {
             return Err(disabled("the store was opened without sync options"));
         };
-        if spec.sync == syncstore_core::schema::SyncMode::Local {
+        if spec.sync == SyncMode::Local {
             return Err(disabled(&format!(
                 "coll: collection {coll:?} is local (sync: \"local\")"
             )));
@@ -1048,9 +1083,8 @@ impl SyncStore {
             let sync_state = syncstate::take(&mut query, &inner.schema, &coll)?;
             let q = Query::parse(&query).map_err(error::core)?;
             let (records, picks) = inner.run_query(&coll, &q).await?;
-            Ok(glue::parse_json(&syncstate::text(
-                &records, picks, sync_state,
-            )))
+            let text = syncstate::text(&inner, &coll, &records, picks, sync_state).await?;
+            Ok(glue::parse_json(&text))
         })
     }
 

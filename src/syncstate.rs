@@ -3,15 +3,23 @@
 //! mutations and `$sync: "conflict"` on rows with an unresolved conflict
 //! (absent once settled). The state is read from the records the query
 //! read anyway (their server version `v` and markers `s` and `c`, kept by
-//! the write path and the sync step), so it costs no extra read, and a
-//! subscription re-runs whenever a step rewrites a row's record. Without the
+//! the write path and the sync step) and, for the rows whose record says
+//! pending, their `_server` entries: a write that settled left its record
+//! as written and put a settle marker there (plan.rs `settle_marker`), read
+//! in a readonly transaction of its own after the query's. A subscription
+//! re-runs whenever a step settles a write of its collection. Without the
 //! option nothing of this runs.
 
-use crate::error::JsResult;
+use std::rc::Rc;
+
+use crate::error::{storage, JsResult};
 use crate::glue;
+use crate::idb::SERVER;
+use crate::store::Inner;
 use js_sys::{Array, JsString};
 use serde_json::Value;
 use syncstore_core::schema::{Schema, SyncMode};
+use wasm_bindgen_futures::JsFuture;
 
 /// Takes `syncState` out of a query's JSON (the core's query parser does
 /// not know it): true if asked for on a collection that syncs.
@@ -34,10 +42,19 @@ pub fn take(query: &mut Value, schema: &Schema, coll: &str) -> JsResult<bool> {
 }
 
 /// The result's JSON text, with the rows' sync state when `on`.
-pub fn text(records: &Array, picks: Option<Vec<u32>>, on: bool) -> JsString {
-    if on {
-        glue::sync_docs_text(records, picks)
-    } else {
-        glue::docs_text(records, picks)
+pub async fn text(
+    inner: &Rc<Inner>,
+    coll: &str,
+    records: &Array,
+    picks: Option<Vec<u32>>,
+    on: bool,
+) -> JsResult<JsString> {
+    if !on {
+        return Ok(glue::docs_text(records, picks));
     }
+    let db = inner.db().await?;
+    JsFuture::from(glue::sync_docs_text(&db, SERVER, coll, records, picks))
+        .await
+        .map(JsString::from)
+        .map_err(|e| storage(e, "read sync state"))
 }

@@ -172,11 +172,16 @@ pub fn step(inner: &Inner, out: &StepPlan) {
         if op["s"] != OUTBOX {
             continue;
         }
-        let Some(mid) = op.get("del").and_then(Value::as_u64) else {
-            continue;
+        let at = |i: usize| op["delRange"].get(i).and_then(Value::as_u64);
+        let (lo, hi) = match (op.get("del").and_then(Value::as_u64), at(0), at(1)) {
+            (Some(mid), _, _) => (mid, mid),
+            (None, Some(lo), Some(hi)) => (lo, hi),
+            _ => continue,
         };
-        if !ended.contains(&mid) {
-            emit(inner, json!({"type": "settled", "mid": mid}));
+        for mid in lo..=hi {
+            if !ended.contains(&mid) {
+                emit(inner, json!({"type": "settled", "mid": mid}));
+            }
         }
     }
 }

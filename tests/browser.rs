@@ -221,6 +221,8 @@ scenarios!(run_sync, SYNC:
     a_half_open_websocket_is_detected_by_the_keep_alive,
     an_outage_of_503s_ends_with_the_first_answer_of_the_server,
     resync_after_the_server_lost_its_data_keeps_pending_writes,
+    a_settled_write_is_not_written_again,
+    a_server_copy_stored_by_an_earlier_version_is_still_read,
     browser_offline_and_online_events_pause_and_resume_sync,
     go_offline_while_the_sync_loop_starts_holds,
     a_sync_loop_whose_start_failed_is_started_again,

@@ -167,22 +167,38 @@ export function docsText(records, picks) {
   return s + "]";
 }
 
+/** True if the record may be pending: a settle marker in `_server` may say otherwise. */
+function mayBePending(r) {
+  return !r.c && (!!r.s || r.v == null);
+}
+
 /**
  * `docsText` with each document's sync state (`{ syncState: true }`, src/syncstate.rs),
- * read from its record alone: `"$sync":"conflict"` (marker `c`), `"pending"`
+ * read from its record: `"$sync":"conflict"` (marker `c`), `"pending"`
  * (marker `s`: outbox entries over a server version; or no server version
- * yet: a queued insert), nothing once settled.
+ * yet: a queued insert) unless its `_server` entry in `server` is a settle
+ * marker, nothing once settled. The entries are read only for the rows
+ * whose record says pending, in a readonly transaction of `db` opened only
+ * if there is any. Resolves with the text.
  */
-export function syncDocsText(records, picks) {
-  let s = "[";
+export async function syncDocsText(db, server, coll, records, picks) {
   const n = picks ? picks.length : records.length;
-  for (let i = 0; i < n; i++) {
+  const rows = [];
+  for (let i = 0; i < n; i++) rows.push(records[picks ? picks[i] : i]);
+  const maybe = rows.filter(mayBePending);
+  const settled = new Set();
+  if (maybe.length) {
+    const store = db.transaction(server, "readonly").objectStore(server);
+    const got = await requests(maybe.map((r) => store.get([coll, r.id])));
+    got.forEach((e, i) => e && e.m && settled.add(maybe[i].id));
+  }
+  let s = "[";
+  rows.forEach((r, i) => {
     if (i) s += ",";
-    const r = records[picks ? picks[i] : i];
-    const state = r.c ? "conflict" : r.s || r.v == null ? "pending" : null;
+    const state = r.c ? "conflict" : mayBePending(r) && !settled.has(r.id) ? "pending" : null;
     const t = docText(r);
     s += state ? `${t.slice(0, -1)},"$sync":"${state}"}` : t;
-  }
+  });
   return s + "]";
 }
 
@@ -244,8 +260,9 @@ export function done(tx) {
  * The server state of documents for the sync engine (src/sync/mod.rs `load`),
  * read in `tx`: for each `[coll, id]` of `keys`, its `_server` entry (a
  * tombstone, or the server's copy of a document with local edits) if there
- * is one, else its record if that has a version and no marker `s` (it is
- * the server's document). Resolves with JSON text: per key,
+ * is one; for a settle marker there (`m`), the record's document at the
+ * marker's version; else its record if that has a version and no marker
+ * `s` (it is the server's document). Resolves with JSON text: per key,
  * `[state | null, copied]` with `state` = `{doc, version, gen}`; documents
  * cross as the records' text, unparsed. A key `[coll, id, 1]` names a
  * document whose record cannot be the server's (written since the last
@@ -304,13 +321,30 @@ export async function loadStates(tx, server, keys) {
     return [c, r];
   });
   const got = await requests(reqs);
+  // A settle marker names the record's document: read the records that
+  // were not (a fresh key's, which an edit has replaced the marker of as a
+  // rule: plan.rs `settle_marker`).
+  const late = [];
+  for (let i = 0; i < n; i++) {
+    const c = at[i][0] >= 0 ? got[at[i][0]] : undefined;
+    // (A step without the collections in its scope reads none.)
+    if (c && c.m && at[i][1] < 0 && tx.objectStoreNames.contains(keys[i][0])) late.push(i);
+  }
+  if (late.length) {
+    const more = await requests(late.map((i) => store(keys[i][0]).get(keys[i][1])));
+    late.forEach((i, k) => (at[i][1] = got.push(more[k]) - 1));
+  }
   let s = "[";
   for (let i = 0; i < n; i++) {
     const c = at[i][0] >= 0 ? got[at[i][0]] : undefined;
     const r = at[i][1] >= 0 ? got[at[i][1]] : undefined;
     let state = "null";
-    if (c) {
-      state = JSON.stringify({ doc: c.doc ?? null, version: c.version, gen: c.g || 0 });
+    if (c && c.m) {
+      if (r) state = `{"doc":${r.d},"version":${c.version},"gen":${c.g || 0}}`;
+    } else if (c) {
+      // The document as text (`d`), or, written before, as `doc`.
+      const doc = c.d !== undefined ? c.d : JSON.stringify(c.doc ?? null);
+      state = `{"doc":${doc},"version":${c.version},"gen":${c.g || 0}}`;
     } else if (r && typeof r.v === "number" && !r.s) {
       state = `{"doc":${r.d},"version":${r.v},"gen":${r.g || 0}}`;
     }
@@ -334,27 +368,40 @@ const PROBE_FACTOR = 4;
  */
 function sweep(store, o, out) {
   const keep = new Set(o.keep);
-  const visit = (s, f) => {
+  const visit = (s, f, then) => {
     const req = s.openCursor();
     req.onsuccess = () => {
       const c = req.result;
-      if (!c) return;
+      if (!c) return then && then();
       f(c);
       c.continue();
     };
   };
-  for (const coll of o.colls) {
-    visit(store(coll), (c) => {
-      const r = c.value;
-      if (typeof r.v === "number" && (r.g || 0) !== o.gen && !keep.has(`${coll}\u0000${r.id}`)) {
-        c.delete();
-        out.push([coll, r.id]);
+  // `_server` first: a settle marker (`m`) gives its record's generation,
+  // whatever the record's own `g` says (plan.rs `settle_marker`).
+  const marks = new Map();
+  visit(
+    store(o.server),
+    (c) => {
+      const e = c.value;
+      if (e.m) marks.set(`${e.coll}\u0000${e.id}`, e.g || 0);
+      if ((e.g || 0) !== o.gen) c.delete();
+    },
+    () => {
+      for (const coll of o.colls) {
+        visit(store(coll), (c) => {
+          const r = c.value;
+          const key = `${coll}\u0000${r.id}`;
+          const mark = marks.get(key);
+          const gen = mark !== undefined ? mark : typeof r.v === "number" ? r.g || 0 : o.gen;
+          if (gen !== o.gen && !keep.has(key)) {
+            c.delete();
+            out.push([coll, r.id]);
+          }
+        });
       }
-    });
-  }
-  visit(store(o.server), (c) => {
-    if ((c.value.g || 0) !== o.gen) c.delete();
-  });
+    },
+  );
 }
 
 /** `name => tx.objectStore(name)`, each store looked up once. */
@@ -388,7 +435,10 @@ export function writePlan(tx, plan) {
   }
   // The outbox request's key, once committed, is the first entry's mid.
   if (plan.o.length) adds.outbox = addEntries(store(plan.outbox), plan.o);
-  if (plan.c.length) addAbsent(store(plan.server), plan.c);
+  if (plan.c.length) {
+    const server = store(plan.server);
+    for (const c of plan.c) server.put(c);
+  }
   return adds;
 }
 
@@ -430,19 +480,6 @@ export function countOutbox(store) {
       c.continue();
     };
   });
-}
-
-/**
- * Adds each record whose key `store` does not hold yet; an existing one is
- * kept (its constraint error is swallowed, so the transaction goes on).
- */
-function addAbsent(store, records) {
-  for (let i = 0; i < records.length; i++) {
-    const req = store.add(records[i]);
-    req.onerror = (e) => {
-      if (req.error && req.error.name === "ConstraintError") e.preventDefault();
-    };
-  }
 }
 
 /** The first request that failed with a constraint error, or -1. */
@@ -713,7 +750,8 @@ export class Waker {
 
 /**
  * Issues the requests of one sync step in `tx` without awaiting each:
- * `{s: store, put: record}`, `{s, del: key}`, `{s, clear: true}` or
+ * `{s: store, put: record}`, `{s, del: key}`, `{s, delRange: [first, last]}`
+ * (keys first to last), `{s, clear: true}` or
  * `{sweep: {colls, server, gen, keep}}` (see `sweep`). Returns the
  * `[coll, id]` of the records a sweep deletes (filled as it runs).
  */
@@ -728,6 +766,7 @@ export function applyOps(tx, ops) {
     const store = storeOf(o.s);
     if (o.clear) store.clear();
     else if (o.del !== undefined) store.delete(o.del);
+    else if (o.delRange !== undefined) store.delete(IDBKeyRange.bound(o.delRange[0], o.delRange[1]));
     else store.put(o.put);
   }
   return swept;

@@ -1,11 +1,11 @@
 //! Frames of no news: the echoes of this client's own writes and changes
 //! the stream delivered before, recognised by their versions and taken in
-//! by a step that writes `_meta` alone (docs/architecture.md).
+//! in memory: only the cursor and the clock move, and reach `_meta` with
+//! the next step that writes (docs/architecture.md).
 
-use crate::error::{storage, JsResult};
-use crate::idb::{to_js, wait, META, SERVER};
+use crate::error::JsResult;
+use crate::idb::SERVER;
 use crate::store::Inner;
-use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use syncstore_core::protocol::{Change, ChangeStamp, FrameHead, ServerMessage};
@@ -85,7 +85,11 @@ impl SyncLoop {
         if let Some(frames) = self.echoes_only(inputs) {
             return Ok(Some(frames));
         }
-        if inputs.is_empty() || self.outbox_dirty.get() {
+        // During a sync from the start (a first sync, a resync) the frames
+        // are news as a rule: a read to find stale ones would cost every
+        // step a round trip before its writes (the ordinary step handles a
+        // stale change all the same: by its version).
+        if inputs.is_empty() || self.outbox_dirty.get() || self.progress.borrow().is_some() {
             return Ok(None);
         }
         let mut frames = vec![];
@@ -133,34 +137,17 @@ impl SyncLoop {
     }
 
     /// Takes in frames of no news ([`Self::stale_frames`]): only the cursor
-    /// moves, so the step writes `_meta` alone, and no read of a collection
-    /// waits behind it.
-    pub(super) async fn echo_step(
-        &self,
-        inner: &Rc<Inner>,
-        frames: Vec<EchoFrame>,
-    ) -> JsResult<()> {
-        let db = inner.db().await?;
-        let tx = Inner::tx(&db, &[META], true)?;
-        let term = Inner::store(&tx, META)?
-            .get(&"leader".into())
-            .map_err(|e| storage(e, "read leader"))?;
-        self.hold_the_lead(&tx, &wait(&term, "read leader").await?)?;
-        let meta = {
+    /// and the clock move, in memory. They reach `_meta` with the next step
+    /// that writes (a push answer, a pull page, a change): if the page goes
+    /// first, the socket catches up from the cursor stored before and these
+    /// frames are no news again. No transaction: nothing waits behind it.
+    pub(super) fn echo_step(&self, frames: Vec<EchoFrame>) {
+        {
             let mut eng = self.engine.borrow_mut();
             for (stamps, cursor) in &frames {
                 eng.skip_echo_of(stamps, cursor);
             }
-            eng.meta_without_ids()
-        };
-        Inner::store(&tx, META)?
-            .put(&to_js(&json!({"k": "sync", "v": meta})))
-            .map_err(|e| storage(e, "write"))?;
-        if let Err(e) = crate::idb::committed(&tx, "sync").await {
-            self.reload(inner).await;
-            return Err(e);
         }
         self.stored_now();
-        Ok(())
     }
 }

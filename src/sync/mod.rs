@@ -89,9 +89,16 @@ const BUSY_STEP_GAP_MS: f64 = 250.0;
 /// Meanwhile push answers and socket frames are held (the frames as text,
 /// in the inbox) and taken in by one step once the writes pause, or this
 /// long after the last such step, or once this many answered mutations
-/// are held: storing an answer rewrites a record per settled document.
+/// are held: storing an answer is a readwrite step (a settle marker and an
+/// outbox delete per settled document).
 const SETTLE_HOLD_MS: f64 = 2000.0;
 const SETTLE_HOLD_MUTATIONS: usize = 2000;
+/// The app still counts as writing this long after its last write
+/// finished: a loop that awaits each write's live-query callback leaves a
+/// gap of 1-3 ms between writes, and a push answer stored in it made the
+/// next write and the callback's read wait for the step (live-query p50
+/// with sync on 2.3-3.8 ms against 1.3-1.5 local, bench/findings-sync.md).
+const WRITE_GAP_MS: f64 = 16.0;
 
 /// Why a push or pull did not complete.
 enum Failure {
@@ -337,6 +344,9 @@ pub struct SyncLoop {
 /// reports. While a step is in flight the engine runs ahead of IndexedDB
 /// (a pull page's cursor, a push answer's settled entries), and if the step
 /// fails it falls back: the status must not show what was never stored.
+/// A peek and an echo frame store nothing but are shown at once: what they
+/// move (the entries taken in, the cursor past the store's own changes)
+/// comes out the same after a reload.
 #[derive(Debug, Clone, Default)]
 struct Stored {
     pending: usize,
@@ -675,6 +685,14 @@ impl SyncLoop {
         inner.live.writes_in_flight() > 0
     }
 
+    /// The app is writing: [`Self::busy`], or its last write finished
+    /// less than [`WRITE_GAP_MS`] ago (an app that awaits each write's
+    /// live-query callback before the next one). Push answers and frames
+    /// wait; new entries are taken in and pushed at once all the same.
+    fn writing(inner: &Inner) -> bool {
+        Self::busy(inner) || Date::now() < inner.live.last_write_at() + WRITE_GAP_MS
+    }
+
     /// Held answers and frames must be taken in now although the app is
     /// writing (see [`SETTLE_HOLD_MS`]).
     fn settle_due(&self, now: f64) -> bool {
@@ -716,10 +734,12 @@ impl SyncLoop {
             let _ = JsFuture::from(glue::next_task()).await;
         }
         let busy = !forced && Self::busy(inner);
+        let writing = !forced && Self::writing(inner);
         let now = Date::now();
         let waiting = !self.held.borrow().is_empty() || self.frames_waiting();
         if !retrying
-            && (forced || ((!busy || self.settle_due(now)) && (waiting || self.outbox_dirty.get())))
+            && (forced
+                || ((!writing || self.settle_due(now)) && (waiting || self.outbox_dirty.get())))
         {
             // What came: held answers and new outbox entries in one step,
             // then socket frames (left in the inbox, as text, while held)
@@ -768,7 +788,7 @@ impl SyncLoop {
             }
         } else if !retrying
             && self.outbox_dirty.get()
-            && now >= self.last_step_at.get() + BUSY_STEP_GAP_MS
+            && (!busy || now >= self.last_step_at.get() + BUSY_STEP_GAP_MS)
         {
             // Only the new outbox entries, so that they are pushed.
             if let Err(e) = self.step(inner, vec![]).await {
@@ -1112,18 +1132,28 @@ impl SyncLoop {
             }
         }
         let waiting = !self.held.borrow().is_empty() || self.frames_waiting();
-        if Self::busy(inner) {
-            // Each committed write wakes the loop too.
-            if waiting {
-                at = at.min(self.settled_at.get() + SETTLE_HOLD_MS);
-            }
-            if self.outbox_dirty.get() {
-                at = at.min(self.last_step_at.get() + BUSY_STEP_GAP_MS);
-            }
-        } else if waiting {
-            at = now; // frames or an answer left for the next step
-        } else if self.outbox_dirty.get() {
-            at = at.min(now + 5.0);
+        // Each committed write wakes the loop too; the last one's gap ends
+        // by itself.
+        let busy = Self::busy(inner);
+        if waiting {
+            at = if Self::writing(inner) {
+                let gap_end = if busy {
+                    f64::INFINITY
+                } else {
+                    inner.live.last_write_at() + WRITE_GAP_MS
+                };
+                at.min(self.settled_at.get() + SETTLE_HOLD_MS).min(gap_end)
+            } else {
+                now // frames or an answer left for the next step
+            };
+        }
+        if self.outbox_dirty.get() {
+            let next = if busy {
+                self.last_step_at.get() + BUSY_STEP_GAP_MS
+            } else {
+                now + 5.0
+            };
+            at = at.min(next);
         }
         (at - now).max(0.0)
     }
@@ -1254,6 +1284,13 @@ impl SyncLoop {
     /// fails is sent again the usual way (resending is safe: the server
     /// answers a mid it applied with its stored result).
     async fn push_all(self: &Rc<Self>, inner: &Rc<Inner>, forced: bool) -> Result<(), Failure> {
+        // A queue longer than a push before the socket brought the
+        // server's limits (a store back online): ask for them first, so
+        // that it goes in the fewest pushes (each costs a step; 10,000
+        // queued inserts: 40 pushes of 250 or 10 of 1,000).
+        if !self.limits_known.get() && self.engine.borrow().pending() > PUSH_BATCH {
+            self.fetch_limits(inner).await;
+        }
         let mut last: Vec<u64> = vec![];
         let mut ahead: Option<(PushRequest, Sent, f64)> = None;
         for _ in 0..MAX_ROUNDS {

@@ -29,6 +29,22 @@ pub(super) enum Stepped {
     Done,
     /// A narrow step found it must write records: nothing was written.
     Widen,
+    /// A peek found it must write (an entry stored again, a server copy):
+    /// nothing was written, and the engine was reloaded.
+    Write,
+}
+
+/// The scope and mode of a step's transaction.
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum Scope {
+    /// Readonly, internal stores: takes new entries in when that writes
+    /// nothing but the engine's meta, which waits for the next step that
+    /// writes (docs/architecture.md "The sync loop").
+    Peek,
+    /// Readwrite, internal stores only.
+    Narrow,
+    /// Readwrite, every store the loop uses.
+    Full,
 }
 
 /// True if a planned request goes to one of `stores`.
@@ -53,23 +69,37 @@ impl SyncLoop {
         // collection, do not wait for it. It widens (starts again over
         // every store) when an entry may be rewritten, before the engine
         // has seen anything.
+        // Most often it writes nothing but the engine's meta (the clock,
+        // the last mid taken in), which can wait for the next step that
+        // writes anyway (a lost meta only makes a reload take the same
+        // entries in again): it then reads in a readonly transaction, which
+        // the app's next write waits for only while it reads, not while
+        // the engine decides and a readwrite transaction commits.
         if inputs.is_empty() && !self.legacy_ids.get() {
-            if let Stepped::Done = self.step_in(inner, vec![], true).await? {
+            let peeked = self.step_in(inner, vec![], Scope::Peek).await?;
+            let done = match peeked {
+                Stepped::Write => self.step_in(inner, vec![], Scope::Narrow).await?,
+                other => other,
+            };
+            if let Stepped::Done = done {
                 return Ok(());
             }
         }
-        self.step_in(inner, inputs, false).await.map(|_| ())
+        self.step_in(inner, inputs, Scope::Full).await.map(|_| ())
     }
 
-    /// One step over every store the loop uses, or (`narrow`) over the
-    /// internal stores only; a narrow one that finds it must write a
-    /// record aborts and answers [`Stepped::Widen`].
+    /// One step over every store the loop uses, or over the internal
+    /// stores only ([`Scope`]); a narrow one that finds it must write a
+    /// record aborts and answers [`Stepped::Widen`], a peek that finds it
+    /// must write anything but the meta answers [`Stepped::Write`].
     pub(super) async fn step_in(
         &self,
         inner: &Rc<Inner>,
         mut inputs: Vec<Input>,
-        narrow: bool,
+        scope: Scope,
     ) -> JsResult<Stepped> {
+        let narrow = scope != Scope::Full;
+        let peek = scope == Scope::Peek;
         self.last_step_at.set(Date::now());
         self.steps.set(self.steps.get() + 1);
         let schema = &inner.schema;
@@ -86,7 +116,8 @@ impl SyncLoop {
             changes.retain(|c| synced_spec(schema, &c.coll).is_some());
         }
         if let Some(frames) = self.stale_frames(inner, &inputs).await? {
-            return self.echo_step(inner, frames).await.map(|_| Stepped::Done);
+            self.echo_step(frames);
+            return Ok(Stepped::Done);
         }
         let mut stores: Vec<&str> = if narrow {
             vec![]
@@ -95,7 +126,7 @@ impl SyncLoop {
         };
         stores.extend([OUTBOX, SERVER, META, CONFLICTS, IDS, REJECTED]);
         let db = inner.db().await?;
-        let tx = Inner::tx(&db, &stores, true)?;
+        let tx = Inner::tx(&db, &stores, !peek)?;
         // Held changes of collections being pulled, read before the engine runs.
         let mut released: Vec<Vec<Change>> = vec![];
         for input in &inputs {
@@ -166,6 +197,12 @@ impl SyncLoop {
         if widen {
             let _ = tx.abort();
             return Ok(Stepped::Widen);
+        }
+        // Entries of a batch record are stored again under their own mids,
+        // a malformed one is dropped: writes.
+        if peek && (!batched.is_empty() || !out.ops.is_empty()) {
+            let _ = tx.abort();
+            return Ok(Stepped::Write);
         }
         // A step with nothing to take in proves nothing about storage
         // (it commits on a full disk): only one that does ends a retry.
@@ -348,6 +385,17 @@ impl SyncLoop {
             self.reload(inner).await;
             return Ok(Stepped::Widen);
         }
+        if peek && !out.ops.iter().all(|o| o["s"] == META) {
+            // Not foreseen above (a server copy to save, an entry the
+            // engine changed): start again from what is stored, readwrite.
+            let _ = tx.abort();
+            self.reload(inner).await;
+            return Ok(Stepped::Write);
+        }
+        if peek {
+            // Only the meta: it waits for the next step that writes.
+            out.ops.clear();
+        }
         let swept = if out.ops.is_empty() {
             js_sys::Array::new()
         } else {
@@ -357,8 +405,14 @@ impl SyncLoop {
             // The next frames are planned while this commits (ahead.rs).
             self.plan_ahead(inner);
         }
-        if let Err(e) = crate::idb::committed(&tx, "sync").await {
-            // Frames taken ahead are lost with the step, as its own are.
+        let stored = if peek {
+            Ok(())
+        } else {
+            crate::idb::committed(&tx, "sync").await
+        };
+        if let Err(e) = stored {
+            // Frames taken ahead are lost with the step, as its own are:
+            // nothing planned on a commit that failed is used.
             if self.ahead.borrow().is_some() {
                 self.drop_socket();
             }
@@ -368,7 +422,7 @@ impl SyncLoop {
         }
         self.legacy_ids.set(false);
         self.stored_now();
-        if takes_in {
+        if takes_in && !peek {
             self.storage_ok();
         }
         {

@@ -319,8 +319,11 @@ const scenarios = {
   async taking_in_a_lone_write_holds_no_collection(env) {
     // The step that takes a new entry in writes no record (the write path
     // wrote it), so its transaction leaves the collections out: the app's
-    // reads and live-query refreshes of them are not queued behind it.
-    // (Storing the push answer then rewrites the record: a step of its own.)
+    // reads and live-query refreshes of them are not queued behind it. And
+    // it writes nothing at all (the engine's meta waits for the next step
+    // that writes): it reads in a readonly transaction, which the app's
+    // next write waits for only while it reads. (Storing the push answer
+    // is a step of its own.)
     const coll = collName("lone");
     const a = await device(env, coll);
     await synced(a);
@@ -328,7 +331,7 @@ const scenarios = {
     const steps = [];
     IDBDatabase.prototype.transaction = function (names, mode, ...rest) {
       const list = [].concat(names);
-      if (mode === "readwrite" && list.includes("_meta") && list.includes("_outbox")) steps.push(list);
+      if (list.includes("_meta") && list.includes("_outbox")) steps.push({ list, mode: mode || "readonly" });
       return tx.call(this, names, mode, ...rest);
     };
     try {
@@ -339,17 +342,19 @@ const scenarios = {
     } finally {
       IDBDatabase.prototype.transaction = tx;
     }
-    const narrow = steps.filter((s) => !s.includes(coll));
+    const narrow = steps.filter((s) => !s.list.includes(coll));
     ok(narrow.length >= 5, `a step without the collection per lone write: ${narrow.length} of ${steps.length} steps`);
+    const peeks = narrow.filter((s) => s.mode === "readonly");
+    ok(peeks.length >= 5, `readonly: ${peeks.length} of the ${narrow.length} steps without the collection`);
     eq((await a.query(coll)).length, 5, "the writes show");
     eq(live(await serverRows(env, coll)).length, 5, "and reached the server");
   },
 
   async a_settled_write_re_runs_only_live_queries_that_show_sync_state(env) {
-    // Storing a push answer writes the record again only for its server
-    // version: a live query without { syncState: true } shows nothing new
-    // and does not re-run (its read would make the app's next write wait);
-    // one with it does, and drops the row's `$sync`.
+    // Storing a push answer changes only the document's server version (a
+    // settle marker): a live query without { syncState: true } shows
+    // nothing new and does not re-run (its read would make the app's next
+    // write wait); one with it does, and drops the row's `$sync`.
     const coll = collName("restamp");
     const a = await device(env, coll);
     await synced(a);
@@ -388,6 +393,114 @@ const scenarios = {
     }
     eq(reads, 1, "live-query reads of the collection after the write showed: the sync-state query's re-run only");
     eq(seen, 1, "the plain query's callbacks");
+  },
+
+  async a_settled_write_is_not_written_again(env) {
+    // A write that settles leaves its record as the write path wrote it:
+    // the step puts a settle marker into `_server` (plan.rs
+    // `settle_marker`) instead of the record again, which cost a put of
+    // the document and every index entry. What the record no longer says, the
+    // marker does: the next edit is based on the settled version, and the
+    // sync state shows the settled document without `$sync`.
+    const coll = collName("settle");
+    const a = await device(env, coll);
+    await synced(a);
+    const put = IDBObjectStore.prototype.put;
+    const add = IDBObjectStore.prototype.add;
+    let recordPuts = 0;
+    const entries = [];
+    IDBObjectStore.prototype.put = function (v, ...rest) {
+      if (this.name === coll) recordPuts += 1;
+      return put.call(this, v, ...rest);
+    };
+    IDBObjectStore.prototype.add = function (v, ...rest) {
+      if (this.name === "_outbox") entries.push(v);
+      return add.call(this, v, ...rest);
+    };
+    const states = async () =>
+      (await a.query(coll, { syncState: true })).map((r) => `${r.id}:${r.$sync || "settled"}`).sort();
+    const settled = async (what) => {
+      a.goOnline();
+      await a.sync();
+      await until(what, () => a.status().pending === 0);
+    };
+    try {
+      a.goOffline();
+      await a.insert(coll, { id: "k1", n: 1 });
+      await a.insert(coll, { id: "k2", n: 2 });
+      eq(await states(), ["k1:pending", "k2:pending"], "queued inserts");
+      await settled("the inserts settled");
+      eq(recordPuts, 0, "records written again when the inserts settled");
+      eq(await states(), ["k1:settled", "k2:settled"], "both settled");
+      const version = (id, rows) => rows.find((r) => r.id === id).version;
+      const v1 = version("k1", await serverRows(env, coll));
+      a.goOffline();
+      await a.update(coll, "k1", { n: 10 });
+      eq(entries[entries.length - 1].base, v1, "the edit's base: the version k1 settled at");
+      eq(await states(), ["k1:pending", "k2:settled"], "the edit is pending");
+      await settled("the edit settled");
+      eq(recordPuts, 1, "record puts: the update's own");
+      eq(await states(), ["k1:settled", "k2:settled"], "both settled again");
+      const rows = await serverRows(env, coll);
+      eq(rows.find((r) => r.id === "k1").doc.n, 10, "the edit landed");
+      ok(version("k1", rows) > v1, "at a new version");
+    } finally {
+      IDBObjectStore.prototype.put = put;
+      IDBObjectStore.prototype.add = add;
+    }
+  },
+
+  async a_server_copy_stored_by_an_earlier_version_is_still_read(env) {
+    // `_server` copies hold the document as JSON text (`d`) now; a database
+    // written before holds it as an object (`doc`). An edit waiting under
+    // such a copy is taken in after a reload with the copy's document as
+    // the server's: when the server refuses the edit (a read-only token),
+    // the document rolls back to it.
+    const coll = collName("oldcopy");
+    const name = dbName("oldcopy");
+    const opts = {
+      name,
+      collections: { [coll]: { indexes: ["n"] } },
+      sync: { url: env.server, token: "dev-token", pollMs: 200 },
+    };
+    let a = await env.open(opts);
+    env.opened.push(a);
+    await a.insert(coll, { id: "o1", n: 1 });
+    await a.sync();
+    await until("settled", () => a.status().pending === 0);
+    a.goOffline();
+    await a.update(coll, "o1", { n: 2 });
+    a.close();
+    const raw = await new Promise((resolve, reject) => {
+      const r = indexedDB.open(name);
+      r.onsuccess = () => resolve(r.result);
+      r.onerror = () => reject(r.error);
+    });
+    const copy = await new Promise((resolve, reject) => {
+      const tx = raw.transaction("_server", "readwrite");
+      const store = tx.objectStore("_server");
+      const got = store.get([coll, "o1"]);
+      got.onsuccess = () => {
+        const c = got.result;
+        ok(c && typeof c.d === "string", `the edit saved a copy as text: ${JSON.stringify(c)}`);
+        const old = { coll, id: "o1", doc: JSON.parse(c.d), version: c.version };
+        store.put(old);
+        resolve(old);
+      };
+      tx.onerror = () => reject(tx.error);
+    });
+    raw.close();
+    eq(copy.doc, { id: "o1", n: 1 }, "the copy is the settled document");
+    const token = await mint(env, "reader", { ro: true });
+    a = await env.open({ ...opts, sync: { ...opts.sync, token } });
+    env.opened.push(a);
+    const rejected = [];
+    a.on("rejected", (e) => rejected.push(e));
+    eq((await a.get(coll, "o1")).n, 2, "the edit shows after the reload");
+    await until("the edit is refused", () => rejected.length === 1 && a.status().pending === 0);
+    eq(await a.get(coll, "o1"), { id: "o1", n: 1 }, "rolled back to the copy's document");
+    const rows = await serverRows(env, coll);
+    eq(rows.map((r) => [r.doc.n, r.version]), [[1, copy.version]], "the server's is unchanged");
   },
 
   async offline_writes_arrive_once_after_the_server_returns(env) {

@@ -230,10 +230,12 @@ pub struct Stored {
     /// its record carries the marker `c`, which edits keep.
     pub conflict: bool,
     /// The sync engine keeps the server's copy of the document in
-    /// `_server` (record marker `s`): the record may differ from it. A
-    /// record with a `version` and no copy *is* the server's document, so
-    /// the first local edit must save it there first (see
-    /// [`WritePlan::server_copies`]).
+    /// `_server` (record marker `s`, or found there by the binding): the
+    /// record may differ from it. A record with a `version` and no copy
+    /// *is* the server's document, so the first local edit must save it
+    /// there first (see [`WritePlan::server_copies`]). The binding gives a
+    /// record with a settle marker in `_server` the marker's version and
+    /// generation, and no copy (`src/store.rs` `stored`).
     pub server_copy: bool,
 }
 
@@ -284,9 +286,10 @@ pub struct WritePlan {
     pub ids: Vec<String>,
     /// Collections the batch changed.
     pub colls: Vec<String>,
-    /// Server documents to save in `_server` (`{coll, id, doc, version}`)
+    /// Server documents to save in `_server` (`plan::server_copy`)
     /// because this batch is the first local edit of a record that held
-    /// the server's document; stored only where `_server` has no copy yet.
+    /// the server's document (the binding read `_server` first: it held no
+    /// copy, at most a settle marker, which the copy replaces).
     pub server_copies: Vec<Value>,
 }
 
@@ -389,13 +392,13 @@ pub fn apply_limited(
                 if m.kind != OpKind::Insert && spec.sync != SyncMode::Local && !old.server_copy =>
             {
                 if let Some(version) = old.version {
-                    let mut copy = json!({
-                        "coll": m.coll, "id": m.id, "doc": old.doc, "version": version,
-                    });
-                    if old.gen > 0 {
-                        copy["g"] = json!(old.gen);
-                    }
-                    plan.server_copies.push(copy);
+                    plan.server_copies.push(crate::sync::plan::server_copy(
+                        &m.coll,
+                        &m.id,
+                        Some(&old.doc),
+                        version,
+                        old.gen,
+                    ));
                     old.server_copy = true;
                     if matches!(m.kind, OpKind::Update | OpKind::Replace) {
                         base_doc = Some(old.doc.clone());
@@ -622,8 +625,8 @@ mod tests {
         assert_eq!(
             plan.server_copies,
             vec![
-                json!({"coll": "todos", "id": "a", "doc": {"id": "a", "n": 1}, "version": 7}),
-                json!({"coll": "todos", "id": "d", "doc": {"id": "d", "n": 1}, "version": 9}),
+                json!({"coll": "todos", "id": "a", "d": "{\"id\":\"a\",\"n\":1}", "version": 7}),
+                json!({"coll": "todos", "id": "d", "d": "{\"id\":\"d\",\"n\":1}", "version": 9}),
             ]
         );
         let rec = |i: usize| plan.writes[i].record.clone().unwrap();

@@ -73,6 +73,26 @@ fn page(changes: Vec<Change>) -> PullResponse {
     }
 }
 
+/// The server's answer to mutation 1 (of document `id` of `todos`): applied
+/// at `version` over exactly `prev`.
+fn applied(id: &str, version: u64, prev: u64) -> PushResponse {
+    PushResponse {
+        results: vec![MutationResult::Applied {
+            mid: 1,
+            id: id.into(),
+            version,
+            prev: Some(prev),
+        }],
+        id_map: Default::default(),
+        last_mutation_id: 1,
+    }
+}
+
+/// The request that puts the settle marker of document `id` of `todos`.
+fn marker(id: &str, version: u64) -> Value {
+    json!({"s": "_server", "put": {"coll": "todos", "id": id, "version": version, "m": 1}})
+}
+
 /// The ops a plan writes to `store`.
 fn ops_on<'a>(plan: &'a StepPlan, store: &str) -> Vec<&'a Value> {
     plan.ops.iter().filter(|o| o["s"] == store).collect()
@@ -231,34 +251,63 @@ fn an_edited_document_keeps_the_server_copy_until_it_settles() {
         "the record keeps the server version it is based on"
     );
     assert_eq!(ops_on(&out, "_outbox").len(), 1);
-    // Applied over exactly version 4: settled on the answer; the record
-    // stands for the server's document again (new version, no marker) and
-    // the copy goes.
-    let resp = PushResponse {
-        results: vec![MutationResult::Applied {
-            mid: 1,
-            id: "a".into(),
-            version: 9,
-            prev: Some(4),
-        }],
-        id_map: Default::default(),
-        last_mutation_id: 1,
-    };
+    // Applied over exactly version 4: settled on the answer. The record
+    // already shows the document: it is not written again; a settle marker
+    // takes the copy's place and names the new version.
     let out = plan(&mut eng, &mut copied, |e| {
-        e.on_push_response(&resp, &ServerWins)
+        e.on_push_response(&applied("a", 9, 4), &ServerWins)
     });
-    assert_eq!(
-        ops_on(&out, "_server"),
-        vec![&json!({"s": "_server", "del": ["todos", "a"]})]
+    assert_eq!(ops_on(&out, "_server"), vec![&marker("a", 9)]);
+    assert!(
+        ops_on(&out, "todos").is_empty(),
+        "the record is not written again"
     );
-    let rec = &ops_on(&out, "todos")[0]["put"];
-    assert_eq!(rec["v"], 9);
-    assert!(rec.get("s").is_none());
-    assert_eq!(rec["d"], "{\"id\":\"a\",\"n\":2}");
+    assert!(out.colls.is_empty(), "no document changed");
+    assert!(out.restamped.contains("todos"), "the sync state did");
     assert_eq!(
         ops_on(&out, "_outbox"),
         vec![&json!({"s": "_outbox", "del": 1})]
     );
+}
+
+#[test]
+fn a_settled_insert_gets_a_settle_marker_and_a_later_change_replaces_it() {
+    let mut eng = ClientSync::new();
+    let mut copied = HashSet::new();
+    let insert = Mutation {
+        mid: 1,
+        coll: "todos".into(),
+        op: MutationOp::Insert,
+        id: "b".into(),
+        doc: Some(obj(json!({"id": "b", "n": 1}))),
+        patch: None,
+        base: None,
+        ts: None,
+    };
+    eng.load("todos", "b", None);
+    plan(&mut eng, &mut copied, |e| e.local(insert).unwrap());
+    let out = plan(&mut eng, &mut copied, |e| {
+        e.on_push_response(&applied("b", 5, 0), &ServerWins)
+    });
+    assert_eq!(ops_on(&out, "_server"), vec![&marker("b", 5)]);
+    assert!(ops_on(&out, "todos").is_empty());
+    // A server change to the document writes its record (the server's
+    // document, version 8, no marker `s`) and drops the settle marker,
+    // which would otherwise outrank the record's version.
+    let out = plan(&mut eng, &mut copied, |e| {
+        e.on_pull(&page(vec![change(
+            8,
+            "b",
+            Some(json!({"id": "b", "n": 3})),
+        )]))
+    });
+    assert_eq!(
+        ops_on(&out, "_server"),
+        vec![&json!({"s": "_server", "del": ["todos", "b"]})]
+    );
+    let rec = &ops_on(&out, "todos")[0]["put"];
+    assert_eq!(rec["v"], 8);
+    assert!(rec.get("s").is_none());
     assert!(copied.is_empty());
 }
 

@@ -9,6 +9,13 @@
 //!   shows exactly the server's document; `_server` keeps a copy only for a
 //!   tombstone or a document with outbox entries, whose record carries the
 //!   marker `s` ([`Planner::copies`]);
+//! - a write that settles (the server applied it and its document is the
+//!   record's) leaves the record as the write path wrote it: `_server`
+//!   gets a *settle marker* `{coll, id, version, g?, m: 1}` that says the
+//!   record's document is the server's at that version, and outranks the
+//!   record's `v` and `s` ([`settle_marker`]): rewriting the record only
+//!   for its version cost a put of the document with every index entry
+//!   (docs/architecture.md, "Settling a write");
 //! - a conflict of a `"manual"` collection is kept in `_conflicts` and its
 //!   record carries the marker `c`;
 //! - outbox entries by mid, id mappings one record each in `_ids`, and a
@@ -29,7 +36,9 @@ pub mod stores {
     pub const OUTBOX: &str = "_outbox";
     /// The engine's meta (`sync`) and the leader term (`leader`).
     pub const META: &str = "_meta";
-    /// Server state a record cannot stand for: `{coll, id, doc, version, g?}`.
+    /// Server state a record cannot stand for: `{coll, id, d?, version, g?}`
+    /// (`plan::server_copy`; `doc` in entries written before), and settle
+    /// markers `{coll, id, version, g?, m: 1}` (`plan::settle_marker`).
     pub const SERVER: &str = "_server";
     /// Server changes to `"manual"` collections, held until `pull(coll)`.
     pub const HELD: &str = "_held";
@@ -64,7 +73,9 @@ impl Planner<'_> {
         let schema = self.schema;
         let ops = &mut out.ops;
         let version = |coll: &str, id: &str| eng.server_doc(coll, id);
-        let rewrite = self.copies(eng, fx, ops);
+        for coll in self.copies(eng, fx, ops) {
+            out.restamped.insert(coll);
+        }
         let copied = &*self.copied;
         // The marker `s`: `_server` holds this document's server state.
         let flag = |coll: &str, id: &str, mut rec: Value| {
@@ -144,21 +155,15 @@ impl Planner<'_> {
                 out.changes.push(change(v));
             }
         }
-        // A new server version of a document whose view did not change.
-        for (coll, id) in rewrite {
-            if let Some(rec) = eng
-                .view(&coll, &id)
-                .and_then(|d| doc_record(schema, &coll, &id, &d, version(&coll, &id)))
-            {
-                ops.push(json!({"s": coll, "put": mark(&coll, &id, rec)}));
-                out.restamped.insert(coll);
-            }
-        }
         for e in &fx.outbox_put {
             ops.push(json!({"s": OUTBOX, "put": e}));
         }
-        for mid in &fx.outbox_drop {
-            ops.push(json!({"s": OUTBOX, "del": mid}));
+        for (lo, hi) in runs(&fx.outbox_drop) {
+            if lo == hi {
+                ops.push(json!({"s": OUTBOX, "del": lo}));
+            } else {
+                ops.push(json!({"s": OUTBOX, "delRange": [lo, hi]}));
+            }
         }
         for e in &fx.events {
             match e {
@@ -188,11 +193,13 @@ impl Planner<'_> {
     /// cannot stand for it: a tombstone (no record), or a document with
     /// outbox entries (the record shows the local edits). Every other
     /// server document lives in its record alone (`v` = its version, no
-    /// marker `s`), so a pulled document costs one write, not two. Runs
-    /// before the records of `fx` are written (they carry `s` from
-    /// [`Planner::copied`]); returns the documents whose record must be
-    /// rewritten only because their server version moved.
-    fn copies(&mut self, eng: &ClientSync, fx: &Effects, ops: &mut Vec<Value>) -> Vec<Key> {
+    /// marker `s`), so a pulled document costs one write, not two. A
+    /// document whose server version moved while its view did not (a write
+    /// settled) gets a settle marker in `_server` instead of its record
+    /// written again. Runs before the records of `fx` are written (they
+    /// carry `s` from [`Planner::copied`]); returns the collections of the
+    /// documents that got a settle marker.
+    fn copies(&mut self, eng: &ClientSync, fx: &Effects, ops: &mut Vec<Value>) -> Vec<String> {
         let schema = self.schema;
         let copied = &mut *self.copied;
         let changed: HashSet<(&str, &str)> = fx
@@ -221,7 +228,7 @@ impl Planner<'_> {
                 .iter()
                 .map(|e| (e.mutation.coll.as_str(), e.mutation.id.as_str())),
         );
-        let mut rewrite = vec![];
+        let mut settled = vec![];
         for (coll, id) in touched {
             if synced_spec(schema, coll).is_none() {
                 continue;
@@ -236,30 +243,29 @@ impl Planner<'_> {
             let is_changed = changed.contains(&(coll, id));
             let is_written = written.contains(&(coll, id));
             if need {
-                if let Some(d) = state.filter(|_| !has || is_changed) {
-                    let mut copy = json!({
-                        "coll": coll, "id": id, "doc": d.doc, "version": d.version,
-                    });
-                    if d.gen > 0 {
-                        copy["g"] = json!(d.gen);
-                    }
+                // Written again too when the record is: what `_server` held
+                // may have been a settle marker, which a record with local
+                // edits must not keep.
+                if let Some(d) = state.filter(|_| !has || is_changed || is_written) {
+                    let copy = server_copy(coll, id, d.doc.as_ref(), d.version, d.gen);
                     ops.push(json!({"s": SERVER, "put": copy}));
                     copied.insert(key);
                 }
-            } else if has && (state.is_none() || is_written || is_changed) {
+            } else if let Some(d) = state.filter(|_| is_changed && !is_written) {
+                // The record shows the server's document at a new version
+                // (a write settled): the marker says so, in place of the
+                // copy if there was one.
+                ops.push(json!({"s": SERVER, "put": settle_marker(coll, id, d)}));
+                copied.insert(key);
+                settled.push(coll.to_owned());
+            } else if has && (state.is_none() || is_written) {
                 // No server state any more, or the record (rewritten now,
-                // without `s`) stands for it again. Otherwise a record
-                // keeps `s` and its copy until either moves.
+                // without `s`) stands for it again.
                 ops.push(json!({"s": SERVER, "del": [coll, id]}));
                 copied.remove(&key);
-                if state.is_some() && !is_written {
-                    rewrite.push(key);
-                }
-            } else if !has && state.is_some() && is_changed && !is_written {
-                rewrite.push(key);
             }
         }
-        rewrite
+        settled
     }
 
     /// Ends the plan of a step: a completed resync's sweep goes last, so its
@@ -336,20 +342,73 @@ pub fn doc_record(
     Some(rec)
 }
 
+/// The `_server` copy of a server document (`doc`: `None` for a tombstone)
+/// at `version` of resync generation `gen`: `{coll, id, d?, version, g?}`,
+/// the document as JSON text `d` like a record's (a JS string is stored
+/// and read back without walking the document: the write path's first
+/// edit of a synced document saves one, glue.js `loadStates` reads it;
+/// entries written before have the document as `doc`).
+pub fn server_copy(
+    coll: &str,
+    id: &str,
+    doc: Option<&impl serde::Serialize>,
+    version: u64,
+    gen: u64,
+) -> Value {
+    let mut copy = json!({"coll": coll, "id": id, "version": version});
+    if let Some(d) = doc {
+        copy["d"] = json!(serde_json::to_string(d).expect("JSON values serialize"));
+    }
+    if gen > 0 {
+        copy["g"] = json!(gen);
+    }
+    copy
+}
+
+/// The `_server` entry that says a record's document is the server's at
+/// `d.version` (generation `d.gen`), whatever the record's own `v` and `s`
+/// say: a write settled without its record written again. Readers:
+/// glue.js `loadStates`, `sweep` and `syncDocsText`, and the write path
+/// (src/store.rs), which replaces it with a full copy on the next edit.
+pub fn settle_marker(coll: &str, id: &str, d: &ServerDoc) -> Value {
+    let mut m = json!({"coll": coll, "id": id, "version": d.version, "m": 1});
+    if d.gen > 0 {
+        m["g"] = json!(d.gen);
+    }
+    m
+}
+
+/// The runs of consecutive mids among `mids` (`(first, last)`, in order):
+/// a settled push's entries go in one request per run, not one per entry.
+/// Consecutive mids name nothing else in `_outbox` (its key is the mid).
+fn runs(mids: &[u64]) -> Vec<(u64, u64)> {
+    let mut sorted = mids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out: Vec<(u64, u64)> = vec![];
+    for m in sorted {
+        match out.last_mut() {
+            Some((_, hi)) if *hi + 1 == m => *hi = m,
+            _ => out.push((m, m)),
+        }
+    }
+    out
+}
+
 /// What a step writes (`ops`, in order) and, once committed, tells the app.
 #[derive(Debug, Default)]
 pub struct StepPlan {
     /// The requests, for glue.js `applyOps`: `{s: store, put: value}`,
-    /// `{s, del: key}` or `{sweep: {...}}`.
+    /// `{s, del: key}`, `{s, delRange: [first, last]}` or `{sweep: {...}}`.
     pub ops: Vec<Value>,
     /// Documents with an unresolved conflict (`conflicts: "manual"`): their
     /// records carry the marker `c`.
     pub conflicted: BTreeSet<(String, String)>,
     /// Collections whose documents changed (live queries refresh).
     pub colls: BTreeSet<String>,
-    /// Collections whose records were written again only for a new server
-    /// version (the documents did not change): only what shows the sync
-    /// state (`$sync`) refreshes.
+    /// Collections with documents whose server version alone moved (a
+    /// write settled: settle markers, the documents did not change): only
+    /// what shows the sync state (`$sync`) refreshes.
     pub restamped: BTreeSet<String>,
     /// Events for the app, in order.
     pub events: Vec<Event>,
@@ -390,4 +449,16 @@ pub fn is_manual(schema: &Schema, coll: &str) -> bool {
 fn marked(mut rec: Value) -> Value {
     rec["c"] = json!(1);
     rec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs;
+
+    #[test]
+    fn settled_mids_are_deleted_by_runs_of_consecutive_keys() {
+        assert_eq!(runs(&[]), vec![]);
+        assert_eq!(runs(&[7]), vec![(7, 7)]);
+        assert_eq!(runs(&[5, 1, 2, 3, 9, 10, 3]), vec![(1, 3), (5, 5), (9, 10)]);
+    }
 }
