@@ -57,14 +57,21 @@ extern "C" {
     ) -> Result<js_sys::Promise, JsValue>;
 }
 
-#[wasm_bindgen(module = "/tests/browser/ahead.js")]
+// No JS module of its own: each `module = ...` file is one more snippet the
+// page fetches in parallel from the runner's server (tiny_http 0.12), whose
+// task pool can leave a fifth connection's request unserved while its four
+// threads sit on idle keep-alive connections (a lost wake-up in
+// `TaskPool::spawn`); the page then stays at "Loading scripts...", and the
+// runner, blocked in WebDriver's navigation, never reaches its own timeout.
+// The crate has four (glue.js, suite.js, sync.js, review.js): keep it so.
+#[wasm_bindgen(module = "/tests/browser/suite.js")]
 extern "C" {
     #[wasm_bindgen(catch, js_name = aheadCheck)]
     fn ahead_check() -> Result<js_sys::Promise, JsValue>;
 }
 
 /// The check that guards a page planned ahead (glue.js `applyIfAbsent`,
-/// which `ahead.js` imports from the crate's own copy of glue.js) writes a
+/// which `suite.js` imports from the crate's own copy of glue.js) writes a
 /// page only over nothing.
 #[wasm_bindgen_test]
 async fn a_page_planned_ahead_is_written_only_over_nothing() {
