@@ -177,6 +177,7 @@ impl SyncLoop {
             || self.legacy_ids.get()
             || !self.held.borrow().is_empty()
         {
+            crate::trace::planned(inner, crate::trace::changes(inputs), Some("stale"));
             return Ok(false);
         }
         self.steps.set(self.steps.get() + 1);
@@ -190,8 +191,10 @@ impl SyncLoop {
             .map_err(|e| storage(e, "sync"))?;
         if applied.as_bool() != Some(true) {
             // Aborted: nothing was written.
+            crate::trace::planned(inner, crate::trace::changes(inputs), Some("stored"));
             return Ok(false);
         }
+        crate::trace::planned(inner, crate::trace::changes(inputs), None);
         self.track_progress(inputs);
         self.outbox_dirty.set(false);
         // The engine runs ahead of IndexedDB from here, as in any step.
