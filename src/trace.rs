@@ -126,9 +126,9 @@ pub(crate) fn frames(inner: &Inner, inputs: &[Input]) {
 }
 
 /// Frames planned ahead (src/sync/ahead.rs) were taken in: `written` as
-/// planned, or not (`reason`: "stale", another step ran since the plan was
-/// made; "stored", IndexedDB held something the plan assumed absent), and
-/// then by an ordinary step.
+/// planned, or not (`reason`: "stale", another step ran, a new write waits
+/// or an answer is held since the plan was made; "stored", IndexedDB held
+/// something the plan assumed absent), and then by an ordinary step.
 pub(crate) fn planned(inner: &Inner, changes: usize, refused: Option<&str>) {
     if !on(inner) {
         return;
