@@ -96,6 +96,9 @@ extern "C" {
     pub fn call_resolver(f: &Function, ctx: &JsValue) -> JsValue;
     #[wasm_bindgen(js_name = applyOps)]
     pub fn apply_ops(tx: &IdbTransaction, ops: &JsValue) -> Array;
+    /// Resolves `true` once `ops` are issued, `false` if the check failed.
+    #[wasm_bindgen(js_name = applyIfAbsent)]
+    pub fn apply_if_absent(tx: &IdbTransaction, check: &JsValue, ops: &JsValue) -> Promise;
     #[wasm_bindgen(js_name = watchOnline)]
     pub fn watch_online(cb: &Function) -> Function;
     #[wasm_bindgen(js_name = isOnline)]

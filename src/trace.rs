@@ -119,18 +119,37 @@ pub(crate) fn frames(inner: &Inner, inputs: &[Input]) {
     if !on(inner) {
         return;
     }
-    let changes: usize = inputs
+    emit(
+        inner,
+        json!({"type": "frames", "frames": inputs.len(), "changes": changes(inputs)}),
+    );
+}
+
+/// Frames planned ahead (src/sync/ahead.rs) were taken in: `written` as
+/// planned, or not (`reason`: "stale", another step ran, a new write waits
+/// or an answer is held since the plan was made; "stored", IndexedDB held
+/// something the plan assumed absent), and then by an ordinary step.
+pub(crate) fn planned(inner: &Inner, changes: usize, refused: Option<&str>) {
+    if !on(inner) {
+        return;
+    }
+    let mut e = json!({"type": "planned", "changes": changes, "written": refused.is_none()});
+    if let Some(r) = refused {
+        e["reason"] = json!(r);
+    }
+    emit(inner, e);
+}
+
+/// The changes `inputs` carry (echoed ones included).
+pub(crate) fn changes(inputs: &[Input]) -> usize {
+    inputs
         .iter()
         .map(|i| match i {
             Input::Frame(ServerMessage::Changes { changes, .. }) => changes.len(),
             Input::Echo((stamps, _)) => stamps.len(),
             _ => 0,
         })
-        .sum();
-    emit(
-        inner,
-        json!({"type": "frames", "frames": inputs.len(), "changes": changes}),
-    );
+        .sum()
 }
 
 /// A step committed: the entries it refused, found in conflict, remapped

@@ -197,7 +197,9 @@ export type TraceEvent =
   | { type: "conflicted"; mid: number; coll: string; id: string; resolution: string; at: number }
   | { type: "remapped"; tmp: string; id: string; at: number }
   | { type: "pull"; changes: number; more: boolean; resync: boolean; cursor: string; ms: number; at: number }
-  | { type: "frames"; frames: number; changes: number; at: number };
+  | { type: "frames"; frames: number; changes: number; at: number }
+  /** Frames planned while the step before committed: written as planned, or not ("stale": another step ran, a new write waits or an answer is held since; "stored": IndexedDB held something the plan assumed absent) and taken in by an ordinary step. */
+  | { type: "planned"; changes: number; written: boolean; reason?: "stale" | "stored"; at: number };
 /** A queued mutation (`db.outbox()`). */
 export interface OutboxEntry {
   mid: number; coll: string; id: string;

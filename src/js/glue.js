@@ -772,6 +772,59 @@ export function applyOps(tx, ops) {
   return swept;
 }
 
+/**
+ * A page planned ahead (src/sync/ahead.rs): issues `ops` (as `applyOps`)
+ * in `tx` behind reads that check what the plan assumed: no outbox entry
+ * above `c.lastMid` in `c.outbox`, the leader term in `c.meta` is
+ * `c.term`, and neither a record nor a `c.server` entry for any id of
+ * `c.keys` (`[[coll, [id, ...]], ...]`; one bounded `getAllKeys` over each
+ * collection's id range, as `loadStates` probes). The reads run before
+ * the writes (requests run in order), so the writes need not wait for
+ * their answers: if one finds something, the transaction is aborted and
+ * nothing is written. Resolves true if the checks held (the transaction
+ * goes on to commit), false if it was aborted; a range crowded with other
+ * records counts as found.
+ */
+export function applyIfAbsent(tx, c, ops) {
+  const store = storesOf(tx);
+  return new Promise((resolve, reject) => {
+    let waiting = 0;
+    let ok = true;
+    const ask = (req, check) => {
+      waiting++;
+      // A failed request aborts the transaction (its default action).
+      req.onerror = () => reject(req.error);
+      req.onsuccess = () => {
+        if (ok && !check(req.result)) ok = false;
+        if (--waiting > 0) return;
+        if (!ok) tx.abort();
+        resolve(ok);
+      };
+    };
+    ask(store(c.outbox).count(IDBKeyRange.lowerBound(c.lastMid, true)), (n) => n === 0);
+    ask(store(c.meta).get("leader"), (r) => !!r && r.v === c.term);
+    for (const [coll, ids] of c.keys) {
+      if (!ids.length) continue;
+      let lo = ids[0];
+      let hi = lo;
+      for (const id of ids) {
+        if (indexedDB.cmp(id, lo) < 0) lo = id;
+        if (indexedDB.cmp(id, hi) > 0) hi = id;
+      }
+      const limit = PROBE_FACTOR * ids.length + 1;
+      const absent = (idOf) => (found) => {
+        if (found.length >= limit) return false;
+        const want = new Set(ids);
+        return !found.some((k) => want.has(idOf(k)));
+      };
+      ask(store(coll).getAllKeys(IDBKeyRange.bound(lo, hi), limit), absent((k) => k));
+      const copies = IDBKeyRange.bound([coll, lo], [coll, hi]);
+      ask(store(c.server).getAllKeys(copies, limit), absent((k) => k[1]));
+    }
+    applyOps(tx, ops);
+  });
+}
+
 /** Calls `cb(online)` on the browser's online/offline events; returns a stop function. */
 export function watchOnline(cb) {
   if (typeof addEventListener !== "function") return () => {};

@@ -52,6 +52,7 @@ use syncstore_core::write::Key;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
+mod ahead;
 mod echo;
 mod options;
 mod step;
@@ -339,6 +340,12 @@ pub struct SyncLoop {
     /// A sync from the start in progress (see [`Status::progress`]).
     progress: RefCell<Option<Progress>>,
     on_online: RefCell<Option<OnlineWatch>>,
+    /// Frames taken from the inbox and planned during the last step's
+    /// commit (see `ahead.rs`).
+    ahead: RefCell<Option<ahead::Ahead>>,
+    /// Steps begun: a plan made ahead is for the step after the one
+    /// during which it was made.
+    steps: Cell<u64>,
 }
 
 /// The engine's state as of the last committed step: what `status()`
@@ -423,6 +430,8 @@ impl SyncLoop {
             stored: RefCell::new(Stored::default()),
             progress: RefCell::new(None),
             on_online: RefCell::new(None),
+            ahead: RefCell::new(None),
+            steps: Cell::new(0),
         });
         inner.set_aliases(s.engine.borrow().id_map());
         s.stored_now();
@@ -642,6 +651,7 @@ impl SyncLoop {
         self.socket_gen.set(self.socket_gen.get() + 1);
         self.ws.set(Ws::Down);
         self.inbox.borrow_mut().clear();
+        self.ahead.borrow_mut().take();
     }
 
     fn open_socket(self: &Rc<Self>) {
@@ -791,7 +801,7 @@ impl SyncLoop {
         }
         let writing = !forced && Self::writing(inner);
         let now = Date::now();
-        let waiting = !self.held.borrow().is_empty() || !self.inbox.borrow().is_empty();
+        let waiting = !self.held.borrow().is_empty() || self.frames_waiting();
         if !retrying
             && (forced || ((!writing || self.settle_due(now)) && (waiting || self.has_news())))
         {
@@ -807,10 +817,10 @@ impl SyncLoop {
                     result = Err(Failure::Storage(e));
                 }
             }
-            let frames = if result.is_ok() {
-                self.take_frames(inner)
+            let (frames, planned) = if result.is_ok() {
+                self.next_frames(inner)
             } else {
-                vec![]
+                (vec![], None)
             };
             let had_frames = !frames.is_empty();
             if had_frames {
@@ -818,7 +828,16 @@ impl SyncLoop {
                 self.last_pull_at.set(Some(Date::now()));
             }
             if result.is_ok() && (had_frames || !held_step) {
-                if let Err(e) = self.step(inner, frames).await {
+                let stepped = match planned {
+                    Some(p) => self.step_ahead(inner, &frames, p).await,
+                    None => Ok(false),
+                };
+                let stepped = match stepped {
+                    Ok(true) => Ok(()),
+                    Ok(false) => self.step(inner, frames).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = stepped {
                     if had_frames {
                         // The frames are lost with the step, and the socket's
                         // stream runs on past them: its successor catches up
@@ -828,7 +847,7 @@ impl SyncLoop {
                     result = Err(Failure::Storage(e));
                 }
             }
-            if self.inbox.borrow().is_empty() {
+            if !self.frames_waiting() {
                 self.settled_at.set(Date::now());
             }
         } else if !retrying
@@ -914,7 +933,7 @@ impl SyncLoop {
 
     /// Socket events of the current socket, as engine inputs; the rest
     /// (open, close, keep-alive, errors) handled here.
-    fn take_frames(self: &Rc<Self>, inner: &Rc<Inner>) -> Vec<Input> {
+    fn take_frames(&self, inner: &Rc<Inner>) -> Vec<Input> {
         let events: Vec<SocketEvent> = {
             // A bounded part of what arrived (a catch-up can be a burst of
             // the whole dataset): frames stay JS strings until taken here,
@@ -1152,7 +1171,7 @@ impl SyncLoop {
             if self.is_online() && self.socket.borrow().is_some() {
                 at = at.min(self.keep_alive.get().next_at());
             }
-            if !self.inbox.borrow().is_empty() {
+            if self.frames_waiting() {
                 at = now;
             }
             return (at - now).max(0.0);
@@ -1176,7 +1195,7 @@ impl SyncLoop {
                 at = at.min(self.net.get().retry_at());
             }
         }
-        let waiting = !self.held.borrow().is_empty() || !self.inbox.borrow().is_empty();
+        let waiting = !self.held.borrow().is_empty() || self.frames_waiting();
         // Each committed write wakes the loop too; the last one's gap ends
         // by itself.
         let busy = Self::busy(inner);
@@ -1218,7 +1237,7 @@ impl SyncLoop {
         match self.ws.get() {
             Ws::Live => false,
             Ws::Connecting => {
-                self.inbox.borrow().is_empty()
+                !self.frames_waiting()
                     && Date::now() - self.keep_alive.get().heard_at() >= SOCKET_GRACE_MS
             }
             Ws::Down => true,

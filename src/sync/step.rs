@@ -134,6 +134,7 @@ impl SyncLoop {
         let narrow = scope != Scope::Full;
         let peek = scope == Scope::Peek;
         self.last_step_at.set(Date::now());
+        self.steps.set(self.steps.get() + 1);
         let schema = &inner.schema;
         self.track_progress(&inputs);
         // Changes to collections this store does not sync (another app's,
@@ -452,12 +453,21 @@ impl SyncLoop {
         } else {
             glue::apply_ops(&tx, &to_js(&out.ops))
         };
+        if !narrow {
+            // The next frames are planned while this commits (ahead.rs).
+            self.plan_ahead(inner);
+        }
         let stored = if peek {
             Ok(())
         } else {
             crate::idb::committed(&tx, "sync").await
         };
         if let Err(e) = stored {
+            // Frames taken ahead are lost with the step, as its own are:
+            // nothing planned on a commit that failed is used.
+            if self.ahead.borrow().is_some() {
+                self.drop_socket();
+            }
             // The engine ran ahead of what was stored: start again from IndexedDB.
             self.reload(inner).await;
             return Err(e);

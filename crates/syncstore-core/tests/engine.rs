@@ -952,3 +952,53 @@ fn a_write_stamp_survives_js_and_is_kept_while_it_is_the_latest() {
     assert!(c.stamp_local(Some(stamps[2]), wall) > replaced);
     assert!(c.stamp_local(None, wall) > stamps[2]);
 }
+
+/// `clone_evicted` (the binding plans the next page on it while the
+/// current page commits) is the engine as `evict` leaves it: the states of
+/// documents with outbox entries kept, everything else the same.
+#[test]
+fn clone_evicted_is_the_evicted_engine() {
+    let mut c = ClientSync::new();
+    let mut stored = std::collections::BTreeMap::new();
+    c.evict();
+    let doc = json!({"text": "server", "n": 1});
+    pull_bounded(
+        &mut c,
+        &mut stored,
+        &pull(
+            (1..=5)
+                .map(|s| put(s, &format!("d{s}"), doc.clone()))
+                .collect(),
+            "k1",
+            true,
+            0,
+        ),
+    );
+    // A document with an outbox entry, and a page loaded but not evicted.
+    load_keys(&mut c, &stored, vec![("todos".into(), "d2".into())]);
+    c.local(m(1, MutationOp::Update, "d2", json!({"n": 2}), Some(2)))
+        .unwrap();
+    c.evict();
+    let page = pull(
+        (6..=9)
+            .map(|s| put(s, &format!("d{s}"), doc.clone()))
+            .collect(),
+        "k2",
+        true,
+        0,
+    );
+    load_keys(
+        &mut c,
+        &stored,
+        ClientSync::keys_of_changes(&page.changes).collect(),
+    );
+    c.on_pull(&page);
+    assert!(c.held() > 1, "the page's states are held until evicted");
+    let copy = c.clone_evicted();
+    let mut evicted = c.clone();
+    evicted.evict();
+    assert_eq!(copy, evicted);
+    assert_eq!(copy.held(), 1);
+    assert_eq!(copy.server_doc("todos", "d2").map(|d| d.version), Some(2));
+    assert_eq!(copy.cursor(), Some("k2"));
+}

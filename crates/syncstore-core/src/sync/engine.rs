@@ -840,6 +840,42 @@ impl ClientSync {
         self.bounded = true;
     }
 
+    /// A copy of the engine as [`Self::evict`] would leave it, made without
+    /// copying the states `evict` drops: a binding plans the next input on
+    /// it while the current input's writes commit, and adopts it once those
+    /// committed and its own writes did (src/sync/ahead.rs).
+    pub fn clone_evicted(&self) -> Self {
+        let outbox = &self.outbox;
+        let server: DocMap = self
+            .server
+            .iter()
+            .filter_map(|(c, m)| {
+                let kept: BTreeMap<String, ServerDoc> = m
+                    .iter()
+                    .filter(|(i, _)| outbox.has(c, i))
+                    .map(|(i, d)| (i.clone(), d.clone()))
+                    .collect();
+                (!kept.is_empty()).then(|| (c.clone(), kept))
+            })
+            .collect();
+        Self {
+            server,
+            outbox: self.outbox.clone(),
+            id_map: self.id_map.clone(),
+            cursor: self.cursor.clone(),
+            last_mutation_id: self.last_mutation_id,
+            max_mid: self.max_mid,
+            resync: self.resync,
+            gen: self.gen,
+            ws_resync_stream: self.ws_resync_stream,
+            clock: self.clock,
+            loaded: BTreeSet::new(),
+            bounded: true,
+            echoes: self.echoes.clone(),
+            delivered_top: self.delivered_top,
+        }
+    }
+
     /// True if every change (if any) is no news: the echo of a write of
     /// this client that its push answer settled already, or a change the
     /// stream delivered before. Such a frame only moves the cursor
