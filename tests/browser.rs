@@ -220,6 +220,7 @@ scenarios!(run_sync, SYNC:
     devices_converge_after_interleaved_writes,
     a_burst_of_awaited_writes_is_pushed_while_it_lasts_and_settles_after,
     taking_in_a_lone_write_holds_no_collection,
+    a_follow_up_edit_is_not_stored_twice,
     a_streak_of_writes_is_taken_in_a_few_steps,
     a_settled_write_re_runs_only_live_queries_that_show_sync_state,
     offline_writes_arrive_once_after_the_server_returns,

@@ -372,6 +372,38 @@ const scenarios = {
     eq(live(await serverRows(env, coll)).length, 5, "and reached the server");
   },
 
+  async a_follow_up_edit_is_not_stored_twice(env) {
+    // An edit of a document whose earlier edit has not settled carries no
+    // base, as the engine gives it (it is based on that edit), so the step
+    // that takes it in leaves the entry as written: no second put, and no
+    // readonly take-in that must start again over the outbox (it reloaded
+    // the engine: every follow-up edit cost a read of the whole queue).
+    const coll = collName("follow");
+    const a = await device(env, coll);
+    await synced(a);
+    const n = 20;
+    await a.batch(Array.from({ length: n }, (_, i) => ({ op: "insert", coll, doc: { id: `f${i}`, n: i } })));
+    await synced(a);
+    const put = IDBObjectStore.prototype.put;
+    let again = 0;
+    IDBObjectStore.prototype.put = function (...args) {
+      if (this.name === "_outbox" && args[0] && args[0].state === "pending") again += 1;
+      return put.apply(this, args);
+    };
+    try {
+      a.goOffline(); // the first edits stay unsettled
+      for (let i = 0; i < n; i++) await a.update(coll, `f${i}`, { n: 100 + i });
+      for (let i = 0; i < n; i++) await a.update(coll, `f${i}`, { n: 200 + i });
+      a.goOnline();
+      await synced(a);
+    } finally {
+      IDBObjectStore.prototype.put = put;
+    }
+    eq(again, 0, "outbox entries stored again by the step");
+    const rows = live(await serverRows(env, coll));
+    eq(rows.filter((r) => r.doc.n === 200 + Number(r.id.slice(1))).length, n, "the server has the last edits");
+  },
+
   async a_streak_of_writes_is_taken_in_a_few_steps(env) {
     // An app that awaits each write and its live-query callback before
     // the next leaves a gap of a few ms between writes: the loop counts

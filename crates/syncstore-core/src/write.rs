@@ -483,10 +483,23 @@ pub fn apply_limited(
             }
             None => None,
         };
+        // The server version the edit is based on, as the sync engine
+        // gives it (`ClientSync::base_for`), so that the sync step leaves
+        // the entry as written: none for a follow-up of an unsettled edit
+        // (an earlier op of this batch, or an edit that saved the server's
+        // copy and has not settled), which is based on that edit. (A wrong
+        // guess costs only a second put of the entry: the step stamps the
+        // engine's base in any case.)
+        let follow_up = overlay.contains_key(&key)
+            || current
+                .get(&key)
+                .and_then(|s| s.as_ref())
+                .is_some_and(|s| s.server_copy);
         let base = current
             .get(&key)
             .and_then(|s| s.as_ref())
-            .and_then(|s| s.version);
+            .and_then(|s| s.version)
+            .filter(|_| !follow_up);
         if spec.sync != SyncMode::Local {
             let mut e = Map::new();
             e.insert("coll".into(), json!(m.coll));
@@ -688,6 +701,40 @@ mod tests {
             plan.writes[0].record.as_ref().unwrap()["d"],
             json!(r#"{"id":"a"}"#)
         );
+    }
+
+    #[test]
+    fn a_follow_up_of_an_unsettled_edit_has_no_base() {
+        // As `ClientSync::base_for` gives it: the second op of a batch on
+        // a document, and an edit of one whose server copy is saved (an
+        // earlier edit has not settled), are based on that edit.
+        let stored = |server_copy| Stored {
+            doc: json!({"id": "a", "n": 1}),
+            version: Some(7),
+            gen: 0,
+            conflict: false,
+            server_copy,
+        };
+        let key = ("todos".to_string(), "a".to_string());
+        let cur = HashMap::from([(key.clone(), Some(stored(false)))]);
+        let plan = run(
+            json!([
+                {"op": "update", "coll": "todos", "id": "a", "patch": {"n": 2}},
+                {"op": "update", "coll": "todos", "id": "a", "patch": {"n": 3}}
+            ]),
+            &cur,
+        )
+        .unwrap();
+        assert_eq!(plan.outbox[0]["base"], json!(7));
+        assert_eq!(plan.outbox[1]["base"], Value::Null);
+        let cur = HashMap::from([(key, Some(stored(true)))]);
+        let plan = run(
+            json!([{"op": "update", "coll": "todos", "id": "a", "patch": {"n": 4}}]),
+            &cur,
+        )
+        .unwrap();
+        assert_eq!(plan.outbox[0]["base"], Value::Null);
+        assert_eq!(plan.writes[0].record.as_ref().unwrap()["v"], json!(7));
     }
 
     #[test]
