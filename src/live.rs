@@ -76,6 +76,9 @@ pub struct Live {
     in_flight: Cell<u32>,
     /// When the last of them finished (ms since the epoch; 0: none yet).
     last_write_at: Cell<f64>,
+    /// How long after the write before it the last write started (0 if
+    /// another was in flight; infinite for the first).
+    last_gap: Cell<f64>,
     /// Subscriptions waiting for the next flush.
     pending: RefCell<BTreeSet<u32>>,
     flush_scheduled: Cell<bool>,
@@ -120,7 +123,20 @@ impl Live {
         self.last_write_at.get()
     }
 
+    /// The last write started within `gap_ms` of the one before it: the
+    /// app writes in a streak (a loop of awaited writes, or one that awaits
+    /// each write's live-query callback), not one write now and then.
+    pub fn in_streak(&self, gap_ms: f64) -> bool {
+        self.last_gap.get() < gap_ms
+    }
+
     pub fn write_started(&self, inner: &Rc<Inner>) -> WriteGuard {
+        let gap = match (self.in_flight.get(), self.last_write_at.get()) {
+            (0, 0.0) => f64::INFINITY,
+            (0, last) => js_sys::Date::now() - last,
+            _ => 0.0,
+        };
+        self.last_gap.set(gap);
         self.in_flight.set(self.in_flight.get() + 1);
         WriteGuard(inner.clone())
     }

@@ -413,7 +413,11 @@ impl Inner {
             self.local_pending
                 .set(self.local_pending.get() + plan.outbox.len());
             if let Some(sync) = self.sync.get() {
-                sync.wrote(first, &plan.outbox);
+                sync.wrote(
+                    first,
+                    &plan.outbox,
+                    self.live.in_streak(crate::sync::WRITE_GAP_MS),
+                );
             }
         }
         Ok(plan.ids)

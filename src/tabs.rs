@@ -353,8 +353,9 @@ impl TabSync {
     /// (`first` < 0: unknown): the leader ingests them. A single entry
     /// (several are stored as one batch record) is handed to this
     /// instance's own leader as committed, so that its step need not read
-    /// the outbox.
-    pub fn wrote(&self, first: f64, entries: &[Value]) {
+    /// the outbox; `streak`: the write came in a streak of writes
+    /// (`Live::in_streak`), so the leader need not take it in at once.
+    pub fn wrote(&self, first: f64, entries: &[Value], streak: bool) {
         let n = entries.len();
         if first >= 1.0 && n > 0 {
             self.unseen.borrow_mut().push((first as u64, n));
@@ -366,7 +367,7 @@ impl TabSync {
             [entry] if first >= 1.0 => {
                 let mut entry = entry.clone();
                 entry["mid"] = Value::from(first as u64);
-                c.hand_off(entry);
+                c.hand_off(entry, streak);
             }
             _ => c.kick_outbox(),
         }

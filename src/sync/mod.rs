@@ -98,7 +98,7 @@ const SETTLE_HOLD_MUTATIONS: usize = 2000;
 /// gap of 1-3 ms between writes, and a push answer stored in it made the
 /// next write and the callback's read wait for the step (live-query p50
 /// with sync on 2.3-3.8 ms against 1.3-1.5 local, bench/findings-sync.md).
-const WRITE_GAP_MS: f64 = 16.0;
+pub(crate) const WRITE_GAP_MS: f64 = 16.0;
 
 /// Why a push or pull did not complete.
 enum Failure {
@@ -529,16 +529,21 @@ impl SyncLoop {
     /// for that readonly read: 1-12 ms per write, bench/findings-sync.md).
     ///
     /// The loop is woken only if it sleeps past the time it would take the
-    /// entry in: while the app writes, that is the end of the write gap
-    /// or [`BUSY_STEP_GAP_MS`] after the last step, whichever comes first
+    /// entry in: while the app writes in a `streak` ([`Self::streaming`]),
+    /// the end of the write gap or [`BUSY_STEP_GAP_MS`] after the last
+    /// step, whichever comes first
     /// (a loop woken by every write ran a tick and armed a timer per
     /// write for nothing).
-    pub fn hand_off(&self, entry: Value) {
+    pub fn hand_off(&self, entry: Value, streak: bool) {
         self.handed.borrow_mut().push(entry);
         let now = Date::now();
-        let due = (self.last_step_at.get() + BUSY_STEP_GAP_MS)
-            .min(now + WRITE_GAP_MS)
-            .max(now);
+        let due = if streak {
+            (self.last_step_at.get() + BUSY_STEP_GAP_MS)
+                .min(now + WRITE_GAP_MS)
+                .max(now)
+        } else {
+            now
+        };
         if self.asleep_until.get() > due {
             self.waker.wake();
         }
@@ -759,6 +764,15 @@ impl SyncLoop {
         Self::busy(inner) || Date::now() < inner.live.last_write_at() + WRITE_GAP_MS
     }
 
+    /// The app writes in a streak: [`Self::busy`], or [`Self::writing`]
+    /// with its last write started less than [`WRITE_GAP_MS`] after the
+    /// one before. New entries are then taken in at most every
+    /// [`BUSY_STEP_GAP_MS`] or once the writes pause; a write that comes
+    /// alone (an app that waits for the server's echo, row 8) at once.
+    fn streaming(inner: &Inner) -> bool {
+        Self::busy(inner) || (Self::writing(inner) && inner.live.in_streak(WRITE_GAP_MS))
+    }
+
     /// Held answers and frames must be taken in now although the app is
     /// writing (see [`SETTLE_HOLD_MS`]).
     fn settle_due(&self, now: f64) -> bool {
@@ -800,6 +814,7 @@ impl SyncLoop {
             let _ = JsFuture::from(glue::next_task()).await;
         }
         let writing = !forced && Self::writing(inner);
+        let streaming = !forced && Self::streaming(inner);
         let now = Date::now();
         let waiting = !self.held.borrow().is_empty() || self.frames_waiting();
         if !retrying
@@ -852,7 +867,7 @@ impl SyncLoop {
             }
         } else if !retrying
             && self.has_news()
-            && (!writing || now >= self.last_step_at.get() + BUSY_STEP_GAP_MS)
+            && (!streaming || now >= self.last_step_at.get() + BUSY_STEP_GAP_MS)
         {
             // Only the new outbox entries, so that they are pushed.
             if let Err(e) = self.step(inner, vec![]).await {
@@ -1218,7 +1233,7 @@ impl SyncLoop {
             // see `hand_off`), or a busy-step gap after the last step.
             let gap_end = inner.live.last_write_at() + WRITE_GAP_MS;
             let step_due = self.last_step_at.get() + BUSY_STEP_GAP_MS;
-            let next = if gap_end > now {
+            let next = if gap_end > now && Self::streaming(inner) {
                 step_due.min(gap_end)
             } else if busy {
                 step_due
