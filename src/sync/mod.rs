@@ -74,8 +74,11 @@ const PULL_LIMIT: u32 = 1000;
 /// How long a connecting socket may take to catch up before polling starts.
 const SOCKET_GRACE_MS: f64 = 5000.0;
 /// Socket frame text taken into one step (UTF-16 units): bounds the wasm
-/// heap a burst of frames needs (about a pull page of 1,000 documents).
-const FRAME_CHARS_PER_STEP: usize = 512 * 1024;
+/// heap a burst of frames needs (about 1,500 documents of the bench's
+/// ~250 bytes: wasm memory after an initial sync of 100,000 13.0 MB at
+/// 512 KiB, 18.1-18.2 MB here, 23.7 MB at 1 MiB; the sync 1.46x -> 1.28-1.33x
+/// Dexie `bulkPut`: fewer, larger steps, bench/findings-sync.md).
+const FRAME_CHARS_PER_STEP: usize = 768 * 1024;
 /// Bounds on loops that talk to the server within one tick.
 const MAX_ROUNDS: usize = 10_000;
 /// While this tab's writes keep coming (one is in flight whenever the loop

@@ -1592,8 +1592,8 @@ const scenarios = {
   },
 
   async a_first_sync_planned_ahead_keeps_writes_made_while_it_streams(env) {
-    // A first sync of several steps (2,400 documents of ~1 KB; a step takes
-    // ~512 KiB of frames) plans each page while the one before commits and
+    // A first sync of several steps (3,600 documents of ~1 KB; a step takes
+    // ~768 KiB of frames) plans each page while the one before commits and
     // writes it only if IndexedDB holds nothing of its documents
     // (src/sync/ahead.rs). The app's edits made on the new device while the
     // pages stream in must all survive, including one of a document that a
@@ -1603,7 +1603,7 @@ const scenarios = {
     const coll = collName("ahead");
     const spec = { conflicts: "fieldMerge", fallback: "lastWriteWins" };
     const a = await device(env, coll, { spec });
-    const n = 2400;
+    const n = 3600;
     const pad = "x".repeat(1000);
     const id = (i) => `p${String(i).padStart(4, "0")}`;
     for (let from = 0; from < n; from += 600) {
@@ -1639,8 +1639,8 @@ const scenarios = {
     eq([byId.get(id(0)).fromA, byId.get(id(0)).fromB], [1, 1], "the server has both edits of p0000");
     for (const [i, k] of edited) eq(byId.get(id(i)).fromB, k, `the server has b's edit of ${id(i)}`);
     eq(await b.count(coll, {}), n, "b has every document once");
-    // b, cut off, misses a second burst: 1,500 new documents, then 3,000
-    // more with an edit of a document b holds after every 250 (a page is ~500
+    // b, cut off, misses a second burst: 3,000 new documents, then 3,000
+    // more with an edit of a document b holds after every 250 (a page is ~750
     // changes, so each page of that part has one). Its catch-up's pages are
     // planned ahead while the page before commits; a page with such an edit
     // finds the document's record, applyIfAbsent aborts it (nothing of it
@@ -1655,8 +1655,8 @@ const scenarios = {
       }
     };
     const late = [];
-    await burst(n, n + 1500);
-    await burst(n + 1500, n + 4500, () => {
+    await burst(n, n + 3000);
+    await burst(n + 3000, n + 6000, () => {
       const k = late.length + 1;
       const i = k === 12 ? 0 : k; // p0000 last: it holds a's and b's edits already
       late.push([i, k]);
@@ -1665,7 +1665,7 @@ const scenarios = {
     eq(late.length, 12, "12 edits of documents b holds");
     await bounded("a's sync", synced(a), 30000);
     b.goOnline();
-    const total = n + 4500;
+    const total = n + 6000;
     await until("b has the second burst", async () => (await b.count(coll, {})) === total, 90000);
     await until("b has the last late edit", async () => (await b.get(coll, id(0)))?.late === 12, 30000);
     offTrace();
