@@ -415,7 +415,7 @@ impl Inner {
             if let Some(sync) = self.sync.get() {
                 sync.wrote(
                     first,
-                    &plan.outbox,
+                    std::mem::take(&mut plan.outbox),
                     self.live.in_streak(crate::sync::WRITE_GAP_MS),
                 );
             }

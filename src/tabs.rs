@@ -355,7 +355,7 @@ impl TabSync {
     /// instance's own leader as committed, so that its step need not read
     /// the outbox; `streak`: the write came in a streak of writes
     /// (`Live::in_streak`), so the leader need not take it in at once.
-    pub fn wrote(&self, first: f64, entries: &[Value], streak: bool) {
+    pub fn wrote(&self, first: f64, mut entries: Vec<Value>, streak: bool) {
         let n = entries.len();
         if first >= 1.0 && n > 0 {
             self.unseen.borrow_mut().push((first as u64, n));
@@ -363,12 +363,8 @@ impl TabSync {
         let Some(c) = self.leader() else {
             return;
         };
-        match entries {
-            [entry] if first >= 1.0 => {
-                let mut entry = entry.clone();
-                entry["mid"] = Value::from(first as u64);
-                c.hand_off(entry, streak);
-            }
+        match entries.pop() {
+            Some(entry) if n == 1 && first >= 1.0 => c.hand_off(first as u64, entry, streak),
             _ => c.kick_outbox(),
         }
     }

@@ -289,16 +289,7 @@ export async function loadStates(tx, server, keys) {
   for (const [coll, idx] of groups) {
     if (idx.length < PROBE_MIN) continue;
     const records = idx.some((i) => !fresh[i]);
-    let lo = keys[idx[0]][1];
-    let hi = lo;
-    for (const i of idx) {
-      const id = keys[i][1];
-      if (indexedDB.cmp(id, lo) < 0) lo = id;
-      if (indexedDB.cmp(id, hi) > 0) hi = id;
-    }
-    const limit = PROBE_FACTOR * idx.length + 1;
-    const recs = records ? store(coll).getAllKeys(IDBKeyRange.bound(lo, hi), limit) : null;
-    const copies = store(server).getAllKeys(IDBKeyRange.bound([coll, lo], [coll, hi]), limit);
+    const { limit, recs, copies } = probeIds(store, server, coll, idx.map((i) => keys[i][1]), records);
     probes.push([coll, idx, limit, recs, copies]);
   }
   if (probes.length) {
@@ -351,6 +342,27 @@ export async function loadStates(tx, server, keys) {
     s += `${i ? "," : ""}[${state},${c ? "true" : "false"}]`;
   }
   return s + "]";
+}
+
+/**
+ * Probes which of a collection's `ids` can exist: one `getAllKeys` over
+ * their id range in the collection (if `records`) and one over `server`'s,
+ * each bounded to `limit` keys (a range crowded with other keys is not
+ * read whole). For `loadStates` and `applyIfAbsent`.
+ */
+function probeIds(store, server, coll, ids, records) {
+  let lo = ids[0];
+  let hi = lo;
+  for (const id of ids) {
+    if (indexedDB.cmp(id, lo) < 0) lo = id;
+    if (indexedDB.cmp(id, hi) > 0) hi = id;
+  }
+  const limit = PROBE_FACTOR * ids.length + 1;
+  return {
+    limit,
+    recs: records ? store(coll).getAllKeys(IDBKeyRange.bound(lo, hi), limit) : null,
+    copies: store(server).getAllKeys(IDBKeyRange.bound([coll, lo], [coll, hi]), limit),
+  };
 }
 
 /** `loadStates` probes a collection's ids when it has at least this many. */
@@ -805,21 +817,14 @@ export function applyIfAbsent(tx, c, ops) {
     ask(store(c.meta).get("leader"), (r) => !!r && r.v === c.term);
     for (const [coll, ids] of c.keys) {
       if (!ids.length) continue;
-      let lo = ids[0];
-      let hi = lo;
-      for (const id of ids) {
-        if (indexedDB.cmp(id, lo) < 0) lo = id;
-        if (indexedDB.cmp(id, hi) > 0) hi = id;
-      }
-      const limit = PROBE_FACTOR * ids.length + 1;
+      const { limit, recs, copies } = probeIds(store, c.server, coll, ids, true);
       const absent = (idOf) => (found) => {
         if (found.length >= limit) return false;
         const want = new Set(ids);
         return !found.some((k) => want.has(idOf(k)));
       };
-      ask(store(coll).getAllKeys(IDBKeyRange.bound(lo, hi), limit), absent((k) => k));
-      const copies = IDBKeyRange.bound([coll, lo], [coll, hi]);
-      ask(store(c.server).getAllKeys(copies, limit), absent((k) => k[1]));
+      ask(recs, absent((k) => k));
+      ask(copies, absent((k) => k[1]));
     }
     applyOps(tx, ops);
   });

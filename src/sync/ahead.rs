@@ -51,7 +51,7 @@ impl SyncLoop {
     pub(super) fn plan_ahead(&self, inner: &Rc<Inner>) {
         if self.ahead.borrow().is_some()
             || self.stopped.get()
-            || self.outbox_dirty.get()
+            || self.has_news()
             || self.legacy_ids.get()
             || !self.held.borrow().is_empty()
         {
@@ -173,7 +173,7 @@ impl SyncLoop {
     ) -> JsResult<bool> {
         if p.after != self.steps.get()
             || self.stopped.get()
-            || self.outbox_dirty.get()
+            || self.has_news()
             || self.legacy_ids.get()
             || !self.held.borrow().is_empty()
         {

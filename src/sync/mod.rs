@@ -304,7 +304,7 @@ pub struct SyncLoop {
     /// This tab's single-entry writes, as committed (with their mids): a
     /// peek takes them in without reading the outbox (see
     /// [`Self::hand_off`]).
-    handed: RefCell<Vec<Value>>,
+    handed: RefCell<Vec<(u64, Value)>>,
     /// When the loop's current wait ends (infinity while it runs a tick).
     asleep_until: Cell<f64>,
     /// When the last step started (see [`BUSY_STEP_GAP_MS`]).
@@ -525,8 +525,8 @@ impl SyncLoop {
         self.waker.wake();
     }
 
-    /// This tab committed `entry` (one write's outbox entry, its mid
-    /// set): handed over, so that the step that takes it in need not read
+    /// This tab committed `entry` (one write's outbox entry, stored under
+    /// `mid`, which it now carries): handed over, so that the step that takes it in need not read
     /// the outbox, and its transaction leaves the outbox out of its scope
     /// (the app's next write, over its collection and the outbox, waited
     /// for that readonly read: 1-12 ms per write, bench/findings-sync.md).
@@ -537,8 +537,9 @@ impl SyncLoop {
     /// step, whichever comes first
     /// (a loop woken by every write ran a tick and armed a timer per
     /// write for nothing).
-    pub fn hand_off(&self, entry: Value, streak: bool) {
-        self.handed.borrow_mut().push(entry);
+    pub fn hand_off(&self, mid: u64, mut entry: Value, streak: bool) {
+        entry["mid"] = Value::from(mid);
+        self.handed.borrow_mut().push((mid, entry));
         let now = Date::now();
         let due = if streak {
             (self.last_step_at.get() + BUSY_STEP_GAP_MS)
@@ -555,11 +556,7 @@ impl SyncLoop {
     /// Outbox entries the engine has not taken in may exist.
     pub(super) fn has_news(&self) -> bool {
         self.outbox_dirty.get() || {
-            let last = self
-                .handed
-                .borrow()
-                .last()
-                .and_then(|e| e.get("mid")?.as_u64());
+            let last = self.handed.borrow().last().map(|(mid, _)| *mid);
             last.is_some_and(|mid| {
                 self.engine
                     .try_borrow()
@@ -575,15 +572,15 @@ impl SyncLoop {
     /// outbox) are dropped.
     pub(super) fn handed_after(&self, last_mid: u64) -> Option<Vec<Value>> {
         let mut handed = self.handed.borrow_mut();
-        handed.retain(|e| e.get("mid").and_then(Value::as_u64).unwrap_or(0) > last_mid);
+        handed.retain(|(mid, _)| *mid > last_mid);
         if self.outbox_dirty.get() || handed.is_empty() {
             return None;
         }
         let follows = handed
             .iter()
             .enumerate()
-            .all(|(i, e)| e.get("mid").and_then(Value::as_u64) == Some(last_mid + 1 + i as u64));
-        follows.then(|| handed.clone())
+            .all(|(i, (mid, _))| *mid == last_mid + 1 + i as u64);
+        follows.then(|| handed.iter().map(|(_, e)| e.clone()).collect())
     }
 
     /// `db.sync()`: resolves once a push of everything queued and a pull
