@@ -17,6 +17,8 @@
 //! - [`error`]: `SyncStoreError` with stable codes.
 
 pub mod changes;
+mod ctx;
+mod db;
 pub mod error;
 pub mod events;
 pub mod faults;
@@ -24,6 +26,7 @@ mod glue;
 pub mod idb;
 pub mod live;
 pub mod net;
+mod query;
 pub mod rejected;
 pub mod store;
 pub mod sync;
@@ -31,6 +34,7 @@ pub mod syncstate;
 pub mod tabs;
 pub mod trace;
 mod types;
+mod writes;
 
 pub use store::SyncStore;
 use wasm_bindgen::prelude::*;
