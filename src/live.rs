@@ -98,7 +98,9 @@ pub struct Live {
     channel: RefCell<Option<BroadcastChannel>>,
     on_message: RefCell<Option<MessageHandler>>,
     release: RefCell<Option<ReleaseFn>>,
+    /// Runs the queries (installed by store.rs: query.rs, syncstate.rs).
     runner: OnceCell<Runner>,
+    /// The store closed: a run that fails then is not reported.
     closed: Cell<bool>,
 }
 
