@@ -42,7 +42,10 @@ demo: pkg server
 test: setup lint test-native test-browser test-e2e test-package
 	@echo "make test: all tiers passed"
 
+# fmt, clippy (native and wasm32) and no import circle among the modules
+# of src/ (scripts/check-layers.mjs).
 lint:
+	node scripts/check-layers.mjs
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p syncstore --target wasm32-unknown-unknown --all-targets -- -D warnings

@@ -10,28 +10,28 @@
 //! asks (`{feed: {ask: true}}`), so writers learn whether to post their
 //! changes (`{feed: {changes}}`).
 
-use crate::store::Inner;
+use crate::ctx::Ctx;
 use serde_json::{json, Value};
 use std::rc::Rc;
 use syncstore_core::write::{Write, WriteKind};
 
 /// True if this instance or another one listens for `change` events.
-pub fn wanted(inner: &Inner) -> bool {
+pub fn wanted(inner: &Ctx) -> bool {
     inner.events.wanted("change") || inner.events.peers_want_changes()
 }
 
 /// A new instance asks who listens.
-pub fn ask(inner: &Inner) {
+pub fn ask(inner: &Ctx) {
     post(inner, json!({"ask": true}));
 }
 
 /// This instance gained a `change` listener: the others must post theirs.
-pub fn listening(inner: &Inner) {
+pub fn listening(inner: &Ctx) {
     post(inner, json!({"want": true}));
 }
 
 /// After this instance's write committed `writes`.
-pub fn wrote(inner: &Inner, writes: &[Write]) {
+pub fn wrote(inner: &Ctx, writes: &[Write]) {
     if !wanted(inner) {
         return;
     }
@@ -45,7 +45,7 @@ pub fn wrote(inner: &Inner, writes: &[Write]) {
 }
 
 /// A `{feed}` message from another instance.
-pub fn on_message(inner: &Rc<Inner>, msg: &Value) {
+pub fn on_message(inner: &Rc<Ctx>, msg: &Value) {
     if msg.get("want").is_some() {
         inner.events.set_peers_want_changes();
     } else if msg.get("ask").is_some() {
@@ -57,13 +57,13 @@ pub fn on_message(inner: &Rc<Inner>, msg: &Value) {
     }
 }
 
-fn emit(inner: &Inner, changes: &[Value], origin: &str) {
+fn emit(inner: &Ctx, changes: &[Value], origin: &str) {
     inner
         .events
         .emit_value("change", &json!({"changes": changes, "origin": origin}));
 }
 
-fn post(inner: &Inner, feed: Value) {
+fn post(inner: &Ctx, feed: Value) {
     inner
         .live
         .post(&crate::idb::to_js(&json!({ "feed": feed })));

@@ -2,6 +2,7 @@
 //! stable `code`, a message and `retryable`.
 
 use crate::glue;
+use serde_json::Value;
 use syncstore_core::CoreError;
 use wasm_bindgen::JsValue;
 
@@ -18,4 +19,13 @@ pub fn closed() -> JsValue {
 
 pub fn storage(e: JsValue, what: &str) -> JsValue {
     glue::storage_error(&e, what)
+}
+
+/// The `SyncStoreError` an error value stands for.
+pub fn error_js(v: &Value) -> JsValue {
+    glue::make_error(
+        v.get("code").and_then(Value::as_str).unwrap_or("STORAGE"),
+        v.get("message").and_then(Value::as_str).unwrap_or(""),
+        v.get("retryable").and_then(Value::as_bool).unwrap_or(true),
+    )
 }

@@ -4,7 +4,6 @@
 
 use crate::error::JsResult;
 use crate::glue;
-use crate::store::Inner;
 use js_sys::Function;
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
@@ -23,10 +22,12 @@ pub const KINDS: [&str; 8] = [
 ];
 
 type ReleaseFn = Closure<dyn Fn(u32)>;
+/// `(id, kind, callback)` of each listener.
+type Listeners = Rc<RefCell<Vec<(u32, &'static str, Function)>>>;
 
 #[derive(Default)]
 pub struct Events {
-    listeners: RefCell<Vec<(u32, &'static str, Function)>>,
+    listeners: Listeners,
     next_id: Cell<u32>,
     release: RefCell<Option<ReleaseFn>>,
     /// Another instance of the database listens for `change` (changes.rs).
@@ -34,8 +35,9 @@ pub struct Events {
 }
 
 impl Events {
-    /// Adds a listener; returns the function that removes it.
-    pub fn on(&self, inner: &Rc<Inner>, kind: &str, callback: Function) -> JsResult<Function> {
+    /// Adds a listener; returns the function that removes it. (The first
+    /// `change` listener is announced by the caller: changes.rs.)
+    pub fn on(&self, kind: &str, callback: Function) -> JsResult<Function> {
         let Some(kind) = KINDS.iter().find(|k| **k == kind) else {
             return Err(glue::make_error(
                 "INVALID_EVENT",
@@ -45,17 +47,13 @@ impl Events {
         };
         let id = self.next_id.get() + 1;
         self.next_id.set(id);
-        let first_change = *kind == "change" && !self.wanted(kind);
         self.listeners.borrow_mut().push((id, kind, callback));
-        if first_change {
-            crate::changes::listening(inner);
-        }
         let mut release = self.release.borrow_mut();
         let release = release.get_or_insert_with(|| {
-            let weak: Weak<Inner> = Rc::downgrade(inner);
+            let weak: Weak<RefCell<_>> = Rc::downgrade(&self.listeners);
             Closure::<dyn Fn(u32)>::new(move |id: u32| {
-                if let Some(inner) = weak.upgrade() {
-                    inner.events.listeners.borrow_mut().retain(|l| l.0 != id);
+                if let Some(listeners) = weak.upgrade() {
+                    listeners.borrow_mut().retain(|l| l.0 != id);
                 }
             })
         });
@@ -82,7 +80,7 @@ impl Events {
             return;
         }
         let js = if kind == "error" {
-            crate::tabs::error_js(payload)
+            crate::error::error_js(payload)
         } else {
             crate::idb::to_user_js(payload)
         };

@@ -16,33 +16,34 @@
 //! nothing of it is stored (the cursor stays), the engine is rebuilt from
 //! IndexedDB and the loop reports the error and tries again later (src/sync/).
 
+use crate::db::Db;
+use crate::events::Events;
 use crate::glue;
-use crate::store::Inner;
 use serde_json::json;
-use std::rc::Rc;
 use wasm_bindgen::JsValue;
 
-/// What `openDb`'s watcher reports (glue.js `watch`).
-pub fn lost(inner: &Rc<Inner>, why: &str, old: &JsValue, new: &JsValue) {
-    inner.drop_connection();
-    if inner.closed.get() {
-        return;
+/// What `openDb`'s watcher reports (glue.js `watch`, through `Db::on_lost`).
+/// True if the store must close itself (the caller closes it: store.rs).
+pub fn lost(conn: &Db, events: &Events, why: &str, old: &JsValue, new: &JsValue) -> bool {
+    conn.drop_connection();
+    if conn.closed.get() {
+        return false;
     }
     if why == "closed" {
-        inner.lost.set(true);
+        conn.lost.set(true);
         report(
-            inner,
+            events,
             "the browser closed the database connection; it is reopened on next use",
         );
-        return;
+        return false;
     }
     let message = if why == "deleted" {
         "another instance deleted the database: reload"
     } else {
         "another instance upgraded the database schema: reload"
     };
-    *inner.closed_by.borrow_mut() = Some(glue::make_error("STORAGE_VERSION", message, false));
-    inner.events.emit(
+    *conn.closed_by.borrow_mut() = Some(glue::make_error("STORAGE_VERSION", message, false));
+    events.emit(
         "versionchange",
         &crate::idb::to_js(&json!({
             "oldVersion": old.as_f64(),
@@ -50,24 +51,24 @@ pub fn lost(inner: &Rc<Inner>, why: &str, old: &JsValue, new: &JsValue) {
             "message": message,
         })),
     );
-    inner.shut();
+    true
 }
 
 /// A call could not reopen a connection the browser closed: `STORAGE_CLOSED`.
-pub fn reopen_failed(inner: &Inner, e: &JsValue) -> JsValue {
+pub fn reopen_failed(conn: &Db, events: &Events, e: &JsValue) -> JsValue {
     let why = js_sys::Reflect::get(e, &"message".into())
         .ok()
         .and_then(|m| m.as_string())
         .unwrap_or_default();
     let message = format!("the database connection was closed and cannot be reopened: {why}");
-    if inner.lost.replace(false) {
-        report(inner, &message);
+    if conn.lost.replace(false) {
+        report(events, &message);
     }
     glue::make_error("STORAGE_CLOSED", &message, true)
 }
 
-fn report(inner: &Inner, message: &str) {
-    inner.events.emit_value(
+fn report(events: &Events, message: &str) {
+    events.emit_value(
         "error",
         &json!({"code": "STORAGE_CLOSED", "message": message, "retryable": true}),
     );

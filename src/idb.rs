@@ -193,6 +193,46 @@ impl Source {
     }
 }
 
+/// The keys `[coll, …]` of one collection in `_held` or `_conflicts`.
+pub fn coll_range(coll: &str) -> JsResult<IdbKeyRange> {
+    // `[coll]` sorts before every `[coll, key]`, and `[coll, []]` after
+    // (arrays sort after numbers, dates, strings and binary keys).
+    let lo: js_sys::Array = [JsValue::from_str(coll)].into_iter().collect();
+    let hi: js_sys::Array = [JsValue::from_str(coll), js_sys::Array::new().into()]
+        .into_iter()
+        .collect();
+    IdbKeyRange::bound(&lo, &hi).map_err(|e| storage(e, "key range"))
+}
+
+/// The entries of `_outbox` records, in mid order. A write of several
+/// mutations stores them as one record `{mid, n, batch: [entry, ...]}`
+/// (glue.js `addEntries`), whose entries have the mids `mid`, `mid + 1`,
+/// ...; a step that ingests them writes each back under its own mid.
+pub fn outbox_entries(records: Vec<Value>) -> Vec<Value> {
+    let mut out = Vec::with_capacity(records.len());
+    for mut r in records {
+        match (r.get("mid").and_then(Value::as_u64), r.get_mut("batch")) {
+            (Some(first), Some(Value::Array(batch))) => {
+                for (i, mut e) in std::mem::take(batch).into_iter().enumerate() {
+                    if let Value::Object(o) = &mut e {
+                        o.insert("mid".into(), json!(first + i as u64));
+                    }
+                    out.push(e);
+                }
+            }
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+/// Parses a JS value as JSON data of `T` (one stringify, one parse).
+pub fn parse<T: serde::de::DeserializeOwned>(v: &JsValue) -> Option<T> {
+    // `JSON.stringify(undefined)` is not a string: nothing to parse.
+    let text = JsValue::from(js_sys::JSON::stringify(v).ok()?).as_string()?;
+    serde_json::from_str(&text).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

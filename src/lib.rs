@@ -1,22 +1,28 @@
 //! syncstore: a local-first data layer for the web.
 //!
 //! The browser module: a thin `#[wasm_bindgen]` API over the sans-IO engine
-//! in `syncstore-core`.
+//! in `syncstore-core`. Its modules depend on each other one way (no import
+//! circle: `scripts/check-layers.mjs`, docs/architecture.md "Layers of the
+//! binding"):
 //!
-//! - [`store`]: the `SyncStore` JS API (where a call's input is validated and
-//!   its transaction run).
-//! - [`idb`]: the IndexedDB adapter (layout, key ranges, requests).
-//! - [`live`]: subscriptions and the cross-tab channel.
-//! - [`sync`]: the sync loop: engine, transports ([`net`]) and IndexedDB.
-//! - [`tabs`]: one sync leader per database across tabs.
-//! - [`syncstate`]: rows' `$sync` state (`{ syncState: true }`).
-//! - [`rejected`]: rejected writes kept for review.
-//! - [`events`]: `db.on(...)` listeners; [`changes`]: `change` events.
-//! - [`trace`]: the data-flow trace (`on("trace")`).
-//! - [`faults`]: the database connection lost under the store.
-//! - [`error`]: `SyncStoreError` with stable codes.
+//! - [`store`]: the `SyncStore` JS API (where a call's input is validated)
+//!   and the wiring of the parts below.
+//! - services: `writes` (the write path, one transaction per call),
+//!   `query` (the query path), [`sync`] (the sync loop: engine, transports
+//!   ([`net`]) and IndexedDB), [`tabs`] (one sync leader per database across
+//!   tabs), [`syncstate`] (rows' `$sync` state, `{ syncState: true }`),
+//!   [`rejected`] (rejected writes kept for review), [`changes`] (`change`
+//!   events), [`trace`] (the data-flow trace, `on("trace")`), [`faults`]
+//!   (the database connection lost under the store).
+//! - `ctx`: what the services share (`Ctx`).
+//! - storage and channel: `db` (the connection), [`idb`] (the IndexedDB
+//!   adapter: layout, key ranges, requests), [`live`] (subscriptions and the
+//!   cross-tab channel), [`events`] (`db.on(...)` listeners).
+//! - [`error`]: `SyncStoreError` with stable codes; `glue`: the JS helpers.
 
 pub mod changes;
+mod ctx;
+mod db;
 pub mod error;
 pub mod events;
 pub mod faults;
@@ -24,6 +30,7 @@ mod glue;
 pub mod idb;
 pub mod live;
 pub mod net;
+mod query;
 pub mod rejected;
 pub mod store;
 pub mod sync;
@@ -31,6 +38,7 @@ pub mod syncstate;
 pub mod tabs;
 pub mod trace;
 mod types;
+mod writes;
 
 pub use store::SyncStore;
 use wasm_bindgen::prelude::*;

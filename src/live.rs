@@ -8,14 +8,19 @@
 //!
 //! User callbacks never run while a `RefCell` borrow is held, and one that
 //! throws is reported asynchronously without breaking the store.
+//!
+//! This module knows neither the query path nor the other users of the
+//! channel: the store installs the function that runs a query
+//! ([`Live::set_runner`]) and routes the channel's messages ([`Live::listen`]).
 
 use crate::error::JsResult;
 use crate::glue;
-use crate::store::Inner;
 use js_sys::{Array, Function};
 use serde_json::Value;
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use syncstore_core::query::{Change, Query};
 use syncstore_core::write::Write;
@@ -68,6 +73,11 @@ impl Sub {
 type MessageHandler = Closure<dyn Fn(MessageEvent)>;
 type ReleaseFn = Closure<dyn Fn(u32)>;
 
+/// Runs a subscription's query `(coll, query, sync_state)`: the number of
+/// result rows and the result's JSON text.
+pub type Runner =
+    Box<dyn Fn(String, Query, bool) -> Pin<Box<dyn Future<Output = JsResult<(usize, JsValue)>>>>>;
+
 #[derive(Default)]
 pub struct Live {
     subs: RefCell<HashMap<u32, Sub>>,
@@ -88,23 +98,32 @@ pub struct Live {
     channel: RefCell<Option<BroadcastChannel>>,
     on_message: RefCell<Option<MessageHandler>>,
     release: RefCell<Option<ReleaseFn>>,
+    /// Runs the queries (installed by store.rs: query.rs, syncstate.rs).
+    runner: OnceCell<Runner>,
+    /// The store closed: a run that fails then is not reported.
+    closed: Cell<bool>,
 }
 
 /// Counts a write in flight; flushes subscriptions when the last one ends.
-pub struct WriteGuard(Rc<Inner>);
+pub struct WriteGuard(Rc<Live>);
 
 impl Drop for WriteGuard {
     fn drop(&mut self) {
-        let live = &self.0.live;
+        let live = &self.0;
         live.in_flight.set(live.in_flight.get().saturating_sub(1));
         live.last_write_at.set(js_sys::Date::now());
-        live.schedule(&self.0);
+        live.schedule();
     }
 }
 
 impl Live {
-    pub fn new() -> Live {
-        Live::default()
+    pub fn new() -> Rc<Live> {
+        Rc::new(Live::default())
+    }
+
+    /// Installs what runs the subscriptions' queries.
+    pub fn set_runner(&self, runner: Runner) {
+        let _ = self.runner.set(runner);
     }
 
     /// Posts a message to the other instances of this database.
@@ -130,7 +149,7 @@ impl Live {
         self.last_gap.get() < gap_ms
     }
 
-    pub fn write_started(&self, inner: &Rc<Inner>) -> WriteGuard {
+    pub fn write_started(self: &Rc<Self>) -> WriteGuard {
         let gap = match (self.in_flight.get(), self.last_write_at.get()) {
             (0, 0.0) => f64::INFINITY,
             (0, last) => js_sys::Date::now() - last,
@@ -138,55 +157,14 @@ impl Live {
         };
         self.last_gap.set(gap);
         self.in_flight.set(self.in_flight.get() + 1);
-        WriteGuard(inner.clone())
+        WriteGuard(self.clone())
     }
 
-    /// Listens for other tabs' commits to the same database.
-    pub fn listen(&self, inner: &Rc<Inner>, name: &str) -> JsResult<()> {
+    /// Opens the database's channel to its other instances (tabs, stores);
+    /// `on_message` gets what they post (routed by store.rs).
+    pub fn listen(&self, name: &str, on_message: impl Fn(MessageEvent) + 'static) -> JsResult<()> {
         let channel = BroadcastChannel::new(&format!("syncstore:{name}"))?;
-        let weak = Rc::downgrade(inner);
-        let on_message = Closure::<dyn Fn(MessageEvent)>::new(move |ev: MessageEvent| {
-            let Some(inner) = weak.upgrade() else { return };
-            let sync = js_sys::Reflect::get(&ev.data(), &"sync".into()).unwrap_or_default();
-            if !sync.is_undefined() {
-                // Between the sync leader and its followers (tabs.rs).
-                if let (Some(h), Some(msg)) = (
-                    inner.sync.get(),
-                    crate::sync::parse::<serde_json::Value>(&sync),
-                ) {
-                    h.on_message(&inner, &msg);
-                }
-                return;
-            }
-            let feed = js_sys::Reflect::get(&ev.data(), &"feed".into()).unwrap_or_default();
-            if !feed.is_undefined() {
-                if let Some(msg) = crate::sync::parse::<serde_json::Value>(&feed) {
-                    crate::changes::on_message(&inner, &msg);
-                }
-                return;
-            }
-            let colls = js_sys::Reflect::get(&ev.data(), &"colls".into())
-                .ok()
-                .filter(Array::is_array)
-                .map(|a| {
-                    Array::from(&a)
-                        .iter()
-                        .filter_map(|c| c.as_string())
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default();
-            let restamp =
-                js_sys::Reflect::get(&ev.data(), &"restamp".into()).is_ok_and(|v| v.is_truthy());
-            if restamp {
-                inner.live.restamped(&inner, &colls, false);
-                return;
-            }
-            inner.live.changed(&inner, &colls, false);
-            // Another tab may have queued writes for this tab's sync loop.
-            if let Some(sync) = inner.sync.get() {
-                sync.kick();
-            }
-        });
+        let on_message = Closure::<dyn Fn(MessageEvent)>::new(on_message);
         channel.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         *self.channel.borrow_mut() = Some(channel);
         *self.on_message.borrow_mut() = Some(on_message);
@@ -195,8 +173,8 @@ impl Live {
 
     /// Marks subscriptions on `colls` stale after a commit; `local` commits
     /// are announced to other tabs.
-    pub fn changed(&self, inner: &Rc<Inner>, colls: &[String], local: bool) {
-        self.refresh(inner, colls, local, false);
+    pub fn changed(self: &Rc<Self>, colls: &[String], local: bool) {
+        self.refresh(colls, local, false);
     }
 
     /// After a commit that moved only server versions of documents of
@@ -205,16 +183,16 @@ impl Live {
     /// `db.live` observers hear it (their queries may show it too).
     /// (Re-running every live query on each settle made the app's next
     /// write wait for those reads.)
-    pub fn restamped(&self, inner: &Rc<Inner>, colls: &[String], local: bool) {
-        self.refresh(inner, colls, local, true);
+    pub fn restamped(self: &Rc<Self>, colls: &[String], local: bool) {
+        self.refresh(colls, local, true);
     }
 
-    fn refresh(&self, inner: &Rc<Inner>, colls: &[String], local: bool, state_only: bool) {
+    fn refresh(self: &Rc<Self>, colls: &[String], local: bool, state_only: bool) {
         if local {
             self.announce(colls, state_only);
         }
         self.mark(colls, None, state_only);
-        self.schedule(inner);
+        self.schedule();
         self.notify(colls);
     }
 
@@ -233,20 +211,20 @@ impl Live {
 
     /// Calls `callback(colls)` after every committed change; returns the
     /// function that stops it.
-    pub fn watch(&self, inner: &Rc<Inner>, callback: Function) -> Function {
+    pub fn watch(self: &Rc<Self>, callback: Function) -> Function {
         let id = self.next_id.get() + 1;
         self.next_id.set(id);
         self.watchers.borrow_mut().insert(id, callback);
-        self.unsubscriber(inner, id)
+        self.unsubscriber(id)
     }
 
     /// After this tab's write committed `writes` (in `colls`): announces it
     /// and marks the subscriptions on `colls` stale, with the documents
     /// written for those that can be patched.
-    pub fn wrote(&self, inner: &Rc<Inner>, colls: &[String], writes: &[Write]) {
+    pub fn wrote(self: &Rc<Self>, colls: &[String], writes: &[Write]) {
         self.announce(colls, false);
         self.mark(colls, Some(writes), false);
-        self.schedule(inner);
+        self.schedule();
         self.notify(colls);
     }
 
@@ -336,7 +314,7 @@ impl Live {
         true
     }
 
-    fn schedule(&self, inner: &Rc<Inner>) {
+    fn schedule(self: &Rc<Self>) {
         if self.in_flight.get() > 0
             || self.flush_scheduled.get()
             || self.pending.borrow().is_empty()
@@ -344,27 +322,26 @@ impl Live {
             return;
         }
         self.flush_scheduled.set(true);
-        let inner = inner.clone();
+        let live = self.clone();
         spawn_local(async move {
             let _ = JsFuture::from(glue::next_task()).await;
-            inner.live.flush_scheduled.set(false);
-            if inner.live.in_flight.get() > 0 {
+            live.flush_scheduled.set(false);
+            if live.in_flight.get() > 0 {
                 return; // the last write to finish schedules again
             }
-            let ids: Vec<u32> = std::mem::take(&mut *inner.live.pending.borrow_mut())
+            let ids: Vec<u32> = std::mem::take(&mut *live.pending.borrow_mut())
                 .into_iter()
                 .collect();
             for id in ids {
-                if !inner.live.apply_patches(id) {
-                    spawn_local(refresh(inner.clone(), id));
+                if !live.apply_patches(id) {
+                    spawn_local(refresh(live.clone(), id));
                 }
             }
         });
     }
 
     pub fn subscribe(
-        &self,
-        inner: &Rc<Inner>,
+        self: &Rc<Self>,
         coll: String,
         query: Query,
         sync_state: bool,
@@ -390,20 +367,20 @@ impl Live {
                 sync_state,
             },
         );
-        spawn_local(refresh(inner.clone(), id));
-        self.unsubscriber(inner, id)
+        spawn_local(refresh(self.clone(), id));
+        self.unsubscriber(id)
     }
 
     /// The function that ends subscription or watcher `id`, once.
-    fn unsubscriber(&self, inner: &Rc<Inner>, id: u32) -> Function {
+    fn unsubscriber(self: &Rc<Self>, id: u32) -> Function {
         let mut release = self.release.borrow_mut();
         let release = release.get_or_insert_with(|| {
-            let weak: Weak<Inner> = Rc::downgrade(inner);
+            let weak: Weak<Live> = Rc::downgrade(self);
             Closure::<dyn Fn(u32)>::new(move |id: u32| {
-                if let Some(inner) = weak.upgrade() {
-                    inner.live.subs.borrow_mut().remove(&id);
-                    inner.live.pending.borrow_mut().remove(&id);
-                    inner.live.watchers.borrow_mut().remove(&id);
+                if let Some(live) = weak.upgrade() {
+                    live.subs.borrow_mut().remove(&id);
+                    live.pending.borrow_mut().remove(&id);
+                    live.watchers.borrow_mut().remove(&id);
                 }
             })
         });
@@ -411,6 +388,7 @@ impl Live {
     }
 
     pub fn close(&self) {
+        self.closed.set(true);
         if let Some(ch) = self.channel.borrow_mut().take() {
             ch.set_onmessage(None);
             ch.close();
@@ -424,11 +402,12 @@ impl Live {
 
 /// Re-runs one subscription's query until it is no longer stale, calling
 /// back only when the result changed.
-async fn refresh(inner: Rc<Inner>, id: u32) {
+async fn refresh(live: Rc<Live>, id: u32) {
+    let Some(run) = live.runner.get() else { return };
     let mut first = true;
     loop {
         let (coll, query, sync_state) = {
-            let mut subs = inner.live.subs.borrow_mut();
+            let mut subs = live.subs.borrow_mut();
             let Some(s) = subs.get_mut(&id) else { return };
             if first && s.running {
                 // The refresh in progress will run again.
@@ -443,17 +422,9 @@ async fn refresh(inner: Rc<Inner>, id: u32) {
             s.patches.clear();
             (s.coll.clone(), s.query.clone(), s.sync_state)
         };
-        let result = match inner.run_query(&coll, &query).await {
-            Ok((records, picks)) => {
-                let size = picks.as_ref().map_or(records.length() as usize, Vec::len);
-                crate::syncstate::text(&inner, &coll, &records, picks, sync_state)
-                    .await
-                    .map(|text| (size, JsValue::from(text)))
-            }
-            Err(e) => Err(e),
-        };
+        let result = run(coll, query, sync_state).await;
         let deliver = {
-            let mut subs = inner.live.subs.borrow_mut();
+            let mut subs = live.subs.borrow_mut();
             let Some(s) = subs.get_mut(&id) else { return };
             match result {
                 Ok((size, text)) => {
@@ -466,7 +437,7 @@ async fn refresh(inner: Rc<Inner>, id: u32) {
                         Some((s.callback.clone(), Ok(text)))
                     }
                 }
-                Err(_) if inner.closed.get() => return,
+                Err(_) if live.closed.get() => return,
                 Err(e) => {
                     s.size = usize::MAX;
                     s.rows = None;
@@ -488,7 +459,7 @@ async fn refresh(inner: Rc<Inner>, id: u32) {
             Some((on_error, Err(e))) => glue::call_listener(&on_error, &e),
             None => {}
         }
-        let mut subs = inner.live.subs.borrow_mut();
+        let mut subs = live.subs.borrow_mut();
         let Some(s) = subs.get_mut(&id) else { return };
         if !s.dirty {
             s.running = false;

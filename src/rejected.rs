@@ -4,20 +4,21 @@
 //! it, the reason and the time, until the app dismisses it. `rejected()`
 //! lists them; a `rejected` event announces each new one (in every tab).
 
+use crate::ctx::Ctx;
+use crate::db::Db;
 use crate::error::{storage, JsResult};
 use crate::glue;
 use crate::idb::{committed, Source, REJECTED};
-use crate::store::Inner;
 use js_sys::Array;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 
 /// Every kept rejection, oldest first (by mid).
-pub async fn list(inner: &Rc<Inner>) -> JsResult<Array> {
+pub async fn list(inner: &Rc<Ctx>) -> JsResult<Array> {
     inner.check_open()?;
     let db = inner.db().await?;
-    let tx = Inner::tx(&db, &[REJECTED], false)?;
-    Source::Store(Inner::store(&tx, REJECTED)?)
+    let tx = Db::tx(&db, &[REJECTED], false)?;
+    Source::Store(Db::store(&tx, REJECTED)?)
         .get_all(None, None)
         .await
 }
@@ -49,11 +50,11 @@ pub fn parse_which(which: &JsValue) -> JsResult<Option<Vec<f64>>> {
 }
 
 /// Deletes the named kept rejections (all when `None`), in one transaction.
-pub async fn dismiss(inner: &Rc<Inner>, which: Option<Vec<f64>>) -> JsResult<()> {
+pub async fn dismiss(inner: &Rc<Ctx>, which: Option<Vec<f64>>) -> JsResult<()> {
     inner.check_open()?;
     let db = inner.db().await?;
-    let tx = Inner::tx(&db, &[REJECTED], true)?;
-    let store = Inner::store(&tx, REJECTED)?;
+    let tx = Db::tx(&db, &[REJECTED], true)?;
+    let store = Db::store(&tx, REJECTED)?;
     match which {
         None => {
             store.clear().map_err(|e| storage(e, "dismiss"))?;

@@ -1,688 +1,120 @@
 //! `SyncStore`: the JS API. Methods validate their input (in JS for
-//! JSON-ness, in the core for everything else), then run one IndexedDB
-//! transaction per call.
+//! JSON-ness, in the core for everything else), then hand over to the
+//! services: the write path (writes.rs), the query path (query.rs), sync
+//! (tabs.rs), each over the store's shared parts (ctx.rs). This module also
+//! wires what the lower layers report up: a lost connection (db.rs ->
+//! faults.rs), the channel's messages (live.rs -> tabs.rs, changes.rs) and
+//! the subscriptions' queries (live.rs -> query.rs).
 
-use crate::error::{self, closed, storage, JsResult};
-use crate::events::Events;
+use crate::changes;
+use crate::ctx::Ctx;
+use crate::db::Db;
+use crate::error::{self, storage, JsResult};
 use crate::glue;
-use crate::idb::{self, committed, to_js, Source, CONFLICTS, META, OUTBOX, SERVER};
-use crate::live::Live;
-use crate::sync::{Ask, SyncOptions};
+use crate::idb::{self, to_js, Source, CONFLICTS};
+use crate::query;
+use crate::rejected;
+use crate::sync::{Ask, Status, SyncOptions};
 use crate::syncstate;
 use crate::tabs::{self, TabSync};
+use crate::trace;
+use crate::writes;
 use js_sys::{Array, Function, Promise};
 use serde_json::{json, Value};
-use std::cell::{Cell, OnceCell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::cell::OnceCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
-use syncstore_core::ids;
-use syncstore_core::query::{reads, Plan, Query, Reads};
+use syncstore_core::query::Query;
 use syncstore_core::schema::{Schema, SyncMode};
-use syncstore_core::sync::plan::synced_spec;
-use syncstore_core::write::{self, Key, Stored, WriteKind};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{future_to_promise, JsFuture};
-use web_sys::{IdbDatabase, IdbObjectStore, IdbTransaction, IdbTransactionMode};
+use wasm_bindgen_futures::future_to_promise;
+use web_sys::MessageEvent;
 
-type LostFn = Closure<dyn Fn(String, JsValue, JsValue)>;
-
-/// Shared state behind a `SyncStore` handle.
-pub struct Inner {
-    pub name: String,
-    pub schema: Schema,
-    db: RefCell<Option<IdbDatabase>>,
-    pub closed: Cell<bool>,
-    rng: Cell<u64>,
-    pub client_id: RefCell<String>,
-    layout: JsValue,
-    rekey: Closure<dyn Fn(String, Array) -> Array>,
-    on_lost: RefCell<Option<LostFn>>,
-    /// A connect under way (a `Promise` of the connection): calls that
-    /// find no connection meanwhile wait for it instead of opening their
-    /// own, so there is one connection, the one whose watcher is alive.
-    connecting: RefCell<Option<Promise>>,
-    /// The browser closed the connection and no call has reopened it yet.
-    pub lost: Cell<bool>,
-    /// Why the store closed itself (faults.rs), instead of `CLOSED`.
-    pub closed_by: RefCell<Option<JsValue>>,
-    pub live: Live,
-    pub events: Events,
-    /// Sync (leading or following), when the store was opened with `sync`.
-    pub sync: OnceCell<Rc<TabSync>>,
-    /// Temporary ids the server has mapped, to their canonical ids: calls
-    /// naming a temporary id still reach its document.
-    aliases: RefCell<HashMap<String, String>>,
-    /// Without sync: outbox entries at open plus this tab's writes since.
-    local_pending: Cell<usize>,
-    /// The clock stamp of this tab's last outbox entry (see `write_stamp`).
-    last_stamp: Cell<u64>,
-    /// Conflict resolver functions by collection (`conflicts: fn`).
-    pub resolvers: BTreeMap<String, Function>,
-    /// The sync server's document limit, once the sync loop learnt it.
-    pub server_max_doc_bytes: Cell<Option<usize>>,
-}
-
-fn splitmix(state: &Cell<u64>) -> u64 {
-    let s = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
-    state.set(s);
-    let mut z = s;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-impl Inner {
-    pub fn check_open(&self) -> JsResult<()> {
-        if !self.closed.get() {
-            return Ok(());
-        }
-        Err(self.closed_by.borrow().clone().unwrap_or_else(closed))
-    }
-
-    /// Forgets the connection (the next call reopens it).
-    pub fn drop_connection(&self) {
-        self.db.borrow_mut().take();
-    }
-
-    /// Closes the store: sync, the connection, subscriptions, channel and
-    /// listeners. Later calls reject (`check_open`).
-    pub fn shut(&self) {
-        if self.closed.replace(true) {
-            return;
-        }
-        if let Some(sync) = self.sync.get() {
-            sync.close();
-        }
-        if let Some(db) = self.db.borrow_mut().take() {
-            db.close();
-        }
-        self.live.close();
-        self.events.close();
-    }
-
-    fn random(&self) -> u128 {
-        (u128::from(splitmix(&self.rng)) << 64) | u128::from(splitmix(&self.rng))
-    }
-
-    pub fn set_aliases(&self, map: &BTreeMap<String, String>) {
-        *self.aliases.borrow_mut() = map.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
-    }
-
-    pub fn add_alias(&self, tmp: &str, id: &str) {
-        self.aliases
-            .borrow_mut()
-            .insert(tmp.to_owned(), id.to_owned());
-    }
-
-    /// Emits a sync event here and publishes it to the other instances of
-    /// this database (followers of the sync leader, tabs.rs).
-    pub fn publish(&self, kind: &str, payload: Value) {
-        self.events.emit_value(kind, &payload);
-        self.live.post(&to_js(
-            &json!({"sync": {"t": "event", "kind": kind, "payload": payload}}),
-        ));
-    }
-
-    pub fn local_pending(&self) -> usize {
-        self.local_pending.get()
-    }
-
-    /// The canonical id of a mapped temporary id, else `id`.
-    pub fn resolve_id(&self, id: &str) -> String {
-        self.aliases
-            .borrow()
-            .get(id)
-            .cloned()
-            .unwrap_or_else(|| id.to_owned())
-    }
-
-    pub fn new_temp_id(&self) -> String {
-        ids::temp_id(js_sys::Date::now() as u64, self.random())
-    }
-
-    /// The open connection, reopened if the browser closed it or another
-    /// tab's upgrade asked it to step aside.
-    pub async fn db(self: &Rc<Self>) -> JsResult<IdbDatabase> {
-        self.check_open()?;
-        if let Some(db) = self.db.borrow().clone() {
-            return Ok(db);
-        }
-        let pending = self.connecting.borrow().clone();
-        let pending = pending.unwrap_or_else(|| {
-            let inner = self.clone();
-            let p = future_to_promise(async move {
-                let got = inner.connect().await;
-                inner.connecting.borrow_mut().take();
-                let db = got?;
-                inner.lost.set(false);
-                *inner.db.borrow_mut() = Some(db.clone());
-                Ok(db.into())
-            });
-            *self.connecting.borrow_mut() = Some(p.clone());
-            p
-        });
-        match JsFuture::from(pending).await {
-            Ok(db) => Ok(db.unchecked_into()),
-            Err(e) if self.lost.get() || !self.client_id.borrow().is_empty() => {
-                Err(crate::faults::reopen_failed(self, &e))
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn connect(self: &Rc<Self>) -> JsResult<IdbDatabase> {
-        let weak = Rc::downgrade(self);
-        let lost = LostFn::new(move |why: String, old: JsValue, new: JsValue| {
-            if let Some(inner) = weak.upgrade() {
-                crate::faults::lost(&inner, &why, &old, &new);
-            }
-        });
-        let p = glue::open_db(
-            &self.name,
-            &self.layout,
-            self.rekey.as_ref().unchecked_ref(),
-            lost.as_ref().unchecked_ref(),
-        );
-        *self.on_lost.borrow_mut() = Some(lost);
-        let db: IdbDatabase = JsFuture::from(p)
-            .await
-            .map_err(|e| storage(e, "open"))?
-            .unchecked_into();
-        if self.closed.get() {
-            db.close();
-            return Err(closed());
-        }
-        Ok(db)
-    }
-
-    pub fn tx(db: &IdbDatabase, stores: &[&str], write: bool) -> JsResult<IdbTransaction> {
-        let names: Array = stores.iter().map(|s| JsValue::from_str(s)).collect();
-        let mode = if write {
-            IdbTransactionMode::Readwrite
-        } else {
-            IdbTransactionMode::Readonly
-        };
-        db.transaction_with_str_sequence_and_mode(&names, mode)
-            .map_err(|e| storage(e, "transaction"))
-    }
-
-    pub fn store(tx: &IdbTransaction, name: &str) -> JsResult<IdbObjectStore> {
-        tx.object_store(name)
-            .map_err(|e| storage(e, "object store"))
-    }
-
-    /// Validates and applies a batch of ops in one transaction with their
-    /// outbox entries. Returns the id each op addressed.
-    ///
-    /// `resolving`: the document whose unresolved conflict these ops
-    /// resolve: in the same transaction its conflict entry goes and its
-    /// record loses the conflict marker.
-    ///
-    /// `modify`: an `update(coll, id, fn)` function, called with the
-    /// current document once it is read (in this transaction, so no other
-    /// write comes between); its answer becomes the update's patch.
-    pub async fn write(
-        self: &Rc<Self>,
-        ops: Value,
-        single: bool,
-        resolving: Option<&Key>,
-        modify: Option<&Function>,
-    ) -> JsResult<Vec<String>> {
-        self.check_open()?;
-        // Counted from the start, so that writes issued in one tick
-        // produce one subscription callback.
-        let _guard = self.live.write_started(self);
-        let mut muts = write::parse_ops(&ops, &self.schema, single, || self.new_temp_id())
-            .map_err(error::core)?;
-        write::resolve_aliases(&mut muts, &self.aliases.borrow());
-        let mut stores: Vec<&str> = muts.iter().map(|m| m.coll.as_str()).collect();
-        if let Some((coll, _)) = resolving {
-            stores.push(coll);
-            stores.push(CONFLICTS);
-        }
-        stores.sort_unstable();
-        stores.dedup();
-        stores.push(OUTBOX);
-        // The first edit of a synced document saves the server's copy.
-        let edits_synced = muts.iter().any(|m| {
-            m.kind != write::OpKind::Insert && synced_spec(&self.schema, &m.coll).is_some()
-        });
-        if edits_synced {
-            stores.push(SERVER);
-        }
-        let db = self.db().await?;
-        let tx = Self::tx(&db, &stores, true)?;
-        let mut reads = write::reads_needed(&muts);
-        if let Some(key) = resolving {
-            if !reads.contains(key) {
-                reads.push(key.clone());
+/// Installs what the lower layers call up: the faults of the connection
+/// (the store closes itself on a schema change elsewhere) and the query of
+/// a subscription (with the rows' sync state if asked).
+fn wire(ctx: &Rc<Ctx>, sync: &Rc<OnceCell<Rc<TabSync>>>) {
+    let (weak, cell) = (Rc::downgrade(ctx), sync.clone());
+    ctx.conn.on_lost(Box::new(move |why, old, new| {
+        if let Some(ctx) = weak.upgrade() {
+            if crate::faults::lost(&ctx.conn, &ctx.events, why, old, new) {
+                shut(&ctx, &cell);
             }
         }
-        let mut resolved_record = JsValue::UNDEFINED;
-        let mut current: HashMap<Key, Option<Stored>> = HashMap::with_capacity(reads.len());
-        if !reads.is_empty() {
-            let reqs = Array::new();
-            for (coll, id) in &reads {
-                let req = Self::store(&tx, coll)?
-                    .get(&JsValue::from_str(id))
-                    .map_err(|e| storage(e, "read"))?;
-                reqs.push(&req);
-            }
-            // With each synced document's record, its `_server` entry: a
-            // settle marker there outranks the record's version (the step
-            // did not write the record again when the write settled).
-            let mut at = Vec::with_capacity(reads.len());
-            for (coll, id) in &reads {
-                if edits_synced && synced_spec(&self.schema, coll).is_some() {
-                    let key: Array = [coll, id].iter().map(|s| JsValue::from_str(s)).collect();
-                    let req = Self::store(&tx, SERVER)?
-                        .get(&key)
-                        .map_err(|e| storage(e, "read"))?;
-                    at.push(Some(reqs.push(&req) as usize - 1));
-                } else {
-                    at.push(None);
-                }
-            }
-            let got: Array = JsFuture::from(glue::requests(&reqs))
+    }));
+    let weak = Rc::downgrade(ctx);
+    ctx.live.set_runner(Box::new(move |coll, q, sync_state| {
+        let ctx = weak.upgrade();
+        Box::pin(async move {
+            let inner = ctx.ok_or_else(error::closed)?;
+            let (records, picks) = query::run(&inner, &coll, &q).await?;
+            let size = picks.as_ref().map_or(records.length() as usize, Vec::len);
+            syncstate::text(&inner, &coll, &records, picks, sync_state)
                 .await
-                .map_err(|e| storage(e, "read"))?
-                .unchecked_into();
-            for (i, key) in reads.into_iter().enumerate() {
-                let rec = got.get(i as u32);
-                if Some(&key) == resolving {
-                    resolved_record = rec.clone();
-                }
-                let server = at[i].map(|j| got.get(j as u32));
-                current.insert(key, stored(&rec, server.as_ref()));
-            }
-        }
-        if let Some(key) = resolving {
-            if let Some(Some(s)) = current.get_mut(key) {
-                s.conflict = false;
-            }
-        }
-        if let Some(f) = modify {
-            match self.modified(f, &muts, &current) {
-                Ok(m) => muts = m,
-                Err(e) => {
-                    let _ = tx.abort();
-                    return Err(e);
-                }
-            }
-        }
-        let limit = self.server_max_doc_bytes.get();
-        let mut plan = match write::apply_limited(&muts, &self.schema, single, &current, limit) {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = tx.abort();
-                return Err(error::core(e));
-            }
-        };
-        // Each entry carries the clock stamp of its write: the sync step
-        // keeps it (and so does not store the entry again) unless its
-        // clock has run ahead.
-        for e in &mut plan.outbox {
-            let t = syncstore_core::sync::write_stamp(
-                self.last_stamp.get(),
-                js_sys::Date::now() as u64,
-            );
-            self.last_stamp.set(t);
-            e["ts"] = serde_json::json!(t);
-        }
-        // The whole plan crosses once (one JSON parse); glue.js issues its
-        // requests, unawaited, and returns those of the adds.
-        let add_ops: Vec<&write::Write> = plan
-            .writes
-            .iter()
-            .filter(|w| w.kind == WriteKind::Add)
-            .collect();
-        let adds = glue::write_plan(
-            &tx,
-            &to_js(&PlanJs {
-                w: plan
-                    .writes
-                    .iter()
-                    .map(|w| {
-                        let kind = match w.kind {
-                            WriteKind::Add => 0,
-                            WriteKind::Put => 1,
-                            WriteKind::Delete => 2,
-                        };
-                        (kind, w.coll.as_str(), w.id.as_str())
-                    })
-                    .collect(),
-                r: plan
-                    .writes
-                    .iter()
-                    .filter_map(|w| w.record.as_ref())
-                    .collect(),
-                o: &plan.outbox,
-                c: &plan.server_copies,
-                outbox: OUTBOX,
-                server: SERVER,
-            }),
-        )
-        .map_err(|e| storage(e, "write"))?;
-        let mut colls = plan.colls.clone();
-        if let Some((coll, id)) = resolving {
-            let untouched = !plan.writes.iter().any(|w| &w.coll == coll && &w.id == id);
-            if untouched && !resolved_record.is_undefined() {
-                let _ = js_sys::Reflect::delete_property(
-                    resolved_record.unchecked_ref::<js_sys::Object>(),
-                    &"c".into(),
-                );
-                Self::store(&tx, coll)?
-                    .put(&resolved_record)
-                    .map_err(|e| storage(e, "write"))?;
-            }
-            let key: Array = [coll, id].iter().map(|s| JsValue::from_str(s)).collect();
-            Self::store(&tx, CONFLICTS)?
-                .delete(&key)
-                .map_err(|e| storage(e, "write"))?;
-            if !colls.contains(coll) {
-                colls.push(coll.clone());
-            }
-        }
-        if let Err(e) = committed(&tx, "write").await {
-            let i = glue::failed_request(&adds);
-            if i >= 0 {
-                let w = add_ops[i as usize];
-                let path = if single {
-                    "doc.id".to_owned()
-                } else {
-                    format!("ops[{}].doc.id", w.op)
-                };
-                return Err(error::core(syncstore_core::CoreError::AlreadyExists {
-                    path,
-                    coll: w.coll.clone(),
-                    id: w.id.clone(),
-                }));
-            }
-            return Err(e);
-        }
-        if resolving.is_some() {
-            // The conflict's record changed outside the plan's writes.
-            self.live.changed(self, &colls, true);
-        } else {
-            self.live.wrote(self, &colls, &plan.writes);
-        }
-        crate::changes::wrote(self, &plan.writes);
-        if !plan.outbox.is_empty() {
-            let first = glue::first_mid(&adds);
-            crate::trace::queued(self, first, &plan.outbox);
-            self.local_pending
-                .set(self.local_pending.get() + plan.outbox.len());
-            if let Some(sync) = self.sync.get() {
-                sync.wrote(
-                    first,
-                    std::mem::take(&mut plan.outbox),
-                    self.live.in_streak(crate::sync::WRITE_GAP_MS),
-                );
-            }
-        }
-        Ok(plan.ids)
-    }
-
-    /// The single update of `muts` with its patch from `f`, called on the
-    /// document read for it: `f`'s return value is a merge patch; if it
-    /// returns nothing, the document it was given (changed in place) is
-    /// the new document, sent as the patch from the old one.
-    fn modified(
-        &self,
-        f: &Function,
-        muts: &[write::Mutation],
-        current: &HashMap<Key, Option<Stored>>,
-    ) -> JsResult<Vec<write::Mutation>> {
-        let m = &muts[0];
-        let key = (m.coll.clone(), m.id.clone());
-        let Some(Some(cur)) = current.get(&key) else {
-            return Err(error::core(syncstore_core::CoreError::NotFound {
-                path: "id".into(),
-                coll: m.coll.clone(),
-                id: m.id.clone(),
-            }));
-        };
-        let text = serde_json::to_string(&cur.doc).expect("JSON values serialize");
-        let answer = glue::call_modifier(f, &glue::parse_json(&JsValue::from_str(&text)))?;
-        let (whole, text) = (answer.get(0).is_truthy(), answer.get(1).as_string());
-        let body: Value =
-            serde_json::from_str(&text.unwrap_or_default()).expect("JSON.stringify output parses");
-        let patch = match (whole, &cur.doc, &body) {
-            (true, Value::Object(from), Value::Object(to)) => {
-                Value::Object(syncstore_core::sync::policy::diff_patch(from, to))
-            }
-            _ => body,
-        };
-        let op = json!([{"op": "update", "coll": m.coll, "id": m.id, "patch": patch}]);
-        let mut out = write::parse_ops(&op, &self.schema, true, || self.new_temp_id())
-            .map_err(error::core)?;
-        write::resolve_aliases(&mut out, &self.aliases.borrow());
-        Ok(out)
-    }
-
-    /// Runs a query: the records read and, when the core had to filter or
-    /// sort them, the positions of the result rows.
-    pub async fn run_query(
-        self: &Rc<Self>,
-        coll: &str,
-        q: &Query,
-    ) -> JsResult<(Array, Option<Vec<u32>>)> {
-        let spec = self.schema.collection(coll).map_err(error::core)?;
-        let p = match reads(spec, q) {
-            Reads::One(p) => p,
-            Reads::Union(plans) => return self.run_union(coll, q, &plans).await,
-        };
-        if p.empty || q.limit == Some(0) {
-            return Ok((Array::new(), None));
-        }
-        let db = self.db().await?;
-        let tx = Self::tx(&db, &[coll], false)?;
-        let source = Source::open(Self::store(&tx, coll)?, p.index.as_deref())?;
-        let range = idb::range(&p)?;
-        let limit = q.limit.map(|l| l.min(u32::MAX as usize) as u32);
-        if p.exact && p.ordered {
-            let records = if !q.desc && q.offset == 0 {
-                source.get_all(range.as_ref(), limit).await?
-            } else {
-                source
-                    .ordered(range.as_ref(), q.desc, q.offset as u32, limit)
-                    .await?
-            };
-            return Ok((records, None));
-        }
-        let records = source.get_all(range.as_ref(), None).await?;
-        Self::filter_records(coll, q, records)
-    }
-
-    /// The records the core must filter, order and slice, with the
-    /// positions of the result rows.
-    fn filter_records(
-        coll: &str,
-        q: &Query,
-        records: Array,
-    ) -> JsResult<(Array, Option<Vec<u32>>)> {
-        let text: String = glue::docs_text(&records, None).into();
-        let docs: Vec<Value> = serde_json::from_str(&text).map_err(|e| {
-            glue::make_error("STORAGE", &format!("corrupt record in {coll}: {e}"), false)
-        })?;
-        Ok((records, Some(q.run(&docs))))
-    }
-
-    /// An `$or` read branch by branch: every branch's key range in one
-    /// transaction, the records merged without duplicates, then filtered,
-    /// ordered and sliced as one result.
-    async fn run_union(
-        self: &Rc<Self>,
-        coll: &str,
-        q: &Query,
-        plans: &[Plan],
-    ) -> JsResult<(Array, Option<Vec<u32>>)> {
-        if plans.is_empty() || q.limit == Some(0) {
-            return Ok((Array::new(), None));
-        }
-        let db = self.db().await?;
-        let tx = Self::tx(&db, &[coll], false)?;
-        let store = Self::store(&tx, coll)?;
-        let mut reqs = vec![];
-        for p in plans {
-            let source = Source::open(store.clone(), p.index.as_deref())?;
-            reqs.push(source.get_all_request(idb::range(p)?.as_ref(), None)?);
-        }
-        let got = idb::wait_all(&reqs.iter().collect::<Vec<_>>(), "read").await?;
-        let records = glue::union_records(&got.into_iter().collect());
-        Self::filter_records(coll, q, records)
-    }
-
-    pub async fn count(self: &Rc<Self>, coll: &str, q: &Query) -> JsResult<u32> {
-        let spec = self.schema.collection(coll).map_err(error::core)?;
-        let Reads::One(p) = reads(spec, q) else {
-            let (_, picks) = self.run_query(coll, q).await?;
-            return Ok(picks.map_or(0, |p| p.len() as u32));
-        };
-        if p.empty {
-            return Ok(0);
-        }
-        if p.exact {
-            let db = self.db().await?;
-            let tx = Self::tx(&db, &[coll], false)?;
-            let source = Source::open(Self::store(&tx, coll)?, p.index.as_deref())?;
-            return source.count(idb::range(&p)?.as_ref()).await;
-        }
-        let (records, picks) = self.run_query(coll, q).await?;
-        Ok(picks.map_or(records.length(), |p| p.len() as u32))
-    }
-
-    async fn outbox_count(self: &Rc<Self>) -> JsResult<u32> {
-        let db = self.db().await?;
-        let tx = Self::tx(&db, &[OUTBOX], false)?;
-        let n = JsFuture::from(glue::count_outbox(&Self::store(&tx, OUTBOX)?))
-            .await
-            .map_err(|e| storage(e, "count outbox"))?;
-        Ok(n.as_f64().unwrap_or(0.0) as u32)
-    }
-
-    async fn load_client_id(self: &Rc<Self>) -> JsResult<()> {
-        let db = self.db().await?;
-        let tx = Self::tx(&db, &[META], true)?;
-        let meta = Self::store(&tx, META)?;
-        let req = meta
-            .get(&"clientId".into())
-            .map_err(|e| storage(e, "read"))?;
-        let got = idb::wait(&req, "read clientId").await?;
-        let id = match js_sys::Reflect::get(&got, &"v".into())
-            .ok()
-            .and_then(|v| v.as_string())
-        {
-            Some(id) => id,
-            None => {
-                let id = ids::client_id(self.random());
-                meta.put(&to_js(&json!({"k": "clientId", "v": id})))
-                    .map_err(|e| storage(e, "write"))?;
-                id
-            }
-        };
-        committed(&tx, "clientId").await?;
-        *self.client_id.borrow_mut() = id;
-        Ok(())
-    }
+                .map(|text| (size, JsValue::from(text)))
+        })
+    }));
 }
 
-/// One write's requests as glue.js `writePlan` takes them.
-#[derive(serde::Serialize)]
-struct PlanJs<'a> {
-    /// `[kind, coll, id]`: 0 add, 1 put, 2 delete.
-    w: Vec<(u8, &'a str, &'a str)>,
-    /// The records of the adds and puts, in order.
-    r: Vec<&'a Value>,
-    /// Outbox entries.
-    o: &'a [Value],
-    /// Server copies to put (over a settle marker, if there is one).
-    c: &'a [Value],
-    outbox: &'static str,
-    server: &'static str,
-}
-
-/// A record's id, document text, parsed document and server version.
-fn record_parts(rec: &JsValue) -> Option<(String, String, Value, Option<u64>)> {
-    let get = |k: &str| js_sys::Reflect::get(rec, &k.into()).ok();
-    let id = get("id")?.as_string()?;
-    let text = get("d")?.as_string()?;
-    let doc = serde_json::from_str(&text).ok()?;
-    let version = get("v").and_then(|v| v.as_f64()).map(|v| v as u64);
-    Some((id, text, doc, version))
-}
-
-/// True if the record carries the marker `flag`: `c` (an unresolved
-/// conflict) or `s` (`_server` holds the server's copy of the document).
-fn has_flag(rec: &JsValue, flag: &str) -> bool {
-    js_sys::Reflect::get(rec, &flag.into()).is_ok_and(|c| c.is_truthy())
-}
-
-/// A record as the write path sees it, and its document's JSON text.
-fn stored_parts(rec: &JsValue) -> Option<(String, String, Stored)> {
-    let (id, text, doc, version) = record_parts(rec)?;
-    let gen = js_sys::Reflect::get(rec, &"g".into())
+/// A message from another instance of the database, on its channel.
+fn on_message(inner: &Rc<Ctx>, sync: &OnceCell<Rc<TabSync>>, ev: &MessageEvent) {
+    let sync_msg = js_sys::Reflect::get(&ev.data(), &"sync".into()).unwrap_or_default();
+    if !sync_msg.is_undefined() {
+        // Between the sync leader and its followers (tabs.rs).
+        if let (Some(h), Some(msg)) = (sync.get(), idb::parse::<Value>(&sync_msg)) {
+            h.on_message(inner, &msg);
+        }
+        return;
+    }
+    let feed = js_sys::Reflect::get(&ev.data(), &"feed".into()).unwrap_or_default();
+    if !feed.is_undefined() {
+        if let Some(msg) = idb::parse::<Value>(&feed) {
+            changes::on_message(inner, &msg);
+        }
+        return;
+    }
+    let colls = js_sys::Reflect::get(&ev.data(), &"colls".into())
         .ok()
-        .and_then(|g| g.as_f64())
-        .map_or(0, |g| g as u64);
-    let s = Stored {
-        doc,
-        version,
-        gen,
-        conflict: has_flag(rec, "c"),
-        server_copy: has_flag(rec, "s"),
-    };
-    Some((id, text, s))
+        .filter(Array::is_array)
+        .map(|a| {
+            Array::from(&a)
+                .iter()
+                .filter_map(|c| c.as_string())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let restamp = js_sys::Reflect::get(&ev.data(), &"restamp".into()).is_ok_and(|v| v.is_truthy());
+    if restamp {
+        inner.live.restamped(&colls, false);
+        return;
+    }
+    inner.live.changed(&colls, false);
+    // Another tab may have queued writes for this tab's sync loop.
+    if let Some(sync) = sync.get() {
+        sync.kick();
+    }
 }
 
-/// A record as the write path sees it, given its document's `_server`
-/// entry (`server`: read for synced collections): a full copy there means
-/// the engine has the server's document (so no copy is saved again, and the
-/// record gets `s`); a settle marker (`m`) gives the server version and
-/// generation of the record's document, which the record's own `v` and `s`
-/// may not show yet (plan.rs `settle_marker`).
-fn stored(rec: &JsValue, server: Option<&JsValue>) -> Option<Stored> {
-    if rec.is_undefined() {
-        return None;
+/// Closes the store: sync, the connection, subscriptions, channel and
+/// listeners. Later calls reject (`check_open`).
+fn shut(inner: &Ctx, sync: &OnceCell<Rc<TabSync>>) {
+    if inner.conn.closed.replace(true) {
+        return;
     }
-    let mut s = stored_parts(rec)?.2;
-    let Some(entry) = server.filter(|e| e.is_object()) else {
-        return Some(s);
-    };
-    if has_flag(entry, "m") {
-        let num = |k: &str| {
-            js_sys::Reflect::get(entry, &k.into())
-                .ok()
-                .and_then(|v| v.as_f64())
-        };
-        s.version = num("version").map(|v| v as u64);
-        s.gen = num("g").map_or(0, |g| g as u64);
-        s.server_copy = false;
-    } else {
-        s.server_copy = true;
+    if let Some(sync) = sync.get() {
+        sync.close();
     }
-    Some(s)
-}
-
-/// Re-computes index keys of existing records after an index was added.
-fn rekey(schema: &Schema, coll: &str, records: &Array) -> Array {
-    let Some(spec) = schema.collections.get(coll) else {
-        return Array::new();
-    };
-    let out = Array::new();
-    for rec in records.iter() {
-        // The markers stay (an unresolved conflict, the server's copy).
-        if let Some((id, text, s)) = stored_parts(&rec) {
-            out.push(&to_js(&write::stored_record(spec, &id, &s, text)));
-        }
-    }
-    out
+    inner.conn.close();
+    inner.live.close();
+    inner.events.close();
 }
 
 /// A local-first document store over IndexedDB.
 #[wasm_bindgen]
 pub struct SyncStore {
-    inner: Rc<Inner>,
+    ctx: Rc<Ctx>,
+    /// Sync (leading or following), when the store was opened with `sync`.
+    sync: Rc<OnceCell<Rc<TabSync>>>,
 }
 
 fn parse_json(v: &JsValue, path: &str, code: &str) -> JsResult<Value> {
@@ -742,7 +174,7 @@ fn coll_arg(coll: &JsValue) -> JsResult<String> {
 }
 
 /// A collection argument that names a declared collection.
-fn known_coll(inner: &Inner, coll: &JsValue) -> JsResult<String> {
+fn known_coll(inner: &Ctx, coll: &JsValue) -> JsResult<String> {
     let coll = coll_arg(coll)?;
     inner.schema.collection(&coll).map_err(error::core)?;
     Ok(coll)
@@ -766,7 +198,7 @@ impl SyncStore {
         id: Option<JsValue>,
         body: Option<(&'static str, JsValue)>,
     ) -> Promise {
-        let inner = self.inner.clone();
+        let (inner, sync) = (self.ctx.clone(), self.sync.clone());
         // `update(coll, id, fn)`: the patch comes from `fn`, in the write.
         let (body, modify) = match body {
             Some(("patch", f)) if f.is_function() => {
@@ -789,7 +221,8 @@ impl SyncStore {
                 };
                 m.insert(field.into(), parse_json(&v, field, code)?);
             }
-            let ids = inner.write(json!([m]), true, None, modify.as_ref()).await?;
+            let sync = sync.get().map(Rc::as_ref);
+            let ids = writes::apply(&inner, sync, json!([m]), true, None, modify.as_ref()).await?;
             Ok(if op == "insert" {
                 JsValue::from_str(&ids[0])
             } else {
@@ -801,8 +234,8 @@ impl SyncStore {
 
 impl SyncStore {
     fn set_cut_off(&self, cut_off: bool) -> JsResult<()> {
-        self.inner.check_open()?;
-        match self.inner.sync.get() {
+        self.ctx.check_open()?;
+        match self.sync.get() {
             Some(s) => {
                 s.set_cut_off(cut_off);
                 Ok(())
@@ -818,11 +251,11 @@ impl SyncStore {
     /// The sync loop and a collection it syncs, for `push`, `pull` and
     /// `divergence`.
     fn synced_coll(&self, coll: &JsValue) -> JsResult<(Rc<TabSync>, String)> {
-        self.inner.check_open()?;
+        self.ctx.check_open()?;
         let coll = coll_arg(coll)?;
-        let spec = self.inner.schema.collection(&coll).map_err(error::core)?;
+        let spec = self.ctx.schema.collection(&coll).map_err(error::core)?;
         let disabled = |why: &str| glue::make_error("SYNC_DISABLED", why, false);
-        let Some(s) = self.inner.sync.get() else {
+        let Some(s) = self.sync.get() else {
             return Err(disabled("the store was opened without sync options"));
         };
         if spec.sync == SyncMode::Local {
@@ -899,41 +332,32 @@ impl SyncStore {
         let rekey_schema = schema.clone();
         let rekey =
             Closure::<dyn Fn(String, Array) -> Array>::new(move |coll: String, recs: Array| {
-                rekey(&rekey_schema, &coll, &recs)
+                writes::rekey(&rekey_schema, &coll, &recs)
             });
-        let inner = Rc::new(Inner {
-            layout: to_js(&idb::layout(&schema)),
-            name: name.clone(),
-            schema,
-            db: RefCell::new(None),
-            closed: Cell::new(false),
-            rng: Cell::new(s ^ js_sys::Date::now() as u64),
-            client_id: RefCell::new(String::new()),
-            rekey,
-            on_lost: RefCell::new(None),
-            connecting: RefCell::new(None),
-            lost: Cell::new(false),
-            closed_by: RefCell::new(None),
-            live: Live::new(),
-            events: Events::default(),
-            sync: OnceCell::new(),
-            aliases: RefCell::new(HashMap::new()),
-            local_pending: Cell::new(0),
-            last_stamp: Cell::new(0),
-            resolvers,
-            server_max_doc_bytes: Cell::new(None),
-        });
-        inner.db().await?;
-        inner.load_client_id().await?;
-        inner.live.listen(&inner, &name)?;
-        crate::changes::ask(&inner);
-        let n = inner.outbox_count().await?;
-        inner.local_pending.set(n as usize);
+        let conn = Db::new(name.clone(), to_js(&idb::layout(&schema)), rekey);
+        let seed = s ^ js_sys::Date::now() as u64;
+        let ctx = Rc::new(Ctx::new(conn, schema, resolvers, seed));
+        let sync_cell: Rc<OnceCell<Rc<TabSync>>> = Rc::new(OnceCell::new());
+        wire(&ctx, &sync_cell);
+        ctx.db().await?;
+        ctx.load_client_id().await?;
+        let (weak, cell) = (Rc::downgrade(&ctx), sync_cell.clone());
+        ctx.live.listen(&name, move |ev: MessageEvent| {
+            if let Some(ctx) = weak.upgrade() {
+                on_message(&ctx, &cell, &ev);
+            }
+        })?;
+        changes::ask(&ctx);
+        let n = ctx.outbox_count().await?;
+        ctx.local_pending.set(n as usize);
         if let Some(opts) = sync {
-            let handle = TabSync::start(&inner, opts).await?;
-            let _ = inner.sync.set(handle);
+            let handle = TabSync::start(&ctx, opts).await?;
+            let _ = sync_cell.set(handle);
         }
-        Ok(SyncStore { inner })
+        Ok(SyncStore {
+            ctx,
+            sync: sync_cell,
+        })
     }
 
     /// Inserts a document; resolves with its id (the document's own `id`,
@@ -1002,10 +426,11 @@ impl SyncStore {
     /// ]);
     #[wasm_bindgen(unchecked_return_type = "Promise<string[]>")]
     pub fn batch(&self, #[wasm_bindgen(unchecked_param_type = "Op[]")] ops: JsValue) -> Promise {
-        let inner = self.inner.clone();
+        let (inner, sync) = (self.ctx.clone(), self.sync.clone());
         promise(async move {
             let ops = parse_json(&ops, "ops", "INVALID_DOCUMENT")?;
-            let ids = inner.write(ops, false, None, None).await?;
+            let ids =
+                writes::apply(&inner, sync.get().map(Rc::as_ref), ops, false, None, None).await?;
             Ok(ids.into_iter().map(JsValue::from).collect::<Array>().into())
         })
     }
@@ -1017,15 +442,15 @@ impl SyncStore {
         #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
         #[wasm_bindgen(unchecked_param_type = "string")] id: JsValue,
     ) -> Promise {
-        let inner = self.inner.clone();
+        let inner = self.ctx.clone();
         promise(async move {
             inner.check_open()?;
             let coll = known_coll(&inner, &coll)?;
             let id = id_arg(&id)?;
             let id = inner.resolve_id(id.as_str().unwrap_or_default());
             let db = inner.db().await?;
-            let tx = Inner::tx(&db, &[&coll], false)?;
-            let req = Inner::store(&tx, &coll)?
+            let tx = Db::tx(&db, &[&coll], false)?;
+            let req = Db::store(&tx, &coll)?
                 .get(&JsValue::from_str(&id))
                 .map_err(|e| storage(e, "read"))?;
             Ok(glue::parse_doc(&idb::wait(&req, "read").await?))
@@ -1043,7 +468,7 @@ impl SyncStore {
         #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
         #[wasm_bindgen(unchecked_param_type = "string[]")] ids: JsValue,
     ) -> Promise {
-        let inner = self.inner.clone();
+        let inner = self.ctx.clone();
         promise(async move {
             inner.check_open()?;
             let coll = known_coll(&inner, &coll)?;
@@ -1052,8 +477,8 @@ impl SyncStore {
                 return Ok(Array::new().into());
             }
             let db = inner.db().await?;
-            let tx = Inner::tx(&db, &[&coll], false)?;
-            let store = Inner::store(&tx, &coll)?;
+            let tx = Db::tx(&db, &[&coll], false)?;
+            let store = Db::store(&tx, &coll)?;
             let mut reqs = Vec::with_capacity(ids.len());
             for id in &ids {
                 let id = inner.resolve_id(id);
@@ -1078,7 +503,7 @@ impl SyncStore {
         #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Query | undefined")] query: Option<JsValue>,
     ) -> Promise {
-        let inner = self.inner.clone();
+        let inner = self.ctx.clone();
         promise(async move {
             inner.check_open()?;
             let coll = coll_arg(&coll)?;
@@ -1086,7 +511,7 @@ impl SyncStore {
             let mut query = parse_json(&query, "query", "INVALID_QUERY")?;
             let sync_state = syncstate::take(&mut query, &inner.schema, &coll)?;
             let q = Query::parse(&query).map_err(error::core)?;
-            let (records, picks) = inner.run_query(&coll, &q).await?;
+            let (records, picks) = query::run(&inner, &coll, &q).await?;
             let text = syncstate::text(&inner, &coll, &records, picks, sync_state).await?;
             Ok(glue::parse_json(&text))
         })
@@ -1099,7 +524,7 @@ impl SyncStore {
         #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Where | undefined")] filter: Option<JsValue>,
     ) -> Promise {
-        let inner = self.inner.clone();
+        let inner = self.ctx.clone();
         promise(async move {
             inner.check_open()?;
             let coll = coll_arg(&coll)?;
@@ -1109,7 +534,7 @@ impl SyncStore {
                 "INVALID_QUERY",
             )?;
             let q = Query::parse(&json!({ "where": filter })).map_err(error::core)?;
-            Ok(inner.count(&coll, &q).await?.into())
+            Ok(query::count(&inner, &coll, &q).await?.into())
         })
     }
 
@@ -1129,15 +554,15 @@ impl SyncStore {
         #[wasm_bindgen(js_name = onError, unchecked_param_type = "(error: SyncStoreError) => void")]
         on_error: Option<Function>,
     ) -> Result<Function, JsValue> {
-        self.inner.check_open()?;
-        let coll = known_coll(&self.inner, &coll)?;
+        self.ctx.check_open()?;
+        let coll = known_coll(&self.ctx, &coll)?;
         let mut query = parse_json(&query, "query", "INVALID_QUERY")?;
-        let sync_state = syncstate::take(&mut query, &self.inner.schema, &coll)?;
+        let sync_state = syncstate::take(&mut query, &self.ctx.schema, &coll)?;
         let q = Query::parse(&query).map_err(error::core)?;
         Ok(self
-            .inner
+            .ctx
             .live
-            .subscribe(&self.inner, coll, q, sync_state, callback, on_error))
+            .subscribe(coll, q, sync_state, callback, on_error))
     }
 
     /// A live query as an Observable: `live(coll, query)` gives the rows
@@ -1163,10 +588,11 @@ impl SyncStore {
         what: JsValue,
         #[wasm_bindgen(unchecked_param_type = "Query | undefined")] query: Option<JsValue>,
     ) -> Result<JsValue, JsValue> {
-        self.inner.check_open()?;
+        self.ctx.check_open()?;
         let query = query.unwrap_or(JsValue::UNDEFINED);
         let handle = JsValue::from(SyncStore {
-            inner: self.inner.clone(),
+            ctx: self.ctx.clone(),
+            sync: self.sync.clone(),
         });
         Ok(glue::live_query(&handle, &what, &query))
     }
@@ -1175,14 +601,14 @@ impl SyncStore {
     /// `live(fn)` watches (internal).
     #[wasm_bindgen(js_name = "__watch", skip_typescript)]
     pub fn watch(&self, callback: Function) -> Result<Function, JsValue> {
-        self.inner.check_open()?;
-        Ok(self.inner.live.watch(&self.inner, callback))
+        self.ctx.check_open()?;
+        Ok(self.ctx.live.watch(callback))
     }
 
     /// How many local mutations wait in the outbox.
     #[wasm_bindgen(js_name = pendingCount, unchecked_return_type = "Promise<number>")]
     pub fn pending_count(&self) -> Promise {
-        let inner = self.inner.clone();
+        let inner = self.ctx.clone();
         promise(async move { Ok(inner.outbox_count().await?.into()) })
     }
 
@@ -1190,20 +616,20 @@ impl SyncStore {
     /// doc?, patch?, base?, state }]` (of every tab: it reads IndexedDB).
     #[wasm_bindgen(unchecked_return_type = "Promise<OutboxEntry[]>")]
     pub fn outbox(&self) -> Promise {
-        let inner = self.inner.clone();
-        promise(async move { crate::trace::outbox(&inner).await })
+        let inner = self.ctx.clone();
+        promise(async move { trace::outbox(&inner).await })
     }
 
     /// The database name.
     #[wasm_bindgen(getter)]
     pub fn name(&self) -> String {
-        self.inner.name.clone()
+        self.ctx.conn.name.clone()
     }
 
     /// Closes the store: its connection, subscriptions and channel. Any
     /// later call rejects with code `CLOSED`.
     pub fn close(&self) {
-        self.inner.shut();
+        shut(&self.ctx, &self.sync);
     }
 
     /// The sync state: `{ connection: "websocket" | "connecting" | "polling"
@@ -1213,9 +639,9 @@ impl SyncStore {
     /// `sync` is always `"offline"`.
     #[wasm_bindgen(unchecked_return_type = "SyncStatus")]
     pub fn status(&self) -> JsValue {
-        match self.inner.sync.get() {
-            Some(s) => to_js(&s.status(&self.inner)),
-            None => to_js(&crate::sync::Status::idle(self.inner.local_pending())),
+        match self.sync.get() {
+            Some(s) => to_js(&s.status(&self.ctx)),
+            None => to_js(&Status::idle(self.ctx.local_pending())),
         }
     }
 
@@ -1236,9 +662,14 @@ impl SyncStore {
         #[wasm_bindgen(unchecked_param_type = "(event: SyncEvents[SyncEventType]) => void")]
         callback: Function,
     ) -> Result<Function, JsValue> {
-        self.inner.check_open()?;
+        self.ctx.check_open()?;
         let kind = kind.as_string().unwrap_or_default();
-        self.inner.events.on(&self.inner, &kind, callback)
+        let first_change = kind == "change" && !self.ctx.events.wanted(&kind);
+        let off = self.ctx.events.on(&kind, callback)?;
+        if first_change {
+            changes::listening(&self.ctx);
+        }
+        Ok(off)
     }
 
     /// Pushes everything queued and pulls now; resolves when both are done,
@@ -1246,11 +677,11 @@ impl SyncStore {
     /// `UNAUTHORIZED`, ... or `SYNC_DISABLED` without `sync` options).
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn sync(&self) -> Promise {
-        if let Err(e) = self.inner.check_open() {
+        if let Err(e) = self.ctx.check_open() {
             return Promise::reject(&e);
         }
-        match self.inner.sync.get() {
-            Some(s) => s.ask(&self.inner, Ask::Sync),
+        match self.sync.get() {
+            Some(s) => s.ask(&self.ctx, Ask::Sync),
             None => Promise::reject(&glue::make_error(
                 "SYNC_DISABLED",
                 "the store was opened without sync options",
@@ -1265,7 +696,7 @@ impl SyncStore {
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn push(&self, #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue) -> Promise {
         match self.synced_coll(&coll) {
-            Ok((s, coll)) => s.ask(&self.inner, Ask::Push(coll)),
+            Ok((s, coll)) => s.ask(&self.ctx, Ask::Push(coll)),
             Err(e) => Promise::reject(&e),
         }
     }
@@ -1275,7 +706,7 @@ impl SyncStore {
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn pull(&self, #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue) -> Promise {
         match self.synced_coll(&coll) {
-            Ok((s, coll)) => s.ask(&self.inner, Ask::Pull(coll)),
+            Ok((s, coll)) => s.ask(&self.ctx, Ask::Pull(coll)),
             Err(e) => Promise::reject(&e),
         }
     }
@@ -1288,7 +719,7 @@ impl SyncStore {
         #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
     ) -> Promise {
         let picked = self.synced_coll(&coll);
-        let inner = self.inner.clone();
+        let inner = self.ctx.clone();
         promise(async move {
             let (_, coll) = picked?;
             let (local, remote) = tabs::divergence(&inner, &coll).await?;
@@ -1305,8 +736,8 @@ impl SyncStore {
     /// db.on("rejected", show); show();
     #[wasm_bindgen(unchecked_return_type = "Promise<RejectedWrite[]>")]
     pub fn rejected(&self) -> Promise {
-        let inner = self.inner.clone();
-        promise(async move { Ok(crate::rejected::list(&inner).await?.into()) })
+        let inner = self.ctx.clone();
+        promise(async move { Ok(rejected::list(&inner).await?.into()) })
     }
 
     /// Forgets kept rejections: one mid, an array of mids, or all (no argument).
@@ -1315,10 +746,10 @@ impl SyncStore {
         &self,
         #[wasm_bindgen(unchecked_param_type = "number | number[] | undefined")] mids: JsValue,
     ) -> Promise {
-        let inner = self.inner.clone();
-        let which = crate::rejected::parse_which(&mids);
+        let inner = self.ctx.clone();
+        let which = rejected::parse_which(&mids);
         promise(async move {
-            crate::rejected::dismiss(&inner, which?).await?;
+            rejected::dismiss(&inner, which?).await?;
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -1332,14 +763,14 @@ impl SyncStore {
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] coll: JsValue,
     ) -> Promise {
-        let inner = self.inner.clone();
+        let inner = self.ctx.clone();
         promise(async move {
             inner.check_open()?;
             let coll = known_coll(&inner, &coll)?;
             let db = inner.db().await?;
-            let tx = Inner::tx(&db, &[CONFLICTS], false)?;
-            let range = crate::sync::coll_range(&coll)?;
-            let all = Source::Store(Inner::store(&tx, CONFLICTS)?)
+            let tx = Db::tx(&db, &[CONFLICTS], false)?;
+            let range = idb::coll_range(&coll)?;
+            let all = Source::Store(Db::store(&tx, CONFLICTS)?)
                 .get_all(Some(&range), None)
                 .await?;
             Ok(glue::revive(&all))
@@ -1365,23 +796,23 @@ impl SyncStore {
         )]
         resolution: JsValue,
     ) -> Promise {
-        let inner = self.inner.clone();
+        let (inner, sync) = (self.ctx.clone(), self.sync.clone());
         promise(async move {
             inner.check_open()?;
             let coll = known_coll(&inner, &coll)?;
             let id = inner.resolve_id(id_arg(&id)?.as_str().unwrap_or_default());
             let resolution = parse_json(&resolution, "resolution", "INVALID_DOCUMENT")?;
             let db = inner.db().await?;
-            let tx = Inner::tx(&db, &[CONFLICTS, &coll], false)?;
+            let tx = Db::tx(&db, &[CONFLICTS, &coll], false)?;
             let key: Array = [&coll, &id].iter().map(|s| JsValue::from_str(s)).collect();
-            let entry = Inner::store(&tx, CONFLICTS)?
+            let entry = Db::store(&tx, CONFLICTS)?
                 .get(&key)
                 .map_err(|e| storage(e, "read"))?;
-            let current = Inner::store(&tx, &coll)?
+            let current = Db::store(&tx, &coll)?
                 .get(&JsValue::from_str(&id))
                 .map_err(|e| storage(e, "read"))?;
             let got = idb::wait_all(&[&entry, &current], "read conflict").await?;
-            let Some(entry) = crate::sync::parse::<Value>(&got[0]).filter(|e| e.is_object()) else {
+            let Some(entry) = idb::parse::<Value>(&got[0]).filter(|e| e.is_object()) else {
                 return Err(glue::make_error(
                     "NOT_FOUND",
                     &format!("id: {coll}/{id} has no unresolved conflict"),
@@ -1453,9 +884,16 @@ impl SyncStore {
                     ))
                 }
             };
-            inner
-                .write(Value::Array(ops), false, Some(&(coll, id)), None)
-                .await?;
+            let sync = sync.get().map(Rc::as_ref);
+            writes::apply(
+                &inner,
+                sync,
+                Value::Array(ops),
+                false,
+                Some(&(coll, id)),
+                None,
+            )
+            .await?;
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -1478,6 +916,6 @@ impl SyncStore {
     /// id is returned as it is.
     #[wasm_bindgen(js_name = resolveId)]
     pub fn resolve_id(&self, id: &str) -> String {
-        self.inner.resolve_id(id)
+        self.ctx.resolve_id(id)
     }
 }

@@ -12,10 +12,10 @@
 
 use std::rc::Rc;
 
+use crate::ctx::Ctx;
 use crate::error::{storage, JsResult};
 use crate::glue;
 use crate::idb::SERVER;
-use crate::store::Inner;
 use js_sys::{Array, JsString};
 use serde_json::Value;
 use syncstore_core::schema::{Schema, SyncMode};
@@ -43,7 +43,7 @@ pub fn take(query: &mut Value, schema: &Schema, coll: &str) -> JsResult<bool> {
 
 /// The result's JSON text, with the rows' sync state when `on`.
 pub async fn text(
-    inner: &Rc<Inner>,
+    inner: &Rc<Ctx>,
     coll: &str,
     records: &Array,
     picks: Option<Vec<u32>>,

@@ -22,11 +22,12 @@
 //! Without Web Locks every instance leads, one after the other: each new
 //! one fences the previous one off.
 
+use crate::ctx::Ctx;
+use crate::db::Db;
 use crate::error::{storage, JsResult};
 use crate::glue;
 use crate::idb::{to_js, wait, HELD, META, OUTBOX};
-use crate::store::Inner;
-use crate::sync::{Ask, ErrorInfo, Status, SyncLoop, SyncOptions, Waiter};
+use crate::sync::{Ask, Ended, ErrorInfo, Status, SyncLoop, SyncOptions, Waiter};
 use js_sys::{Date, Function, Promise};
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
@@ -79,7 +80,7 @@ fn message(body: Value) -> JsValue {
 }
 
 impl TabSync {
-    pub async fn start(inner: &Rc<Inner>, opts: SyncOptions) -> JsResult<Rc<TabSync>> {
+    pub async fn start(inner: &Rc<Ctx>, opts: SyncOptions) -> JsResult<Rc<TabSync>> {
         load_aliases(inner).await?;
         let h = Rc::new(TabSync {
             opts,
@@ -97,11 +98,11 @@ impl TabSync {
             cut_off: Cell::new(false),
             unseen: RefCell::new(Vec::new()),
         });
-        let cb = |f: fn(&Rc<TabSync>, &Rc<Inner>)| {
-            let (wh, wi): (Weak<TabSync>, Weak<Inner>) = (Rc::downgrade(&h), Rc::downgrade(inner));
+        let cb = |f: fn(&Rc<TabSync>, &Rc<Ctx>)| {
+            let (wh, wi): (Weak<TabSync>, Weak<Ctx>) = (Rc::downgrade(&h), Rc::downgrade(inner));
             Closure::<dyn Fn()>::new(move || {
                 if let (Some(h), Some(inner)) = (wh.upgrade(), wi.upgrade()) {
-                    if !inner.closed.get() {
+                    if !inner.conn.closed.get() {
                         f(&h, &inner);
                     }
                 }
@@ -116,7 +117,7 @@ impl TabSync {
         *h.stop_timer.borrow_mut() =
             Some(glue::every(HEARTBEAT_MS, timer.as_ref().unchecked_ref()));
         *h.lock.borrow_mut() = Some(glue::LeaderLock::new(
-            &inner.name,
+            &inner.conn.name,
             granted.as_ref().unchecked_ref(),
             lost.as_ref().unchecked_ref(),
         ));
@@ -131,13 +132,13 @@ impl TabSync {
     }
 
     /// Becomes the leader: a new term, then the sync loop.
-    async fn promote(self: Rc<Self>, inner: Rc<Inner>) {
+    async fn promote(self: Rc<Self>, inner: Rc<Ctx>) {
         self.promoting.set(self.promoting.get() + 1);
         self.clone().take_the_lead(inner).await;
         self.promoting.set(self.promoting.get() - 1);
     }
 
-    async fn take_the_lead(self: Rc<Self>, inner: Rc<Inner>) {
+    async fn take_the_lead(self: Rc<Self>, inner: Rc<Ctx>) {
         let generation = self.generation.get();
         let term = match bump_term(&inner).await {
             Ok(e) => e,
@@ -146,12 +147,18 @@ impl TabSync {
                 return;
             }
         };
-        if self.generation.get() != generation || inner.closed.get() {
+        if self.generation.get() != generation || inner.conn.closed.get() {
             return;
         }
-        match SyncLoop::start(&inner, self.opts.clone(), term, self.cut_off.get()).await {
+        let me = Rc::downgrade(&self);
+        let ended: Ended = Box::new(move |inner, client| {
+            if let Some(h) = me.upgrade() {
+                h.loop_ended(inner, client);
+            }
+        });
+        match SyncLoop::start(&inner, self.opts.clone(), term, self.cut_off.get(), ended).await {
             Ok(client) => {
-                if self.generation.get() != generation || inner.closed.get() {
+                if self.generation.get() != generation || inner.conn.closed.get() {
                     client.stop();
                     return;
                 }
@@ -172,7 +179,7 @@ impl TabSync {
     }
 
     /// Another instance stole the lock: stop syncing, hand over the asks.
-    fn demote(self: &Rc<Self>, inner: &Rc<Inner>) {
+    fn demote(self: &Rc<Self>, inner: &Rc<Ctx>) {
         self.generation.set(self.generation.get() + 1);
         if let Some(client) = self.client.borrow_mut().take() {
             for w in client.stop() {
@@ -184,7 +191,7 @@ impl TabSync {
 
     /// The sync loop stopped by itself: its term was taken (fencing). If
     /// this instance still holds the lock, it starts a new term.
-    pub fn loop_ended(self: &Rc<Self>, inner: &Rc<Inner>, client: &Rc<SyncLoop>) {
+    fn loop_ended(self: &Rc<Self>, inner: &Rc<Ctx>, client: &Rc<SyncLoop>) {
         let current = self
             .client
             .borrow()
@@ -200,7 +207,7 @@ impl TabSync {
         }
     }
 
-    fn on_timer(self: &Rc<Self>, inner: &Rc<Inner>) {
+    fn on_timer(self: &Rc<Self>, inner: &Rc<Ctx>) {
         if self.leader().is_some() {
             inner.live.post(&message(json!({"t": "beat"})));
             return;
@@ -227,8 +234,8 @@ impl TabSync {
         }
     }
 
-    /// A sync message from another instance (see `live.rs`).
-    pub fn on_message(self: &Rc<Self>, inner: &Rc<Inner>, msg: &Value) {
+    /// A sync message from another instance (routed by store.rs).
+    pub fn on_message(self: &Rc<Self>, inner: &Rc<Ctx>, msg: &Value) {
         let leader = self.leader();
         match msg.get("t").and_then(Value::as_str) {
             Some("beat") => self.last_heard.set(Date::now()),
@@ -299,7 +306,7 @@ impl TabSync {
                 };
                 let _ = match msg.get("error").filter(|e| !e.is_null()) {
                     None => resolve.call0(&JsValue::UNDEFINED),
-                    Some(e) => reject.call1(&JsValue::UNDEFINED, &error_js(e)),
+                    Some(e) => reject.call1(&JsValue::UNDEFINED, &crate::error::error_js(e)),
                 };
             }
             _ => {}
@@ -308,7 +315,7 @@ impl TabSync {
 
     /// `sync()`, `push(coll)`, `pull(coll)`: run by the leader, here or in
     /// another tab.
-    pub fn ask(self: &Rc<Self>, inner: &Rc<Inner>, ask: Ask) -> Promise {
+    pub fn ask(self: &Rc<Self>, inner: &Rc<Ctx>, ask: Ask) -> Promise {
         let mut ask = Some(ask);
         let mut fns = None;
         let p = Promise::new(&mut |resolve, reject| fns = Some((resolve, reject)));
@@ -321,14 +328,14 @@ impl TabSync {
         p
     }
 
-    fn forward(&self, inner: &Rc<Inner>, w: Waiter) {
+    fn forward(&self, inner: &Rc<Ctx>, w: Waiter) {
         let rid = self.next_rid.get() + 1;
         self.next_rid.set(rid);
         self.post_ask(inner, rid, &w.0);
         self.asks.borrow_mut().insert(rid, w);
     }
 
-    fn post_ask(&self, inner: &Rc<Inner>, rid: u32, ask: &Ask) {
+    fn post_ask(&self, inner: &Rc<Ctx>, rid: u32, ask: &Ask) {
         inner.live.post(&message(
             json!({"t": "ask", "from": self.me, "rid": rid, "ask": ask}),
         ));
@@ -377,7 +384,7 @@ impl TabSync {
         unseen.iter().map(|(_, n)| n).sum()
     }
 
-    pub fn status(&self, inner: &Inner) -> Value {
+    pub fn status(&self, inner: &Ctx) -> Value {
         if let Some(c) = self.leader() {
             let mut s = c.status();
             s.pending += self.unseen_after(c.ingested_mid());
@@ -419,20 +426,11 @@ impl TabSync {
     }
 }
 
-/// The `SyncStoreError` an error value stands for.
-pub fn error_js(v: &Value) -> JsValue {
-    glue::make_error(
-        v.get("code").and_then(Value::as_str).unwrap_or("STORAGE"),
-        v.get("message").and_then(Value::as_str).unwrap_or(""),
-        v.get("retryable").and_then(Value::as_bool).unwrap_or(true),
-    )
-}
-
 /// Starts a new leader term: `_meta` `leader` + 1, in its own transaction.
-async fn bump_term(inner: &Rc<Inner>) -> JsResult<f64> {
+async fn bump_term(inner: &Rc<Ctx>) -> JsResult<f64> {
     let db = inner.db().await?;
-    let tx = Inner::tx(&db, &[META], true)?;
-    let meta = Inner::store(&tx, META)?;
+    let tx = Db::tx(&db, &[META], true)?;
+    let meta = Db::store(&tx, META)?;
     let req = meta
         .get(&"leader".into())
         .map_err(|e| storage(e, "read leader"))?;
@@ -449,7 +447,7 @@ async fn bump_term(inner: &Rc<Inner>) -> JsResult<f64> {
 }
 
 /// The temporary-id aliases the engine stored (followers use them too).
-async fn load_aliases(inner: &Rc<Inner>) -> JsResult<()> {
+async fn load_aliases(inner: &Rc<Ctx>) -> JsResult<()> {
     let (_, map) = crate::sync::read_id_map(inner).await?;
     inner.set_aliases(&map);
     Ok(())
@@ -457,17 +455,17 @@ async fn load_aliases(inner: &Rc<Inner>) -> JsResult<()> {
 
 /// `{ local, remote }` of `divergence(coll)`: outbox entries of the
 /// collection not yet answered, server changes to it held back.
-pub async fn divergence(inner: &Rc<Inner>, coll: &str) -> JsResult<(usize, u32)> {
+pub async fn divergence(inner: &Rc<Ctx>, coll: &str) -> JsResult<(usize, u32)> {
     let db = inner.db().await?;
-    let tx = Inner::tx(&db, &[OUTBOX, HELD], false)?;
-    let outbox = Inner::store(&tx, OUTBOX)?
+    let tx = Db::tx(&db, &[OUTBOX, HELD], false)?;
+    let outbox = Db::store(&tx, OUTBOX)?
         .get_all()
         .map_err(|e| storage(e, "read outbox"))?;
-    let held = Inner::store(&tx, HELD)?
-        .count_with_key(&crate::sync::coll_range(coll)?.into())
+    let held = Db::store(&tx, HELD)?
+        .count_with_key(&crate::idb::coll_range(coll)?.into())
         .map_err(|e| storage(e, "count held changes"))?;
     let got = crate::idb::wait_all(&[&outbox, &held], "read outbox").await?;
-    let entries = crate::sync::outbox_entries(crate::sync::parse(&got[0]).unwrap_or_default());
+    let entries = crate::idb::outbox_entries(crate::idb::parse(&got[0]).unwrap_or_default());
     let remote = got[1].as_f64().unwrap_or(0.0) as u32;
     let local = entries
         .iter()

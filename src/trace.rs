@@ -6,33 +6,31 @@
 //! the instance that leads sync. Every function returns at once while
 //! nobody listens: nothing is built. `outbox()` lists what is queued.
 
+use crate::ctx::Ctx;
+use crate::db::Db;
 use crate::error::{storage, JsResult};
 use crate::idb::{to_js, Source};
-use crate::store::Inner;
-use crate::sync::Input;
 use js_sys::Date;
 use serde_json::{json, Value};
 use std::rc::Rc;
-use syncstore_core::protocol::{
-    Mutation, MutationResult, PullResponse, PushResponse, ServerMessage,
-};
+use syncstore_core::protocol::{Mutation, MutationResult, PullResponse, PushResponse};
 use syncstore_core::sync::plan::{stores::OUTBOX, StepPlan};
 use syncstore_core::sync::Event;
 use wasm_bindgen::JsValue;
 
 /// The outbox, oldest first: `{mid, coll, id, op, doc?, patch?, base?,
 /// state}` (`state`: "pending", "parked", "acked" or "applied").
-pub async fn outbox(inner: &Rc<Inner>) -> JsResult<JsValue> {
+pub async fn outbox(inner: &Rc<Ctx>) -> JsResult<JsValue> {
     inner.check_open()?;
     let db = inner.db().await?;
-    let tx = Inner::tx(&db, &[OUTBOX], false)?;
-    let records = Source::Store(Inner::store(&tx, OUTBOX)?)
+    let tx = Db::tx(&db, &[OUTBOX], false)?;
+    let records = Source::Store(Db::store(&tx, OUTBOX)?)
         .get_all(None, None)
         .await?;
-    let records: Vec<Value> = crate::sync::parse(&records.into())
+    let records: Vec<Value> = crate::idb::parse(&records.into())
         .ok_or_else(|| storage(JsValue::from_str("corrupt outbox"), "read outbox"))?;
     let keep = ["mid", "coll", "id", "op", "doc", "patch", "base", "version"];
-    let list: Vec<Value> = crate::sync::outbox_entries(records)
+    let list: Vec<Value> = crate::idb::outbox_entries(records)
         .into_iter()
         .map(|e| {
             let mut o: serde_json::Map<String, Value> = keep
@@ -47,17 +45,17 @@ pub async fn outbox(inner: &Rc<Inner>) -> JsResult<JsValue> {
     Ok(to_js(&list))
 }
 
-fn on(inner: &Inner) -> bool {
+fn on(inner: &Ctx) -> bool {
     inner.events.wanted("trace")
 }
 
-fn emit(inner: &Inner, mut e: Value) {
+fn emit(inner: &Ctx, mut e: Value) {
     e["at"] = json!(Date::now());
     inner.events.emit_value("trace", &e);
 }
 
 /// This instance committed the outbox `entries`, from mid `first` on.
-pub fn queued(inner: &Inner, first: f64, entries: &[Value]) {
+pub fn queued(inner: &Ctx, first: f64, entries: &[Value]) {
     if !on(inner) || first < 1.0 {
         return;
     }
@@ -72,7 +70,7 @@ pub fn queued(inner: &Inner, first: f64, entries: &[Value]) {
 }
 
 /// A push request carrying `mutations` is being sent.
-pub fn pushed(inner: &Inner, mutations: &[Mutation]) {
+pub fn pushed(inner: &Ctx, mutations: &[Mutation]) {
     if !on(inner) {
         return;
     }
@@ -85,7 +83,7 @@ pub fn pushed(inner: &Inner, mutations: &[Mutation]) {
 }
 
 /// The push answer arrived: the mutations the server applied.
-pub fn answered(inner: &Inner, resp: &PushResponse, ms: f64) {
+pub fn answered(inner: &Ctx, resp: &PushResponse, ms: f64) {
     if !on(inner) {
         return;
     }
@@ -103,7 +101,7 @@ pub fn answered(inner: &Inner, resp: &PushResponse, ms: f64) {
 }
 
 /// A pull page (HTTP) was taken in, `ms` after it was asked for.
-pub fn pulled(inner: &Inner, page: &PullResponse, ms: f64) {
+pub fn pulled(inner: &Ctx, page: &PullResponse, ms: f64) {
     if !on(inner) {
         return;
     }
@@ -114,14 +112,15 @@ pub fn pulled(inner: &Inner, page: &PullResponse, ms: f64) {
     );
 }
 
-/// WebSocket frames about to be applied in one step.
-pub(crate) fn frames(inner: &Inner, inputs: &[Input]) {
+/// `frames` WebSocket frames about to be applied in one step, with
+/// `changes()` changes (counted only if someone listens).
+pub(crate) fn frames(inner: &Ctx, frames: usize, changes: impl FnOnce() -> usize) {
     if !on(inner) {
         return;
     }
     emit(
         inner,
-        json!({"type": "frames", "frames": inputs.len(), "changes": changes(inputs)}),
+        json!({"type": "frames", "frames": frames, "changes": changes()}),
     );
 }
 
@@ -129,7 +128,7 @@ pub(crate) fn frames(inner: &Inner, inputs: &[Input]) {
 /// planned, or not (`reason`: "stale", another step ran, a new write waits
 /// or an answer is held since the plan was made; "stored", IndexedDB held
 /// something the plan assumed absent), and then by an ordinary step.
-pub(crate) fn planned(inner: &Inner, changes: usize, refused: Option<&str>) {
+pub(crate) fn planned(inner: &Ctx, changes: usize, refused: Option<&str>) {
     if !on(inner) {
         return;
     }
@@ -140,21 +139,9 @@ pub(crate) fn planned(inner: &Inner, changes: usize, refused: Option<&str>) {
     emit(inner, e);
 }
 
-/// The changes `inputs` carry (echoed ones included).
-pub(crate) fn changes(inputs: &[Input]) -> usize {
-    inputs
-        .iter()
-        .map(|i| match i {
-            Input::Frame(ServerMessage::Changes { changes, .. }) => changes.len(),
-            Input::Echo((stamps, _)) => stamps.len(),
-            _ => 0,
-        })
-        .sum()
-}
-
 /// A step committed: the entries it refused, found in conflict, remapped
 /// or settled (dropped from the outbox otherwise).
-pub fn step(inner: &Inner, out: &StepPlan) {
+pub fn step(inner: &Ctx, out: &StepPlan) {
     if !on(inner) {
         return;
     }

@@ -48,7 +48,7 @@ impl SyncLoop {
     /// change what they do but what IndexedDB holds (no outbox entry, no
     /// held answer, no resync, no collection whose changes wait for the
     /// app).
-    pub(super) fn plan_ahead(&self, inner: &Rc<Inner>) {
+    pub(super) fn plan_ahead(&self, inner: &Rc<Ctx>) {
         if self.ahead.borrow().is_some()
             || self.stopped.get()
             || self.has_news()
@@ -88,7 +88,7 @@ impl SyncLoop {
 
     /// The plan of `inputs` if they are all `changes` frames of
     /// collections that apply server changes as they come, with news.
-    fn plan_frames(&self, inner: &Rc<Inner>, inputs: &[Input]) -> Option<Planned> {
+    fn plan_frames(&self, inner: &Rc<Ctx>, inputs: &[Input]) -> Option<Planned> {
         let schema = &inner.schema;
         if inputs.is_empty() {
             return None;
@@ -167,7 +167,7 @@ impl SyncLoop {
     /// caller then runs an ordinary step with the same frames.
     pub(super) async fn step_ahead(
         &self,
-        inner: &Rc<Inner>,
+        inner: &Rc<Ctx>,
         inputs: &[Input],
         p: Planned,
     ) -> JsResult<bool> {
@@ -177,7 +177,7 @@ impl SyncLoop {
             || self.legacy_ids.get()
             || !self.held.borrow().is_empty()
         {
-            crate::trace::planned(inner, crate::trace::changes(inputs), Some("stale"));
+            crate::trace::planned(inner, changes_in(inputs), Some("stale"));
             return Ok(false);
         }
         self.steps.set(self.steps.get() + 1);
@@ -185,16 +185,16 @@ impl SyncLoop {
         let mut stores: Vec<&str> = synced_colls(&inner.schema).chain([HELD]).collect();
         stores.extend([OUTBOX, SERVER, META, CONFLICTS, IDS, REJECTED]);
         let db = inner.db().await?;
-        let tx = Inner::tx(&db, &stores, true)?;
+        let tx = Db::tx(&db, &stores, true)?;
         let applied = JsFuture::from(glue::apply_if_absent(&tx, &p.check, &p.ops))
             .await
             .map_err(|e| storage(e, "sync"))?;
         if applied.as_bool() != Some(true) {
             // Aborted: nothing was written.
-            crate::trace::planned(inner, crate::trace::changes(inputs), Some("stored"));
+            crate::trace::planned(inner, changes_in(inputs), Some("stored"));
             return Ok(false);
         }
-        crate::trace::planned(inner, crate::trace::changes(inputs), None);
+        crate::trace::planned(inner, changes_in(inputs), None);
         self.track_progress(inputs);
         self.outbox_dirty.set(false);
         // The engine runs ahead of IndexedDB from here, as in any step.
@@ -215,7 +215,7 @@ impl SyncLoop {
 
     /// The frames for the next step: those planned ahead (if they came from
     /// the current socket), else what the inbox holds.
-    pub(super) fn next_frames(&self, inner: &Rc<Inner>) -> (Vec<Input>, Option<Planned>) {
+    pub(super) fn next_frames(&self, inner: &Rc<Ctx>) -> (Vec<Input>, Option<Planned>) {
         match self.ahead.borrow_mut().take() {
             Some(a) if a.gen == self.socket_gen.get() => (a.inputs, a.plan),
             _ => (self.take_frames(inner), None),

@@ -3,9 +3,10 @@
 //! in memory: only the cursor and the clock move, and reach `_meta` with
 //! the next step that writes (docs/architecture.md).
 
+use crate::ctx::Ctx;
+use crate::db::Db;
 use crate::error::JsResult;
 use crate::idb::SERVER;
-use crate::store::Inner;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use syncstore_core::protocol::{Change, ChangeStamp, FrameHead, ServerMessage};
@@ -79,7 +80,7 @@ impl SyncLoop {
     /// what it reads stays true until the step that follows.
     pub(super) async fn stale_frames(
         &self,
-        inner: &Rc<Inner>,
+        inner: &Rc<Ctx>,
         inputs: &[Input],
     ) -> JsResult<Option<Vec<EchoFrame>>> {
         if let Some(frames) = self.echoes_only(inputs) {
@@ -124,7 +125,7 @@ impl SyncLoop {
         let db = inner.db().await?;
         let mut stores: Vec<&str> = synced_colls(&inner.schema).collect();
         stores.push(SERVER);
-        let tx = Inner::tx(&db, &stores, false)?;
+        let tx = Db::tx(&db, &stores, false)?;
         let (states, _) = read_states(&tx, &keys, &HashSet::new()).await?;
         let stored: HashMap<Key, u64> = states
             .into_iter()

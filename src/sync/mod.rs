@@ -27,11 +27,12 @@
 //!   it is closed, a poll runs at once and a new socket follows with
 //!   backoff (`syncstore_core::sync::schedule::KeepAlive`).
 
+use crate::ctx::Ctx;
+use crate::db::Db;
 use crate::error::{storage, JsResult};
 use crate::glue;
-use crate::idb::{to_js, IDS, META, OUTBOX, SERVER};
+use crate::idb::{outbox_entries, parse, to_js, IDS, META, OUTBOX, SERVER};
 use crate::net::{NetError, Remote, Sent, Socket, SocketEvent};
-use crate::store::Inner;
 use js_sys::{Date, Function};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -59,8 +60,8 @@ mod step;
 
 use echo::EchoFrame;
 pub use options::SyncOptions;
+pub(crate) use step::read_id_map;
 use step::{add_ids, read_states, to_value};
-pub(crate) use step::{coll_range, outbox_entries, parse, read_id_map};
 
 /// Mutations per push request until the server's limits are known (its
 /// `maxMutationsPerPush`, 1,000 by default), and at most once they are:
@@ -210,6 +211,18 @@ pub(crate) enum Input {
     Release(String),
     /// Queue the parked writes of a `"manual"` collection for pushing.
     Unpark(String),
+}
+
+/// The changes `inputs` carry (echoed ones included).
+fn changes_in(inputs: &[Input]) -> usize {
+    inputs
+        .iter()
+        .map(|i| match i {
+            Input::Frame(ServerMessage::Changes { changes, .. }) => changes.len(),
+            Input::Echo((stamps, _)) => stamps.len(),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// What a caller of `sync()`, `push(coll)` or `pull(coll)` waits for:
@@ -371,13 +384,18 @@ fn backoff(failures: u32) -> f64 {
     Backoff::delay(failures, js_sys::Math::random())
 }
 
+/// Called when a loop stopped by itself (its term was taken) while the
+/// store is open: the owner of the loop (tabs.rs) decides what follows.
+pub type Ended = Box<dyn FnOnce(&Rc<Ctx>, &Rc<SyncLoop>)>;
+
 impl SyncLoop {
     /// Restores the engine from IndexedDB and starts the loop.
     pub async fn start(
-        inner: &Rc<Inner>,
+        inner: &Rc<Ctx>,
         opts: SyncOptions,
         term: f64,
         cut_off: bool,
+        ended: Ended,
     ) -> JsResult<Rc<SyncLoop>> {
         let client_id = inner.client_id.borrow().clone();
         let (engine, copied, legacy_ids) = Self::load(inner).await?;
@@ -447,7 +465,7 @@ impl SyncLoop {
         });
         let stop = glue::watch_online(cb.as_ref().unchecked_ref());
         *s.on_online.borrow_mut() = Some((cb, stop));
-        wasm_bindgen_futures::spawn_local(run(inner.clone(), s.clone()));
+        wasm_bindgen_futures::spawn_local(run(inner.clone(), s.clone(), ended));
         Ok(s)
     }
 
@@ -457,16 +475,16 @@ impl SyncLoop {
     /// the step that needs it); the keys among those that `_server` holds;
     /// and whether the id map still sat in `_meta` (written by a version
     /// before `_ids`: the first step moves it).
-    async fn load(inner: &Rc<Inner>) -> JsResult<(ClientSync, HashSet<Key>, bool)> {
+    async fn load(inner: &Rc<Ctx>) -> JsResult<(ClientSync, HashSet<Key>, bool)> {
         let db = inner.db().await?;
         let mut stores = vec![META, SERVER, OUTBOX, IDS];
         stores.extend(synced_colls(&inner.schema));
-        let tx = Inner::tx(&db, &stores, false)?;
+        let tx = Db::tx(&db, &stores, false)?;
         let read = |r: Result<web_sys::IdbRequest, JsValue>| r.map_err(|e| storage(e, "read"));
         let reqs = [
-            read(Inner::store(&tx, META)?.get(&"sync".into()))?,
-            read(Inner::store(&tx, OUTBOX)?.get_all())?,
-            read(Inner::store(&tx, IDS)?.get_all())?,
+            read(Db::store(&tx, META)?.get(&"sync".into()))?,
+            read(Db::store(&tx, OUTBOX)?.get_all())?,
+            read(Db::store(&tx, IDS)?.get_all())?,
         ];
         let got = crate::idb::wait_all(&reqs.iter().collect::<Vec<_>>(), "read sync state").await?;
         let meta: Option<Meta> = js_sys::Reflect::get(&got[0], &"v".into())
@@ -752,7 +770,7 @@ impl SyncLoop {
     }
 
     /// The app's writes stream in: one is in flight as the loop looks.
-    fn busy(inner: &Inner) -> bool {
+    fn busy(inner: &Ctx) -> bool {
         inner.live.writes_in_flight() > 0
     }
 
@@ -760,7 +778,7 @@ impl SyncLoop {
     /// less than [`WRITE_GAP_MS`] ago (an app that awaits each write's
     /// live-query callback before the next one). Push answers and frames
     /// wait; new entries are taken in and pushed at once all the same.
-    fn writing(inner: &Inner) -> bool {
+    fn writing(inner: &Ctx) -> bool {
         Self::busy(inner) || Date::now() < inner.live.last_write_at() + WRITE_GAP_MS
     }
 
@@ -769,7 +787,7 @@ impl SyncLoop {
     /// one before. New entries are then taken in at most every
     /// [`BUSY_STEP_GAP_MS`] or once the writes pause; a write that comes
     /// alone (an app that waits for the server's echo, row 8) at once.
-    fn streaming(inner: &Inner) -> bool {
+    fn streaming(inner: &Ctx) -> bool {
         Self::busy(inner) || (Self::writing(inner) && inner.live.in_streak(WRITE_GAP_MS))
     }
 
@@ -791,7 +809,7 @@ impl SyncLoop {
     /// One round of the loop: socket frames, then the outbox (ingest and
     /// push), then the socket, then a poll if one is due; finally answers
     /// `sync()` callers and reports a changed status.
-    async fn tick(self: &Rc<Self>, inner: &Rc<Inner>) {
+    async fn tick(self: &Rc<Self>, inner: &Rc<Ctx>) {
         let waiters: Vec<Waiter> = std::mem::take(&mut *self.waiters.borrow_mut());
         let forced = !waiters.is_empty();
         // A storage retry that is due: what the refused step was doing runs
@@ -839,7 +857,7 @@ impl SyncLoop {
             };
             let had_frames = !frames.is_empty();
             if had_frames {
-                crate::trace::frames(inner, &frames);
+                crate::trace::frames(inner, frames.len(), || changes_in(&frames));
                 self.last_pull_at.set(Some(Date::now()));
             }
             if result.is_ok() && (had_frames || !held_step) {
@@ -948,7 +966,7 @@ impl SyncLoop {
 
     /// Socket events of the current socket, as engine inputs; the rest
     /// (open, close, keep-alive, errors) handled here.
-    fn take_frames(&self, inner: &Rc<Inner>) -> Vec<Input> {
+    fn take_frames(&self, inner: &Rc<Ctx>) -> Vec<Input> {
         let events: Vec<SocketEvent> = {
             // A bounded part of what arrived (a catch-up can be a burst of
             // the whole dataset): frames stay JS strings until taken here,
@@ -1140,7 +1158,7 @@ impl SyncLoop {
     /// Emits `error` for a sync error not reported yet: once per outage,
     /// not once per retry (a success clears `lastError`, so the next
     /// failure is news again).
-    fn report_error(&self, inner: &Rc<Inner>) {
+    fn report_error(&self, inner: &Rc<Ctx>) {
         let now = self.last_error.borrow().clone();
         if *self.reported_error.borrow() == now {
             return;
@@ -1152,7 +1170,7 @@ impl SyncLoop {
     }
 
     /// Publishes the status again (a follower asked for it).
-    pub fn republish_status(&self, inner: &Rc<Inner>) {
+    pub fn republish_status(&self, inner: &Rc<Ctx>) {
         self.status.borrow_mut().take();
         self.report_status(inner);
     }
@@ -1161,7 +1179,7 @@ impl SyncLoop {
     /// with the highest mid the engine has taken in: a follower adds its
     /// own writes above it to `pending` (tabs.rs), so that its
     /// `status().pending` counts a write as soon as it resolves.
-    fn report_status(&self, inner: &Rc<Inner>) {
+    fn report_status(&self, inner: &Rc<Ctx>) {
         let now = (self.status(), self.ingested_mid());
         if self.status.borrow().as_ref() == Some(&now) {
             return;
@@ -1175,7 +1193,7 @@ impl SyncLoop {
     }
 
     /// How long the loop may sleep before something is due.
-    fn next_delay(&self, inner: &Inner) -> f64 {
+    fn next_delay(&self, inner: &Ctx) -> f64 {
         let now = Date::now();
         let mut at = now + 30_000.0;
         let retry = self.storage.get();
@@ -1337,7 +1355,7 @@ impl SyncLoop {
     /// `GET /v1/config`, once: the server's limits. An answer that is not
     /// a config (an older server) is taken as no limits; a network failure
     /// leaves them to the next try (or the socket's `synced` frame).
-    async fn fetch_limits(&self, inner: &Rc<Inner>) {
+    async fn fetch_limits(&self, inner: &Rc<Ctx>) {
         match self.remote.config().await {
             Ok(c) => {
                 self.limits_known.set(true);
@@ -1352,7 +1370,7 @@ impl SyncLoop {
 
     /// The server's limits: writes to synced collections larger than its
     /// document limit fail at write time (`DOC_TOO_LARGE`).
-    fn learn_limits(&self, inner: &Inner, limits: &ServerLimits) {
+    fn learn_limits(&self, inner: &Ctx, limits: &ServerLimits) {
         self.limits_known.set(true);
         self.push_max.set(
             usize::try_from(limits.max_mutations_per_push)
@@ -1370,7 +1388,7 @@ impl SyncLoop {
     /// overlap the step instead of following it. A push sent ahead that
     /// fails is sent again the usual way (resending is safe: the server
     /// answers a mid it applied with its stored result).
-    async fn push_all(self: &Rc<Self>, inner: &Rc<Inner>, forced: bool) -> Result<(), Failure> {
+    async fn push_all(self: &Rc<Self>, inner: &Rc<Ctx>, forced: bool) -> Result<(), Failure> {
         // A queue longer than a push before the socket brought the
         // server's limits (a store back online): ask for them first, so
         // that it goes in the fewest pushes (each costs a step; 10,000
@@ -1490,7 +1508,7 @@ impl SyncLoop {
     /// Pulls pages until the server has nothing more; a `resync` answer
     /// restarts from the start (and restarts the socket, whose stream
     /// predates it).
-    async fn pull_all(self: &Rc<Self>, inner: &Rc<Inner>, forced: bool) -> Result<(), Failure> {
+    async fn pull_all(self: &Rc<Self>, inner: &Rc<Ctx>, forced: bool) -> Result<(), Failure> {
         let mut resyncs = 0;
         for _ in 0..MAX_ROUNDS {
             let cursor = self
@@ -1539,10 +1557,10 @@ impl SyncLoop {
         Ok(())
     }
 }
-async fn run(inner: Rc<Inner>, s: Rc<SyncLoop>) {
-    while !inner.closed.get() && !s.stopped.get() {
+async fn run(inner: Rc<Ctx>, s: Rc<SyncLoop>, ended: Ended) {
+    while !inner.conn.closed.get() && !s.stopped.get() {
         s.tick(&inner).await;
-        if inner.closed.get() || s.stopped.get() {
+        if inner.conn.closed.get() || s.stopped.get() {
             break;
         }
         let delay = s.next_delay(&inner);
@@ -1550,10 +1568,8 @@ async fn run(inner: Rc<Inner>, s: Rc<SyncLoop>) {
         let _ = JsFuture::from(s.waker.wait(delay)).await;
         s.asleep_until.set(f64::INFINITY);
     }
-    if !inner.closed.get() {
-        if let Some(h) = inner.sync.get() {
-            h.loop_ended(&inner, &s);
-        }
+    if !inner.conn.closed.get() {
+        ended(&inner, &s);
     }
 }
 

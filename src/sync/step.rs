@@ -2,10 +2,14 @@
 //! of `sync` and docs/architecture.md "The sync loop"), the records it reads
 //! and the app's conflict resolvers it asks.
 
+use crate::ctx::Ctx;
+use crate::db::Db;
 use crate::error::{storage, JsResult};
 use crate::glue;
-use crate::idb::{to_js, wait, CONFLICTS, HELD, IDS, META, OUTBOX, REJECTED, SERVER};
-use crate::store::Inner;
+use crate::idb::{
+    coll_range, outbox_entries, parse, to_js, wait, CONFLICTS, HELD, IDS, META, OUTBOX, REJECTED,
+    SERVER,
+};
 use js_sys::{Date, Function};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -83,7 +87,7 @@ impl SyncLoop {
     /// transaction (the engine holds only pending documents'), the engine
     /// decides, the effects are written; after the commit, subscriptions
     /// refresh and events fire.
-    pub(super) async fn step(&self, inner: &Rc<Inner>, inputs: Vec<Input>) -> JsResult<()> {
+    pub(super) async fn step(&self, inner: &Rc<Ctx>, inputs: Vec<Input>) -> JsResult<()> {
         // Taking in new entries alone writes no record as a rule (the write
         // path wrote them): such a step leaves the collections out of its
         // scope, so that the app's reads and live-query refreshes, which
@@ -127,7 +131,7 @@ impl SyncLoop {
     /// must write anything but the meta answers [`Stepped::Write`].
     pub(super) async fn step_in(
         &self,
-        inner: &Rc<Inner>,
+        inner: &Rc<Ctx>,
         mut inputs: Vec<Input>,
         scope: Scope,
     ) -> JsResult<Stepped> {
@@ -170,21 +174,21 @@ impl SyncLoop {
         }
         stores.extend([SERVER, META, CONFLICTS, IDS, REJECTED]);
         let db = inner.db().await?;
-        let tx = Inner::tx(&db, &stores, !peek)?;
+        let tx = Db::tx(&db, &stores, !peek)?;
         // Held changes of collections being pulled, read before the engine runs.
         let mut released: Vec<Vec<Change>> = vec![];
         for input in &inputs {
             if let Input::Release(coll) = input {
-                let req = Inner::store(&tx, HELD)?
+                let req = Db::store(&tx, HELD)?
                     .get_all_with_key(&coll_range(coll)?.into())
                     .map_err(|e| storage(e, "read held changes"))?;
                 released.push(parse(&wait(&req, "read held changes").await?).unwrap_or_default());
             }
         }
-        let term = Inner::store(&tx, META)?
+        let term = Db::store(&tx, META)?
             .get(&"leader".into())
             .map_err(|e| storage(e, "read leader"))?;
-        let open = Inner::store(&tx, CONFLICTS)?
+        let open = Db::store(&tx, CONFLICTS)?
             .get_all_keys()
             .map_err(|e| storage(e, "read conflicts"))?;
         let mut reqs = vec![term, open];
@@ -192,7 +196,7 @@ impl SyncLoop {
             let range =
                 IdbKeyRange::lower_bound_with_open(&JsValue::from_f64(last_mid as f64), true)
                     .map_err(|e| storage(e, "key range"))?;
-            let req = Inner::store(&tx, OUTBOX)?
+            let req = Db::store(&tx, OUTBOX)?
                 .get_all_with_key(&range)
                 .map_err(|e| storage(e, "read outbox"))?;
             reqs.push(req);
@@ -586,7 +590,7 @@ impl SyncLoop {
     }
 
     /// Rebuilds the engine from IndexedDB after a step that did not commit.
-    pub(super) async fn reload(&self, inner: &Rc<Inner>) {
+    pub(super) async fn reload(&self, inner: &Rc<Ctx>) {
         if let Ok((eng, copied, legacy)) = Self::load(inner).await {
             *self.engine.borrow_mut() = eng;
             *self.copied.borrow_mut() = copied;
@@ -602,7 +606,7 @@ impl SyncLoop {
     /// event says why.
     pub(super) async fn decide(
         &self,
-        inner: &Rc<Inner>,
+        inner: &Rc<Ctx>,
         resp: &PushResponse,
     ) -> BTreeMap<u64, Decision> {
         let mut out = BTreeMap::new();
@@ -644,7 +648,7 @@ impl SyncLoop {
 
     pub(super) async fn ask_resolver(
         &self,
-        inner: &Rc<Inner>,
+        inner: &Rc<Ctx>,
         f: &Function,
         ctx: &Value,
         id: &str,
@@ -734,7 +738,7 @@ impl SyncLoop {
         });
     }
 
-    pub(super) fn after_commit(&self, inner: &Rc<Inner>, out: StepPlan) {
+    pub(super) fn after_commit(&self, inner: &Rc<Ctx>, out: StepPlan) {
         crate::trace::step(inner, &out);
         for e in &out.events {
             if let Event::Idmap { tmp, id } = e {
@@ -749,10 +753,10 @@ impl SyncLoop {
             .collect();
         if !out.colls.is_empty() {
             let colls: Vec<String> = out.colls.into_iter().collect();
-            inner.live.changed(inner, &colls, true);
+            inner.live.changed(&colls, true);
         }
         if !restamped.is_empty() {
-            inner.live.restamped(inner, &restamped, true);
+            inner.live.restamped(&restamped, true);
         }
         for e in &out.events {
             let kind = match e {
@@ -784,13 +788,13 @@ pub(super) struct IdRecord {
 
 /// The id map: `_ids`, plus what `_meta` still holds from a version that
 /// kept it there (true if it did).
-pub(crate) async fn read_id_map(inner: &Rc<Inner>) -> JsResult<(bool, BTreeMap<String, String>)> {
+pub(crate) async fn read_id_map(inner: &Rc<Ctx>) -> JsResult<(bool, BTreeMap<String, String>)> {
     let db = inner.db().await?;
-    let tx = Inner::tx(&db, &[META, IDS], false)?;
+    let tx = Db::tx(&db, &[META, IDS], false)?;
     let read = |r: Result<web_sys::IdbRequest, JsValue>| r.map_err(|e| storage(e, "read"));
     let reqs = [
-        read(Inner::store(&tx, META)?.get(&"sync".into()))?,
-        read(Inner::store(&tx, IDS)?.get_all())?,
+        read(Db::store(&tx, META)?.get(&"sync".into()))?,
+        read(Db::store(&tx, IDS)?.get_all())?,
     ];
     let got = crate::idb::wait_all(&reqs.iter().collect::<Vec<_>>(), "read the id map").await?;
     let mut map: BTreeMap<String, String> = js_sys::Reflect::get(&got[0], &"v".into())
@@ -854,20 +858,9 @@ pub(super) async fn read_states(
     Ok((states, copied))
 }
 
-/// The keys `[coll, …]` of one collection in `_held` or `_conflicts`.
-pub(crate) fn coll_range(coll: &str) -> JsResult<IdbKeyRange> {
-    // `[coll]` sorts before every `[coll, key]`, and `[coll, []]` after
-    // (arrays sort after numbers, dates, strings and binary keys).
-    let lo: js_sys::Array = [JsValue::from_str(coll)].into_iter().collect();
-    let hi: js_sys::Array = [JsValue::from_str(coll), js_sys::Array::new().into()]
-        .into_iter()
-        .collect();
-    IdbKeyRange::bound(&lo, &hi).map_err(|e| storage(e, "key range"))
-}
-
 /// True if conflicts of `coll` wait for the app (`conflicts: "manual"`).
 /// The name of a collection's conflict policy, as the options give it.
-pub(super) fn policy_name(inner: &Inner, coll: &str) -> &'static str {
+pub(super) fn policy_name(inner: &Ctx, coll: &str) -> &'static str {
     match inner.schema.collections.get(coll).map(|s| s.conflicts) {
         Some(ConflictMode::LastWriteWins) => "lastWriteWins",
         Some(ConflictMode::FieldMerge) => "fieldMerge",
@@ -879,33 +872,4 @@ pub(super) fn policy_name(inner: &Inner, coll: &str) -> &'static str {
 
 pub(super) fn to_value(v: &impl Serialize) -> Value {
     serde_json::to_value(v).expect("sync types serialize")
-}
-
-/// The entries of `_outbox` records, in mid order. A write of several
-/// mutations stores them as one record `{mid, n, batch: [entry, ...]}`
-/// (glue.js `addEntries`), whose entries have the mids `mid`, `mid + 1`,
-/// ...; a step that ingests them writes each back under its own mid.
-pub(crate) fn outbox_entries(records: Vec<Value>) -> Vec<Value> {
-    let mut out = Vec::with_capacity(records.len());
-    for mut r in records {
-        match (r.get("mid").and_then(Value::as_u64), r.get_mut("batch")) {
-            (Some(first), Some(Value::Array(batch))) => {
-                for (i, mut e) in std::mem::take(batch).into_iter().enumerate() {
-                    if let Value::Object(o) = &mut e {
-                        o.insert("mid".into(), json!(first + i as u64));
-                    }
-                    out.push(e);
-                }
-            }
-            _ => out.push(r),
-        }
-    }
-    out
-}
-
-/// Parses a JS value as JSON data of `T` (one stringify, one parse).
-pub(crate) fn parse<T: serde::de::DeserializeOwned>(v: &JsValue) -> Option<T> {
-    // `JSON.stringify(undefined)` is not a string: nothing to parse.
-    let text = JsValue::from(js_sys::JSON::stringify(v).ok()?).as_string()?;
-    serde_json::from_str(&text).ok()
 }
