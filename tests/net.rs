@@ -95,7 +95,7 @@ async fn push_then_pull_round_trip() {
     }
     let change = found.expect("the pushed document comes back");
     assert_eq!(change.id, canonical);
-    assert_eq!(change.doc.unwrap()["text"], "milk");
+    assert_eq!(change.doc.unwrap().parse()["text"], "milk");
 }
 
 #[wasm_bindgen_test]

@@ -117,7 +117,7 @@ proptest! {
         let all = store.pull("n", None, None, 100_000).unwrap();
         for c in all.changes {
             if let Some(doc) = c.doc {
-                prop_assert_eq!(doc.get("id"), Some(&json!(c.id)));
+                prop_assert_eq!(doc.parse().get("id").cloned(), Some(json!(c.id)));
             }
         }
         // Another owner cannot push with these clientIds.

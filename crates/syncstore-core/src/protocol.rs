@@ -13,6 +13,7 @@
 
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// The protocol version these types describe; every HTTP path starts with `/v1`.
@@ -26,6 +27,82 @@ pub const START_CURSOR: &str = "0";
 
 /// A JSON object (documents and merge patches are always objects).
 pub type JsonObject = Map<String, Value>;
+
+/// A document (a JSON object) as its JSON text, carried without being
+/// parsed where it is only passed along (issue 13, part 4): a change's
+/// document from the server's store into a pull page or a frame, and on
+/// the client from the frame into the engine's held state and a record's
+/// `d`. It is parsed only where a replay, a merge or an index key needs
+/// its fields ([`DocText::parse`]). Equal when the documents are equal.
+#[derive(Clone)]
+pub struct DocText(Box<RawValue>);
+
+impl DocText {
+    /// The text of `doc`.
+    pub fn new(doc: &JsonObject) -> Self {
+        DocText(serde_json::value::to_raw_value(doc).expect("JSON objects serialize"))
+    }
+
+    /// Takes JSON text that must be an object (e.g. a stored document):
+    /// checked, not parsed into values.
+    pub fn from_text(text: String) -> Result<Self, serde_json::Error> {
+        let raw = RawValue::from_string(text)?;
+        if !raw.get().starts_with('{') {
+            return Err(de::Error::invalid_type(
+                de::Unexpected::Other("JSON text"),
+                &"a JSON object",
+            ));
+        }
+        Ok(DocText(raw))
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The document's fields.
+    pub fn parse(&self) -> JsonObject {
+        serde_json::from_str(self.0.get()).expect("a DocText is a JSON object")
+    }
+}
+
+impl From<JsonObject> for DocText {
+    fn from(doc: JsonObject) -> Self {
+        DocText::new(&doc)
+    }
+}
+
+impl PartialEq for DocText {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str() || self.parse() == other.parse()
+    }
+}
+
+impl std::fmt::Debug for DocText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for DocText {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for DocText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        if !raw.get().starts_with('{') {
+            return Err(de::Error::invalid_type(
+                de::Unexpected::Other("a JSON value other than an object"),
+                &"a JSON object",
+            ));
+        }
+        Ok(DocText(raw))
+    }
+}
 
 /// A field a plain wire form requires (the error is serde's own).
 pub(crate) fn required<T, E: de::Error>(v: Option<T>, field: &'static str) -> Result<T, E> {
@@ -280,7 +357,7 @@ pub struct Change {
     /// Put or delete.
     pub op: ChangeOp,
     /// The full document after the change; `None` for a delete.
-    pub doc: Option<JsonObject>,
+    pub doc: Option<DocText>,
     /// The document's version after the change (equals `seq`).
     pub version: u64,
     /// The hybrid logical clock of the mutation that made the change, if

@@ -96,7 +96,9 @@ impl Client {
     }
 
     fn view(&self, id: &str) -> Option<Value> {
-        self.eng.view("todos", id).map(Value::Object)
+        self.eng
+            .view("todos", id)
+            .map(|d| Value::Object(d.into_fields()))
     }
 
     fn resolutions(&self) -> Vec<String> {

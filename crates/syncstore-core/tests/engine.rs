@@ -42,7 +42,7 @@ fn put(seq: u64, id: &str, doc: Value) -> Change {
         coll: "todos".into(),
         id: id.into(),
         op: ChangeOp::Put,
-        doc: Some(obj(doc)),
+        doc: Some(obj(doc).into()),
         version: seq,
         ts: None,
     }
@@ -60,13 +60,18 @@ fn pull(changes: Vec<Change>, cursor: &str, more: bool, lmid: u64) -> PullRespon
 }
 
 fn view(c: &ClientSync, id: &str) -> Option<Value> {
-    c.view("todos", id).map(Value::Object)
+    c.view("todos", id).map(|d| Value::Object(d.into_fields()))
 }
 
-fn view_ids(fx: &Effects) -> Vec<(&str, Option<&JsonObject>)> {
+fn view_ids(fx: &Effects) -> Vec<(&str, Option<JsonObject>)> {
     fx.views
         .iter()
-        .map(|v| (v.id.as_str(), v.doc.as_ref()))
+        .map(|v| {
+            (
+                v.id.as_str(),
+                v.doc.as_ref().map(|d| d.fields().into_owned()),
+            )
+        })
         .collect()
 }
 
@@ -350,7 +355,10 @@ fn rejected_mutation_rolls_back_and_reports() {
     assert_eq!(fx.outbox_drop, vec![2]);
     assert_eq!(
         view_ids(&fx),
-        vec![(ca.as_str(), before.as_ref().and_then(Value::as_object))]
+        vec![(
+            ca.as_str(),
+            before.as_ref().and_then(Value::as_object).cloned()
+        )]
     );
     assert!(matches!(
         &fx.events[..],
@@ -664,7 +672,8 @@ fn parked_entries_show_but_wait_for_unpark_and_get_fresh_mids() {
     c.local_parked(notes(3, MutationOp::Update, "n1", json!({"t": 2})))
         .unwrap();
     assert_eq!(
-        c.view("notes", "n1").map(Value::Object),
+        c.view("notes", "n1")
+            .map(|d| Value::Object(d.into_fields())),
         Some(json!({"t": 2, "id": "n1"})),
         "parked writes show"
     );
@@ -686,7 +695,8 @@ fn parked_entries_show_but_wait_for_unpark_and_get_fresh_mids() {
     sync_pull(&mut c, &s, "c1");
     assert_eq!(c.pending(), 0);
     assert_eq!(
-        c.view("notes", "n1").map(Value::Object),
+        c.view("notes", "n1")
+            .map(|d| Value::Object(d.into_fields())),
         Some(json!({"id": "n1", "t": 2}))
     );
 }
@@ -843,7 +853,10 @@ fn a_write_applied_over_the_held_version_settles_on_its_answer() {
     let put = &fx.server_put[0];
     assert_eq!((put.coll.as_str(), put.id.as_str()), ("todos", id.as_str()));
     assert_eq!(
-        put.state.doc.as_ref().map(|d| Value::Object(d.clone())),
+        put.state
+            .doc
+            .as_ref()
+            .map(|d| Value::Object(d.fields().into_owned())),
         Some(json!({"n": 1, "id": id}))
     );
     c.evict();

@@ -22,7 +22,7 @@ fn schema() -> Schema {
 /// Document `a` of `todos` at server version 4.
 fn a_at_4() -> ServerDoc {
     ServerDoc {
-        doc: Some(obj(json!({"id": "a", "n": 1}))),
+        doc: Some(obj(json!({"id": "a", "n": 1})).into()),
         version: 4,
         gen: 0,
     }
@@ -56,7 +56,7 @@ fn change(seq: u64, id: &str, doc: Option<Value>) -> Change {
         } else {
             ChangeOp::Delete
         },
-        doc: doc.map(obj),
+        doc: doc.map(|d| obj(d).into()),
         version: seq,
         ts: None,
     }
@@ -155,7 +155,7 @@ fn server_changes_name_their_op_and_document_only_when_asked() {
     let mut copied = HashSet::new();
     let state = |n: i64| {
         Some(ServerDoc {
-            doc: Some(obj(json!({"id": "a", "n": n}))),
+            doc: Some(obj(json!({"id": "a", "n": n})).into()),
             version: 2,
             gen: 0,
         })
@@ -212,7 +212,7 @@ fn a_tombstone_is_kept_in_server_and_the_record_deleted() {
         "todos",
         "a",
         Some(ServerDoc {
-            doc: Some(obj(json!({"id": "a"}))),
+            doc: Some(obj(json!({"id": "a"})).into()),
             version: 2,
             gen: 0,
         }),

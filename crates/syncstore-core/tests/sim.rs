@@ -178,7 +178,9 @@ impl Client {
                 v.id
             );
             match &v.doc {
-                Some(d) => self.store.insert((v.coll.clone(), v.id.clone()), d.clone()),
+                Some(d) => self
+                    .store
+                    .insert((v.coll.clone(), v.id.clone()), d.fields().into_owned()),
                 None => self.store.remove(&(v.coll.clone(), v.id.clone())),
             };
         }

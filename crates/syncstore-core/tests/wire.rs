@@ -257,7 +257,7 @@ fn server_records() {
             coll: "todos".into(),
             id: "a".into(),
             state: ServerDoc {
-                doc: Some(obj(json!({"id": "a", "n": 2}))),
+                doc: Some(obj(json!({"id": "a", "n": 2})).into()),
                 version: 5,
                 gen: 0,
             },
@@ -443,7 +443,7 @@ fn server_messages() {
         coll: "todos".into(),
         id: "a".into(),
         op: ChangeOp::Put,
-        doc: Some(obj(json!({"id": "a", "n": 1}))),
+        doc: Some(obj(json!({"id": "a", "n": 1})).into()),
         version: 41,
         ts: Some(65536),
     };
@@ -640,7 +640,7 @@ fn events_and_effects() {
         views: vec![ViewChange {
             coll: "todos".into(),
             id: "a".into(),
-            doc: Some(obj(json!({"id": "a"}))),
+            doc: Some(obj(json!({"id": "a"})).into()),
             existed: true,
         }],
         outbox_put: vec![entry(

@@ -7,7 +7,7 @@
 //! from either store's rows, and the `lastMutationId` a pull reports.
 
 use syncstore_core::protocol::{
-    Change, ChangeOp, JsonObject, PullResponse, PushRequest, PushResponse,
+    Change, ChangeOp, DocText, PullResponse, PushRequest, PushResponse,
 };
 use syncstore_core::sync::apply::{rejected, DocStore, PushApply};
 
@@ -174,12 +174,8 @@ impl Page {
             return Ok(false);
         }
         self.bytes += size;
-        let doc: Option<JsonObject> = r
-            .doc
-            .as_deref()
-            .map(serde_json::from_str)
-            .transpose()
-            .map_err(corrupt)?;
+        // The stored text goes out as it is: checked, not parsed.
+        let doc = r.doc.map(DocText::from_text).transpose().map_err(corrupt)?;
         self.changes.push(Change {
             seq: r.version,
             coll: r.coll,

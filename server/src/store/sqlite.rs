@@ -592,8 +592,9 @@ mod tests {
             .find(|c| c.id == t)
             .unwrap()
             .doc
-            .clone()
-            .unwrap();
+            .as_ref()
+            .unwrap()
+            .parse();
         assert_eq!(todo["list"], json!(l));
         assert_eq!(todo["tags"], json!([l, "x"]));
         assert_eq!(todo["id"], json!(t));
@@ -616,7 +617,8 @@ mod tests {
             .find(|c| c.id == t)
             .unwrap()
             .doc
-            .unwrap();
+            .unwrap()
+            .parse();
         assert_eq!(todo["other"], json!(l));
         // Another client's tmp ids are its own.
         let out = push(

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::fields::{merge_patch, rewrite_refs, temp_strings, touched_paths, FieldVersions};
 use crate::protocol::{
-    is_temp_id, Change, ChangeOp, JsonObject, Mutation, MutationOp, MutationResult,
+    is_temp_id, Change, ChangeOp, DocText, JsonObject, Mutation, MutationOp, MutationResult,
 };
 
 /// A stored document (or tombstone) with what the conflict rules need.
@@ -159,7 +159,7 @@ impl PushApply {
             } else {
                 ChangeOp::Delete
             },
-            doc: new.doc,
+            doc: new.doc.map(DocText::from),
             version: seq,
             ts: m.ts,
         });

@@ -31,6 +31,7 @@ use crate::protocol::{
     MutationOp, MutationResult, PullResponse, PushResponse, ServerMessage, START_CURSOR,
 };
 
+use super::doc::Doc;
 use super::outbox::Outbox;
 
 /// `(collection, id)`.
@@ -43,7 +44,7 @@ type DocMap = BTreeMap<String, BTreeMap<String, ServerDoc>>;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerDoc {
     /// The document; `None` = tombstone.
-    pub doc: Option<JsonObject>,
+    pub doc: Option<Doc>,
     /// The server version (seq of its last change).
     pub version: u64,
     /// The resync generation that last saw it (see [`Effects::sweep`]).
@@ -90,7 +91,7 @@ impl Serialize for ServerRecord {
 struct ServerRecordWire {
     coll: String,
     id: String,
-    doc: Option<JsonObject>,
+    doc: Option<Doc>,
     version: u64,
     #[serde(default)]
     gen: u64,
@@ -290,7 +291,7 @@ pub struct ViewChange {
     /// Id (canonical where known).
     pub id: String,
     /// The view; `None` = the document is gone locally.
-    pub doc: Option<JsonObject>,
+    pub doc: Option<Doc>,
     /// The document had a local view before (an update, not an insert).
     #[serde(default)]
     pub existed: bool,
@@ -605,16 +606,16 @@ pub struct Meta {
     pub gen: u64,
 }
 
-fn replay(cur: Option<JsonObject>, m: &Mutation) -> Option<JsonObject> {
+fn replay(cur: Option<Doc>, m: &Mutation) -> Option<Doc> {
     let with_id = |mut d: JsonObject| {
         d.insert("id".into(), Value::String(m.id.clone()));
-        d
+        Doc::Fields(d)
     };
     match m.op {
         MutationOp::Insert => Some(with_id(m.doc.clone().unwrap_or_default())),
         MutationOp::Replace => cur.map(|_| with_id(m.doc.clone().unwrap_or_default())),
         MutationOp::Update => cur.map(|d| {
-            let mut v = Value::Object(d);
+            let mut v = Value::Object(d.into_fields());
             merge_patch(&mut v, &Value::Object(m.patch.clone().unwrap_or_default()));
             match v {
                 Value::Object(o) => with_id(o),
@@ -1072,12 +1073,12 @@ impl ClientSync {
     }
 
     /// The local view of a document: server state + replayed outbox entries.
-    pub fn view(&self, coll: &str, id: &str) -> Option<JsonObject> {
+    pub fn view(&self, coll: &str, id: &str) -> Option<Doc> {
         self.view_raw(coll, self.resolve_id(id))
     }
 
     /// The view at exactly this key (a mapped temporary id has none).
-    fn view_raw(&self, coll: &str, id: &str) -> Option<JsonObject> {
+    fn view_raw(&self, coll: &str, id: &str) -> Option<Doc> {
         let mut cur = self.state(coll, id).and_then(|d| d.doc.clone());
         for e in self.outbox.of(coll, id) {
             if Self::replayed(e) {
@@ -1090,7 +1091,7 @@ impl ClientSync {
     /// Every live local view the engine can compute: the documents whose
     /// server state it holds and those with outbox entries.
     pub fn views(&self) -> BTreeMap<Key, JsonObject> {
-        let mut out: BTreeMap<Key, Option<JsonObject>> = self
+        let mut out: BTreeMap<Key, Option<Doc>> = self
             .server
             .iter()
             .flat_map(|(c, m)| {
@@ -1102,12 +1103,14 @@ impl ClientSync {
             let slot = out.entry(key_of(&e.mutation)).or_default();
             *slot = replay(slot.take(), &e.mutation);
         }
-        out.into_iter().filter_map(|(k, d)| Some((k, d?))).collect()
+        out.into_iter()
+            .filter_map(|(k, d)| Some((k, d?.into_fields())))
+            .collect()
     }
 
     /// The views at exactly these keys, in one pass over the outbox
     /// ([`Self::view_raw`] for each key would scan it once per key).
-    fn views_at(&self, keys: &BTreeSet<Key>) -> BTreeMap<Key, Option<JsonObject>> {
+    fn views_at(&self, keys: &BTreeSet<Key>) -> BTreeMap<Key, Option<Doc>> {
         keys.iter()
             .map(|k| (k.clone(), self.view_raw(&k.0, &k.1)))
             .collect()
@@ -1181,8 +1184,8 @@ impl ClientSync {
     fn view_before_fallback(
         &self,
         canon: &Key,
-        before: &BTreeMap<Key, Option<JsonObject>>,
-    ) -> Option<JsonObject> {
+        before: &BTreeMap<Key, Option<Doc>>,
+    ) -> Option<Doc> {
         // Only reached for a canonical key not snapshotted: it had no outbox
         // entry, so its old view was its server state, which the input did
         // not change unless it also listed the key in `extra`.
@@ -1242,7 +1245,7 @@ impl ClientSync {
             (MutationOp::Update | MutationOp::Replace, Some(b)) => self
                 .state(&m.coll, &m.id)
                 .filter(|d| d.version == b)
-                .and_then(|d| d.doc.clone()),
+                .and_then(|d| Some(d.doc.as_ref()?.fields().into_owned())),
             _ => None,
         };
         // A new entry can change only its own document's view: diff that
@@ -1418,7 +1421,7 @@ impl ClientSync {
                         let m = &this.outbox[pos].mutation;
                         let doc = match m.op {
                             MutationOp::Delete => None,
-                            _ => this.view(&m.coll, &m.id),
+                            _ => this.view(&m.coll, &m.id).map(Doc::into_fields),
                         };
                         let e = this.outbox.remove(pos);
                         fx.outbox_drop.push(e.mutation.mid);
@@ -1457,10 +1460,12 @@ impl ClientSync {
         self.observe(remote_ts);
         let coll = self.outbox[pos].mutation.coll.clone();
         // What the user saw, before the server's state replaces the base.
-        let local = self.view_raw(&coll, &self.outbox[pos].mutation.id);
+        let local = self
+            .view_raw(&coll, &self.outbox[pos].mutation.id)
+            .map(Doc::into_fields);
         if let Some(v) = version {
             let state = ServerDoc {
-                doc: remote.cloned(),
+                doc: remote.cloned().map(Doc::Fields),
                 version: v,
                 gen: self.gen,
             };
@@ -1693,7 +1698,7 @@ impl ClientSync {
                 this.observe(c.ts);
                 let state = ServerDoc {
                     doc: match c.op {
-                        ChangeOp::Put => c.doc.clone(),
+                        ChangeOp::Put => c.doc.clone().map(Doc::Text),
                         ChangeOp::Delete => None,
                     },
                     version: c.version,

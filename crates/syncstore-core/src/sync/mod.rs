@@ -1,6 +1,7 @@
 //! Client sync: the sans-IO engine that keeps a client's outbox, its copy of
 //! the server state and its local views consistent (see docs/sync-engine.md).
 //!
+//! - [`doc`]: [`Doc`], a document as the JSON text it came as or as fields.
 //! - [`engine`]: [`ClientSync`], the client state machine. Inputs are a local
 //!   mutation, a push answer, pulled or streamed changes and resync; every
 //!   input returns [`Effects`] for the binding to persist in one transaction.
@@ -17,6 +18,7 @@
 //!   the model server of the tests.
 
 pub mod apply;
+pub mod doc;
 pub mod engine;
 pub mod fields;
 pub mod outbox;
@@ -24,6 +26,7 @@ pub mod plan;
 pub mod policy;
 pub mod schedule;
 
+pub use doc::Doc;
 pub use engine::write_stamp;
 pub use engine::{
     ClientSync, ConflictInfo, ConflictPolicy, Effects, Entry, EntryState, Event, Meta, Rekey,

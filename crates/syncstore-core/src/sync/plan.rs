@@ -25,6 +25,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use serde_json::{json, Value};
 
+use super::doc::Doc;
 use super::engine::{ClientSync, Effects, Event, ServerDoc};
 use crate::protocol::JsonObject;
 use crate::schema::{CollectionSpec, ConflictMode, Schema, SyncMode};
@@ -314,32 +315,55 @@ pub fn doc_record(
     schema: &Schema,
     coll: &str,
     id: &str,
-    doc: &JsonObject,
+    doc: &Doc,
     state: Option<&ServerDoc>,
 ) -> Option<Value> {
     let spec = synced_spec(schema, coll)?;
     let version = state.map(|d| d.version);
-    let mut rec = if doc.keys().next().map(String::as_str) == Some("id")
-        && doc.get("id").and_then(Value::as_str) == Some(id)
-    {
-        let text = serde_json::to_string(doc).expect("JSON values serialize");
-        write::record_in(spec, id, doc, text, version)
-    } else {
-        let mut d = JsonObject::with_capacity(doc.len() + 1);
-        d.insert("id".into(), Value::String(id.to_owned()));
-        d.extend(
-            doc.iter()
-                .filter(|(k, _)| *k != "id")
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
-        let doc = Value::Object(d);
-        let text = serde_json::to_string(&doc).expect("JSON values serialize");
-        write::record(spec, id, &doc, text, version)
+    let mut rec = match doc {
+        // A document that came as text and starts with its own id is
+        // stored as that text; only the index keys need its fields.
+        Doc::Text(t) if starts_with_id(t.as_str(), id) => {
+            let fields = t.parse();
+            write::record_in(spec, id, &fields, t.as_str().to_owned(), version)
+        }
+        _ => {
+            let doc = doc.fields();
+            if doc.keys().next().map(String::as_str) == Some("id")
+                && doc.get("id").and_then(Value::as_str) == Some(id)
+            {
+                let text = serde_json::to_string(&*doc).expect("JSON values serialize");
+                write::record_in(spec, id, &doc, text, version)
+            } else {
+                let mut d = JsonObject::with_capacity(doc.len() + 1);
+                d.insert("id".into(), Value::String(id.to_owned()));
+                d.extend(
+                    doc.iter()
+                        .filter(|(k, _)| *k != "id")
+                        .map(|(k, v)| (k.clone(), v.clone())),
+                );
+                let doc = Value::Object(d);
+                let text = serde_json::to_string(&doc).expect("JSON values serialize");
+                write::record(spec, id, &doc, text, version)
+            }
+        }
     };
     if let Some(g) = state.map(|d| d.gen).filter(|g| *g > 0) {
         rec["g"] = json!(g);
     }
     Some(rec)
+}
+
+/// True if the JSON text of an object starts with the member `"id": id`
+/// written compactly (as serde_json and `JSON.stringify` write it), so
+/// that it is a record's `d` as it is.
+fn starts_with_id(text: &str, id: &str) -> bool {
+    let Some(rest) = text.strip_prefix(r#"{"id":"#) else {
+        return false;
+    };
+    let quoted = serde_json::to_string(id).expect("strings serialize");
+    rest.strip_prefix(quoted.as_str())
+        .is_some_and(|after| after.starts_with(',') || after.starts_with('}'))
 }
 
 /// The `_server` copy of a server document (`doc`: `None` for a tombstone)
@@ -428,6 +452,7 @@ fn change(v: &super::engine::ViewChange) -> Value {
     };
     let mut c = json!({"coll": v.coll, "id": v.id, "op": op, "deleted": v.doc.is_none()});
     if let Some(d) = &v.doc {
+        let d = d.fields();
         let mut doc = JsonObject::with_capacity(d.len() + 1);
         doc.insert("id".into(), Value::String(v.id.clone()));
         doc.extend(

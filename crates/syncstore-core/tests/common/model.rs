@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 
 use syncstore_core::protocol::{
-    Change, ChangeOp, JsonObject, Mutation, MutationResult, PullResponse, PushResponse,
+    Change, ChangeOp, DocText, JsonObject, Mutation, MutationResult, PullResponse, PushResponse,
     ServerMessage, START_CURSOR,
 };
 use syncstore_core::sync::apply::{rejected, DocRow, DocStore, PushApply};
@@ -226,7 +226,7 @@ impl ModelServer {
                 } else {
                     ChangeOp::Put
                 },
-                doc: r.doc.clone(),
+                doc: r.doc.clone().map(DocText::from),
                 version: r.version,
                 ts: r.ts,
             })
