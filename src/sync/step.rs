@@ -342,24 +342,17 @@ impl SyncLoop {
                 m.ts = Some(eng.stamp_local(m.ts, Date::now() as u64));
                 let mid = m.mid;
                 let written = m.clone();
-                let fx = if self.manual.contains(&m.coll) {
-                    eng.local_parked(m)
-                } else {
-                    eng.local(m)
-                };
-                match fx {
+                // The write path stored this view in the write's own
+                // transaction (writes and steps are serialized, so it
+                // applied the write to the view the engine has): the engine
+                // reports it again only if it rewrote the entry (a
+                // temporary id it has mapped since, e.g. in another tab's
+                // write); else writing it again would be a second put and a
+                // second refresh of every live query.
+                let parked = self.manual.contains(&m.coll);
+                match eng.local_stored(m, parked) {
                     Ok(mut fx) => {
                         touched = true;
-                        // The write path stored this view in the write's own
-                        // transaction (writes and steps are serialized, so
-                        // it applied the write to the view the engine has):
-                        // writing it again would be a second put and a
-                        // second refresh of every live query. Unless the
-                        // engine rewrote the entry (a temporary id it has
-                        // mapped since, e.g. in another tab's write).
-                        if fx.outbox_put.iter().all(|e| e.mutation == written) {
-                            fx.views.clear();
-                        }
                         // An entry the engine left as the write stored it
                         // (the common case: an insert, or an edit of a
                         // document with no earlier entry) is not put again.

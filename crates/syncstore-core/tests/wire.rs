@@ -75,7 +75,7 @@ fn entry(m: Mutation, state: EntryState, base_doc: Option<Value>) -> Entry {
     Entry {
         mutation: m,
         state,
-        base_doc: base_doc.map(obj),
+        base_doc: base_doc.map(|d| obj(d).into()),
     }
 }
 

@@ -191,7 +191,7 @@ pub struct Entry {
     pub state: EntryState,
     /// The server's document at `base` when the edit was queued: the base
     /// of a three-way merge if it conflicts.
-    pub base_doc: Option<JsonObject>,
+    pub base_doc: Option<Doc>,
 }
 
 impl Serialize for Entry {
@@ -247,7 +247,7 @@ struct EntryWire {
     state: Option<String>,
     version: Option<u64>,
     #[serde(rename = "baseDoc")]
-    base_doc: Option<JsonObject>,
+    base_doc: Option<Doc>,
 }
 
 impl<'de> Deserialize<'de> for Entry {
@@ -1199,13 +1199,27 @@ impl ClientSync {
     /// above every earlier one). Ids and references naming mapped temporary
     /// ids are rewritten to canonical ids first.
     pub fn local(&mut self, m: Mutation) -> Result<Effects, SyncError> {
-        self.queue(m, EntryState::Pending)
+        self.queue(m, EntryState::Pending, true)
+    }
+
+    /// [`Self::local`] (or [`Self::local_parked`] if `parked`) for an entry
+    /// whose view is stored already (the write path stored the record with
+    /// its entry): no view is reported unless the engine rewrote the entry
+    /// (a temporary id it has mapped since), so the replays that would
+    /// find the same view are not run.
+    pub fn local_stored(&mut self, m: Mutation, parked: bool) -> Result<Effects, SyncError> {
+        let state = if parked {
+            EntryState::Parked
+        } else {
+            EntryState::Pending
+        };
+        self.queue(m, state, false)
     }
 
     /// [`Self::local`] for a collection that syncs on demand: the entry is
     /// parked (replayed, not sent) until [`Self::unpark`].
     pub fn local_parked(&mut self, m: Mutation) -> Result<Effects, SyncError> {
-        self.queue(m, EntryState::Parked)
+        self.queue(m, EntryState::Parked, true)
     }
 
     /// Queues the parked entries of `coll` for pushing, oldest first, each
@@ -1231,7 +1245,12 @@ impl ClientSync {
         fx
     }
 
-    fn queue(&mut self, mut m: Mutation, state: EntryState) -> Result<Effects, SyncError> {
+    fn queue(
+        &mut self,
+        mut m: Mutation,
+        state: EntryState,
+        views: bool,
+    ) -> Result<Effects, SyncError> {
         m.validate()?;
         if m.mid <= self.max_mid {
             return Err(SyncError::StaleMid {
@@ -1239,19 +1258,20 @@ impl ClientSync {
                 last: self.max_mid,
             });
         }
-        self.rewrite_mutation(&mut m);
+        let rewritten = self.rewrite_mutation(&mut m);
+        let views = views || rewritten;
         let key = key_of(&m);
         let base_doc = match (m.op, m.base) {
             (MutationOp::Update | MutationOp::Replace, Some(b)) => self
                 .state(&m.coll, &m.id)
                 .filter(|d| d.version == b)
-                .and_then(|d| Some(d.doc.as_ref()?.fields().into_owned())),
+                .and_then(|d| d.doc.clone()),
             _ => None,
         };
         // A new entry can change only its own document's view: diff that
         // one (every write is queued here; diffing every outbox document, as
         // other inputs must, made ingesting n writes cost n^3 replays).
-        let before = self.view_raw(&key.0, &key.1);
+        let before = views.then(|| self.view_raw(&key.0, &key.1));
         self.max_mid = m.mid;
         let e = Entry {
             mutation: m,
@@ -1261,8 +1281,11 @@ impl ClientSync {
         let mut fx = Effects::default();
         fx.outbox_put.push(e.clone());
         self.outbox.push(e);
-        let after = self.view_raw(&key.0, &key.1);
-        if before != after {
+        if let Some(before) = before {
+            let after = self.view_raw(&key.0, &key.1);
+            if before == after {
+                return Ok(fx);
+            }
             fx.views.push(ViewChange {
                 coll: key.0,
                 id: key.1,
@@ -1479,12 +1502,13 @@ impl ClientSync {
         }
         let e = self.outbox.remove(pos);
         fx.outbox_drop.push(e.mutation.mid);
+        let base = e.base_doc.as_ref().map(Doc::fields);
         let resolution = policy.resolve(&ConflictInfo {
             mutation: &e.mutation,
             local: local.as_ref(),
             remote,
             version,
-            base: e.base_doc.as_ref(),
+            base: base.as_deref(),
             remote_ts,
         });
         let (what, write) = match resolution {
