@@ -289,6 +289,71 @@ fn tmp_id_remap_rewrites_queued_update_delete_and_references() {
     );
 }
 
+/// An entry whose view the write path stored already: no view unless the
+/// engine rewrites it (a temporary id it has mapped since).
+#[test]
+fn an_entry_taken_in_as_stored_reports_a_view_only_if_rewritten() {
+    let mut s = ModelServer::new();
+    let mut c = ClientSync::new();
+    c.on_pull(&pull(
+        vec![put(1, "a", json!({"id": "a", "n": 0}))],
+        "k1",
+        false,
+        0,
+    ));
+    let fx = c
+        .local_stored(
+            m(1, MutationOp::Update, "a", json!({"n": 1}), Some(1)),
+            false,
+        )
+        .unwrap();
+    assert!(fx.views.is_empty());
+    assert_eq!(fx.outbox_put.len(), 1);
+    assert_eq!(
+        fx.outbox_put[0]
+            .base_doc
+            .as_ref()
+            .map(|d| d.fields().into_owned()),
+        Some(obj(json!({"id": "a", "n": 0}))),
+        "the base is the held server document"
+    );
+    // The engine's view is the one the write path stored.
+    assert_eq!(view(&c, "a"), Some(json!({"id": "a", "n": 1})));
+    c.local_stored(
+        m(
+            2,
+            MutationOp::Insert,
+            "tmp_x",
+            json!({"id": "tmp_x", "n": 1}),
+            None,
+        ),
+        false,
+    )
+    .unwrap();
+    sync_push(&mut c, &mut s, "c1");
+    let cx = c.resolve_id("tmp_x").to_string();
+    assert_ne!(cx, "tmp_x");
+    // Written in another tab before it learnt the mapping: rewritten, so
+    // the view at the canonical key is reported.
+    let fx = c
+        .local_stored(
+            m(3, MutationOp::Update, "tmp_x", json!({"n": 2}), None),
+            false,
+        )
+        .unwrap();
+    assert_eq!(
+        view_ids(&fx),
+        vec![(cx.as_str(), Some(obj(json!({"id": cx, "n": 2}))))]
+    );
+    // Parked: shown, not pushed.
+    let fx = c
+        .local_stored(m(4, MutationOp::Update, "a", json!({"n": 5}), None), true)
+        .unwrap();
+    assert!(fx.views.is_empty());
+    assert_eq!(c.outbox().back().unwrap().state, EntryState::Parked);
+    assert_eq!(view(&c, "a"), Some(json!({"id": "a", "n": 5})));
+}
+
 #[test]
 fn changes_for_a_remapped_document_land_on_the_canonical_key() {
     let mut s = ModelServer::new();
