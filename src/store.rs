@@ -23,6 +23,7 @@ use js_sys::{Array, Function, Promise};
 use serde_json::{json, Value};
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
+use std::pin::Pin;
 use std::rc::Rc;
 use syncstore_core::query::Query;
 use syncstore_core::schema::{Schema, SyncMode};
@@ -181,10 +182,18 @@ fn known_coll(inner: &Ctx, coll: &JsValue) -> JsResult<String> {
 }
 
 /// Runs `f` as a promise; argument errors reject it rather than throwing.
+/// Boxed first, so every export shares one `future_to_promise` instance
+/// (its state machine is otherwise built again for each future type:
+/// ~1.6 KB of wasm per export, issue 19); `future_to_promise` boxes its
+/// task anyway, this adds one allocation per call.
 fn promise<F>(f: F) -> Promise
 where
     F: std::future::Future<Output = JsResult<JsValue>> + 'static,
 {
+    boxed_promise(Box::pin(f))
+}
+
+fn boxed_promise(f: Pin<Box<dyn std::future::Future<Output = JsResult<JsValue>>>>) -> Promise {
     future_to_promise(f)
 }
 

@@ -436,13 +436,17 @@ impl SyncLoop {
             cut_off: Cell::new(cut_off),
             reachable: Cell::new(false),
             waiters: RefCell::new(vec![]),
-            manual: inner
-                .schema
-                .collections
-                .iter()
-                .filter(|(_, s)| s.sync == SyncMode::Manual)
-                .map(|(n, _)| n.clone())
-                .collect(),
+            manual: {
+                // `insert`, not `collect()`: a `BTreeSet` collected from an
+                // iterator brings a sort instance of its own (issue 19).
+                let mut manual = BTreeSet::new();
+                for (n, s) in &inner.schema.collections {
+                    if s.sync == SyncMode::Manual {
+                        manual.insert(n.clone());
+                    }
+                }
+                manual
+            },
             last_push_at: Cell::new(None),
             last_pull_at: Cell::new(None),
             last_error: RefCell::new(None),
@@ -501,11 +505,12 @@ impl SyncLoop {
             .filter_map(|e| serde_json::from_value::<Entry>(e).ok())
             .filter(|e| e.mutation.mid <= meta.max_mid)
             .collect();
-        let keys: BTreeSet<Key> = outbox
-            .iter()
-            .map(|e| (e.mutation.coll.clone(), e.mutation.id.clone()))
-            .filter(|(c, _)| synced_spec(&inner.schema, c).is_some())
-            .collect();
+        let mut keys: BTreeSet<Key> = BTreeSet::new();
+        for e in &outbox {
+            if synced_spec(&inner.schema, &e.mutation.coll).is_some() {
+                keys.insert((e.mutation.coll.clone(), e.mutation.id.clone()));
+            }
+        }
         let keys: Vec<Key> = keys.into_iter().collect();
         let (states, copied) = read_states(&tx, &keys, &HashSet::new()).await?;
         Ok((

@@ -224,26 +224,32 @@ impl Schema {
                 ))
             };
             let path_ok = |p: &str| Path::parse(p).is_some();
-            let merge_by_id = match spec.get("mergeById") {
-                None => BTreeMap::new(),
-                Some(Value::Array(list)) => list
-                    .iter()
-                    .map(|v| match v.as_str() {
-                        Some(p) if path_ok(p) => Ok((p.to_owned(), None)),
-                        _ => Err(bad_merge()),
-                    })
-                    .collect::<Result<_>>()?,
-                Some(Value::Object(map)) => map
-                    .iter()
-                    .map(|(p, order)| match order {
-                        _ if !path_ok(p) => Err(bad_merge()),
-                        Value::Null => Ok((p.clone(), None)),
-                        Value::String(o) => Ok((p.clone(), Some(o.clone()))),
-                        _ => Err(bad_merge()),
-                    })
-                    .collect::<Result<_>>()?,
+            // Filled by `insert`, not `collect()`: a `BTreeMap` collected
+            // from an iterator brings a sort instance of its own (issue 19).
+            let mut merge_by_id = BTreeMap::new();
+            match spec.get("mergeById") {
+                None => {}
+                Some(Value::Array(list)) => {
+                    for v in list {
+                        match v.as_str() {
+                            Some(p) if path_ok(p) => merge_by_id.insert(p.to_owned(), None),
+                            _ => return Err(bad_merge()),
+                        };
+                    }
+                }
+                Some(Value::Object(map)) => {
+                    for (p, order) in map {
+                        let order = match order {
+                            _ if !path_ok(p) => return Err(bad_merge()),
+                            Value::Null => None,
+                            Value::String(o) => Some(o.clone()),
+                            _ => return Err(bad_merge()),
+                        };
+                        merge_by_id.insert(p.clone(), order);
+                    }
+                }
                 Some(_) => return Err(bad_merge()),
-            };
+            }
             collections.insert(
                 name.clone(),
                 CollectionSpec {

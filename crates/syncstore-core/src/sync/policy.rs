@@ -322,28 +322,26 @@ impl Policies {
     /// The built-in policies the schema declares (a collection whose
     /// conflicts an app function decides falls back to server-wins).
     pub fn from_schema(schema: &Schema) -> Self {
-        let by_coll = schema
-            .collections
-            .iter()
-            .map(|(name, spec)| {
-                let strategy = match spec.conflicts {
-                    // Manual: the server's document shows until the app
-                    // resolves (the binding keeps the conflict).
-                    ConflictMode::ServerWins | ConflictMode::Custom | ConflictMode::Manual => {
-                        Strategy::ServerWins
-                    }
-                    ConflictMode::LastWriteWins => Strategy::LastWriteWins,
-                    ConflictMode::FieldMerge => Strategy::FieldMerge {
-                        lww: spec.fallback_lww,
-                    },
-                };
-                let policy = CollectionPolicy {
-                    strategy,
-                    merge_by_id: spec.merge_by_id.clone(),
-                };
-                (name.clone(), policy)
-            })
-            .collect();
+        // `insert`, not `collect()`: see `Schema::from_options` (issue 19).
+        let mut by_coll = BTreeMap::new();
+        for (name, spec) in &schema.collections {
+            let strategy = match spec.conflicts {
+                // Manual: the server's document shows until the app
+                // resolves (the binding keeps the conflict).
+                ConflictMode::ServerWins | ConflictMode::Custom | ConflictMode::Manual => {
+                    Strategy::ServerWins
+                }
+                ConflictMode::LastWriteWins => Strategy::LastWriteWins,
+                ConflictMode::FieldMerge => Strategy::FieldMerge {
+                    lww: spec.fallback_lww,
+                },
+            };
+            let policy = CollectionPolicy {
+                strategy,
+                merge_by_id: spec.merge_by_id.clone(),
+            };
+            by_coll.insert(name.clone(), policy);
+        }
         Policies {
             by_coll,
             decided: BTreeMap::new(),

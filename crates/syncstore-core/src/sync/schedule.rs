@@ -26,13 +26,31 @@ pub fn retry_after_ms(status: u16, header: Option<&str>) -> f64 {
     let secs = header
         .map(str::trim)
         .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|h| h.parse::<f64>().ok())
+        .map(delta_seconds)
         .filter(|s| s.is_finite());
     match status {
         429 => secs.unwrap_or(1.0) * 1000.0,
         503 => secs.unwrap_or(0.0) * 1000.0,
         _ => 0.0,
     }
+}
+
+/// A non-empty run of ASCII digits as a number, without `str::parse::<f64>`
+/// (its decimal-to-float code is ~5 KB of the module, issue 19). Up to 19
+/// significant digits the integer is exact and `as f64` rounds it as the
+/// parser would; past that (a wait of over 10^19 s) it is rounded digit by
+/// digit, and over ~309 digits it is infinite, as the parser's is.
+fn delta_seconds(digits: &str) -> f64 {
+    let digits = digits.trim_start_matches('0');
+    if digits.len() <= 19 {
+        // Below 10^19 < u64::MAX: cannot overflow.
+        return digits
+            .bytes()
+            .fold(0u64, |n, b| n * 10 + u64::from(b - b'0')) as f64;
+    }
+    digits
+        .bytes()
+        .fold(0.0, |n, b| n * 10.0 + f64::from(b - b'0'))
 }
 
 /// The keep-alive of one WebSocket (docs/protocol.md, 7.3). The client
@@ -310,6 +328,18 @@ mod tests {
         assert_eq!(retry_after_ms(503, Some("2")), 2000.0);
         assert_eq!(retry_after_ms(503, Some(" 1 ")), 1000.0);
         assert_eq!(retry_after_ms(503, Some("0")), 0.0);
+        assert_eq!(retry_after_ms(503, Some("000120")), 120_000.0);
+        assert_eq!(
+            retry_after_ms(503, Some("9999999999999999999")),
+            9_999_999_999_999_999_999.0 * 1000.0
+        );
+        // Past 19 digits: huge, still finite; past ~309: missing.
+        let huge = retry_after_ms(503, Some("123456789012345678901234"));
+        assert!(
+            (huge / 1.234_567_890_123_456_8e26 - 1.0).abs() < 1e-12,
+            "{huge}"
+        );
+        assert_eq!(retry_after_ms(503, Some(&"9".repeat(400))), 0.0);
         // Without a usable header: 1 s for a 429, the plain backoff for a 503.
         for bad in [
             None,
