@@ -33,6 +33,11 @@ impl Path {
     pub fn as_string(&self) -> String {
         self.0.join(".")
     }
+
+    /// The top-level field the path starts with.
+    pub fn first(&self) -> &str {
+        self.0.first().map_or("", String::as_str)
+    }
 }
 
 /// RFC 7396 JSON merge patch: objects merge recursively, `null` removes.

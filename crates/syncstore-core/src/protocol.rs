@@ -65,6 +65,68 @@ impl DocText {
     pub fn parse(&self) -> JsonObject {
         serde_json::from_str(self.0.get()).expect("a DocText is a JSON object")
     }
+
+    /// The document's top-level fields named in `names` (e.g. the first
+    /// segments of a collection's index paths), as [`DocText::parse`]
+    /// gives them; the text of every other member is scanned, not
+    /// parsed into values (an initial sync's records need only their
+    /// index keys: issue 13).
+    pub fn parse_only(&self, names: &[&str]) -> JsonObject {
+        let mut de = serde_json::Deserializer::from_str(self.0.get());
+        de::DeserializeSeed::deserialize(Only(names), &mut de).expect("a DocText is a JSON object")
+    }
+}
+
+/// [`DocText::parse_only`]'s reader: an object's members named in `.0`.
+struct Only<'n>(&'n [&'n str]);
+
+impl<'de> de::DeserializeSeed<'de> for Only<'_> {
+    type Value = JsonObject;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<JsonObject, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> de::Visitor<'de> for Only<'_> {
+    type Value = JsonObject;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<JsonObject, A::Error> {
+        let mut out = JsonObject::new();
+        while let Some(key) = map.next_key_seed(Wanted(self.0))? {
+            match key {
+                Some(k) => {
+                    out.insert(k, map.next_value()?);
+                }
+                None => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A member name: `Some` (owned) if it is one of `.0`, else `None`
+/// (not copied).
+struct Wanted<'n>(&'n [&'n str]);
+
+impl<'de> de::DeserializeSeed<'de> for Wanted<'_> {
+    type Value = Option<String>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> de::Visitor<'de> for Wanted<'_> {
+    type Value = Option<String>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_str<E: de::Error>(self, k: &str) -> Result<Option<String>, E> {
+        Ok(self.0.contains(&k).then(|| k.to_owned()))
+    }
 }
 
 impl From<JsonObject> for DocText {
@@ -690,6 +752,28 @@ pub struct ServerLimits {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn parse_only_reads_the_named_members_as_parse_does() {
+        let text = r#"{"id":"a","a\u0062":{"x":[1,2]},"c":"\"}{","ab":3,"d":true,"ab":4}"#;
+        let t = DocText::from_text(text.to_owned()).unwrap();
+        let whole = t.parse();
+        let some = t.parse_only(&["ab", "d", "zz"]);
+        assert_eq!(
+            serde_json::to_value(&some).unwrap(),
+            json!({"ab": 4, "d": true})
+        );
+        assert_eq!(
+            some["ab"], whole["ab"],
+            "a repeated member: the last one, as parse gives"
+        );
+        assert_eq!(t.parse_only(&[]), JsonObject::new());
+        assert_eq!(t.parse_only(&["id", "c"]), {
+            let mut m = whole.clone();
+            m.retain(|k, _| k == "id" || k == "c");
+            m
+        });
+    }
 
     #[test]
     fn a_frame_head_reads_what_the_server_writes() {

@@ -27,6 +27,7 @@ use serde_json::{json, Value};
 
 use super::doc::Doc;
 use super::engine::{ClientSync, Effects, Event, ServerDoc};
+use crate::json::Path;
 use crate::protocol::JsonObject;
 use crate::schema::{CollectionSpec, ConflictMode, Schema, SyncMode};
 use crate::write::{self, Key};
@@ -322,9 +323,15 @@ pub fn doc_record(
     let version = state.map(|d| d.version);
     let mut rec = match doc {
         // A document that came as text and starts with its own id is
-        // stored as that text; only the index keys need its fields.
+        // stored as that text; only the index keys need its fields, so
+        // only the fields they start with are parsed.
         Doc::Text(t) if starts_with_id(t.as_str(), id) => {
-            let fields = t.parse();
+            let names: Vec<&str> = spec
+                .indexes
+                .iter()
+                .flat_map(|ix| ix.fields.iter().map(Path::first))
+                .collect();
+            let fields = t.parse_only(&names);
             write::record_in(spec, id, &fields, t.as_str().to_owned(), version)
         }
         _ => {
@@ -478,12 +485,45 @@ fn marked(mut rec: Value) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use super::runs;
+    use super::*;
+    use crate::protocol::DocText;
 
     #[test]
     fn settled_mids_are_deleted_by_runs_of_consecutive_keys() {
         assert_eq!(runs(&[]), vec![]);
         assert_eq!(runs(&[7]), vec![(7, 7)]);
         assert_eq!(runs(&[5, 1, 2, 3, 9, 10, 3]), vec![(1, 3), (5, 5), (9, 10)]);
+    }
+
+    #[test]
+    fn a_record_made_from_text_has_the_keys_of_the_parsed_document() {
+        // The text path parses only the fields the indexes start with:
+        // its record must be the one the whole document gives.
+        let schema = Schema::from_options(&json!({"collections": {"todos": {"indexes": [
+            "done", "meta.owner", ["priority", "createdAt"], "missing"]}}}))
+        .unwrap();
+        let state = ServerDoc {
+            doc: None,
+            version: 7,
+            gen: 2,
+        };
+        for text in [
+            r#"{"id":"a","done":true,"meta":{"owner":"x","n":[1,{"owner":2}]},"priority":3,"createdAt":1.5e12,"tags":["a"],"note":"\u00e9\"{"}"#,
+            r#"{"id":"a","priority":1,"done":false,"priority":2}"#,
+            r#"{"id":"a","meta":"flat","createdAt":null}"#,
+            r#"{"id":"a"}"#,
+        ] {
+            let t = DocText::from_text(text.to_owned()).unwrap();
+            let fields = Doc::Fields(t.parse());
+            let from_text = doc_record(&schema, "todos", "a", &Doc::Text(t), Some(&state)).unwrap();
+            let from_fields = doc_record(&schema, "todos", "a", &fields, Some(&state)).unwrap();
+            let keys = |r: &Value| {
+                let mut r = r.clone();
+                r.as_object_mut().unwrap().remove("d");
+                r
+            };
+            assert_eq!(keys(&from_text), keys(&from_fields), "{text}");
+            assert_eq!(from_text["d"], json!(text), "the text is stored as it came");
+        }
     }
 }
