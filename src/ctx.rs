@@ -9,7 +9,7 @@ use crate::db::Db;
 use crate::error::{storage, JsResult};
 use crate::events::Events;
 use crate::glue;
-use crate::idb::{self, committed, to_js, META, OUTBOX};
+use crate::idb::{self, to_js, OUTBOX};
 use crate::live::Live;
 use js_sys::Function;
 use serde_json::{json, Value};
@@ -135,26 +135,11 @@ impl Ctx {
 
     pub async fn load_client_id(&self) -> JsResult<()> {
         let db = self.db().await?;
-        let tx = Db::tx(&db, &[META], true)?;
-        let meta = Db::store(&tx, META)?;
-        let req = meta
-            .get(&"clientId".into())
-            .map_err(|e| storage(e, "read"))?;
-        let got = idb::wait(&req, "read clientId").await?;
-        let id = match js_sys::Reflect::get(&got, &"v".into())
-            .ok()
-            .and_then(|v| v.as_string())
-        {
-            Some(id) => id,
-            None => {
-                let id = ids::client_id(self.random());
-                meta.put(&to_js(&json!({"k": "clientId", "v": id})))
-                    .map_err(|e| storage(e, "write"))?;
-                id
-            }
-        };
-        committed(&tx, "clientId").await?;
-        *self.client_id.borrow_mut() = id;
+        let id = idb::update_meta(&db, "clientId", |v| {
+            (!v.is_string()).then(|| ids::client_id(self.random()).into())
+        })
+        .await?;
+        *self.client_id.borrow_mut() = id.as_string().unwrap_or_default();
         Ok(())
     }
 }

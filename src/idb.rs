@@ -6,6 +6,7 @@
 //! grows, also across tabs), `_meta` the store's own settings and the sync
 //! engine's meta, `_server` the sync engine's copy of the server state.
 
+use crate::db::Db;
 use crate::error::{storage, JsResult};
 use crate::glue;
 use js_sys::Array;
@@ -14,7 +15,7 @@ use syncstore_core::query::{Bound, Plan};
 use syncstore_core::schema::Schema;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{IdbIndex, IdbKeyRange, IdbObjectStore, IdbRequest, IdbTransaction};
+use web_sys::{IdbDatabase, IdbIndex, IdbKeyRange, IdbObjectStore, IdbRequest, IdbTransaction};
 
 pub use syncstore_core::sync::plan::stores::{
     CONFLICTS, HELD, IDS, META, OUTBOX, REJECTED, SERVER,
@@ -89,6 +90,34 @@ pub async fn committed(tx: &IdbTransaction, what: &str) -> JsResult<()> {
         .await
         .map(|_| ())
         .map_err(|e| storage(e, what))
+}
+
+/// Reads the `_meta` setting `key` (its `v`, `undefined` if unset) in a
+/// readwrite transaction of its own, stores `next(v)` in its place if that
+/// is `Some`, and gives the setting as it stands once the transaction has
+/// committed: the client id (ctx.rs), the leader term (tabs.rs).
+pub async fn update_meta(
+    db: &IdbDatabase,
+    key: &str,
+    next: impl FnOnce(&JsValue) -> Option<JsValue>,
+) -> JsResult<JsValue> {
+    let tx = Db::tx(db, &[META], true)?;
+    let meta = Db::store(&tx, META)?;
+    let req = meta.get(&key.into()).map_err(|e| storage(e, "read"))?;
+    let got = wait(&req, key).await?;
+    let v = js_sys::Reflect::get(&got, &"v".into()).unwrap_or(JsValue::UNDEFINED);
+    let v = match next(&v) {
+        Some(new) => {
+            let rec = js_sys::Object::new();
+            js_sys::Reflect::set(&rec, &"k".into(), &key.into())?;
+            js_sys::Reflect::set(&rec, &"v".into(), &new)?;
+            meta.put(&rec).map_err(|e| storage(e, "write"))?;
+            new
+        }
+        None => v,
+    };
+    committed(&tx, key).await?;
+    Ok(v)
 }
 
 fn bound_js(b: &Bound) -> JsValue {

@@ -26,7 +26,7 @@ use crate::ctx::Ctx;
 use crate::db::Db;
 use crate::error::{storage, JsResult};
 use crate::glue;
-use crate::idb::{to_js, wait, HELD, META, OUTBOX};
+use crate::idb::{to_js, HELD, OUTBOX};
 use crate::sync::{Ask, Ended, ErrorInfo, Status, SyncLoop, SyncOptions, Waiter};
 use js_sys::{Date, Function, Promise};
 use serde_json::{json, Value};
@@ -429,21 +429,11 @@ impl TabSync {
 /// Starts a new leader term: `_meta` `leader` + 1, in its own transaction.
 async fn bump_term(inner: &Rc<Ctx>) -> JsResult<f64> {
     let db = inner.db().await?;
-    let tx = Db::tx(&db, &[META], true)?;
-    let meta = Db::store(&tx, META)?;
-    let req = meta
-        .get(&"leader".into())
-        .map_err(|e| storage(e, "read leader"))?;
-    let got = wait(&req, "read leader").await?;
-    let term = js_sys::Reflect::get(&got, &"v".into())
-        .ok()
-        .and_then(|v| v.as_f64())
-        .unwrap_or(0.0)
-        + 1.0;
-    meta.put(&to_js(&json!({"k": "leader", "v": term})))
-        .map_err(|e| storage(e, "write leader"))?;
-    crate::idb::committed(&tx, "leader").await?;
-    Ok(term)
+    let term = crate::idb::update_meta(&db, "leader", |v| {
+        Some((v.as_f64().unwrap_or(0.0) + 1.0).into())
+    })
+    .await?;
+    Ok(term.as_f64().unwrap_or(0.0))
 }
 
 /// The temporary-id aliases the engine stored (followers use them too).
