@@ -187,8 +187,31 @@ window.syncBench = {
     const t0 = abs();
     db = await open(name, websocket, pollMs);
     const opened = abs() - t0;
+    // Done when `count("todos")` reaches `expect`. The count is asked when
+    // a `status` event says the sync from the start has ended or has
+    // received every document (an event follows every committed page: what
+    // an app's progress bar draws from), and once a second besides; not
+    // every 50 ms: a count walks the whole store in IndexedDB's backend,
+    // and 35 counts during 100,000 writes made those writes 20-27% slower
+    // in a throwaway page (bench/findings-sync.md, session 11), a cost the
+    // Dexie reference does not pay.
     let polls = 0;
-    await until(`${expect} documents`, async () => (polls++, (await db.count("todos")) >= expect), 600000, 50);
+    let woken = 0;
+    let wake = () => {};
+    const off = db.on("status", (s) => {
+      if (!s.progress || s.progress.received >= expect) wake(true);
+    });
+    const end = abs() + 600000;
+    try {
+      for (;;) {
+        polls++;
+        if ((await db.count("todos")) >= expect) break;
+        if (abs() > end) throw new Error(`timed out after 600000 ms waiting for ${expect} documents`);
+        if (await new Promise((r) => ((wake = r), setTimeout(() => r(false), 1000)))) woken++;
+      }
+    } finally {
+      off();
+    }
     const counted = abs() - t0;
     // wasm memory never shrinks: its size here is the peak of the sync
     // itself; `wasmMemoryBytes` below also covers the query of every row.
@@ -204,6 +227,7 @@ window.syncBench = {
       queryMs: queried,
       rows: rows.length,
       countPolls: polls,
+      countsWoken: woken,
       pulls: pulls.length,
       pullBytes: pulls.reduce((n, p) => n + p.bytes, 0),
       pullWaitMs: netMs,
