@@ -291,7 +291,7 @@ async function syncSection(r, L, findingsPath) {
     L(`**Row 9.** The server is seeded over \`POST /v1/push\` (${num(ini.docs / 1000)} requests of 1,000 inserts, the`);
     L(`local workloads' documents; ${ini.seedSeconds.toFixed(1)} s, i.e. ${num(ini.docs / ini.seedSeconds)} inserts/s into the server with no`);
     L("client connected). Then a fresh page opens an empty store with the default sync options");
-    L("(WebSocket on) and polls `db.count(\"todos\")` every 50 ms until it reaches the total.");
+    L("(WebSocket on) and waits until `db.count(\"todos\")` reaches the total (asked on its `status` events and once a second).");
     L(`Load average before: ${ini.loadavgBefore}.`);
     L();
     if (d) {
