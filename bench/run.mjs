@@ -157,26 +157,50 @@ async function diagnose() {
   return { rawLayout: layout.medians, rawLayoutRuns: layout.runs, spans, profiles };
 }
 try {
-  for (const lib of RUN_LOCAL ? LIBS : []) {
+  if (RUN_LOCAL) {
     // "syncstoreSync": the same store with sync on, against the release
-    // server on 127.0.0.1 (a fresh one per library run; one token, i.e. one
-    // namespace, per database the workloads open; push rate limit raised).
+    // server on 127.0.0.1 (one token, i.e. one namespace, per database the
+    // workloads open: two per repetition; push rate limit raised). The
+    // libraries take turns within each repetition, each in a fresh page, so
+    // that what drifts during the run (the machine's load, IndexedDB's
+    // compaction of the databases deleted before) falls on all of them
+    // alike; before, each ran its repetitions in one block.
     let syncServer = null;
-    if (lib === "syncstoreSync") {
+    if (LIBS.includes("syncstoreSync")) {
       const bins = build(root);
       const tokens = Array.from({ length: 2 * REPS + 2 }, (_, i) => ["--token", `bench-${i}:bench${i}`]).flat();
       syncServer = await startServer(bins.server, [...LOAD_FLAGS, ...tokens]);
     }
-    const page = await openPage(syncServer ? `?server=${encodeURIComponent(syncServer.url)}` : "");
-    const errors = page.errors;
-    chromiumVersion = await page.evaluate(() => navigator.userAgent.match(/Chrome\/([\d.]+)/)?.[1] || "unknown");
-    const t = Date.now();
-    process.stdout.write(`bench: ${lib} x${REPS}... `);
-    results[lib] = await page.evaluate(([lib, reps]) => window.runBench(lib, reps), [lib, REPS]);
-    console.log(`${((Date.now() - t) / 1000).toFixed(1)} s`);
-    if (errors.length) throw new Error(`${lib} page errors: ${errors.join("; ")}`);
-    await page.close();
-    if (syncServer) await syncServer.stop();
+    const runs = Object.fromEntries(LIBS.map((lib) => [lib, []]));
+    const secs = Object.fromEntries(LIBS.map((lib) => [lib, 0]));
+    try {
+      for (let r = 0; r < REPS; r++) {
+        for (const lib of LIBS) {
+          const query = lib === "syncstoreSync" ? `?server=${encodeURIComponent(syncServer.url)}&tokenBase=${2 * r}` : "";
+          const page = await openPage(query);
+          const errors = page.errors;
+          chromiumVersion = await page.evaluate(() => navigator.userAgent.match(/Chrome\/([\d.]+)/)?.[1] || "unknown");
+          const t = Date.now();
+          process.stdout.write(`bench: ${lib} ${r + 1}/${REPS}... `);
+          runs[lib].push(await page.evaluate(([lib, r]) => window.runRep(lib, r), [lib, r]));
+          secs[lib] += (Date.now() - t) / 1000;
+          console.log(`${((Date.now() - t) / 1000).toFixed(1)} s`);
+          if (errors.length) throw new Error(`${lib} page errors: ${errors.join("; ")}`);
+          await page.close();
+        }
+      }
+    } finally {
+      if (syncServer) await syncServer.stop();
+    }
+    const median = (xs) => {
+      const s = [...xs].sort((a, b) => a - b);
+      return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+    };
+    for (const lib of LIBS) {
+      const keys = Object.keys(runs[lib][0].out);
+      const medians = Object.fromEntries(keys.map((k) => [k, median(runs[lib].map((x) => x.out[k]))]));
+      results[lib] = { lib, medians, runs: runs[lib] };
+    }
   }
   if (RUN_LOCAL && process.env.BENCH_DIAG !== "0") diagnostics = await diagnose();
   if (RUN_SYNC) {

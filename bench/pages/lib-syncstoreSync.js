@@ -10,8 +10,10 @@ import { deleteDb } from "./idb-util.js";
 await init();
 
 const SERVER = new URLSearchParams(location.search).get("server");
+// run.mjs opens a fresh page per repetition: each starts its tokens here.
+const TOKEN_BASE = Number(new URLSearchParams(location.search).get("tokenBase") || 0);
 const Q_RANGE = { where: { priority: { $gte: 3 } }, orderBy: "priority" };
-let opened = 0;
+let opened = TOKEN_BASE;
 
 export default {
   live: true,

@@ -133,6 +133,9 @@ window.runBench = async (lib, reps) => {
   const medians = Object.fromEntries(keys.map((k) => [k, median(runs.map((x) => x.out[k]))]));
   return { lib, medians, runs };
 };
+// One repetition of every workload (run.mjs runs each in a fresh page,
+// the libraries interleaved).
+window.runRep = (lib, r) => rep(lib, r);
 window.benchReady = true;
 
 // Diagnostics for the findings: one workload at a time, so that run.mjs
