@@ -81,7 +81,8 @@ impl Planner<'_> {
         let copied = &*self.copied;
         // The marker `s`: `_server` holds this document's server state.
         let flag = |coll: &str, id: &str, mut rec: Value| {
-            if copied.contains(&(coll.to_owned(), id.to_owned())) {
+            // (Empty in an initial sync's pages: no key built per document.)
+            if !copied.is_empty() && copied.contains(&(coll.to_owned(), id.to_owned())) {
                 rec["s"] = json!(1);
             }
             rec
@@ -119,7 +120,7 @@ impl Planner<'_> {
         let conflicted = &out.conflicted;
         let mark = |coll: &str, id: &str, rec: Value| {
             let rec = flag(coll, id, rec);
-            if conflicted.contains(&(coll.to_owned(), id.to_owned())) {
+            if !conflicted.is_empty() && conflicted.contains(&(coll.to_owned(), id.to_owned())) {
                 marked(rec)
             } else {
                 rec
@@ -240,8 +241,8 @@ impl Planner<'_> {
                 .then(|| eng.server_doc(coll, id))
                 .flatten();
             let need = state.is_some_and(|d| d.doc.is_none() || eng.has_entries(coll, id));
-            let key = (coll.to_owned(), id.to_owned());
-            let has = copied.contains(&key);
+            let key = || (coll.to_owned(), id.to_owned());
+            let has = !copied.is_empty() && copied.contains(&key());
             let is_changed = changed.contains(&(coll, id));
             let is_written = written.contains(&(coll, id));
             if need {
@@ -251,20 +252,20 @@ impl Planner<'_> {
                 if let Some(d) = state.filter(|_| !has || is_changed || is_written) {
                     let copy = server_copy(coll, id, d.doc.as_ref(), d.version, d.gen);
                     ops.push(json!({"s": SERVER, "put": copy}));
-                    copied.insert(key);
+                    copied.insert(key());
                 }
             } else if let Some(d) = state.filter(|_| is_changed && !is_written) {
                 // The record shows the server's document at a new version
                 // (a write settled): the marker says so, in place of the
                 // copy if there was one.
                 ops.push(json!({"s": SERVER, "put": settle_marker(coll, id, d)}));
-                copied.insert(key);
+                copied.insert(key());
                 settled.push(coll.to_owned());
             } else if has && (state.is_none() || is_written) {
                 // No server state any more, or the record (rewritten now,
                 // without `s`) stands for it again.
                 ops.push(json!({"s": SERVER, "del": [coll, id]}));
-                copied.remove(&key);
+                copied.remove(&key());
             }
         }
         settled
