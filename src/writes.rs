@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use syncstore_core::schema::Schema;
 use syncstore_core::sync::plan::synced_spec;
-use syncstore_core::write::{self, Key, Stored, WriteKind};
+use syncstore_core::write::{self, Key, ServerEntry, Stored, WriteKind};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
@@ -316,32 +316,29 @@ fn stored_parts(rec: &JsValue) -> Option<(String, String, Stored)> {
 }
 
 /// A record as the write path sees it, given its document's `_server`
-/// entry (`server`: read for synced collections): a full copy there means
-/// the engine has the server's document (so no copy is saved again, and the
-/// record gets `s`); a settle marker (`m`) gives the server version and
-/// generation of the record's document, which the record's own `v` and `s`
-/// may not show yet (plan.rs `settle_marker`).
+/// entry (`server`: read for synced collections), which outranks the
+/// record's version and marker `s` (`Stored::under`).
 fn stored(rec: &JsValue, server: Option<&JsValue>) -> Option<Stored> {
     if rec.is_undefined() {
         return None;
     }
-    let mut s = stored_parts(rec)?.2;
-    let Some(entry) = server.filter(|e| e.is_object()) else {
-        return Some(s);
+    let s = stored_parts(rec)?.2;
+    let entry = match server.filter(|e| e.is_object()) {
+        None => ServerEntry::None,
+        Some(e) if has_flag(e, "m") => {
+            let num = |k: &str| {
+                js_sys::Reflect::get(e, &k.into())
+                    .ok()
+                    .and_then(|v| v.as_f64())
+            };
+            ServerEntry::Marker {
+                version: num("version").map(|v| v as u64),
+                gen: num("g").map_or(0, |g| g as u64),
+            }
+        }
+        Some(_) => ServerEntry::Copy,
     };
-    if has_flag(entry, "m") {
-        let num = |k: &str| {
-            js_sys::Reflect::get(entry, &k.into())
-                .ok()
-                .and_then(|v| v.as_f64())
-        };
-        s.version = num("version").map(|v| v as u64);
-        s.gen = num("g").map_or(0, |g| g as u64);
-        s.server_copy = false;
-    } else {
-        s.server_copy = true;
-    }
-    Some(s)
+    Some(s.under(entry))
 }
 
 /// Re-computes index keys of existing records after an index was added.

@@ -221,6 +221,7 @@ scenarios!(run_sync, SYNC:
     a_burst_of_awaited_writes_is_pushed_while_it_lasts_and_settles_after,
     taking_in_a_lone_write_holds_no_collection,
     a_follow_up_edit_is_not_stored_twice,
+    an_edit_after_a_no_op_edit_settled_is_based_on_the_server_version,
     a_streak_of_writes_is_taken_in_a_few_steps,
     a_settled_write_re_runs_only_live_queries_that_show_sync_state,
     offline_writes_arrive_once_after_the_server_returns,

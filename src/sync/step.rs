@@ -15,8 +15,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
+use syncstore_core::protocol::MutationResult;
 use syncstore_core::protocol::{Change, PushResponse, ServerMessage};
-use syncstore_core::protocol::{MutationOp, MutationResult};
 use syncstore_core::schema::ConflictMode;
 use syncstore_core::sync::plan::{synced_colls, synced_spec, Planner, StepPlan};
 use syncstore_core::sync::policy::{Decision, Policies};
@@ -255,27 +255,11 @@ impl SyncLoop {
             return Ok(Stepped::Widen);
         }
         // Entries of a batch record are stored again under their own mids,
-        // a malformed one is dropped: writes. So is an edit the write path
-        // stored as the follow-up of an unsettled one (no `base`) when the
-        // engine holds no earlier entry of its document: that edit has
-        // settled since, and the engine bases this one on the server
-        // version now known (`base_for`). Found before the engine runs, a
-        // readwrite step over the internal stores follows; found after,
-        // the engine would have to be reloaded.
-        let rebased = peek && {
-            let eng = self.engine.borrow();
-            let mut earlier: HashSet<Key> = HashSet::new();
-            queued.iter().any(|e| {
-                let key = eng.keys_of_local(&e.mutation);
-                let follow_up = e.mutation.base.is_none()
-                    && e.mutation.op != MutationOp::Insert
-                    && !earlier.contains(&key)
-                    && !eng.has_entries(&key.0, &key.1);
-                earlier.insert(key);
-                follow_up
-            })
-        };
-        if peek && (rebased || !batched.is_empty() || !out.ops.is_empty()) {
+        // a malformed one is dropped: writes. (An edit the write path
+        // stored as a follow-up, without a base, is one in the engine too:
+        // `_server` holds a copy exactly while the document has outbox
+        // entries; write.rs `Stored::under`.)
+        if peek && (!batched.is_empty() || !out.ops.is_empty()) {
             let _ = tx.abort();
             return Ok(Stepped::Write);
         }

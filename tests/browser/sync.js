@@ -404,6 +404,56 @@ const scenarios = {
     eq(rows.filter((r) => r.doc.n === 200 + Number(r.id.slice(1))).length, n, "the server has the last edits");
   },
 
+  async an_edit_after_a_no_op_edit_settled_is_based_on_the_server_version(env) {
+    // A patch the document already satisfies is applied by the server as
+    // a no-op: no new version, nothing streamed. Its entry leaves on the
+    // answer, and the first edit's `_server` copy must go with it (a
+    // settle marker in its place): a copy left behind made the write path
+    // take the next edit for the follow-up of an unsettled one (no base)
+    // while the engine based it on the server version, so the step stored
+    // the entry again (and a readwrite step ran beside the app's writes).
+    const coll = collName("noop");
+    const a = await device(env, coll);
+    await synced(a);
+    const n = 10;
+    await a.batch(Array.from({ length: n }, (_, i) => ({ op: "insert", coll, doc: { id: `z${i}`, n: i } })));
+    await synced(a);
+    await until("the inserts settled", () => a.status().pending === 0);
+    const before = live(await serverRows(env, coll));
+    const put = IDBObjectStore.prototype.put;
+    const add = IDBObjectStore.prototype.add;
+    let again = 0;
+    const entries = [];
+    IDBObjectStore.prototype.put = function (...args) {
+      if (this.name === "_outbox" && args[0] && args[0].state === "pending") again += 1;
+      return put.apply(this, args);
+    };
+    IDBObjectStore.prototype.add = function (...args) {
+      if (this.name === "_outbox") entries.push(args[0]);
+      return add.apply(this, args);
+    };
+    try {
+      for (let i = 0; i < n; i++) await a.update(coll, `z${i}`, { n: i });
+      await synced(a);
+      await until("the no-op edits settled", () => a.status().pending === 0);
+      eq(live(await serverRows(env, coll)).map((r) => r.version), before.map((r) => r.version), "no new versions");
+      entries.length = 0;
+      a.goOffline();
+      for (let i = 0; i < n; i++) await a.update(coll, `z${i}`, { n: 100 + i });
+      const version = (id) => before.find((r) => r.id === id).version;
+      eq(entries.map((e) => e.base), entries.map((e) => version(e.id)), "the edits' bases: the settled versions");
+      a.goOnline();
+      await synced(a);
+      await until("the edits settled", () => a.status().pending === 0);
+    } finally {
+      IDBObjectStore.prototype.put = put;
+      IDBObjectStore.prototype.add = add;
+    }
+    eq(again, 0, "outbox entries stored again by the step");
+    const rows = live(await serverRows(env, coll));
+    eq(rows.filter((r) => r.doc.n === 100 + Number(r.id.slice(1))).length, n, "the server has the edits");
+  },
+
   async a_streak_of_writes_is_taken_in_a_few_steps(env) {
     // An app that awaits each write and its live-query callback before
     // the next leaves a gap of a few ms between writes: the loop counts

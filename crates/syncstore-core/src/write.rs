@@ -239,6 +239,46 @@ pub struct Stored {
     pub server_copy: bool,
 }
 
+/// What `_server` holds for a document of a synced collection, as the
+/// write path reads it beside the record ([`Stored::under`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ServerEntry {
+    /// Nothing (or not read: a local-only collection).
+    None,
+    /// A full copy of the server's document (`plan::server_copy`): an
+    /// edit of the document is queued and has not settled.
+    Copy,
+    /// A settle marker (`plan::settle_marker`): the record's document is
+    /// the server's at `version`, of resync generation `gen`.
+    Marker { version: Option<u64>, gen: u64 },
+}
+
+impl Stored {
+    /// The record as the write path must see it given its `_server`
+    /// entry, which outranks the record's own `v`, `g` and `s` (a step
+    /// that settles a write does not write its record again): a copy
+    /// means the engine has the server's document under unsettled edits
+    /// (no copy is saved again, the record gets `s`, and the next edit is
+    /// a follow-up, without a base); a marker gives the server version and
+    /// generation of the record's document, which the next edit is based
+    /// on and which it replaces with a full copy. The step planner keeps a
+    /// copy exactly while the document has outbox entries (a write that
+    /// settles, as a no-op too, leaves a marker in its place), so this is
+    /// what `ClientSync::base_for` decides when the step takes the edit in.
+    pub fn under(mut self, entry: ServerEntry) -> Stored {
+        match entry {
+            ServerEntry::None => {}
+            ServerEntry::Copy => self.server_copy = true,
+            ServerEntry::Marker { version, gen } => {
+                self.version = version;
+                self.gen = gen;
+                self.server_copy = false;
+            }
+        }
+        self
+    }
+}
+
 pub type Key = (String, String);
 
 /// The documents a batch must read before it can be applied: targets of
@@ -486,10 +526,10 @@ pub fn apply_limited(
         // The server version the edit is based on, as the sync engine
         // gives it (`ClientSync::base_for`), so that the sync step leaves
         // the entry as written: none for a follow-up of an unsettled edit
-        // (an earlier op of this batch, or an edit that saved the server's
-        // copy and has not settled), which is based on that edit. (A wrong
-        // guess costs only a second put of the entry: the step stamps the
-        // engine's base in any case.)
+        // (an earlier op of this batch, or an edit whose server copy is in
+        // `_server`: see `Stored::under`), which is based on that edit.
+        // (Were they to disagree, the step would stamp the engine's base
+        // and store the entry again.)
         let follow_up = overlay.contains_key(&key)
             || current
                 .get(&key)

@@ -966,6 +966,68 @@ fn a_write_applied_over_the_held_version_settles_on_its_answer() {
 }
 
 #[test]
+fn an_edit_that_leaves_without_a_new_version_restamps_the_held_state() {
+    // The server applies a patch the document already satisfies as a
+    // no-op: at the version held, no new version, no change. The entry
+    // leaves at once (not stored again as applied first), and the held
+    // state is reported again, unchanged, so the binding's stored state
+    // says that the record is the server's document again (a settle
+    // marker in place of the first edit's copy: plan.rs `copies`).
+    let mut s = ModelServer::new();
+    s.push(
+        "other",
+        &[m(1, MutationOp::Insert, "a", json!({"n": 1}), None)],
+    );
+    let mut c = ClientSync::new();
+    c.on_pull(&s.pull("c1", None, 100));
+    let held = c.server_doc("todos", "a").unwrap().clone();
+    c.evict();
+    c.load("todos", "a", Some(held.clone()));
+    c.local(m(
+        1,
+        MutationOp::Update,
+        "a",
+        json!({"n": 1}),
+        Some(held.version),
+    ))
+    .unwrap();
+    let batch = c.next_push(100);
+    let (resp, changes) = s.push("c1", &batch);
+    assert!(changes.is_empty(), "a no-op commits no change");
+    assert!(matches!(
+        resp.results[0],
+        MutationResult::Applied { prev: None, version, .. } if version == held.version
+    ));
+    let fx = c.on_push_response(&resp, &ServerWins);
+    assert_eq!(c.pending(), 0);
+    assert_eq!(fx.outbox_drop, vec![1]);
+    assert!(fx.outbox_put.is_empty(), "put as applied, then deleted");
+    assert!(fx.views.is_empty());
+    assert_eq!(fx.server_put.len(), 1);
+    assert_eq!(fx.server_put[0].id, "a");
+    assert_eq!(fx.server_put[0].state, held);
+    assert_eq!(c.base_for("todos", "a"), Some(held.version));
+    // An entry whose document keeps other entries restamps nothing: the
+    // copy stays for them.
+    c.local(m(
+        2,
+        MutationOp::Update,
+        "a",
+        json!({"n": 1}),
+        Some(held.version),
+    ))
+    .unwrap();
+    c.local(m(3, MutationOp::Update, "a", json!({"n": 2}), None))
+        .unwrap();
+    let batch = c.next_push(1);
+    let (resp, _) = s.push("c1", &batch);
+    let fx = c.on_push_response(&resp, &ServerWins);
+    assert_eq!(fx.outbox_drop, vec![2]);
+    assert!(fx.server_put.is_empty() && fx.outbox_put.is_empty());
+    assert_eq!(c.base_for("todos", "a"), None);
+}
+
+#[test]
 fn resync_sweeps_what_it_did_not_see_by_generation() {
     let mut c = ClientSync::new();
     let mut stored = std::collections::BTreeMap::new();

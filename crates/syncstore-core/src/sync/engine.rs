@@ -18,7 +18,7 @@
 //! storage, inside the transaction that will carry out the effects: read,
 //! decide, write.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use serde::de::{self, Deserializer};
 use serde::ser::{SerializeStruct, Serializer};
@@ -1136,6 +1136,11 @@ impl ClientSync {
         }
         let last_mid = self.max_mid;
         let mut before = self.views_at(&keys);
+        let pending: Vec<Key> = keys
+            .iter()
+            .filter(|k| self.outbox.has(&k.0, &k.1))
+            .cloned()
+            .collect();
         let mut fx = Effects::default();
         f(self, &mut fx);
         // The binding moves records first: mirror that in `before`.
@@ -1178,7 +1183,45 @@ impl ClientSync {
                 });
             }
         }
+        self.restamp_settled(pending, &mut fx);
         fx
+    }
+
+    /// Reports the held server state again, unchanged, of each document of
+    /// `pending` (those with outbox entries before the input) whose last
+    /// entry left in this input with neither a new server state nor a new
+    /// view: an edit the server applied as a no-op (at the version held),
+    /// one whose version arrived before its answer, a refused or
+    /// conflicting edit that changed nothing. The record shows the
+    /// server's document again, and the binding's copy must say so (the
+    /// step planner puts a settle marker in place of the `_server` copy
+    /// the first edit saved, plan.rs `copies`): a copy left behind would
+    /// make the write path take the document's next edit for the
+    /// follow-up of an unsettled one (no base) while `base_for` gives the
+    /// server version.
+    fn restamp_settled(&self, pending: Vec<Key>, fx: &mut Effects) {
+        let gone: Vec<Key> = pending
+            .into_iter()
+            .filter(|k| !self.outbox.has(&k.0, &k.1))
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        let told: HashSet<(&str, &str)> = fx
+            .server_put
+            .iter()
+            .map(|r| (r.coll.as_str(), r.id.as_str()))
+            .chain(fx.views.iter().map(|v| (v.coll.as_str(), v.id.as_str())))
+            .collect();
+        let restamped: Vec<ServerRecord> = gone
+            .into_iter()
+            .filter(|k| !told.contains(&(k.0.as_str(), k.1.as_str())))
+            .filter_map(|(coll, id)| {
+                let state = get(&self.server, &coll, &id)?.clone();
+                Some(ServerRecord { coll, id, state })
+            })
+            .collect();
+        fx.server_put.extend(restamped);
     }
 
     fn view_before_fallback(
@@ -1615,6 +1658,7 @@ impl ClientSync {
     /// Drops applied entries whose effect the server state now contains.
     fn settle(&mut self, fx: &mut Effects) {
         let server = &self.server;
+        let first = fx.outbox_drop.len();
         self.outbox.retain(|e| {
             let EntryState::Applied { version } = e.state else {
                 return true;
@@ -1626,6 +1670,12 @@ impl ClientSync {
             }
             !reached
         });
+        // An entry this input marked applied and settles now (its version
+        // was held already) is deleted, not stored again first.
+        if fx.outbox_drop.len() > first && !fx.outbox_put.is_empty() {
+            let dropped: HashSet<u64> = fx.outbox_drop[first..].iter().copied().collect();
+            fx.outbox_put.retain(|e| !dropped.contains(&e.mutation.mid));
+        }
     }
 
     /// Feeds a pull answer. `lastMutationId` is used only on the last page
