@@ -6,7 +6,9 @@ use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::rc::Rc;
 use syncstore::net::{NetError, Remote, Socket, SocketEvent};
-use syncstore_core::protocol::{Mutation, MutationOp, MutationResult, PushRequest, ServerMessage};
+use syncstore_core::protocol::{
+    DocText, Mutation, MutationOp, MutationResult, PushRequest, ServerMessage,
+};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
@@ -36,7 +38,7 @@ fn insert(mid: u64, coll: &str, id: &str, doc: Value) -> Mutation {
         coll: coll.into(),
         op: MutationOp::Insert,
         id: id.into(),
-        doc: doc.as_object().cloned(),
+        doc: doc.as_object().map(DocText::new),
         patch: None,
         base: None,
         ts: None,

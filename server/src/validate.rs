@@ -6,7 +6,7 @@
 //! (`syncstore_core::sync::apply`), answered per mutation.
 
 use serde::de::DeserializeOwned;
-use syncstore_core::protocol::{ClientMessage, PushRequest, MAX_ID_LEN};
+use syncstore_core::protocol::{ClientMessage, DocText, PushRequest, MAX_ID_LEN};
 
 use crate::config::Limits;
 use crate::error::AppError;
@@ -101,8 +101,25 @@ pub fn push(req: &PushRequest, limits: &Limits) -> Result<(), AppError> {
                 "must be at most 2^63-1",
             ));
         }
+        body(i, "doc", m.doc.as_ref())?;
+        body(i, "patch", m.patch.as_ref())?;
     }
     Ok(())
+}
+
+/// A document or patch arrives as text, checked as JSON syntax only
+/// (`DocText`); what only a parse finds (nesting deeper than serde_json
+/// reads, a number no float holds) is refused here as the parse of the
+/// whole body refused it before, not left to the apply.
+fn body(i: usize, field: &str, text: Option<&DocText>) -> Result<(), AppError> {
+    let Err(e) = text.map_or(Ok(()), |t| t.try_parse().map(drop)) else {
+        return Ok(());
+    };
+    Err(if e.is_data() {
+        AppError::field(format!("mutations[{i}].{field}"), e.to_string())
+    } else {
+        AppError::InvalidJson(format!("malformed JSON: mutations[{i}].{field}: {e}"))
+    })
 }
 
 /// A `POST /v1/push` body: an object, parsed and checked.

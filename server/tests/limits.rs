@@ -309,6 +309,14 @@ fn cases() -> Vec<Case> {
         ("deep nesting", "POST", push.clone(),
             Some(format!("{{\"clientId\":\"c\",\"mutations\":[{{\"mid\":1,\"coll\":\"t\",\"op\":\"insert\",\"id\":\"a\",\"doc\":{}1{}}}]}}", "{\"a\":[".repeat(200), "]}".repeat(200)).into_bytes()),
             400, "INVALID_JSON", None),
+        // Documents and patches travel as text (checked as JSON syntax);
+        // what only their parse finds is still refused with the body.
+        ("number out of range in a doc", "POST", push.clone(),
+            Some(br#"{"clientId":"c","mutations":[{"mid":1,"coll":"t","op":"insert","id":"a","doc":{"n":1e400}}]}"#.to_vec()),
+            400, "INVALID_JSON", None),
+        ("number out of range in a patch", "POST", push.clone(),
+            Some(br#"{"clientId":"c","mutations":[{"mid":1,"coll":"t","op":"update","id":"a","patch":{"n":-1e999}}]}"#.to_vec()),
+            400, "INVALID_JSON", None),
         ("invalid utf-8", "POST", push.clone(), Some(b"{\"clientId\": \"\xff\xfe\", \"mutations\": []}".to_vec()), 400, "INVALID_JSON", None),
         ("pull limit zero", "GET", "/v1/pull?limit=0".into(), None, 400, "INVALID_FIELD", Some("limit")),
         ("pull limit word", "GET", "/v1/pull?limit=ten".into(), None, 400, "INVALID_FIELD", Some("limit")),

@@ -551,7 +551,7 @@ async fn push_loop(
                     mid,
                     coll: "todos".into(),
                     op: MutationOp::Insert,
-                    doc: Some(doc(&id, mid, sent)),
+                    doc: Some(doc(&id, mid, sent).into()),
                     id,
                     patch: None,
                     base: None,

@@ -61,7 +61,10 @@ impl DocText {
         self.0.get()
     }
 
-    /// The document's fields.
+    /// The document's fields. For text this process wrote or read back
+    /// from its own storage; text from the network goes through
+    /// [`DocText::try_parse`] (a number out of range passes the syntax
+    /// check but not the parse).
     pub fn parse(&self) -> JsonObject {
         serde_json::from_str(self.0.get()).expect("a DocText is a JSON object")
     }
@@ -74,6 +77,36 @@ impl DocText {
     pub fn parse_only(&self, names: &[&str]) -> JsonObject {
         let mut de = serde_json::Deserializer::from_str(self.0.get());
         de::DeserializeSeed::deserialize(Only(names), &mut de).expect("a DocText is a JSON object")
+    }
+
+    /// The document's fields, or why they cannot be read.
+    pub fn try_parse(&self) -> Result<JsonObject, serde_json::Error> {
+        serde_json::from_str(self.0.get())
+    }
+
+    /// The text's leading `id` field as JSON writers put it first (`{"id":"x",`
+    /// or `{"id":"x"}`), and the rest of the text after its value (starting
+    /// with `,` or `}`); `None` for any other start (then parse). The write
+    /// path puts a document's id first, so a document whose id is known can
+    /// be checked without parsing it.
+    pub fn leading_id(&self) -> Option<(&str, &str)> {
+        let rest = self.as_str().strip_prefix("{\"id\":\"")?;
+        let end = rest.find(['"', '\\'])?;
+        if rest.as_bytes()[end] != b'"' {
+            return None;
+        }
+        let after = &rest[end + 1..];
+        if !after.starts_with([',', '}']) {
+            return None;
+        }
+        Some((&rest[..end], after))
+    }
+
+    /// True if a string in the text may be a temporary id: the text holds
+    /// `tmp_`, or an escape (which could spell it). Cheaper than parsing
+    /// to look.
+    pub fn may_name_temp_ids(&self) -> bool {
+        may_name_temp_ids(self.as_str())
     }
 }
 
@@ -171,6 +204,12 @@ pub(crate) fn required<T, E: de::Error>(v: Option<T>, field: &'static str) -> Re
     v.ok_or_else(|| E::missing_field(field))
 }
 
+/// True if a string in the JSON text `text` may be a temporary id: it
+/// holds `tmp_`, or an escape (which could spell it).
+pub fn may_name_temp_ids(text: &str) -> bool {
+    text.contains(TEMP_ID_PREFIX) || text.contains("\\u")
+}
+
 /// True if `id` is a client temporary id (`tmp_...`).
 pub fn is_temp_id(id: &str) -> bool {
     id.starts_with(TEMP_ID_PREFIX)
@@ -202,12 +241,14 @@ pub struct Mutation {
     pub op: MutationOp,
     /// Document id: canonical, or a temporary `tmp_...` id.
     pub id: String,
-    /// The new document (insert, replace).
+    /// The new document (insert, replace), as its JSON text: carried
+    /// unparsed from the outbox into a push body and from a push body to
+    /// the server's apply (issue 13, part 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub doc: Option<JsonObject>,
-    /// RFC 7396 merge patch (update).
+    pub doc: Option<DocText>,
+    /// RFC 7396 merge patch (update), as its JSON text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub patch: Option<JsonObject>,
+    pub patch: Option<DocText>,
     /// The server version the client based this edit on; `None` = blind write.
     #[serde(default)]
     pub base: Option<u64>,
@@ -870,5 +911,46 @@ mod tests {
     fn temp_ids() {
         assert!(is_temp_id("tmp_abc"));
         assert!(!is_temp_id("abc"));
+    }
+}
+
+#[cfg(test)]
+mod doc_text_tests {
+    use super::*;
+
+    #[test]
+    fn a_leading_id_is_read_from_the_text() {
+        let t = |s: &str| DocText::from_text(s.into()).unwrap();
+        assert_eq!(
+            t(r#"{"id":"a","n":1}"#).leading_id(),
+            Some(("a", r#","n":1}"#))
+        );
+        assert_eq!(t(r#"{"id":"tmp_1"}"#).leading_id(), Some(("tmp_1", "}")));
+        for other in [
+            r#"{"n":1,"id":"a"}"#,
+            r#"{ "id":"a"}"#,
+            r#"{"id":1}"#,
+            r#"{"id":"a\"b"}"#,
+            r#"{"id":"\u0061"}"#,
+            r#"{"id":"a" ,"n":1}"#,
+            "{}",
+        ] {
+            assert_eq!(t(other).leading_id(), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn mutations_carry_their_documents_as_the_text_they_came_as() {
+        let text =
+            r#"{"mid":1,"coll":"t","op":"insert","id":"a","doc":{"id":"a", "n":1.50},"base":null}"#;
+        let m: Mutation = serde_json::from_str(text).unwrap();
+        assert_eq!(m.doc.as_ref().unwrap().as_str(), r#"{"id":"a", "n":1.50}"#);
+        assert_eq!(serde_json::to_string(&m).unwrap(), text);
+        let bad = r#"{"mid":1,"coll":"t","op":"insert","id":"a","doc":[1]}"#;
+        assert!(serde_json::from_str::<Mutation>(bad).is_err());
+        // Syntax only: what a parse would refuse is found by `try_parse`.
+        let huge = r#"{"mid":1,"coll":"t","op":"insert","id":"a","doc":{"n":1e400}}"#;
+        let m: Mutation = serde_json::from_str(huge).unwrap();
+        assert!(m.doc.unwrap().try_parse().is_err());
     }
 }

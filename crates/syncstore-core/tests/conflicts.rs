@@ -59,8 +59,8 @@ impl Client {
             coll: "todos".into(),
             op,
             id: id.into(),
-            doc,
-            patch,
+            doc: doc.map(Into::into),
+            patch: patch.map(Into::into),
             base: self.eng.base_for("todos", id),
             ts: Some(self.eng.stamp(self.wall)),
         };

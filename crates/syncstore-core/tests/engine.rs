@@ -29,8 +29,8 @@ fn m(mid: u64, op: MutationOp, id: &str, body: Value, base: Option<u64>) -> Muta
         coll: "todos".into(),
         op,
         id: id.into(),
-        doc,
-        patch,
+        doc: doc.map(Into::into),
+        patch: patch.map(Into::into),
         base,
         ts: None,
     }
@@ -276,7 +276,10 @@ fn tmp_id_remap_rewrites_queued_update_delete_and_references() {
     .unwrap();
     let last = c.outbox().back().unwrap();
     assert_eq!(last.mutation.id, ca);
-    assert_eq!(last.mutation.patch.as_ref().unwrap()["ref"], json!(cb));
+    assert_eq!(
+        last.mutation.patch.as_ref().unwrap().parse()["ref"],
+        json!(cb)
+    );
 
     sync_push(&mut c, &mut s, "c1");
     sync_pull(&mut c, &s, "c1");
@@ -488,7 +491,7 @@ impl ConflictPolicy for Retry {
         Resolution::Write {
             op: MutationOp::Update,
             doc: None,
-            patch: c.mutation.patch.clone(),
+            patch: c.mutation.patch.as_ref().map(|p| p.parse()),
         }
     }
 }

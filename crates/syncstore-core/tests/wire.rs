@@ -64,8 +64,8 @@ fn mutation(op: MutationOp) -> Mutation {
         coll: "todos".into(),
         op,
         id: "tmp_1".into(),
-        doc,
-        patch,
+        doc: doc.map(Into::into),
+        patch: patch.map(Into::into),
         base: None,
         ts: None,
     }
@@ -672,5 +672,51 @@ fn events_and_effects() {
             r#""serverPut":[{"coll":"todos","id":"a","doc":null,"version":3,"gen":2}],"#,
             r#""cursor":"e.3","events":[{"type":"idmap","tmp":"tmp_1","id":"a"}]}"#
         ),
+    );
+}
+
+/// An outbox entry as the write path stores it, with its document or
+/// patch as a JSON object in the record (as every version so far stored
+/// it), loads with the document as text, is written back and pushed as the
+/// same JSON; a record stored by the version before the text does too.
+#[test]
+fn outbox_entries_stored_before_the_text_load_and_push_unchanged() {
+    use std::collections::HashMap;
+    use syncstore_core::schema::Schema;
+    use syncstore_core::write;
+    let schema = Schema::from_options(&json!({"collections": {"todos": {}}})).unwrap();
+    let mut n = 0;
+    let ops = json!([
+        {"op": "insert", "coll": "todos", "doc": {"text": "a", "done": false, "tags": ["x", {"k": 1.5}]}},
+        {"op": "update", "coll": "todos", "id": "tmp_1", "patch": {"done": true, "text": null}},
+    ]);
+    let muts = write::parse_ops(&ops, &schema, false, || {
+        n += 1;
+        format!("tmp_{n}")
+    })
+    .unwrap();
+    let plan = write::apply(&muts, &schema, false, &HashMap::new()).unwrap();
+    assert_eq!(plan.outbox.len(), 2);
+    for (i, stored) in plan.outbox.iter().enumerate() {
+        let mut stored = stored.clone();
+        stored["mid"] = json!(i + 1);
+        // Read as the step reads `_outbox` (a Value), and from its text.
+        let e: Entry = serde_json::from_value(stored.clone()).unwrap();
+        let text = serde_json::to_string(&stored).unwrap();
+        assert_eq!(serde_json::from_str::<Entry>(&text).unwrap(), e);
+        assert_eq!(serde_json::to_value(&e).unwrap(), stored);
+        let body = serde_json::to_value(&e.mutation).unwrap();
+        for field in ["doc", "patch"] {
+            assert_eq!(body.get(field), stored.get(field), "{field}");
+        }
+    }
+    let old = r#"{"mid":9,"coll":"todos","op":"replace","id":"a","doc":{"id":"a","t":"x","n":[1,{"m":null}]},"base":4,"ts":65536,"state":"applied","version":5,"baseDoc":{"id":"a","t":"w"}}"#;
+    let e: Entry = serde_json::from_str(old).unwrap();
+    assert_eq!(serde_json::to_string(&e).unwrap(), old);
+    let e2: Entry = serde_json::from_value(serde_json::from_str(old).unwrap()).unwrap();
+    assert_eq!(e2, e);
+    assert_eq!(
+        serde_json::to_string(&e.mutation).unwrap(),
+        r#"{"mid":9,"coll":"todos","op":"replace","id":"a","doc":{"id":"a","t":"x","n":[1,{"m":null}]},"base":4,"ts":65536}"#
     );
 }

@@ -187,7 +187,18 @@ impl PushApply {
         if let Err(e) = m.validate() {
             return Ok(rejected(m, e.code, e.to_string()));
         }
-        for body in [&m.doc, &m.patch].into_iter().flatten() {
+        // The document or patch arrives as text; its fields are read once,
+        // here (a number JSON allows but no float holds passes the syntax
+        // check of the text, not this).
+        let parsed = |body: &Option<DocText>| body.as_ref().map(DocText::try_parse).transpose();
+        let (doc_fields, patch_fields) = match (parsed(&m.doc), parsed(&m.patch)) {
+            (Ok(d), Ok(p)) => (d, p),
+            (Err(e), _) | (_, Err(e)) => {
+                let field = if m.doc.is_some() { "doc" } else { "patch" };
+                return Ok(rejected(m, "INVALID_MUTATION", format!("{field}: {e}")));
+            }
+        };
+        for body in [&doc_fields, &patch_fields].into_iter().flatten() {
             if self.too_large(body) {
                 return Ok(rejected(
                     m,
@@ -252,7 +263,7 @@ impl PushApply {
                 } else if live.is_none() {
                     return Ok(conflict_missing(&id, row.as_ref()));
                 }
-                let mut doc = Value::Object(m.doc.clone().unwrap_or_default());
+                let mut doc = Value::Object(doc_fields.unwrap_or_default());
                 self.rewrite(s, &mut doc)?;
                 let Value::Object(mut doc) = doc else {
                     unreachable!("rewriting keeps the object")
@@ -281,7 +292,7 @@ impl PushApply {
                 let Some(r) = live else {
                     return Ok(conflict_missing(&id, row.as_ref()));
                 };
-                let mut patch = Value::Object(m.patch.clone().unwrap_or_default());
+                let mut patch = Value::Object(patch_fields.unwrap_or_default());
                 self.rewrite(s, &mut patch)?;
                 let Value::Object(patch) = patch else {
                     unreachable!("rewriting keeps the object")

@@ -27,8 +27,9 @@ use serde_json::Value;
 
 use crate::json::merge_patch;
 use crate::protocol::{
-    is_temp_id, required, Change, ChangeOp, ChangeStamp, JsonObject, Mutation, MutationError,
-    MutationOp, MutationResult, PullResponse, PushResponse, ServerMessage, START_CURSOR,
+    is_temp_id, may_name_temp_ids, required, Change, ChangeOp, ChangeStamp, DocText, JsonObject,
+    Mutation, MutationError, MutationOp, MutationResult, PullResponse, PushResponse, ServerMessage,
+    START_CURSOR,
 };
 
 use super::doc::Doc;
@@ -240,8 +241,8 @@ struct EntryWire {
     coll: String,
     op: MutationOp,
     id: String,
-    doc: Option<JsonObject>,
-    patch: Option<JsonObject>,
+    doc: Option<DocText>,
+    patch: Option<DocText>,
     base: Option<u64>,
     ts: Option<u64>,
     state: Option<String>,
@@ -611,12 +612,20 @@ fn replay(cur: Option<Doc>, m: &Mutation) -> Option<Doc> {
         d.insert("id".into(), Value::String(m.id.clone()));
         Doc::Fields(d)
     };
+    // A document that already starts with its id (as the write path
+    // stores it) is the view as it is: kept as text.
+    let whole = |doc: Option<&DocText>| match doc {
+        Some(t) if t.leading_id().is_some_and(|(id, _)| id == m.id) => Doc::Text(t.clone()),
+        Some(t) => with_id(t.parse()),
+        None => with_id(JsonObject::new()),
+    };
     match m.op {
-        MutationOp::Insert => Some(with_id(m.doc.clone().unwrap_or_default())),
-        MutationOp::Replace => cur.map(|_| with_id(m.doc.clone().unwrap_or_default())),
+        MutationOp::Insert => Some(whole(m.doc.as_ref())),
+        MutationOp::Replace => cur.map(|_| whole(m.doc.as_ref())),
         MutationOp::Update => cur.map(|d| {
             let mut v = Value::Object(d.into_fields());
-            merge_patch(&mut v, &Value::Object(m.patch.clone().unwrap_or_default()));
+            let patch = m.patch.as_ref().map(DocText::parse).unwrap_or_default();
+            merge_patch(&mut v, &Value::Object(patch));
             match v {
                 Value::Object(o) => with_id(o),
                 _ => unreachable!("an object patch keeps an object"),
@@ -628,6 +637,8 @@ fn replay(cur: Option<Doc>, m: &Mutation) -> Option<Doc> {
 
 /// Rewrites the temporary ids of `map` in `m`: its id and string values
 /// equal to a mapped temporary id (as the server does). True if it changed.
+/// A document or patch is parsed only if its text may name a temporary id
+/// other than a leading `id` equal to the mutation's (rewritten as text).
 fn rewrite_with(m: &mut Mutation, map: &BTreeMap<String, String>) -> bool {
     if map.is_empty() {
         return false;
@@ -645,21 +656,52 @@ fn rewrite_with(m: &mut Mutation, map: &BTreeMap<String, String>) -> bool {
             _ => {}
         }
     }
+    let old_id = m.id.clone();
     let mut changed = false;
     if let Some(c) = map.get(&m.id) {
         m.id = c.clone();
         changed = true;
     }
-    for body in [&mut m.doc, &mut m.patch].into_iter().flatten() {
-        for v in body.values_mut() {
-            walk(v, map, &mut changed);
+    // The document: `{"id":"<old id>"` and no other possible temporary
+    // id is rewritten as text; anything else that may name one is parsed.
+    let mut doc_fields: Option<JsonObject> = None;
+    if let Some(t) = &m.doc {
+        let as_text =
+            matches!(t.leading_id(), Some((id, rest)) if id == old_id && !may_name_temp_ids(rest));
+        if as_text {
+            if changed {
+                let id = serde_json::to_string(&m.id).expect("strings serialize");
+                let rest = t.leading_id().map_or("}", |(_, rest)| rest);
+                let text = format!("{{\"id\":{id}{rest}");
+                m.doc = Some(DocText::from_text(text).expect("an object stays an object"));
+            }
+        } else if changed || t.may_name_temp_ids() {
+            let mut d = t.parse();
+            let mut touched = false;
+            for v in d.values_mut() {
+                walk(v, map, &mut touched);
+            }
+            changed |= touched;
+            doc_fields = Some(d);
         }
     }
-    if changed {
-        if let Some(d) = m.doc.as_mut() {
+    if let Some(t) = m.patch.as_ref().filter(|t| t.may_name_temp_ids()) {
+        let mut p = t.parse();
+        let mut touched = false;
+        for v in p.values_mut() {
+            walk(v, map, &mut touched);
+        }
+        if touched {
+            m.patch = Some(DocText::new(&p));
+            changed = true;
+        }
+    }
+    if let Some(mut d) = doc_fields {
+        if changed {
             if d.contains_key("id") {
                 d.insert("id".into(), Value::String(m.id.clone()));
             }
+            m.doc = Some(DocText::new(&d));
         }
     }
     changed
@@ -670,11 +712,12 @@ fn names_temp_ids(m: &Mutation) -> bool {
     any_string(m, &is_temp_id)
 }
 
-/// True if a string value of `m`'s document or patch satisfies `f`.
+/// True if a string value of `m`'s document or patch is a temporary id
+/// and satisfies `f`. Only a text that may name a temporary id is parsed.
 fn any_string(m: &Mutation, f: &dyn Fn(&str) -> bool) -> bool {
     fn walk(v: &Value, f: &dyn Fn(&str) -> bool) -> bool {
         match v {
-            Value::String(s) => f(s),
+            Value::String(s) => is_temp_id(s) && f(s),
             Value::Array(a) => a.iter().any(|x| walk(x, f)),
             Value::Object(o) => o.values().any(|x| walk(x, f)),
             _ => false,
@@ -683,7 +726,8 @@ fn any_string(m: &Mutation, f: &dyn Fn(&str) -> bool) -> bool {
     [&m.doc, &m.patch]
         .into_iter()
         .flatten()
-        .any(|b| b.values().any(|x| walk(x, f)))
+        .filter(|t| t.may_name_temp_ids())
+        .any(|t| t.parse().values().any(|x| walk(x, f)))
 }
 
 fn key_of(m: &Mutation) -> Key {
@@ -1582,8 +1626,8 @@ impl ClientSync {
                 coll,
                 op,
                 id,
-                doc,
-                patch,
+                doc: doc.as_ref().map(DocText::new),
+                patch: patch.as_ref().map(DocText::new),
                 base,
                 ts: e.mutation.ts,
             };
@@ -1877,5 +1921,152 @@ impl ClientSync {
             .iter()
             .flat_map(|(c, m)| m.keys().map(move |i| (c.clone(), i.clone())))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    //! Documents and patches of queued mutations are carried as text: the
+    //! temporary-id rewrite and the replay read them only where needed, and
+    //! give what the same rules give over the parsed fields.
+    use super::*;
+    use serde_json::json;
+
+    fn text(s: &str) -> DocText {
+        DocText::from_text(s.into()).unwrap()
+    }
+
+    fn mutation(op: MutationOp, id: &str, body: &str) -> Mutation {
+        let (doc, patch) = match op {
+            MutationOp::Update => (None, Some(text(body))),
+            _ => (Some(text(body)), None),
+        };
+        Mutation {
+            mid: 1,
+            coll: "todos".into(),
+            op,
+            id: id.into(),
+            doc,
+            patch,
+            base: None,
+            ts: None,
+        }
+    }
+
+    /// The rule over parsed fields (the rewrite before documents were text).
+    fn rewrite_fields(
+        id: &str,
+        body: &JsonObject,
+        is_doc: bool,
+        map: &BTreeMap<String, String>,
+    ) -> (String, JsonObject) {
+        fn walk(v: &mut Value, map: &BTreeMap<String, String>) {
+            match v {
+                Value::String(s) => {
+                    if let Some(c) = map.get(s.as_str()) {
+                        *s = c.clone();
+                    }
+                }
+                Value::Array(a) => a.iter_mut().for_each(|x| walk(x, map)),
+                Value::Object(o) => o.values_mut().for_each(|x| walk(x, map)),
+                _ => {}
+            }
+        }
+        let mapped = map.get(id).cloned();
+        let mut b = body.clone();
+        b.values_mut().for_each(|v| walk(v, map));
+        let changed = mapped.is_some() || &b != body;
+        let id = mapped.unwrap_or_else(|| id.to_string());
+        if is_doc && changed && b.contains_key("id") {
+            b.insert("id".into(), json!(id));
+        }
+        (id, b)
+    }
+
+    #[test]
+    fn the_rewrite_of_text_matches_the_rewrite_of_fields() {
+        let map: BTreeMap<String, String> = [("tmp_1", "c1"), ("tmp_2", "c2")]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .into();
+        let cases = [
+            (MutationOp::Insert, "tmp_1", r#"{"id":"tmp_1","t":"x"}"#),
+            (MutationOp::Insert, "tmp_1", r#"{"id":"tmp_1"}"#),
+            (
+                MutationOp::Insert,
+                "tmp_1",
+                r#"{"id":"tmp_1","ref":"tmp_2"}"#,
+            ),
+            (MutationOp::Insert, "tmp_1", r#"{"t":"x","id":"tmp_1"}"#),
+            (
+                MutationOp::Insert,
+                "tmp_1",
+                r#"{"id":"tmp_1","r":"\u0074mp_2"}"#,
+            ),
+            (
+                MutationOp::Insert,
+                "tmp_3",
+                r#"{"id":"tmp_3","r":["tmp_2",{"k":"tmp_1"}]}"#,
+            ),
+            (MutationOp::Insert, "a", r#"{"id":"a", "t": "tmp"}"#),
+            (MutationOp::Replace, "tmp_2", r#"{"id":"tmp_2","n":1}"#),
+            (MutationOp::Replace, "tmp_2", r#"{"n":1}"#),
+            (MutationOp::Update, "tmp_1", r#"{"ref":"tmp_2","n":null}"#),
+            (MutationOp::Update, "b", r#"{"n":2}"#),
+        ];
+        for (op, id, body) in cases {
+            let mut m = mutation(op, id, body);
+            let changed = rewrite_with(&mut m, &map);
+            let is_doc = op != MutationOp::Update;
+            let (want_id, want) = rewrite_fields(id, &text(body).parse(), is_doc, &map);
+            let got = m.doc.as_ref().or(m.patch.as_ref()).unwrap();
+            assert_eq!(m.id, want_id, "{body}");
+            assert_eq!(got.parse(), want, "{body}");
+            assert_eq!(
+                changed,
+                want_id != id || want != text(body).parse(),
+                "{body}"
+            );
+            if !changed {
+                // Left as it came, not written again.
+                assert_eq!(got.as_str(), body);
+            }
+        }
+    }
+
+    #[test]
+    fn only_text_that_may_name_a_temporary_id_is_searched() {
+        let plain = mutation(MutationOp::Insert, "a", r#"{"id":"a","t":"tmp"}"#);
+        assert!(!names_temp_ids(&plain));
+        let named = mutation(MutationOp::Update, "a", r#"{"r":"tmp_9"}"#);
+        assert!(names_temp_ids(&named));
+        let escaped = mutation(MutationOp::Update, "a", r#"{"r":"\u0074mp_9"}"#);
+        assert!(names_temp_ids(&escaped));
+        let not_a_temp_id = mutation(MutationOp::Update, "a", r#"{"r":"x tmp_9"}"#);
+        assert!(!names_temp_ids(&not_a_temp_id));
+    }
+
+    #[test]
+    fn a_document_that_starts_with_its_id_is_replayed_as_text() {
+        let m = mutation(MutationOp::Insert, "a", r#"{"id":"a","t":"x"}"#);
+        let Some(Doc::Text(t)) = replay(None, &m) else {
+            panic!("kept as text");
+        };
+        assert_eq!(t.as_str(), r#"{"id":"a","t":"x"}"#);
+        // Any other start is read and the id set, as before.
+        for body in [
+            r#"{"t":"x","id":"a"}"#,
+            r#"{"id":"b","t":"x"}"#,
+            r#"{"t":"x"}"#,
+        ] {
+            let m = mutation(MutationOp::Insert, "a", body);
+            let view = replay(None, &m).unwrap();
+            assert!(matches!(view, Doc::Fields(_)), "{body}");
+            assert_eq!(view.fields()["id"], json!("a"), "{body}");
+            assert_eq!(view.fields()["t"], json!("x"), "{body}");
+        }
+        let r = mutation(MutationOp::Replace, "a", r#"{"id":"a","n":2}"#);
+        let old = Doc::Fields(json!({"id": "a", "n": 1}).as_object().unwrap().clone());
+        assert!(matches!(replay(Some(old), &r), Some(Doc::Text(_))));
+        assert_eq!(replay(None, &r), None);
     }
 }

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use super::engine::{ConflictInfo, ConflictPolicy, Resolution};
 use crate::json::{cmp_values, merge_patch};
-use crate::protocol::{JsonObject, MutationOp};
+use crate::protocol::{DocText, JsonObject, MutationOp};
 use crate::schema::{ConflictMode, Schema};
 
 /// How a collection resolves conflicts.
@@ -64,11 +64,12 @@ fn intended(c: &ConflictInfo<'_>) -> Option<JsonObject> {
     let m = c.mutation;
     match m.op {
         MutationOp::Delete => None,
-        MutationOp::Insert | MutationOp::Replace => m.doc.clone(),
+        MutationOp::Insert | MutationOp::Replace => m.doc.as_ref().map(DocText::parse),
         MutationOp::Update => {
             let start = c.base.or(c.local).cloned().unwrap_or_default();
             let mut v = Value::Object(start);
-            merge_patch(&mut v, &Value::Object(m.patch.clone().unwrap_or_default()));
+            let patch = m.patch.as_ref().map(DocText::parse).unwrap_or_default();
+            merge_patch(&mut v, &Value::Object(patch));
             match v {
                 Value::Object(o) => Some(o),
                 _ => None,
@@ -84,9 +85,11 @@ fn local_wins(c: &ConflictInfo<'_>) -> Resolution {
     match (m.op, c.remote) {
         (MutationOp::Delete, None) => Resolution::ServerWins, // gone already
         (MutationOp::Delete, Some(_)) => Resolution::write(MutationOp::Delete, None, None),
-        (MutationOp::Update, Some(_)) => {
-            Resolution::write(MutationOp::Update, None, m.patch.clone())
-        }
+        (MutationOp::Update, Some(_)) => Resolution::write(
+            MutationOp::Update,
+            None,
+            m.patch.as_ref().map(DocText::parse),
+        ),
         // An edit of a document deleted on the server brings it back.
         (_, None) => match intended(c).or_else(|| c.local.cloned()) {
             Some(doc) => Resolution::write(MutationOp::Insert, Some(doc), None),
