@@ -360,9 +360,11 @@ impl TabSync {
     /// (`first` < 0: unknown): the leader ingests them. A single entry
     /// (several are stored as one batch record) is handed to this
     /// instance's own leader as committed, so that its step need not read
-    /// the outbox; `streak`: the write came in a streak of writes
+    /// the outbox, with the server copy the write saved for it, if any
+    /// (`copies`), so that the step need not read `_server` either;
+    /// `streak`: the write came in a streak of writes
     /// (`Live::in_streak`), so the leader need not take it in at once.
-    pub fn wrote(&self, first: f64, mut entries: Vec<Value>, streak: bool) {
+    pub fn wrote(&self, first: f64, mut entries: Vec<Value>, mut copies: Vec<Value>, streak: bool) {
         let n = entries.len();
         if first >= 1.0 && n > 0 {
             self.unseen.borrow_mut().push((first as u64, n));
@@ -371,7 +373,14 @@ impl TabSync {
             return;
         };
         match entries.pop() {
-            Some(entry) if n == 1 && first >= 1.0 => c.hand_off(first as u64, entry, streak),
+            Some(entry) if n == 1 && first >= 1.0 => {
+                let copy = if copies.len() == 1 {
+                    copies.pop()
+                } else {
+                    None
+                };
+                c.hand_off(first as u64, entry, copy, streak)
+            }
             _ => c.kick_outbox(),
         }
     }

@@ -223,6 +223,7 @@ pub async fn apply(
             sync.wrote(
                 first,
                 std::mem::take(&mut plan.outbox),
+                std::mem::take(&mut plan.server_copies),
                 inner.live.in_streak(crate::sync::WRITE_GAP_MS),
             );
         }

@@ -80,6 +80,17 @@ const SOCKET_GRACE_MS: f64 = 5000.0;
 /// 512 KiB, 18.1-18.2 MB here, 23.7 MB at 1 MiB; the sync 1.46x -> 1.28-1.33x
 /// Dexie `bulkPut`: fewer, larger steps, bench/findings-sync.md).
 const FRAME_CHARS_PER_STEP: usize = 768 * 1024;
+/// An outbox entry this tab committed, handed to the loop
+/// ([`SyncLoop::hand_off`]).
+#[derive(Clone)]
+pub(super) struct Handed {
+    pub mid: u64,
+    /// The entry as stored, with its `mid`.
+    pub entry: Value,
+    /// The `_server` copy the same write saved, if it saved one.
+    pub copy: Option<Value>,
+}
+
 /// Bounds on loops that talk to the server within one tick.
 const MAX_ROUNDS: usize = 10_000;
 /// While this tab's writes keep coming (one is in flight whenever the loop
@@ -317,7 +328,7 @@ pub struct SyncLoop {
     /// This tab's single-entry writes, as committed (with their mids): a
     /// peek takes them in without reading the outbox (see
     /// [`Self::hand_off`]).
-    handed: RefCell<Vec<(u64, Value)>>,
+    handed: RefCell<Vec<Handed>>,
     /// When the loop's current wait ends (infinity while it runs a tick).
     asleep_until: Cell<f64>,
     /// When the last step started (see [`BUSY_STEP_GAP_MS`]).
@@ -553,6 +564,11 @@ impl SyncLoop {
     /// the outbox, and its transaction leaves the outbox out of its scope
     /// (the app's next write, over its collection and the outbox, waited
     /// for that readonly read: 1-12 ms per write, bench/findings-sync.md).
+    /// `copy`: the `_server` copy the write saved (the first edit of a
+    /// server document, `plan::server_copy`), which is that document's
+    /// server state when the step takes the entry in (no step runs
+    /// between without taking it in); a peek whose documents all come
+    /// with one leaves `_server` out of its scope too (step.rs).
     ///
     /// The loop is woken only if it sleeps past the time it would take the
     /// entry in: while the app writes in a `streak` ([`Self::streaming`]),
@@ -560,9 +576,9 @@ impl SyncLoop {
     /// step, whichever comes first
     /// (a loop woken by every write ran a tick and armed a timer per
     /// write for nothing).
-    pub fn hand_off(&self, mid: u64, mut entry: Value, streak: bool) {
+    pub fn hand_off(&self, mid: u64, mut entry: Value, copy: Option<Value>, streak: bool) {
         entry["mid"] = Value::from(mid);
-        self.handed.borrow_mut().push((mid, entry));
+        self.handed.borrow_mut().push(Handed { mid, entry, copy });
         let now = Date::now();
         let due = if streak {
             (self.last_step_at.get() + BUSY_STEP_GAP_MS)
@@ -579,7 +595,7 @@ impl SyncLoop {
     /// Outbox entries the engine has not taken in may exist.
     pub(super) fn has_news(&self) -> bool {
         self.outbox_dirty.get() || {
-            let last = self.handed.borrow().last().map(|(mid, _)| *mid);
+            let last = self.handed.borrow().last().map(|h| h.mid);
             last.is_some_and(|mid| {
                 self.engine
                     .try_borrow()
@@ -593,17 +609,17 @@ impl SyncLoop {
     /// mids follow on from it), or None: the outbox must be read.
     /// Entries at or below `last_mid` (taken in by a step that read the
     /// outbox) are dropped.
-    pub(super) fn handed_after(&self, last_mid: u64) -> Option<Vec<Value>> {
+    pub(super) fn handed_after(&self, last_mid: u64) -> Option<Vec<Handed>> {
         let mut handed = self.handed.borrow_mut();
-        handed.retain(|(mid, _)| *mid > last_mid);
+        handed.retain(|h| h.mid > last_mid);
         if self.outbox_dirty.get() || handed.is_empty() {
             return None;
         }
         let follows = handed
             .iter()
             .enumerate()
-            .all(|(i, (mid, _))| *mid == last_mid + 1 + i as u64);
-        follows.then(|| handed.iter().map(|(_, e)| e.clone()).collect())
+            .all(|(i, h)| h.mid == last_mid + 1 + i as u64);
+        follows.then(|| handed.clone())
     }
 
     /// `db.sync()`: resolves once a push of everything queued and a pull

@@ -15,12 +15,13 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
+use syncstore_core::protocol::DocText;
 use syncstore_core::protocol::MutationResult;
 use syncstore_core::protocol::{Change, PushResponse, ServerMessage};
 use syncstore_core::schema::ConflictMode;
 use syncstore_core::sync::plan::{synced_colls, synced_spec, Planner, StepPlan};
 use syncstore_core::sync::policy::{Decision, Policies};
-use syncstore_core::sync::{ClientSync, Entry, Event, ServerDoc, ServerRecord};
+use syncstore_core::sync::{ClientSync, Doc, Entry, Event, ServerDoc, ServerRecord};
 use syncstore_core::write::Key;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -172,7 +173,17 @@ impl SyncLoop {
         if handed.is_none() {
             stores.push(OUTBOX);
         }
-        stores.extend([SERVER, META, CONFLICTS, IDS, REJECTED]);
+        // The server state of a handed entry's document, where the write
+        // saved its `_server` copy: what `_server` holds for it now (see
+        // `SyncLoop::hand_off`). A peek that needs no other leaves
+        // `_server` out of its scope, so that the app's next write, over
+        // its collection, the outbox and `_server`, does not wait for it.
+        let mut known = handed.as_deref().and_then(|h| self.handed_states(h));
+        let skip_server = known.is_some();
+        if !skip_server {
+            stores.push(SERVER);
+        }
+        stores.extend([META, CONFLICTS, IDS, REJECTED]);
         let db = inner.db().await?;
         let tx = Db::tx(&db, &stores, !peek)?;
         // Held changes of collections being pulled, read before the engine runs.
@@ -215,7 +226,7 @@ impl SyncLoop {
         // The outbox entries queued since the last step; those of a batch
         // record are stored again under their own mids.
         let records: Vec<Value> = match handed {
-            Some(entries) => entries,
+            Some(entries) => entries.into_iter().map(|h| h.entry).collect(),
             None => parse(&got[2]).unwrap_or_default(),
         };
         let batched: HashSet<u64> = records
@@ -299,7 +310,15 @@ impl SyncLoop {
             }
             eng.needs(keys)
         };
-        let (states, copied) = read_states(&tx, &needs, &fresh).await?;
+        let (states, copied) = match known.as_mut().map(|k| take_states(k, &needs)) {
+            Some(Some(read)) => read,
+            Some(None) => {
+                // Not foreseen above: a readwrite step reads `_server`.
+                let _ = tx.abort();
+                return Ok(Stepped::Write);
+            }
+            None => read_states(&tx, &needs, &fresh).await?,
+        };
         {
             let mut eng = self.engine.borrow_mut();
             let mut held: BTreeMap<Key, ServerDoc> = states
@@ -854,6 +873,69 @@ pub(super) async fn read_states(
     Ok((states, copied))
 }
 
+impl SyncLoop {
+    /// The server state of the documents of `handed` entries that the
+    /// engine does not hold, if the writes saved a `_server` copy of
+    /// every one (see `SyncLoop::hand_off`); None if one must be read.
+    #[inline(never)]
+    fn handed_states(&self, handed: &[Handed]) -> Option<BTreeMap<Key, ServerDoc>> {
+        let mut known = BTreeMap::new();
+        let mut keys = Vec::with_capacity(handed.len());
+        for h in handed {
+            let coll = h.entry.get("coll")?.as_str()?;
+            let id = h.entry.get("id")?.as_str()?;
+            let key = (coll.to_owned(), id.to_owned());
+            if let Some(state) = h.copy.as_ref().and_then(|c| copy_state(c, coll, id)) {
+                known.insert(key.clone(), state);
+            }
+            keys.push(key);
+        }
+        let eng = self.engine.borrow();
+        eng.needs(keys)
+            .iter()
+            .all(|k| known.contains_key(k))
+            .then_some(known)
+    }
+}
+
+/// `read_states`' answer for `needs` from `known` (`handed_states`), or
+/// None if one of them is not there.
+#[inline(never)]
+fn take_states(
+    known: &mut BTreeMap<Key, ServerDoc>,
+    needs: &[Key],
+) -> Option<(Vec<ServerRecord>, HashSet<Key>)> {
+    let mut states = Vec::with_capacity(needs.len());
+    for (coll, id) in needs {
+        let state = known.remove(&(coll.clone(), id.clone()))?;
+        states.push(ServerRecord {
+            coll: coll.clone(),
+            id: id.clone(),
+            state,
+        });
+    }
+    Some((states, needs.iter().cloned().collect()))
+}
+
+/// The server state a `_server` copy (`plan::server_copy`) of `coll`/`id`
+/// holds, as `read_states` reads it (glue.js `loadStates`).
+fn copy_state(copy: &Value, coll: &str, id: &str) -> Option<ServerDoc> {
+    if copy.get("coll")?.as_str()? != coll
+        || copy.get("id")?.as_str()? != id
+        || copy.get("m").is_some()
+    {
+        return None;
+    }
+    let version = copy.get("version")?.as_u64()?;
+    let gen = copy.get("g").and_then(Value::as_u64).unwrap_or(0);
+    let doc = match copy.get("d") {
+        Some(Value::String(text)) => Some(Doc::Text(DocText::from_text(text.clone()).ok()?)),
+        Some(_) => return None,
+        None => None,
+    };
+    Some(ServerDoc { doc, version, gen })
+}
+
 /// True if conflicts of `coll` wait for the app (`conflicts: "manual"`).
 /// The name of a collection's conflict policy, as the options give it.
 pub(super) fn policy_name(inner: &Ctx, coll: &str) -> &'static str {
@@ -868,4 +950,53 @@ pub(super) fn policy_name(inner: &Ctx, coll: &str) -> &'static str {
 
 pub(super) fn to_value(v: &impl Serialize) -> Value {
     serde_json::to_value(v).expect("sync types serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_state;
+    use serde_json::json;
+    use syncstore_core::sync::plan::{server_copy, settle_marker};
+    use syncstore_core::sync::ServerDoc;
+
+    /// What `read_states` makes of a `_server` entry: glue.js `loadStates`
+    /// writes `{"doc": d, "version": v, "gen": g}` for a copy.
+    fn as_read(copy: &serde_json::Value) -> ServerDoc {
+        let doc = copy["d"].as_str().unwrap_or("null");
+        let text = format!(
+            r#"{{"doc":{doc},"version":{},"gen":{}}}"#,
+            copy["version"],
+            copy["g"].as_u64().unwrap_or(0)
+        );
+        serde_json::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn a_handed_copy_is_the_state_read_states_would_read() {
+        let doc = json!({"id": "a", "title": "x \"y\"", "n": [1, 2.5, null]});
+        for (doc, gen) in [(Some(&doc), 0), (Some(&doc), 3), (None, 0)] {
+            let copy = server_copy("todos", "a", doc, 7, gen);
+            let state = copy_state(&copy, "todos", "a").expect("a copy");
+            assert_eq!(state, as_read(&copy), "{copy}");
+            assert_eq!((state.version, state.gen), (7, gen));
+            assert_eq!(state.doc.is_some(), doc.is_some());
+        }
+    }
+
+    #[test]
+    fn only_a_copy_of_the_entry_s_own_document_counts() {
+        let copy = server_copy("todos", "a", Some(&json!({"id": "a"})), 7, 0);
+        assert!(copy_state(&copy, "todos", "b").is_none());
+        assert!(copy_state(&copy, "lists", "a").is_none());
+        let marker = settle_marker(
+            "todos",
+            "a",
+            &ServerDoc {
+                doc: None,
+                version: 7,
+                gen: 0,
+            },
+        );
+        assert!(copy_state(&marker, "todos", "a").is_none());
+    }
 }
