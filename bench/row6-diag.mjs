@@ -6,7 +6,9 @@
 // summed lifetime, longest). Expects pkg/ (make pkg) and the release server
 // (cargo build --release -p syncstore-server).
 //   node bench/row6-diag.mjs        REPS (3), N (1000), LIBS (syncstore,syncstoreSync),
-//                                   PROF=1: a CPU profile's top self times per page
+//                                   PROF=1: a CPU profile's top self times per page,
+//                                   WORKLOAD=insert: row 2 instead (N awaited inserts
+//                                   into an empty store)
 // bench/findings-sync.md, session 12, has what it showed.
 import { chromium } from "playwright-core";
 import { mkdtemp } from "node:fs/promises";
@@ -54,13 +56,14 @@ for (let r = 0; r < REPS; r++) {
       await page.exposeFunction("__profStart", () => cdp.send("Profiler.start"));
       await page.exposeFunction("__profStop", async () => { globalThis.__prof = (await cdp.send("Profiler.stop")).profile; });
     }
-    const res = await page.evaluate(async ([lib, r, N]) => {
+    const res = await page.evaluate(async ([lib, r, N, INSERTS]) => {
       const A = (await import(`./lib-${lib}.js`)).default;
       const { makeDocs } = await import("./docs.js");
       const docs = makeDocs(10000);
       const db = await A.open(`r6-${lib}-${Date.now()}-${r}`);
-      await db.insertMany(docs);
+      if (!INSERTS) await db.insertMany(docs);
       await db.settle?.();
+      const fresh = makeDocs(N, 10000);
       await new Promise((x) => setTimeout(x, 300));
       let s = 1; const rnd = () => ((s = (s * 16807) % 2147483647) / 2147483647);
       const ids = Array.from({ length: N }, () => docs[(rnd() * 10000) | 0].id);
@@ -70,7 +73,8 @@ for (let r = 0; r < REPS; r++) {
       const T0 = performance.now();
       for (let i = 0; i < N; i++) {
         const t = performance.now();
-        await db.update(ids[i], { done: i % 2 === 0, priority: (i * 3) % 5 });
+        if (INSERTS) await db.insert(fresh[i]);
+        else await db.update(ids[i], { done: i % 2 === 0, priority: (i * 3) % 5 });
         lat.push(performance.now() - t);
       }
       const T1 = performance.now();
@@ -87,7 +91,7 @@ for (let r = 0; r < REPS; r++) {
         o.n++; o.ms += e.d; o.max = Math.max(o.max, e.d);
       }
       return { total: T1 - T0, p50: p(0.5), p90: p(0.9), p99: p(0.99), max: sorted.at(-1), over5: lat.filter((x) => x > 5).length, sumOver5: lat.filter((x) => x > 5).reduce((a, b) => a + b, 0), kinds };
-    }, [lib, r, N]);
+    }, [lib, r, N, process.env.WORKLOAD === "insert"]);
     if (globalThis.__prof) {
       const prof = globalThis.__prof; globalThis.__prof = null;
       const byId = new Map(prof.nodes.map((n) => [n.id, n]));
