@@ -34,8 +34,9 @@ pub(super) enum Stepped {
     Done,
     /// A narrow step found it must write records: nothing was written.
     Widen,
-    /// A peek found it must write (an entry stored again, a server copy):
-    /// nothing was written, and the engine was reloaded.
+    /// A peek found it must write (an entry stored again, a server copy)
+    /// or read `_server` after all: nothing was written, and the engine
+    /// was reloaded if it had run.
     Write,
 }
 
