@@ -48,7 +48,7 @@ use syncstore_core::schema::SyncMode;
 use syncstore_core::sync::plan::{synced_colls, synced_spec};
 use syncstore_core::sync::policy::{Decision, Policies};
 use syncstore_core::sync::schedule::{Backoff, KeepAlive, StorageRetry, BACKOFF_MAX_MS};
-use syncstore_core::sync::{ClientSync, Entry, Meta};
+use syncstore_core::sync::{ClientSync, Entry, Meta, ServerDoc};
 use syncstore_core::write::Key;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -82,13 +82,23 @@ const SOCKET_GRACE_MS: f64 = 5000.0;
 const FRAME_CHARS_PER_STEP: usize = 768 * 1024;
 /// An outbox entry this tab committed, handed to the loop
 /// ([`SyncLoop::hand_off`]).
-#[derive(Clone)]
 pub(super) struct Handed {
     pub mid: u64,
     /// The entry as stored, with its `mid`.
     pub entry: Value,
     /// The `_server` copy the same write saved, if it saved one.
     pub copy: Option<Value>,
+}
+
+/// What a peek takes in from the handed-over entries
+/// ([`SyncLoop::handed_after`]).
+pub(super) struct HandedIn {
+    /// The entries, in mid order.
+    pub entries: Vec<Value>,
+    /// The server state of their documents that the engine does not
+    /// hold, if the writes saved a `_server` copy of every one
+    /// (`handed_states` in step.rs); None: `_server` must be read.
+    pub known: Option<BTreeMap<Key, ServerDoc>>,
 }
 
 /// Bounds on loops that talk to the server within one tick.
@@ -609,7 +619,7 @@ impl SyncLoop {
     /// mids follow on from it), or None: the outbox must be read.
     /// Entries at or below `last_mid` (taken in by a step that read the
     /// outbox) are dropped.
-    pub(super) fn handed_after(&self, last_mid: u64) -> Option<Vec<Handed>> {
+    pub(super) fn handed_after(&self, last_mid: u64) -> Option<HandedIn> {
         let mut handed = self.handed.borrow_mut();
         handed.retain(|h| h.mid > last_mid);
         if self.outbox_dirty.get() || handed.is_empty() {
@@ -619,7 +629,10 @@ impl SyncLoop {
             .iter()
             .enumerate()
             .all(|(i, h)| h.mid == last_mid + 1 + i as u64);
-        follows.then(|| handed.clone())
+        follows.then(|| HandedIn {
+            entries: handed.iter().map(|h| h.entry.clone()).collect(),
+            known: self.handed_states(&handed),
+        })
     }
 
     /// `db.sync()`: resolves once a push of everything queued and a pull

@@ -160,11 +160,14 @@ impl SyncLoop {
         }
         let last_mid = self.engine.borrow().next_mid() - 1;
         // A peek over entries this tab handed over reads no outbox, and
-        // leaves it out of its scope (see `SyncLoop::hand_off`).
-        let handed = if peek {
-            self.handed_after(last_mid)
-        } else {
-            None
+        // leaves it out of its scope (see `SyncLoop::hand_off`); nor
+        // `_server`, if the writes saved a copy of every document the
+        // engine does not hold: that copy is what `_server` holds for it
+        // now, and the app's next write, over its collection, the outbox
+        // and `_server`, then does not wait for the peek.
+        let (handed, mut known) = match peek.then(|| self.handed_after(last_mid)).flatten() {
+            Some(h) => (Some(h.entries), h.known),
+            None => (None, None),
         };
         let mut stores: Vec<&str> = if narrow {
             vec![]
@@ -174,14 +177,7 @@ impl SyncLoop {
         if handed.is_none() {
             stores.push(OUTBOX);
         }
-        // The server state of a handed entry's document, where the write
-        // saved its `_server` copy: what `_server` holds for it now (see
-        // `SyncLoop::hand_off`). A peek that needs no other leaves
-        // `_server` out of its scope, so that the app's next write, over
-        // its collection, the outbox and `_server`, does not wait for it.
-        let mut known = handed.as_deref().and_then(|h| self.handed_states(h));
-        let skip_server = known.is_some();
-        if !skip_server {
+        if known.is_none() {
             stores.push(SERVER);
         }
         stores.extend([META, CONFLICTS, IDS, REJECTED]);
@@ -227,7 +223,7 @@ impl SyncLoop {
         // The outbox entries queued since the last step; those of a batch
         // record are stored again under their own mids.
         let records: Vec<Value> = match handed {
-            Some(entries) => entries.into_iter().map(|h| h.entry).collect(),
+            Some(entries) => entries,
             None => parse(&got[2]).unwrap_or_default(),
         };
         let batched: HashSet<u64> = records
@@ -879,7 +875,7 @@ impl SyncLoop {
     /// engine does not hold, if the writes saved a `_server` copy of
     /// every one (see `SyncLoop::hand_off`); None if one must be read.
     #[inline(never)]
-    fn handed_states(&self, handed: &[Handed]) -> Option<BTreeMap<Key, ServerDoc>> {
+    pub(super) fn handed_states(&self, handed: &[Handed]) -> Option<BTreeMap<Key, ServerDoc>> {
         let mut known = BTreeMap::new();
         let mut keys = Vec::with_capacity(handed.len());
         for h in handed {
