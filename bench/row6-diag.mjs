@@ -6,7 +6,7 @@
 // summed lifetime, longest). Expects pkg/ (make pkg) and the release server
 // (cargo build --release -p syncstore-server).
 //   node bench/row6-diag.mjs        REPS (3), N (1000), LIBS (syncstore,syncstoreSync),
-//                                   PROF=1: a CPU profile's top self times per page,
+//                                   PROF=1: each page's CPU profile by where the time goes,
 //                                   WORKLOAD=insert: row 2 instead (N awaited inserts
 //                                   into an empty store)
 // bench/findings-sync.md, session 12, has what it showed.
@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { serve } from "./serve.mjs";
 import { startServer, LOAD_FLAGS } from "./sync.mjs";
+import { ARGS, categorize } from "./chromium.mjs";
 const root = join(fileURLToPath(new URL(".", import.meta.url)), "..");
 const REPS = Number(process.env.REPS || 3);
 const N = Number(process.env.N || 1000);
@@ -25,8 +26,7 @@ const base = `http://127.0.0.1:${srv.address().port}/`;
 const tokens = Array.from({ length: 40 }, (_, i) => ["--token", `bench-${i}:bench${i}`]).flat();
 const sync = await startServer(join(root, "target", "release", "syncstore-server"), [...LOAD_FLAGS, ...tokens]);
 const ctx = await chromium.launchPersistentContext(await mkdtemp(join(tmpdir(), "r6-")), {
-  executablePath: "/usr/bin/chromium", headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium", headless: true, args: ARGS,
 });
 await ctx.addInitScript(() => {
   const log = (window.__tx = []);
@@ -93,16 +93,8 @@ for (let r = 0; r < REPS; r++) {
       return { total: T1 - T0, p50: p(0.5), p90: p(0.9), p99: p(0.99), max: sorted.at(-1), over5: lat.filter((x) => x > 5).length, sumOver5: lat.filter((x) => x > 5).reduce((a, b) => a + b, 0), kinds };
     }, [lib, r, N, process.env.WORKLOAD === "insert"]);
     if (globalThis.__prof) {
-      const prof = globalThis.__prof; globalThis.__prof = null;
-      const byId = new Map(prof.nodes.map((n) => [n.id, n]));
-      const self = new Map();
-      for (let i = 0; i < prof.samples.length; i++) self.set(prof.samples[i], (self.get(prof.samples[i]) || 0) + (prof.timeDeltas[i] || 0) / 1000);
-      const fns = {};
-      for (const [id, t] of self) { const cf = byId.get(id).callFrame; const k = `${cf.functionName || "(anon)"} ${cf.url.split("/").pop()}`; fns[k] = (fns[k] || 0) + t; }
-      const top = Object.entries(fns).sort((a, b) => b[1] - a[1]).slice(0, 25);
-      const wasm = Object.entries(fns).filter(([k]) => k.includes(".wasm") || k.startsWith("$") || k.includes("wasm-function")).reduce((a, [, t]) => a + t, 0);
-      console.log("   wasm total", wasm.toFixed(0));
-      for (const [k, t] of top) console.log("     ", t.toFixed(0).padStart(6), k);
+      console.log("   profile:", JSON.stringify(categorize(globalThis.__prof)));
+      globalThis.__prof = null;
     }
     await page.close();
     console.log(lib, r, JSON.stringify({ ...res, kinds: undefined }));

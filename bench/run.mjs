@@ -10,6 +10,7 @@ import { tmpdir, cpus, totalmem } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { serve } from "./serve.mjs";
+import { ARGS, categorize } from "./chromium.mjs";
 import { report } from "./report.mjs";
 import { sizes } from "./size.mjs";
 import { runSync, build, startServer, LOAD_FLAGS } from "./sync.mjs";
@@ -21,10 +22,6 @@ const LIBS = (process.env.BENCH_LIBS || "syncstore,syncstoreSync,dexie,raw").spl
 const ONLY = process.argv.includes("--sync") ? "sync" : process.argv.includes("--local") ? "local" : process.env.BENCH_ONLY || "";
 if (!["", "sync", "local"].includes(ONLY)) throw new Error(`BENCH_ONLY must be sync or local, not ${ONLY}`);
 const RUN_LOCAL = ONLY !== "sync", RUN_SYNC = ONLY !== "local";
-const ARGS = [
-  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-];
 const sh = (cmd, args) => {
   try {
     return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
@@ -83,44 +80,6 @@ async function openPage(query = "") {
   return page;
 }
 
-// Self time of a V8 CPU profile by where the code lives.
-function categorize(profile) {
-  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-  const self = new Map();
-  for (let i = 0; i < profile.samples.length; i++) {
-    const id = profile.samples[i];
-    self.set(id, (self.get(id) || 0) + (profile.timeDeltas[i] || 0) / 1000);
-  }
-  const cats = {}, natives = {}, fns = {};
-  let total = 0;
-  for (const [id, t] of self) {
-    const { functionName: fn, url } = byId.get(id).callFrame;
-    const where = `${fn || "(anonymous)"}${url ? ` ${url.split("/").pop()}` : ""}`;
-    fns[where] = (fns[where] || 0) + t;
-    let cat;
-    if (fn === "(idle)") cat = "idle (waiting on IndexedDB)";
-    else if (fn === "(garbage collector)") cat = "garbage collection";
-    else if (fn === "(program)") cat = "(program): browser internals";
-    else if (url.endsWith(".wasm") || url.startsWith("wasm://") || /^(\$|wasm-function)/.test(fn)) cat = "wasm";
-    else if (url.includes("/pkg/snippets/")) cat = "syncstore JS helpers (src/js/glue.js)";
-    else if (url.includes("/pkg/")) cat = "wasm-bindgen glue (pkg/syncstore.js)";
-    else if (url.includes("/dexie/")) cat = "Dexie JS";
-    else if (url) cat = "bench page JS";
-    else {
-      cat = "native calls (IndexedDB API, JSON, builtins)";
-      natives[fn || "(anonymous)"] = (natives[fn || "(anonymous)"] || 0) + t;
-    }
-    cats[cat] = (cats[cat] || 0) + t;
-    total += t;
-  }
-  const round = (o) => Object.fromEntries(Object.entries(o).sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, Math.round(v)]));
-  return {
-    totalMs: Math.round(total),
-    categories: round(cats),
-    topNatives: Object.fromEntries(Object.entries(round(natives)).slice(0, 6)),
-    topFunctions: Object.fromEntries(Object.entries(round(fns)).slice(0, 12)),
-  };
-}
 
 async function profileOne(lib, kind) {
   const page = await openPage();
