@@ -5,6 +5,7 @@
 //! Nothing here knows the sync leader or the JS API above it: those hold
 //! a [`Ctx`] (store.rs wires them), not the other way round.
 
+use syncstore_core::sorted::SortedMap;
 use crate::db::Db;
 use crate::error::{storage, JsResult};
 use crate::events::Events;
@@ -14,7 +15,7 @@ use crate::live::Live;
 use js_sys::Function;
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::rc::Rc;
 use syncstore_core::ids;
 use syncstore_core::schema::Schema;
@@ -36,7 +37,7 @@ pub struct Ctx {
     /// The clock stamp of this tab's last outbox entry (see `write_stamp`).
     pub last_stamp: Cell<u64>,
     /// Conflict resolver functions by collection (`conflicts: fn`).
-    pub resolvers: BTreeMap<String, Function>,
+    pub resolvers: SortedMap<String, Function>,
     /// The sync server's document limit, once the sync loop learnt it.
     pub server_max_doc_bytes: Cell<Option<usize>>,
 }
@@ -51,7 +52,7 @@ fn splitmix(state: &Cell<u64>) -> u64 {
 }
 
 impl Ctx {
-    pub fn new(conn: Db, schema: Schema, resolvers: BTreeMap<String, Function>, seed: u64) -> Ctx {
+    pub fn new(conn: Db, schema: Schema, resolvers: SortedMap<String, Function>, seed: u64) -> Ctx {
         Ctx {
             schema,
             conn: Rc::new(conn),
@@ -88,7 +89,7 @@ impl Ctx {
         (u128::from(splitmix(&self.rng)) << 64) | u128::from(splitmix(&self.rng))
     }
 
-    pub fn set_aliases(&self, map: &BTreeMap<String, String>) {
+    pub fn set_aliases(&self, map: &SortedMap<String, String>) {
         *self.aliases.borrow_mut() = map.iter().map(|(a, b)| (a.clone(), b.clone())).collect();
     }
 

@@ -13,12 +13,13 @@
 //! channel: the store installs the function that runs a query
 //! ([`Live::set_runner`]) and routes the channel's messages ([`Live::listen`]).
 
+use syncstore_core::sorted::SortedSet;
 use crate::error::JsResult;
 use crate::glue;
 use js_sys::{Array, Function};
 use serde_json::Value;
 use std::cell::{Cell, OnceCell, RefCell};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
@@ -90,7 +91,7 @@ pub struct Live {
     /// another was in flight; infinite for the first).
     last_gap: Cell<f64>,
     /// Subscriptions waiting for the next flush.
-    pending: RefCell<BTreeSet<u32>>,
+    pending: RefCell<SortedSet<u32>>,
     flush_scheduled: Cell<bool>,
     /// `db.live(fn)` observers: called with the collections of each
     /// committed change (this tab's, another tab's, sync's).

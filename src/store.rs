@@ -6,6 +6,7 @@
 //! faults.rs), the channel's messages (live.rs -> tabs.rs, changes.rs) and
 //! the subscriptions' queries (live.rs -> query.rs).
 
+use syncstore_core::sorted::SortedMap;
 use crate::changes;
 use crate::ctx::Ctx;
 use crate::db::Db;
@@ -22,7 +23,6 @@ use crate::writes;
 use js_sys::{Array, Function, Promise};
 use serde_json::{json, Value};
 use std::cell::OnceCell;
-use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::rc::Rc;
 use syncstore_core::query::Query;
@@ -312,7 +312,7 @@ impl SyncStore {
             }
         }
         let sync = SyncOptions::parse(&opts, taken.get(2).dyn_into::<Function>().ok())?;
-        let mut resolvers = BTreeMap::new();
+        let mut resolvers = SortedMap::new();
         for (coll, spec) in &schema.collections {
             if spec.conflicts != syncstore_core::schema::ConflictMode::Custom {
                 continue;

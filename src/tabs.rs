@@ -22,6 +22,7 @@
 //! Without Web Locks every instance leads, one after the other: each new
 //! one fences the previous one off.
 
+use syncstore_core::sorted::SortedMap;
 use crate::ctx::Ctx;
 use crate::db::Db;
 use crate::error::{storage, JsResult};
@@ -31,7 +32,6 @@ use crate::sync::{Ask, Ended, ErrorInfo, Status, SyncLoop, SyncOptions, Waiter};
 use js_sys::{Date, Function, Promise};
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
@@ -62,7 +62,7 @@ pub struct TabSync {
     /// had taken in then (its `pending` counts the entries up to it).
     status: RefCell<Option<(Value, u64)>>,
     /// Follower: asks forwarded to the leader and not answered yet.
-    asks: RefCell<BTreeMap<u32, Waiter>>,
+    asks: RefCell<SortedMap<u32, Waiter>>,
     next_rid: Cell<u32>,
     /// When the leader was last heard from.
     last_heard: Cell<f64>,
@@ -92,7 +92,7 @@ impl TabSync {
             generation: Cell::new(0),
             promoting: Cell::new(0),
             status: RefCell::new(None),
-            asks: RefCell::new(BTreeMap::new()),
+            asks: RefCell::new(SortedMap::new()),
             next_rid: Cell::new(0),
             last_heard: Cell::new(Date::now()),
             cut_off: Cell::new(false),

@@ -11,6 +11,7 @@
 //! IndexedDB commits page n, and a page of new documents costs no read
 //! round trip before its writes (docs/architecture.md, "The sync loop").
 
+use syncstore_core::sorted::SortedMap;
 use super::*;
 use crate::idb::{CONFLICTS, HELD, REJECTED};
 use syncstore_core::sync::plan::{is_manual, Planner, StepPlan};
@@ -143,7 +144,7 @@ impl SyncLoop {
             return None;
         }
         eng.evict();
-        let mut by_coll: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut by_coll: SortedMap<&str, Vec<&str>> = SortedMap::new();
         for (coll, id) in &needs {
             by_coll.entry(coll).or_default().push(id);
         }

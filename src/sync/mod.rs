@@ -27,6 +27,7 @@
 //!   it is closed, a poll runs at once and a new socket follows with
 //!   backoff (`syncstore_core::sync::schedule::KeepAlive`).
 
+use syncstore_core::sorted::{SortedMap, SortedSet};
 use crate::ctx::Ctx;
 use crate::db::Db;
 use crate::error::{storage, JsResult};
@@ -37,7 +38,7 @@ use js_sys::{Date, Function};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::rc::{Rc, Weak};
 use syncstore_core::protocol::MutationResult;
 use syncstore_core::protocol::{
@@ -98,7 +99,7 @@ pub(super) struct HandedIn {
     /// The server state of their documents that the engine does not
     /// hold, if the writes saved a `_server` copy of every one
     /// (`handed_states` in step.rs); None: `_server` must be read.
-    pub known: Option<BTreeMap<Key, ServerDoc>>,
+    pub known: Option<SortedMap<Key, ServerDoc>>,
 }
 
 /// Bounds on loops that talk to the server within one tick.
@@ -221,7 +222,7 @@ enum Ws {
 /// One engine input.
 pub(crate) enum Input {
     /// A push answer, with the conflicts an app resolver decided.
-    Push(PushResponse, BTreeMap<u64, Decision>),
+    Push(PushResponse, SortedMap<u64, Decision>),
     Pull(PullResponse),
     Frame(ServerMessage),
     /// A `changes` frame whose every change is the echo of an own write
@@ -362,7 +363,7 @@ pub struct SyncLoop {
     /// Collections that sync on demand (`sync: "manual"`): their entries
     /// are parked until `push(coll)`, and server changes to them are held
     /// in `_held` until `pull(coll)`.
-    manual: BTreeSet<String>,
+    manual: SortedSet<String>,
     last_push_at: Cell<Option<f64>>,
     last_pull_at: Cell<Option<f64>>,
     last_error: RefCell<Option<ErrorInfo>>,
@@ -458,9 +459,9 @@ impl SyncLoop {
             reachable: Cell::new(false),
             waiters: RefCell::new(vec![]),
             manual: {
-                // `insert`, not `collect()`: a `BTreeSet` collected from an
+                // `insert`, not `collect()`: a `SortedSet` collected from an
                 // iterator brings a sort instance of its own (issue 19).
-                let mut manual = BTreeSet::new();
+                let mut manual = SortedSet::new();
                 for (n, s) in &inner.schema.collections {
                     if s.sync == SyncMode::Manual {
                         manual.insert(n.clone());
@@ -526,7 +527,7 @@ impl SyncLoop {
             .filter_map(|e| serde_json::from_value::<Entry>(e).ok())
             .filter(|e| e.mutation.mid <= meta.max_mid)
             .collect();
-        let mut keys: BTreeSet<Key> = BTreeSet::new();
+        let mut keys: SortedSet<Key> = SortedSet::new();
         for e in &outbox {
             if synced_spec(&inner.schema, &e.mutation.coll).is_some() {
                 keys.insert((e.mutation.coll.clone(), e.mutation.id.clone()));
@@ -1475,7 +1476,7 @@ impl SyncLoop {
                                 message: message.clone(),
                             })
                             .collect(),
-                        id_map: BTreeMap::new(),
+                        id_map: SortedMap::new(),
                         last_mutation_id: 0,
                     }
                 }

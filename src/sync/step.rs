@@ -2,6 +2,7 @@
 //! of `sync` and docs/architecture.md "The sync loop"), the records it reads
 //! and the app's conflict resolvers it asks.
 
+use syncstore_core::sorted::SortedMap;
 use crate::ctx::Ctx;
 use crate::db::Db;
 use crate::error::{storage, JsResult};
@@ -13,7 +14,7 @@ use crate::idb::{
 use js_sys::{Date, Function};
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::rc::Rc;
 use syncstore_core::protocol::DocText;
 use syncstore_core::protocol::MutationResult;
@@ -318,7 +319,7 @@ impl SyncLoop {
         };
         {
             let mut eng = self.engine.borrow_mut();
-            let mut held: BTreeMap<Key, ServerDoc> = states
+            let mut held: SortedMap<Key, ServerDoc> = states
                 .into_iter()
                 .map(|r| ((r.coll, r.id), r.state))
                 .collect();
@@ -620,8 +621,8 @@ impl SyncLoop {
         &self,
         inner: &Rc<Ctx>,
         resp: &PushResponse,
-    ) -> BTreeMap<u64, Decision> {
-        let mut out = BTreeMap::new();
+    ) -> SortedMap<u64, Decision> {
+        let mut out = SortedMap::new();
         for r in &resp.results {
             let MutationResult::Conflict { mid, id, doc, .. } = r else {
                 continue;
@@ -800,7 +801,7 @@ pub(super) struct IdRecord {
 
 /// The id map: `_ids`, plus what `_meta` still holds from a version that
 /// kept it there (true if it did).
-pub(crate) async fn read_id_map(inner: &Rc<Ctx>) -> JsResult<(bool, BTreeMap<String, String>)> {
+pub(crate) async fn read_id_map(inner: &Rc<Ctx>) -> JsResult<(bool, SortedMap<String, String>)> {
     let db = inner.db().await?;
     let tx = Db::tx(&db, &[META, IDS], false)?;
     let read = |r: Result<web_sys::IdbRequest, JsValue>| r.map_err(|e| storage(e, "read"));
@@ -809,11 +810,11 @@ pub(crate) async fn read_id_map(inner: &Rc<Ctx>) -> JsResult<(bool, BTreeMap<Str
         read(Db::store(&tx, IDS)?.get_all())?,
     ];
     let got = crate::idb::wait_all(&reqs.iter().collect::<Vec<_>>(), "read the id map").await?;
-    let mut map: BTreeMap<String, String> = js_sys::Reflect::get(&got[0], &"v".into())
+    let mut map: SortedMap<String, String> = js_sys::Reflect::get(&got[0], &"v".into())
         .ok()
         .filter(|v| !v.is_undefined())
         .and_then(|v| js_sys::Reflect::get(&v, &"idMap".into()).ok())
-        .and_then(|m| parse::<BTreeMap<String, String>>(&m))
+        .and_then(|m| parse::<SortedMap<String, String>>(&m))
         .unwrap_or_default();
     let legacy = !map.is_empty();
     add_ids(&mut map, &got[1]);
@@ -821,7 +822,7 @@ pub(crate) async fn read_id_map(inner: &Rc<Ctx>) -> JsResult<(bool, BTreeMap<Str
 }
 
 /// Adds the records of `_ids` (a `getAll`) to an id map.
-pub(super) fn add_ids(map: &mut BTreeMap<String, String>, records: &JsValue) {
+pub(super) fn add_ids(map: &mut SortedMap<String, String>, records: &JsValue) {
     let ids: Vec<IdRecord> = parse(records).unwrap_or_default();
     map.extend(ids.into_iter().map(|r| (r.t, r.id)));
 }
@@ -875,8 +876,8 @@ impl SyncLoop {
     /// engine does not hold, if the writes saved a `_server` copy of
     /// every one (see `SyncLoop::hand_off`); None if one must be read.
     #[inline(never)]
-    pub(super) fn handed_states(&self, handed: &[Handed]) -> Option<BTreeMap<Key, ServerDoc>> {
-        let mut known = BTreeMap::new();
+    pub(super) fn handed_states(&self, handed: &[Handed]) -> Option<SortedMap<Key, ServerDoc>> {
+        let mut known = SortedMap::new();
         let mut keys = Vec::with_capacity(handed.len());
         for h in handed {
             let coll = h.entry.get("coll")?.as_str()?;
@@ -899,7 +900,7 @@ impl SyncLoop {
 /// None if one of them is not there.
 #[inline(never)]
 fn take_states(
-    known: &mut BTreeMap<Key, ServerDoc>,
+    known: &mut SortedMap<Key, ServerDoc>,
     needs: &[Key],
 ) -> Option<(Vec<ServerRecord>, HashSet<Key>)> {
     let mut states = Vec::with_capacity(needs.len());

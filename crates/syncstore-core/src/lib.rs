@@ -17,6 +17,7 @@ pub mod keys;
 pub mod protocol;
 pub mod query;
 pub mod schema;
+pub mod sorted;
 pub mod sync;
 pub mod write;
 

@@ -11,6 +11,7 @@
 //! wasm module (issue 19). The texts are the same either way
 //! (`tests/wire.rs` pins them).
 
+use crate::sorted::SortedMap;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
@@ -432,7 +433,7 @@ pub struct PushResponse {
     /// One result per pushed mutation, in order.
     pub results: Vec<MutationResult>,
     /// Temporary ids named in this push, mapped to canonical ids.
-    pub id_map: std::collections::BTreeMap<String, String>,
+    pub id_map: SortedMap<String, String>,
     /// The highest mutation id the server has processed for this client.
     pub last_mutation_id: u64,
 }
@@ -703,7 +704,7 @@ struct ServerMessageWire {
     limits: Option<ServerLimits>,
     rid: Option<String>,
     results: Option<Vec<MutationResult>>,
-    id_map: Option<std::collections::BTreeMap<String, String>>,
+    id_map: Option<SortedMap<String, String>>,
     code: Option<String>,
     message: Option<String>,
     retry_after: Option<u64>,

@@ -1,9 +1,9 @@
 //! The declared shape of a store: its collections and their indexes.
 
+use crate::sorted::SortedMap;
 use crate::error::{CoreError, Result};
 use crate::json::{type_name, Path};
 use serde_json::Value;
-use std::collections::BTreeMap;
 
 /// Default per-document size limit (bytes of JSON): the reference
 /// server's default (`--max-doc-bytes`, 256 KiB), so that what a store
@@ -104,7 +104,7 @@ pub struct CollectionSpec {
     pub fallback_lww: bool,
     /// Fields (paths) holding arrays of objects with an `id`, merged by id,
     /// with the field that orders the merged array.
-    pub merge_by_id: BTreeMap<String, Option<String>>,
+    pub merge_by_id: SortedMap<String, Option<String>>,
 }
 
 impl CollectionSpec {
@@ -125,7 +125,7 @@ pub fn check_collection_name(name: &str) -> Result<()> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schema {
-    pub collections: BTreeMap<String, CollectionSpec>,
+    pub collections: SortedMap<String, CollectionSpec>,
     pub max_doc_bytes: usize,
 }
 
@@ -145,7 +145,7 @@ impl Schema {
             }
             None => return Err(CoreError::InvalidSchema("collections is required".into())),
         };
-        let mut collections = BTreeMap::new();
+        let mut collections = SortedMap::new();
         for (name, spec) in colls {
             check_collection_name(name)?;
             let at = format!("collections.{name}");
@@ -224,9 +224,9 @@ impl Schema {
                 ))
             };
             let path_ok = |p: &str| Path::parse(p).is_some();
-            // Filled by `insert`, not `collect()`: a `BTreeMap` collected
+            // Filled by `insert`, not `collect()`: a `SortedMap` collected
             // from an iterator brings a sort instance of its own (issue 19).
-            let mut merge_by_id = BTreeMap::new();
+            let mut merge_by_id = SortedMap::new();
             match spec.get("mergeById") {
                 None => {}
                 Some(Value::Array(list)) => {

@@ -120,7 +120,7 @@ impl Client {
         for r in server {
             eng.load(&r.coll, &r.id, Some(r.state));
         }
-        eng.views()
+        eng.views().into_iter().collect()
     }
 
     fn new(i: usize, policies: Policies, skew: i64) -> Self {

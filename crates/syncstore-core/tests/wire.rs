@@ -6,7 +6,7 @@
 //! the same value; the read side's tolerance (fields in any order, unknown
 //! fields ignored, optional fields absent) and its errors are pinned too.
 
-use std::collections::BTreeMap;
+use syncstore_core::sorted::SortedMap;
 use std::fmt::Debug;
 
 use serde::de::DeserializeOwned;
@@ -492,7 +492,7 @@ fn server_messages() {
         &ServerMessage::Resync { cursor: "0".into() },
         r#"{"type":"resync","cursor":"0"}"#,
     );
-    let mut id_map = BTreeMap::new();
+    let mut id_map = SortedMap::new();
     id_map.insert("tmp_1".to_string(), "a".to_string());
     id_map.insert("tmp_0".to_string(), "z".to_string());
     let response = PushResponse {
@@ -519,7 +519,7 @@ fn server_messages() {
         rid: None,
         response: PushResponse {
             results: vec![],
-            id_map: BTreeMap::new(),
+            id_map: SortedMap::new(),
             last_mutation_id: 0,
         },
     };

@@ -5,7 +5,8 @@
 //! server of the core's tests runs them over maps. One implementation, so
 //! the sync simulation exercises the server's real rules.
 
-use std::collections::{BTreeMap, HashMap};
+use crate::sorted::SortedMap;
+use std::collections::HashMap;
 
 use serde_json::Value;
 
@@ -63,7 +64,7 @@ pub struct PushApply {
     /// Largest serialized document or patch (and merged result), in bytes.
     pub max_doc_bytes: usize,
     /// Temporary ids named by the push, mapped (the answer's `idMap`).
-    pub id_map: BTreeMap<String, String>,
+    pub id_map: SortedMap<String, String>,
     /// The changes written, in seq order.
     pub changes: Vec<Change>,
 }
@@ -74,7 +75,7 @@ impl PushApply {
         PushApply {
             seq,
             max_doc_bytes,
-            id_map: BTreeMap::new(),
+            id_map: SortedMap::new(),
             changes: Vec::new(),
         }
     }

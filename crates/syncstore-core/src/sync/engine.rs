@@ -18,7 +18,8 @@
 //! storage, inside the transaction that will carry out the effects: read,
 //! decide, write.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use crate::sorted::{SortedMap, SortedSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde::de::{self, Deserializer};
 use serde::ser::{SerializeStruct, Serializer};
@@ -39,7 +40,7 @@ use super::outbox::Outbox;
 type Key = (String, String);
 
 /// Documents by collection, then id.
-type DocMap = BTreeMap<String, BTreeMap<String, ServerDoc>>;
+type DocMap = SortedMap<String, SortedMap<String, ServerDoc>>;
 
 /// The server state of one document as last seen by this client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -523,7 +524,7 @@ pub struct ClientSync {
     /// documents loaded for the current input.
     server: DocMap,
     outbox: Outbox,
-    id_map: BTreeMap<String, String>,
+    id_map: SortedMap<String, String>,
     cursor: Option<String>,
     last_mutation_id: u64,
     max_mid: u64,
@@ -543,7 +544,7 @@ pub struct ClientSync {
     clock: u64,
     /// Documents loaded for the current input (cleared by `evict`).
     #[serde(skip)]
-    loaded: BTreeSet<Key>,
+    loaded: SortedSet<Key>,
     /// Set by the first `evict`: the caller loads what inputs name, and
     /// debug builds check that it did.
     #[serde(skip)]
@@ -555,7 +556,7 @@ pub struct ClientSync {
     /// or below a delivered change are dropped (the stream is in seq
     /// order), so this holds what is in flight. Bounded.
     #[serde(skip)]
-    echoes: BTreeSet<u64>,
+    echoes: SortedSet<u64>,
     /// The highest version a pull page or a frame delivered since this
     /// engine started (or its resync did): the stream is in seq order, so a
     /// change at or below it was taken in already (a socket's catch-up
@@ -596,7 +597,7 @@ pub struct Meta {
     /// Highest mid ever queued.
     pub max_mid: u64,
     /// Temporary id -> canonical id, kept forever (aliases).
-    pub id_map: BTreeMap<String, String>,
+    pub id_map: SortedMap<String, String>,
     /// True while a resync is incomplete (restart it from the start after a reload).
     pub resyncing: bool,
     /// The hybrid logical clock.
@@ -639,11 +640,11 @@ fn replay(cur: Option<Doc>, m: &Mutation) -> Option<Doc> {
 /// equal to a mapped temporary id (as the server does). True if it changed.
 /// A document or patch is parsed only if its text may name a temporary id
 /// other than a leading `id` equal to the mutation's (rewritten as text).
-fn rewrite_with(m: &mut Mutation, map: &BTreeMap<String, String>) -> bool {
+fn rewrite_with(m: &mut Mutation, map: &SortedMap<String, String>) -> bool {
     if map.is_empty() {
         return false;
     }
-    fn walk(v: &mut Value, map: &BTreeMap<String, String>, changed: &mut bool) {
+    fn walk(v: &mut Value, map: &SortedMap<String, String>, changed: &mut bool) {
         match v {
             Value::String(s) if is_temp_id(s) => {
                 if let Some(c) = map.get(s.as_str()) {
@@ -771,7 +772,7 @@ impl ClientSync {
     }
 
     /// Temporary id -> canonical id, for every mapping learned.
-    pub fn id_map(&self) -> &BTreeMap<String, String> {
+    pub fn id_map(&self) -> &SortedMap<String, String> {
         &self.id_map
     }
 
@@ -797,7 +798,7 @@ impl ClientSync {
     /// before the input that names them: not held (no outbox entry) and not
     /// loaded yet. Deduplicated, in order.
     pub fn needs(&self, keys: impl IntoIterator<Item = Key>) -> Vec<Key> {
-        let mut seen = BTreeSet::new();
+        let mut seen = SortedSet::new();
         keys.into_iter()
             .map(|(c, i)| {
                 let i = self.resolve_id(&i).to_owned();
@@ -895,7 +896,7 @@ impl ClientSync {
             .server
             .iter()
             .filter_map(|(c, m)| {
-                let kept: BTreeMap<String, ServerDoc> = m
+                let kept: SortedMap<String, ServerDoc> = m
                     .iter()
                     .filter(|(i, _)| outbox.has(c, i))
                     .map(|(i, d)| (i.clone(), d.clone()))
@@ -914,7 +915,7 @@ impl ClientSync {
             gen: self.gen,
             ws_resync_stream: self.ws_resync_stream,
             clock: self.clock,
-            loaded: BTreeSet::new(),
+            loaded: SortedSet::new(),
             bounded: true,
             echoes: self.echoes.clone(),
             delivered_top: self.delivered_top,
@@ -980,7 +981,7 @@ impl ClientSync {
 
     /// Number of documents whose server state the engine holds.
     pub fn held(&self) -> usize {
-        self.server.values().map(BTreeMap::len).sum()
+        self.server.values().map(SortedMap::len).sum()
     }
 
     /// The cursor for the hello of a WebSocket being opened now (call it for
@@ -1015,7 +1016,7 @@ impl ClientSync {
             cursor: self.cursor.clone(),
             last_mutation_id: self.last_mutation_id,
             max_mid: self.max_mid,
-            id_map: BTreeMap::new(),
+            id_map: SortedMap::new(),
             resyncing: self.resync,
             clock: self.clock,
             gen: self.gen,
@@ -1134,8 +1135,8 @@ impl ClientSync {
 
     /// Every live local view the engine can compute: the documents whose
     /// server state it holds and those with outbox entries.
-    pub fn views(&self) -> BTreeMap<Key, JsonObject> {
-        let mut out: BTreeMap<Key, Option<Doc>> = self
+    pub fn views(&self) -> SortedMap<Key, JsonObject> {
+        let mut out: SortedMap<Key, Option<Doc>> = self
             .server
             .iter()
             .flat_map(|(c, m)| {
@@ -1154,7 +1155,7 @@ impl ClientSync {
 
     /// The views at exactly these keys, in one pass over the outbox
     /// ([`Self::view_raw`] for each key would scan it once per key).
-    fn views_at(&self, keys: &BTreeSet<Key>) -> BTreeMap<Key, Option<Doc>> {
+    fn views_at(&self, keys: &SortedSet<Key>) -> SortedMap<Key, Option<Doc>> {
         keys.iter()
             .map(|k| (k.clone(), self.view_raw(&k.0, &k.1)))
             .collect()
@@ -1171,7 +1172,7 @@ impl ClientSync {
         keys: impl IntoIterator<Item = Key>,
         f: impl FnOnce(&mut Self, &mut Effects),
     ) -> Effects {
-        let mut keys: BTreeSet<Key> = keys.into_iter().collect();
+        let mut keys: SortedSet<Key> = keys.into_iter().collect();
         if self.bounded {
             // Their state is held for the whole input, even if it settles them.
             let outbox = &self.outbox;
@@ -1271,7 +1272,7 @@ impl ClientSync {
     fn view_before_fallback(
         &self,
         canon: &Key,
-        before: &BTreeMap<Key, Option<Doc>>,
+        before: &SortedMap<Key, Option<Doc>>,
     ) -> Option<Doc> {
         // Only reached for a canonical key not snapshotted: it had no outbox
         // entry, so its old view was its server state, which the input did
@@ -1429,8 +1430,8 @@ impl ClientSync {
 
     /// The documents of outbox entries that learning `id_map` rewrites: their
     /// id or one of their values is a temporary id it maps for the first time.
-    fn keys_rewritten_by(&self, id_map: &BTreeMap<String, String>) -> Vec<Key> {
-        let new: BTreeMap<&str, &str> = id_map
+    fn keys_rewritten_by(&self, id_map: &SortedMap<String, String>) -> Vec<Key> {
+        let new: SortedMap<&str, &str> = id_map
             .iter()
             .filter(|(t, c)| is_temp_id(t) && self.id_map.get(*t) != Some(*c))
             .map(|(t, c)| (t.as_str(), c.as_str()))
@@ -1449,8 +1450,8 @@ impl ClientSync {
     }
 
     /// Learns id mappings: re-keys documents, rewrites the outbox.
-    fn learn_ids(&mut self, id_map: &BTreeMap<String, String>, fx: &mut Effects) {
-        let mut new = BTreeMap::new();
+    fn learn_ids(&mut self, id_map: &SortedMap<String, String>, fx: &mut Effects) {
+        let mut new = SortedMap::new();
         for (tmp, c) in id_map {
             if !is_temp_id(tmp) || self.id_map.get(tmp) == Some(c) {
                 continue;
@@ -1465,7 +1466,7 @@ impl ClientSync {
         if new.is_empty() {
             return;
         }
-        let colls: BTreeSet<(String, String)> = self
+        let colls: SortedSet<(String, String)> = self
             .outbox
             .iter()
             .filter(|e| new.contains_key(&e.mutation.id))
@@ -1958,9 +1959,9 @@ mod text_tests {
         id: &str,
         body: &JsonObject,
         is_doc: bool,
-        map: &BTreeMap<String, String>,
+        map: &SortedMap<String, String>,
     ) -> (String, JsonObject) {
-        fn walk(v: &mut Value, map: &BTreeMap<String, String>) {
+        fn walk(v: &mut Value, map: &SortedMap<String, String>) {
             match v {
                 Value::String(s) => {
                     if let Some(c) = map.get(s.as_str()) {
@@ -1985,7 +1986,7 @@ mod text_tests {
 
     #[test]
     fn the_rewrite_of_text_matches_the_rewrite_of_fields() {
-        let map: BTreeMap<String, String> = [("tmp_1", "c1"), ("tmp_2", "c2")]
+        let map: SortedMap<String, String> = [("tmp_1", "c1"), ("tmp_2", "c2")]
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .into();
         let cases = [

@@ -3,7 +3,8 @@
 //! field-level conflict check, temp-id reference rewriting. (Moved here from
 //! `server/src/store/doc.rs` so both use one implementation.)
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use crate::sorted::SortedMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::protocol::{is_temp_id, JsonObject};
 use serde::{Deserialize, Serialize};
@@ -17,8 +18,8 @@ pub type Path = Vec<String>;
 pub use crate::json::merge_patch;
 
 /// The leaves of a document: every non-object value, and every empty object.
-pub fn leaves(doc: &JsonObject) -> BTreeMap<Path, &Value> {
-    fn walk<'a>(obj: &'a JsonObject, prefix: &mut Path, out: &mut BTreeMap<Path, &'a Value>) {
+pub fn leaves(doc: &JsonObject) -> SortedMap<Path, &Value> {
+    fn walk<'a>(obj: &'a JsonObject, prefix: &mut Path, out: &mut SortedMap<Path, &'a Value>) {
         for (k, v) in obj {
             prefix.push(k.clone());
             match v {
@@ -30,7 +31,7 @@ pub fn leaves(doc: &JsonObject) -> BTreeMap<Path, &Value> {
             prefix.pop();
         }
     }
-    let mut out = BTreeMap::new();
+    let mut out = SortedMap::new();
     walk(doc, &mut Vec::new(), &mut out);
     out
 }

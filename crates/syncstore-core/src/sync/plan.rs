@@ -21,7 +21,8 @@
 //! - outbox entries by mid, id mappings one record each in `_ids`, and a
 //!   completed resync's sweep as the step's last request.
 
-use std::collections::{BTreeSet, HashSet};
+use crate::sorted::SortedSet;
+use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
@@ -224,7 +225,7 @@ impl Planner<'_> {
                 }
             }
         }
-        let mut touched: BTreeSet<(&str, &str)> = changed.iter().copied().collect();
+        let mut touched: SortedSet<(&str, &str)> = changed.iter().copied().collect();
         touched.extend(written.iter().copied());
         touched.extend(
             fx.outbox_put
@@ -435,13 +436,13 @@ pub struct StepPlan {
     pub ops: Vec<Value>,
     /// Documents with an unresolved conflict (`conflicts: "manual"`): their
     /// records carry the marker `c`.
-    pub conflicted: BTreeSet<(String, String)>,
+    pub conflicted: SortedSet<(String, String)>,
     /// Collections whose documents changed (live queries refresh).
-    pub colls: BTreeSet<String>,
+    pub colls: SortedSet<String>,
     /// Collections with documents whose server version alone moved (a
     /// write settled: settle markers, the documents did not change): only
     /// what shows the sync state (`$sync`) refreshes.
-    pub restamped: BTreeSet<String>,
+    pub restamped: SortedSet<String>,
     /// Events for the app, in order.
     pub events: Vec<Event>,
     /// Documents changed by the server (not by ingesting local writes),

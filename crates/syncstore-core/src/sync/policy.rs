@@ -14,7 +14,7 @@
 //! [`Policies`] maps collections to policies and lets the binding decide
 //! single conflicts itself beforehand (an app's resolver function).
 
-use std::collections::BTreeMap;
+use crate::sorted::SortedMap;
 
 use serde_json::Value;
 
@@ -47,7 +47,7 @@ pub struct CollectionPolicy {
     /// Arrays of objects with an `id` merged element by element, by field
     /// path (`"pauses"`, `"meta.items"`), with the field that orders the
     /// merged array (`None`: the server's order, then new local elements).
-    pub merge_by_id: BTreeMap<String, Option<String>>,
+    pub merge_by_id: SortedMap<String, Option<String>>,
 }
 
 /// True if the local side wins a tie-break by clock (strictly later).
@@ -316,9 +316,9 @@ pub enum Decision {
 #[derive(Debug, Clone, Default)]
 pub struct Policies {
     /// Per collection; missing = server-wins.
-    pub by_coll: BTreeMap<String, CollectionPolicy>,
+    pub by_coll: SortedMap<String, CollectionPolicy>,
     /// Decided beforehand, by mutation id.
-    pub decided: BTreeMap<u64, Decision>,
+    pub decided: SortedMap<u64, Decision>,
 }
 
 impl Policies {
@@ -326,7 +326,7 @@ impl Policies {
     /// conflicts an app function decides falls back to server-wins).
     pub fn from_schema(schema: &Schema) -> Self {
         // `insert`, not `collect()`: see `Schema::from_options` (issue 19).
-        let mut by_coll = BTreeMap::new();
+        let mut by_coll = SortedMap::new();
         for (name, spec) in &schema.collections {
             let strategy = match spec.conflicts {
                 // Manual: the server's document shows until the app
@@ -347,7 +347,7 @@ impl Policies {
         }
         Policies {
             by_coll,
-            decided: BTreeMap::new(),
+            decided: SortedMap::new(),
         }
     }
 }
