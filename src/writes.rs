@@ -48,7 +48,7 @@ pub async fn apply(
         stores.push(coll);
         stores.push(CONFLICTS);
     }
-    stores.sort_unstable();
+    syncstore_core::sorted::sort_by(&mut stores, Ord::cmp);
     stores.dedup();
     stores.push(OUTBOX);
     // The first edit of a synced document saves the server's copy.

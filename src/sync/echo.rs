@@ -120,7 +120,7 @@ impl SyncLoop {
                 }
             }
         }
-        keys.sort_unstable();
+        syncstore_core::sorted::sort_by(&mut keys, Ord::cmp);
         keys.dedup();
         let db = inner.db().await?;
         let mut stores: Vec<&str> = synced_colls(&inner.schema).collect();

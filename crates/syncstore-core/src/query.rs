@@ -330,7 +330,9 @@ impl Query {
         let mut hits: Vec<u32> = (0..docs.len() as u32)
             .filter(|&i| self.filter.matches(&docs[i as usize]))
             .collect();
-        hits.sort_by(|&a, &b| self.compare(&docs[a as usize], &docs[b as usize]));
+        crate::sorted::sort_indices(&mut hits, &mut |a, b| {
+            self.compare(&docs[a as usize], &docs[b as usize])
+        });
         let end = match self.limit {
             Some(l) => self.offset.saturating_add(l).min(hits.len()),
             None => hits.len(),
@@ -776,7 +778,9 @@ mod tests {
                     .collect()
             }
         };
-        cands.sort_by(|a, b| cmp_keys(&a.0, &b.0).then_with(|| cmp_str(id_of(a.1), id_of(b.1))));
+        crate::sorted::sort_by(&mut cands, |a, b| {
+            cmp_keys(&a.0, &b.0).then_with(|| cmp_str(id_of(a.1), id_of(b.1)))
+        });
         if p.exact && p.ordered {
             let mut ids: Vec<String> = cands.iter().map(|(_, d)| id_of(d).to_owned()).collect();
             if q.desc {

@@ -47,7 +47,7 @@ impl<'de> Deserialize<'de> for Outbox {
 impl From<Vec<Entry>> for Outbox {
     /// Sorts the entries by mid.
     fn from(mut entries: Vec<Entry>) -> Self {
-        entries.sort_by_key(|e| e.mutation.mid);
+        crate::sorted::sort_by(&mut entries, |a, b| a.mutation.mid.cmp(&b.mutation.mid));
         let mut out = Outbox::default();
         for e in entries {
             out.push(e);

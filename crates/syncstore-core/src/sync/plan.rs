@@ -416,7 +416,7 @@ pub fn settle_marker(coll: &str, id: &str, d: &ServerDoc) -> Value {
 /// Consecutive mids name nothing else in `_outbox` (its key is the mid).
 fn runs(mids: &[u64]) -> Vec<(u64, u64)> {
     let mut sorted = mids.to_vec();
-    sorted.sort_unstable();
+    crate::sorted::sort_by(&mut sorted, u64::cmp);
     sorted.dedup();
     let mut out: Vec<(u64, u64)> = vec![];
     for m in sorted {

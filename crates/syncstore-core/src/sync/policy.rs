@@ -290,7 +290,7 @@ fn merge_by_id(
         out.extend(v);
     }
     if let Some(key) = order_by {
-        out.sort_by(|a, b| cmp_values(a.get(key), b.get(key)));
+        crate::sorted::sort_by(&mut out, |a, b| cmp_values(a.get(key), b.get(key)));
     }
     Some(out)
 }
