@@ -5,7 +5,6 @@
 //! Nothing here knows the sync leader or the JS API above it: those hold
 //! a [`Ctx`] (store.rs wires them), not the other way round.
 
-use syncstore_core::sorted::SortedMap;
 use crate::db::Db;
 use crate::error::{storage, JsResult};
 use crate::events::Events;
@@ -15,10 +14,10 @@ use crate::live::Live;
 use js_sys::Function;
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 use syncstore_core::ids;
 use syncstore_core::schema::Schema;
+use syncstore_core::sorted::SortedMap;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::IdbDatabase;
 
@@ -31,7 +30,7 @@ pub struct Ctx {
     pub events: Events,
     /// Temporary ids the server has mapped, to their canonical ids: calls
     /// naming a temporary id still reach its document.
-    pub aliases: RefCell<HashMap<String, String>>,
+    pub aliases: RefCell<SortedMap<String, String>>,
     /// Without sync: outbox entries at open plus this tab's writes since.
     pub local_pending: Cell<usize>,
     /// The clock stamp of this tab's last outbox entry (see `write_stamp`).
@@ -60,7 +59,7 @@ impl Ctx {
             client_id: RefCell::new(String::new()),
             live: Live::new(),
             events: Events::default(),
-            aliases: RefCell::new(HashMap::new()),
+            aliases: RefCell::new(SortedMap::new()),
             local_pending: Cell::new(0),
             last_stamp: Cell::new(0),
             resolvers,

@@ -13,17 +13,16 @@
 //! channel: the store installs the function that runs a query
 //! ([`Live::set_runner`]) and routes the channel's messages ([`Live::listen`]).
 
-use syncstore_core::sorted::SortedSet;
 use crate::error::JsResult;
 use crate::glue;
 use js_sys::{Array, Function};
 use serde_json::Value;
 use std::cell::{Cell, OnceCell, RefCell};
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use syncstore_core::query::{Change, Query};
+use syncstore_core::sorted::{SortedMap, SortedSet};
 use syncstore_core::write::Write;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
@@ -81,7 +80,7 @@ pub type Runner =
 
 #[derive(Default)]
 pub struct Live {
-    subs: RefCell<HashMap<u32, Sub>>,
+    subs: RefCell<SortedMap<u32, Sub>>,
     next_id: Cell<u32>,
     /// Writes started and not yet finished in this tab.
     in_flight: Cell<u32>,
@@ -95,7 +94,7 @@ pub struct Live {
     flush_scheduled: Cell<bool>,
     /// `db.live(fn)` observers: called with the collections of each
     /// committed change (this tab's, another tab's, sync's).
-    watchers: RefCell<HashMap<u32, Function>>,
+    watchers: RefCell<SortedMap<u32, Function>>,
     channel: RefCell<Option<BroadcastChannel>>,
     on_message: RefCell<Option<MessageHandler>>,
     release: RefCell<Option<ReleaseFn>>,
@@ -247,7 +246,7 @@ impl Live {
         let mut subs = self.subs.borrow_mut();
         let mut pending = self.pending.borrow_mut();
         // The documents written to each collection, parsed at most once.
-        let mut docs: HashMap<&str, Option<Written>> = HashMap::new();
+        let mut docs: SortedMap<&str, Option<Written>> = SortedMap::new();
         for (id, s) in subs.iter_mut() {
             if !colls.contains(&s.coll) || (state_only && !s.sync_state) {
                 continue;

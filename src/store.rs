@@ -6,7 +6,6 @@
 //! faults.rs), the channel's messages (live.rs -> tabs.rs, changes.rs) and
 //! the subscriptions' queries (live.rs -> query.rs).
 
-use syncstore_core::sorted::SortedMap;
 use crate::changes;
 use crate::ctx::Ctx;
 use crate::db::Db;
@@ -27,6 +26,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use syncstore_core::query::Query;
 use syncstore_core::schema::{Schema, SyncMode};
+use syncstore_core::sorted::SortedMap;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 use web_sys::MessageEvent;

@@ -22,7 +22,6 @@
 //! Without Web Locks every instance leads, one after the other: each new
 //! one fences the previous one off.
 
-use syncstore_core::sorted::SortedMap;
 use crate::ctx::Ctx;
 use crate::db::Db;
 use crate::error::{storage, JsResult};
@@ -33,6 +32,7 @@ use js_sys::{Date, Function, Promise};
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
+use syncstore_core::sorted::SortedMap;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 

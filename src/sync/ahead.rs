@@ -11,9 +11,9 @@
 //! IndexedDB commits page n, and a page of new documents costs no read
 //! round trip before its writes (docs/architecture.md, "The sync loop").
 
-use syncstore_core::sorted::SortedMap;
 use super::*;
 use crate::idb::{CONFLICTS, HELD, REJECTED};
+use syncstore_core::sorted::{SortedMap, SortedSet};
 use syncstore_core::sync::plan::{is_manual, Planner, StepPlan};
 
 /// Frames taken from the inbox during a step's commit, for the next step.
@@ -117,7 +117,7 @@ impl SyncLoop {
         for (coll, id) in &needs {
             eng.load(coll, id, None);
         }
-        let mut copied = HashSet::new();
+        let mut copied = SortedSet::new();
         let mut out = StepPlan::default();
         {
             let mut planner = Planner {

@@ -7,7 +7,8 @@ use crate::ctx::Ctx;
 use crate::db::Db;
 use crate::error::JsResult;
 use crate::idb::SERVER;
-use std::collections::{HashMap, HashSet};
+use syncstore_core::sorted::{SortedMap, SortedSet};
+
 use std::rc::Rc;
 use syncstore_core::protocol::{Change, ChangeStamp, FrameHead, ServerMessage};
 use syncstore_core::sync::plan::synced_colls;
@@ -126,8 +127,8 @@ impl SyncLoop {
         let mut stores: Vec<&str> = synced_colls(&inner.schema).collect();
         stores.push(SERVER);
         let tx = Db::tx(&db, &stores, false)?;
-        let (states, _) = read_states(&tx, &keys, &HashSet::new()).await?;
-        let stored: HashMap<Key, u64> = states
+        let (states, _) = read_states(&tx, &keys, &SortedSet::new()).await?;
+        let stored: SortedMap<Key, u64> = states
             .into_iter()
             .map(|r| ((r.coll, r.id), r.state.version))
             .collect();

@@ -27,7 +27,6 @@
 //!   it is closed, a poll runs at once and a new socket follows with
 //!   backoff (`syncstore_core::sync::schedule::KeepAlive`).
 
-use syncstore_core::sorted::{SortedMap, SortedSet};
 use crate::ctx::Ctx;
 use crate::db::Db;
 use crate::error::{storage, JsResult};
@@ -38,7 +37,7 @@ use js_sys::{Date, Function};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 use syncstore_core::protocol::MutationResult;
 use syncstore_core::protocol::{
@@ -46,6 +45,7 @@ use syncstore_core::protocol::{
     START_CURSOR,
 };
 use syncstore_core::schema::SyncMode;
+use syncstore_core::sorted::{SortedMap, SortedSet};
 use syncstore_core::sync::plan::{synced_colls, synced_spec};
 use syncstore_core::sync::policy::{Decision, Policies};
 use syncstore_core::sync::schedule::{Backoff, KeepAlive, StorageRetry, BACKOFF_MAX_MS};
@@ -307,7 +307,7 @@ pub struct SyncLoop {
     /// Of the documents whose server state the engine holds (those with
     /// outbox entries, and those loaded for the current step), the ones
     /// whose state `_server` holds (see [`Self::copies`]).
-    copied: RefCell<HashSet<Key>>,
+    copied: RefCell<SortedSet<Key>>,
     /// `_meta` still holds the id map (an older version kept it there):
     /// the next step moves it to `_ids`.
     legacy_ids: Cell<bool>,
@@ -501,7 +501,7 @@ impl SyncLoop {
     /// the step that needs it); the keys among those that `_server` holds;
     /// and whether the id map still sat in `_meta` (written by a version
     /// before `_ids`: the first step moves it).
-    async fn load(inner: &Rc<Ctx>) -> JsResult<(ClientSync, HashSet<Key>, bool)> {
+    async fn load(inner: &Rc<Ctx>) -> JsResult<(ClientSync, SortedSet<Key>, bool)> {
         let db = inner.db().await?;
         let mut stores = vec![META, SERVER, OUTBOX, IDS];
         stores.extend(synced_colls(&inner.schema));
@@ -518,7 +518,7 @@ impl SyncLoop {
             .filter(|v| !v.is_undefined())
             .and_then(|v| parse(&v));
         let Some(mut meta) = meta else {
-            return Ok((ClientSync::new(), HashSet::new(), false));
+            return Ok((ClientSync::new(), SortedSet::new(), false));
         };
         let legacy_ids = !meta.id_map.is_empty();
         add_ids(&mut meta.id_map, &got[2]);
@@ -534,7 +534,7 @@ impl SyncLoop {
             }
         }
         let keys: Vec<Key> = keys.into_iter().collect();
-        let (states, copied) = read_states(&tx, &keys, &HashSet::new()).await?;
+        let (states, copied) = read_states(&tx, &keys, &SortedSet::new()).await?;
         Ok((
             ClientSync::restore(meta, states, outbox),
             copied,
@@ -1492,7 +1492,7 @@ impl SyncLoop {
             // Only after an answer for every mutation sent: a server may
             // answer a prefix (its per-push budget), and the rest must go
             // before anything above it.
-            let answered: HashSet<u64> = resp.results.iter().map(MutationResult::mid).collect();
+            let answered: SortedSet<u64> = resp.results.iter().map(MutationResult::mid).collect();
             let covered = mids
                 .last()
                 .copied()

@@ -2,7 +2,6 @@
 //! of `sync` and docs/architecture.md "The sync loop"), the records it reads
 //! and the app's conflict resolvers it asks.
 
-use syncstore_core::sorted::SortedMap;
 use crate::ctx::Ctx;
 use crate::db::Db;
 use crate::error::{storage, JsResult};
@@ -14,12 +13,12 @@ use crate::idb::{
 use js_sys::{Date, Function};
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::collections::HashSet;
 use std::rc::Rc;
 use syncstore_core::protocol::DocText;
 use syncstore_core::protocol::MutationResult;
 use syncstore_core::protocol::{Change, PushResponse, ServerMessage};
 use syncstore_core::schema::ConflictMode;
+use syncstore_core::sorted::{SortedMap, SortedSet};
 use syncstore_core::sync::plan::{synced_colls, synced_spec, Planner, StepPlan};
 use syncstore_core::sync::policy::{Decision, Policies};
 use syncstore_core::sync::{ClientSync, Doc, Entry, Event, ServerDoc, ServerRecord};
@@ -227,7 +226,7 @@ impl SyncLoop {
             Some(entries) => entries,
             None => parse(&got[2]).unwrap_or_default(),
         };
-        let batched: HashSet<u64> = records
+        let batched: SortedSet<u64> = records
             .iter()
             .filter_map(|r| {
                 let first = r.get("mid")?.as_u64()?;
@@ -280,7 +279,7 @@ impl SyncLoop {
         // record, and any other first edit of a server document saved it
         // in `_server` (write.rs), so their records cannot be the server's
         // document; only `_server` is read for them.
-        let fresh: HashSet<Key> = {
+        let fresh: SortedSet<Key> = {
             let eng = self.engine.borrow();
             queued
                 .iter()
@@ -832,10 +831,10 @@ pub(super) fn add_ids(map: &mut SortedMap<String, String>, records: &JsValue) {
 pub(super) async fn read_states(
     tx: &web_sys::IdbTransaction,
     keys: &[Key],
-    fresh: &HashSet<Key>,
-) -> JsResult<(Vec<ServerRecord>, HashSet<Key>)> {
+    fresh: &SortedSet<Key>,
+) -> JsResult<(Vec<ServerRecord>, SortedSet<Key>)> {
     if keys.is_empty() {
-        return Ok((vec![], HashSet::new()));
+        return Ok((vec![], SortedSet::new()));
     }
     let named: Vec<Value> = keys
         .iter()
@@ -855,7 +854,7 @@ pub(super) async fn read_states(
     let got: Vec<(Option<ServerDoc>, bool)> = serde_json::from_str(&text)
         .map_err(|e| storage(JsValue::from_str(&e.to_string()), "read server state"))?;
     let mut states = vec![];
-    let mut copied = HashSet::new();
+    let mut copied = SortedSet::new();
     for ((coll, id), (state, has_copy)) in keys.iter().zip(got) {
         if has_copy {
             copied.insert((coll.clone(), id.clone()));
@@ -902,7 +901,7 @@ impl SyncLoop {
 fn take_states(
     known: &mut SortedMap<Key, ServerDoc>,
     needs: &[Key],
-) -> Option<(Vec<ServerRecord>, HashSet<Key>)> {
+) -> Option<(Vec<ServerRecord>, SortedSet<Key>)> {
     let mut states = Vec::with_capacity(needs.len());
     for (coll, id) in needs {
         let state = known.remove(&(coll.clone(), id.clone()))?;

@@ -2,6 +2,7 @@
 //! queries and indexes.
 
 use crate::error::{CoreError, Result};
+use crate::sorted::SortedSet;
 use serde_json::{Map, Value};
 use std::cmp::Ordering;
 
@@ -56,7 +57,7 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     // in a patch, so removing first and merging after is the same result.
     let removals = patch.values().filter(|v| v.is_null()).count();
     if removals > 8 {
-        let gone: std::collections::HashSet<&str> = patch
+        let gone: SortedSet<&str> = patch
             .iter()
             .filter(|(_, v)| v.is_null())
             .map(|(k, _)| k.as_str())

@@ -1,8 +1,8 @@
 //! The declared shape of a store: its collections and their indexes.
 
-use crate::sorted::SortedMap;
 use crate::error::{CoreError, Result};
 use crate::json::{type_name, Path};
+use crate::sorted::SortedMap;
 use serde_json::Value;
 
 /// Default per-document size limit (bytes of JSON): the reference

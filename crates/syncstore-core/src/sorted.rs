@@ -42,7 +42,10 @@ pub fn sort_by<T>(v: &mut Vec<T>, mut cmp: impl FnMut(&T, &T) -> Ordering) {
 /// Reorders `v` so that its `i`th element is the old `idx[i]`th.
 fn permute<T>(v: &mut Vec<T>, idx: &[u32]) {
     let mut old: Vec<Option<T>> = std::mem::take(v).into_iter().map(Some).collect();
-    v.extend(idx.iter().map(|&i| old[i as usize].take().expect("a permutation")));
+    v.extend(
+        idx.iter()
+            .map(|&i| old[i as usize].take().expect("a permutation")),
+    );
 }
 
 /// An ordered map: `BTreeMap`'s API as far as this code base uses it.
@@ -247,7 +250,10 @@ impl<K: Ord, V> SortedMap<K, V> {
             }
         }
         let mut old: Vec<Option<(K, V)>> = items.drain(..).map(Some).collect();
-        items.extend(keep.iter().map(|&i| old[i as usize].take().expect("kept once")));
+        items.extend(
+            keep.iter()
+                .map(|&i| old[i as usize].take().expect("kept once")),
+        );
         SortedMap { items }
     }
 }
@@ -582,7 +588,9 @@ mod tests {
 
     /// A small deterministic generator (no `rand` in the core).
     fn lcg(seed: &mut u64) -> u64 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         *seed >> 33
     }
 
@@ -608,7 +616,10 @@ mod tests {
                     }
                     _ => assert_eq!(ours.get(&k), std.get(&k)),
                 }
-                assert!(ours.iter().map(|(k, v)| (*k, *v)).eq(std.iter().map(|(k, v)| (*k, *v))));
+                assert!(ours
+                    .iter()
+                    .map(|(k, v)| (*k, *v))
+                    .eq(std.iter().map(|(k, v)| (*k, *v))));
                 assert_eq!(ours.len(), std.len());
                 assert_eq!(ours.first_key_value(), std.first_key_value());
             }
@@ -617,7 +628,7 @@ mod tests {
 
     #[test]
     fn collect_keeps_the_last_of_equal_keys_and_sorts() {
-        let pairs = vec![(3, "a"), (1, "b"), (3, "c"), (2, "d"), (1, "e")];
+        let pairs = [(3, "a"), (1, "b"), (3, "c"), (2, "d"), (1, "e")];
         let ours: SortedMap<i32, &str> = pairs.iter().copied().collect();
         let std: BTreeMap<i32, &str> = pairs.iter().copied().collect();
         assert!(ours.iter().eq(std.iter()));
@@ -633,7 +644,10 @@ mod tests {
         let (a, b) = (ours.split_off(&6), std.split_off(&6));
         assert!(a.iter().eq(b.iter()) && ours.iter().eq(std.iter()));
         let m: SortedMap<u64, ()> = (0..10).map(|k| (k * 2, ())).collect();
-        assert_eq!(m.range_from(&7).map(|(k, _)| *k).collect::<Vec<_>>(), [8, 10, 12, 14, 16, 18]);
+        assert_eq!(
+            m.range_from(&7).map(|(k, _)| *k).collect::<Vec<_>>(),
+            [8, 10, 12, 14, 16, 18]
+        );
     }
 
     #[test]

@@ -195,7 +195,7 @@ pub fn parse_ops(
 /// canonical ids, as the sync engine does for queued mutations: each
 /// mutation's target id, and string values in its document or patch that
 /// name a mapped temporary id (the document's own `id` among them).
-pub fn resolve_aliases(muts: &mut [Mutation], map: &HashMap<String, String>) {
+pub fn resolve_aliases(muts: &mut [Mutation], map: &crate::sorted::SortedMap<String, String>) {
     if map.is_empty() {
         return;
     }
@@ -856,7 +856,7 @@ mod tests {
             {"op": "delete", "coll": "todos", "id": "tmp_c"},
         ]);
         let mut muts = parse_ops(&ops, &s, false, ids()).unwrap();
-        let map: HashMap<String, String> = [("tmp_a", "A"), ("tmp_b", "B")]
+        let map: crate::sorted::SortedMap<String, String> = [("tmp_a", "A"), ("tmp_b", "B")]
             .into_iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect();

@@ -285,7 +285,12 @@ fn tmp_id_remap_rewrites_queued_update_delete_and_references() {
     sync_pull(&mut c, &s, "c1");
     assert_eq!(c.pending(), 0);
     let truth = s.live_docs();
-    assert_eq!(c.views().into_iter().collect::<std::collections::BTreeMap<_, _>>(), truth);
+    assert_eq!(
+        c.views()
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>(),
+        truth
+    );
     assert_eq!(
         truth[&("todos".to_string(), ca.clone())],
         obj(json!({"id": ca, "n": 2, "ref": cb}))
@@ -573,7 +578,12 @@ fn a_lost_push_answer_is_recovered_by_pull_and_resend() {
         s.processed.values().copied().collect::<Vec<_>>(),
         vec![1, 1]
     );
-    assert_eq!(c.views().into_iter().collect::<std::collections::BTreeMap<_, _>>(), s.live_docs());
+    assert_eq!(
+        c.views()
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>(),
+        s.live_docs()
+    );
 }
 
 #[test]
@@ -618,7 +628,12 @@ fn resync_keeps_pending_writes_and_shows_no_intermediate_state() {
     assert_eq!(c.pending(), 1);
     sync_push(&mut c, &mut s, "c1");
     sync_pull(&mut c, &s, "c1");
-    assert_eq!(c.views().into_iter().collect::<std::collections::BTreeMap<_, _>>(), s.live_docs());
+    assert_eq!(
+        c.views()
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>(),
+        s.live_docs()
+    );
 }
 
 #[test]

@@ -14,7 +14,8 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+use syncstore_core::sorted::SortedSet;
 
 use common::model::ModelServer;
 use common::Rng;
@@ -40,7 +41,7 @@ struct Device {
     name: &'static str,
     schema: Schema,
     eng: ClientSync,
-    copied: HashSet<Key>,
+    copied: SortedSet<Key>,
     /// The collection's records by id.
     records: BTreeMap<String, Value>,
     /// `_server` by document id: copies and settle markers.
@@ -63,7 +64,7 @@ impl Device {
             schema: Schema::from_options(&json!({"collections": {COLL: {"indexes": ["n"]}}}))
                 .unwrap(),
             eng: ClientSync::new(),
-            copied: HashSet::new(),
+            copied: SortedSet::new(),
             records: BTreeMap::new(),
             server: BTreeMap::new(),
             queued: vec![],
@@ -160,7 +161,7 @@ impl Device {
             .drain(..)
             .map(|e| serde_json::from_value(e).unwrap())
             .collect();
-        let fresh: HashSet<Key> = queued
+        let fresh: SortedSet<Key> = queued
             .iter()
             .map(|e| self.eng.keys_of_local(&e.mutation))
             .collect();

@@ -1,7 +1,7 @@
 //! The step planner's storage rules (`syncstore_core::sync::plan`), one
 //! test per rule: what a step writes for the engine's effects.
 
-use std::collections::HashSet;
+use syncstore_core::sorted::SortedSet;
 
 use serde_json::{json, Value};
 use syncstore_core::protocol::{
@@ -100,7 +100,7 @@ fn ops_on<'a>(plan: &'a StepPlan, store: &str) -> Vec<&'a Value> {
 
 fn plan(
     eng: &mut ClientSync,
-    copied: &mut HashSet<(String, String)>,
+    copied: &mut SortedSet<(String, String)>,
     input: impl FnOnce(&mut ClientSync) -> syncstore_core::sync::Effects,
 ) -> StepPlan {
     let s = schema();
@@ -120,7 +120,7 @@ fn plan(
 #[test]
 fn a_pulled_document_is_one_record_with_its_version() {
     let mut eng = ClientSync::new();
-    let mut copied = HashSet::new();
+    let mut copied = SortedSet::new();
     eng.load("todos", "a", None);
     let out = plan(&mut eng, &mut copied, |e| {
         e.on_pull(&page(vec![change(
@@ -152,7 +152,7 @@ fn a_pulled_document_is_one_record_with_its_version() {
 #[test]
 fn server_changes_name_their_op_and_document_only_when_asked() {
     let mut eng = ClientSync::new();
-    let mut copied = HashSet::new();
+    let mut copied = SortedSet::new();
     let state = |n: i64| {
         Some(ServerDoc {
             doc: Some(obj(json!({"id": "a", "n": n})).into()),
@@ -207,7 +207,7 @@ fn server_changes_name_their_op_and_document_only_when_asked() {
 #[test]
 fn a_tombstone_is_kept_in_server_and_the_record_deleted() {
     let mut eng = ClientSync::new();
-    let mut copied = HashSet::new();
+    let mut copied = SortedSet::new();
     eng.load(
         "todos",
         "a",
@@ -234,7 +234,7 @@ fn a_tombstone_is_kept_in_server_and_the_record_deleted() {
 #[test]
 fn an_edited_document_keeps_the_server_copy_until_it_settles() {
     let mut eng = ClientSync::new();
-    let mut copied = HashSet::new();
+    let mut copied = SortedSet::new();
     let base = a_at_4();
     eng.load("todos", "a", Some(base.clone()));
     let m = update_a_over_4();
@@ -273,7 +273,7 @@ fn an_edited_document_keeps_the_server_copy_until_it_settles() {
 #[test]
 fn a_settled_insert_gets_a_settle_marker_and_a_later_change_replaces_it() {
     let mut eng = ClientSync::new();
-    let mut copied = HashSet::new();
+    let mut copied = SortedSet::new();
     let insert = Mutation {
         mid: 1,
         coll: "todos".into(),
@@ -314,7 +314,7 @@ fn a_settled_insert_gets_a_settle_marker_and_a_later_change_replaces_it() {
 #[test]
 fn local_only_collections_are_never_written_by_a_step() {
     let mut eng = ClientSync::new();
-    let mut copied = HashSet::new();
+    let mut copied = SortedSet::new();
     eng.load("notes", "n1", None);
     let out = plan(&mut eng, &mut copied, |e| {
         e.on_pull(&page(vec![Change {
@@ -328,7 +328,7 @@ fn local_only_collections_are_never_written_by_a_step() {
 #[test]
 fn a_completed_resync_sweeps_last_and_keeps_pending_documents() {
     let mut eng = ClientSync::new();
-    let mut copied = HashSet::new();
+    let mut copied = SortedSet::new();
     eng.load("todos", "p", None);
     eng.local(Mutation {
         mid: 1,
@@ -362,7 +362,7 @@ fn a_completed_resync_sweeps_last_and_keeps_pending_documents() {
 #[test]
 fn a_rejected_mutation_is_kept_for_review_in_the_step_that_rolls_it_back() {
     let mut eng = ClientSync::new();
-    let mut copied = HashSet::new();
+    let mut copied = SortedSet::new();
     let base = a_at_4();
     eng.load("todos", "a", Some(base));
     let m = update_a_over_4();

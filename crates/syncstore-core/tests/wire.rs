@@ -6,8 +6,8 @@
 //! the same value; the read side's tolerance (fields in any order, unknown
 //! fields ignored, optional fields absent) and its errors are pinned too.
 
-use syncstore_core::sorted::SortedMap;
 use std::fmt::Debug;
+use syncstore_core::sorted::SortedMap;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -6,7 +6,6 @@
 //! the sync simulation exercises the server's real rules.
 
 use crate::sorted::SortedMap;
-use std::collections::HashMap;
 
 use serde_json::Value;
 
@@ -95,7 +94,7 @@ impl PushApply {
     fn rewrite<S: DocStore>(&mut self, s: &mut S, v: &mut Value) -> Result<(), S::Error> {
         let mut found = Vec::new();
         temp_strings(v, &mut found);
-        let mut map = HashMap::new();
+        let mut map = SortedMap::new();
         for t in found {
             if let Some(c) = s.lookup_tmp(&t)? {
                 map.insert(t, c);

@@ -19,7 +19,7 @@
 //! decide, write.
 
 use crate::sorted::{SortedMap, SortedSet};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 
 use serde::de::{self, Deserializer};
 use serde::ser::{SerializeStruct, Serializer};
@@ -1252,7 +1252,7 @@ impl ClientSync {
         if gone.is_empty() {
             return;
         }
-        let told: HashSet<(&str, &str)> = fx
+        let told: SortedSet<(&str, &str)> = fx
             .server_put
             .iter()
             .map(|r| (r.coll.as_str(), r.id.as_str()))
@@ -1718,7 +1718,7 @@ impl ClientSync {
         // An entry this input marked applied and settles now (its version
         // was held already) is deleted, not stored again first.
         if fx.outbox_drop.len() > first && !fx.outbox_put.is_empty() {
-            let dropped: HashSet<u64> = fx.outbox_drop[first..].iter().copied().collect();
+            let dropped: SortedSet<u64> = fx.outbox_drop[first..].iter().copied().collect();
             fx.outbox_put.retain(|e| !dropped.contains(&e.mutation.mid));
         }
     }
@@ -1812,7 +1812,7 @@ impl ClientSync {
             );
         }
         self.with_views(keys, |this, fx| {
-            let mut put_at: HashMap<Key, usize> = HashMap::new();
+            let mut put_at: SortedMap<Key, usize> = SortedMap::new();
             for c in changes {
                 this.observe(c.ts);
                 let state = ServerDoc {

@@ -3,10 +3,8 @@
 //! field-level conflict check, temp-id reference rewriting. (Moved here from
 //! `server/src/store/doc.rs` so both use one implementation.)
 
-use crate::sorted::SortedMap;
-use std::collections::{HashMap, HashSet};
-
 use crate::protocol::{is_temp_id, JsonObject};
+use crate::sorted::{SortedMap, SortedSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -71,7 +69,7 @@ impl FieldVersions {
         let old = leaves(old.unwrap_or(&empty));
         let new = leaves(new.unwrap_or(&empty));
         let mut floor = self.floor();
-        let mut kept: HashMap<&[String], u64> = HashMap::with_capacity(self.0.len());
+        let mut kept: SortedMap<&[String], u64> = SortedMap::new();
         for (path, v) in &self.0 {
             if path.is_empty() {
                 continue;
@@ -105,13 +103,13 @@ impl FieldVersions {
     /// after `base`, or a path the document lacks may have been removed
     /// after `base`. Linear in the number of paths (times their depth).
     pub fn conflicts(&self, touched: &[Path], base: u64) -> bool {
-        let touched_set: HashSet<&[String]> = touched.iter().map(Vec::as_slice).collect();
+        let touched_set: SortedSet<&[String]> = touched.iter().map(Vec::as_slice).collect();
         // Every proper prefix of a touched path (its ancestors).
-        let ancestors: HashSet<&[String]> = touched
+        let ancestors: SortedSet<&[String]> = touched
             .iter()
             .flat_map(|t| (1..t.len()).map(move |n| &t[..n]))
             .collect();
-        let mut present: HashSet<&[String]> = HashSet::new();
+        let mut present: SortedSet<&[String]> = SortedSet::new();
         for (p, v) in &self.0 {
             if p.is_empty() {
                 continue;
@@ -154,7 +152,7 @@ pub fn temp_strings(v: &Value, out: &mut Vec<String>) {
 }
 
 /// Replaces string values that exactly equal a mapped temporary id.
-pub fn rewrite_refs(v: &mut Value, map: &HashMap<String, String>) {
+pub fn rewrite_refs(v: &mut Value, map: &SortedMap<String, String>) {
     match v {
         Value::String(s) => {
             if let Some(c) = map.get(s.as_str()) {
@@ -271,7 +269,7 @@ mod tests {
 
     #[test]
     fn rewrites_exact_matches_only() {
-        let map = HashMap::from([("tmp_1".to_string(), "c1".to_string())]);
+        let map = SortedMap::from([("tmp_1".to_string(), "c1".to_string())]);
         let mut v = json!({"a": "tmp_1", "b": ["tmp_1", "tmp_12"], "c": {"d": "xtmp_1"}});
         rewrite_refs(&mut v, &map);
         assert_eq!(

@@ -3,7 +3,8 @@
 //! (10,000 queued writes made every push answer replay and clone the whole
 //! queue: bench row 11).
 
-use std::collections::{HashMap, VecDeque};
+use crate::sorted::SortedMap;
+use std::collections::VecDeque;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -16,7 +17,7 @@ use crate::protocol::Mutation;
 pub struct Outbox {
     entries: VecDeque<Entry>,
     /// collection -> id -> the mids of the document's entries, ascending.
-    by_key: HashMap<String, HashMap<String, Vec<u64>>>,
+    by_key: SortedMap<String, SortedMap<String, Vec<u64>>>,
 }
 
 impl std::ops::Index<usize> for Outbox {

@@ -22,7 +22,6 @@
 //!   completed resync's sweep as the step's last request.
 
 use crate::sorted::SortedSet;
-use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
@@ -62,7 +61,7 @@ pub struct Planner<'a> {
     /// Of the documents whose server state the engine holds (those with
     /// outbox entries, and those loaded for this step), the ones whose
     /// state `_server` holds. Kept up to date as the plan grows.
-    pub copied: &'a mut HashSet<Key>,
+    pub copied: &'a mut SortedSet<Key>,
     /// The time (ms since the epoch) stamped on kept conflicts.
     pub now: f64,
     /// Someone listens for `change` events: list the server's changes in
@@ -206,13 +205,13 @@ impl Planner<'_> {
     fn copies(&mut self, eng: &ClientSync, fx: &Effects, ops: &mut Vec<Value>) -> Vec<String> {
         let schema = self.schema;
         let copied = &mut *self.copied;
-        let changed: HashSet<(&str, &str)> = fx
+        let changed: SortedSet<(&str, &str)> = fx
             .server_put
             .iter()
             .map(|r| (r.coll.as_str(), r.id.as_str()))
             .collect();
         // Records this input writes (or deletes).
-        let mut written: HashSet<(&str, &str)> = fx
+        let mut written: SortedSet<(&str, &str)> = fx
             .views
             .iter()
             .map(|v| (v.coll.as_str(), v.id.as_str()))
