@@ -23,12 +23,15 @@ pkg: setup
 	@ls -l pkg/syncstore_bg.wasm | awk '{print "wasm: " $$5 " bytes"}'
 	@gzip -9 -c pkg/syncstore_bg.wasm | wc -c | awk '{print "wasm gzipped: " $$1 " bytes"}'
 
-# The shipped size (gzip -9, wasm + JS glue, as `make package` counts it) and
-# twiggy's top 25 items of the same module built with names, written to
-# bench/results/latest.json and docs/benchmarks.md (its Size section).
-# Installs twiggy on first use.
+# The shipped size (gzip -9, wasm + JS glue, as `make package` counts it),
+# the peer comparison (syncstore, Dexie, RxDB, PouchDB bundled by esbuild,
+# minified, gzipped: bench/size.mjs) and twiggy's top 25 items of the same
+# module built with names, written to bench/results/latest.json and
+# docs/benchmarks.md (its Size section). Installs bench/'s npm packages and
+# twiggy on first use.
 .PHONY: size
 size: pkg
+	cd bench && { [ -d node_modules/esbuild ] || npm ci --no-audit --no-fund; }
 	node bench/size.mjs --write
 
 server: setup

@@ -138,6 +138,24 @@ export function sizeSection(z) {
   const ok = z.totalGz < SIZE_MAX_GZ;
   L(`| total shipped (wasm + JS glue) | | ${b(z.totalGz)} (${kb(z.totalGz)}): ${ok ? "met" : "**missed**"} (target < ${kb(SIZE_MAX_GZ)} gzipped, sync engine included) |`);
   L("<!-- table:end -->");
+  if (z.peers) {
+    L();
+    L("Beside its peers, measured the same way (`peerSizes` in bench/size.mjs): an entry that");
+    L("imports the library's API as an app would, bundled by esbuild (ESM, minified, for the");
+    L("browser, production mode), gzip -9; syncstore adds its .wasm. The JS here is minified and");
+    L("bundled, so syncstore's figure is smaller than the total above, which gzips the package's");
+    L("files as they ship.");
+    L();
+    L("<!-- table:start -->");
+    L("| library | version | what the entry imports | JS bundle, minified | JS gzipped | .wasm gzipped | total gzipped | syncstore / this |");
+    L("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |");
+    const own = z.peers.find((p) => !p.pkg);
+    for (const p of z.peers) {
+      const ratio = p.pkg && own ? `${(own.totalGz / p.totalGz).toFixed(1)}x` : "";
+      L(`| ${p.name} | ${p.version ?? (z.commit ? `commit ${z.commit}` : "")} | ${p.what} | ${b(p.jsRaw)} | ${b(p.jsGz)} | ${p.wasmGz ? b(p.wasmGz) : ""} | ${b(p.totalGz)} (${kb(p.totalGz)}) | ${ratio} |`);
+    }
+    L("<!-- table:end -->");
+  }
   if (z.twiggy) {
     const t = z.twiggy;
     const code = (x) => `\`${x.replace(/\|/g, "\\|").replace(/`/g, "'")}\``;

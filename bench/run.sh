@@ -41,7 +41,7 @@
 # Expects pkg/ built (make bench runs make pkg first).
 set -euo pipefail
 cd "$(dirname "$0")"
-if [ ! -d node_modules/dexie ] || [ ! -d node_modules/playwright-core ]; then
+if [ ! -d node_modules/dexie ] || [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/esbuild ]; then
   npm ci --no-audit --no-fund
 fi
 [ -f ../pkg/syncstore_bg.wasm ] || { echo "bench: pkg/ is missing; run make pkg" >&2; exit 1; }

@@ -9,7 +9,7 @@
 // size part of docs/benchmarks.md (between its size markers), leaving the
 // rest of the report as it is.
 import { readFile, writeFile } from "node:fs/promises";
-import { statSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { statSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { execFileSync } from "node:child_process";
 import { join, resolve, dirname, relative, basename } from "node:path";
@@ -67,6 +67,86 @@ export function twiggyTop(n = TOP) {
 }
 
 /**
+ * The peer comparison (issue 19): what an app downloads for each library,
+ * measured the same way. An entry that imports the library's API the way an
+ * app would is bundled by esbuild (bench/node_modules: ESM, minified, for the
+ * browser, `process.env.NODE_ENV` "production"), then gzip -9; syncstore adds
+ * its .wasm, which the bundle fetches beside itself. Each entry keeps what it
+ * imports (assigned to a global), so tree shaking leaves the API an app uses.
+ */
+export const PEERS = [
+  {
+    name: "syncstore",
+    what: "`SyncStore` (store, queries, live queries, sync engine, tabs): the package's index.js bundled, plus syncstore_bg.wasm",
+    code: `import { SyncStore, SyncStoreError } from "./syncstore/index.js"; globalThis.lib = [SyncStore, SyncStoreError];`,
+  },
+  { name: "Dexie", pkg: "dexie", what: "`Dexie` (local only: no sync)", code: `import Dexie from "dexie"; globalThis.lib = Dexie;` },
+  {
+    name: "Dexie + Dexie Cloud",
+    pkg: "dexie-cloud-addon",
+    what: "`Dexie` with the `dexie-cloud-addon` sync add-on",
+    code: `import Dexie from "dexie"; import dexieCloud from "dexie-cloud-addon"; globalThis.lib = [Dexie, dexieCloud];`,
+  },
+  {
+    name: "RxDB",
+    pkg: "rxdb",
+    what: "`createRxDatabase`, the free IndexedDB storage (`rxdb/plugins/storage-dexie`) and replication (`rxdb/plugins/replication`)",
+    code:
+      `import { createRxDatabase } from "rxdb"; import { getRxStorageDexie } from "rxdb/plugins/storage-dexie"; ` +
+      `import { replicateRxCollection } from "rxdb/plugins/replication"; globalThis.lib = [createRxDatabase, getRxStorageDexie, replicateRxCollection];`,
+  },
+  { name: "PouchDB", pkg: "pouchdb-browser", what: "`PouchDB` (pouchdb-browser: IndexedDB adapter, HTTP adapter, replication; with the `events` package, which it imports and a bundler does not provide)", code: `import PouchDB from "pouchdb-browser"; globalThis.lib = PouchDB;` },
+];
+
+/** The bundled and gzipped size of syncstore (from pkg/) and of each peer in PEERS. */
+export async function peerSizes() {
+  let build;
+  try {
+    ({ build } = await import("esbuild"));
+  } catch {
+    throw new Error("esbuild is missing: run `npm ci` in bench/ (make size and make bench do)");
+  }
+  // Inside bench/, so that the entries' bare imports resolve to bench/node_modules.
+  const dir = mkdtempSync(join(here, ".peers-"));
+  try {
+    // The package's layout (scripts/package.sh): pkg/ plus index.js with the glue's path.
+    const pkg = join(root, "pkg");
+    const js = await readFile(join(pkg, "syncstore.js"), "utf8");
+    const glue = js.match(/['"](\.\/snippets\/[^'"]+)['"]/)?.[1];
+    if (!glue) throw new Error("pkg/syncstore.js imports no snippet");
+    const lib = join(dir, "syncstore");
+    mkdirSync(join(lib, dirname(glue)), { recursive: true });
+    writeFileSync(join(lib, "syncstore.js"), js);
+    writeFileSync(join(lib, glue), await readFile(join(pkg, glue)));
+    writeFileSync(join(lib, "index.js"), (await readFile(join(root, "pkg-template", "index.js"), "utf8")).replace("@SYNCSTORE_GLUE_JS@", glue));
+    const wasmGz = gz(await readFile(join(pkg, "syncstore_bg.wasm")), "syncstore_bg.wasm");
+    const out = [];
+    for (const p of PEERS) {
+      const entry = join(dir, `entry-${out.length}.js`);
+      writeFileSync(entry, p.code + "\n");
+      const r = await build({
+        entryPoints: [entry],
+        bundle: true,
+        minify: true,
+        format: "esm",
+        platform: "browser",
+        define: { "process.env.NODE_ENV": '"production"' },
+        write: false,
+        logLevel: "silent",
+      });
+      const bundle = Buffer.from(r.outputFiles[0].contents);
+      const jsGz = gz(bundle, "bundle.js");
+      const version = p.pkg ? JSON.parse(await readFile(join(here, "node_modules", p.pkg, "package.json"), "utf8")).version : undefined;
+      const wasm = p.pkg ? 0 : wasmGz;
+      out.push({ name: p.name, pkg: p.pkg, version, what: p.what, jsRaw: bundle.length, jsGz, wasmGz: wasm, totalGz: jsGz + wasm });
+    }
+    return out;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
  * Raw and gzipped sizes of pkg/, and twiggy's top items unless `twiggy: false`;
  * with `strict: false` (make bench) a twiggy failure is a warning, not the
  * loss of a whole run.
@@ -92,6 +172,12 @@ export async function sizes({ twiggy = true, strict = true } = {}) {
   try {
     out.commit = execFileSync("git", ["-C", root, "rev-parse", "--short", "HEAD"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
   } catch {}
+  try {
+    out.peers = await peerSizes();
+  } catch (e) {
+    if (strict) throw e;
+    console.warn(`size: WARNING no peer comparison (${e.message.split("\n")[0]}); run make size`);
+  }
   if (twiggy) {
     try {
       out.twiggy = twiggyTop();
