@@ -8,7 +8,8 @@
 //   node bench/row6-diag.mjs        REPS (3), N (1000), LIBS (syncstore,syncstoreSync),
 //                                   PROF=1: each page's CPU profile by where the time goes,
 //                                   WORKLOAD=insert: row 2 instead (N awaited inserts
-//                                   into an empty store)
+//                                   into an empty store); WORKLOAD=get: row 4 (N awaited
+//                                   gets of the batch's documents)
 // bench/findings-sync.md, session 12, has what it showed.
 import { chromium } from "playwright-core";
 import { mkdtemp } from "node:fs/promises";
@@ -56,7 +57,8 @@ for (let r = 0; r < REPS; r++) {
       await page.exposeFunction("__profStart", () => cdp.send("Profiler.start"));
       await page.exposeFunction("__profStop", async () => { globalThis.__prof = (await cdp.send("Profiler.stop")).profile; });
     }
-    const res = await page.evaluate(async ([lib, r, N, INSERTS]) => {
+    const res = await page.evaluate(async ([lib, r, N, WORKLOAD]) => {
+      const INSERTS = WORKLOAD === "insert";
       const A = (await import(`./lib-${lib}.js`)).default;
       const { makeDocs } = await import("./docs.js");
       const docs = makeDocs(10000);
@@ -74,6 +76,7 @@ for (let r = 0; r < REPS; r++) {
       for (let i = 0; i < N; i++) {
         const t = performance.now();
         if (INSERTS) await db.insert(fresh[i]);
+        else if (WORKLOAD === "get") await db.get(ids[i]);
         else await db.update(ids[i], { done: i % 2 === 0, priority: (i * 3) % 5 });
         lat.push(performance.now() - t);
       }
@@ -91,7 +94,7 @@ for (let r = 0; r < REPS; r++) {
         o.n++; o.ms += e.d; o.max = Math.max(o.max, e.d);
       }
       return { total: T1 - T0, p50: p(0.5), p90: p(0.9), p99: p(0.99), max: sorted.at(-1), over5: lat.filter((x) => x > 5).length, sumOver5: lat.filter((x) => x > 5).reduce((a, b) => a + b, 0), kinds };
-    }, [lib, r, N, process.env.WORKLOAD === "insert"]);
+    }, [lib, r, N, process.env.WORKLOAD || "update"]);
     if (globalThis.__prof) {
       console.log("   profile:", JSON.stringify(categorize(globalThis.__prof)));
       globalThis.__prof = null;

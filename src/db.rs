@@ -3,13 +3,13 @@
 //! What happens when the connection is lost is decided above (faults.rs,
 //! through the callback the store installs with [`Db::on_lost`]).
 
-use crate::error::{closed, storage, JsResult};
+use crate::error::{self, closed, storage, JsResult};
 use crate::glue;
 use js_sys::{Array, Promise};
 use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{future_to_promise, JsFuture};
+use wasm_bindgen_futures::JsFuture;
 use web_sys::{IdbDatabase, IdbObjectStore, IdbTransaction, IdbTransactionMode};
 
 type WatchFn = Closure<dyn Fn(String, JsValue, JsValue)>;
@@ -94,14 +94,14 @@ impl Db {
         let pending = self.connecting.borrow().clone();
         let pending = pending.unwrap_or_else(|| {
             let conn = self.clone();
-            let p = future_to_promise(async move {
+            let p = error::promise(Box::pin(async move {
                 let got = conn.connect().await;
                 conn.connecting.borrow_mut().take();
                 let db = got?;
                 conn.lost.set(false);
                 *conn.db.borrow_mut() = Some(db.clone());
                 Ok(db.into())
-            });
+            }));
             *self.connecting.borrow_mut() = Some(p.clone());
             p
         });

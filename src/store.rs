@@ -22,13 +22,11 @@ use crate::writes;
 use js_sys::{Array, Function, Promise};
 use serde_json::{json, Value};
 use std::cell::OnceCell;
-use std::pin::Pin;
 use std::rc::Rc;
 use syncstore_core::query::Query;
 use syncstore_core::schema::{Schema, SyncMode};
 use syncstore_core::sorted::SortedMap;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::future_to_promise;
 use web_sys::MessageEvent;
 
 /// Installs what the lower layers call up: the faults of the connection
@@ -181,20 +179,13 @@ fn known_coll(inner: &Ctx, coll: &JsValue) -> JsResult<String> {
     Ok(coll)
 }
 
-/// Runs `f` as a promise; argument errors reject it rather than throwing.
-/// Boxed first, so every export shares one `future_to_promise` instance
-/// (its state machine is otherwise built again for each future type:
-/// ~1.6 KB of wasm per export, issue 19); `future_to_promise` boxes its
-/// task anyway, this adds one allocation per call.
+/// Runs `f` as a promise; argument errors reject it rather than throwing
+/// (boxed: `error::promise`).
 fn promise<F>(f: F) -> Promise
 where
     F: std::future::Future<Output = JsResult<JsValue>> + 'static,
 {
-    boxed_promise(Box::pin(f))
-}
-
-fn boxed_promise(f: Pin<Box<dyn std::future::Future<Output = JsResult<JsValue>>>>) -> Promise {
-    future_to_promise(f)
+    error::promise(Box::pin(f))
 }
 
 impl SyncStore {
