@@ -9,7 +9,8 @@
 //                                   PROF=1: each page's CPU profile by where the time goes,
 //                                   WORKLOAD=insert: row 2 instead (N awaited inserts
 //                                   into an empty store); WORKLOAD=get: row 4 (N awaited
-//                                   gets of the batch's documents)
+//                                   gets of the batch's documents); WAIT (300): ms between
+//                                   the settled batch and the loop
 // bench/findings-sync.md, session 12, has what it showed.
 import { chromium } from "playwright-core";
 import { mkdtemp } from "node:fs/promises";
@@ -57,7 +58,7 @@ for (let r = 0; r < REPS; r++) {
       await page.exposeFunction("__profStart", () => cdp.send("Profiler.start"));
       await page.exposeFunction("__profStop", async () => { globalThis.__prof = (await cdp.send("Profiler.stop")).profile; });
     }
-    const res = await page.evaluate(async ([lib, r, N, WORKLOAD]) => {
+    const res = await page.evaluate(async ([lib, r, N, WORKLOAD, WAIT]) => {
       const INSERTS = WORKLOAD === "insert";
       const A = (await import(`./lib-${lib}.js`)).default;
       const { makeDocs } = await import("./docs.js");
@@ -66,7 +67,7 @@ for (let r = 0; r < REPS; r++) {
       if (!INSERTS) await db.insertMany(docs);
       await db.settle?.();
       const fresh = makeDocs(N, 10000);
-      await new Promise((x) => setTimeout(x, 300));
+      await new Promise((x) => setTimeout(x, WAIT));
       let s = 1; const rnd = () => ((s = (s * 16807) % 2147483647) / 2147483647);
       const ids = Array.from({ length: N }, () => docs[(rnd() * 10000) | 0].id);
       window.__tx.length = 0;
@@ -94,7 +95,7 @@ for (let r = 0; r < REPS; r++) {
         o.n++; o.ms += e.d; o.max = Math.max(o.max, e.d);
       }
       return { total: T1 - T0, p50: p(0.5), p90: p(0.9), p99: p(0.99), max: sorted.at(-1), over5: lat.filter((x) => x > 5).length, sumOver5: lat.filter((x) => x > 5).reduce((a, b) => a + b, 0), kinds };
-    }, [lib, r, N, process.env.WORKLOAD || "update"]);
+    }, [lib, r, N, process.env.WORKLOAD || "update", Number(process.env.WAIT || 300)]);
     if (globalThis.__prof) {
       console.log("   profile:", JSON.stringify(categorize(globalThis.__prof)));
       globalThis.__prof = null;
