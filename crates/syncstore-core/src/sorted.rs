@@ -469,6 +469,12 @@ impl<T> SortedSet<T> {
         self.map.pop_last().map(|(k, _)| k)
     }
 
+    /// Drops the `n` smallest values in one move (`pop_first` moves every
+    /// value after the first, each time).
+    pub fn drop_first(&mut self, n: usize) {
+        self.map.items.drain(..n.min(self.map.items.len()));
+    }
+
     pub fn retain(&mut self, mut f: impl FnMut(&T) -> bool) {
         self.map.retain(|k, _| f(k));
     }
@@ -648,6 +654,15 @@ mod tests {
             m.range_from(&7).map(|(k, _)| *k).collect::<Vec<_>>(),
             [8, 10, 12, 14, 16, 18]
         );
+    }
+
+    #[test]
+    fn drop_first_drops_the_smallest() {
+        let mut s: SortedSet<u64> = (0..10).rev().collect();
+        s.drop_first(3);
+        assert!(s.iter().copied().eq(3..10));
+        s.drop_first(100);
+        assert!(s.is_empty());
     }
 
     #[test]

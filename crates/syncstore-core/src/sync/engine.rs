@@ -567,9 +567,9 @@ pub struct ClientSync {
     delivered_top: u64,
 }
 
-/// Own settled versions remembered for recognising their echo (8 bytes and
-/// a tree slot each; the oldest go first). A version forgotten costs its
-/// change a read of the stored version, not a wrong result.
+/// Own settled versions remembered for recognising their echo (8 bytes
+/// each; at the bound the oldest eighth goes). A version forgotten costs
+/// its change a read of the stored version, not a wrong result.
 const MAX_ECHOES: usize = 65_536;
 
 /// The largest stamp [`write_stamp`] gives (ms << 16 below 2^58, the year
@@ -1685,7 +1685,9 @@ impl ClientSync {
         let e = self.outbox.remove(pos);
         fx.outbox_drop.push(e.mutation.mid);
         if self.echoes.len() >= MAX_ECHOES {
-            self.echoes.pop_first();
+            // The oldest eighth at once: the set is a sorted Vec, where
+            // dropping its first value moves all the others.
+            self.echoes.drop_first(MAX_ECHOES / 8);
         }
         self.echoes.insert(version);
         true

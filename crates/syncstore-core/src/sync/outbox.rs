@@ -46,14 +46,41 @@ impl<'de> Deserialize<'de> for Outbox {
 }
 
 impl From<Vec<Entry>> for Outbox {
-    /// Sorts the entries by mid.
+    /// Sorts the entries by mid, and indexes them in key order, so that
+    /// each document's index slot is an append (in mid order, a queue of
+    /// edits of documents with random ids would insert into the middle of
+    /// the sorted index each time).
     fn from(mut entries: Vec<Entry>) -> Self {
         crate::sorted::sort_by(&mut entries, |a, b| a.mutation.mid.cmp(&b.mutation.mid));
-        let mut out = Outbox::default();
-        for e in entries {
-            out.push(e);
+        let mut keys: Vec<(&str, &str, u64)> = entries
+            .iter()
+            .map(|e| {
+                (
+                    e.mutation.coll.as_str(),
+                    e.mutation.id.as_str(),
+                    e.mutation.mid,
+                )
+            })
+            .collect();
+        // Stable: each document's mids stay ascending.
+        crate::sorted::sort_by(&mut keys, |a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let mut by_key: SortedMap<String, SortedMap<String, Vec<u64>>> = SortedMap::new();
+        for (coll, id, mid) in keys {
+            let ids = match by_key.get_mut(coll) {
+                Some(ids) => ids,
+                None => by_key.entry(coll.to_owned()).or_default(),
+            };
+            match ids.get_mut(id) {
+                Some(mids) => mids.push(mid),
+                None => {
+                    ids.insert(id.to_owned(), vec![mid]);
+                }
+            }
         }
-        out
+        Outbox {
+            entries: entries.into(),
+            by_key,
+        }
     }
 }
 
@@ -208,5 +235,52 @@ impl Outbox {
         if m.is_empty() {
             self.by_key.remove(coll);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::MutationOp;
+
+    fn entry(mid: u64, coll: &str, id: &str) -> Entry {
+        Entry {
+            mutation: Mutation {
+                mid,
+                coll: coll.into(),
+                op: MutationOp::Delete,
+                id: id.into(),
+                doc: None,
+                patch: None,
+                base: None,
+                ts: None,
+            },
+            state: EntryState::Pending,
+            base_doc: None,
+        }
+    }
+
+    #[test]
+    fn built_from_a_list_it_indexes_as_pushes_do() {
+        // Mids out of order, documents in no order, several per document.
+        let ids = ["q", "b", "z", "b", "a", "q", "m", "b", "a", "z"];
+        let list: Vec<Entry> = ids
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, id)| entry(i as u64 + 1, if i % 3 == 0 { "x" } else { "y" }, id))
+            .collect();
+        let built = Outbox::from(list.clone());
+        let mut pushed = Outbox::default();
+        let mut sorted = list;
+        sorted.sort_by_key(|e| e.mutation.mid);
+        for e in sorted {
+            pushed.push(e);
+        }
+        assert!(built.entries().iter().map(|e| e.mutation.mid).eq(1..=10));
+        assert_eq!(built.by_key, pushed.by_key);
+        assert_eq!(built.mids("y", "b"), [2, 8]);
+        assert_eq!(built.mids("x", "b"), [4]);
+        assert!(built.mids("x", "nope").is_empty());
     }
 }
