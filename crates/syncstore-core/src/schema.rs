@@ -224,8 +224,6 @@ impl Schema {
                 ))
             };
             let path_ok = |p: &str| Path::parse(p).is_some();
-            // Filled by `insert`, not `collect()`: a `SortedMap` collected
-            // from an iterator brings a sort instance of its own (issue 19).
             let mut merge_by_id = SortedMap::new();
             match spec.get("mergeById") {
                 None => {}

@@ -113,22 +113,6 @@ impl<K, V> SortedMap<K, V> {
         self.items.into_iter().map(|(_, v)| v)
     }
 
-    pub fn first_key_value(&self) -> Option<(&K, &V)> {
-        self.items.first().map(|(k, v)| (k, v))
-    }
-
-    pub fn last_key_value(&self) -> Option<(&K, &V)> {
-        self.items.last().map(|(k, v)| (k, v))
-    }
-
-    pub fn pop_first(&mut self) -> Option<(K, V)> {
-        (!self.items.is_empty()).then(|| self.items.remove(0))
-    }
-
-    pub fn pop_last(&mut self) -> Option<(K, V)> {
-        self.items.pop()
-    }
-
     /// Keeps the entries for which `f` is true, in order.
     pub fn retain(&mut self, mut f: impl FnMut(&K, &mut V) -> bool) {
         self.items.retain_mut(|(k, v)| f(k, v));
@@ -204,16 +188,6 @@ impl<K: Ord, V> SortedMap<K, V> {
             key: Some(key),
             at,
         }
-    }
-
-    /// The entries whose keys are at least `from`, in order.
-    pub fn range_from<Q>(&self, from: &Q) -> Iter<'_, K, V>
-    where
-        K: Borrow<Q>,
-        Q: Ord + ?Sized,
-    {
-        let i = self.find(from).unwrap_or_else(|i| i);
-        Iter(self.items[i..].iter())
     }
 
     /// Splits off the entries whose keys are at least `at` (as
@@ -453,24 +427,8 @@ impl<T> SortedSet<T> {
         self.map.items.iter().map(|(k, _)| k)
     }
 
-    pub fn first(&self) -> Option<&T> {
-        self.map.items.first().map(|(k, _)| k)
-    }
-
-    pub fn last(&self) -> Option<&T> {
-        self.map.items.last().map(|(k, _)| k)
-    }
-
-    pub fn pop_first(&mut self) -> Option<T> {
-        self.map.pop_first().map(|(k, _)| k)
-    }
-
-    pub fn pop_last(&mut self) -> Option<T> {
-        self.map.pop_last().map(|(k, _)| k)
-    }
-
-    /// Drops the `n` smallest values in one move (`pop_first` moves every
-    /// value after the first, each time).
+    /// Drops the `n` smallest values in one move (removing them one by one
+    /// would move every later value each time).
     pub fn drop_first(&mut self, n: usize) {
         self.map.items.drain(..n.min(self.map.items.len()));
     }
@@ -627,7 +585,6 @@ mod tests {
                     .map(|(k, v)| (*k, *v))
                     .eq(std.iter().map(|(k, v)| (*k, *v))));
                 assert_eq!(ours.len(), std.len());
-                assert_eq!(ours.first_key_value(), std.first_key_value());
             }
         }
     }
@@ -643,17 +600,11 @@ mod tests {
     }
 
     #[test]
-    fn split_off_range_and_pop_as_btreemap() {
+    fn split_off_as_btreemap() {
         let mut ours: SortedSet<u64> = (0..10).rev().collect();
         let mut std: BTreeSet<u64> = (0..10).collect();
-        assert_eq!(ours.pop_first(), std.pop_first());
         let (a, b) = (ours.split_off(&6), std.split_off(&6));
         assert!(a.iter().eq(b.iter()) && ours.iter().eq(std.iter()));
-        let m: SortedMap<u64, ()> = (0..10).map(|k| (k * 2, ())).collect();
-        assert_eq!(
-            m.range_from(&7).map(|(k, _)| *k).collect::<Vec<_>>(),
-            [8, 10, 12, 14, 16, 18]
-        );
     }
 
     #[test]
