@@ -10,7 +10,8 @@
 //                                   WORKLOAD=insert: row 2 instead (N awaited inserts
 //                                   into an empty store); WORKLOAD=get: row 4 (N awaited
 //                                   gets of the batch's documents); WAIT (300): ms between
-//                                   the settled batch and the loop
+//                                   the settled batch and the loop; OFFLINE=1: sync on
+//                                   goes offline (goOffline) before the loop
 // bench/findings-sync.md, session 12, has what it showed.
 import { chromium } from "playwright-core";
 import { mkdtemp } from "node:fs/promises";
@@ -58,7 +59,7 @@ for (let r = 0; r < REPS; r++) {
       await page.exposeFunction("__profStart", () => cdp.send("Profiler.start"));
       await page.exposeFunction("__profStop", async () => { globalThis.__prof = (await cdp.send("Profiler.stop")).profile; });
     }
-    const res = await page.evaluate(async ([lib, r, N, WORKLOAD, WAIT]) => {
+    const res = await page.evaluate(async ([lib, r, N, WORKLOAD, WAIT, OFFLINE]) => {
       const INSERTS = WORKLOAD === "insert";
       const A = (await import(`./lib-${lib}.js`)).default;
       const { makeDocs } = await import("./docs.js");
@@ -67,6 +68,7 @@ for (let r = 0; r < REPS; r++) {
       if (!INSERTS) await db.insertMany(docs);
       await db.settle?.();
       const fresh = makeDocs(N, 10000);
+      if (OFFLINE && lib === "syncstoreSync") db.store.goOffline();
       await new Promise((x) => setTimeout(x, WAIT));
       let s = 1; const rnd = () => ((s = (s * 16807) % 2147483647) / 2147483647);
       const ids = Array.from({ length: N }, () => docs[(rnd() * 10000) | 0].id);
@@ -83,6 +85,7 @@ for (let r = 0; r < REPS; r++) {
       }
       const T1 = performance.now();
       if (window.__profStop) await window.__profStop();
+      if (OFFLINE && lib === "syncstoreSync") db.store.goOnline();
       const txs = window.__tx.filter((e) => e.t0 < T1).map((e) => ({ ...e, d: (e.t1 ?? T1) - e.t0 }));
       await db.settle?.();
       await db.destroy();
@@ -95,7 +98,7 @@ for (let r = 0; r < REPS; r++) {
         o.n++; o.ms += e.d; o.max = Math.max(o.max, e.d);
       }
       return { total: T1 - T0, p50: p(0.5), p90: p(0.9), p99: p(0.99), max: sorted.at(-1), over5: lat.filter((x) => x > 5).length, sumOver5: lat.filter((x) => x > 5).reduce((a, b) => a + b, 0), kinds };
-    }, [lib, r, N, process.env.WORKLOAD || "update", Number(process.env.WAIT || 300)]);
+    }, [lib, r, N, process.env.WORKLOAD || "update", Number(process.env.WAIT || 300), !!process.env.OFFLINE]);
     if (globalThis.__prof) {
       console.log("   profile:", JSON.stringify(categorize(globalThis.__prof)));
       globalThis.__prof = null;
