@@ -11,7 +11,8 @@
 //                                   into an empty store); WORKLOAD=get: row 4 (N awaited
 //                                   gets of the batch's documents); WAIT (300): ms between
 //                                   the settled batch and the loop; OFFLINE=1: sync on
-//                                   goes offline (goOffline) before the loop
+//                                   goes offline (goOffline) before the loop; GC=1: a full
+//                                   garbage collection (--expose-gc) right before the loop
 // bench/findings-sync.md, session 12, has what it showed.
 import { chromium } from "playwright-core";
 import { mkdtemp } from "node:fs/promises";
@@ -29,7 +30,7 @@ const base = `http://127.0.0.1:${srv.address().port}/`;
 const tokens = Array.from({ length: 40 }, (_, i) => ["--token", `bench-${i}:bench${i}`]).flat();
 const sync = await startServer(join(root, "target", "release", "syncstore-server"), [...LOAD_FLAGS, ...tokens]);
 const ctx = await chromium.launchPersistentContext(await mkdtemp(join(tmpdir(), "r6-")), {
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium", headless: true, args: ARGS,
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium", headless: true, args: process.env.GC ? [...ARGS, "--js-flags=--expose-gc"] : ARGS,
 });
 await ctx.addInitScript(() => {
   const log = (window.__tx = []);
@@ -74,6 +75,7 @@ for (let r = 0; r < REPS; r++) {
       const ids = Array.from({ length: N }, () => docs[(rnd() * 10000) | 0].id);
       window.__tx.length = 0;
       const lat = [];
+      if (window.gc) { window.gc(); await new Promise((x) => setTimeout(x, 100)); }
       if (window.__profStart) await window.__profStart();
       const T0 = performance.now();
       for (let i = 0; i < N; i++) {
