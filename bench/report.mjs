@@ -43,6 +43,20 @@ export function syncOnVerdict(k, ry) {
   return ry <= bound ? `met (<= ${bound}x)` : `**missed** (${rx(ry)} > ${bound}x)`;
 }
 
+/**
+ * The spread of a row's sync-on / local ratio: the lowest and highest over
+ * the repetitions, each sync-on time over the local-only time of the same
+ * repetition (the two run one after the other, so the machine's drift
+ * falls on both); the verdict stays on the ratio of the medians.
+ */
+export function pairedRange(runs, k) {
+  const a = runs?.syncstore, b = runs?.syncstoreSync;
+  if (!a || !b) return "n/a";
+  const rs = a.map((x, i) => ratio(b[i]?.out[k], x.out[k])).filter((v) => v !== undefined && Number.isFinite(v));
+  if (!rs.length) return "n/a";
+  return `${Math.min(...rs).toFixed(2)}-${Math.max(...rs).toFixed(2)}x`;
+}
+
 export async function report(r, findingsPath) {
   const m = r.medians;
   const s = m.syncstore || {}, d = m.dexie || {}, w = m.raw || {}, y = m.syncstoreSync || {};
@@ -83,13 +97,16 @@ export async function report(r, findingsPath) {
   L("row 7 p50 at most Dexie's `liveQuery` p50. Raw IndexedDB has no live queries.");
   L("Issue 13 (`sync on target`): with sync on, rows 1-6 and the row 7 p50 within 1.15x of");
   L("the local-only `syncstore` column of the same run, and the row 7 p99 within 2x of it.");
+  L("`each repetition`: the lowest and highest sync-on / local ratio of a single repetition (the two");
+  L("columns run one after the other in each), to show how far one pair moves on this machine; the");
+  L("verdict is on the ratio of the medians.");
   L();
   L("<!-- table:start -->");
-  L("| workload | syncstore | sync on | Dexie | raw IDB | syncstore/Dexie | syncstore/raw | sync on/Dexie | sync on / local | target | sync on target |");
-  L("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |");
+  L("| workload | syncstore | sync on | Dexie | raw IDB | syncstore/Dexie | syncstore/raw | sync on/Dexie | sync on / local | each repetition | target | sync on target |");
+  L("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |");
   for (const [k, label, kind] of ROWS) {
     const rd = ratio(s[k], d[k]), rr = ratio(s[k], w[k]), ry = ratio(y[k], s[k]);
-    L(`| ${label} | ${ms(s[k])} | ${ms(y[k])} | ${ms(d[k])} | ${ms(w[k])} | ${rx(rd)} | ${rx(rr)} | ${rx(ratio(y[k], d[k]))} | ${rx(ry)} | ${verdict(kind, rd, rr)} | ${syncOnVerdict(k, ry)} |`);
+    L(`| ${label} | ${ms(s[k])} | ${ms(y[k])} | ${ms(d[k])} | ${ms(w[k])} | ${rx(rd)} | ${rx(rr)} | ${rx(ratio(y[k], d[k]))} | ${rx(ry)} | ${pairedRange(r.runs, k)} | ${verdict(kind, rd, rr)} | ${syncOnVerdict(k, ry)} |`);
   }
   L("<!-- table:end -->");
   L();

@@ -17,7 +17,7 @@ import { runSync, build, startServer, LOAD_FLAGS } from "./sync.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "..");
-const REPS = Number(process.env.BENCH_REPS || 3);
+const REPS = Number(process.env.BENCH_REPS || 5);
 const LIBS = (process.env.BENCH_LIBS || "syncstore,syncstoreSync,dexie,raw").split(",");
 const ONLY = process.argv.includes("--sync") ? "sync" : process.argv.includes("--local") ? "local" : process.env.BENCH_ONLY || "";
 if (!["", "sync", "local"].includes(ONLY)) throw new Error(`BENCH_ONLY must be sync or local, not ${ONLY}`);

@@ -31,7 +31,7 @@
 # results/latest.json):
 #   BENCH_ONLY=sync make bench      (or: bash bench/run.sh --sync)
 #   BENCH_ONLY=local make bench     (or: bash bench/run.sh --local)
-# Knobs: BENCH_REPS (3), BENCH_LIBS (syncstore,syncstoreSync,dexie,raw), BENCH_DIAG=0 (skip the profiles and
+# Knobs: BENCH_REPS (5), BENCH_LIBS (syncstore,syncstoreSync,dexie,raw), BENCH_DIAG=0 (skip the profiles and
 # diagnostic runs), BENCH_SYNC_ROWS=8,9,10,11, BENCH_SYNC_SAMPLES (200),
 # BENCH_INITIAL_DOCS (100000), BENCH_INITIAL_SMALL_DOCS (10000), BENCH_INITIAL_REPS (2),
 # BENCH_PUSH_DOCS (10000, row 11), BENCH_LOAD_CLIENTS (1000),
