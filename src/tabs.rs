@@ -277,10 +277,10 @@ impl TabSync {
             }
             Some("ask") => {
                 let Some(c) = leader else { return };
-                let (Some(from), Some(rid), Ok(ask)) = (
+                let (Some(from), Some(rid), Some(ask)) = (
                     msg.get("from").and_then(Value::as_str),
                     msg.get("rid").and_then(Value::as_u64),
-                    serde_json::from_value::<Ask>(msg["ask"].clone()),
+                    msg.get("ask").and_then(Ask::from_json),
                 ) else {
                     return;
                 };

@@ -238,12 +238,14 @@ impl SyncLoop {
         let mut queued: Vec<Entry> = vec![];
         for raw in outbox_entries(records) {
             let mid = raw.get("mid").cloned();
-            match serde_json::from_value::<Entry>(raw) {
+            match Entry::from_json(raw) {
                 Ok(e) => queued.push(e),
-                Err(why) => {
+                Err(field) => {
                     // Cannot be sent as stored: drop it rather than block the queue.
                     glue::warn(
-                        &format!("syncstore: dropping a malformed outbox entry: {why}"),
+                        &format!(
+                            "syncstore: dropping a malformed outbox entry (missing or invalid `{field}`)"
+                        ),
                         &JsValue::UNDEFINED,
                     );
                     if let Some(mid) = mid {
