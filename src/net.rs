@@ -5,11 +5,11 @@
 
 use crate::glue;
 use js_sys::{Promise, Reflect};
-use serde::de::DeserializeOwned;
 use std::cell::RefCell;
 use std::rc::Rc;
 use syncstore_core::protocol::{
-    ClientMessage, PullResponse, PushRequest, PushResponse, ServerLimits, ServerMessage,
+    read_limits, read_pull, read_push, ClientMessage, PullResponse, PushRequest, PushResponse,
+    ServerLimits, ServerMessage,
 };
 use syncstore_core::sync::schedule::retry_after_ms;
 use wasm_bindgen::prelude::*;
@@ -94,12 +94,6 @@ impl From<NetError> for JsValue {
     }
 }
 
-/// `GET /v1/config`'s answer (fields the client does not know are ignored).
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-pub struct ServerConfig {
-    pub limits: Option<ServerLimits>,
-}
-
 /// A sync server endpoint and the credentials to use it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Remote {
@@ -144,15 +138,6 @@ impl Remote {
         }
     }
 
-    async fn exchange<T: DeserializeOwned>(
-        &self,
-        method: &'static str,
-        path: &str,
-        body: Option<String>,
-    ) -> Result<T, NetError> {
-        self.send(method, path, body).answer().await
-    }
-
     /// Sends a request now; its answer is read by [`Sent::answer`].
     fn send(&self, method: &'static str, path: &str, body: Option<String>) -> Sent {
         let url = format!("{}{path}", self.url);
@@ -173,7 +158,7 @@ impl Remote {
 
     /// `POST /v1/push`.
     pub async fn push(&self, req: &PushRequest) -> Result<PushResponse, NetError> {
-        self.push_ahead(req).answer().await
+        self.push_ahead(req).answer(read_push).await
     }
 
     /// `GET /v1/pull` from `cursor`, at most `limit` changes.
@@ -182,12 +167,14 @@ impl Remote {
             "/v1/pull?cursor={}&limit={limit}",
             js_sys::encode_uri_component(cursor)
         );
-        self.exchange("GET", &path, None).await
+        self.send("GET", &path, None).answer(read_pull).await
     }
 
-    /// `GET /v1/config`: the server's limits.
-    pub async fn config(&self) -> Result<ServerConfig, NetError> {
-        self.exchange("GET", "/v1/config", None).await
+    /// `GET /v1/config`: the server's limits (`None` if it does not say).
+    pub async fn limits(&self) -> Result<Option<ServerLimits>, NetError> {
+        self.send("GET", "/v1/config", None)
+            .answer(read_limits)
+            .await
     }
 
     /// The WebSocket URL (`ws:` for `http:`, `wss:` for `https:`).
@@ -205,9 +192,19 @@ pub struct Sent {
 }
 
 impl Sent {
-    /// Waits for the answer: the JSON body of a 2xx, else the error its
-    /// status means.
-    pub async fn answer<T: DeserializeOwned>(self) -> Result<T, NetError> {
+    /// Waits for the answer: the JSON body of a 2xx read by `read`
+    /// (protocol.rs `read_push`, `read_pull`, `read_limits`), else the
+    /// error its status means.
+    pub async fn answer<T>(self, read: fn(&str) -> serde_json::Result<T>) -> Result<T, NetError> {
+        let (method, path) = (self.method, self.path.clone());
+        let text = self.text().await?;
+        read(&text)
+            .map_err(|e| NetError::Protocol(format!("{method} {path}: unexpected answer: {e}")))
+    }
+
+    /// The body of a 2xx answer, else the error its status means (one
+    /// instance for every answer's type).
+    async fn text(self) -> Result<String, NetError> {
         let Sent {
             answer,
             method,
@@ -220,9 +217,7 @@ impl Sent {
         let text = field(&res, "text").as_string().unwrap_or_default();
         let retry_after = field(&res, "retryAfter").as_string();
         match status {
-            200..=299 => serde_json::from_str(&text).map_err(|e| {
-                NetError::Protocol(format!("{method} {path}: unexpected answer: {e}"))
-            }),
+            200..=299 => Ok(text),
             0 => Err(NetError::Network(format!("{method} {path}: {text}"))),
             401 => Err(NetError::Unauthorized(error_message(&text))),
             403 => Err(NetError::Forbidden(

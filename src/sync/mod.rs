@@ -41,8 +41,8 @@ use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 use syncstore_core::protocol::MutationResult;
 use syncstore_core::protocol::{
-    ClientMessage, Mutation, PullResponse, PushRequest, PushResponse, ServerLimits, ServerMessage,
-    START_CURSOR,
+    read_push, ClientMessage, Mutation, PullResponse, PushRequest, PushResponse, ServerLimits,
+    ServerMessage, START_CURSOR,
 };
 use syncstore_core::schema::SyncMode;
 use syncstore_core::sorted::{SortedMap, SortedSet};
@@ -1382,10 +1382,10 @@ impl SyncLoop {
     /// a config (an older server) is taken as no limits; a network failure
     /// leaves them to the next try (or the socket's `synced` frame).
     async fn fetch_limits(&self, inner: &Rc<Ctx>) {
-        match self.remote.config().await {
-            Ok(c) => {
+        match self.remote.limits().await {
+            Ok(limits) => {
                 self.limits_known.set(true);
-                if let Some(l) = c.limits {
+                if let Some(l) = limits {
                     self.learn_limits(inner, &l);
                 }
             }
@@ -1426,7 +1426,7 @@ impl SyncLoop {
         let mut ahead: Option<(PushRequest, Sent, f64)> = None;
         for _ in 0..MAX_ROUNDS {
             let (req, answer, sent) = match ahead.take() {
-                Some((req, ahead, sent)) => match ahead.answer().await {
+                Some((req, ahead, sent)) => match ahead.answer(read_push).await {
                     Ok(r) => (req, Ok(r), sent),
                     Err(_) => {
                         let answer = self.authorized(|| self.remote.push(&req)).await;

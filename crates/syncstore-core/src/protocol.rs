@@ -692,7 +692,11 @@ fn push_result<S: Serializer>(
     st.end()
 }
 
-/// [`ServerMessage`] as read: every variant's fields, optional.
+/// [`ServerMessage`] as read: every variant's fields, optional. The HTTP
+/// answers a client reads ([`PullResponse`], [`PushResponse`], the
+/// config's `limits`) are read through it too ([`read_pull`],
+/// [`read_push`], [`read_limits`]): one struct reader in the wasm module
+/// for every JSON object from the server, not one per type (issue 19).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ServerMessageWire {
@@ -708,6 +712,39 @@ struct ServerMessageWire {
     code: Option<String>,
     message: Option<String>,
     retry_after: Option<u64>,
+    resync: Option<bool>,
+    more: Option<bool>,
+    total: Option<u64>,
+}
+
+/// `GET /v1/pull`'s answer, read as its `Deserialize` reads it.
+pub fn read_pull(text: &str) -> serde_json::Result<PullResponse> {
+    let w: ServerMessageWire = serde_json::from_str(text)?;
+    Ok(PullResponse {
+        resync: w.resync.unwrap_or(false),
+        changes: required(w.changes, "changes")?,
+        cursor: required(w.cursor, "cursor")?,
+        more: required(w.more, "more")?,
+        last_mutation_id: required(w.last_mutation_id, "lastMutationId")?,
+        total: w.total,
+    })
+}
+
+/// `POST /v1/push`'s answer, read as its `Deserialize` reads it.
+pub fn read_push(text: &str) -> serde_json::Result<PushResponse> {
+    let w: ServerMessageWire = serde_json::from_str(text)?;
+    Ok(PushResponse {
+        results: required(w.results, "results")?,
+        id_map: required(w.id_map, "idMap")?,
+        last_mutation_id: required(w.last_mutation_id, "lastMutationId")?,
+    })
+}
+
+/// The `limits` of `GET /v1/config`'s answer (absent from servers that do
+/// not advertise them; fields a client does not know are ignored).
+pub fn read_limits(text: &str) -> serde_json::Result<Option<ServerLimits>> {
+    let w: ServerMessageWire = serde_json::from_str(text)?;
+    Ok(w.limits)
 }
 
 impl<'de> Deserialize<'de> for ServerMessage {
@@ -794,6 +831,56 @@ pub struct ServerLimits {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The answers read through the frame's wire struct take and refuse
+    /// what their own `Deserialize` does, and read the same values.
+    #[test]
+    fn answers_read_through_the_wire_struct_as_their_types_read_them() {
+        let change = r#"{"seq":3,"coll":"t","id":"a","op":"put","doc":{"id":"a"},"version":3}"#;
+        let pulls = [
+            format!(r#"{{"changes":[{change}],"cursor":"c","more":false,"lastMutationId":4}}"#),
+            r#"{"resync":true,"changes":[],"cursor":"0","more":true,"lastMutationId":0,"total":9,"extra":1}"#.into(),
+            r#"{"changes":[],"cursor":"c","lastMutationId":4}"#.into(),
+            r#"{"changes":[],"cursor":"c","more":"no","lastMutationId":4}"#.into(),
+            r#"{"changes":{},"cursor":"c","more":false,"lastMutationId":4}"#.into(),
+            r#"{"changes":[],"more":false,"lastMutationId":4}"#.into(),
+            r#"{"changes":[],"cursor":"c","more":false,"lastMutationId":-1}"#.into(),
+            r#"[]"#.into(),
+        ];
+        let mut read = 0;
+        for t in &pulls {
+            let ours = read_pull(t).ok();
+            assert_eq!(ours, serde_json::from_str::<PullResponse>(t).ok(), "{t}");
+            read += usize::from(ours.is_some());
+        }
+        assert_eq!(read, 2);
+        let pushes = [
+            r#"{"results":[{"status":"applied","mid":1,"id":"a","version":3,"prev":0}],"idMap":{"tmp_1":"a"},"lastMutationId":1}"#,
+            r#"{"results":[{"status":"rejected","mid":2,"code":"X","message":"m"}],"idMap":{},"lastMutationId":2,"rid":"r"}"#,
+            r#"{"results":[],"lastMutationId":2}"#,
+            r#"{"results":[],"idMap":{},"lastMutationId":null}"#,
+            r#"{"results":[{"status":"applied"}],"idMap":{},"lastMutationId":2}"#,
+            r#"{"results":[],"idMap":[],"lastMutationId":2}"#,
+        ];
+        read = 0;
+        for t in pushes {
+            let ours = read_push(t).ok();
+            assert_eq!(ours, serde_json::from_str::<PushResponse>(t).ok(), "{t}");
+            read += usize::from(ours.is_some());
+        }
+        assert_eq!(read, 2);
+        let limits = ServerLimits {
+            max_doc_bytes: 1,
+            max_mutations_per_push: 2,
+            max_body_bytes: 3,
+        };
+        assert_eq!(
+            read_limits(r#"{"limits":{"maxDocBytes":1,"maxMutationsPerPush":2,"maxBodyBytes":3},"version":1}"#).unwrap(),
+            Some(limits)
+        );
+        assert_eq!(read_limits(r#"{"version":1}"#).unwrap(), None);
+        assert!(read_limits(r#"{"limits":{"maxDocBytes":1}}"#).is_err());
+    }
 
     #[test]
     fn parse_only_reads_the_named_members_as_parse_does() {
