@@ -233,6 +233,7 @@ scenarios!(run_sync, SYNC:
     resync_after_the_server_lost_its_data_keeps_pending_writes,
     a_settled_write_is_not_written_again,
     a_server_copy_stored_by_an_earlier_version_is_still_read,
+    a_malformed_outbox_entry_is_dropped_and_the_rest_is_pushed,
     browser_offline_and_online_events_pause_and_resume_sync,
     go_offline_while_the_sync_loop_starts_holds,
     a_sync_loop_whose_start_failed_is_started_again,

@@ -662,6 +662,63 @@ const scenarios = {
     eq(rows.map((r) => [r.doc.n, r.version]), [[1, copy.version]], "the server's is unchanged");
   },
 
+  async a_malformed_outbox_entry_is_dropped_and_the_rest_is_pushed(env) {
+    // An outbox entry that cannot be read (here: an unknown op, as a bug
+    // or another version could leave it) is dropped, with a warning; the
+    // entries around it are pushed, nothing waits on it for ever, and
+    // `status().pending` comes down to 0.
+    const coll = collName("badentry");
+    const name = dbName("badentry");
+    const opts = {
+      name,
+      collections: { [coll]: { indexes: ["n"] } },
+      sync: { url: env.server, token: "dev-token", pollMs: 200 },
+    };
+    let a = await env.open(opts);
+    env.opened.push(a);
+    a.goOffline();
+    for (const id of ["b1", "b2", "b3"]) await a.insert(coll, { id, n: 1 });
+    a.close();
+    const raw = await new Promise((resolve, reject) => {
+      const r = indexedDB.open(name);
+      r.onsuccess = () => resolve(r.result);
+      r.onerror = () => reject(r.error);
+    });
+    const spoiled = await new Promise((resolve, reject) => {
+      const tx = raw.transaction("_outbox", "readwrite");
+      const store = tx.objectStore("_outbox");
+      const all = store.getAll();
+      all.onsuccess = () => {
+        const entries = all.result;
+        eq(entries.map((e) => e.id), ["b1", "b2", "b3"], "three queued inserts");
+        const bad = { ...entries[1], op: "upsert" };
+        store.put(bad);
+        resolve(bad);
+      };
+      tx.onerror = () => reject(tx.error);
+    });
+    raw.close();
+    a = await env.open(opts);
+    env.opened.push(a);
+    await until("the readable entries pushed and nothing pending", async () => {
+      const ids = live(await serverRows(env, coll)).map((r) => r.id).sort();
+      return JSON.stringify(ids) === JSON.stringify(["b1", "b3"]) && a.status().pending === 0;
+    });
+    await a.sync();
+    const left = await new Promise((resolve, reject) => {
+      const r = indexedDB.open(name);
+      r.onsuccess = () => {
+        const req = r.result.transaction("_outbox").objectStore("_outbox").getAll();
+        req.onsuccess = () => resolve(req.result);
+        req.onerror = () => reject(req.error);
+        r.result.close();
+      };
+      r.onerror = () => reject(r.error);
+    });
+    eq(left.filter((e) => e.mid === spoiled.mid), [], "the malformed entry is gone from the outbox");
+    eq(live(await serverRows(env, coll)).map((r) => r.id).sort(), ["b1", "b3"], "the server never saw it");
+  },
+
   async offline_writes_arrive_once_after_the_server_returns(env) {
     const coll = collName("off");
     const a = await device(env, coll);
