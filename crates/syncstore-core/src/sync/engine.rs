@@ -277,14 +277,15 @@ impl Entry {
     /// parsed JSON value: what its `Deserialize` reads, read by hand. The
     /// browser binding gets its entries as values (glue.js records, the
     /// write path's entries), and serde's reading of a `Value` into a type
-    /// is a second deserializer per type in the module (~4.7 KB gzipped
-    /// for this and `Ask`: issue 19). Accepts and refuses what
+    /// is a second deserializer per type in the module (3.1 KB gzipped for
+    /// this and the binding's `Ask`: issue 19). Accepts and refuses what
     /// `serde_json::from_value::<Entry>` does (test
     /// `entries_read_by_hand_as_serde_reads_them`); the error is the name
-    /// of the first missing or invalid field.
+    /// of the first missing or invalid field (`entry` if it is not an
+    /// object).
     pub fn from_json(v: Value) -> Result<Entry, &'static str> {
         let Value::Object(mut o) = v else {
-            return Err("not an object");
+            return Err("entry");
         };
         let u64_field = |o: &serde_json::Map<String, Value>, k: &'static str| match o.get(k) {
             None | Some(Value::Null) => Ok(None),
