@@ -66,6 +66,27 @@ function collName(tag) {
   return `${tag}_${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
 }
 
+/** The database `name` opened directly, for a scenario to read or change what a store left there. */
+function rawDb(name) {
+  return new Promise((resolve, reject) => {
+    const r = indexedDB.open(name);
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+  });
+}
+
+/** Open options a scenario reopens its store with: one collection `coll` in database `name`, syncing. */
+function reopenable(env, tag) {
+  const coll = collName(tag);
+  const name = dbName(tag);
+  const opts = {
+    name,
+    collections: { [coll]: { indexes: ["n"] } },
+    sync: { url: env.server, token: "dev-token", pollMs: 200 },
+  };
+  return { coll, name, opts };
+}
+
 /** Opens a device: its own database, syncing `coll` (and `more`). */
 async function device(env, coll, { sync = {}, more = {}, spec = {} } = {}) {
   const db = await env.open({
@@ -615,13 +636,7 @@ const scenarios = {
     // such a copy is taken in after a reload with the copy's document as
     // the server's: when the server refuses the edit (a read-only token),
     // the document rolls back to it.
-    const coll = collName("oldcopy");
-    const name = dbName("oldcopy");
-    const opts = {
-      name,
-      collections: { [coll]: { indexes: ["n"] } },
-      sync: { url: env.server, token: "dev-token", pollMs: 200 },
-    };
+    const { coll, name, opts } = reopenable(env, "oldcopy");
     let a = await env.open(opts);
     env.opened.push(a);
     await a.insert(coll, { id: "o1", n: 1 });
@@ -630,11 +645,7 @@ const scenarios = {
     a.goOffline();
     await a.update(coll, "o1", { n: 2 });
     a.close();
-    const raw = await new Promise((resolve, reject) => {
-      const r = indexedDB.open(name);
-      r.onsuccess = () => resolve(r.result);
-      r.onerror = () => reject(r.error);
-    });
+    const raw = await rawDb(name);
     const copy = await new Promise((resolve, reject) => {
       const tx = raw.transaction("_server", "readwrite");
       const store = tx.objectStore("_server");
@@ -667,23 +678,13 @@ const scenarios = {
     // or another version could leave it) is dropped, with a warning; the
     // entries around it are pushed, nothing waits on it for ever, and
     // `status().pending` comes down to 0.
-    const coll = collName("badentry");
-    const name = dbName("badentry");
-    const opts = {
-      name,
-      collections: { [coll]: { indexes: ["n"] } },
-      sync: { url: env.server, token: "dev-token", pollMs: 200 },
-    };
+    const { coll, name, opts } = reopenable(env, "badentry");
     let a = await env.open(opts);
     env.opened.push(a);
     a.goOffline();
     for (const id of ["b1", "b2", "b3"]) await a.insert(coll, { id, n: 1 });
     a.close();
-    const raw = await new Promise((resolve, reject) => {
-      const r = indexedDB.open(name);
-      r.onsuccess = () => resolve(r.result);
-      r.onerror = () => reject(r.error);
-    });
+    const raw = await rawDb(name);
     const spoiled = await new Promise((resolve, reject) => {
       const tx = raw.transaction("_outbox", "readwrite");
       const store = tx.objectStore("_outbox");
@@ -705,16 +706,13 @@ const scenarios = {
       return JSON.stringify(ids) === JSON.stringify(["b1", "b3"]) && a.status().pending === 0;
     });
     await a.sync();
+    const after = await rawDb(name);
     const left = await new Promise((resolve, reject) => {
-      const r = indexedDB.open(name);
-      r.onsuccess = () => {
-        const req = r.result.transaction("_outbox").objectStore("_outbox").getAll();
-        req.onsuccess = () => resolve(req.result);
-        req.onerror = () => reject(req.error);
-        r.result.close();
-      };
-      r.onerror = () => reject(r.error);
+      const req = after.transaction("_outbox").objectStore("_outbox").getAll();
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
     });
+    after.close();
     eq(left.filter((e) => e.mid === spoiled.mid), [], "the malformed entry is gone from the outbox");
     eq(live(await serverRows(env, coll)).map((r) => r.id).sort(), ["b1", "b3"], "the server never saw it");
   },
@@ -991,11 +989,7 @@ const scenarios = {
     const collections = { [coll]: {} };
     const plain = await env.open({ name, collections });
     plain.close();
-    const raw = await new Promise((resolve, reject) => {
-      const r = indexedDB.open(name);
-      r.onsuccess = () => resolve(r.result);
-      r.onerror = () => reject(r.error);
-    });
+    const raw = await rawDb(name);
     let holding = false;
     let held = null;
     const holdServer = () => {
@@ -2048,11 +2042,7 @@ const scenarios = {
     await synced(a);
     const errors = [];
     a.on("error", (e) => errors.push(e));
-    const raw = await new Promise((resolve, reject) => {
-      const r = indexedDB.open(name);
-      r.onsuccess = () => resolve(r.result);
-      r.onerror = () => reject(r.error);
-    });
+    const raw = await rawDb(name);
     const meta = (write) =>
       new Promise((resolve, reject) => {
         const tx = raw.transaction("_meta", write ? "readwrite" : "readonly");
@@ -2101,11 +2091,7 @@ const scenarios = {
     const b = await device(env, collName("unused"), { more: { [notes]: {} } });
     await b.insert(notes, { id: "n1", text: "from b" });
     await synced(b);
-    const raw = await new Promise((resolve, reject) => {
-      const r = indexedDB.open(name);
-      r.onsuccess = () => resolve(r.result);
-      r.onerror = () => reject(r.error);
-    });
+    const raw = await rawDb(name);
     const terms = [];
     const readTerm = () =>
       new Promise((resolve, reject) => {
